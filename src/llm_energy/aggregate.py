@@ -1,0 +1,55 @@
+"""Combine the per-job tables into one tidy measurements table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from llm_energy.errors import InputError
+from llm_energy.store import write_parquet_atomic
+
+# Columns every measurement table has (the README documents them all).
+REQUIRED_COLUMNS = (
+    "backend",
+    "model",
+    "weights",
+    "meter",
+    "batch_size",
+    "input_tokens",
+    "output_tokens",
+    "repetitions",
+    "feasible",
+    "duration_s",
+    "energy_j",
+    "prefill_energy_j",
+    "decode_energy_j",
+    "energy_per_output_token_j",
+    "gpu_name",
+)
+
+
+def combine(paths: Iterable[Path]) -> pd.DataFrame:
+    frames = []
+    for path in paths:
+        df = pd.read_parquet(path)
+        missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+        if missing and len(df):
+            raise InputError(f"{path}: not a measurement table (missing {', '.join(missing)})")
+        frames.append(df)
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
+    table = pd.concat(frames, ignore_index=True)
+    return table.sort_values(
+        ["group", "decoding", "input_tokens", "output_tokens", "batch_size"], kind="stable"
+    ).reset_index(drop=True)
+
+
+def write(table: pd.DataFrame, parquet: Path, csv: Path | None = None) -> None:
+    write_parquet_atomic(table, Path(parquet))
+    if csv is not None:
+        tmp = Path(csv).with_suffix(".csv.tmp")
+        table.to_csv(tmp, index=False)
+        tmp.replace(csv)

@@ -1,0 +1,69 @@
+"""The backend interface: load one model once, then generate fixed-length batches."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from llm_energy.spec import DecodingSpec, EngineSpec, ModelSpec
+
+
+class Backend(ABC):
+    """An inference engine holding one loaded model.
+
+    ``prepare`` turns token ids into the engine's own input objects outside the measurement
+    window; ``generate`` runs one batch to exactly ``output_tokens`` new tokens per sequence and
+    returns only when the device has finished.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, model: ModelSpec, engine: EngineSpec, device: str, dtype: str) -> None:
+        self.model_spec = model
+        self.engine = engine
+        self.device = device
+        self.dtype = dtype
+
+    @abstractmethod
+    def load(self, config_dir: str, seed: int) -> None:
+        """Build or load the model. ``config_dir`` holds the architecture's config.json."""
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Vocabulary size of the loaded model (prompts are drawn below it)."""
+
+    @abstractmethod
+    def prepare(self, token_ids: list[list[int]]) -> Any:
+        """Engine-specific inputs for one batch of equal-length prompts."""
+
+    @abstractmethod
+    def generate(self, prepared: Any, output_tokens: int, decoding: DecodingSpec) -> int:
+        """Generate exactly ``output_tokens`` per sequence; return the number of new tokens."""
+
+    def synchronize(self) -> None:  # noqa: B027 - engines that block need nothing here
+        """Wait until the device has finished all queued work."""
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        return "out of memory" in str(exc).lower()
+
+    def recover(self) -> None:  # noqa: B027 - optional hook
+        """Free what a failed point left behind so that the sweep can go on."""
+
+    def reset_peak_memory(self) -> None:  # noqa: B027 - optional hook
+        """Start a new peak-memory window."""
+
+    def peak_memory_gib(self) -> float:
+        """Peak device memory since ``reset_peak_memory`` (NaN when the engine cannot tell)."""
+        return float("nan")
+
+    def device_uuids(self) -> list[str]:
+        """UUIDs of the GPUs this engine uses (empty on the CPU)."""
+        return []
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Versions of the libraries that produced the numbers."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the model and the device."""

@@ -1,0 +1,131 @@
+"""Hugging Face transformers on PyTorch: the study's unoptimised baseline, with and without
+``torch.compile`` (static KV cache, as transformers compiles it)."""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from llm_energy.backends.base import Backend
+from llm_energy.errors import BackendError, ConfigError
+from llm_energy.spec import DecodingSpec
+
+
+class TransformersBackend(Backend):
+    name = "transformers"
+
+    def load(self, config_dir: str, seed: int) -> None:
+        import torch
+        import transformers
+
+        self._torch = torch
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(
+                f"this job runs on device '{self.device}' but PyTorch sees no CUDA GPU"
+            )
+        if self.engine.tensor_parallel_size != 1:
+            raise ConfigError(
+                f"engine '{self.engine.name}': tensor parallelism is not supported by the "
+                "transformers backend in a single process"
+            )
+        dtype = getattr(torch, self.dtype)
+        attn = self.engine.attn_implementation
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        if attn:
+            kwargs["attn_implementation"] = attn
+        torch.manual_seed(seed)
+        if self.model_spec.weights == "random":
+            config = transformers.AutoConfig.from_pretrained(config_dir)
+            with torch.device(self.device):
+                model = transformers.AutoModelForCausalLM.from_config(config, **kwargs)
+        else:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                config_dir, device_map=self.device, **kwargs
+            )
+        model.eval()
+        self._model = model
+        gen = model.generation_config
+        # Lengths are forced, so the end-of-sequence token must never stop a sequence early.
+        gen.eos_token_id = None
+        gen.pad_token_id = 0 if gen.pad_token_id is None else gen.pad_token_id
+        if self.engine.torch_compile:
+            gen.cache_implementation = "static"
+            # transformers compiles static-cache generation by itself on CUDA; elsewhere it
+            # must be told to.
+            compile_config = transformers.CompileConfig(fullgraph=False)
+            compile_config._compile_all_devices = not self.device.startswith("cuda")
+            gen.compile_config = compile_config
+        else:
+            gen.disable_compile = True
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._model.config.get_text_config().vocab_size)
+
+    def prepare(self, token_ids: list[list[int]]) -> dict[str, Any]:
+        torch = self._torch
+        ids = torch.tensor(token_ids, dtype=torch.long, device=self.device)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    def generate(self, prepared: dict[str, Any], output_tokens: int, decoding: DecodingSpec) -> int:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": output_tokens,
+            "min_new_tokens": output_tokens,
+            "num_beams": decoding.num_beams,
+            "do_sample": decoding.strategy == "sample",
+        }
+        if decoding.strategy == "beam":
+            kwargs["early_stopping"] = False
+            kwargs["num_return_sequences"] = 1
+        if decoding.strategy == "sample":
+            kwargs["temperature"] = decoding.temperature if decoding.temperature else 1.0
+            kwargs["top_p"] = decoding.top_p if decoding.top_p is not None else 1.0
+            kwargs["top_k"] = decoding.top_k if decoding.top_k is not None else 0
+        with self._torch.inference_mode():
+            out = self._model.generate(**prepared, **kwargs)
+        new_tokens = out.shape[1] - prepared["input_ids"].shape[1]
+        if new_tokens != output_tokens:
+            raise BackendError(f"generated {new_tokens} tokens instead of {output_tokens}")
+        return int(out.shape[0] * new_tokens)
+
+    def synchronize(self) -> None:
+        if self.device.startswith("cuda"):
+            self._torch.cuda.synchronize()
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._torch.OutOfMemoryError) or super().is_out_of_memory(exc)
+
+    def recover(self) -> None:
+        gc.collect()
+        if self.device.startswith("cuda"):
+            self._torch.cuda.empty_cache()
+
+    def reset_peak_memory(self) -> None:
+        if self.device.startswith("cuda"):
+            self._torch.cuda.reset_peak_memory_stats()
+
+    def peak_memory_gib(self) -> float:
+        if self.device.startswith("cuda"):
+            return self._torch.cuda.max_memory_allocated() / 2**30
+        return float("nan")
+
+    def device_uuids(self) -> list[str]:
+        if not self.device.startswith("cuda"):
+            return []
+        index = self._torch.device(self.device).index or 0
+        return [str(self._torch.cuda.get_device_properties(index).uuid)]
+
+    def versions(self) -> dict[str, str]:
+        import transformers
+
+        torch = self._torch
+        return {
+            "backend_version": f"transformers {transformers.__version__}",
+            "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__,
+            "cuda_version": str(torch.version.cuda) if torch.version.cuda else "none",
+        }
+
+    def close(self) -> None:
+        self._model = None
+        self.recover()

@@ -1,0 +1,151 @@
+"""Command line: ``llm-energy measure|plan|validate-config|aggregate|figure|table``.
+
+Each Snakemake rule runs one of these commands, and the same command works by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from llm_energy.errors import LlmEnergyError
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def cmd_measure(args: argparse.Namespace) -> None:
+    from llm_energy.runner import run_job
+    from llm_energy.spec import JobPlan
+
+    plan_path = Path(args.plan)
+    try:
+        plan = JobPlan.from_json(plan_path.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LlmEnergyError(f"cannot read plan {plan_path}: {exc}") from exc
+    journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
+    _log(
+        "rerun by hand: llm-energy measure --plan {} --out {} --journal {}".format(
+            *(shlex.quote(str(p)) for p in (plan_path, args.out, journal))
+        )
+    )
+    run_job(plan, Path(args.out), journal, log=_log)
+
+
+def _load(config_files: list[str]) -> dict:
+    from llm_energy.config import load_config
+
+    return load_config(*config_files)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from llm_energy.plan import plan_study
+
+    jobs = plan_study(_load(args.configfile))
+    points = sum(len(j.points) for j in jobs.values())
+    _log(f"config is valid: {len(jobs)} measurement jobs, {points} points")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from llm_energy.plan import plan_study
+
+    jobs = plan_study(_load(args.configfile))
+    if args.group not in jobs:
+        raise LlmEnergyError(f"no job '{args.group}' in this config (jobs: {', '.join(jobs)})")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(jobs[args.group].to_json())
+
+
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    from llm_energy import aggregate
+
+    table = aggregate.combine(Path(p) for p in args.inputs)
+    aggregate.write(table, Path(args.out), Path(args.csv) if args.csv else None)
+    _log(f"{len(table)} rows from {len(args.inputs)} tables -> {args.out}")
+
+
+def cmd_figure(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.figures import FIGURES
+    from llm_energy.figures.style import save
+
+    if args.name not in FIGURES:
+        raise LlmEnergyError(f"unknown figure '{args.name}' (known: {', '.join(FIGURES)})")
+    fig = FIGURES[args.name](pd.read_parquet(args.measurements))
+    save(fig, Path(args.out), dpi=args.dpi)
+    _log(f"{args.name} -> {args.out}")
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.figures import TABLES
+
+    if args.name not in TABLES:
+        raise LlmEnergyError(f"unknown table '{args.name}' (known: {', '.join(TABLES)})")
+    table = TABLES[args.name](pd.read_parquet(args.measurements))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    table.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(out)
+    _log(f"{args.name}: {len(table)} rows -> {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llm-energy", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("measure", help="measure every point of one job plan")
+    m.add_argument("--plan", required=True, help="job plan JSON (results/plans/...)")
+    m.add_argument("--out", required=True, help="Parquet table to write")
+    m.add_argument("--journal", help="resume journal folder (default: OUT with .journal)")
+    m.set_defaults(func=cmd_measure)
+
+    v = sub.add_parser("validate-config", help="validate config files and count the jobs")
+    v.add_argument("configfile", nargs="+")
+    v.set_defaults(func=cmd_validate)
+
+    pl = sub.add_parser("plan", help="write the plan of one job")
+    pl.add_argument("configfile", nargs="+")
+    pl.add_argument("--group", required=True)
+    pl.add_argument("--out", required=True)
+    pl.set_defaults(func=cmd_plan)
+
+    a = sub.add_parser("aggregate", help="combine job tables into one")
+    a.add_argument("inputs", nargs="+")
+    a.add_argument("--out", required=True)
+    a.add_argument("--csv")
+    a.set_defaults(func=cmd_aggregate)
+
+    f = sub.add_parser("figure", help="draw one paper figure from the measurements table")
+    f.add_argument("name")
+    f.add_argument("--measurements", required=True)
+    f.add_argument("--out", required=True)
+    f.add_argument("--dpi", type=int, default=150)
+    f.set_defaults(func=cmd_figure)
+
+    t = sub.add_parser("table", help="write one paper table from the measurements table")
+    t.add_argument("name")
+    t.add_argument("--measurements", required=True)
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=cmd_table)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except LlmEnergyError as exc:
+        print(f"llm-energy: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

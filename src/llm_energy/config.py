@@ -1,0 +1,119 @@
+"""Load and validate the study configuration against its JSON schema.
+
+Validation fills in every default the schema declares and turns the first problem into one
+:class:`ConfigError` that names the key, before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from llm_energy.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path: Path | None = None) -> dict[str, Any]:
+    path = Path(path or SCHEMA_PATH)
+    if not path.is_file():
+        raise ConfigError(f"config schema not found at {path}")
+    return yaml.safe_load(path.read_text())
+
+
+def load_config(*paths: Path | str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read YAML files (later ones update earlier ones) and validate the result."""
+    config: dict[str, Any] = {}
+    for p in paths:
+        try:
+            data = yaml.safe_load(Path(p).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at its top level")
+        _deep_update(config, data)
+    return validate(config, schema)
+
+
+def validate(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return a validated copy of ``config`` with every schema default filled in."""
+    schema = schema if schema is not None else load_schema()
+    filled = copy.deepcopy(config)
+    _fill_defaults(filled, schema)
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(filled), key=lambda e: (len(e.path), list(e.path)))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    _check_references(filled)
+    return filled
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_update(base[k], v)
+        else:
+            base[k] = v
+
+
+def _fill_defaults(node: Any, schema: dict[str, Any]) -> None:
+    if not isinstance(node, dict) or schema.get("type") != "object":
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if key in node:
+            _fill_defaults(node[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in node.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def _dotted(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _dotted(error.path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = f"{where}." if error.path else ""
+        names = ", ".join(f"'{prefix}{k}'" for k in unknown)
+        return f"config: unknown key {names} (allowed here: {', '.join(allowed)})"
+    if error.validator == "required":
+        return f"config: {where} is missing a required key: {error.message}"
+    return f"config: '{where}' {error.message}"
+
+
+def _check_references(config: dict[str, Any]) -> None:
+    """Names used by experiments must be defined under models, engines and decoding."""
+    models, engines = config.get("models", {}), config.get("engines", {})
+    decoding = config.get("decoding", {})
+    for family, exp in config.get("experiments", {}).items():
+        where = f"experiments.{family}"
+        for m in exp.get("models", []):
+            if m not in models:
+                raise ConfigError(f"config: {where}.models names '{m}', which is not under models")
+        for e in exp.get("engines", []):
+            if e not in engines:
+                raise ConfigError(
+                    f"config: {where}.engines names '{e}', which is not under engines"
+                )
+        for d in exp.get("strategies", []):
+            if d not in decoding:
+                raise ConfigError(
+                    f"config: {where}.strategies names '{d}', which is not under decoding"
+                )
+        for pair in exp.get("pairs", []):
+            for role in ("target", "draft"):
+                if pair.get(role) not in models:
+                    raise ConfigError(
+                        f"config: {where}.pairs {role} '{pair.get(role)}' is not under models"
+                    )

@@ -1,0 +1,29 @@
+"""Typed errors. Each carries one message meant to be read by a person."""
+
+
+class LlmEnergyError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(LlmEnergyError):
+    """The configuration is invalid: an unknown key, a wrong type or an impossible combination."""
+
+
+class MeterError(LlmEnergyError):
+    """An energy meter could not start or read."""
+
+
+class MeterUnavailableError(MeterError):
+    """The requested meter cannot work on this machine (no NVML, no GPU, missing package)."""
+
+
+class BackendError(LlmEnergyError):
+    """A backend could not load a model or run generation."""
+
+
+class OutOfMemoryError(BackendError):
+    """A point did not fit into the device memory."""
+
+
+class InputError(LlmEnergyError):
+    """Input data (a dataset, a trace, a plan file) is malformed."""

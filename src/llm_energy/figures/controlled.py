@@ -1,0 +1,125 @@
+"""Controlled sweeps: prefill energy against input length and decode energy against output
+length, one line per batch size, log-log (the study's Figs 2, 10 and 11)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from llm_energy.figures.style import PALETTE, provenance_note, setup
+
+
+def _panels(df: pd.DataFrame) -> list[tuple[str, str, str, int, pd.DataFrame]]:
+    """(title, x column, y column, fixed length, rows) for each panel."""
+    panels = []
+    inp = df[df["experiments"].str.contains("input_sweep")]
+    for out in sorted(inp["output_tokens"].unique()):
+        rows = inp[inp["output_tokens"] == out]
+        panels.append((f"prefill, {out} output tokens", "input_tokens", "prefill", out, rows))
+    outp = df[df["experiments"].str.contains("output_sweep")]
+    for inp_len in sorted(outp["input_tokens"].unique()):
+        rows = outp[outp["input_tokens"] == inp_len]
+        panels.append((f"decode, {inp_len} input tokens", "output_tokens", "decode", inp_len, rows))
+    return panels
+
+
+def fig_controlled_sweeps(df: pd.DataFrame, backend: str, title: str) -> plt.Figure:
+    """Prefill and decode energy per batch across the controlled sweeps of one backend.
+
+    When the rows carry no energy (meter 'none'), the same panels show time instead.
+    """
+    setup()
+    df = df[(df["backend"] == backend) & df["feasible"]].copy()
+    if df.empty:
+        raise ValueError(f"no feasible controlled-sweep rows for backend '{backend}'")
+    has_energy = df["energy_j"].notna().any()
+    quantity, unit = ("energy", "J") if has_energy else ("duration", "s")
+    for phase in ("prefill", "decode"):
+        df[f"{phase}_value"] = df[f"{phase}_{quantity}_{unit.lower()}"]
+    panels = _panels(df)
+    ncols = min(len(panels), 3)
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)
+    batch_sizes = sorted(df["batch_size"].unique())
+    colours = dict(zip(batch_sizes, sns.color_palette(PALETTE, len(batch_sizes)), strict=True))
+    for ax, (name, x, phase, _, rows) in zip(axes.flat, panels, strict=False):
+        for b in batch_sizes:
+            sub = rows[rows["batch_size"] == b].sort_values(x)
+            sub = sub[sub[f"{phase}_value"] > 0]
+            if sub.empty:
+                continue
+            ax.plot(
+                sub[x],
+                sub[f"{phase}_value"],
+                marker="o",
+                ms=4,
+                lw=1.6,
+                color=colours[b],
+                label=f"batch {b}",
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel(x.replace("_", " "))
+        ax.set_ylabel(f"{phase} {quantity} per batch ({unit})")
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=min(len(labels), 8),
+        bbox_to_anchor=(0.5, 1.02),
+        frameon=False,
+    )
+    fig.suptitle(title, y=1.08, fontweight="bold")
+    fig.text(
+        0.5,
+        -0.02,
+        provenance_note(df),
+        ha="center",
+        va="top",
+        fontsize=7.5,
+        color="0.35",
+        wrap=True,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def table_controlled_sweeps(df: pd.DataFrame) -> pd.DataFrame:
+    """The controlled-sweep points with energy split into prefill and decode, per token too."""
+    sweep = df[df["experiments"].str.contains("_sweep")]
+    cols = [
+        "backend",
+        "engine",
+        "model",
+        "weights",
+        "batch_size",
+        "input_tokens",
+        "output_tokens",
+        "feasible",
+        "repetitions",
+        "duration_s",
+        "energy_j",
+        "energy_std_j",
+        "prefill_energy_j",
+        "decode_energy_j",
+        "energy_per_output_token_j",
+        "output_tokens_per_s",
+        "mean_power_w",
+        "idle_power_w",
+        "peak_memory_gib",
+        "energy_source",
+        "meter",
+        "gpu_name",
+        "hardware",
+    ]
+    return (
+        sweep[[c for c in cols if c in sweep.columns]]
+        .sort_values(["backend", "engine", "model", "output_tokens", "input_tokens", "batch_size"])
+        .reset_index(drop=True)
+    )

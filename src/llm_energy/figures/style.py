@@ -1,0 +1,47 @@
+"""Shared look of the figures and the provenance line each one carries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+PALETTE = "viridis"
+
+
+def setup() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.bbox": "tight", "axes.titleweight": "bold"})
+
+
+def energy_label(df: pd.DataFrame) -> str:
+    """Says how the energy numbers were obtained, e.g. 'measured (nvml)'."""
+    kinds = sorted({f"{s} ({m})" for s, m in zip(df["energy_source"], df["meter"], strict=True)})
+    return ", ".join(kinds) if kinds else "none"
+
+
+def provenance_note(df: pd.DataFrame) -> str:
+    """One line: what, on which hardware, with which software and weights."""
+
+    def uniq(col: str) -> str:
+        vals = sorted({str(v) for v in df[col].dropna()} - {""}) if col in df else []
+        return ", ".join(vals) if vals else "n/a"
+
+    return (
+        f"{uniq('model')} ({uniq('weights')} weights, {uniq('dtype')}) · {uniq('backend_version')}"
+        f" · torch {uniq('torch_version')} · {uniq('gpu_name')} · energy: {energy_label(df)}"
+    )
+
+
+def save(fig: plt.Figure, path: Path, dpi: int = 150) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=dpi)
+    tmp.replace(path)
+    plt.close(fig)

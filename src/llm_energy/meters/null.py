@@ -1,0 +1,29 @@
+"""A meter that measures time only. Its rows say so: energy is NaN, never zero."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from llm_energy.meters.base import EnergyMeter, Measurement
+
+
+class NullMeter(EnergyMeter):
+    name = "none"
+    energy_source = "none"
+
+    def __init__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def lap(self) -> Measurement:
+        t1 = time.perf_counter()
+        m = Measurement(duration_s=t1 - self._t0, energy_j=math.nan)
+        self._t0 = t1
+        return m
+
+    def info(self) -> dict[str, Any]:
+        return {"meter_detail": "time only; energy not measured"}

@@ -1,0 +1,73 @@
+"""Where a model's architecture (config.json) and weights come from.
+
+The real source is the Hugging Face hub. A mirror directory laid out as ``ORG__NAME/`` (the
+layout of ``../shared/data/models``) is read first when it is configured, so that clusters
+without hub access, and CI, run the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from llm_energy.errors import ConfigError
+from llm_energy.spec import ModelSpec, stable_hash
+
+# Keys that do not change the computation (so do not change the architecture hash).
+_VOLATILE_KEYS = {"transformers_version", "_name_or_path", "torch_dtype", "dtype", "architectures"}
+
+
+def mirror_dir_name(hub_id: str) -> str:
+    return hub_id.replace("/", "__")
+
+
+def resolve_model_dir(spec: ModelSpec, mirror: str | None) -> Path:
+    """A local folder holding the model's config.json (and its weights when pretrained)."""
+    if spec.config:
+        path = Path(spec.config)
+        folder = path.parent if path.name == "config.json" else path
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"model '{spec.name}': no config.json at {path}")
+        return folder
+    if mirror:
+        folder = Path(mirror) / mirror_dir_name(spec.hub_id)
+        if (folder / "config.json").is_file():
+            if spec.weights == "pretrained" and not any(folder.glob("*.safetensors")):
+                raise ConfigError(
+                    f"model '{spec.name}': the mirror {folder} has no weights (*.safetensors); "
+                    "use weights: random or download the checkpoint"
+                )
+            return folder
+    return _download(spec)
+
+
+def _download(spec: ModelSpec) -> Path:
+    """Fetch from the hub: config.json alone for random weights, the snapshot otherwise."""
+    try:
+        import huggingface_hub
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ConfigError(
+            f"model '{spec.name}' is not in the mirror and huggingface_hub is not installed"
+        ) from exc
+    try:
+        if spec.weights == "random":
+            path = huggingface_hub.hf_hub_download(
+                spec.hub_id, "config.json", revision=spec.revision
+            )
+            return Path(path).parent
+        return Path(huggingface_hub.snapshot_download(spec.hub_id, revision=spec.revision))
+    except Exception as exc:
+        raise ConfigError(
+            f"model '{spec.name}': could not fetch {spec.hub_id} from the hub ({exc}); "
+            "set mirror.models to a folder holding ORG__NAME/config.json"
+        ) from exc
+
+
+def load_config_dict(model_dir: Path) -> dict[str, Any]:
+    return json.loads((model_dir / "config.json").read_text())
+
+
+def architecture_hash(config: dict[str, Any]) -> str:
+    """Hash of the architecture: config.json without keys that do not change the computation."""
+    return stable_hash({k: v for k, v in config.items() if k not in _VOLATILE_KEYS})

@@ -1,0 +1,129 @@
+"""Turn the validated configuration into measurement jobs.
+
+A job is one engine: (model, engine options, GPU count) with every point that any enabled
+experiment family asks of it, so that a model is loaded once and points shared by several
+families are measured once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from typing import Any
+
+from llm_energy.errors import ConfigError
+from llm_energy.spec import (
+    DecodingSpec,
+    EngineSpec,
+    JobPlan,
+    MeterSpec,
+    ModelSpec,
+    PointSpec,
+    ProtocolSpec,
+)
+
+# Families that the measurement jobs of this release cover, and the tag their rows carry.
+SWEEP_FAMILIES = (
+    "controlled_sweeps",
+    "decoding_strategies",
+    "architectures",
+    "engine_optimisations",
+)
+GREEDY = DecodingSpec()
+
+
+def group_id(model: str, engine: str) -> str:
+    return f"{model}__{engine}"
+
+
+def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterator[PointSpec]:
+    batch_sizes = exp["batch_sizes"]
+    if family == "controlled_sweeps":
+        for tag, sweep, varied, fixed in (
+            ("input_sweep", exp["input_sweep"], "input_tokens", "output_tokens"),
+            ("output_sweep", exp["output_sweep"], "output_tokens", "input_tokens"),
+        ):
+            for b in batch_sizes:
+                for f in sweep[fixed]:
+                    for v in sweep[varied]:
+                        shape = {varied: v, fixed: f}
+                        yield PointSpec(
+                            b, shape["input_tokens"], shape["output_tokens"], GREEDY, (tag,)
+                        )
+    elif family == "decoding_strategies":
+        for name in exp["strategies"]:
+            d = DecodingSpec(name=name, **config["decoding"][name])
+            for b in batch_sizes:
+                yield PointSpec(b, exp["input_tokens"], exp["output_tokens"], d, ("decoding",))
+    else:
+        tag = "architectures" if family == "architectures" else "engine_optimisations"
+        for b in batch_sizes:
+            yield PointSpec(b, exp["input_tokens"], exp["output_tokens"], GREEDY, (tag,))
+
+
+def resolve_meter(name: str, device: str) -> str:
+    """'auto' is NVML's counter on a GPU and CodeCarbon's (estimating) tracker on the CPU."""
+    if name != "auto":
+        return name
+    return "nvml" if device.startswith("cuda") else "codecarbon"
+
+
+def _backend_available(backend: str) -> bool:
+    return importlib.util.find_spec(f"llm_energy.backends.{backend}_backend") is not None
+
+
+def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
+    """All measurement jobs of a validated config, keyed by group id."""
+    points: dict[tuple[str, str], dict[tuple, PointSpec]] = {}
+    for family, exp in config["experiments"].items():
+        if not exp.get("enabled", False):
+            continue
+        if family not in SWEEP_FAMILIES:
+            raise ConfigError(
+                f"config: experiments.{family} is enabled, but this release of the pipeline "
+                "does not measure that family yet; set experiments."
+                f"{family}.enabled: false"
+            )
+        for engine in exp["engines"]:
+            backend = config["engines"][engine]["backend"]
+            if not _backend_available(backend):
+                raise ConfigError(
+                    f"config: experiments.{family}.engines names '{engine}', whose backend "
+                    f"'{backend}' this release does not provide"
+                )
+            for model in exp["models"]:
+                bucket = points.setdefault((model, engine), {})
+                for p in _points(family, exp, config):
+                    old = bucket.get(p.key)
+                    if old is not None:
+                        tags = tuple(sorted(set(old.experiments) | set(p.experiments)))
+                        p = PointSpec(
+                            p.batch_size, p.input_tokens, p.output_tokens, p.decoding, tags
+                        )
+                    bucket[p.key] = p
+    return {
+        group_id(model, engine): _job(config, model, engine, tuple(bucket.values()))
+        for (model, engine), bucket in sorted(points.items())
+    }
+
+
+def _job(config: dict[str, Any], model: str, engine: str, points: tuple[PointSpec, ...]) -> JobPlan:
+    m = config["models"][model]
+    e = dict(config["engines"][engine])
+    meter = config["meter"]
+    return JobPlan(
+        group=group_id(model, engine),
+        hardware=config["hardware"],
+        device=config["device"],
+        dtype=config["dtype"],
+        model=ModelSpec(name=model, **m),
+        engine=EngineSpec(name=engine, **e),
+        meter=MeterSpec(
+            primary=resolve_meter(meter["primary"], config["device"]),
+            cross_check=tuple(meter["cross_check"]),
+            codecarbon=dict(meter["codecarbon"]),
+        ),
+        protocol=ProtocolSpec(**config["protocol"]),
+        points=tuple(sorted(points, key=lambda p: p.key)),
+        mirror={"models": config["mirror"]["models"]},
+    )

@@ -1,0 +1,52 @@
+"""Where a number came from: host, job, code version and configuration."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+
+from llm_energy import __version__
+
+
+def git_commit(start: Path | None = None) -> str:
+    """Commit of the checkout (with '-dirty' when it has changes), or LLM_ENERGY_GIT_COMMIT."""
+    env = os.environ.get("LLM_ENERGY_GIT_COMMIT")
+    if env:
+        return env
+    cwd = str(start or Path.cwd())
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        suffix = "-dirty" if dirty.stdout.strip() else ""
+        return commit.stdout.strip() + suffix
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def job_provenance() -> dict[str, str]:
+    """Facts about the run that every row carries."""
+    return {
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "git_commit": git_commit(),
+        "package_version": __version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,280 @@
+"""Run one job: load the engine once, then measure every point of its plan."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llm_energy.backends import Backend, make_backend
+from llm_energy.meters import EnergyMeter, make_meter
+from llm_energy.models import architecture_hash, load_config_dict, resolve_model_dir
+from llm_energy.protocol import WindowResult, measure_idle_power_w, measure_window
+from llm_energy.provenance import job_provenance, utc_now
+from llm_energy.spec import JobPlan, PointSpec, stable_hash
+from llm_energy.store import Journal, write_parquet_atomic
+from llm_energy.workloads import random_prompts
+
+Log = Callable[[str], None]
+
+
+def _order(points: Sequence[PointSpec]) -> list[PointSpec]:
+    """Smaller batches first at each shape, so that an out-of-memory batch bounds the rest."""
+    return sorted(
+        points, key=lambda p: (p.decoding.name, p.input_tokens, p.output_tokens, p.batch_size)
+    )
+
+
+def _shape_key(point: PointSpec) -> tuple[int, int, str]:
+    return (point.input_tokens, point.output_tokens, point.decoding.name)
+
+
+def point_identity(plan: JobPlan, point: PointSpec) -> dict[str, Any]:
+    """Columns that say what a row is, before anything is measured."""
+    d, e, m = point.decoding, plan.engine, plan.model
+    return {
+        "experiments": "+".join(point.experiments),
+        "group": plan.group,
+        "hardware": plan.hardware,
+        "device": plan.device,
+        "model": m.name,
+        "hub_id": m.hub_id,
+        "weights": m.weights,
+        "engine": e.name,
+        "backend": e.backend,
+        "torch_compile": e.torch_compile,
+        "cuda_graphs": e.cuda_graphs,
+        "tensor_parallel_size": e.tensor_parallel_size,
+        "dtype": plan.dtype,
+        "decoding": d.name,
+        "decoding_strategy": d.strategy,
+        "num_beams": d.num_beams,
+        "temperature": d.temperature if d.temperature is not None else math.nan,
+        "top_p": d.top_p if d.top_p is not None else math.nan,
+        "batch_size": point.batch_size,
+        "input_tokens": point.input_tokens,
+        "output_tokens": point.output_tokens,
+    }
+
+
+def result_columns(
+    full: WindowResult, prefill: WindowResult | None, point: PointSpec, idle_power_w: float
+) -> dict[str, Any]:
+    """Per-batch numbers from the full window and, when measured, the prefill window."""
+    energy = full.energy_j
+    tokens = point.batch_size * point.output_tokens
+    if point.output_tokens == 1:  # the full window is a prefill; there is no decode phase
+        prefill_energy, prefill_duration, decode_energy = energy, full.duration_s, 0.0
+    elif prefill is not None:
+        prefill_energy, prefill_duration = prefill.energy_j, prefill.duration_s
+        decode_energy = energy - prefill_energy
+    else:
+        prefill_energy = prefill_duration = decode_energy = math.nan
+    row = {
+        "feasible": True,
+        "error": "",
+        "repetitions": full.repetitions,
+        "duration_s": full.duration_s,
+        "duration_std_s": full.duration_std_s,
+        "energy_j": energy,
+        "energy_std_j": full.energy_std_j,
+        "prefill_repetitions": prefill.repetitions if prefill is not None else 0,
+        "prefill_duration_s": prefill_duration,
+        "prefill_energy_j": prefill_energy,
+        "decode_duration_s": full.duration_s - prefill_duration,
+        "decode_energy_j": decode_energy,
+        "energy_per_output_token_j": energy / tokens,
+        "energy_per_request_j": energy / point.batch_size,
+        "output_tokens_per_s": tokens / full.duration_s,
+        "mean_power_w": energy / full.duration_s,
+        "idle_power_w": idle_power_w,
+        "energy_above_idle_j": energy - idle_power_w * full.duration_s,
+    }
+    for name, total in full.cross_check_energy_j.items():
+        row[f"energy_{name}_j"] = total / full.repetitions
+    return row
+
+
+def infeasible_columns(reason: str) -> dict[str, Any]:
+    nan = math.nan
+    return {
+        "feasible": False,
+        "error": reason,
+        "repetitions": 0,
+        "prefill_repetitions": 0,
+        **{
+            k: nan
+            for k in (
+                "duration_s",
+                "duration_std_s",
+                "energy_j",
+                "energy_std_j",
+                "prefill_duration_s",
+                "prefill_energy_j",
+                "decode_duration_s",
+                "decode_energy_j",
+                "energy_per_output_token_j",
+                "energy_per_request_j",
+                "output_tokens_per_s",
+                "mean_power_w",
+                "idle_power_w",
+                "energy_above_idle_j",
+                "peak_memory_gib",
+            )
+        },
+    }
+
+
+def measure_point(
+    backend: Backend,
+    plan: JobPlan,
+    point: PointSpec,
+    meter: EnergyMeter,
+    cross_check: Sequence[EnergyMeter],
+    idle_power_w: float,
+) -> dict[str, Any]:
+    """Warm up and measure one point; raises whatever the backend raises (OOM included)."""
+    proto = plan.protocol
+    seed = int(stable_hash([proto.seed, point.key], 8), 16)
+    prompts = random_prompts(backend.vocab_size, point.batch_size, point.input_tokens, seed)
+    prepared = backend.prepare(prompts)
+
+    def generate(tokens: int) -> Callable[[], None]:
+        def run() -> None:
+            backend.generate(prepared, tokens, point.decoding)
+            backend.synchronize()
+
+        return run
+
+    full_run, prefill_run = generate(point.output_tokens), generate(1)
+    measure_prefill = proto.measure_prefill and point.output_tokens > 1
+    backend.reset_peak_memory()
+    for _ in range(proto.warmup_repetitions):
+        full_run()
+    prefill = None
+    if measure_prefill:
+        prefill_run()  # warm-up at the prefill shape
+        prefill = measure_window(prefill_run, meter, proto)
+    full = measure_window(full_run, meter, proto, cross_check)
+    row = result_columns(full, prefill, point, idle_power_w)
+    row["peak_memory_gib"] = backend.peak_memory_gib()
+    return row
+
+
+def run_job(plan: JobPlan, out: Path, journal_dir: Path, log: Log = print) -> pd.DataFrame:
+    """Measure every point of ``plan`` not yet in the journal, then write the job's table."""
+    config_hash = plan.config_hash
+    journal = Journal(journal_dir)
+    points = _order(plan.points)
+    ids = {p.key: p.point_id(config_hash) for p in points}
+    done = journal.completed(ids.values())
+    todo = [p for p in points if ids[p.key] not in done]
+    log(
+        f"job {plan.group}: {len(points)} points, {len(done)} already in the journal "
+        f"{journal_dir}, {len(todo)} to measure"
+    )
+    if todo:
+        _measure_points(plan, todo, ids, journal, log)
+    table = journal.read([ids[p.key] for p in points])
+    write_parquet_atomic(table, out)
+    log(f"wrote {len(table)} rows to {out}")
+    return table
+
+
+def _known_infeasible(journal: Journal, ids: dict, points: Sequence[PointSpec]) -> dict:
+    """Smallest out-of-memory batch per shape among points already in the journal."""
+    bound: dict[tuple[int, int, str], int] = {}
+    for p in points:
+        pid = ids[p.key]
+        if journal.has(pid):
+            row = journal.read([pid]).iloc[0]
+            if not bool(row["feasible"]) and str(row["error"]).startswith("out of memory"):
+                k = _shape_key(p)
+                bound[k] = min(bound.get(k, p.batch_size), p.batch_size)
+    return bound
+
+
+def _measure_points(
+    plan: JobPlan, todo: list[PointSpec], ids: dict, journal: Journal, log: Log
+) -> None:
+    proto = plan.protocol
+    model_dir = resolve_model_dir(plan.model, plan.mirror.get("models"))
+    arch_hash = architecture_hash(load_config_dict(model_dir))
+    t_load = time.perf_counter()
+    backend = make_backend(plan.model, plan.engine, plan.device, plan.dtype)
+    backend.load(str(model_dir), proto.seed)
+    log(
+        f"loaded {plan.model.name} ({plan.model.weights} weights, architecture {arch_hash}) "
+        f"on {plan.engine.name} in {time.perf_counter() - t_load:.1f} s"
+    )
+    gpus = plan.engine.tensor_parallel_size
+    uuids = backend.device_uuids() or None
+    cc = plan.meter.codecarbon
+    meter = make_meter(plan.meter.primary, plan.device, uuids, gpus, cc)
+    cross = [make_meter(n, plan.device, uuids, gpus, cc) for n in plan.meter.cross_check]
+    try:
+        idle_w = measure_idle_power_w(meter, proto.idle_duration_s)
+        log(f"idle power {idle_w:.1f} W over {proto.idle_duration_s:.1f} s ({meter.name})")
+        base = {
+            "architecture_hash": arch_hash,
+            "meter": meter.name,
+            "energy_source": meter.energy_source,
+            "cross_check_meters": ",".join(m.name for m in cross),
+            "config_hash": plan.config_hash,
+            "gpu_name": "",
+            "gpu_count": 0,
+            "gpu_uuids": "",
+            "driver_version": "",
+            "power_limit_w": math.nan,
+            **meter.info(),
+            **backend.versions(),
+            **job_provenance(),
+        }
+        if not base["gpu_name"]:
+            base["gpu_name"] = "none (cpu)" if not plan.device.startswith("cuda") else "unknown"
+        oom_bound = _known_infeasible(journal, ids, plan.points)
+        t_start = time.perf_counter()
+        for n, point in enumerate(todo, start=1):
+            row = {**point_identity(plan, point), **base, "point_id": ids[point.key]}
+            k = _shape_key(point)
+            if k in oom_bound and point.batch_size > oom_bound[k]:
+                row.update(
+                    infeasible_columns(
+                        f"not attempted: batch {oom_bound[k]} was already out of memory"
+                    )
+                )
+            else:
+                try:
+                    row.update(measure_point(backend, plan, point, meter, cross, idle_w))
+                except Exception as exc:
+                    if not backend.is_out_of_memory(exc):
+                        raise
+                    backend.recover()
+                    oom_bound[k] = min(oom_bound.get(k, point.batch_size), point.batch_size)
+                    row.update(infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}"))
+            row["timestamp"] = utc_now()
+            journal.record(ids[point.key], row)
+            log(_progress(n, len(todo), point, row, time.perf_counter() - t_start))
+    finally:
+        for m in (meter, *cross):
+            m.close()
+        backend.close()
+
+
+def _progress(n: int, total: int, point: PointSpec, row: dict, elapsed_s: float) -> str:
+    eta = elapsed_s / n * (total - n)
+    head = (
+        f"[{n}/{total}] batch={point.batch_size} in={point.input_tokens} "
+        f"out={point.output_tokens} {point.decoding.name}: "
+    )
+    if not row["feasible"]:
+        return head + f"infeasible ({row['error']}); eta {eta:.0f} s"
+    return head + (
+        f"{row['duration_s']:.3f} s, {row['energy_j']:.2f} J, "
+        f"{row['energy_per_output_token_j']:.4f} J/token ({row['repetitions']} reps, "
+        f"{row['energy_source']}); eta {eta:.0f} s"
+    )

@@ -1,0 +1,165 @@
+"""Value objects describing what to measure. All are frozen and JSON round-trippable."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Weights = Literal["random", "pretrained"]
+Strategy = Literal["greedy", "beam", "sample"]
+
+
+def stable_hash(obj: Any, length: int = 12) -> str:
+    """Hash of a JSON-serialisable object that does not depend on key order."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model architecture and where its weights come from."""
+
+    name: str
+    hub_id: str
+    weights: Weights = "random"
+    config: str | None = None  # local config.json (or folder) that overrides the hub/mirror copy
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """A backend and the options that change its cost (one model load per engine)."""
+
+    name: str
+    backend: str
+    torch_compile: bool = False
+    cuda_graphs: bool = False
+    attn_implementation: str | None = None
+    tensor_parallel_size: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DecodingSpec:
+    """A decoding strategy with its parameters."""
+
+    name: str = "greedy"
+    strategy: Strategy = "greedy"
+    num_beams: int = 1
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    """One measured point: a batch shape and a decoding strategy."""
+
+    batch_size: int
+    input_tokens: int
+    output_tokens: int
+    decoding: DecodingSpec = DecodingSpec()
+    experiments: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[int, int, int, str]:
+        return (self.batch_size, self.input_tokens, self.output_tokens, self.decoding.name)
+
+    def point_id(self, config_hash: str) -> str:
+        """Identity of this point inside one job configuration (used by the resume journal)."""
+        d = self.decoding
+        return (
+            f"b{self.batch_size}_i{self.input_tokens}_o{self.output_tokens}_{d.name}"
+            f"_{stable_hash([dataclasses.asdict(d), config_hash], 8)}"
+        )
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """How each point is measured. See ``protocol.py`` for the procedure."""
+
+    min_duration_s: float = 2.0
+    min_repetitions: int = 3
+    max_repetitions: int = 1000
+    warmup_repetitions: int = 1
+    idle_duration_s: float = 5.0
+    measure_prefill: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    """The primary meter and the meters that cross-check it over whole windows."""
+
+    primary: str = "nvml"
+    cross_check: tuple[str, ...] = ()
+    codecarbon: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Everything one measurement job needs: one engine and model, many points."""
+
+    group: str
+    hardware: str
+    device: str
+    dtype: str
+    model: ModelSpec
+    engine: EngineSpec
+    meter: MeterSpec
+    protocol: ProtocolSpec
+    points: tuple[PointSpec, ...]
+    mirror: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of everything that determines this job's numbers (not of the whole config file)."""
+        return stable_hash(_plain(self))
+
+    def to_json(self) -> str:
+        return json.dumps(_plain(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobPlan:
+        points = tuple(
+            PointSpec(
+                batch_size=p["batch_size"],
+                input_tokens=p["input_tokens"],
+                output_tokens=p["output_tokens"],
+                decoding=DecodingSpec(**p["decoding"]),
+                experiments=tuple(p.get("experiments", ())),
+            )
+            for p in d["points"]
+        )
+        meter = dict(d["meter"])
+        meter["cross_check"] = tuple(meter.get("cross_check", ()))
+        return cls(
+            group=d["group"],
+            hardware=d["hardware"],
+            device=d["device"],
+            dtype=d["dtype"],
+            model=ModelSpec(**d["model"]),
+            engine=EngineSpec(**d["engine"]),
+            meter=MeterSpec(**meter),
+            protocol=ProtocolSpec(**d["protocol"]),
+            points=points,
+            mirror=dict(d.get("mirror", {})),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> JobPlan:
+        return cls.from_dict(json.loads(text))
+
+
+def _plain(obj: Any) -> Any:
+    """dataclasses.asdict with tuples as lists, so that hashes survive a JSON round trip."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    return obj
