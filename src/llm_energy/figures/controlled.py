@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import ScalarFormatter
 
 from llm_energy.figures.style import PALETTE, provenance_note, setup
 
@@ -61,6 +62,8 @@ def fig_controlled_sweeps(df: pd.DataFrame, backend: str, title: str) -> plt.Fig
             )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xticks(sorted(rows[x].unique()))
         ax.set_title(name)
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel(f"{phase} {quantity} per batch ({unit})")

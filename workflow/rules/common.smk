@@ -1,0 +1,57 @@
+import os
+import sys
+from pathlib import Path
+
+from snakemake.settings.types import DeploymentMethod
+
+# The package does the work. It is importable from the checkout itself, so that jobs run the
+# code of this commit in any environment (a venv, a conda env of envs/, a cluster node).
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
+)
+# Inside a conda env of envs/ the env's interpreter runs the jobs; otherwise Snakemake's own.
+USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+CLI = ("python" if USES_CONDA else sys.executable) + " -m llm_energy"
+
+from llm_energy.config import load_schema, validate
+from llm_energy.plan import plan_study
+
+config = validate(config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+JOBS = plan_study(config)
+HARDWARE = config["hardware"]
+
+
+wildcard_constraints:
+    hardware=r"[A-Za-z0-9._-]+",
+    group=r"[A-Za-z0-9._-]+",
+
+
+def job_plan(wildcards):
+    return JOBS[wildcards.group]
+
+
+def measurement_tables(wildcards=None):
+    return expand(
+        "results/measurements/{hardware}/{group}.parquet", hardware=HARDWARE, group=sorted(JOBS)
+    )
+
+
+def gpus_for(wildcards):
+    plan = JOBS[wildcards.group]
+    return plan.engine.tensor_parallel_size if plan.device.startswith("cuda") else 0
+
+
+def has_experiment(tag):
+    return any(tag in p.experiments for job in JOBS.values() for p in job.points)
+
+
+def final_targets():
+    targets = [f"results/aggregate/{HARDWARE}/measurements.parquet"]
+    if has_experiment("input_sweep") or has_experiment("output_sweep"):
+        targets += [
+            f"results/figures/{HARDWARE}/fig10_controlled_sweeps_pytorch.{config['figures']['format']}",
+            f"results/tables/{HARDWARE}/controlled_sweeps.csv",
+        ]
+    return targets
