@@ -93,9 +93,8 @@ def main() -> None:
     )
     print(f"  bare     {bare_s:.4f} s/rep  (blocks: {', '.join(f'{b:.4f}' for b in bare)})")
     print(f"  measured {measured_s:.4f} s/rep  (blocks: {', '.join(f'{m:.4f}' for m in measured)})")
-    print(
-        f"  overhead {result['overhead_pct']:+.2f} %   one meter read {result['meter_read_ms']:.3f} ms"
-    )
+    overhead, read_ms = result["overhead_pct"], result["meter_read_ms"]
+    print(f"  overhead {overhead:+.2f} %   one meter read {read_ms:.3f} ms")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     meter.close()
