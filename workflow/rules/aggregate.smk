@@ -9,5 +9,7 @@ rule aggregate:
     localrule: True
     conda:
         "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
     shell:
-        "{CLI} aggregate {input} --out {output.parquet} --csv {output.csv} > {log} 2>&1"
+        "{params.cli} aggregate {input} --out {output.parquet} --csv {output.csv} > {log} 2>&1"

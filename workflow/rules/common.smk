@@ -1,4 +1,3 @@
-import os
 import sys
 from pathlib import Path
 
@@ -8,17 +7,17 @@ from snakemake.settings.types import DeploymentMethod
 # code of this commit in any environment (a venv, a conda env of envs/, a cluster node).
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
-)
 # Inside a conda env of envs/ the env's interpreter runs the jobs; otherwise Snakemake's own.
 USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-CLI = ("python" if USES_CONDA else sys.executable) + " -m llm_energy"
+PYTHON = "python" if USES_CONDA else sys.executable
+CLI = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} {PYTHON} -m llm_energy"
 
 from llm_energy.config import load_schema, validate
 from llm_energy.plan import plan_study
 
-config = validate(config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"))
+config = validate(
+    config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+)
 JOBS = plan_study(config)
 HARDWARE = config["hardware"]
 
@@ -28,13 +27,15 @@ wildcard_constraints:
     group=r"[A-Za-z0-9._-]+",
 
 
-def job_plan(wildcards):
-    return JOBS[wildcards.group]
+def job_plan_json(wildcards):
+    return JOBS[wildcards.group].to_json()
 
 
 def measurement_tables(wildcards=None):
     return expand(
-        "results/measurements/{hardware}/{group}.parquet", hardware=HARDWARE, group=sorted(JOBS)
+        "results/measurements/{hardware}/{group}.parquet",
+        hardware=HARDWARE,
+        group=sorted(JOBS),
     )
 
 

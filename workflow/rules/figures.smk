@@ -16,8 +16,11 @@ rule fig10:
     localrule: True
     conda:
         "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
+        dpi=FIG_DPI,
     shell:
-        "{CLI} figure fig10 --measurements {input} --out {output} --dpi {FIG_DPI} > {log} 2>&1"
+        "{params.cli} figure fig10 --measurements {input} --out {output} --dpi {params.dpi} > {log} 2>&1"
 
 
 rule table_controlled_sweeps:
@@ -34,5 +37,7 @@ rule table_controlled_sweeps:
     localrule: True
     conda:
         "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
     shell:
-        "{CLI} table controlled_sweeps --measurements {input} --out {output} > {log} 2>&1"
+        "{params.cli} table controlled_sweeps --measurements {input} --out {output} > {log} 2>&1"

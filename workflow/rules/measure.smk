@@ -1,12 +1,13 @@
 rule plan_job:
     output:
         "results/plans/{hardware}/{group}.json",
-    params:
-        plan=job_plan,
+    log:
+        "logs/plans/{hardware}/{group}.log",
     localrule: True
-    run:
-        Path(output[0]).parent.mkdir(parents=True, exist_ok=True)
-        Path(output[0]).write_text(params.plan.to_json())
+    params:
+        plan=job_plan_json,
+    script:
+        "../scripts/write_plan.py"
 
 
 rule measure:
@@ -16,15 +17,16 @@ rule measure:
         "results/measurements/{hardware}/{group}.parquet",
     log:
         "logs/measure/{hardware}/{group}.log",
-    params:
-        journal="results/journal/{hardware}/{group}",
+    conda:
+        "../../envs/transformers.yaml"
+    threads: 2
     resources:
         gpu=gpus_for,
         runtime=240,
         mem_mb=32000,
-    threads: 2
-    conda:
-        "../../envs/transformers.yaml"
+    params:
+        cli=CLI,
+        journal="results/journal/{hardware}/{group}",
     shell:
-        "{CLI} measure --plan {input} --out {output} --journal {params.journal} "
+        "{params.cli} measure --plan {input} --out {output} --journal {params.journal} "
         "> {log} 2>&1"
