@@ -6,6 +6,8 @@ rule plan_job:
     localrule: True
     params:
         plan=job_plan_json,
+    conda:
+        "../../envs/analysis.yaml"
     script:
         "../scripts/write_plan.py"
 
