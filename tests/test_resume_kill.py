@@ -1,0 +1,68 @@
+"""A measurement process killed mid-sweep and started again measures every point exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from llm_energy.config import validate
+from llm_energy.plan import plan_study
+
+pytestmark = pytest.mark.integration
+
+
+def test_killed_job_resumes_and_measures_each_point_once(tiny_config, root, tmp_path):
+    tiny_config["protocol"]["min_duration_s"] = 0.25
+    tiny_config["experiments"]["controlled_sweeps"]["batch_sizes"] = [1, 2, 4]
+    plan = plan_study(validate(tiny_config))["tiny__pytorch"]
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan.to_json())
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    cmd = [
+        sys.executable,
+        "-m",
+        "llm_energy",
+        "measure",
+        "--plan",
+        str(plan_file),
+        "--out",
+        str(out),
+        "--journal",
+        str(journal),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = list(journal.glob("*.parquet")) if journal.exists() else []
+        if len(done) >= 2 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the job finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = {p.name: p.stat().st_mtime_ns for p in journal.glob("*.parquet")}
+    assert 2 <= len(before) < len(plan.points)
+    assert not out.exists()
+    # Whatever was being written at the kill never becomes a row.
+    for path in journal.glob("*.parquet"):
+        assert len(pd.read_parquet(path)) == 1
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(before)} already in the journal" in rerun.stdout
+    table = pd.read_parquet(out)
+    assert len(table) == len(plan.points)
+    assert table["point_id"].is_unique
+    assert {tuple(r) for r in table[["batch_size", "input_tokens", "output_tokens"]].values} == {
+        (p.batch_size, p.input_tokens, p.output_tokens) for p in plan.points
+    }
+    for name, mtime in before.items():
+        assert (journal / name).stat().st_mtime_ns == mtime, f"{name} was measured again"

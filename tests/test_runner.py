@@ -1,0 +1,159 @@
+"""The job runner: out-of-memory points, the resume journal, and a real tiny-model job."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llm_energy import runner
+from llm_energy.aggregate import REQUIRED_COLUMNS
+from llm_energy.backends.base import Backend
+from llm_energy.config import validate
+from llm_energy.plan import plan_study
+from llm_energy.spec import DecodingSpec
+
+PROVENANCE = (
+    "backend_version",
+    "torch_version",
+    "transformers_version",
+    "meter",
+    "energy_source",
+    "weights",
+    "model",
+    "architecture_hash",
+    "gpu_name",
+    "driver_version",
+    "power_limit_w",
+    "host",
+    "slurm_job_id",
+    "git_commit",
+    "config_hash",
+    "timestamp",
+)
+
+
+class FakeBackend(Backend):
+    """Generates nothing; runs out of memory from ``oom_batch`` on, and counts its calls."""
+
+    name = "fake"
+    calls: list[tuple[int, int]] = []
+    oom_batch = 10**9
+
+    def load(self, config_dir: str, seed: int) -> None:
+        FakeBackend.calls = []
+
+    @property
+    def vocab_size(self) -> int:
+        return 100
+
+    def prepare(self, token_ids: list[list[int]]) -> int:
+        return len(token_ids)
+
+    def generate(self, prepared: int, output_tokens: int, decoding: DecodingSpec) -> int:
+        if prepared >= self.oom_batch:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        FakeBackend.calls.append((prepared, output_tokens))
+        return prepared * output_tokens
+
+    def versions(self) -> dict[str, str]:
+        return {"backend_version": "fake 0", "torch_version": "none"}
+
+
+@pytest.fixture
+def fake_backend(monkeypatch):
+    monkeypatch.setattr(
+        runner,
+        "make_backend",
+        lambda model, engine, device, dtype: FakeBackend(model, engine, device, dtype),
+    )
+    FakeBackend.oom_batch = 10**9
+    return FakeBackend
+
+
+def _plan(tiny_config, batch_sizes=(1, 2)):
+    tiny_config["experiments"]["controlled_sweeps"]["batch_sizes"] = list(batch_sizes)
+    return plan_study(validate(tiny_config))["tiny__pytorch"]
+
+
+def test_out_of_memory_point_is_recorded_and_larger_batches_are_not_attempted(
+    tiny_config, fake_backend, tmp_path
+):
+    plan = _plan(tiny_config, batch_sizes=(1, 2, 4, 8))
+    fake_backend.oom_batch = 4
+    table = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
+    assert len(table) == len(plan.points)
+    feasible = table[table["feasible"]]
+    assert set(feasible["batch_size"]) == {1, 2}
+    oom = table[table["batch_size"] == 4]
+    assert oom["error"].str.startswith("out of memory").all()
+    skipped = table[table["batch_size"] == 8]
+    assert skipped["error"].str.startswith("not attempted: batch 4").all()
+    assert table.loc[~table["feasible"], "energy_j"].isna().all()
+    # Batch 8 was never run.
+    assert all(b < 4 for b, _ in fake_backend.calls)
+
+
+def test_journal_points_are_not_measured_again(tiny_config, fake_backend, tmp_path):
+    plan = _plan(tiny_config)
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    first = runner.run_job(plan, out, journal, log=lambda m: None)
+    # Drop one point from the journal, as if the job had been killed before it.
+    victim = first["point_id"].iloc[-1]
+    kept_mtimes = {p.name: p.stat().st_mtime_ns for p in journal.iterdir()}
+    (journal / f"{victim}.parquet").unlink()
+    messages: list[str] = []
+    second = runner.run_job(plan, out, journal, log=messages.append)
+    assert any(f"{len(plan.points) - 1} already in the journal" in m for m in messages)
+    assert sorted(second["point_id"]) == sorted(first["point_id"])
+    assert second["point_id"].is_unique
+    for path in journal.iterdir():
+        if path.stem != victim:
+            assert path.stat().st_mtime_ns == kept_mtimes[path.name]
+    # A third run measures nothing and does not load the model.
+    fake_backend.calls = ["sentinel"]
+    runner.run_job(plan, out, journal, log=lambda m: None)
+    assert fake_backend.calls == ["sentinel"]
+
+
+def test_other_errors_stop_the_job_but_keep_finished_points(tiny_config, fake_backend, tmp_path):
+    plan = _plan(tiny_config)
+
+    def broken(self, prepared, output_tokens, decoding):
+        if prepared == 2:
+            raise ValueError("bad input")
+        return prepared * output_tokens
+
+    fake_backend.generate = broken
+    try:
+        with pytest.raises(ValueError, match="bad input"):
+            runner.run_job(plan, tmp_path / "o.parquet", tmp_path / "j", log=lambda m: None)
+    finally:
+        del fake_backend.generate
+    kept = pd.concat(pd.read_parquet(p) for p in (tmp_path / "j").iterdir())
+    assert (kept["batch_size"] == 1).all() and len(kept) >= 1
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_real_tiny_model_job_writes_every_required_and_provenance_column(tiny_config, tmp_path):
+    plan = _plan(tiny_config, batch_sizes=(1,))
+    table = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
+    assert len(table) == len(plan.points)
+    for col in (*REQUIRED_COLUMNS, *PROVENANCE):
+        assert col in table.columns, col
+    assert table["feasible"].all()
+    assert (table["backend"] == "transformers").all()
+    assert (table["weights"] == "random").all()
+    assert table["transformers_version"].str.match(r"\d+\.\d+").all()
+    assert (table["repetitions"] >= 2).all()
+    assert (table["duration_s"] > 0).all()
+    # Meter 'none' measures time only: energy is NaN, never zero.
+    assert (table["meter"] == "none").all() and (table["energy_source"] == "none").all()
+    assert table["energy_j"].isna().all()
+    assert (table["gpu_name"] == "none (cpu)").all()
+    on_disk = pd.read_parquet(tmp_path / "out.parquet")
+    pd.testing.assert_frame_equal(on_disk, table)
+    assert not math.isnan(table["prefill_duration_s"].iloc[0])
+    assert list(Path(tmp_path).glob("*.tmp")) == []

@@ -1,0 +1,102 @@
+"""The Snakemake workflow end to end on the embedded CPU default (config/smoke.yaml)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llm_energy.aggregate import REQUIRED_COLUMNS
+
+pytestmark = pytest.mark.integration
+
+COPIED = ("Snakefile", "workflow", "config", "envs", "resources", "src")
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = Path(__file__).resolve().parents[1]
+    work = tmp_path_factory.mktemp("pipeline")
+    for name in COPIED:
+        src = root / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, work / name)
+    result = snakemake(work, "--cores", "2")
+    return work, result
+
+
+def test_smoke_run_writes_measurements_with_provenance(smoke_run):
+    work, result = smoke_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_parquet(work / "results/aggregate/cpu/measurements.parquet")
+    for col in REQUIRED_COLUMNS:
+        assert col in table.columns, col
+    assert len(table) == 15 and table["feasible"].all()
+    assert (table["energy_source"] == "estimate").all()
+    assert (table["meter"] == "codecarbon").all()
+    assert table["energy_j"].gt(0).all()
+    assert table["meter_detail"].str.contains("estimated").all()
+    for col in ("git_commit", "config_hash", "host", "timestamp", "architecture_hash"):
+        assert table[col].astype(str).str.len().gt(0).all(), col
+    csv = pd.read_csv(work / "results/aggregate/cpu/measurements.csv")
+    assert len(csv) == len(table)
+
+
+def test_smoke_run_draws_the_figure_and_the_table(smoke_run):
+    work, _ = smoke_run
+    figure = work / "results/figures/cpu/fig10_controlled_sweeps_pytorch.png"
+    assert figure.stat().st_size > 20_000
+    table = pd.read_csv(work / "results/tables/cpu/controlled_sweeps.csv")
+    assert set(table["batch_size"]) == {1, 4, 16}
+    assert table["energy_per_output_token_j"].gt(0).all()
+
+
+def test_a_figure_rebuilds_by_name_without_measuring_again(smoke_run):
+    work, _ = smoke_run
+    figure = work / "results/figures/cpu/fig10_controlled_sweeps_pytorch.png"
+    figure.unlink()
+    result = snakemake(work, "--cores", "1", "fig10")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert figure.is_file()
+    log = result.stdout + result.stderr
+    assert "rule fig10" in log or "(Rule: fig10)" in log
+    assert "measure" not in log.split("Job stats:")[-1].split("total")[0]
+
+
+def test_misspelled_config_key_fails_fast_and_names_the_key(smoke_run, tmp_path):
+    work, _ = smoke_run
+    bad = (work / "config/smoke.yaml").read_text().replace("batch_sizes:", "batchsizes:")
+    (work / "config/bad.yaml").write_text(bad)
+    t0 = time.monotonic()
+    result = snakemake(work, "-n", "--configfile", "config/bad.yaml", timeout=120)
+    elapsed = time.monotonic() - t0
+    assert result.returncode != 0
+    assert "experiments.controlled_sweeps.batchsizes" in result.stdout + result.stderr
+    assert elapsed < 60
+
+
+def test_paper_configuration_plans_every_job(smoke_run):
+    work, _ = smoke_run
+    result = snakemake(work, "-n", "--configfile", "config/config.yaml", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = result.stdout.split("Job stats:")[-1]
+    assert "measure" in stats and "fig10" in stats
+    # The paper matrix does not inherit the smoke default's tiny model.
+    assert "tiny-llama" not in result.stdout
