@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import pytest
@@ -39,7 +40,7 @@ class FakeBackend(Backend):
     """Generates nothing; runs out of memory from ``oom_batch`` on, and counts its calls."""
 
     name = "fake"
-    calls: list[tuple[int, int]] = []
+    calls: ClassVar[list] = []
     oom_batch = 10**9
 
     def load(self, config_dir: str, seed: int) -> None:
