@@ -1,0 +1,241 @@
+"""Planning: one job per (model, engine), shared points measured once, JSON round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from llm_energy.config import validate
+from llm_energy.errors import ConfigError
+from llm_energy.plan import plan_study, resolve_meter
+from llm_energy.spec import DecodingSpec, JobPlan, PointSpec
+
+
+def _plan(config: dict) -> dict[str, JobPlan]:
+    return plan_study(validate(config))
+
+
+def _by_shape(job: JobPlan) -> dict[tuple[int, int, int], PointSpec]:
+    return {(p.batch_size, p.input_tokens, p.output_tokens): p for p in job.points}
+
+
+def test_tiny_config_gives_one_group(tiny_config):
+    jobs = _plan(tiny_config)
+    assert list(jobs) == ["tiny__pytorch"]
+    job = jobs["tiny__pytorch"]
+    assert job.group == "tiny__pytorch"
+    assert job.model.name == "tiny"
+    assert job.model.hub_id == "local/tiny"
+    assert job.engine.name == "pytorch"
+    assert job.engine.backend == "transformers"
+    assert job.device == "cpu"
+    assert job.meter.primary == "none"
+    assert job.protocol.min_repetitions == 2
+    assert job.protocol.max_repetitions == 1000
+
+
+def test_points_shared_by_both_sweeps_appear_once_with_both_tags(tiny_config):
+    job = _plan(tiny_config)["tiny__pytorch"]
+    # input sweep: b in {1,2} x in {8,16} at out 4; output sweep: b in {1,2} x out {4,8} at in 8
+    shapes = _by_shape(job)
+    assert sorted(shapes) == [
+        (1, 8, 4),
+        (1, 8, 8),
+        (1, 16, 4),
+        (2, 8, 4),
+        (2, 8, 8),
+        (2, 16, 4),
+    ]
+    assert len(job.points) == len(shapes)  # no duplicates
+    for b in (1, 2):
+        assert shapes[(b, 8, 4)].experiments == ("input_sweep", "output_sweep")
+        assert shapes[(b, 16, 4)].experiments == ("input_sweep",)
+        assert shapes[(b, 8, 8)].experiments == ("output_sweep",)
+    assert all(p.decoding == DecodingSpec() for p in job.points)
+
+
+def test_points_are_sorted_by_key(tiny_config):
+    job = _plan(tiny_config)["tiny__pytorch"]
+    keys = [p.key for p in job.points]
+    assert keys == sorted(keys)
+
+
+def test_disabled_families_add_no_points(tiny_config):
+    baseline = _plan(tiny_config)["tiny__pytorch"].points
+    tiny_config["experiments"]["architectures"] = {
+        "enabled": False,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "batch_sizes": [32],
+    }
+    assert _plan(tiny_config)["tiny__pytorch"].points == baseline
+
+
+def test_disabled_controlled_sweeps_give_no_jobs(tiny_config):
+    tiny_config["experiments"]["controlled_sweeps"]["enabled"] = False
+    assert _plan(tiny_config) == {}
+
+
+def test_enabled_family_adds_its_points_with_its_tag(tiny_config):
+    tiny_config["experiments"]["architectures"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "batch_sizes": [1, 32],
+        "input_tokens": 8,
+        "output_tokens": 4,
+    }
+    shapes = _by_shape(_plan(tiny_config)["tiny__pytorch"])
+    assert shapes[(32, 8, 4)].experiments == ("architectures",)
+    assert shapes[(1, 8, 4)].experiments == ("architectures", "input_sweep", "output_sweep")
+    assert len(shapes) == 7
+
+
+def test_decoding_strategies_are_separate_points(tiny_config):
+    tiny_config["decoding"] = {
+        "greedy": {"strategy": "greedy"},
+        "beam": {"strategy": "beam", "num_beams": 2},
+    }
+    tiny_config["experiments"]["decoding_strategies"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "strategies": ["greedy", "beam"],
+        "batch_sizes": [1],
+        "input_tokens": 8,
+        "output_tokens": 4,
+    }
+    job = _plan(tiny_config)["tiny__pytorch"]
+    at_shape = [p for p in job.points if (p.batch_size, p.input_tokens, p.output_tokens) == (1, 8, 4)]
+    by_name = {p.decoding.name: p for p in at_shape}
+    assert sorted(by_name) == ["beam", "greedy"]
+    assert by_name["beam"].decoding.num_beams == 2
+    assert by_name["beam"].experiments == ("decoding",)
+    assert set(by_name["greedy"].experiments) == {"decoding", "input_sweep", "output_sweep"}
+
+
+def test_one_job_per_model_and_engine(tiny_config):
+    tiny_config["models"]["tiny2"] = dict(tiny_config["models"]["tiny"])
+    tiny_config["engines"]["compiled"] = {"backend": "transformers", "torch_compile": True}
+    sweeps = tiny_config["experiments"]["controlled_sweeps"]
+    sweeps["models"] = ["tiny", "tiny2"]
+    sweeps["engines"] = ["pytorch", "compiled"]
+    jobs = _plan(tiny_config)
+    assert sorted(jobs) == [
+        "tiny2__compiled",
+        "tiny2__pytorch",
+        "tiny__compiled",
+        "tiny__pytorch",
+    ]
+    assert jobs["tiny__compiled"].engine.torch_compile is True
+    assert jobs["tiny__pytorch"].engine.torch_compile is False
+    assert {len(j.points) for j in jobs.values()} == {6}
+
+
+def test_enabling_an_unsupported_family_names_it(tiny_config):
+    tiny_config["experiments"]["speculative_decoding"] = {
+        "enabled": True,
+        "pairs": [{"target": "tiny", "draft": "tiny"}],
+    }
+    with pytest.raises(ConfigError, match="speculative_decoding"):
+        _plan(tiny_config)
+
+
+def test_vllm_backend_is_not_provided(tiny_config):
+    tiny_config["engines"]["vllm"] = {"backend": "vllm"}
+    tiny_config["experiments"]["controlled_sweeps"]["engines"] = ["vllm"]
+    with pytest.raises(ConfigError, match="vllm") as exc:
+        _plan(tiny_config)
+    assert "experiments.controlled_sweeps.engines" in str(exc.value)
+
+
+def test_defined_but_unused_vllm_engine_is_fine(tiny_config):
+    tiny_config["engines"]["vllm"] = {"backend": "vllm"}
+    assert list(_plan(tiny_config)) == ["tiny__pytorch"]
+
+
+# --- meters -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [("cuda", "nvml"), ("cuda:1", "nvml"), ("cpu", "codecarbon")],
+)
+def test_auto_meter_resolves_by_device(tiny_config, device, expected):
+    tiny_config["device"] = device
+    tiny_config["meter"] = {"primary": "auto"}
+    assert resolve_meter("auto", device) == expected
+    assert _plan(tiny_config)["tiny__pytorch"].meter.primary == expected
+
+
+def test_named_meter_is_kept(tiny_config):
+    assert resolve_meter("none", "cuda") == "none"
+    assert resolve_meter("codecarbon", "cuda") == "codecarbon"
+    tiny_config["meter"] = {"primary": "none", "cross_check": ["codecarbon"]}
+    meter = _plan(tiny_config)["tiny__pytorch"].meter
+    assert meter.primary == "none"
+    assert meter.cross_check == ("codecarbon",)
+    assert meter.codecarbon["country_iso_code"] == "USA"
+
+
+# --- JSON round trip and hashes -----------------------------------------------------------------
+
+
+def test_job_plan_json_round_trip(tiny_config):
+    tiny_config["decoding"] = {
+        "greedy": {"strategy": "greedy"},
+        "hot": {"strategy": "sample", "temperature": 0.7, "top_p": 0.9},
+    }
+    tiny_config["experiments"]["decoding_strategies"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "strategies": ["hot"],
+        "batch_sizes": [1],
+        "input_tokens": 8,
+        "output_tokens": 4,
+    }
+    tiny_config["meter"] = {"primary": "none", "cross_check": ["codecarbon"]}
+    job = _plan(tiny_config)["tiny__pytorch"]
+    again = JobPlan.from_json(job.to_json())
+    assert again == job
+    assert again.config_hash == job.config_hash
+    assert isinstance(again.points, tuple)
+    assert isinstance(again.points[0].experiments, tuple)
+    assert isinstance(again.meter.cross_check, tuple)
+    assert again.to_json() == job.to_json()
+
+
+def test_config_hash_changes_with_a_protocol_setting(tiny_config):
+    h1 = _plan(tiny_config)["tiny__pytorch"].config_hash
+    assert _plan(tiny_config)["tiny__pytorch"].config_hash == h1  # deterministic
+    tiny_config["protocol"]["min_repetitions"] = 5
+    h2 = _plan(tiny_config)["tiny__pytorch"].config_hash
+    assert h2 != h1
+
+
+def test_config_hash_changes_with_protocol_on_the_plan_itself(tiny_config):
+    job = _plan(tiny_config)["tiny__pytorch"]
+    changed = dataclasses.replace(
+        job, protocol=dataclasses.replace(job.protocol, min_duration_s=1.0)
+    )
+    assert changed.config_hash != job.config_hash
+    same = dataclasses.replace(job, protocol=dataclasses.replace(job.protocol))
+    assert same.config_hash == job.config_hash
+
+
+def test_point_id_is_stable_and_depends_on_decoding():
+    greedy = PointSpec(4, 128, 16)
+    assert greedy.point_id("abc") == PointSpec(4, 128, 16).point_id("abc")
+    assert greedy.point_id("abc").startswith("b4_i128_o16_greedy_")
+    beam = PointSpec(4, 128, 16, DecodingSpec(name="beam", strategy="beam", num_beams=4))
+    assert beam.point_id("abc") != greedy.point_id("abc")
+    assert beam.point_id("abc").startswith("b4_i128_o16_beam_")
+    # same name, different parameters: still a different point
+    beam8 = PointSpec(4, 128, 16, DecodingSpec(name="beam", strategy="beam", num_beams=8))
+    assert beam8.point_id("abc") != beam.point_id("abc")
+    # the tags do not change the identity, the configuration hash does
+    tagged = PointSpec(4, 128, 16, experiments=("input_sweep",))
+    assert tagged.point_id("abc") == greedy.point_id("abc")
+    assert greedy.point_id("xyz") != greedy.point_id("abc")
