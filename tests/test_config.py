@@ -224,7 +224,7 @@ def test_later_file_order_matters(tmp_path):
 
 def test_missing_file_is_a_config_error(tmp_path):
     missing = tmp_path / "nope.yaml"
-    with pytest.raises(ConfigError, match="nope.yaml"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml"):
         load_config(missing)
 
 

@@ -107,7 +107,9 @@ def test_decoding_strategies_are_separate_points(tiny_config):
         "output_tokens": 4,
     }
     job = _plan(tiny_config)["tiny__pytorch"]
-    at_shape = [p for p in job.points if (p.batch_size, p.input_tokens, p.output_tokens) == (1, 8, 4)]
+    at_shape = [
+        p for p in job.points if (p.batch_size, p.input_tokens, p.output_tokens) == (1, 8, 4)
+    ]
     by_name = {p.decoding.name: p for p in at_shape}
     assert sorted(by_name) == ["beam", "greedy"]
     assert by_name["beam"].decoding.num_beams == 2

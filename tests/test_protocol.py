@@ -254,7 +254,9 @@ def test_infeasible_columns_are_nan_not_zero():
     assert row["error"] == "out of memory: CUDA out of memory"
     assert row["repetitions"] == 0
     assert row["prefill_repetitions"] == 0
-    numeric = [k for k in row if k not in ("feasible", "error", "repetitions", "prefill_repetitions")]
+    numeric = [
+        k for k in row if k not in ("feasible", "error", "repetitions", "prefill_repetitions")
+    ]
     assert "energy_j" in numeric
     assert "peak_memory_gib" in numeric
     for key in numeric:

@@ -12,6 +12,8 @@ from llm_energy.store import write_parquet_atomic
 
 # Columns every measurement table has (the README documents them all).
 REQUIRED_COLUMNS = (
+    "group",
+    "decoding",
     "backend",
     "model",
     "weights",

@@ -32,7 +32,8 @@ def fig_controlled_sweeps(df: pd.DataFrame, backend: str, title: str) -> plt.Fig
     When the rows carry no energy (meter 'none'), the same panels show time instead.
     """
     setup()
-    df = df[(df["backend"] == backend) & df["feasible"]].copy()
+    sweep = df["experiments"].str.contains("input_sweep|output_sweep")
+    df = df[(df["backend"] == backend) & df["feasible"] & sweep].copy()
     if df.empty:
         raise ValueError(f"no feasible controlled-sweep rows for backend '{backend}'")
     has_energy = df["energy_j"].notna().any()

@@ -47,7 +47,7 @@ class CodeCarbonMeter(EnergyMeter):
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
         self._tracker = OfflineEmissionsTracker(
             country_iso_code=country_iso_code,
-            save_to_file=False,
+            output_methods=[],  # write nothing: the pipeline keeps the numbers
             log_level="error",
             measure_power_secs=measure_power_secs,
             tracking_mode=tracking_mode,

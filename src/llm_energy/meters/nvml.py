@@ -40,7 +40,8 @@ class NvmlMeter(EnergyMeter):
 
     ``gpu_uuids`` names the GPUs the job uses (as CUDA sees them). When it is None, the first
     ``gpu_count`` entries of CUDA_VISIBLE_DEVICES are used, or NVML indices 0..gpu_count-1 when
-    that variable is unset.
+    that variable is unset. Indices are NVML's (PCI bus order), which match CUDA's only with
+    CUDA_DEVICE_ORDER=PCI_BUS_ID; the backends therefore pass UUIDs, which are unambiguous.
     """
 
     name = "nvml"
@@ -61,7 +62,11 @@ class NvmlMeter(EnergyMeter):
             names = {pynvml.nvmlDeviceGetName(h) for h in self._handles}
             self._e0 = self._read_mj()
         except pynvml.NVMLError as exc:
+            pynvml.nvmlShutdown()
             raise MeterError(f"NVML failed while opening the GPUs: {exc}") from exc
+        except MeterUnavailableError:
+            pynvml.nvmlShutdown()
+            raise
         self._names = sorted(_text(n) for n in names)
         self._t0 = time.perf_counter()
 
