@@ -4,10 +4,10 @@ rule plan_job:
     log:
         "logs/plans/{hardware}/{group}.log",
     localrule: True
-    params:
-        plan=job_plan_json,
     conda:
         "../../envs/analysis.yaml"
+    params:
+        plan=job_plan_json,
     script:
         "../scripts/write_plan.py"
 
