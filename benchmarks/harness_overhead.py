@@ -1,10 +1,13 @@
 """Overhead of the measurement harness over a bare ``generate`` loop, and the meter's read cost.
 
     python benchmarks/harness_overhead.py --model-dir DIR [--device cuda --dtype bfloat16]
-        [--batch 8 --input 512 --output 64 --reps 5 --blocks 3 --meter nvml] [--json OUT]
+        [--batch 8 --input 512 --output 64 --pairs 6 --meter nvml] [--json OUT]
 
-Bare and measured blocks alternate so that drift (clocks, temperature) hits both alike. The
-overhead is the difference of the median per-repetition times, over the bare median. This is a
+Each pair runs one measured window (the runner's protocol: at least 2 s and 3 repetitions,
+energy read per repetition only for repetitions of 1 s or more) and a bare loop of as many
+``generate`` calls, in ABBA order so that drift hits both alike. It reports the median of the
+per-pair overheads, and the overhead that the harness's own work accounts for (meter reads and
+clock reads over the window's length), which does not depend on run-to-run noise. This is a
 benchmark that reports numbers, not a test with a threshold.
 """
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from llm_energy.backends import make_backend
 from llm_energy.meters import make_meter
-from llm_energy.protocol import measure_window
+from llm_energy.protocol import measure_window, timed
 from llm_energy.spec import DecodingSpec, EngineSpec, ModelSpec, ProtocolSpec
 from llm_energy.workloads import random_prompts
 
@@ -31,16 +34,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--input", type=int, default=512)
     ap.add_argument("--output", type=int, default=64)
-    ap.add_argument("--reps", type=int, default=5, help="repetitions per block")
-    ap.add_argument("--blocks", type=int, default=3, help="bare/measured block pairs")
+    ap.add_argument("--pairs", type=int, default=6, help="measured/bare pairs (ABBA order)")
     ap.add_argument("--meter", default="nvml")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args()
 
     model = ModelSpec(name=Path(args.model_dir).name, hub_id="local", weights="random")
-    backend = make_backend(
-        model, EngineSpec(name="pytorch", backend="transformers"), args.device, args.dtype
-    )
+    engine = EngineSpec(name="pytorch", backend="transformers")
+    backend = make_backend(model, engine, args.device, args.dtype)
     backend.load(args.model_dir, seed=0)
     prepared = backend.prepare(random_prompts(backend.vocab_size, args.batch, args.input, 0))
     greedy = DecodingSpec()
@@ -50,51 +51,74 @@ def main() -> None:
         backend.synchronize()
 
     meter = make_meter(args.meter, args.device, backend.device_uuids() or None)
-    protocol = ProtocolSpec(
-        min_duration_s=0.0, min_repetitions=args.reps, max_repetitions=args.reps
-    )
-    run_once()
-    run_once()
-    bare, measured = [], []
-    for _ in range(args.blocks):
+    protocol = ProtocolSpec()
+    rep_s = min(timed(run_once) for _ in range(2))
+    per_rep = rep_s >= protocol.per_repetition_energy_min_s
+
+    def measured() -> tuple[float, int]:
         t0 = time.perf_counter()
-        for _ in range(args.reps):
+        window = measure_window(run_once, meter, protocol, per_repetition_energy=per_rep)
+        return time.perf_counter() - t0, window.repetitions
+
+    def bare(reps: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(reps):
             run_once()
-        bare.append((time.perf_counter() - t0) / args.reps)
-        t0 = time.perf_counter()
-        window = measure_window(run_once, meter, protocol)
-        measured.append((time.perf_counter() - t0) / args.reps)
-    # Cost of one meter read (a lap) with nothing running.
+        return time.perf_counter() - t0
+
+    overheads, bare_per_rep = [], []
+    _, reps = measured()  # one more warm-up, which also sizes the bare loops
+    for i in range(args.pairs):
+        if i % 2 == 0:
+            m_s, m_reps = measured()
+            b_s = bare(reps)
+        else:
+            b_s = bare(reps)
+            m_s, m_reps = measured()
+        bare_rep, measured_rep = b_s / reps, m_s / m_reps
+        overheads.append(100.0 * (measured_rep - bare_rep) / bare_rep)
+        bare_per_rep.append(bare_rep)
+
+    # What the harness itself adds to one window: meter reads and two clock reads per repetition.
     meter.start()
     n_reads = 200
     t0 = time.perf_counter()
     for _ in range(n_reads):
         meter.lap()
     read_s = (time.perf_counter() - t0) / n_reads
+    t0 = time.perf_counter()
+    for _ in range(10_000):
+        time.perf_counter()
+    clock_s = (time.perf_counter() - t0) / 10_000
+    bare_rep_s = statistics.median(bare_per_rep)
+    reps = max(protocol.min_repetitions, -(-protocol.min_duration_s // bare_rep_s))
+    reads = 1 + (reps if per_rep else 1)
+    window_s = reps * bare_rep_s
+    accounted_pct = 100.0 * (reads * read_s + 2 * reps * clock_s) / window_s
 
-    bare_s, measured_s = statistics.median(bare), statistics.median(measured)
     result = {
         "device": args.device,
         "gpu_name": meter.info().get("gpu_name", "none"),
         "shape": {"batch": args.batch, "input": args.input, "output": args.output},
         "meter": meter.name,
-        "bare_s_per_rep": bare,
-        "measured_s_per_rep": measured,
-        "bare_median_s": bare_s,
-        "measured_median_s": measured_s,
-        "overhead_pct": 100.0 * (measured_s - bare_s) / bare_s,
+        "per_repetition_energy": per_rep,
+        "bare_s_per_rep": bare_per_rep,
+        "pair_overheads_pct": overheads,
+        "overhead_median_pct": statistics.median(overheads),
+        "overhead_accounted_pct": accounted_pct,
         "meter_read_ms": 1000.0 * read_s,
-        "last_window_energy_j_per_rep": window.energy_j,
         **backend.versions(),
     }
+    spread = 100.0 * statistics.pstdev(bare_per_rep) / bare_rep_s
     print(
         f"harness overhead on {result['gpu_name']} ({args.device}), batch {args.batch}, "
-        f"{args.input} in / {args.output} out, meter {meter.name}:"
+        f"{args.input} in / {args.output} out, meter {meter.name}:\n"
+        f"  bare repetition      {bare_rep_s:.4f} s (spread across pairs {spread:.1f} %)\n"
+        f"  measured - bare      {result['overhead_median_pct']:+.2f} % (median of {args.pairs} "
+        f"pairs: {', '.join(f'{o:+.1f}' for o in overheads)})\n"
+        f"  accounted for        {accounted_pct:.3f} % ({reads:.0f} meter reads of "
+        f"{1000 * read_s:.2f} ms in a {window_s:.2f} s window)"
     )
-    print(f"  bare     {bare_s:.4f} s/rep  (blocks: {', '.join(f'{b:.4f}' for b in bare)})")
-    print(f"  measured {measured_s:.4f} s/rep  (blocks: {', '.join(f'{m:.4f}' for m in measured)})")
-    overhead, read_ms = result["overhead_pct"], result["meter_read_ms"]
-    print(f"  overhead {overhead:+.2f} %   one meter read {read_ms:.3f} ms")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     meter.close()

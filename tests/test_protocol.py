@@ -35,9 +35,27 @@ class FakeMeter(EnergyMeter):
         return Measurement(duration_s=self.duration_s, energy_j=self.energy_j)
 
 
+class FakeClock:
+    """A clock read twice per repetition; each repetition lasts ``step_s``."""
+
+    def __init__(self, step_s: float) -> None:
+        self.step_s, self.now, self.reads = step_s, 0.0, 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        if self.reads % 2 == 0:
+            self.now += self.step_s
+        return self.now
+
+
 def _window(*pairs: tuple[float, float], cross: dict[str, float] | None = None) -> WindowResult:
-    laps = tuple(Measurement(duration_s=d, energy_j=e) for d, e in pairs)
-    return WindowResult(laps=laps, cross_check_energy_j=cross or {})
+    energies = tuple(e for _, e in pairs)
+    return WindowResult(
+        durations_s=tuple(d for d, _ in pairs),
+        total_energy_j=sum(energies),
+        energies_j=energies,
+        cross_check_energy_j=cross or {},
+    )
 
 
 def _protocol(**kw) -> ProtocolSpec:
@@ -101,12 +119,14 @@ def test_cross_check_energy_per_repetition():
     ],
 )
 def test_window_stops_when_both_minimums_are_met(min_reps, min_duration, expected):
-    meter = FakeMeter(duration_s=0.1)
+    meter = FakeMeter()
     calls = []
     result = measure_window(
         lambda: calls.append(1),
         meter,
         _protocol(min_repetitions=min_reps, min_duration_s=min_duration),
+        per_repetition_energy=True,
+        clock=FakeClock(0.1),
     )
     assert result.repetitions == expected
     assert len(calls) == expected
@@ -116,19 +136,27 @@ def test_window_stops_when_both_minimums_are_met(min_reps, min_duration, expecte
 
 
 def test_window_stops_at_the_first_lap_that_reaches_the_duration():
-    meter = FakeMeter(duration_s=0.25)
-    result = measure_window(lambda: None, meter, _protocol(min_repetitions=2, min_duration_s=1.0))
+    meter = FakeMeter()
+    result = measure_window(
+        lambda: None,
+        meter,
+        _protocol(min_repetitions=2, min_duration_s=1.0),
+        per_repetition_energy=True,
+        clock=FakeClock(0.25),
+    )
     assert result.repetitions == 4
     assert result.total_duration_s == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(("min_reps", "max_reps"), [(3, 10), (20, 5), (1, 1)])
 def test_window_never_exceeds_max_repetitions(min_reps, max_reps):
-    meter = FakeMeter(duration_s=0.01)
+    meter = FakeMeter()
     result = measure_window(
         lambda: None,
         meter,
         _protocol(min_repetitions=min_reps, min_duration_s=100.0, max_repetitions=max_reps),
+        per_repetition_energy=True,
+        clock=FakeClock(0.01),
     )
     assert result.repetitions == max_reps
     assert meter.laps == max_reps
@@ -138,7 +166,11 @@ def test_cross_check_meters_see_the_whole_window_once():
     primary = FakeMeter("primary", duration_s=0.1, energy_j=1.0)
     checks = [FakeMeter("codecarbon", energy_j=7.5), FakeMeter("nvml", energy_j=3.0)]
     result = measure_window(
-        lambda: None, primary, _protocol(min_repetitions=4, min_duration_s=0.0), checks
+        lambda: None,
+        primary,
+        _protocol(min_repetitions=4, min_duration_s=0.0),
+        checks,
+        per_repetition_energy=True,
     )
     assert result.repetitions == 4
     assert primary.laps == 4
@@ -160,8 +192,30 @@ def test_each_repetition_runs_before_its_lap():
             events.append("lap")
             return super().lap()
 
-    measure_window(lambda: events.append("run"), Recording(), _protocol(min_repetitions=2))
+    measure_window(
+        lambda: events.append("run"),
+        Recording(),
+        _protocol(min_repetitions=2),
+        per_repetition_energy=True,
+    )
     assert events == ["start", "run", "lap", "run", "lap"]
+
+
+def test_short_repetitions_read_the_meter_once_per_window():
+    meter = FakeMeter(energy_j=12.0)
+    result = measure_window(
+        lambda: None,
+        meter,
+        _protocol(min_repetitions=3, min_duration_s=0.5),
+        clock=FakeClock(0.1),
+    )
+    assert result.repetitions == 5
+    assert meter.starts == 1 and meter.laps == 1
+    assert result.total_energy_j == pytest.approx(12.0)
+    assert result.energy_j == pytest.approx(12.0 / 5)
+    assert result.energies_j == ()
+    assert math.isnan(result.energy_std_j)  # not measured, so not zero
+    assert result.duration_std_s == pytest.approx(0.0, abs=1e-12)
 
 
 def test_window_with_a_real_null_meter():

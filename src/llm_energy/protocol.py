@@ -5,9 +5,10 @@
    ``min_duration_s`` and holds at least ``min_repetitions`` repetitions.
 3. Full window: the same with ``output_tokens`` tokens.
 4. Per batch: energy = window energy / repetitions; prefill energy from step 2; decode energy =
-   full - prefill. Spread is the standard deviation over repetitions (laps); with a counter that
-   ticks at 10 Hz, per-repetition energies of repetitions shorter than a second are quantised,
-   while the window mean is not.
+   full - prefill. Time spread is the standard deviation over repetitions. Energy is read per
+   repetition (giving its spread) only when a repetition lasts at least
+   ``per_repetition_energy_min_s``: a counter that ticks at 10 Hz cannot resolve shorter ones,
+   and each read costs milliseconds. The window mean is exact either way.
 """
 
 from __future__ import annotations
@@ -18,28 +19,31 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from llm_energy.meters.base import EnergyMeter, Measurement
+from llm_energy.meters.base import EnergyMeter
 from llm_energy.spec import ProtocolSpec
 
 
 @dataclass(frozen=True)
 class WindowResult:
-    """Repeated laps of one generation shape."""
+    """Repeated runs of one generation shape.
 
-    laps: tuple[Measurement, ...]
+    ``durations_s`` are host-clock times of each repetition. ``total_energy_j`` is the meter's
+    reading over the whole window; ``energies_j`` holds per-repetition readings when they were
+    taken (empty otherwise).
+    """
+
+    durations_s: tuple[float, ...]
+    total_energy_j: float
+    energies_j: tuple[float, ...] = ()
     cross_check_energy_j: dict[str, float] = field(default_factory=dict)
 
     @property
     def repetitions(self) -> int:
-        return len(self.laps)
+        return len(self.durations_s)
 
     @property
     def total_duration_s(self) -> float:
-        return sum(m.duration_s for m in self.laps)
-
-    @property
-    def total_energy_j(self) -> float:
-        return sum(m.energy_j for m in self.laps)
+        return sum(self.durations_s)
 
     @property
     def duration_s(self) -> float:
@@ -51,11 +55,12 @@ class WindowResult:
 
     @property
     def duration_std_s(self) -> float:
-        return _std([m.duration_s for m in self.laps])
+        return _std(self.durations_s)
 
     @property
     def energy_std_j(self) -> float:
-        return _std([m.energy_j for m in self.laps])
+        """Spread over repetitions; NaN when energy was read per window only."""
+        return _std(self.energies_j)
 
     def cross_check_per_rep_j(self, meter: str) -> float:
         return self.cross_check_energy_j.get(meter, math.nan) / self.repetitions
@@ -72,27 +77,49 @@ def measure_window(
     meter: EnergyMeter,
     protocol: ProtocolSpec,
     cross_check: Sequence[EnergyMeter] = (),
+    per_repetition_energy: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> WindowResult:
     """Repeat ``run_once`` until the window lasts ``min_duration_s`` and holds
-    ``min_repetitions`` repetitions (at most ``max_repetitions``), one meter lap per repetition.
+    ``min_repetitions`` repetitions (at most ``max_repetitions``).
 
-    ``run_once`` must return only when the device has finished. Cross-check meters see the whole
-    window as one lap.
+    ``run_once`` must return only when the device has finished. The meter is read at the two
+    edges of the window, and after every repetition too when ``per_repetition_energy`` is set:
+    a read costs milliseconds (about 3.5 ms for NVML on an H100), so per-repetition reads are
+    worth it only for repetitions long enough for the counter to resolve them. Cross-check
+    meters see the whole window as one lap.
     """
     for other in cross_check:
         other.start()
     meter.start()
-    laps: list[Measurement] = []
+    durations: list[float] = []
+    energies: list[float] = []
     elapsed = 0.0
-    while len(laps) < protocol.max_repetitions and (
-        len(laps) < protocol.min_repetitions or elapsed < protocol.min_duration_s
+    while len(durations) < protocol.max_repetitions and (
+        len(durations) < protocol.min_repetitions or elapsed < protocol.min_duration_s
     ):
+        t0 = clock()
         run_once()
-        lap = meter.lap()
-        laps.append(lap)
-        elapsed += lap.duration_s
+        dt = clock() - t0
+        durations.append(dt)
+        elapsed += dt
+        if per_repetition_energy:
+            energies.append(meter.lap().energy_j)
+    total = sum(energies) if per_repetition_energy else meter.lap().energy_j
     checks = {other.name: other.lap().energy_j for other in cross_check}
-    return WindowResult(laps=tuple(laps), cross_check_energy_j=checks)
+    return WindowResult(
+        durations_s=tuple(durations),
+        total_energy_j=total,
+        energies_j=tuple(energies),
+        cross_check_energy_j=checks,
+    )
+
+
+def timed(run_once: Callable[[], object]) -> float:
+    """Wall time of one call (warm-ups, which also tell how long a repetition takes)."""
+    t0 = time.perf_counter()
+    run_once()
+    return time.perf_counter() - t0
 
 
 def measure_idle_power_w(meter: EnergyMeter, duration_s: float) -> float:

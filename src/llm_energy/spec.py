@@ -85,6 +85,7 @@ class ProtocolSpec:
     min_repetitions: int = 3
     max_repetitions: int = 1000
     warmup_repetitions: int = 1
+    per_repetition_energy_min_s: float = 1.0
     idle_duration_s: float = 5.0
     measure_prefill: bool = True
     seed: int = 0
