@@ -1,0 +1,200 @@
+"""The workflow through the Slurm profile, on a real Slurm controller.
+
+CI starts a single-node Slurm with tests/slurm/start-slurm.sh. Elsewhere these tests are skipped
+unless Slurm answers; with LLM_ENERGY_REQUIRE_SLURM=1 (as in CI) a missing Slurm is a failure.
+Every Slurm and Snakemake call is bounded by a timeout so that a hang fails instead of stalling.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ("Snakefile", "workflow", "config", "envs", "resources", "src", "profiles")
+# Sized for a 2-core CI node with fake GPUs; everything else comes from profiles/slurm.
+SITE_OVERRIDES = (
+    *("--slurm-status-command", "squeue"),  # no accounting database, so no sacct
+    *("--slurm-init-seconds-before-status-checks", "5"),
+    "--slurm-keep-successful-logs",
+    *("--latency-wait", "5"),
+    "--set-resources",
+    *("measure:slurm_partition=gpu", "measure:gpu=1", "measure:mem_mb=3000"),
+    *("measure:cpus_per_task=1", "measure:runtime=20"),
+    "--default-resources",
+    *("mem_mb=1000", "runtime=10", "cpus_per_task=1", "slurm_partition=cpu"),
+)
+
+
+def _slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+    return out.returncode == 0 and bool(re.search(r"idle|mixed|allocated", out.stdout))
+
+
+if not _slurm_up():
+    if os.environ.get("LLM_ENERGY_REQUIRE_SLURM") == "1":
+        pytest.fail(
+            "Slurm is required (LLM_ENERGY_REQUIRE_SLURM=1) but sinfo finds no node", pytrace=False
+        )
+    pytest.skip(
+        "no Slurm controller answers (start one with tests/slurm/start-slurm.sh)",
+        allow_module_level=True,
+    )
+
+
+def _copy_pipeline(dest: Path) -> Path:
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def _snakemake(work: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", *SITE_OVERRIDES, *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _slurm_job_ids(log: str) -> list[str]:
+    return re.findall(r"submitted with SLURM jobid (\d+)", log)
+
+
+def _scontrol(job_id: str) -> str:
+    return subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=10
+    ).stdout
+
+
+def _write_config(work: Path, name: str, **changes) -> str:
+    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    for key, value in changes.items():
+        node = config
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    (work / "config" / name).write_text(yaml.safe_dump(config))
+    return f"config/{name}"
+
+
+def test_smoke_configuration_runs_through_sbatch(tmp_path):
+    work = _copy_pipeline(tmp_path)
+    result = _snakemake(work)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    ids = _slurm_job_ids(log)
+    assert len(ids) == 1, "exactly the one measurement job goes to Slurm; the rest run locally"
+    info = _scontrol(ids[0])
+    if info:  # the controller still remembers the job (MinJobAge)
+        assert "Partition=gpu" in info
+        assert "TresPerJob=gres:gpu:1" in info
+    table = pd.read_parquet(work / "results/aggregate/cpu/measurements.parquet")
+    assert (table["slurm_job_id"].astype(str) == ids[0]).all()
+    assert (work / "results/figures/cpu/fig10_controlled_sweeps_pytorch.png").is_file()
+    slurm_log = next((work / ".snakemake/slurm_logs/rule_measure").rglob(f"{ids[0]}.log"))
+    assert slurm_log.is_file()
+
+
+def test_cancelled_job_resumes_without_losing_or_repeating_points(tmp_path):
+    work = _copy_pipeline(tmp_path)
+    config = _write_config(
+        work,
+        "long.yaml",
+        **{
+            "protocol.min_duration_s": 0.4,
+            "experiments.controlled_sweeps.batch_sizes": [1, 2, 4, 8],
+        },
+    )
+    journal = work / "results/journal/cpu/tiny-llama__pytorch"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "profiles/slurm",
+            *SITE_OVERRIDES,
+            "--configfile",
+            config,
+        ],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if journal.is_dir() and len(list(journal.glob("*.parquet"))) >= 3:
+                break
+            assert proc.poll() is None, "the workflow ended before the job could be cancelled"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the measurement job wrote no points within 300 s")
+        running = subprocess.run(
+            ["squeue", "-h", "-o", "%i", "-p", "gpu"], capture_output=True, text=True, timeout=10
+        ).stdout.split()
+        assert running, "no measurement job in the gpu partition"
+        subprocess.run(["scancel", *running], check=True, timeout=10)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, out[-3000:]
+    kept = {p.name: p.stat().st_mtime_ns for p in journal.glob("*.parquet")}
+    assert len(kept) >= 3
+
+    result = _snakemake(work, "--configfile", config)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    table = pd.read_parquet(work / "results/measurements/cpu/tiny-llama__pytorch.parquet")
+    assert len(table) == 4 * 6 - 4  # 4 batch sizes x (3 input + 3 output lengths - 1 shared)
+    assert table["point_id"].is_unique
+    for name, mtime in kept.items():
+        assert (journal / name).stat().st_mtime_ns == mtime, f"{name} was measured again"
+
+
+def test_a_failing_job_reports_its_reason_and_other_jobs_finish(tmp_path):
+    work = _copy_pipeline(tmp_path)
+    config = _write_config(
+        work,
+        "broken.yaml",
+        **{
+            "models.broken": {
+                "hub_id": "local/broken",
+                "config": "resources/models/missing/config.json",
+            },
+            "experiments.controlled_sweeps.models": ["tiny-llama", "broken"],
+        },
+    )
+    result = _snakemake(work, "--configfile", config)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Error in rule measure" in log and "broken__pytorch" in log
+    job_log = (work / "logs/measure/cpu/broken__pytorch.log").read_text()
+    assert "no config.json at resources/models/missing/config.json" in job_log
+    assert (work / "results/measurements/cpu/tiny-llama__pytorch.parquet").is_file()
