@@ -52,12 +52,17 @@ def main() -> None:
 
     meter = make_meter(args.meter, args.device, backend.device_uuids() or None)
     protocol = ProtocolSpec()
-    rep_s = min(timed(run_once) for _ in range(2))
-    per_rep = rep_s >= protocol.per_repetition_energy_min_s
+    run_once()
+    per_rep = timed(run_once) >= protocol.per_repetition_energy_min_s
 
     def measured() -> tuple[float, int]:
         t0 = time.perf_counter()
-        window = measure_window(run_once, meter, protocol, per_repetition_energy=per_rep)
+        window = measure_window(
+            run_once,
+            meter,
+            protocol,
+            per_repetition_energy_min_s=protocol.per_repetition_energy_min_s,
+        )
         return time.perf_counter() - t0, window.repetitions
 
     def bare(reps: int) -> float:

@@ -125,7 +125,7 @@ def test_window_stops_when_both_minimums_are_met(min_reps, min_duration, expecte
         lambda: calls.append(1),
         meter,
         _protocol(min_repetitions=min_reps, min_duration_s=min_duration),
-        per_repetition_energy=True,
+        per_repetition_energy_min_s=0.0,
         clock=FakeClock(0.1),
     )
     assert result.repetitions == expected
@@ -141,7 +141,7 @@ def test_window_stops_at_the_first_lap_that_reaches_the_duration():
         lambda: None,
         meter,
         _protocol(min_repetitions=2, min_duration_s=1.0),
-        per_repetition_energy=True,
+        per_repetition_energy_min_s=0.0,
         clock=FakeClock(0.25),
     )
     assert result.repetitions == 4
@@ -155,7 +155,7 @@ def test_window_never_exceeds_max_repetitions(min_reps, max_reps):
         lambda: None,
         meter,
         _protocol(min_repetitions=min_reps, min_duration_s=100.0, max_repetitions=max_reps),
-        per_repetition_energy=True,
+        per_repetition_energy_min_s=0.0,
         clock=FakeClock(0.01),
     )
     assert result.repetitions == max_reps
@@ -170,7 +170,7 @@ def test_cross_check_meters_see_the_whole_window_once():
         primary,
         _protocol(min_repetitions=4, min_duration_s=0.0),
         checks,
-        per_repetition_energy=True,
+        per_repetition_energy_min_s=0.0,
     )
     assert result.repetitions == 4
     assert primary.laps == 4
@@ -196,9 +196,22 @@ def test_each_repetition_runs_before_its_lap():
         lambda: events.append("run"),
         Recording(),
         _protocol(min_repetitions=2),
-        per_repetition_energy=True,
+        per_repetition_energy_min_s=0.0,
     )
     assert events == ["start", "run", "lap", "run", "lap"]
+
+
+def test_per_repetition_reads_follow_the_first_repetition_of_the_window():
+    long_meter, short_meter = FakeMeter(), FakeMeter()
+    proto = _protocol(min_repetitions=3, min_duration_s=0.0)
+    long = measure_window(
+        lambda: None, long_meter, proto, per_repetition_energy_min_s=1.0, clock=FakeClock(1.5)
+    )
+    short = measure_window(
+        lambda: None, short_meter, proto, per_repetition_energy_min_s=1.0, clock=FakeClock(0.5)
+    )
+    assert long_meter.laps == 3 and len(long.energies_j) == 3
+    assert short_meter.laps == 1 and short.energies_j == ()
 
 
 def test_short_repetitions_read_the_meter_once_per_window():

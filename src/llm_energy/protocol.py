@@ -77,23 +77,25 @@ def measure_window(
     meter: EnergyMeter,
     protocol: ProtocolSpec,
     cross_check: Sequence[EnergyMeter] = (),
-    per_repetition_energy: bool = False,
+    per_repetition_energy_min_s: float | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> WindowResult:
     """Repeat ``run_once`` until the window lasts ``min_duration_s`` and holds
     ``min_repetitions`` repetitions (at most ``max_repetitions``).
 
     ``run_once`` must return only when the device has finished. The meter is read at the two
-    edges of the window, and after every repetition too when ``per_repetition_energy`` is set:
-    a read costs milliseconds (about 3.5 ms for NVML on an H100), so per-repetition reads are
-    worth it only for repetitions long enough for the counter to resolve them. Cross-check
-    meters see the whole window as one lap.
+    edges of the window, and after every repetition too when the window's first repetition
+    lasted at least ``per_repetition_energy_min_s`` (never when it is None): a read costs
+    milliseconds (about 3.5 ms for NVML on an H100), so per-repetition reads are worth it only
+    for repetitions long enough for the counter to resolve them. Cross-check meters see the
+    whole window as one lap.
     """
     for other in cross_check:
         other.start()
     meter.start()
     durations: list[float] = []
     energies: list[float] = []
+    per_rep = False
     elapsed = 0.0
     while len(durations) < protocol.max_repetitions and (
         len(durations) < protocol.min_repetitions or elapsed < protocol.min_duration_s
@@ -101,11 +103,13 @@ def measure_window(
         t0 = clock()
         run_once()
         dt = clock() - t0
+        if not durations:
+            per_rep = per_repetition_energy_min_s is not None and dt >= per_repetition_energy_min_s
         durations.append(dt)
         elapsed += dt
-        if per_repetition_energy:
+        if per_rep:
             energies.append(meter.lap().energy_j)
-    total = sum(energies) if per_repetition_energy else meter.lap().energy_j
+    total = sum(energies) if per_rep else meter.lap().energy_j
     checks = {other.name: other.lap().energy_j for other in cross_check}
     return WindowResult(
         durations_s=tuple(durations),

@@ -13,7 +13,7 @@ import pandas as pd
 from llm_energy.backends import Backend, make_backend
 from llm_energy.meters import EnergyMeter, make_meter
 from llm_energy.models import architecture_hash, load_config_dict, resolve_model_dir
-from llm_energy.protocol import WindowResult, measure_idle_power_w, measure_window, timed
+from llm_energy.protocol import WindowResult, measure_idle_power_w, measure_window
 from llm_energy.provenance import job_provenance, utc_now
 from llm_energy.spec import JobPlan, PointSpec, stable_hash
 from llm_energy.store import Journal, write_parquet_atomic
@@ -153,14 +153,16 @@ def measure_point(
     full_run, prefill_run = generate(point.output_tokens), generate(1)
     measure_prefill = proto.measure_prefill and point.output_tokens > 1
     backend.reset_peak_memory()
-    full_s = min(timed(full_run) for _ in range(proto.warmup_repetitions))
+    for _ in range(proto.warmup_repetitions):
+        full_run()
+    lap_min_s = proto.per_repetition_energy_min_s
     prefill = None
     if measure_prefill:
-        prefill_s = timed(prefill_run)  # warm-up at the prefill shape
-        per_rep = prefill_s >= proto.per_repetition_energy_min_s
-        prefill = measure_window(prefill_run, meter, proto, per_repetition_energy=per_rep)
-    per_rep = full_s >= proto.per_repetition_energy_min_s
-    full = measure_window(full_run, meter, proto, cross_check, per_repetition_energy=per_rep)
+        prefill_run()  # warm-up at the prefill shape
+        prefill = measure_window(prefill_run, meter, proto, per_repetition_energy_min_s=lap_min_s)
+    full = measure_window(
+        full_run, meter, proto, cross_check, per_repetition_energy_min_s=lap_min_s
+    )
     row = result_columns(full, prefill, point, idle_power_w)
     row["peak_memory_gib"] = backend.peak_memory_gib()
     return row

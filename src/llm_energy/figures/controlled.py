@@ -32,8 +32,9 @@ def fig_controlled_sweeps(df: pd.DataFrame, backend: str, title: str) -> plt.Fig
     When the rows carry no energy (meter 'none'), the same panels show time instead.
     """
     setup()
-    sweep = df["experiments"].str.contains("input_sweep|output_sweep")
-    df = df[(df["backend"] == backend) & df["feasible"] & sweep].copy()
+    sweep = df["experiments"].str.contains("input_sweep|output_sweep") & (df["backend"] == backend)
+    infeasible = df[sweep & ~df["feasible"].astype(bool)]
+    df = df[sweep & df["feasible"].astype(bool)].copy()
     if df.empty:
         raise ValueError(f"no feasible controlled-sweep rows for backend '{backend}'")
     has_energy = df["energy_j"].notna().any()
@@ -80,16 +81,14 @@ def fig_controlled_sweeps(df: pd.DataFrame, backend: str, title: str) -> plt.Fig
         frameon=False,
     )
     fig.suptitle(title, y=1.08, fontweight="bold")
-    fig.text(
-        0.5,
-        -0.02,
-        provenance_note(df),
-        ha="center",
-        va="top",
-        fontsize=7.5,
-        color="0.35",
-        wrap=True,
-    )
+    note = provenance_note(df)
+    if len(infeasible):
+        shapes = ", ".join(
+            f"batch {r.batch_size} × {r.input_tokens} in / {r.output_tokens} out"
+            for r in infeasible.itertuples()
+        )
+        note += f"\nnot feasible (out of memory, or not attempted after one): {shapes}"
+    fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7.5, color="0.35", wrap=True)
     fig.tight_layout()
     return fig
 
