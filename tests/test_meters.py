@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -382,3 +385,27 @@ def test_codecarbon_on_cpu_is_a_labelled_estimate():
     assert lap.energy_j > 0
     assert "estimated" in info["meter_detail"]
     assert info["meter_version"].startswith("codecarbon ")
+
+
+# --- NVML: contention ---------------------------------------------------------------------------
+
+
+def test_foreign_processes_leave_out_this_job_and_its_workers(fake):
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # A process outside this job's tree: its shell parent exits, so it is re-parented away.
+    spawn = "sleep 30 >/dev/null 2>&1 & echo $!"
+    stranger = int(subprocess.run(["sh", "-c", spawn], capture_output=True, text=True).stdout)
+    try:
+        fake.gpus[0].pids = (os.getpid(), worker.pid, stranger)
+        fake.gpus[1].pids = (424242,)  # on a GPU the job does not use
+        meter = NvmlMeter(gpu_count=1)
+        assert meter.foreign_processes() == [stranger]
+        fake.gpus[0].pids = (os.getpid(),)
+        assert meter.foreign_processes() == []
+    finally:
+        worker.kill()
+        os.kill(stranger, signal.SIGKILL)
+
+
+def test_meters_that_cannot_see_processes_say_so():
+    assert NullMeter().foreign_processes() is None

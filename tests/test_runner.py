@@ -158,3 +158,25 @@ def test_real_tiny_model_job_writes_every_required_and_provenance_column(tiny_co
     pd.testing.assert_frame_equal(on_disk, table)
     assert not math.isnan(table["prefill_duration_s"].iloc[0])
     assert list(Path(tmp_path).glob("*.tmp")) == []
+
+
+def test_rows_measured_while_another_process_uses_the_gpu_are_marked(
+    tiny_config, fake_backend, monkeypatch, tmp_path
+):
+    from llm_energy.meters.null import NullMeter
+
+    class Crowded(NullMeter):
+        def foreign_processes(self) -> list[int]:
+            return [4242]
+
+    monkeypatch.setattr(runner, "make_meter", lambda *a, **k: Crowded())
+    table = runner.run_job(_plan(tiny_config), tmp_path / "o.parquet", tmp_path / "j", log=print)
+    assert table["contention_checked"].all()
+    assert table["contended"].all()
+    assert (table["foreign_gpu_pids"] == "4242").all()
+
+
+def test_rows_say_when_contention_could_not_be_checked(tiny_config, fake_backend, tmp_path):
+    table = runner.run_job(_plan(tiny_config), tmp_path / "o.parquet", tmp_path / "j", log=print)
+    assert not table["contention_checked"].any()
+    assert not table["contended"].any()

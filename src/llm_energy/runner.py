@@ -104,6 +104,9 @@ def infeasible_columns(reason: str) -> dict[str, Any]:
     return {
         "feasible": False,
         "error": reason,
+        "contention_checked": False,
+        "contended": False,
+        "foreign_gpu_pids": "",
         "repetitions": 0,
         "prefill_repetitions": 0,
         **{
@@ -151,6 +154,7 @@ def measure_point(
         return run
 
     full_run, prefill_run = generate(point.output_tokens), generate(1)
+    foreign = set(meter.foreign_processes() or [])
     measure_prefill = proto.measure_prefill and point.output_tokens > 1
     backend.reset_peak_memory()
     for _ in range(proto.warmup_repetitions):
@@ -165,6 +169,11 @@ def measure_point(
     )
     row = result_columns(full, prefill, point, idle_power_w)
     row["peak_memory_gib"] = backend.peak_memory_gib()
+    after = meter.foreign_processes()
+    row["contention_checked"] = after is not None
+    foreign |= set(after or [])
+    row["contended"] = bool(foreign)
+    row["foreign_gpu_pids"] = ",".join(str(p) for p in sorted(foreign))
     return row
 
 
@@ -276,6 +285,8 @@ def _progress(n: int, total: int, point: PointSpec, row: dict, elapsed_s: float)
     )
     if not row["feasible"]:
         return head + f"infeasible ({row['error']}); eta {eta:.0f} s"
+    if row["contended"]:
+        head += f"CONTENDED by pid {row['foreign_gpu_pids']}, "
     return head + (
         f"{row['duration_s']:.3f} s, {row['energy_j']:.2f} J, "
         f"{row['energy_per_output_token_j']:.4f} J/token ({row['repetitions']} reps, "

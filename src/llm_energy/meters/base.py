@@ -46,6 +46,11 @@ class EnergyMeter(ABC):
         """Provenance of the meter: version, what exactly it reads, hardware facts."""
         return {}
 
+    def foreign_processes(self) -> list[int] | None:
+        """PIDs of processes outside this job using the measured devices, or None when the
+        meter cannot tell. Another process on a GPU during a window makes its energy suspect."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 

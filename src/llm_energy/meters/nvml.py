@@ -11,6 +11,7 @@ import contextlib
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from llm_energy.errors import MeterError, MeterUnavailableError
@@ -116,12 +117,19 @@ class NvmlMeter(EnergyMeter):
         return sum(self._nvml.nvmlDeviceGetPowerUsage(h) for h in self._handles) / 1000.0
 
     def gpu_processes(self) -> list[int]:
-        """PIDs of compute processes on the job's GPUs (another one means contention)."""
+        """PIDs of compute processes on the job's GPUs."""
         pids: set[int] = set()
         for h in self._handles:
             for p in self._nvml.nvmlDeviceGetComputeRunningProcesses(h):
                 pids.add(int(p.pid))
         return sorted(pids)
+
+    def foreign_processes(self) -> list[int] | None:
+        try:
+            pids = self.gpu_processes()
+        except self._nvml.NVMLError:
+            return None
+        return [p for p in pids if not _in_own_process_tree(p)]
 
     def info(self) -> dict[str, Any]:
         n = self._nvml
@@ -140,6 +148,23 @@ class NvmlMeter(EnergyMeter):
     def close(self) -> None:
         with contextlib.suppress(self._nvml.NVMLError):
             self._nvml.nvmlShutdown()
+
+
+def _in_own_process_tree(pid: int) -> bool:
+    """True for this process and its descendants (engine workers), found through /proc."""
+    own = os.getpid()
+    seen = set()
+    while pid > 1 and pid not in seen:
+        if pid == own:
+            return True
+        seen.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        # The command name may hold spaces; the parent pid follows its closing parenthesis.
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return False
 
 
 def _text(value: str | bytes) -> str:
