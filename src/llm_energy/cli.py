@@ -96,6 +96,23 @@ def cmd_table(args: argparse.Namespace) -> None:
     _log(f"{args.name}: {len(table)} rows -> {out}")
 
 
+def cmd_estimate(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.estimate import estimate
+    from llm_energy.plan import plan_study
+
+    jobs = plan_study(_load(args.configfile))
+    measured = pd.concat([pd.read_parquet(p) for p in args.measurements], ignore_index=True)
+    table = estimate(jobs, measured)
+    _log(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    known = table["estimated_gpu_hours"].dropna()
+    _log(
+        f"ESTIMATE (not a measurement): {len(table)} GPU jobs, {table['points'].sum()} points; "
+        f"{known.sum():.2f} GPU-hours for the {len(known)} jobs with measurements to fit"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-energy", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -134,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--measurements", required=True)
     t.add_argument("--out", required=True)
     t.set_defaults(func=cmd_table)
+    e = sub.add_parser("estimate-gpu-hours", help="estimate each job's GPU time from measurements")
+    e.add_argument("configfile", nargs="+")
+    e.add_argument("--measurements", nargs="+", required=True, help="measured tables to fit")
+    e.set_defaults(func=cmd_estimate)
     return p
 
 

@@ -1,0 +1,103 @@
+"""Estimate the GPU time of a configuration from measured wall times.
+
+This is an *estimate* for planning cluster allocations, never a measurement. Generation time is
+modelled from an engine's measured points as
+
+    prefill(b, i)   = a0 + a1 * b * i                    (seconds for one batch, one token out)
+    step(b, i, o)   = c0 + c1 * b + c2 * b * (i + o / 2)  (seconds per further output token)
+    full(b, i, o)   = prefill(b, i) + (o - 1) * step(b, i, o)
+
+fitted by least squares, and a point's cost follows the protocol: warm-ups, then prefill and full
+windows of at least ``min_duration_s`` and ``min_repetitions``. Beam search counts as a batch of
+``batch * num_beams`` sequences. Points far outside the measured shapes are extrapolations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from llm_energy.spec import JobPlan, PointSpec, ProtocolSpec
+
+MODEL_LOAD_S = 60.0  # model build and engine start per job, a round allowance
+
+
+@dataclass(frozen=True)
+class TimeModel:
+    prefill: tuple[float, float]
+    step: tuple[float, float, float]
+    points: int
+
+    @classmethod
+    def fit(cls, rows: pd.DataFrame) -> TimeModel:
+        rows = rows[rows["feasible"].astype(bool) & rows["prefill_duration_s"].notna()]
+        if len(rows) < 4:
+            raise ValueError("at least four feasible measured points are needed to fit")
+        b, i, o = (rows[c].to_numpy(float) for c in ("batch_size", "input_tokens", "output_tokens"))
+        a = np.linalg.lstsq(np.c_[np.ones_like(b), b * i], rows["prefill_duration_s"], rcond=None)[
+            0
+        ]
+        decode = rows["output_tokens"] > 1
+        bd, idd, od = b[decode], i[decode], o[decode]
+        per_step = (rows["duration_s"] - rows["prefill_duration_s"])[decode] / (od - 1)
+        design = np.c_[np.ones_like(bd), bd, bd * (idd + od / 2)]
+        c = np.linalg.lstsq(design, per_step, rcond=None)[0]
+        return cls(prefill=(a[0], a[1]), step=(c[0], c[1], c[2]), points=len(rows))
+
+    def prefill_s(self, batch: int, input_tokens: int) -> float:
+        return max(self.prefill[0] + self.prefill[1] * batch * input_tokens, 1e-3)
+
+    def full_s(self, batch: int, input_tokens: int, output_tokens: int) -> float:
+        c0, c1, c2 = self.step
+        step = max(c0 + c1 * batch + c2 * batch * (input_tokens + output_tokens / 2), 1e-4)
+        return self.prefill_s(batch, input_tokens) + (output_tokens - 1) * step
+
+
+def _window_s(rep_s: float, protocol: ProtocolSpec) -> float:
+    reps = max(protocol.min_repetitions, math.ceil(protocol.min_duration_s / rep_s))
+    return min(reps, protocol.max_repetitions) * rep_s
+
+
+def point_seconds(model: TimeModel, point: PointSpec, protocol: ProtocolSpec) -> float:
+    batch = point.batch_size * max(point.decoding.num_beams, 1)
+    full = model.full_s(batch, point.input_tokens, point.output_tokens)
+    seconds = protocol.warmup_repetitions * full + _window_s(full, protocol)
+    if protocol.measure_prefill and point.output_tokens > 1:
+        prefill = model.prefill_s(batch, point.input_tokens)
+        seconds += prefill + _window_s(prefill, protocol)
+    return seconds
+
+
+def job_gpu_hours(model: TimeModel, plan: JobPlan) -> float:
+    seconds = MODEL_LOAD_S + plan.protocol.idle_duration_s
+    seconds += sum(point_seconds(model, p, plan.protocol) for p in plan.points)
+    return seconds * plan.engine.tensor_parallel_size / 3600.0
+
+
+def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFrame:
+    """GPU-hours per job, for jobs whose (model, engine) has measurements to fit."""
+    rows = []
+    for group, plan in sorted(plans.items()):
+        measured = measurements[
+            (measurements["model"] == plan.model.name)
+            & (measurements["engine"] == plan.engine.name)
+        ]
+        hours, basis = math.nan, "no measurements of this model and engine"
+        if len(measured) >= 4:
+            fitted = TimeModel.fit(measured)
+            hours = job_gpu_hours(fitted, plan)
+            gpu = ", ".join(sorted(set(measured["gpu_name"].astype(str))))
+            basis = f"fitted to {fitted.points} points measured on {gpu}"
+        rows.append(
+            {
+                "group": group,
+                "points": len(plan.points),
+                "gpus": plan.engine.tensor_parallel_size,
+                "estimated_gpu_hours": hours,
+                "basis": basis,
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,69 @@
+"""GPU-time estimate: the fit recovers a known time model; the protocol arithmetic per point."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from llm_energy.config import validate
+from llm_energy.estimate import MODEL_LOAD_S, TimeModel, estimate, job_gpu_hours, point_seconds
+from llm_energy.plan import plan_study
+from llm_energy.spec import DecodingSpec, PointSpec, ProtocolSpec
+
+TRUE = TimeModel(prefill=(0.02, 1e-5), step=(0.025, 1e-4, 2e-8), points=0)
+
+
+def _rows(model: TimeModel) -> pd.DataFrame:
+    rows = []
+    for b in (1, 8, 64):
+        for i in (128, 512, 2048):
+            for o in (8, 64, 256):
+                rows.append(
+                    {
+                        "model": "tiny",
+                        "engine": "pytorch",
+                        "gpu_name": "GPU X",
+                        "feasible": True,
+                        "batch_size": b,
+                        "input_tokens": i,
+                        "output_tokens": o,
+                        "prefill_duration_s": model.prefill_s(b, i),
+                        "duration_s": model.full_s(b, i, o),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_fit_recovers_the_time_model():
+    fitted = TimeModel.fit(_rows(TRUE))
+    assert fitted.prefill == pytest.approx(TRUE.prefill, rel=1e-6)
+    assert fitted.step == pytest.approx(TRUE.step, rel=1e-6)
+    assert fitted.full_s(16, 1024, 128) == pytest.approx(TRUE.full_s(16, 1024, 128))
+
+
+def test_point_seconds_follows_the_protocol():
+    proto = ProtocolSpec(min_duration_s=2.0, min_repetitions=3, warmup_repetitions=1)
+    point = PointSpec(8, 512, 64)
+    full, prefill = TRUE.full_s(8, 512, 64), TRUE.prefill_s(8, 512)
+    expected = full + max(3, math.ceil(2.0 / full)) * full
+    expected += prefill + max(3, math.ceil(2.0 / prefill)) * prefill
+    assert point_seconds(TRUE, point, proto) == pytest.approx(expected)
+    beam = PointSpec(8, 512, 64, DecodingSpec("beam", "beam", num_beams=4))
+    assert point_seconds(TRUE, beam, proto) == pytest.approx(
+        point_seconds(TRUE, PointSpec(32, 512, 64), proto)
+    )
+
+
+def test_estimate_covers_measured_engines_and_says_which_are_not(tiny_config):
+    plans = plan_study(validate(tiny_config))
+    table = estimate(plans, _rows(TRUE))
+    row = table.set_index("group").loc["tiny__pytorch"]
+    plan = plans["tiny__pytorch"]
+    assert row["estimated_gpu_hours"] == pytest.approx(job_gpu_hours(TRUE, plan), rel=1e-3)
+    assert row["estimated_gpu_hours"] > MODEL_LOAD_S / 3600
+    assert "GPU X" in row["basis"]
+    other = estimate(plans, _rows(TRUE).assign(engine="vllm"))
+    assert math.isnan(other["estimated_gpu_hours"].iloc[0])
+    assert "no measurements" in other["basis"].iloc[0]
