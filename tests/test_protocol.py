@@ -321,9 +321,10 @@ def test_infeasible_columns_are_nan_not_zero():
     assert row["error"] == "out of memory: CUDA out of memory"
     assert row["repetitions"] == 0
     assert row["prefill_repetitions"] == 0
-    numeric = [
-        k for k in row if k not in ("feasible", "error", "repetitions", "prefill_repetitions")
-    ]
+    flags = ("feasible", "error", "repetitions", "prefill_repetitions")
+    contention = ("contention_checked", "contended", "foreign_gpu_pids")
+    numeric = [k for k in row if k not in flags + contention]
+    assert row["contention_checked"] is False and row["contended"] is False
     assert "energy_j" in numeric
     assert "peak_memory_gib" in numeric
     for key in numeric:
@@ -333,8 +334,9 @@ def test_infeasible_columns_are_nan_not_zero():
 def test_infeasible_and_feasible_rows_share_their_measured_columns():
     feasible = result_columns(_window((1.0, 1.0)), None, PointSpec(1, 8, 2), 0.0)
     infeasible = infeasible_columns("x")
-    # the runner adds peak_memory_gib to feasible rows itself
-    assert set(feasible) | {"peak_memory_gib"} == set(infeasible)
+    # the runner adds peak memory and the contention check to feasible rows itself
+    added = {"peak_memory_gib", "contention_checked", "contended", "foreign_gpu_pids"}
+    assert set(feasible) | added == set(infeasible)
 
 
 # --- idle power ---------------------------------------------------------------------------------
