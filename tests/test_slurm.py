@@ -18,11 +18,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from _pipeline import copy_pipeline
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("Snakefile", "workflow", "config", "envs", "resources", "src", "profiles")
 # Sized for a 2-core CI node with fake GPUs; everything else comes from profiles/slurm.
 SITE_OVERRIDES = (
     *("--slurm-status-command", "squeue"),  # no accounting database, so no sacct
@@ -60,16 +59,6 @@ if not _slurm_up():
     )
 
 
-def _copy_pipeline(dest: Path) -> Path:
-    for name in COPIED:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
-
-
 def _snakemake(work: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", *SITE_OVERRIDES, *args],
@@ -103,7 +92,7 @@ def _write_config(work: Path, name: str, **changes) -> str:
 
 
 def test_smoke_configuration_runs_through_sbatch(tmp_path):
-    work = _copy_pipeline(tmp_path)
+    work = copy_pipeline(tmp_path)
     result = _snakemake(work)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
@@ -121,7 +110,7 @@ def test_smoke_configuration_runs_through_sbatch(tmp_path):
 
 
 def test_cancelled_job_resumes_without_losing_or_repeating_points(tmp_path):
-    work = _copy_pipeline(tmp_path)
+    work = copy_pipeline(tmp_path)
     config = _write_config(
         work,
         "long.yaml",
@@ -179,7 +168,7 @@ def test_cancelled_job_resumes_without_losing_or_repeating_points(tmp_path):
 
 
 def test_a_failing_job_reports_its_reason_and_other_jobs_finish(tmp_path):
-    work = _copy_pipeline(tmp_path)
+    work = copy_pipeline(tmp_path)
     config = _write_config(
         work,
         "broken.yaml",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -10,12 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _pipeline import copy_pipeline
 
 from llm_energy.aggregate import REQUIRED_COLUMNS
 
 pytestmark = pytest.mark.integration
-
-COPIED = ("Snakefile", "workflow", "config", "envs", "resources", "src")
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -30,14 +28,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    root = Path(__file__).resolve().parents[1]
-    work = tmp_path_factory.mktemp("pipeline")
-    for name in COPIED:
-        src = root / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, work / name)
+    work = copy_pipeline(tmp_path_factory.mktemp("pipeline"))
     result = snakemake(work, "--cores", "2")
     return work, result
 

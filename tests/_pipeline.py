@@ -1,0 +1,19 @@
+"""A copy of the pipeline in a scratch folder, for tests that run Snakemake end to end."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = ("Snakefile", "workflow", "config", "envs", "resources", "src", "profiles")
+
+
+def copy_pipeline(dest: Path) -> Path:
+    for name in PIPELINE:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
