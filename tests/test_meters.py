@@ -409,3 +409,24 @@ def test_foreign_processes_leave_out_this_job_and_its_workers(fake):
 
 def test_meters_that_cannot_see_processes_say_so():
     assert NullMeter().foreign_processes() is None
+
+
+def test_codecarbon_windows_do_not_include_the_time_between_them():
+    meter = make_meter(
+        "codecarbon", "cpu", codecarbon={"country_iso_code": "USA", "tracking_mode": "process"}
+    )
+
+    def window() -> float:
+        meter.start()
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.3:
+            pass
+        return meter.lap().energy_j
+
+    try:
+        first = window()
+        time.sleep(1.0)  # not measured: between two windows
+        second = window()
+    finally:
+        meter.close()
+    assert 0.5 < second / first < 1.5

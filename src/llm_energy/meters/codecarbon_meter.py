@@ -56,9 +56,15 @@ class CodeCarbonMeter(EnergyMeter):
         )
         self._t0 = time.perf_counter()
         self._cpu_model = "unknown"
+        self._task_open = False
 
     def start(self) -> None:
+        # A lap leaves the next task open; a new window must not inherit it, or its energy
+        # would include everything since that lap (CodeCarbon ignores a second start_task).
+        if self._task_open:
+            self._tracker.stop_task()
         self._tracker.start_task()
+        self._task_open = True
         self._t0 = time.perf_counter()
 
     def lap(self) -> Measurement:
