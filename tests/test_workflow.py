@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from _pipeline import copy_pipeline
 
 from llm_energy.aggregate import REQUIRED_COLUMNS
@@ -91,3 +92,31 @@ def test_paper_configuration_plans_every_job(smoke_run):
     assert "measure" in stats and "fig10" in stats
     # The paper matrix does not inherit the smoke default's tiny model.
     assert "tiny-llama" not in result.stdout
+
+
+def test_trace_tables_and_fig7_from_the_mirror(smoke_run):
+    work, _ = smoke_run
+    mirror = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (mirror / "traces" / "azure_2023").is_dir():
+        pytest.skip("the data mirror (../shared/data) is not beside the checkout")
+    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    config["mirror"] = {"data": str(mirror)}
+    config["experiments"]["workload_traces"] = {
+        "enabled": True,
+        "traces": ["azure_conversation", "azure_code"],
+    }
+    (work / "config/traces.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(
+        work, "trace_tables", "fig7", "--cores", "1", "--configfile", "config/traces.yaml"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lengths = pd.read_csv(work / "results/tables/traces/trace_lengths.csv")
+    raw = pd.read_csv(mirror / "traces/azure_2023/AzureLLMInferenceTrace_conv.csv")
+    conv_in = lengths[(lengths["trace"] == "azure_conversation") & (lengths["side"] == "input")]
+    assert conv_in["mean"].iloc[0] == pytest.approx(raw["ContextTokens"].mean(), rel=1e-6)
+    assert conv_in["p99"].iloc[0] == pytest.approx(raw["ContextTokens"].quantile(0.99), rel=1e-6)
+    assert conv_in["count"].iloc[0] == len(raw)
+    bins = pd.read_csv(work / "results/tables/traces/trace_bins.csv")
+    assert set(bins["bins"]) == {"configured", "paper_printed", "paper_formula"}
+    assert (bins["kept"] + bins["dropped_total"] == bins["requests"]).all()
+    assert (work / "results/figures/traces/fig7_azure_conversation_cdf.png").stat().st_size > 20_000

@@ -88,12 +88,8 @@ def cmd_table(args: argparse.Namespace) -> None:
     if args.name not in TABLES:
         raise LlmEnergyError(f"unknown table '{args.name}' (known: {', '.join(TABLES)})")
     table = TABLES[args.name](pd.read_parquet(args.measurements))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    table.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(out)
-    _log(f"{args.name}: {len(table)} rows -> {out}")
+    _write_csv(table, args.out)
+    _log(f"{args.name}: {len(table)} rows -> {args.out}")
 
 
 def cmd_estimate(args: argparse.Namespace) -> None:
@@ -111,6 +107,58 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         f"ESTIMATE (not a measurement): {len(table)} GPU jobs, {table['points'].sum()} points; "
         f"{known.sum():.2f} GPU-hours for the {len(known)} jobs with measurements to fit"
     )
+
+
+def cmd_prepare_trace(args: argparse.Namespace) -> None:
+    from llm_energy.store import write_parquet_atomic
+    from llm_energy.traces import load_trace, trace_path
+
+    path = trace_path(args.name, args.mirror or None, Path(args.cache))
+    df = load_trace(args.name, path)
+    write_parquet_atomic(df, Path(args.out))
+    failed = df.attrs.get("failed_dropped", 0)
+    _log(f"{args.name}: {len(df)} requests from {path} ({failed} failed requests dropped)")
+
+
+def _read_traces(paths: list[str]) -> dict:
+    import pandas as pd
+
+    return {Path(p).stem: pd.read_parquet(p) for p in paths}
+
+
+def _write_csv(table, out: str) -> None:
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    table.to_csv(tmp, index=False, float_format="%.10g")
+    tmp.replace(path)
+
+
+def cmd_trace_tables(args: argparse.Namespace) -> None:
+    from llm_energy.figures.traces import table_trace_bins, table_trace_lengths
+    from llm_energy.traces import paper_bins
+
+    traces = _read_traces(args.traces)
+    _write_csv(table_trace_lengths(traces), args.lengths)
+    variants = {
+        "configured": (tuple(args.input_bins), tuple(args.output_bins)),
+        "paper_printed": paper_bins("printed"),
+        "paper_formula": paper_bins("formula"),
+    }
+    _write_csv(table_trace_bins(traces, variants), args.bins)
+    _log(f"trace tables for {', '.join(traces)} -> {args.lengths}, {args.bins}")
+
+
+def cmd_trace_figure(args: argparse.Namespace) -> None:
+    from llm_energy.figures.style import save
+    from llm_energy.figures.traces import fig7_trace_cdf
+    from llm_energy.traces import bin_requests
+
+    ((name, df),) = _read_traces([args.trace]).items()
+    binned = bin_requests(df, args.input_bins, args.output_bins)
+    title = f"{name.replace('_', ' ')}: real and binned request lengths (Fig 7)"
+    save(fig7_trace_cdf(df, binned, title), Path(args.out), dpi=args.dpi)
+    _log(f"fig7 ({name}) -> {args.out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--measurements", required=True)
     t.add_argument("--out", required=True)
     t.set_defaults(func=cmd_table)
+    pt = sub.add_parser("prepare-trace", help="load and check one request trace")
+    pt.add_argument("name", help="burstgpt, azure_conversation or azure_code")
+    pt.add_argument("--out", required=True)
+    pt.add_argument("--mirror", help="mirror folder laid out like shared/data")
+    pt.add_argument("--cache", default="results/data/downloads", help="download folder")
+    pt.set_defaults(func=cmd_prepare_trace)
+
+    tt = sub.add_parser("trace-tables", help="Tables 1 and 2, and requests dropped by binning")
+    tt.add_argument("traces", nargs="+", help="prepared traces (NAME.parquet)")
+    tt.add_argument("--lengths", required=True)
+    tt.add_argument("--bins", required=True)
+    tt.add_argument("--input-bins", type=int, nargs="+", required=True)
+    tt.add_argument("--output-bins", type=int, nargs="+", required=True)
+    tt.set_defaults(func=cmd_trace_tables)
+
+    tf = sub.add_parser("trace-figure", help="Fig 7: real against binned lengths of one trace")
+    tf.add_argument("--trace", required=True)
+    tf.add_argument("--out", required=True)
+    tf.add_argument("--input-bins", type=int, nargs="+", required=True)
+    tf.add_argument("--output-bins", type=int, nargs="+", required=True)
+    tf.add_argument("--dpi", type=int, default=150)
+    tf.set_defaults(func=cmd_trace_figure)
+
     e = sub.add_parser("estimate-gpu-hours", help="estimate each job's GPU time from measurements")
     e.add_argument("configfile", nargs="+")
     e.add_argument("--measurements", nargs="+", required=True, help="measured tables to fit")

@@ -29,6 +29,8 @@ SWEEP_FAMILIES = (
     "architectures",
     "engine_optimisations",
 )
+# Families whose rules prepare and analyse data without measurement jobs of their own.
+DATA_FAMILIES = ("workload_traces",)
 GREEDY = DecodingSpec()
 
 
@@ -76,7 +78,7 @@ def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
     """All measurement jobs of a validated config, keyed by group id."""
     points: dict[tuple[str, str], dict[tuple, PointSpec]] = {}
     for family, exp in config["experiments"].items():
-        if not exp.get("enabled", False):
+        if not exp.get("enabled", False) or family in DATA_FAMILIES:
             continue
         if family not in SWEEP_FAMILIES:
             raise ConfigError(

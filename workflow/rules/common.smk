@@ -48,8 +48,23 @@ def has_experiment(tag):
     return any(tag in p.experiments for job in JOBS.values() for p in job.points)
 
 
+FIG_FORMAT = config["figures"]["format"]
+FIG_DPI = config["figures"]["dpi"]
+
+
 def final_targets():
-    targets = [f"results/aggregate/{HARDWARE}/measurements.parquet"]
+    targets = []
+    if config["experiments"]["workload_traces"]["enabled"]:
+        targets += [
+            "results/tables/traces/trace_lengths.csv",
+            "results/tables/traces/trace_bins.csv",
+        ]
+        if "azure_conversation" in config["experiments"]["workload_traces"]["traces"]:
+            targets.append(
+                f"results/figures/traces/fig7_azure_conversation_cdf.{FIG_FORMAT}"
+            )
+    if JOBS:
+        targets.append(f"results/aggregate/{HARDWARE}/measurements.parquet")
     if has_experiment("input_sweep") or has_experiment("output_sweep"):
         targets += [
             f"results/figures/{HARDWARE}/fig10_controlled_sweeps_pytorch.{config['figures']['format']}",

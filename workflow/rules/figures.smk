@@ -1,7 +1,3 @@
-FIG_FORMAT = config["figures"]["format"]
-FIG_DPI = config["figures"]["dpi"]
-
-
 rule fig10:
     input:
         f"results/aggregate/{HARDWARE}/measurements.parquet",

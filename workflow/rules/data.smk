@@ -1,0 +1,77 @@
+TRACE_CONFIG = config["experiments"]["workload_traces"]
+TRACES = TRACE_CONFIG["traces"]
+INPUT_BINS = " ".join(str(b) for b in TRACE_CONFIG["input_bins"])
+OUTPUT_BINS = " ".join(str(b) for b in TRACE_CONFIG["output_bins"])
+
+
+wildcard_constraints:
+    trace=r"burstgpt|azure_conversation|azure_code",
+
+
+rule prepare_trace:
+    output:
+        "results/data/traces/{trace}.parquet",
+    log:
+        "logs/data/traces/{trace}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
+        mirror=config["mirror"]["data"] or "",
+        cache="results/data/downloads",
+    shell:
+        "{params.cli} prepare-trace {wildcards.trace} --out {output} --cache {params.cache} "
+        "--mirror '{params.mirror}' > {log} 2>&1"
+
+
+rule trace_tables:
+    input:
+        expand("results/data/traces/{trace}.parquet", trace=TRACES),
+    output:
+        lengths=report(
+            "results/tables/traces/trace_lengths.csv",
+            caption="../report/trace_lengths.rst",
+            category="Workload traces",
+        ),
+        bins=report(
+            "results/tables/traces/trace_bins.csv",
+            caption="../report/trace_bins.rst",
+            category="Workload traces",
+        ),
+    log:
+        "logs/tables/traces/trace_tables.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
+        input_bins=INPUT_BINS,
+        output_bins=OUTPUT_BINS,
+    shell:
+        "{params.cli} trace-tables {input} --lengths {output.lengths} --bins {output.bins} "
+        "--input-bins {params.input_bins} --output-bins {params.output_bins} > {log} 2>&1"
+
+
+rule fig7:
+    input:
+        "results/data/traces/azure_conversation.parquet",
+    output:
+        report(
+            f"results/figures/traces/fig7_azure_conversation_cdf.{FIG_FORMAT}",
+            caption="../report/fig7.rst",
+            category="Workload traces",
+        ),
+    log:
+        "logs/figures/traces/fig7.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
+        input_bins=INPUT_BINS,
+        output_bins=OUTPUT_BINS,
+        dpi=FIG_DPI,
+    shell:
+        "{params.cli} trace-figure --trace {input} --out {output} --dpi {params.dpi} "
+        "--input-bins {params.input_bins} --output-bins {params.output_bins} > {log} 2>&1"
