@@ -180,3 +180,19 @@ def test_rows_say_when_contention_could_not_be_checked(tiny_config, fake_backend
     table = runner.run_job(_plan(tiny_config), tmp_path / "o.parquet", tmp_path / "j", log=print)
     assert not table["contention_checked"].any()
     assert not table["contended"].any()
+
+
+@pytest.mark.parametrize(
+    ("message", "is_oom"),
+    [
+        ("CUDA out of memory. Tried to allocate 7.00 GiB", True),
+        (
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes",
+            True,
+        ),
+        ("shape mismatch", False),
+    ],
+)
+def test_out_of_memory_is_recognised_on_gpu_and_cpu(message, is_oom):
+    backend = FakeBackend(None, None, "cpu", "float32")
+    assert backend.is_out_of_memory(RuntimeError(message)) is is_oom

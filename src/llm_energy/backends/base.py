@@ -45,7 +45,9 @@ class Backend(ABC):
         """Wait until the device has finished all queued work."""
 
     def is_out_of_memory(self, exc: BaseException) -> bool:
-        return "out of memory" in str(exc).lower()
+        # CUDA says "out of memory"; PyTorch's CPU allocator "can't allocate memory".
+        text = str(exc).lower()
+        return "out of memory" in text or "can't allocate memory" in text
 
     def recover(self) -> None:  # noqa: B027 - optional hook
         """Free what a failed point left behind so that the sweep can go on."""
