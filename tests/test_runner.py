@@ -196,3 +196,16 @@ def test_rows_say_when_contention_could_not_be_checked(tiny_config, fake_backend
 def test_out_of_memory_is_recognised_on_gpu_and_cpu(message, is_oom):
     backend = FakeBackend(None, None, "cpu", "float32")
     assert backend.is_out_of_memory(RuntimeError(message)) is is_oom
+
+
+def test_a_gpu_job_on_a_machine_without_gpu_fails_with_one_message(tiny_config, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from llm_energy.errors import BackendError
+
+    tiny_config["device"] = "cuda"
+    with pytest.raises(BackendError, match="PyTorch sees no CUDA GPU"):
+        runner.run_job(_plan(tiny_config), tmp_path / "o.parquet", tmp_path / "j", log=print)
+    assert not (tmp_path / "o.parquet").exists()
