@@ -175,7 +175,10 @@ def _mirror_column(
     files: Sequence[Path], fmt: str, field: str, cache_dir: str | Path | None
 ) -> list[str]:
     """One column of mirror files, in file order, through ``datasets.load_dataset``."""
-    import datasets
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ConfigError("reading text data needs the 'datasets' package (extra: data)") from exc
 
     if fmt == "jsonl":
         for path in files:
@@ -430,7 +433,7 @@ def pg19_prompts(
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte-level alphabet: printable bytes map to themselves, others above 255."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    printable = {*range(33, 127), *range(161, 173), *range(174, 256)}
     table, shift = {}, 0
     for byte in range(256):
         if byte in printable:
