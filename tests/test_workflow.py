@@ -120,3 +120,27 @@ def test_trace_tables_and_fig7_from_the_mirror(smoke_run):
     assert set(bins["bins"]) == {"configured", "paper_printed", "paper_formula"}
     assert (bins["kept"] + bins["dropped_total"] == bins["requests"]).all()
     assert (work / "results/figures/traces/fig7_azure_conversation_cdf.png").stat().st_size > 20_000
+
+
+def test_table3_from_the_mirror(smoke_run):
+    work, _ = smoke_run
+    mirror = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (mirror / "text").is_dir():
+        pytest.skip("the data mirror (../shared/data) is not beside the checkout")
+    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    config["mirror"] = {"data": str(mirror)}
+    config["experiments"]["classical_tasks"] = {
+        "enabled": True,
+        "tasks": ["classification", "translation"],
+        "samples": 64,
+    }
+    (work / "config/tasks.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(work, "table3", "--cores", "1", "--configfile", "config/tasks.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(work / "results/tables/tasks/table3_token_stats.csv")
+    assert list(table["role"]) == ["classification", "translation"]
+    assert (table["count"] == 64).all()
+    assert (
+        table.set_index("role").loc["classification", "mean"]
+        > table.set_index("role").loc["translation", "mean"]
+    )

@@ -161,6 +161,29 @@ def cmd_trace_figure(args: argparse.Namespace) -> None:
     _log(f"fig7 ({name}) -> {args.out}")
 
 
+def cmd_prepare_task(args: argparse.Namespace) -> None:
+    from llm_energy.store import write_parquet_atomic
+    from llm_energy.textdata import TASKS, sample_task
+
+    by_role = {source.role: name for name, source in TASKS.items()}
+    dataset = by_role.get(args.task, args.task)
+    df = sample_task(dataset, args.mirror or None, n=args.samples, seed=args.seed)
+    write_parquet_atomic(df, Path(args.out))
+    note = df.attrs.get("note", "")
+    _log(f"{args.task} ({dataset}): {len(df)} examples -> {args.out} {note}".rstrip())
+
+
+def cmd_task_table(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.textdata import load_tokenizer, token_stats
+
+    df = pd.concat([pd.read_parquet(p) for p in args.tasks], ignore_index=True)
+    table = token_stats(df, load_tokenizer(args.mirror or None)).rename_axis("task").reset_index()
+    _write_csv(table, args.out)
+    _log(f"Table 3 for {len(table)} tasks -> {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-energy", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -221,6 +244,20 @@ def build_parser() -> argparse.ArgumentParser:
     tf.add_argument("--output-bins", type=int, nargs="+", required=True)
     tf.add_argument("--dpi", type=int, default=150)
     tf.set_defaults(func=cmd_trace_figure)
+
+    pk = sub.add_parser("prepare-task", help="sample the examples of one classical task")
+    pk.add_argument("task", help="classification, translation, summarization or generation")
+    pk.add_argument("--out", required=True)
+    pk.add_argument("--mirror", help="mirror folder laid out like shared/data")
+    pk.add_argument("--samples", type=int, default=1024)
+    pk.add_argument("--seed", type=int, default=0)
+    pk.set_defaults(func=cmd_prepare_task)
+
+    tk = sub.add_parser("task-table", help="Table 3: token statistics of the classical tasks")
+    tk.add_argument("tasks", nargs="+", help="prepared tasks (TASK.parquet)")
+    tk.add_argument("--out", required=True)
+    tk.add_argument("--mirror", help="mirror folder holding tokenizers/llama3")
+    tk.set_defaults(func=cmd_task_table)
 
     e = sub.add_parser("estimate-gpu-hours", help="estimate each job's GPU time from measurements")
     e.add_argument("configfile", nargs="+")

@@ -30,7 +30,7 @@ SWEEP_FAMILIES = (
     "engine_optimisations",
 )
 # Families whose rules prepare and analyse data without measurement jobs of their own.
-DATA_FAMILIES = ("workload_traces",)
+DATA_FAMILIES = ("workload_traces", "classical_tasks")
 GREEDY = DecodingSpec()
 
 

@@ -63,6 +63,8 @@ def final_targets():
             targets.append(
                 f"results/figures/traces/fig7_azure_conversation_cdf.{FIG_FORMAT}"
             )
+    if config["experiments"]["classical_tasks"]["enabled"]:
+        targets.append("results/tables/tasks/table3_token_stats.csv")
     if JOBS:
         targets.append(f"results/aggregate/{HARDWARE}/measurements.parquet")
     if has_experiment("input_sweep") or has_experiment("output_sweep"):

@@ -75,3 +75,49 @@ rule fig7:
     shell:
         "{params.cli} trace-figure --trace {input} --out {output} --dpi {params.dpi} "
         "--input-bins {params.input_bins} --output-bins {params.output_bins} > {log} 2>&1"
+
+
+TASK_CONFIG = config["experiments"]["classical_tasks"]
+
+
+wildcard_constraints:
+    task=r"classification|translation|summarization|generation",
+
+
+rule prepare_task:
+    output:
+        "results/data/tasks/{task}.parquet",
+    log:
+        "logs/data/tasks/{task}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
+        mirror=config["mirror"]["data"] or "",
+        samples=TASK_CONFIG["samples"],
+        seed=config["protocol"]["seed"],
+    shell:
+        "{params.cli} prepare-task {wildcards.task} --out {output} --samples {params.samples} "
+        "--seed {params.seed} --mirror '{params.mirror}' > {log} 2>&1"
+
+
+rule table3:
+    input:
+        expand("results/data/tasks/{task}.parquet", task=TASK_CONFIG["tasks"]),
+    output:
+        report(
+            "results/tables/tasks/table3_token_stats.csv",
+            caption="../report/table3.rst",
+            category="Classical tasks",
+        ),
+    log:
+        "logs/tables/tasks/table3.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
+        mirror=config["mirror"]["data"] or "",
+    shell:
+        "{params.cli} task-table {input} --out {output} --mirror '{params.mirror}' > {log} 2>&1"
