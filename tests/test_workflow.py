@@ -94,18 +94,26 @@ def test_paper_configuration_plans_every_job(smoke_run):
     assert "tiny-llama" not in result.stdout
 
 
-def test_trace_tables_and_fig7_from_the_mirror(smoke_run):
-    work, _ = smoke_run
-    mirror = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (mirror / "traces" / "azure_2023").is_dir():
+MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _smoke_with_family(work: Path, name: str, family: str, settings: dict) -> str:
+    """The smoke config reading the data mirror, with one more experiment family enabled."""
+    if not MIRROR.is_dir():
         pytest.skip("the data mirror (../shared/data) is not beside the checkout")
     config = yaml.safe_load((work / "config/smoke.yaml").read_text())
-    config["mirror"] = {"data": str(mirror)}
-    config["experiments"]["workload_traces"] = {
-        "enabled": True,
-        "traces": ["azure_conversation", "azure_code"],
-    }
-    (work / "config/traces.yaml").write_text(yaml.safe_dump(config))
+    config["mirror"] = {"data": str(MIRROR)}
+    config["experiments"][family] = {"enabled": True, **settings}
+    (work / "config" / name).write_text(yaml.safe_dump(config))
+    return f"config/{name}"
+
+
+def test_trace_tables_and_fig7_from_the_mirror(smoke_run):
+    work, _ = smoke_run
+    _smoke_with_family(
+        work, "traces.yaml", "workload_traces", {"traces": ["azure_conversation", "azure_code"]}
+    )
+    mirror = MIRROR
     result = snakemake(
         work, "trace_tables", "fig7", "--cores", "1", "--configfile", "config/traces.yaml"
     )
@@ -124,17 +132,8 @@ def test_trace_tables_and_fig7_from_the_mirror(smoke_run):
 
 def test_table3_from_the_mirror(smoke_run):
     work, _ = smoke_run
-    mirror = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (mirror / "text").is_dir():
-        pytest.skip("the data mirror (../shared/data) is not beside the checkout")
-    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
-    config["mirror"] = {"data": str(mirror)}
-    config["experiments"]["classical_tasks"] = {
-        "enabled": True,
-        "tasks": ["classification", "translation"],
-        "samples": 64,
-    }
-    (work / "config/tasks.yaml").write_text(yaml.safe_dump(config))
+    tasks = {"tasks": ["classification", "translation"], "samples": 64}
+    _smoke_with_family(work, "tasks.yaml", "classical_tasks", tasks)
     result = snakemake(work, "table3", "--cores", "1", "--configfile", "config/tasks.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(work / "results/tables/tasks/table3_token_stats.csv")
