@@ -209,3 +209,35 @@ def test_a_gpu_job_on_a_machine_without_gpu_fails_with_one_message(tiny_config, 
     with pytest.raises(BackendError, match="PyTorch sees no CUDA GPU"):
         runner.run_job(_plan(tiny_config), tmp_path / "o.parquet", tmp_path / "j", log=print)
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_adding_points_measures_only_the_new_ones(tiny_config, fake_backend, tmp_path):
+    out, journal = tmp_path / "o.parquet", tmp_path / "j"
+    first = runner.run_job(_plan(tiny_config, batch_sizes=(1,)), out, journal, log=print)
+    before = {p.name: p.stat().st_mtime_ns for p in journal.iterdir()}
+    tiny_config["experiments"]["decoding_strategies"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "batch_sizes": [1],
+        "input_tokens": 8,
+        "output_tokens": 4,
+    }
+    grown = _plan(tiny_config, batch_sizes=(1, 2))
+    second = runner.run_job(grown, out, journal, log=print)
+    assert len(second) == len(grown.points) > len(first)
+    for name, mtime in before.items():
+        assert (journal / name).stat().st_mtime_ns == mtime, f"{name} was measured again"
+    shared = second[
+        (second["batch_size"] == 1) & (second["input_tokens"] == 8) & (second["output_tokens"] == 4)
+    ]
+    assert shared["experiments"].iloc[0] == "decoding+input_sweep+output_sweep"
+
+
+def test_changing_the_protocol_measures_everything_again(tiny_config, fake_backend, tmp_path):
+    out, journal = tmp_path / "o.parquet", tmp_path / "j"
+    runner.run_job(_plan(tiny_config, batch_sizes=(1,)), out, journal, log=print)
+    tiny_config["protocol"]["min_repetitions"] = 3
+    messages: list[str] = []
+    runner.run_job(_plan(tiny_config, batch_sizes=(1,)), out, journal, log=messages.append)
+    assert any("0 already in the journal" in m for m in messages)

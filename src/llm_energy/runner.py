@@ -179,10 +179,9 @@ def measure_point(
 
 def run_job(plan: JobPlan, out: Path, journal_dir: Path, log: Log = print) -> pd.DataFrame:
     """Measure every point of ``plan`` not yet in the journal, then write the job's table."""
-    config_hash = plan.config_hash
     journal = Journal(journal_dir)
     points = _order(plan.points)
-    ids = {p.key: p.point_id(config_hash) for p in points}
+    ids = {p.key: p.point_id(plan.measurement_hash) for p in points}
     done = journal.completed(ids.values())
     todo = [p for p in points if ids[p.key] not in done]
     log(
@@ -192,6 +191,10 @@ def run_job(plan: JobPlan, out: Path, journal_dir: Path, log: Log = print) -> pd
     if todo:
         _measure_points(plan, todo, ids, journal, log)
     table = journal.read([ids[p.key] for p in points])
+    # Which experiments a point serves is the plan's to say, also for points measured earlier.
+    tags = {ids[p.key]: "+".join(p.experiments) for p in points}
+    if len(table):
+        table["experiments"] = table["point_id"].map(tags)
     write_parquet_atomic(table, out)
     log(f"wrote {len(table)} rows to {out}")
     return table

@@ -68,12 +68,13 @@ class PointSpec:
     def key(self) -> tuple[int, int, int, str]:
         return (self.batch_size, self.input_tokens, self.output_tokens, self.decoding.name)
 
-    def point_id(self, config_hash: str) -> str:
-        """Identity of this point inside one job configuration (used by the resume journal)."""
+    def point_id(self, measurement_hash: str) -> str:
+        """Identity of this point under one measurement setup (the resume journal's file name);
+        see ``JobPlan.measurement_hash``."""
         d = self.decoding
         return (
             f"b{self.batch_size}_i{self.input_tokens}_o{self.output_tokens}_{d.name}"
-            f"_{stable_hash([dataclasses.asdict(d), config_hash], 8)}"
+            f"_{stable_hash([dataclasses.asdict(d), measurement_hash], 8)}"
         )
 
 
@@ -119,6 +120,16 @@ class JobPlan:
     def config_hash(self) -> str:
         """Hash of everything that determines this job's numbers (not of the whole config file)."""
         return stable_hash(_plain(self))
+
+    @property
+    def measurement_hash(self) -> str:
+        """Hash of what determines each point's numbers: model, engine, device, dtype, meter and
+        protocol, but not which other points the job holds or where files are mirrored. Adding
+        points to a job therefore leaves its finished points valid."""
+        plain = _plain(self)
+        return stable_hash(
+            {k: v for k, v in plain.items() if k not in ("points", "group", "mirror")}
+        )
 
     def to_json(self) -> str:
         return json.dumps(_plain(self), indent=2, sort_keys=True)
