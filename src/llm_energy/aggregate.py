@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from llm_energy.errors import InputError
-from llm_energy.store import write_parquet_atomic
+from llm_energy.store import write_csv_atomic, write_parquet_atomic
 
 # Columns every measurement table has (the README documents them all).
 REQUIRED_COLUMNS = (
@@ -52,6 +52,4 @@ def combine(paths: Iterable[Path]) -> pd.DataFrame:
 def write(table: pd.DataFrame, parquet: Path, csv: Path | None = None) -> None:
     write_parquet_atomic(table, Path(parquet))
     if csv is not None:
-        tmp = Path(csv).with_suffix(".csv.tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(csv)
+        write_csv_atomic(table, csv)

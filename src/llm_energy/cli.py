@@ -127,11 +127,9 @@ def _read_traces(paths: list[str]) -> dict:
 
 
 def _write_csv(table, out: str) -> None:
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, index=False, float_format="%.10g")
-    tmp.replace(path)
+    from llm_energy.store import write_csv_atomic
+
+    write_csv_atomic(table, out, float_format="%.10g")
 
 
 def cmd_trace_tables(args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""Atomic Parquet writes and the per-job resume journal.
+"""Atomic file writes and the per-job resume journal.
 
 Every finished point is written to the journal at once, as its own file, by write-then-rename,
 so a job killed at any moment leaves only whole rows behind. A rerun reads the journal, skips
@@ -10,22 +10,33 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
 
 
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+def write_atomic(path: Path | str, write: Callable[[str], object]) -> None:
+    """Call ``write`` on a temporary file beside ``path``, then rename it into place, so that
+    readers see the old file or the whole new one, never a partial one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        df.to_parquet(tmp, index=False)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: Path | str) -> None:
+    write_atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path | str, float_format: str | None = None) -> None:
+    write_atomic(path, lambda tmp: df.to_csv(tmp, index=False, float_format=float_format))
 
 
 class Journal:

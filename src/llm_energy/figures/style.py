@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from llm_energy.store import write_atomic
+
 PALETTE = "viridis"
 
 
@@ -40,8 +42,5 @@ def provenance_note(df: pd.DataFrame) -> str:
 
 def save(fig: plt.Figure, path: Path, dpi: int = 150) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi)
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".")))
     plt.close(fig)
