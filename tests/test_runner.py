@@ -241,3 +241,21 @@ def test_changing_the_protocol_measures_everything_again(tiny_config, fake_backe
     messages: list[str] = []
     runner.run_job(_plan(tiny_config, batch_sizes=(1,)), out, journal, log=messages.append)
     assert any("0 already in the journal" in m for m in messages)
+
+
+def test_atomic_writes_leave_ordinary_permissions(tmp_path):
+    import os
+
+    import pandas as pd
+
+    from llm_energy.store import write_csv_atomic, write_parquet_atomic
+
+    mask = os.umask(0o022)
+    try:
+        write_parquet_atomic(pd.DataFrame({"a": [1]}), tmp_path / "t.parquet")
+        write_csv_atomic(pd.DataFrame({"a": [1]}), tmp_path / "t.csv")
+    finally:
+        os.umask(mask)
+    for name in ("t.parquet", "t.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.parquet"]
