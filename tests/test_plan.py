@@ -8,8 +8,8 @@ import pytest
 
 from llm_energy.config import validate
 from llm_energy.errors import ConfigError
-from llm_energy.plan import plan_study, resolve_meter
-from llm_energy.spec import DecodingSpec, JobPlan, PointSpec
+from llm_energy.plan import plan_study, resolve_meter, trace_inputs
+from llm_energy.spec import DecodingSpec, JobPlan, PointSpec, stable_hash
 
 
 def _plan(config: dict) -> dict[str, JobPlan]:
@@ -144,12 +144,72 @@ def test_enabling_an_unsupported_family_names_it(tiny_config):
         _plan(tiny_config)
 
 
-def test_vllm_backend_is_not_provided(tiny_config):
+def test_vllm_engine_is_planned_with_the_job_sizing_its_engine(tiny_config):
+    tiny_config["engines"]["vllm"] = {"backend": "vllm", "cuda_graphs": True}
+    tiny_config["experiments"]["controlled_sweeps"]["engines"] = ["pytorch", "vllm"]
+    jobs = _plan(tiny_config)
+    assert sorted(jobs) == ["tiny__pytorch", "tiny__vllm"]
+    assert jobs["tiny__vllm"].engine.backend == "vllm"
+    assert jobs["tiny__vllm"].points == jobs["tiny__pytorch"].points
+
+
+def test_beam_search_on_vllm_fails_at_planning(tiny_config):
     tiny_config["engines"]["vllm"] = {"backend": "vllm"}
-    tiny_config["experiments"]["controlled_sweeps"]["engines"] = ["vllm"]
-    with pytest.raises(ConfigError, match="vllm") as exc:
+    tiny_config["decoding"] = {"greedy": {"strategy": "greedy"}, "beam": {"strategy": "beam"}}
+    tiny_config["experiments"]["decoding_strategies"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["vllm"],
+        "strategies": ["greedy", "beam"],
+    }
+    with pytest.raises(ConfigError, match="beam") as exc:
         _plan(tiny_config)
-    assert "experiments.controlled_sweeps.engines" in str(exc.value)
+    assert "experiments.decoding_strategies.engines: 'vllm'" in str(exc.value)
+
+
+def test_online_serving_plans_offline_and_online_streams_of_the_same_requests(tiny_config):
+    tiny_config["engines"]["vllm"] = {"backend": "vllm"}
+    tiny_config["experiments"]["controlled_sweeps"]["enabled"] = False
+    tiny_config["experiments"]["online_serving"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["vllm"],
+        "batch_sizes": [2, 8],
+        "requests": 24,
+        "trace": "azure_code",
+        "input_tokens": 32,
+        "max_output_tokens": 64,
+    }
+    job = _plan(tiny_config)["tiny__vllm"]
+    assert trace_inputs(job) == ["azure_code"]
+    streams = {(p.batch_size, p.stream.serving) for p in job.points}
+    assert streams == {(2, "offline"), (2, "online"), (8, "offline"), (8, "online")}
+    assert {(p.stream.requests, p.input_tokens, p.output_tokens) for p in job.points} == {
+        (24, 32, 64)
+    }
+    ids = {p.point_id(job.measurement_hash) for p in job.points}
+    assert len(ids) == 4 and all("azure_code-n24" in i for i in ids)
+    again = JobPlan.from_json(job.to_json())
+    assert again == job and again.config_hash == job.config_hash
+
+
+def test_online_serving_on_transformers_fails_at_planning(tiny_config):
+    tiny_config["experiments"]["online_serving"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+    }
+    with pytest.raises(ConfigError, match="continuous batching"):
+        _plan(tiny_config)
+
+
+def test_batch_point_ids_do_not_change_with_request_streams():
+    """Journals written before request streams existed stay valid."""
+    p = PointSpec(8, 512, 64)
+    assert p.key == (8, 512, 64, "greedy")
+    assert p.point_id("abc") == "b8_i512_o64_greedy_" + stable_hash(
+        [dataclasses.asdict(DecodingSpec()), "abc"], 8
+    )
 
 
 def test_defined_but_unused_vllm_engine_is_fine(tiny_config):

@@ -28,11 +28,11 @@ def cmd_measure(args: argparse.Namespace) -> None:
         raise LlmEnergyError(f"cannot read plan {plan_path}: {exc}") from exc
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
     _log(
-        "rerun by hand: llm-energy measure --plan {} --out {} --journal {}".format(
-            *(shlex.quote(str(p)) for p in (plan_path, args.out, journal))
+        "rerun by hand: llm-energy measure --plan {} --out {} --journal {} --traces {}".format(
+            *(shlex.quote(str(p)) for p in (plan_path, args.out, journal, args.traces))
         )
     )
-    run_job(plan, Path(args.out), journal, log=_log)
+    run_job(plan, Path(args.out), journal, log=_log, traces_dir=Path(args.traces))
 
 
 def _load(config_files: list[str]) -> dict:
@@ -190,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--plan", required=True, help="job plan JSON (results/plans/...)")
     m.add_argument("--out", required=True, help="Parquet table to write")
     m.add_argument("--journal", help="resume journal folder (default: OUT with .journal)")
+    m.add_argument(
+        "--traces",
+        default="results/data/traces",
+        help="folder of prepared traces that request-stream points draw lengths from",
+    )
     m.set_defaults(func=cmd_measure)
 
     v = sub.add_parser("validate-config", help="validate config files and count the jobs")

@@ -7,6 +7,7 @@ families are measured once.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from llm_energy.spec import (
     ModelSpec,
     PointSpec,
     ProtocolSpec,
+    StreamSpec,
 )
 
 # Families that the measurement jobs of this release cover, and the tag their rows carry.
@@ -28,6 +30,7 @@ SWEEP_FAMILIES = (
     "decoding_strategies",
     "architectures",
     "engine_optimisations",
+    "online_serving",
 )
 # Families whose rules prepare and analyse data without measurement jobs of their own.
 DATA_FAMILIES = ("workload_traces", "classical_tasks")
@@ -52,6 +55,18 @@ def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterato
                         yield PointSpec(
                             b, shape["input_tokens"], shape["output_tokens"], GREEDY, (tag,)
                         )
+    elif family == "online_serving":
+        for b in batch_sizes:
+            for serving in ("offline", "online"):
+                stream = StreamSpec(exp["trace"], exp["requests"], serving)
+                yield PointSpec(
+                    b,
+                    exp["input_tokens"],
+                    exp["max_output_tokens"],
+                    GREEDY,
+                    ("online_serving",),
+                    stream,
+                )
     elif family == "decoding_strategies":
         for name in exp["strategies"]:
             d = DecodingSpec(name=name, **config["decoding"][name])
@@ -74,6 +89,29 @@ def _backend_available(backend: str) -> bool:
     return importlib.util.find_spec(f"llm_energy.backends.{backend}_backend") is not None
 
 
+def _check_engine(config: dict[str, Any], family: str, exp: dict[str, Any], engine: str) -> None:
+    """Combinations an engine cannot measure fail at planning, before any job starts."""
+    e = config["engines"][engine]
+    where = f"config: experiments.{family}.engines: '{engine}'"
+    if e["backend"] == "vllm":
+        if e.get("torch_compile"):
+            raise ConfigError(f"config: engines.{engine}: torch_compile is a transformers option")
+        for name in exp.get("strategies", ()):
+            if config["decoding"][name]["strategy"] == "beam":
+                raise ConfigError(
+                    f"{where} is a vLLM engine, and vLLM's beam search needs a tokenizer, which "
+                    f"random-weight models run without; measure decoding '{name}' on a "
+                    "transformers engine"
+                )
+    elif family == "online_serving":
+        raise ConfigError(f"{where} has no continuous batching; online serving needs a vLLM engine")
+
+
+def trace_inputs(plan: JobPlan) -> list[str]:
+    """Traces that the request-stream points of a job draw lengths from."""
+    return sorted({p.stream.trace for p in plan.points if p.stream is not None})
+
+
 def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
     """All measurement jobs of a validated config, keyed by group id."""
     points: dict[tuple[str, str], dict[tuple, PointSpec]] = {}
@@ -93,15 +131,14 @@ def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
                     f"config: experiments.{family}.engines names '{engine}', whose backend "
                     f"'{backend}' this release does not provide"
                 )
+            _check_engine(config, family, exp, engine)
             for model in exp["models"]:
                 bucket = points.setdefault((model, engine), {})
                 for p in _points(family, exp, config):
                     old = bucket.get(p.key)
                     if old is not None:
                         tags = tuple(sorted(set(old.experiments) | set(p.experiments)))
-                        p = PointSpec(
-                            p.batch_size, p.input_tokens, p.output_tokens, p.decoding, tags
-                        )
+                        p = dataclasses.replace(p, experiments=tags)
                     bucket[p.key] = p
     return {
         group_id(model, engine): _job(config, model, engine, tuple(bucket.values()))

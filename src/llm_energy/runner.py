@@ -17,20 +17,20 @@ from llm_energy.protocol import WindowResult, measure_idle_power_w, measure_wind
 from llm_energy.provenance import job_provenance, utc_now
 from llm_energy.spec import JobPlan, PointSpec, stable_hash
 from llm_energy.store import Journal, write_parquet_atomic
-from llm_energy.workloads import random_prompts
+from llm_energy.workloads import TraceLengths, random_prompts
 
 Log = Callable[[str], None]
 
 
 def _order(points: Sequence[PointSpec]) -> list[PointSpec]:
     """Smaller batches first at each shape, so that an out-of-memory batch bounds the rest."""
-    return sorted(
-        points, key=lambda p: (p.decoding.name, p.input_tokens, p.output_tokens, p.batch_size)
-    )
+    return sorted(points, key=lambda p: (_shape_key(p), p.batch_size))
 
 
-def _shape_key(point: PointSpec) -> tuple[int, int, str]:
-    return (point.input_tokens, point.output_tokens, point.decoding.name)
+def _shape_key(point: PointSpec) -> tuple[Any, ...]:
+    """Everything but the batch size: points that differ only in batch size share a shape."""
+    stream = point.stream.label if point.stream else ""
+    return (point.decoding.name, stream, point.input_tokens, point.output_tokens)
 
 
 def point_identity(plan: JobPlan, point: PointSpec) -> dict[str, Any]:
@@ -58,15 +58,25 @@ def point_identity(plan: JobPlan, point: PointSpec) -> dict[str, Any]:
         "batch_size": point.batch_size,
         "input_tokens": point.input_tokens,
         "output_tokens": point.output_tokens,
+        "serving": point.stream.serving if point.stream else "batch",
+        "trace": point.stream.trace if point.stream else "",
+        "requests": point.stream.requests if point.stream else point.batch_size,
     }
 
 
 def result_columns(
-    full: WindowResult, prefill: WindowResult | None, point: PointSpec, idle_power_w: float
+    full: WindowResult,
+    prefill: WindowResult | None,
+    point: PointSpec,
+    idle_power_w: float,
+    tokens: int | None = None,
 ) -> dict[str, Any]:
-    """Per-batch numbers from the full window and, when measured, the prefill window."""
+    """Per-batch (per-stream) numbers from the full window and, when measured, the prefill
+    window. ``tokens`` is the number of output tokens one repetition generates."""
     energy = full.energy_j
-    tokens = point.batch_size * point.output_tokens
+    if tokens is None:
+        tokens = point.batch_size * point.output_tokens
+    requests = point.stream.requests if point.stream else point.batch_size
     if point.output_tokens == 1:  # the full window is a prefill; there is no decode phase
         prefill_energy, prefill_duration, decode_energy = energy, full.duration_s, 0.0
     elif prefill is not None:
@@ -88,7 +98,8 @@ def result_columns(
         "decode_duration_s": full.duration_s - prefill_duration,
         "decode_energy_j": decode_energy,
         "energy_per_output_token_j": energy / tokens,
-        "energy_per_request_j": energy / point.batch_size,
+        "energy_per_request_j": energy / requests,
+        "generated_tokens": tokens,
         "output_tokens_per_s": tokens / full.duration_s,
         "mean_power_w": energy / full.duration_s,
         "idle_power_w": idle_power_w,
@@ -122,6 +133,7 @@ def infeasible_columns(reason: str) -> dict[str, Any]:
                 "decode_energy_j",
                 "energy_per_output_token_j",
                 "energy_per_request_j",
+                "generated_tokens",
                 "output_tokens_per_s",
                 "mean_power_w",
                 "idle_power_w",
@@ -139,23 +151,46 @@ def measure_point(
     meter: EnergyMeter,
     cross_check: Sequence[EnergyMeter],
     idle_power_w: float,
+    streams: TraceLengths | None = None,
 ) -> dict[str, Any]:
     """Warm up and measure one point; raises whatever the backend raises (OOM included)."""
     proto = plan.protocol
     seed = int(stable_hash([proto.seed, point.key], 8), 16)
-    prompts = random_prompts(backend.vocab_size, point.batch_size, point.input_tokens, seed)
-    prepared = backend.prepare(prompts)
+    if point.stream is not None:
+        if streams is None:
+            raise ValueError("a request-stream point needs the prepared traces")
+        lengths = streams.lengths(point, proto.seed)
+        prepared = backend.prepare(
+            [
+                random_prompts(backend.vocab_size, 1, n, seed + i)[0]
+                for i, (n, _) in enumerate(lengths)
+            ]
+        )
+        outputs = [o for _, o in lengths]
+        continuous = point.stream.serving == "online"
+        tokens = sum(outputs)
 
-    def generate(tokens: int) -> Callable[[], None]:
-        def run() -> None:
-            backend.generate(prepared, tokens, point.decoding)
+        def full_run() -> None:
+            backend.serve(prepared, outputs, point.batch_size, continuous=continuous)
             backend.synchronize()
 
-        return run
+        prefill_run = full_run
+        measure_prefill = False
+    else:
+        prompts = random_prompts(backend.vocab_size, point.batch_size, point.input_tokens, seed)
+        prepared = backend.prepare(prompts)
+        tokens = point.batch_size * point.output_tokens
 
-    full_run, prefill_run = generate(point.output_tokens), generate(1)
+        def generate(n_tokens: int) -> Callable[[], None]:
+            def run() -> None:
+                backend.generate(prepared, n_tokens, point.decoding)
+                backend.synchronize()
+
+            return run
+
+        full_run, prefill_run = generate(point.output_tokens), generate(1)
+        measure_prefill = proto.measure_prefill and point.output_tokens > 1
     foreign = set(meter.foreign_processes() or [])
-    measure_prefill = proto.measure_prefill and point.output_tokens > 1
     backend.reset_peak_memory()
     for _ in range(proto.warmup_repetitions):
         full_run()
@@ -167,7 +202,7 @@ def measure_point(
     full = measure_window(
         full_run, meter, proto, cross_check, per_repetition_energy_min_s=lap_min_s
     )
-    row = result_columns(full, prefill, point, idle_power_w)
+    row = result_columns(full, prefill, point, idle_power_w, tokens)
     row["peak_memory_gib"] = backend.peak_memory_gib()
     after = meter.foreign_processes()
     row["contention_checked"] = after is not None
@@ -177,8 +212,15 @@ def measure_point(
     return row
 
 
-def run_job(plan: JobPlan, out: Path, journal_dir: Path, log: Log = print) -> pd.DataFrame:
-    """Measure every point of ``plan`` not yet in the journal, then write the job's table."""
+def run_job(
+    plan: JobPlan,
+    out: Path,
+    journal_dir: Path,
+    log: Log = print,
+    traces_dir: Path | None = None,
+) -> pd.DataFrame:
+    """Measure every point of ``plan`` not yet in the journal, then write the job's table.
+    Request-stream points draw their lengths from the prepared traces in ``traces_dir``."""
     journal = Journal(journal_dir)
     points = _order(plan.points)
     ids = {p.key: p.point_id(plan.measurement_hash) for p in points}
@@ -189,7 +231,8 @@ def run_job(plan: JobPlan, out: Path, journal_dir: Path, log: Log = print) -> pd
         f"{journal_dir}, {len(todo)} to measure"
     )
     if todo:
-        _measure_points(plan, todo, ids, journal, log)
+        streams = TraceLengths(traces_dir) if traces_dir is not None else None
+        _measure_points(plan, todo, ids, journal, log, streams)
     table = journal.read([ids[p.key] for p in points])
     # Which experiments a point serves is the plan's to say, also for points measured earlier.
     tags = {ids[p.key]: "+".join(p.experiments) for p in points}
@@ -214,13 +257,24 @@ def _known_infeasible(journal: Journal, ids: dict, points: Sequence[PointSpec]) 
 
 
 def _measure_points(
-    plan: JobPlan, todo: list[PointSpec], ids: dict, journal: Journal, log: Log
+    plan: JobPlan,
+    todo: list[PointSpec],
+    ids: dict,
+    journal: Journal,
+    log: Log,
+    streams: TraceLengths | None = None,
 ) -> None:
     proto = plan.protocol
     model_dir = resolve_model_dir(plan.model, plan.mirror.get("models"))
     arch_hash = architecture_hash(load_config_dict(model_dir))
     t_load = time.perf_counter()
     backend = make_backend(plan.model, plan.engine, plan.device, plan.dtype)
+    # Sized from every point of the plan, not only those left, so that a resumed job runs the
+    # same engine.
+    backend.configure(
+        max(p.batch_size for p in plan.points),
+        max(p.input_tokens + p.output_tokens for p in plan.points),
+    )
     backend.load(str(model_dir), proto.seed)
     log(
         f"loaded {plan.model.name} ({plan.model.weights} weights, architecture {arch_hash}) "
@@ -247,6 +301,7 @@ def _measure_points(
             "power_limit_w": math.nan,
             **meter.info(),
             **backend.versions(),
+            **backend.details(),
             **job_provenance(),
         }
         if not base["gpu_name"]:
@@ -264,7 +319,7 @@ def _measure_points(
                 )
             else:
                 try:
-                    row.update(measure_point(backend, plan, point, meter, cross, idle_w))
+                    row.update(measure_point(backend, plan, point, meter, cross, idle_w, streams))
                 except Exception as exc:
                     if not backend.is_out_of_memory(exc):
                         raise
@@ -284,7 +339,9 @@ def _progress(n: int, total: int, point: PointSpec, row: dict, elapsed_s: float)
     eta = elapsed_s / n * (total - n)
     head = (
         f"[{n}/{total}] batch={point.batch_size} in={point.input_tokens} "
-        f"out={point.output_tokens} {point.decoding.name}: "
+        f"out={point.output_tokens} {point.decoding.name}"
+        + (f" {point.stream.label}" if point.stream else "")
+        + ": "
     )
     if not row["feasible"]:
         return head + f"infeasible ({row['error']}); eta {eta:.0f} s"

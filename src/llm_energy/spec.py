@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 Weights = Literal["random", "pretrained"]
 Strategy = Literal["greedy", "beam", "sample"]
+Serving = Literal["offline", "online"]
 
 
 def stable_hash(obj: Any, length: int = 12) -> str:
@@ -55,27 +56,48 @@ class DecodingSpec:
 
 
 @dataclass(frozen=True)
+class StreamSpec:
+    """A stream of requests whose lengths come from a trace, served with at most ``batch_size``
+    requests in flight: in static batches (offline) or by continuous batching (online)."""
+
+    trace: str
+    requests: int
+    serving: Serving
+    vary_input: bool = False  # input lengths from the trace too (else all are input_tokens)
+
+    @property
+    def label(self) -> str:
+        return f"{self.serving}-{self.trace}-n{self.requests}" + ("-vi" if self.vary_input else "")
+
+
+@dataclass(frozen=True)
 class PointSpec:
-    """One measured point: a batch shape and a decoding strategy."""
+    """One measured point: a batch shape and a decoding strategy, or, with ``stream``, a
+    request stream capped at ``batch_size`` in flight, ``input_tokens`` and ``output_tokens``
+    long at most."""
 
     batch_size: int
     input_tokens: int
     output_tokens: int
     decoding: DecodingSpec = DecodingSpec()
     experiments: tuple[str, ...] = ()
+    stream: StreamSpec | None = None
 
     @property
-    def key(self) -> tuple[int, int, int, str]:
-        return (self.batch_size, self.input_tokens, self.output_tokens, self.decoding.name)
+    def key(self) -> tuple[Any, ...]:
+        shape = (self.batch_size, self.input_tokens, self.output_tokens, self.decoding.name)
+        return shape if self.stream is None else (*shape, self.stream.label)
 
     def point_id(self, measurement_hash: str) -> str:
         """Identity of this point under one measurement setup (the resume journal's file name);
         see ``JobPlan.measurement_hash``."""
         d = self.decoding
-        return (
-            f"b{self.batch_size}_i{self.input_tokens}_o{self.output_tokens}_{d.name}"
-            f"_{stable_hash([dataclasses.asdict(d), measurement_hash], 8)}"
-        )
+        ident: list[Any] = [dataclasses.asdict(d), measurement_hash]
+        prefix = f"b{self.batch_size}_i{self.input_tokens}_o{self.output_tokens}_{d.name}"
+        if self.stream is not None:
+            ident.append(dataclasses.asdict(self.stream))
+            prefix += f"_{self.stream.label}"
+        return f"{prefix}_{stable_hash(ident, 8)}"
 
 
 @dataclass(frozen=True)
@@ -143,6 +165,7 @@ class JobPlan:
                 output_tokens=p["output_tokens"],
                 decoding=DecodingSpec(**p["decoding"]),
                 experiments=tuple(p.get("experiments", ())),
+                stream=StreamSpec(**p["stream"]) if p.get("stream") else None,
             )
             for p in d["points"]
         )

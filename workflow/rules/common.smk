@@ -10,10 +10,16 @@ sys.path.insert(0, SRC)
 # Inside a conda env of envs/ the env's interpreter runs the jobs; otherwise Snakemake's own.
 USES_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PYTHON = "python" if USES_CONDA else sys.executable
-CLI = f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} {PYTHON} -m llm_energy"
+
+
+def cli_command(python):
+    return f"PYTHONPATH={SRC}${{PYTHONPATH:+:$PYTHONPATH}} {python} -m llm_energy"
+
+
+CLI = cli_command(PYTHON)
 
 from llm_energy.config import load_schema, validate
-from llm_energy.plan import plan_study
+from llm_energy.plan import plan_study, trace_inputs
 
 config = validate(
     config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
@@ -37,6 +43,27 @@ def measurement_tables(wildcards=None):
         hardware=HARDWARE,
         group=sorted(JOBS),
     )
+
+
+def backend_of(wildcards):
+    return JOBS[wildcards.group].engine.backend
+
+
+def measure_conda_env(wildcards):
+    """Each backend has its own environment: vLLM pins its own torch."""
+    return str(Path(workflow.basedir) / "envs" / f"{backend_of(wildcards)}.yaml")
+
+
+def measure_cli(wildcards):
+    """The CLI under the interpreter of the job's backend (config `interpreters`)."""
+    if USES_CONDA:
+        return CLI
+    return cli_command(config["interpreters"][backend_of(wildcards)] or sys.executable)
+
+
+def measure_traces(wildcards):
+    """Prepared traces that the job's request-stream points draw their lengths from."""
+    return [f"results/data/traces/{t}.parquet" for t in trace_inputs(JOBS[wildcards.group])]
 
 
 def gpus_for(wildcards):

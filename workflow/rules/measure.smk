@@ -14,21 +14,22 @@ rule plan_job:
 
 rule measure:
     input:
-        "results/plans/{hardware}/{group}.json",
+        plan="results/plans/{hardware}/{group}.json",
+        traces=measure_traces,
     output:
         "results/measurements/{hardware}/{group}.parquet",
     log:
         "logs/measure/{hardware}/{group}.log",
     conda:
-        "../../envs/transformers.yaml"
+        measure_conda_env
     threads: 2
     resources:
         gpu=gpus_for,
         runtime=240,
         mem_mb=32000,
     params:
-        cli=CLI,
+        cli=measure_cli,
         journal="results/journal/{hardware}/{group}",
     shell:
-        "{params.cli} measure --plan {input} --out {output} --journal {params.journal} "
-        "> {log} 2>&1"
+        "{params.cli} measure --plan {input.plan} --out {output} --journal {params.journal} "
+        "--traces results/data/traces > {log} 2>&1"

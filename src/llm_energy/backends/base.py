@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from llm_energy.errors import ConfigError
 from llm_energy.spec import DecodingSpec, EngineSpec, ModelSpec
 
 
@@ -24,6 +26,10 @@ class Backend(ABC):
         self.device = device
         self.dtype = dtype
 
+    def configure(self, max_batch_size: int, max_sequence_tokens: int) -> None:  # noqa: B027
+        """Size the engine for the job's largest batch and longest sequence (before ``load``);
+        engines that allocate as they go need nothing."""
+
     @abstractmethod
     def load(self, config_dir: str, seed: int) -> None:
         """Build or load the model. ``config_dir`` holds the architecture's config.json."""
@@ -35,11 +41,27 @@ class Backend(ABC):
 
     @abstractmethod
     def prepare(self, token_ids: list[list[int]]) -> Any:
-        """Engine-specific inputs for one batch of equal-length prompts."""
+        """Engine-specific inputs for one batch of equal-length prompts, or for a request
+        stream (``serve``) of prompts of any lengths."""
 
     @abstractmethod
     def generate(self, prepared: Any, output_tokens: int, decoding: DecodingSpec) -> int:
         """Generate exactly ``output_tokens`` per sequence; return the number of new tokens."""
+
+    def serve(
+        self,
+        prepared: Any,
+        output_tokens: Sequence[int],
+        concurrency: int,
+        *,
+        continuous: bool,
+    ) -> int:
+        """Serve a stream of requests (``prepared`` from prompts of any lengths), request i to
+        exactly ``output_tokens[i]`` new tokens, with at most ``concurrency`` in flight: in
+        static batches, or with continuous batching (a finished request's slot is refilled at
+        once). Returns the number of tokens the requests asked for."""
+        mode = "continuous" if continuous else "static"
+        raise ConfigError(f"backend '{self.name}' cannot serve request streams in {mode} batches")
 
     def synchronize(self) -> None:  # noqa: B027 - engines that block need nothing here
         """Wait until the device has finished all queued work."""
@@ -58,6 +80,10 @@ class Backend(ABC):
     def peak_memory_gib(self) -> float:
         """Peak device memory since ``reset_peak_memory`` (NaN when the engine cannot tell)."""
         return float("nan")
+
+    def details(self) -> dict[str, Any]:
+        """Job-level columns describing how the engine was set up (empty by default)."""
+        return {}
 
     def device_uuids(self) -> list[str]:
         """UUIDs of the GPUs this engine uses (empty on the CPU)."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Sequence
 from typing import Any
 
 from llm_energy.backends.base import Backend
@@ -63,6 +64,8 @@ class TransformersBackend(Backend):
         return int(self._model.config.get_text_config().vocab_size)
 
     def prepare(self, token_ids: list[list[int]]) -> dict[str, Any]:
+        if len({len(t) for t in token_ids}) > 1:  # a request stream: batched by ``serve``
+            return {"prompts": token_ids}
         torch = self._torch
         ids = torch.tensor(token_ids, dtype=torch.long, device=self.device)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -88,6 +91,38 @@ class TransformersBackend(Backend):
             raise BackendError(f"generated {new_tokens} tokens instead of {output_tokens}")
         return int(out.shape[0] * new_tokens)
 
+    def serve(
+        self,
+        prepared: dict[str, Any],
+        output_tokens: Sequence[int],
+        concurrency: int,
+        *,
+        continuous: bool,
+    ) -> int:
+        """Static batches only, as transformers serves them: each batch is left-padded to its
+        longest prompt and runs until its longest request has finished."""
+        if continuous:
+            raise ConfigError(
+                f"engine '{self.engine.name}': transformers has no continuous batching; "
+                "serve request streams online with a vLLM engine"
+            )
+        prompts: list[list[int]] = prepared.get("prompts") or prepared["input_ids"].tolist()
+        generated = 0
+        for start in range(0, len(prompts), concurrency):
+            batch = prompts[start : start + concurrency]
+            wanted = output_tokens[start : start + concurrency]
+            width = max(len(p) for p in batch)
+            pad = self._model.generation_config.pad_token_id
+            ids = [[pad] * (width - len(p)) + p for p in batch]
+            mask = [[0] * (width - len(p)) + [1] * len(p) for p in batch]
+            inputs = {
+                "input_ids": self._torch.tensor(ids, dtype=self._torch.long, device=self.device),
+                "attention_mask": self._torch.tensor(mask, device=self.device),
+            }
+            self.generate(inputs, max(wanted), DecodingSpec())
+            generated += sum(wanted)
+        return generated
+
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
             self._torch.cuda.synchronize()
@@ -108,6 +143,11 @@ class TransformersBackend(Backend):
         if self.device.startswith("cuda"):
             return self._torch.cuda.max_memory_allocated() / 2**30
         return float("nan")
+
+    def details(self) -> dict[str, Any]:
+        cache = "static cache + torch.compile" if self.engine.torch_compile else "dynamic cache"
+        attn = self.engine.attn_implementation or "default attention"
+        return {"engine_detail": f"transformers generate, {cache}, {attn}"}
 
     def device_uuids(self) -> list[str]:
         if not self.device.startswith("cuda"):

@@ -1,0 +1,242 @@
+"""vLLM: the study's optimised engine (paged KV cache, continuous batching, CUDA graphs unless
+``enforce_eager``), through its offline ``LLM`` API.
+
+Weights are vLLM's dummy weights for random-weight models, so only ``config.json`` is needed.
+Prefix caching is off: the protocol repeats identical prompts, whose prefill the cache would
+make nearly free. The engine is sized from the job's points (``configure``): ``max_num_seqs`` is
+the largest batch and ``max_model_len`` the longest sequence, so that one engine serves them all.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from llm_energy.backends.base import Backend
+from llm_energy.errors import BackendError, ConfigError
+from llm_energy.spec import DecodingSpec
+
+# Engine options that this module interprets itself instead of passing them to ``LLM``.
+CPU_KV_CACHE_OPTION = "cpu_kv_cache_gib"
+
+
+class KvCacheCapacityError(RuntimeError):
+    """A batch whose KV cache does not fit: vLLM would split it into waves, not run it as one
+    batch. Recorded like an out-of-memory point."""
+
+
+class VllmBackend(Backend):
+    name = "vllm"
+
+    def configure(self, max_batch_size: int, max_sequence_tokens: int) -> None:
+        self._max_num_seqs = max_batch_size
+        self._max_model_len = max_sequence_tokens
+
+    def load(self, config_dir: str, seed: int) -> None:
+        on_gpu = self.device.startswith("cuda")
+        if self.engine.torch_compile:
+            raise ConfigError(
+                f"engine '{self.engine.name}': torch_compile is a transformers option; vLLM "
+                "compiles by itself (cuda_graphs switches its CUDA graphs)"
+            )
+        if on_gpu:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise BackendError(
+                    f"this job runs on device '{self.device}' but PyTorch sees no CUDA GPU"
+                )
+        options = dict(self.engine.options)
+        cpu_kv_gib = options.pop(CPU_KV_CACHE_OPTION, 1)
+        if not on_gpu:
+            # vLLM's CPU backend reserves this much memory for the KV cache (default 4 GiB).
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cpu_kv_gib))
+        from vllm import LLM
+
+        kwargs: dict[str, Any] = {
+            "model": config_dir,
+            "skip_tokenizer_init": True,
+            "dtype": self.dtype,
+            "seed": seed,
+            "enforce_eager": not self.engine.cuda_graphs,
+            "tensor_parallel_size": self.engine.tensor_parallel_size,
+            "max_num_seqs": getattr(self, "_max_num_seqs", 256),
+            "enable_prefix_caching": False,
+            "disable_log_stats": False,
+        }
+        if getattr(self, "_max_model_len", None):
+            kwargs["max_model_len"] = self._max_model_len
+        if self.model_spec.weights == "random":
+            kwargs["load_format"] = "dummy"
+        kwargs.update(options)
+        try:
+            self._llm = LLM(**kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"engine '{self.engine.name}': bad vLLM option ({exc})") from exc
+        vllm_config = self._llm.llm_engine.vllm_config
+        cache = vllm_config.cache_config
+        self._block_tokens = int(cache.block_size)
+        self._kv_blocks = int(cache.num_gpu_blocks or 0)
+        self._settings = {
+            "max_num_seqs": int(vllm_config.scheduler_config.max_num_seqs),
+            "max_model_len": int(vllm_config.model_config.max_model_len),
+            "max_num_batched_tokens": int(vllm_config.scheduler_config.max_num_batched_tokens),
+            "kv_cache_tokens": self._kv_blocks * self._block_tokens,
+            "enforce_eager": bool(vllm_config.model_config.enforce_eager),
+        }
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._llm.llm_engine.model_config.get_vocab_size())
+
+    def prepare(self, token_ids: list[list[int]]) -> list[Any]:
+        from vllm import TokensPrompt
+
+        return [TokensPrompt(prompt_token_ids=ids) for ids in token_ids]
+
+    def _check_capacity(self, prompts: list[Any], output_tokens: Sequence[int]) -> None:
+        """``prompts`` run at the same time, prompt i to ``output_tokens[i]`` new tokens."""
+        if len(prompts) > self._settings["max_num_seqs"]:
+            raise KvCacheCapacityError(
+                f"batch of {len(prompts)} exceeds the engine's max_num_seqs "
+                f"{self._settings['max_num_seqs']}"
+            )
+        if not self._kv_blocks:
+            return
+        need = sum(
+            math.ceil((len(p["prompt_token_ids"]) + n) / self._block_tokens)
+            for p, n in zip(prompts, output_tokens, strict=True)
+        )
+        if need > self._kv_blocks:
+            raise KvCacheCapacityError(
+                f"the batch needs {need} KV-cache blocks of "
+                f"{self._block_tokens} tokens and the engine holds {self._kv_blocks}"
+            )
+
+    def sampling_params(self, output_tokens: int, decoding: DecodingSpec, seed: int = 0) -> Any:
+        """Fixed-length sampling parameters for one request."""
+        from vllm import SamplingParams
+
+        if decoding.strategy == "beam":
+            raise ConfigError(
+                f"decoding '{decoding.name}': vLLM's beam search needs a tokenizer, which "
+                "random-weight models run without; measure beam search on the transformers "
+                "backend"
+            )
+        kwargs: dict[str, Any] = {
+            "n": 1,
+            "max_tokens": output_tokens,
+            "min_tokens": output_tokens,
+            "ignore_eos": True,
+            "detokenize": False,
+            "temperature": 0.0,
+        }
+        if decoding.strategy == "sample":
+            kwargs["temperature"] = decoding.temperature if decoding.temperature else 1.0
+            kwargs["top_p"] = decoding.top_p if decoding.top_p is not None else 1.0
+            kwargs["top_k"] = decoding.top_k if decoding.top_k is not None else 0
+            kwargs["seed"] = seed
+        return SamplingParams(**kwargs)
+
+    def generate(self, prepared: list[Any], output_tokens: int, decoding: DecodingSpec) -> int:
+        self._check_capacity(prepared, [output_tokens] * len(prepared))
+        params = self.sampling_params(output_tokens, decoding)
+        outputs = self._llm.generate(prepared, params, use_tqdm=False)
+        lengths = {len(o.outputs[0].token_ids) for o in outputs}
+        if lengths != {output_tokens}:
+            raise BackendError(f"generated {sorted(lengths)} tokens instead of {output_tokens}")
+        return len(outputs) * output_tokens
+
+    def serve(
+        self,
+        prepared: list[Any],
+        output_tokens: Sequence[int],
+        concurrency: int,
+        *,
+        continuous: bool,
+    ) -> int:
+        """Requests go to the engine through ``LLMEngine.add_request`` / ``step``: static
+        batches add ``concurrency`` requests and drain them before the next batch; continuous
+        batching adds the next request as soon as one finishes."""
+        # The worst case in flight: the longest requests together.
+        longest = sorted(
+            range(len(prepared)),
+            key=lambda i: len(prepared[i]["prompt_token_ids"]) + output_tokens[i],
+        )[-concurrency:]
+        self._check_capacity([prepared[i] for i in longest], [output_tokens[i] for i in longest])
+        engine = self._llm.llm_engine
+        greedy = DecodingSpec()
+        queue = list(range(len(prepared)))[::-1]
+        self._stream = getattr(self, "_stream", 0) + 1
+        in_flight = 0
+
+        def add() -> None:
+            nonlocal in_flight
+            i = queue.pop()
+            params = self.sampling_params(output_tokens[i], greedy)
+            engine.add_request(f"s{self._stream}-{i}", prepared[i], params)
+            in_flight += 1
+
+        generated = 0
+        while queue or in_flight:
+            if continuous or in_flight == 0:
+                while queue and in_flight < concurrency:
+                    add()
+            for out in engine.step():
+                if out.finished:
+                    i = int(out.request_id.rsplit("-", 1)[1])
+                    n = len(out.outputs[0].token_ids)
+                    if n != output_tokens[i]:
+                        raise BackendError(
+                            f"request {i} generated {n} tokens instead of {output_tokens[i]}"
+                        )
+                    generated += n
+                    in_flight -= 1
+        return generated
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        return isinstance(exc, KvCacheCapacityError) or super().is_out_of_memory(exc)
+
+    def details(self) -> dict[str, Any]:
+        s = self._settings
+        return {
+            "engine_detail": (
+                f"vLLM max_num_seqs={s['max_num_seqs']} max_model_len={s['max_model_len']} "
+                f"max_num_batched_tokens={s['max_num_batched_tokens']} "
+                f"enforce_eager={s['enforce_eager']} prefix_caching=False"
+            ),
+            "kv_cache_tokens": s["kv_cache_tokens"],
+        }
+
+    def device_uuids(self) -> list[str]:
+        if not self.device.startswith("cuda"):
+            return []
+        import torch
+
+        count = min(self.engine.tensor_parallel_size, torch.cuda.device_count())
+        return [str(torch.cuda.get_device_properties(i).uuid) for i in range(count)]
+
+    def versions(self) -> dict[str, str]:
+        import torch
+        import transformers
+        import vllm
+
+        return {
+            "backend_version": f"vllm {vllm.__version__}",
+            "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__,
+            "cuda_version": str(torch.version.cuda) if torch.version.cuda else "none",
+        }
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        self._llm = None
+        if llm is not None:
+            shutdown = getattr(llm.llm_engine, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            del llm
+        gc.collect()
