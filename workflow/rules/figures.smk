@@ -15,8 +15,10 @@ rule fig10:
     params:
         cli=CLI,
         dpi=FIG_DPI,
+        name="fig10",
     shell:
-        "{params.cli} figure fig10 --measurements {input} --out {output} --dpi {params.dpi} > {log} 2>&1"
+        "{params.cli} figure {params.name} --measurements {input} --out {output} "
+        "--dpi {params.dpi} > {log} 2>&1"
 
 
 rule table_controlled_sweeps:
@@ -35,5 +37,94 @@ rule table_controlled_sweeps:
         "../../envs/analysis.yaml"
     params:
         cli=CLI,
+        name="controlled_sweeps",
     shell:
-        "{params.cli} table controlled_sweeps --measurements {input} --out {output} > {log} 2>&1"
+        "{params.cli} table {params.name} --measurements {input} --out {output} > {log} 2>&1"
+
+
+use rule fig10 as fig2 with:
+    output:
+        report(
+            f"results/figures/{HARDWARE}/fig2_controlled_sweeps_vllm.{FIG_FORMAT}",
+            caption="../report/fig2.rst",
+            category="Controlled sweeps",
+        ),
+    log:
+        f"logs/figures/{HARDWARE}/fig2.log",
+    params:
+        cli=CLI,
+        dpi=FIG_DPI,
+        name="fig2",
+
+
+use rule fig10 as fig11 with:
+    output:
+        report(
+            f"results/figures/{HARDWARE}/fig11_controlled_sweeps_vllm_all_lengths.{FIG_FORMAT}",
+            caption="../report/fig11.rst",
+            category="Controlled sweeps",
+        ),
+    log:
+        f"logs/figures/{HARDWARE}/fig11.log",
+    params:
+        cli=CLI,
+        dpi=FIG_DPI,
+        name="fig11",
+
+
+use rule fig10 as fig5 with:
+    output:
+        report(
+            f"results/figures/{HARDWARE}/fig5_engine_optimisations.{FIG_FORMAT}",
+            caption="../report/fig5.rst",
+            category="Engine optimisations",
+        ),
+    log:
+        f"logs/figures/{HARDWARE}/fig5.log",
+    params:
+        cli=CLI,
+        dpi=FIG_DPI,
+        name="fig5",
+
+
+use rule fig10 as fig9 with:
+    output:
+        report(
+            f"results/figures/{HARDWARE}/fig9_online_serving.{FIG_FORMAT}",
+            caption="../report/fig9.rst",
+            category="Online serving",
+        ),
+    log:
+        f"logs/figures/{HARDWARE}/fig9.log",
+    params:
+        cli=CLI,
+        dpi=FIG_DPI,
+        name="fig9",
+
+
+use rule table_controlled_sweeps as table_engine_optimisations with:
+    output:
+        report(
+            f"results/tables/{HARDWARE}/engine_optimisations.csv",
+            caption="../report/table_engine_optimisations.rst",
+            category="Engine optimisations",
+        ),
+    log:
+        f"logs/tables/{HARDWARE}/engine_optimisations.log",
+    params:
+        cli=CLI,
+        name="engine_optimisations",
+
+
+use rule table_controlled_sweeps as table_online_serving with:
+    output:
+        report(
+            f"results/tables/{HARDWARE}/online_serving.csv",
+            caption="../report/table_online_serving.rst",
+            category="Online serving",
+        ),
+    log:
+        f"logs/tables/{HARDWARE}/online_serving.log",
+    params:
+        cli=CLI,
+        name="online_serving",

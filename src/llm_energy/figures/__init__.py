@@ -8,6 +8,28 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from llm_energy.figures.controlled import fig_controlled_sweeps, table_controlled_sweeps
+from llm_energy.figures.engines import (
+    fig_engine_optimisations,
+    fig_online_serving,
+    table_engine_optimisations,
+    table_online_serving,
+)
+
+
+def fig2(df: pd.DataFrame) -> plt.Figure:
+    """Fig 2: prefill energy against input length and decode energy against output length on
+    vLLM, one line per batch size."""
+    return fig_controlled_sweeps(df, "vllm", "Controlled sweeps, vLLM (Fig 2)", main_only=True)
+
+
+def fig5(df: pd.DataFrame) -> plt.Figure:
+    """Fig 5: PyTorch compile off/on and vLLM CUDA graphs off/on against batch size."""
+    return fig_engine_optimisations(df)
+
+
+def fig9(df: pd.DataFrame) -> plt.Figure:
+    """Fig 9: energy saved by continuous batching over static batches."""
+    return fig_online_serving(df)
 
 
 def fig10(df: pd.DataFrame) -> plt.Figure:
@@ -17,7 +39,20 @@ def fig10(df: pd.DataFrame) -> plt.Figure:
     )
 
 
-FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {"fig10": fig10}
+def fig11(df: pd.DataFrame) -> plt.Figure:
+    """Fig 11: vLLM sweeps at every fixed length of the other dimension."""
+    return fig_controlled_sweeps(df, "vllm", "Controlled sweeps, vLLM, every fixed length (Fig 11)")
+
+
+FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {
+    "fig2": fig2,
+    "fig5": fig5,
+    "fig9": fig9,
+    "fig10": fig10,
+    "fig11": fig11,
+}
 TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "controlled_sweeps": table_controlled_sweeps,
+    "engine_optimisations": table_engine_optimisations,
+    "online_serving": table_online_serving,
 }

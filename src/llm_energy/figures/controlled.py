@@ -12,27 +12,43 @@ from matplotlib.ticker import ScalarFormatter
 from llm_energy.figures.style import PALETTE, provenance_note, setup
 
 
-def _panels(df: pd.DataFrame) -> list[tuple[str, str, str, int, pd.DataFrame]]:
-    """(title, x column, y column, fixed length, rows) for each panel."""
+def _panels(df: pd.DataFrame, main_only: bool) -> list[tuple[str, str, str, int, pd.DataFrame]]:
+    """(title, x column, y column, fixed length, rows) for each panel: one per fixed length of
+    the other dimension, or with ``main_only`` the longest fixed length of each sweep."""
     panels = []
     inp = df[df["experiments"].str.contains("input_sweep")]
-    for out in sorted(inp["output_tokens"].unique()):
+    outs = sorted(inp["output_tokens"].unique())
+    for out in outs[-1:] if main_only else outs:
         rows = inp[inp["output_tokens"] == out]
         panels.append((f"prefill, {out} output tokens", "input_tokens", "prefill", out, rows))
     outp = df[df["experiments"].str.contains("output_sweep")]
-    for inp_len in sorted(outp["input_tokens"].unique()):
+    inps = sorted(outp["input_tokens"].unique())
+    for inp_len in inps[-1:] if main_only else inps:
         rows = outp[outp["input_tokens"] == inp_len]
         panels.append((f"decode, {inp_len} input tokens", "output_tokens", "decode", inp_len, rows))
     return panels
 
 
-def fig_controlled_sweeps(df: pd.DataFrame, backend: str, title: str) -> plt.Figure:
+def sweep_rows(df: pd.DataFrame, backend: str) -> pd.Series:
+    """Controlled-sweep rows of one backend, on its optimised engine when there are several
+    (CUDA graphs for vLLM), else its plain one."""
+    rows = df["experiments"].str.contains("input_sweep|output_sweep") & (df["backend"] == backend)
+    for col in ("cuda_graphs", "torch_compile"):
+        flags = df.loc[rows, col].astype(bool)
+        if flags.any() and not flags.all():
+            rows &= df[col].astype(bool) == (col == "cuda_graphs")
+    return rows
+
+
+def fig_controlled_sweeps(
+    df: pd.DataFrame, backend: str, title: str, main_only: bool = False
+) -> plt.Figure:
     """Prefill and decode energy per batch across the controlled sweeps of one backend.
 
     When the rows carry no energy (meter 'none'), the same panels show time instead.
     """
     setup()
-    sweep = df["experiments"].str.contains("input_sweep|output_sweep") & (df["backend"] == backend)
+    sweep = sweep_rows(df, backend)
     infeasible = df[sweep & ~df["feasible"].astype(bool)]
     df = df[sweep & df["feasible"].astype(bool)].copy()
     if df.empty:
@@ -41,7 +57,7 @@ def fig_controlled_sweeps(df: pd.DataFrame, backend: str, title: str) -> plt.Fig
     quantity, unit = ("energy", "J") if has_energy else ("duration", "s")
     for phase in ("prefill", "decode"):
         df[f"{phase}_value"] = df[f"{phase}_{quantity}_{unit.lower()}"]
-    panels = _panels(df)
+    panels = _panels(df, main_only)
     ncols = min(len(panels), 3)
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)

