@@ -42,13 +42,9 @@ class VllmBackend(Backend):
                 f"engine '{self.engine.name}': torch_compile is a transformers option; vLLM "
                 "compiles by itself (cuda_graphs switches its CUDA graphs)"
             )
-        if on_gpu:
-            import torch
-
-            if not torch.cuda.is_available():
-                raise BackendError(
-                    f"this job runs on device '{self.device}' but PyTorch sees no CUDA GPU"
-                )
+        # The engine's workers must start with spawn: a forked worker cannot use CUDA once the
+        # parent has touched it. The CLI's entry point is guarded for this.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         options = dict(self.engine.options)
         cpu_kv_gib = options.pop(CPU_KV_CACHE_OPTION, 1)
         if not on_gpu:
@@ -76,6 +72,9 @@ class VllmBackend(Backend):
             self._llm = LLM(**kwargs)
         except TypeError as exc:
             raise ConfigError(f"engine '{self.engine.name}': bad vLLM option ({exc})") from exc
+        except RuntimeError as exc:
+            where = f"device '{self.device}'" if on_gpu else "the CPU"
+            raise BackendError(f"vLLM could not start on {where}: {exc}") from exc
         vllm_config = self._llm.llm_engine.vllm_config
         cache = vllm_config.cache_config
         self._block_tokens = int(cache.block_size)
