@@ -130,7 +130,7 @@ def test_workflow_measures_with_the_real_vllm_engine(vllm_workflow):
     assert vllm["engine_detail"].str.contains("prefix_caching=False").all()
     assert vllm["kv_cache_tokens"].gt(0).all()
     sweeps = vllm[vllm["experiments"].str.contains("_sweep")]
-    assert len(sweeps) == 18  # 3 batch sizes x (3 input + 3 output lengths)
+    assert len(sweeps) == 15  # 3 batch sizes x (3 input + 3 output lengths - 1 shared)
     engines = table[table["experiments"].str.contains("engine_optimisations")]
     assert set(engines["backend"]) == {"transformers", "vllm"}
 
