@@ -182,6 +182,86 @@ def cmd_task_table(args: argparse.Namespace) -> None:
     _log(f"Table 3 for {len(table)} tasks -> {args.out}")
 
 
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    pairs = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise LlmEnergyError(f"{flag} takes NAME=VALUE, not {item!r}")
+        pairs[name] = value
+    return pairs
+
+
+def cmd_workload_energy(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.ideal import gpu
+    from llm_energy.spec import ModelSpec
+    from llm_energy.workload_energy import estimate_workloads, load_architecture, workload_totals
+
+    hubs, configs = _pairs(args.model, "--model"), _pairs(args.model_config, "--model-config")
+    unknown = sorted(set(configs) - set(hubs))
+    if unknown:
+        raise LlmEnergyError(f"--model-config names {', '.join(unknown)}, not given by --model")
+    architectures = {
+        name: load_architecture(ModelSpec(name, hub, config=configs.get(name)), args.models_mirror)
+        for name, hub in hubs.items()
+    }
+    measurements = pd.read_parquet(args.measurements)
+    engines = args.engines or sorted(set(measurements["engine"].astype(str)))
+    for engine in engines:
+        for model in architectures:
+            rows = measurements[
+                (measurements["engine"] == engine) & (measurements["model"] == model)
+            ]
+            if rows.empty:
+                _log(f"engine {engine}, model {model}: no measurements; left out (not measured)")
+    bins = estimate_workloads(
+        _read_traces(args.traces),
+        measurements,
+        architectures,
+        gpu(args.gpu),
+        args.input_bins,
+        args.output_bins,
+        engines=engines,
+        models=list(architectures),
+        missing=args.missing_bins,
+    )
+    totals = workload_totals(bins)
+    _write_csv(bins, args.bins_out)
+    _write_csv(totals, args.totals_out)
+    for t in totals.itertuples():
+        state = "" if t.complete else f" INCOMPLETE: {t.requests_covered_fraction:.1%} of requests"
+        _log(
+            f"{t.trace} / {t.engine} / {t.model}: {t.energy_j:.4g} J "
+            f"(ideal, sparse FLOPs: {t.ideal_flops_sparse_j:.4g} J){state}"
+        )
+    _log(f"{len(bins)} bin rows -> {args.bins_out}; {len(totals)} totals -> {args.totals_out}")
+
+
+def cmd_workload_table(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.figures.workloads import table4_energy_over_ideal
+
+    table = table4_energy_over_ideal(pd.read_csv(args.totals))
+    _write_csv(table, args.out)
+    _log(f"Table 4: {len(table)} rows -> {args.out}")
+
+
+def cmd_workload_figure(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.figures.style import save
+    from llm_energy.figures.workloads import fig1_workload_energy
+
+    bins = pd.read_csv(args.bins)
+    if bins.empty:
+        raise LlmEnergyError(f"{args.bins}: no workload estimate rows (no engine measured)")
+    save(fig1_workload_energy(bins, args.engines), Path(args.out), dpi=args.dpi)
+    _log(f"fig1 -> {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-energy", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -261,6 +341,39 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--out", required=True)
     tk.add_argument("--mirror", help="mirror folder holding tokenizers/llama3")
     tk.set_defaults(func=cmd_task_table)
+
+    we = sub.add_parser(
+        "workload-energy", help="binned energy of the traces' requests against the ideal"
+    )
+    we.add_argument("--measurements", required=True, help="aggregated measurements table")
+    we.add_argument("--traces", nargs="+", required=True, help="prepared traces (NAME.parquet)")
+    we.add_argument("--input-bins", type=int, nargs="+", required=True)
+    we.add_argument("--output-bins", type=int, nargs="+", required=True)
+    we.add_argument("--engines", nargs="+", help="engines to estimate (default: all measured)")
+    we.add_argument(
+        "--model", action="append", required=True, metavar="NAME=HUB_ID", help="model to estimate"
+    )
+    we.add_argument(
+        "--model-config", action="append", metavar="NAME=PATH", help="local config.json of a model"
+    )
+    we.add_argument("--models-mirror", help="folder holding ORG__NAME/config.json")
+    we.add_argument("--gpu", required=True, help="resources/hardware.yaml key of the ideal")
+    we.add_argument("--missing-bins", choices=["error", "incomplete"], default="error")
+    we.add_argument("--bins-out", required=True, help="per-bin CSV")
+    we.add_argument("--totals-out", required=True, help="per trace, engine and model CSV")
+    we.set_defaults(func=cmd_workload_energy)
+
+    wt = sub.add_parser("workload-table", help="Table 4: estimated energy over the ideal")
+    wt.add_argument("--totals", required=True, help="totals CSV of workload-energy")
+    wt.add_argument("--out", required=True)
+    wt.set_defaults(func=cmd_workload_table)
+
+    wf = sub.add_parser("workload-figure", help="Fig 1: each trace's energy per engine and ideal")
+    wf.add_argument("--bins", required=True, help="per-bin CSV of workload-energy")
+    wf.add_argument("--engines", nargs="+", help="bars in this order; unmeasured ones marked")
+    wf.add_argument("--out", required=True)
+    wf.add_argument("--dpi", type=int, default=150)
+    wf.set_defaults(func=cmd_workload_figure)
 
     e = sub.add_parser("estimate-gpu-hours", help="estimate each job's GPU time from measurements")
     e.add_argument("configfile", nargs="+")

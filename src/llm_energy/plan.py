@@ -31,6 +31,7 @@ SWEEP_FAMILIES = (
     "architectures",
     "engine_optimisations",
     "online_serving",
+    "workload_estimates",
 )
 # Families whose rules prepare and analyse data without measurement jobs of their own.
 DATA_FAMILIES = ("workload_traces", "classical_tasks")
@@ -67,6 +68,10 @@ def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterato
                     ("online_serving",),
                     stream,
                 )
+    elif family == "workload_estimates":
+        for i, o in _workload_bins(exp, config):
+            for b in batch_sizes:
+                yield PointSpec(b, i, o, GREEDY, ("workload_estimates",))
     elif family == "decoding_strategies":
         for name in exp["strategies"]:
             d = DecodingSpec(name=name, **config["decoding"][name])
@@ -76,6 +81,21 @@ def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterato
         tag = "architectures" if family == "architectures" else "engine_optimisations"
         for b in batch_sizes:
             yield PointSpec(b, exp["input_tokens"], exp["output_tokens"], GREEDY, (tag,))
+
+
+def _workload_bins(exp: dict[str, Any], config: dict[str, Any]) -> list[tuple[int, int]]:
+    """(input bin, output bin) shapes of the workload estimate: every bin of the traces' grid,
+    or with ``occupied_bins_only`` those that hold requests of the configured traces."""
+    traces = config["experiments"]["workload_traces"]
+    grid = [(i, o) for i in traces["input_bins"] for o in traces["output_bins"]]
+    if not exp.get("occupied_bins_only", False):
+        return grid
+    from llm_energy.workload_energy import occupied_bins
+
+    occupied = occupied_bins(
+        traces["traces"], traces["input_bins"], traces["output_bins"], config["mirror"]["data"]
+    )
+    return [shape for shape in grid if shape in occupied]
 
 
 def resolve_meter(name: str, device: str) -> str:

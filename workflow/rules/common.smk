@@ -1,6 +1,8 @@
+import shlex
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
 # The package does the work. It is importable from the checkout itself, so that jobs run the
@@ -20,6 +22,7 @@ CLI = cli_command(PYTHON)
 
 from llm_energy.config import load_schema, validate
 from llm_energy.plan import plan_study, trace_inputs
+from llm_energy.workload_energy import ideal_gpu_key
 
 config = validate(
     config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
@@ -130,4 +133,33 @@ def final_targets():
             f"results/figures/{HARDWARE}/fig9_online_serving.{FIG_FORMAT}",
             f"results/tables/{HARDWARE}/online_serving.csv",
         ]
+    if config["experiments"]["workload_estimates"]["enabled"]:
+        targets += [
+            f"results/tables/{HARDWARE}/table4_energy_over_ideal.csv",
+            f"results/figures/{HARDWARE}/fig1_workload_energy.{FIG_FORMAT}",
+        ]
     return targets
+
+
+# The offline workload energy model (Table 4, Fig 1).
+ESTIMATES = config["experiments"]["workload_estimates"]
+IDEAL_GPU = ideal_gpu_key(config) if ESTIMATES["enabled"] else ""
+
+
+def workload_engines(wildcards=None):
+    if not ESTIMATES["enabled"]:
+        raise WorkflowError(
+            "Table 4 and Fig 1 need experiments.workload_estimates.enabled: true"
+        )
+    return " ".join(shlex.quote(e) for e in ESTIMATES["engines"])
+
+
+def workload_model_args(wildcards=None):
+    """--model NAME=HUB_ID, and --model-config NAME=PATH for a local config, per model."""
+    args = []
+    for name in ESTIMATES["models"]:
+        model = config["models"][name]
+        args += ["--model", f"{name}={model['hub_id']}"]
+        if model["config"]:
+            args += ["--model-config", f"{name}={model['config']}"]
+    return " ".join(shlex.quote(a) for a in args)

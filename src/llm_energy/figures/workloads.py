@@ -1,0 +1,174 @@
+"""The offline workload energy model against the ideal: the study's Fig 1 and Table 4."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from llm_energy.figures.style import PALETTE, setup
+from llm_energy.workload_energy import trace_ideal_totals, workload_totals
+
+J_PER_KWH = 3.6e6
+# (column, label) of the ideal baselines, the study's own first.
+IDEALS = (
+    ("ideal_flops_sparse_j", "ideal: FLOPs,\nsparse peak"),
+    ("ideal_flops_dense_j", "ideal: FLOPs,\ndense peak"),
+    ("ideal_roofline_j", "ideal:\nroofline"),
+)
+
+
+def _over_ideal_pct(energy: pd.Series, ideal: pd.Series) -> pd.Series:
+    return (energy / ideal - 1.0) * 100.0
+
+
+def table4_energy_over_ideal(totals: pd.DataFrame) -> pd.DataFrame:
+    """The study's Table 4: estimated energy over the ideal, E_total / E_ideal - 1 in percent,
+    per trace and engine, against the sparse and dense FLOPs baselines and the roofline.
+
+    ``totals`` comes from :func:`llm_energy.workload_energy.workload_totals`; an incomplete
+    total compares its measured bins with the ideal of the same bins, and says so.
+    """
+    table = totals[
+        [
+            "trace",
+            "engine",
+            "backend",
+            "model",
+            "hardware",
+            "gpu_name",
+            "ideal_gpu",
+            "complete",
+            "requests_covered_fraction",
+            "energy_j",
+        ]
+    ].copy()
+    for column, _ in IDEALS:
+        name = column.removeprefix("ideal_").removesuffix("_j")
+        table[column] = totals[column]
+        table[f"over_ideal_{name}_pct"] = _over_ideal_pct(totals["energy_j"], totals[column])
+    table["energy_ceil_j"] = totals["energy_ceil_j"]
+    table["over_ideal_flops_sparse_ceil_pct"] = _over_ideal_pct(
+        totals["energy_ceil_j"], totals["ideal_flops_sparse_j"]
+    )
+    for column in ("energy_source", "weights", "bins_at_ladder_cap", "missing_bins"):
+        table[column] = totals[column]
+    return table.reset_index(drop=True)
+
+
+def _note(bins: pd.DataFrame, totals: pd.DataFrame) -> str:
+    def uniq(df: pd.DataFrame, col: str) -> str:
+        vals = sorted({str(v) for v in df[col].dropna()} - {"", "nan"})
+        return ", ".join(vals) if vals else "n/a"
+
+    dropped = "; ".join(
+        f"{t}: {int(g['dropped_total'].iloc[0]):,} of {int(g['requests_in_trace'].iloc[0]):,}"
+        for t, g in bins.groupby("trace", sort=False)
+    )
+    measured = bins[bins["measured"].astype(bool)]
+    return (
+        "estimate: N/B fractional batches x measured energy per batch on "
+        f"{uniq(measured, 'gpu_name')} ({uniq(measured, 'weights')} weights; energy: "
+        f"{uniq(measured, 'energy_source')}); "
+        f"ideal baselines from the {uniq(bins, 'ideal_gpu')} datasheet (estimates). "
+        f"Requests dropped above the largest bins: {dropped}. "
+        f"Bins whose batch is the ladder's largest (larger batches may fit): "
+        f"{int(totals['bins_at_ladder_cap'].sum())}"
+    )
+
+
+def _panel_bars(
+    totals: pd.DataFrame, ideal: pd.DataFrame, engines: Sequence[str]
+) -> list[tuple[float, str]]:
+    """(energy in kWh or NaN, note) per bar of one panel: the engines, then the ideals."""
+    bars = []
+    for engine in engines:
+        hit = totals[totals["engine"] == engine]
+        if hit.empty:
+            bars.append((np.nan, "not measured"))
+            continue
+        total = hit.iloc[0]
+        note = ""
+        if not bool(total["complete"]):
+            over = total["energy_j"] / total["ideal_flops_sparse_j"] - 1.0
+            note = (
+                f"incomplete: {total['requests_covered_fraction']:.0%}\nof requests, "
+                f"{over:+.0%} over\nthose bins' ideal"
+            )
+        bars.append((float(total["energy_j"]) / J_PER_KWH, note))
+    for column, _ in IDEALS:
+        value = float(ideal[column].iloc[0]) / J_PER_KWH if len(ideal) else np.nan
+        bars.append((value, "" if np.isfinite(value) else "n/a"))
+    return bars
+
+
+def _draw_panel(
+    ax: plt.Axes, labels: list[str], bars: list[tuple[float, str]], colours: list
+) -> None:
+    values = np.array([v for v, _ in bars], dtype=float)
+    drawn = ax.bar(np.arange(len(bars)), np.nan_to_num(values, nan=0.0), color=colours, width=0.7)
+    ax.set_yscale("log")
+    positive = values[np.isfinite(values) & (values > 0)]
+    floor = positive.min() / 3 if positive.size else 1e-6
+    ax.set_ylim(floor, positive.max() * 4 if positive.size else 1.0)
+    for i, (bar, (value, note)) in enumerate(zip(drawn, bars, strict=True)):
+        if not np.isfinite(value) or value <= 0:
+            bar.set_visible(False)
+            ax.text(i, floor * 1.15, note, rotation=90, ha="center", va="bottom", fontsize=8)
+            continue
+        if note:
+            bar.set_hatch("//")
+        text = f"{value:.3g}" + (f"\n{note}" if note else "")
+        ax.text(i, value * 1.08, text, ha="center", va="bottom", fontsize=7.5)
+    ax.set_xticks(np.arange(len(bars)), labels, rotation=30, ha="right")
+
+
+def fig1_workload_energy(
+    bins: pd.DataFrame, engines: Sequence[str] | None = None, title: str | None = None
+) -> plt.Figure:
+    """The study's Fig 1: total energy of each trace per engine against the ideal baselines.
+
+    ``bins`` holds :func:`llm_energy.workload_energy.estimate_bins` rows. One panel per trace
+    (and model); one bar per engine of ``engines`` in that order (default: those in ``bins``),
+    an engine without measurements marked "not measured" instead of a bar, and an incomplete
+    total hatched with the fraction of requests it covers. The ideal bars cover every bin with
+    requests; energies are in kWh on a log axis.
+    """
+    if bins.empty:
+        raise ValueError("no workload estimate rows to draw")
+    setup()
+    totals, ideals = workload_totals(bins), trace_ideal_totals(bins)
+    engines = list(engines) if engines is not None else list(dict.fromkeys(bins["engine"]))
+    traces = list(dict.fromkeys(bins["trace"]))
+    models = list(dict.fromkeys(bins["model"]))
+    width = 0.9 * (len(engines) + len(IDEALS)) * len(traces) + 1.5
+    fig, axes = plt.subplots(
+        len(models), len(traces), figsize=(width, 4.2 * len(models)), squeeze=False
+    )
+    colours = [
+        *sns.color_palette(PALETTE, max(len(engines), 1))[: len(engines)],
+        "0.35",
+        "0.55",
+        "0.75",
+    ]
+    labels = [*engines, *(label for _, label in IDEALS)]
+    for row, model in enumerate(models):
+        for col, trace in enumerate(traces):
+            ax = axes[row][col]
+            mine = totals[(totals["trace"] == trace) & (totals["model"] == model)]
+            ideal = ideals[(ideals["trace"] == trace) & (ideals["model"] == model)]
+            _draw_panel(ax, labels, _panel_bars(mine, ideal, engines), colours)
+            ax.set_title(trace.replace("_", " ") + (f"\n{model}" if len(models) > 1 else ""))
+            if col == 0:
+                ax.set_ylabel("total energy (kWh, log scale)")
+    fig.suptitle(
+        title or "Energy of the traces' requests, binned estimate against the ideal (Fig 1)",
+        fontweight="bold",
+    )
+    note = _note(bins, totals)
+    fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7.5, color="0.35", wrap=True)
+    fig.tight_layout()
+    return fig

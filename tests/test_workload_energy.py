@@ -1,0 +1,436 @@
+"""The offline workload energy model: largest feasible batches, N/B arithmetic, missing bins,
+dropped requests, the ideal baselines, Table 4, Fig 1, the command line and the planning."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd
+import pytest
+
+from llm_energy.cli import main
+from llm_energy.config import validate
+from llm_energy.errors import ConfigError, InputError
+from llm_energy.figures.style import save
+from llm_energy.figures.workloads import fig1_workload_energy, table4_energy_over_ideal
+from llm_energy.flops import Architecture
+from llm_energy.ideal import flops_baseline_j, gpu, kv_bytes, roofline_baseline_j, weight_bytes
+from llm_energy.plan import plan_study
+from llm_energy.workload_energy import (
+    LADDER_CAP,
+    OUT_OF_MEMORY_ABOVE,
+    estimate_workloads,
+    ideal_gpu_key,
+    largest_batches,
+    memory_fit_batch,
+    trace_ideal_totals,
+    workload_totals,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CONFIG = ROOT / "resources" / "models" / "tiny-llama" / "config.json"
+TINY = Architecture.from_config(json.loads(TINY_CONFIG.read_text()))
+H100 = gpu("h100-sxm")
+INPUT_BINS, OUTPUT_BINS = (32, 128), (8, 16)
+OOM = "out of memory: CUDA out of memory. Tried to allocate 7.00 GiB."
+
+
+def _row(engine: str, batch: int, inp: int, out: int, energy_j: float | None, **kw) -> dict:
+    """A measurement row in the pipeline's schema (the columns the estimate reads, and more)."""
+    feasible = energy_j is not None
+    row = {
+        "experiments": "workload_estimates",
+        "group": f"tiny__{engine}",
+        "hardware": "h100",
+        "model": "tiny",
+        "weights": "random",
+        "engine": engine,
+        "backend": "vllm" if engine == "vllm" else "transformers",
+        "decoding": "greedy",
+        "batch_size": batch,
+        "input_tokens": inp,
+        "output_tokens": out,
+        "meter": "nvml",
+        "energy_source": "measured",
+        "gpu_name": "NVIDIA H100 80GB HBM3",
+        "git_commit": f"commit-{engine}",
+        "point_id": f"{engine}_b{batch}_i{inp}_o{out}",
+        "feasible": feasible,
+        "error": "" if feasible else OOM,
+        "energy_j": energy_j if feasible else math.nan,
+    }
+    row.update(kw)
+    return row
+
+
+def _pytorch_rows() -> list[dict]:
+    not_attempted = {"error": "not attempted: batch 2 was already out of memory"}
+    return [
+        # 32 in / 8 out: every rung fits, so B = 4 is the ladder's cap.
+        _row("pytorch", 1, 32, 8, 2.0),
+        _row("pytorch", 2, 32, 8, 3.0),
+        _row("pytorch", 4, 32, 8, 5.0),
+        # 128 in / 8 out: batch 2 runs out of memory, batch 4 is not attempted; B = 1.
+        _row("pytorch", 1, 128, 8, 4.0),
+        _row("pytorch", 2, 128, 8, None),
+        _row("pytorch", 4, 128, 8, None, **not_attempted),
+        # 128 in / 16 out: batch 4 runs out of memory; B = 2.
+        _row("pytorch", 1, 128, 16, 6.0),
+        _row("pytorch", 2, 128, 16, 8.0),
+        _row("pytorch", 4, 128, 16, None),
+        # A beam-search row at a larger batch is not the greedy batch of the bin.
+        _row("pytorch", 64, 32, 8, 1.0, decoding="beam"),
+    ]
+
+
+def _measurements(tmp_path: Path, rows: list[dict]) -> pd.DataFrame:
+    """Through Parquet, as the aggregated table is read."""
+    path = tmp_path / "measurements.parquet"
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return pd.read_parquet(path)
+
+
+def _trace() -> pd.DataFrame:
+    """5 requests in bin (32, 8), 3 in (128, 8), 10 in (128, 16); 4 dropped above the bins."""
+    lengths = (
+        [(10, 5), (32, 8), (1, 1), (20, 7), (31, 2)]  # -> (32, 8)
+        + [(33, 8), (128, 1), (100, 3)]  # -> (128, 8)
+        + [(100, 9)] * 4
+        + [(128, 16)] * 6  # -> (128, 16)
+        + [(200, 3), (129, 4), (20, 20), (129, 17)]  # dropped: input, input, output, both
+    )
+    return pd.DataFrame(lengths, columns=["input_tokens", "output_tokens"])
+
+
+def _estimate(tmp_path: Path, rows: list[dict], **kw) -> pd.DataFrame:
+    return estimate_workloads(
+        {"azure_code": _trace()},
+        _measurements(tmp_path, rows),
+        {"tiny": TINY},
+        H100,
+        INPUT_BINS,
+        OUTPUT_BINS,
+        **kw,
+    )
+
+
+# --- the largest feasible batch ------------------------------------------------------------------
+
+
+def test_largest_feasible_batch_per_bin_and_what_bounds_it(tmp_path):
+    chosen = largest_batches(_measurements(tmp_path, _pytorch_rows()))
+    by_shape = chosen.set_index(["input_tokens", "output_tokens"])
+    assert by_shape.loc[(32, 8), "batch_size"] == 4
+    assert by_shape.loc[(32, 8), "batch_limit"] == LADDER_CAP
+    assert math.isnan(by_shape.loc[(32, 8), "oom_batch_size"])
+    assert by_shape.loc[(128, 8), "batch_size"] == 1
+    assert by_shape.loc[(128, 8), "batch_limit"] == OUT_OF_MEMORY_ABOVE
+    assert by_shape.loc[(128, 8), "oom_batch_size"] == 2
+    assert by_shape.loc[(128, 16), "batch_size"] == 2
+    assert by_shape.loc[(128, 16), "oom_batch_size"] == 4
+    assert by_shape.loc[(128, 16), "energy_per_batch_j"] == 8.0
+    assert by_shape.loc[(128, 16), "point_id"] == "pytorch_b2_i128_o16"
+    assert by_shape.loc[(128, 16), "energy_source"] == "measured"
+
+
+def test_two_rows_of_the_same_batch_and_shape_are_refused(tmp_path):
+    rows = [*_pytorch_rows(), _row("pytorch", 4, 32, 8, 5.5, point_id="again")]
+    with pytest.raises(InputError, match="2 rows of batch 4"):
+        largest_batches(_measurements(tmp_path, rows))
+
+
+# --- N / B arithmetic, provenance, dropped requests ----------------------------------------------
+
+
+def test_energy_is_requests_over_batch_times_energy_per_batch(tmp_path):
+    bins = _estimate(tmp_path, _pytorch_rows())
+    by_bin = bins.set_index(["input_bin", "output_bin"])
+    assert by_bin["requests"].to_dict() == {(32, 8): 5, (128, 8): 3, (128, 16): 10}
+    assert by_bin.loc[(32, 8), "batches"] == pytest.approx(5 / 4)
+    assert by_bin.loc[(32, 8), "batches_ceil"] == 2
+    assert by_bin.loc[(32, 8), "energy_j"] == pytest.approx(5 / 4 * 5.0)
+    assert by_bin.loc[(32, 8), "energy_ceil_j"] == pytest.approx(2 * 5.0)
+    assert by_bin.loc[(128, 8), "energy_j"] == pytest.approx(3 / 1 * 4.0)
+    assert by_bin.loc[(128, 16), "energy_j"] == pytest.approx(10 / 2 * 8.0)
+    totals = workload_totals(bins)
+    assert len(totals) == 1
+    total = totals.iloc[0]
+    assert total["energy_j"] == pytest.approx(6.25 + 12.0 + 40.0)
+    assert total["energy_ceil_j"] == pytest.approx(10.0 + 12.0 + 40.0)
+    assert total["batches"] == pytest.approx(1.25 + 3 + 5)
+    assert bool(total["complete"]) and total["requests_covered_fraction"] == 1.0
+    assert total["bins_at_ladder_cap"] == 1
+    assert total["point_ids"] == "pytorch_b1_i128_o8;pytorch_b2_i128_o16;pytorch_b4_i32_o8"
+    assert total["git_commits"] == "commit-pytorch"
+    assert (total["energy_source"], total["weights"]) == ("measured", "random")
+    assert total["gpu_name"] == "NVIDIA H100 80GB HBM3"
+
+
+def test_every_row_counts_the_requests_dropped_above_the_largest_bins(tmp_path):
+    bins = _estimate(tmp_path, _pytorch_rows())
+    assert (bins["requests_in_trace"] == 22).all()
+    assert (bins["dropped_input"] == 3).all()  # 200, 129 and 129 input tokens
+    assert (bins["dropped_output"] == 2).all()  # 20 and 17 output tokens
+    assert (bins["dropped_total"] == 4).all()  # (129, 17) counted once
+    total = workload_totals(bins).iloc[0]
+    assert total["requests_binned"] + total["dropped_total"] == total["requests_in_trace"]
+
+
+# --- missing bins -------------------------------------------------------------------------------
+
+
+def _with_partial_vllm() -> list[dict]:
+    # vLLM measured only the (32, 8) bin; at (128, 16) even batch 1 ran out of memory.
+    return [
+        *_pytorch_rows(),
+        _row("vllm", 8, 32, 8, 4.0),
+        _row("vllm", 1, 128, 16, None),
+    ]
+
+
+def test_a_bin_without_a_feasible_measurement_is_an_error_naming_it(tmp_path):
+    with pytest.raises(InputError) as exc:
+        _estimate(tmp_path, _with_partial_vllm())
+    msg = str(exc.value)
+    assert "engine 'vllm'" in msg and "azure_code" in msg
+    assert "128x8 (3 requests; not measured)" in msg
+    assert "128x16 (10 requests; out of memory at every batch measured)" in msg
+    assert "pytorch" not in msg
+    assert "missing_bins: incomplete" in msg
+
+
+def test_incomplete_totals_list_the_missing_bins_and_the_requests_covered(tmp_path):
+    bins = _estimate(tmp_path, _with_partial_vllm(), missing="incomplete")
+    totals = workload_totals(bins).set_index("engine")
+    vllm = totals.loc["vllm"]
+    assert not bool(vllm["complete"])
+    assert vllm["missing_bins"] == "128x8;128x16"
+    assert vllm["requests_covered_fraction"] == pytest.approx(5 / 18)
+    assert vllm["energy_j"] == pytest.approx(5 / 8 * 4.0)  # never a zero for the gaps
+    covered = bins[(bins["engine"] == "vllm") & bins["measured"]]
+    assert vllm["ideal_flops_dense_j"] == pytest.approx(covered["ideal_flops_dense_j"].sum())
+    assert bool(totals.loc["pytorch", "complete"])
+    missing = bins[(bins["engine"] == "vllm") & ~bins["measured"]]
+    assert missing["energy_j"].isna().all()
+
+
+def test_a_feasible_row_without_energy_is_missing_not_zero(tmp_path):
+    rows = [
+        _row("pytorch", 1, i, o, math.nan, meter="none") for i in INPUT_BINS for o in OUTPUT_BINS
+    ]
+    with pytest.raises(InputError, match="no energy recorded"):
+        _estimate(tmp_path, rows)
+
+
+def test_an_engine_without_rows_is_left_out(tmp_path):
+    bins = _estimate(tmp_path, _pytorch_rows(), engines=["pytorch", "vllm"])
+    assert set(bins["engine"]) == {"pytorch"}
+
+
+# --- ideal baselines ----------------------------------------------------------------------------
+
+
+def test_ideal_baselines_per_bin_are_those_of_ideal_py(tmp_path):
+    bins = _estimate(tmp_path, _pytorch_rows()).set_index(["input_bin", "output_bin"])
+    for (i, o), n in ((32, 8), 5), ((128, 8), 3), ((128, 16), 10):
+        row = bins.loc[(i, o)]
+        dense = flops_baseline_j(TINY, H100, n, i, o, "dense")
+        assert row["ideal_flops_dense_j"] == pytest.approx(dense)
+        assert row["ideal_flops_dense_j"] == pytest.approx(
+            n * flops_baseline_j(TINY, H100, 1, i, o)
+        )
+        assert row["ideal_flops_sparse_j"] == pytest.approx(
+            flops_baseline_j(TINY, H100, n, i, o, "sparse")
+        )
+        # The tiny model fits any of these batches, so the roofline runs each bin in one batch.
+        assert row["ideal_roofline_batch_size"] == n
+        assert row["ideal_roofline_j"] == pytest.approx(roofline_baseline_j(TINY, H100, n, i, o))
+        assert row["ideal_gpu"] == "h100-sxm"
+    ideal = trace_ideal_totals(bins.reset_index())
+    assert ideal["requests"].iloc[0] == 18
+
+
+def test_roofline_batches_are_the_largest_that_fit_memory():
+    llama = Architecture(4096, 32, 32, 8, 128, 14336, 128256)
+    free = H100.memory_gib * 2**30 - weight_bytes(llama)
+    assert memory_fit_batch(llama, H100, 4096, 512) == int(free // kv_bytes(llama, 4608))
+    # (80 GiB - 15,009,316,864 bytes of weights) / (128 KiB x 4,608 tokens) = 117.4
+    assert memory_fit_batch(llama, H100, 4096, 512) == 117
+    tiny_gpu = dataclasses.replace(H100, memory_gib=1)
+    assert memory_fit_batch(llama, tiny_gpu, 32, 8) == 0
+
+
+def test_ideal_gpu_is_the_hardware_label_or_the_configured_key(tiny_config):
+    tiny_config["hardware"] = "h100-sxm"
+    assert ideal_gpu_key(validate(tiny_config)) == "h100-sxm"
+    tiny_config["experiments"]["workload_estimates"] = {"ideal_gpu": "rtx-a6000"}
+    assert ideal_gpu_key(validate(tiny_config)) == "rtx-a6000"
+    tiny_config["experiments"]["workload_estimates"] = {"ideal_gpu": "tpu-v5"}
+    with pytest.raises(ConfigError, match=r"workload_estimates\.ideal_gpu is 'tpu-v5'"):
+        ideal_gpu_key(validate(tiny_config))
+
+
+# --- Table 4 and Fig 1 --------------------------------------------------------------------------
+
+
+def test_table4_is_energy_over_ideal_in_percent(tmp_path):
+    bins = _estimate(tmp_path, _pytorch_rows())
+    table = table4_energy_over_ideal(workload_totals(bins))
+    row = table.iloc[0]
+    for name in ("flops_sparse", "flops_dense", "roofline"):
+        ideal = bins[f"ideal_{name}_j"].sum()
+        assert row[f"over_ideal_{name}_pct"] == pytest.approx((58.25 / ideal - 1) * 100)
+    assert row["over_ideal_flops_sparse_pct"] > row["over_ideal_flops_dense_pct"]
+    assert (row["trace"], row["engine"], row["gpu_name"]) == (
+        "azure_code",
+        "pytorch",
+        "NVIDIA H100 80GB HBM3",
+    )
+
+
+def test_fig1_marks_an_unmeasured_engine_and_an_incomplete_one(tmp_path):
+    bins = _estimate(tmp_path, _with_partial_vllm(), missing="incomplete")
+    fig = fig1_workload_energy(bins, ["pytorch", "vllm", "vllm-eager"])
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert "not measured" in texts
+    assert any(t.startswith("incomplete: 28%") for t in "\n".join(texts).split("\n"))
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[:3] == ["pytorch", "vllm", "vllm-eager"]
+    out = tmp_path / "fig1.png"
+    save(fig, out)
+    assert out.stat().st_size > 10_000
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def _cli_inputs(tmp_path: Path, rows: list[dict]) -> list[str]:
+    measurements = tmp_path / "measurements.parquet"
+    pd.DataFrame(rows).to_parquet(measurements, index=False)
+    trace = tmp_path / "azure_code.parquet"
+    _trace().to_parquet(trace, index=False)
+    return [
+        "workload-energy",
+        "--measurements",
+        str(measurements),
+        "--traces",
+        str(trace),
+        "--input-bins",
+        *map(str, INPUT_BINS),
+        "--output-bins",
+        *map(str, OUTPUT_BINS),
+        "--engines",
+        "pytorch",
+        "vllm",
+        "--model",
+        "tiny=local/tiny",
+        "--model-config",
+        f"tiny={TINY_CONFIG}",
+        "--gpu",
+        "h100-sxm",
+        "--bins-out",
+        str(tmp_path / "bins.csv"),
+        "--totals-out",
+        str(tmp_path / "totals.csv"),
+    ]
+
+
+def test_cli_writes_the_estimate_table4_and_fig1(tmp_path, capsys):
+    assert main(_cli_inputs(tmp_path, _pytorch_rows())) == 0
+    assert "engine vllm, model tiny: no measurements" in capsys.readouterr().out
+    totals = pd.read_csv(tmp_path / "totals.csv")
+    assert totals["energy_j"].tolist() == pytest.approx([58.25])
+    table4 = tmp_path / "table4.csv"
+    assert (
+        main(["workload-table", "--totals", str(tmp_path / "totals.csv"), "--out", str(table4)])
+        == 0
+    )
+    assert len(pd.read_csv(table4)) == 1
+    fig = tmp_path / "fig1.png"
+    args = ["workload-figure", "--bins", str(tmp_path / "bins.csv"), "--out", str(fig)]
+    assert main([*args, "--engines", "pytorch", "vllm"]) == 0
+    assert fig.stat().st_size > 10_000
+
+
+def test_cli_reports_missing_bins_as_one_error(tmp_path, capsys):
+    assert main(_cli_inputs(tmp_path, _with_partial_vllm())) == 2
+    err = capsys.readouterr().err
+    assert "engine 'vllm'" in err and "Traceback" not in err
+    assert not (tmp_path / "totals.csv").exists()
+
+
+# --- planning -----------------------------------------------------------------------------------
+
+
+def _estimates_config(tiny_config: dict, **settings) -> dict:
+    tiny_config["experiments"]["workload_traces"] = {
+        "traces": ["azure_code"],
+        "input_bins": [32, 128],
+        "output_bins": [8, 16, 32],
+    }
+    tiny_config["experiments"]["workload_estimates"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "batch_sizes": [1, 4, 16],
+        **settings,
+    }
+    return tiny_config
+
+
+def test_plan_has_one_point_per_bin_and_ladder_rung(tiny_config):
+    tiny_config["experiments"]["controlled_sweeps"]["enabled"] = False
+    job = plan_study(validate(_estimates_config(tiny_config)))["tiny__pytorch"]
+    shapes = {(p.batch_size, p.input_tokens, p.output_tokens) for p in job.points}
+    assert shapes == {(b, i, o) for b in (1, 4, 16) for i in (32, 128) for o in (8, 16, 32)}
+    assert len(job.points) == 18
+    assert {p.experiments for p in job.points} == {("workload_estimates",)}
+    assert {p.decoding.name for p in job.points} == {"greedy"}
+
+
+def test_plan_shares_points_with_other_families(tiny_config):
+    sweeps = tiny_config["experiments"]["controlled_sweeps"]
+    sweeps["input_sweep"] = {"input_tokens": [32], "output_tokens": [8]}
+    sweeps["batch_sizes"] = [1, 2]
+    job = plan_study(validate(_estimates_config(tiny_config)))["tiny__pytorch"]
+    by_shape = {(p.batch_size, p.input_tokens, p.output_tokens): p for p in job.points}
+    assert by_shape[(1, 32, 8)].experiments == ("input_sweep", "workload_estimates")
+    assert by_shape[(4, 32, 8)].experiments == ("workload_estimates",)
+
+
+def test_plan_of_occupied_bins_only_reads_the_traces(tiny_config, tmp_path):
+    mirror = tmp_path / "mirror"
+    trace = mirror / "traces" / "azure_2023" / "AzureLLMInferenceTrace_code.csv"
+    trace.parent.mkdir(parents=True)
+    # Bins (32, 8), (128, 32) and (32, 16); one request above the largest input bin.
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\nt,10,3\nt,32,8\nt,100,20\nt,20,9\nt,500,3\n"
+    )
+    tiny_config["experiments"]["controlled_sweeps"]["enabled"] = False
+    tiny_config["mirror"] = {"data": str(mirror)}
+    config = validate(_estimates_config(tiny_config, occupied_bins_only=True))
+    job = plan_study(config)["tiny__pytorch"]
+    shapes = {(p.input_tokens, p.output_tokens) for p in job.points}
+    assert shapes == {(32, 8), (32, 16), (128, 32)}
+    assert len(job.points) == 3 * 3
+
+
+def test_schema_defaults_of_the_family(tiny_config):
+    est = validate(tiny_config)["experiments"]["workload_estimates"]
+    assert est["enabled"] is False
+    assert est["batch_sizes"] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    assert est["missing_bins"] == "error"
+    assert est["occupied_bins_only"] is False
+    assert est["ideal_gpu"] is None
+    tiny_config["experiments"]["workload_estimates"] = {"missing_bins": "zero"}
+    with pytest.raises(ConfigError, match=r"workload_estimates\.missing_bins"):
+        validate(tiny_config)
