@@ -12,6 +12,13 @@ from matplotlib.ticker import ScalarFormatter
 from llm_energy.figures.style import PALETTE, provenance_note, setup
 
 SAMPLES = 1024  # the study normalises Fig 5 to 1,024 requests
+# One hue per backend, dark for the optimised engine and light for the plain one.
+ENGINE_STYLE = {
+    "PyTorch, eager": ("#9ecae1", "--"),
+    "PyTorch, torch.compile": ("#2171b5", "-"),
+    "vLLM, eager": ("#fdae6b", "--"),
+    "vLLM, CUDA graphs": ("#d94801", "-"),
+}
 
 
 def engine_label(row: pd.Series) -> str:

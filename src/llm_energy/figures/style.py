@@ -34,9 +34,11 @@ def provenance_note(df: pd.DataFrame) -> str:
         vals = sorted({str(v) for v in df[col].dropna()} - {""}) if col in df else []
         return ", ".join(vals) if vals else "n/a"
 
+    commits = sorted({str(c)[:7] for c in df.get("git_commit", pd.Series(dtype=str)).dropna()})
     return (
         f"{uniq('model')} ({uniq('weights')} weights, {uniq('dtype')}) · {uniq('backend_version')}"
         f" · torch {uniq('torch_version')} · {uniq('gpu_name')} · energy: {energy_label(df)}"
+        + (f" · code {', '.join(c for c in commits if c)}" if any(commits) else "")
     )
 
 
