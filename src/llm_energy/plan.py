@@ -32,6 +32,7 @@ SWEEP_FAMILIES = (
     "engine_optimisations",
     "online_serving",
     "workload_estimates",
+    "trace_replay",
 )
 # Families whose rules prepare and analyse data without measurement jobs of their own.
 DATA_FAMILIES = ("workload_traces", "classical_tasks")
@@ -72,6 +73,15 @@ def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterato
         for i, o in _workload_bins(exp, config):
             for b in batch_sizes:
                 yield PointSpec(b, i, o, GREEDY, ("workload_estimates",))
+    elif family == "trace_replay":
+        traces = config["experiments"]["workload_traces"]
+        ib, ob = tuple(sorted(traces["input_bins"])), tuple(sorted(traces["output_bins"]))
+        stream = StreamSpec(exp["trace"], exp["requests"], "offline", True, ib, ob)
+        for b in batch_sizes:
+            yield PointSpec(b, ib[-1], ob[-1], GREEDY, ("trace_replay",), stream)
+            for i in ib:
+                for o in ob:
+                    yield PointSpec(b, i, o, GREEDY, ("trace_replay",))
     elif family == "decoding_strategies":
         for name in exp["strategies"]:
             d = DecodingSpec(name=name, **config["decoding"][name])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from llm_energy.protocol import WindowResult, measure_idle_power_w, measure_wind
 from llm_energy.provenance import job_provenance, utc_now
 from llm_energy.spec import JobPlan, PointSpec, stable_hash
 from llm_energy.store import Journal, write_parquet_atomic
-from llm_energy.workloads import TraceLengths, random_prompts
+from llm_energy.workloads import TraceLengths, bin_groups, random_prompts
 
 Log = Callable[[str], None]
 
@@ -156,22 +157,30 @@ def measure_point(
     """Warm up and measure one point; raises whatever the backend raises (OOM included)."""
     proto = plan.protocol
     seed = int(stable_hash([proto.seed, point.key], 8), 16)
+    extra: dict[str, Any] = {}
     if point.stream is not None:
         if streams is None:
             raise ValueError("a request-stream point needs the prepared traces")
+        stream = point.stream
         lengths = streams.lengths(point, proto.seed)
-        prepared = backend.prepare(
-            [
-                random_prompts(backend.vocab_size, 1, n, seed + i)[0]
-                for i, (n, _) in enumerate(lengths)
-            ]
-        )
-        outputs = [o for _, o in lengths]
-        continuous = point.stream.serving == "online"
-        tokens = sum(outputs)
+        vocab = backend.vocab_size
+        prompts = [random_prompts(vocab, 1, n, seed + i)[0] for i, (n, _) in enumerate(lengths)]
+        # A binned replay serves each bin's requests apart; otherwise the stream is one group.
+        if stream.binned:
+            groups = bin_groups(lengths, stream.input_bins, stream.output_bins)
+            extra["stream_bins"] = json.dumps({f"{i}x{o}": len(g) for (i, o), g in groups.items()})
+        else:
+            groups = {(0, 0): list(range(len(lengths)))}
+        served = [
+            (backend.prepare([prompts[k] for k in g]), [lengths[k][1] for k in g])
+            for g in groups.values()
+        ]
+        continuous = stream.serving == "online"
+        tokens = sum(o for _, o in lengths)
 
         def full_run() -> None:
-            backend.serve(prepared, outputs, point.batch_size, continuous=continuous)
+            for prepared, outputs in served:
+                backend.serve(prepared, outputs, point.batch_size, continuous=continuous)
             backend.synchronize()
 
         prefill_run = full_run
@@ -203,6 +212,7 @@ def measure_point(
         full_run, meter, proto, cross_check, per_repetition_energy_min_s=lap_min_s
     )
     row = result_columns(full, prefill, point, idle_power_w, tokens)
+    row.update(extra)
     row["peak_memory_gib"] = backend.peak_memory_gib()
     after = meter.foreign_processes()
     row["contention_checked"] = after is not None

@@ -64,10 +64,29 @@ class StreamSpec:
     requests: int
     serving: Serving
     vary_input: bool = False  # input lengths from the trace too (else all are input_tokens)
+    # Binned replay: requests are drawn from within these bins and each bin's requests are
+    # served apart, in static batches (the batching rule of the binned workload estimate).
+    input_bins: tuple[int, ...] = ()
+    output_bins: tuple[int, ...] = ()
+
+    @property
+    def binned(self) -> bool:
+        return bool(self.input_bins)
 
     @property
     def label(self) -> str:
-        return f"{self.serving}-{self.trace}-n{self.requests}" + ("-vi" if self.vary_input else "")
+        return (
+            f"{self.serving}-{self.trace}-n{self.requests}"
+            + ("-vi" if self.vary_input else "")
+            + ("-binned" if self.binned else "")
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StreamSpec:
+        d = dict(d)
+        for k in ("input_bins", "output_bins"):
+            d[k] = tuple(d.get(k, ()))
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -95,7 +114,8 @@ class PointSpec:
         ident: list[Any] = [dataclasses.asdict(d), measurement_hash]
         prefix = f"b{self.batch_size}_i{self.input_tokens}_o{self.output_tokens}_{d.name}"
         if self.stream is not None:
-            ident.append(dataclasses.asdict(self.stream))
+            # Unset options stay out, so that ids written before they existed stay valid.
+            ident.append({k: v for k, v in dataclasses.asdict(self.stream).items() if v != ()})
             prefix += f"_{self.stream.label}"
         return f"{prefix}_{stable_hash(ident, 8)}"
 
@@ -165,7 +185,7 @@ class JobPlan:
                 output_tokens=p["output_tokens"],
                 decoding=DecodingSpec(**p["decoding"]),
                 experiments=tuple(p.get("experiments", ())),
-                stream=StreamSpec(**p["stream"]) if p.get("stream") else None,
+                stream=StreamSpec.from_dict(p["stream"]) if p.get("stream") else None,
             )
             for p in d["points"]
         )

@@ -54,8 +54,13 @@ class TraceLengths:
         if stream is None:
             raise ValueError("not a request-stream point")
         df = self.table(stream.trace)
+        if stream.binned:  # only requests that the bins hold, as the binned estimate counts
+            df = df[
+                (df["input_tokens"] <= max(stream.input_bins))
+                & (df["output_tokens"] <= max(stream.output_bins))
+            ]
         if df.empty:
-            raise InputError(f"trace '{stream.trace}' has no request with output tokens")
+            raise InputError(f"trace '{stream.trace}' has no request within the point's limits")
         draw = stable_hash(
             [
                 seed,
@@ -75,3 +80,15 @@ class TraceLengths:
         else:
             inp = np.full(stream.requests, point.input_tokens)
         return [(int(i), int(o)) for i, o in zip(inp, out, strict=True)]
+
+
+def bin_groups(
+    lengths: list[tuple[int, int]], input_bins: tuple[int, ...], output_bins: tuple[int, ...]
+) -> dict[tuple[int, int], list[int]]:
+    """Request indices by (input bin, output bin): the smallest bin at or above each length."""
+    ib, ob = sorted(input_bins), sorted(output_bins)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, (i, o) in enumerate(lengths):
+        key = (next(b for b in ib if b >= i), next(b for b in ob if b >= o))
+        groups.setdefault(key, []).append(k)
+    return dict(sorted(groups.items()))

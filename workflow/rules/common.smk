@@ -128,6 +128,8 @@ def final_targets():
             f"results/figures/{HARDWARE}/fig5_engine_optimisations.{FIG_FORMAT}",
             f"results/tables/{HARDWARE}/engine_optimisations.csv",
         ]
+    if has_experiment("trace_replay"):
+        targets.append(f"results/tables/{HARDWARE}/trace_replay.csv")
     if has_experiment("online_serving"):
         targets += [
             f"results/figures/{HARDWARE}/fig9_online_serving.{FIG_FORMAT}",

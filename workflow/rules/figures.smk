@@ -128,3 +128,17 @@ use rule table_controlled_sweeps as table_online_serving with:
     params:
         cli=CLI,
         name="online_serving",
+
+
+use rule table_controlled_sweeps as table_trace_replay with:
+    output:
+        report(
+            f"results/tables/{HARDWARE}/trace_replay.csv",
+            caption="../report/table_trace_replay.rst",
+            category="Workload estimate",
+        ),
+    log:
+        f"logs/tables/{HARDWARE}/trace_replay.log",
+    params:
+        cli=CLI,
+        name="trace_replay",

@@ -14,6 +14,7 @@ from llm_energy.figures.engines import (
     table_engine_optimisations,
     table_online_serving,
 )
+from llm_energy.replay import replay_comparison
 
 
 def fig2(df: pd.DataFrame) -> plt.Figure:
@@ -52,6 +53,7 @@ FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {
     "fig11": fig11,
 }
 TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
+    "trace_replay": replay_comparison,
     "controlled_sweeps": table_controlled_sweeps,
     "engine_optimisations": table_engine_optimisations,
     "online_serving": table_online_serving,
