@@ -123,6 +123,15 @@ def final_targets():
                 targets += [
                     f"results/figures/{HARDWARE}/{f}.{FIG_FORMAT}" for f in figs
                 ]
+    for tag, stem in (
+        ("decoding", "fig3_decoding_strategies"),
+        ("architectures", "fig4_architectures"),
+    ):
+        if has_experiment(tag):
+            targets += [
+                f"results/figures/{HARDWARE}/{stem}.{FIG_FORMAT}",
+                f"results/tables/{HARDWARE}/{tag}.csv",
+            ]
     if has_experiment("engine_optimisations"):
         targets += [
             f"results/figures/{HARDWARE}/fig5_engine_optimisations.{FIG_FORMAT}",

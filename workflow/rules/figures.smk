@@ -142,3 +142,61 @@ use rule table_controlled_sweeps as table_trace_replay with:
     params:
         cli=CLI,
         name="trace_replay",
+
+
+use rule fig10 as fig3 with:
+    output:
+        report(
+            f"results/figures/{HARDWARE}/fig3_decoding_strategies.{FIG_FORMAT}",
+            caption="../report/fig3.rst",
+            category="Decoding strategies",
+        ),
+    log:
+        f"logs/figures/{HARDWARE}/fig3.log",
+    params:
+        cli=CLI,
+        dpi=FIG_DPI,
+        name="fig3",
+
+
+use rule fig10 as fig4 with:
+    output:
+        report(
+            f"results/figures/{HARDWARE}/fig4_architectures.{FIG_FORMAT}",
+            caption="../report/fig4.rst",
+            category="Architectures",
+        ),
+    log:
+        f"logs/figures/{HARDWARE}/fig4.log",
+    params:
+        cli=CLI,
+        dpi=FIG_DPI,
+        name="fig4",
+
+
+use rule table_controlled_sweeps as table_decoding with:
+    output:
+        report(
+            f"results/tables/{HARDWARE}/decoding.csv",
+            caption="../report/table_decoding.rst",
+            category="Decoding strategies",
+        ),
+    log:
+        f"logs/tables/{HARDWARE}/decoding.log",
+    params:
+        cli=CLI,
+        name="decoding",
+
+
+use rule table_controlled_sweeps as table_architectures with:
+    output:
+        report(
+            f"results/tables/{HARDWARE}/architectures.csv",
+            caption="../report/table_architectures.rst",
+            category="Architectures",
+        ),
+    log:
+        f"logs/tables/{HARDWARE}/architectures.log",
+    params:
+        cli=CLI,
+        name="architectures",

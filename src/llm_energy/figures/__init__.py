@@ -14,6 +14,12 @@ from llm_energy.figures.engines import (
     table_engine_optimisations,
     table_online_serving,
 )
+from llm_energy.figures.families import (
+    fig_architectures,
+    fig_decoding,
+    table_architectures,
+    table_decoding,
+)
 from llm_energy.replay import replay_comparison
 
 
@@ -21,6 +27,16 @@ def fig2(df: pd.DataFrame) -> plt.Figure:
     """Fig 2: prefill energy against input length and decode energy against output length on
     vLLM, one line per batch size."""
     return fig_controlled_sweeps(df, "vllm", "Controlled sweeps, vLLM (Fig 2)", main_only=True)
+
+
+def fig3(df: pd.DataFrame) -> plt.Figure:
+    """Fig 3: decoding strategies against batch size."""
+    return fig_decoding(df)
+
+
+def fig4(df: pd.DataFrame) -> plt.Figure:
+    """Fig 4: OLMo-1B, OLMo-7B and OLMoE-1B-7B against batch size."""
+    return fig_architectures(df)
 
 
 def fig5(df: pd.DataFrame) -> plt.Figure:
@@ -47,6 +63,8 @@ def fig11(df: pd.DataFrame) -> plt.Figure:
 
 FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {
     "fig2": fig2,
+    "fig3": fig3,
+    "fig4": fig4,
     "fig5": fig5,
     "fig9": fig9,
     "fig10": fig10,
@@ -55,6 +73,8 @@ FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {
 TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "trace_replay": replay_comparison,
     "controlled_sweeps": table_controlled_sweeps,
+    "decoding": table_decoding,
+    "architectures": table_architectures,
     "engine_optimisations": table_engine_optimisations,
     "online_serving": table_online_serving,
 }

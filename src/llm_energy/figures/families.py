@@ -1,0 +1,117 @@
+"""Energy against batch size across one varied factor: decoding strategies (the study's Fig 3)
+and model architectures (Fig 4), one panel per backend."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import FuncFormatter
+
+from llm_energy.figures.engines import _log2_batch_axis, engine_label
+from llm_energy.figures.style import PALETTE, provenance_note, setup
+
+PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
+# Label the 2s and 5s between decades; the rest would crowd the axis.
+MINOR = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else "")
+COLUMNS = [
+    "engine_label",
+    "engine",
+    "model",
+    "decoding",
+    "batch_size",
+    "input_tokens",
+    "output_tokens",
+    "feasible",
+    "error",
+    "energy_per_output_token_j",
+    "energy_per_request_j",
+    "duration_s",
+    "mean_power_w",
+    "energy_source",
+    "gpu_name",
+    "backend_version",
+    "weights",
+]
+
+
+def _family(df: pd.DataFrame, tag: str) -> pd.DataFrame:
+    rows = df[df["experiments"].str.contains(tag)].copy()
+    if rows.empty:
+        raise ValueError(f"no '{tag}' rows in the measurements")
+    rows["engine_label"] = rows.apply(engine_label, axis=1)
+    return rows
+
+
+def table_decoding(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig 3's numbers: per engine, strategy and batch size."""
+    rows = _family(df, "decoding")
+    return (
+        rows[COLUMNS].sort_values(["engine_label", "decoding", "batch_size"]).reset_index(drop=True)
+    )
+
+
+def table_architectures(df: pd.DataFrame) -> pd.DataFrame:
+    """Fig 4's numbers: per engine, model and batch size."""
+    rows = _family(df, "architectures")
+    return rows[COLUMNS].sort_values(["engine_label", "model", "batch_size"]).reset_index(drop=True)
+
+
+def _lines(table: pd.DataFrame, hue: str, title: str, note_rows: pd.DataFrame) -> plt.Figure:
+    setup()
+    panels = sorted(table["engine_label"].unique())
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.8 * len(panels), 4.3), squeeze=False, sharey=True
+    )
+    levels = sorted(table[hue].unique())
+    colours = dict(zip(levels, sns.color_palette(PALETTE, len(levels)), strict=True))
+    for ax, panel in zip(axes.flat, panels, strict=True):
+        sub = table[table["engine_label"] == panel]
+        for level in levels:
+            line = sub[(sub[hue] == level) & sub["feasible"].astype(bool)].sort_values("batch_size")
+            if line.empty:
+                continue
+            ax.plot(
+                line["batch_size"],
+                line["energy_per_output_token_j"],
+                marker="o",
+                ms=4,
+                lw=1.7,
+                color=colours[level],
+                label=str(level),
+            )
+        _log2_batch_axis(ax, sorted(sub["batch_size"].unique()))
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(PLAIN)
+        ax.yaxis.set_minor_formatter(MINOR)
+        first = sub.iloc[0]
+        ax.set_title(
+            f"{panel}: {int(first['input_tokens'])} in / {int(first['output_tokens'])} out"
+        )
+        ax.legend(frameon=False, fontsize=8)
+    axes.flat[0].set_ylabel("energy per output token (J)")
+    fig.suptitle(title, fontweight="bold")
+    infeasible = table[~table["feasible"].astype(bool)]
+    note = provenance_note(note_rows)
+    if len(infeasible):
+        note += "\nnot feasible: " + ", ".join(
+            f"{r[hue]} batch {r.batch_size}" for _, r in infeasible.iterrows()
+        )
+    fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7.5, color="0.35", wrap=True)
+    fig.tight_layout()
+    return fig
+
+
+def fig_decoding(df: pd.DataFrame) -> plt.Figure:
+    """Energy per output token against batch size per decoding strategy. Lengths are forced,
+    so every strategy generates the same number of tokens."""
+    table = table_decoding(df)
+    rows = df[df["experiments"].str.contains("decoding")]
+    return _lines(table, "decoding", "Decoding strategies against batch size (Fig 3)", rows)
+
+
+def fig_architectures(df: pd.DataFrame) -> plt.Figure:
+    """Energy per output token against batch size per model architecture."""
+    table = table_architectures(df)
+    rows = df[df["experiments"].str.contains("architectures")]
+    return _lines(table, "model", "Dense and mixture-of-experts models (Fig 4)", rows)

@@ -1,0 +1,160 @@
+"""Figures comparing engines, strategies and models (Figs 2, 3, 4, 5, 9, 11) from synthetic
+tables in the measurements' schema."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+from test_figures import _row, _sweep_rows
+
+from llm_energy.figures import FIGURES, TABLES
+from llm_energy.figures.engines import ENGINE_STYLE, engine_label
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+ENGINES = {
+    "pytorch": {"backend": "transformers", "torch_compile": False, "cuda_graphs": False},
+    "pytorch-compile": {"backend": "transformers", "torch_compile": True, "cuda_graphs": False},
+    "vllm-eager": {"backend": "vllm", "torch_compile": False, "cuda_graphs": False},
+    "vllm": {"backend": "vllm", "torch_compile": False, "cuda_graphs": True},
+}
+
+
+PYTORCH = ENGINES["pytorch"]
+
+
+def _engine_rows() -> pd.DataFrame:
+    rows = []
+    for k, (engine, opts) in enumerate(ENGINES.items()):
+        for b in (1, 8, 64, 256):
+            feasible = not (engine.startswith("pytorch") and b == 256)
+            row = _row(b, 512, 64, "engine_optimisations", engine=engine, **opts)
+            row["energy_per_request_j"] = 100.0 / (k + 1) / b**0.5
+            row["feasible"] = feasible
+            if not feasible:
+                row["error"] = "out of memory: CUDA out of memory"
+                row["energy_per_request_j"] = math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_engine_labels_name_each_option():
+    labels = {engine_label(pd.Series(opts)) for opts in ENGINES.values()}
+    assert labels == set(ENGINE_STYLE)
+
+
+def test_fig5_table_scales_each_batch_to_1024_requests():
+    rows = _engine_rows()
+    table = TABLES["engine_optimisations"](rows)
+    row = table[(table["engine"] == "vllm") & (table["batch_size"] == 8)].iloc[0]
+    assert row["energy_1024_requests_j"] == pytest.approx(1024 * 100.0 / 4 / 8**0.5)
+    measured = rows[(rows["engine"] == "vllm") & (rows["batch_size"] == 8)].iloc[0]
+    assert row["time_1024_requests_s"] == pytest.approx(measured["duration_s"] / 8 * 1024)
+    infeasible = table[~table["feasible"]]
+    assert set(infeasible["engine"]) == {"pytorch", "pytorch-compile"}
+    assert infeasible["error"].str.startswith("out of memory").all()
+
+
+def test_fig5_marks_pytorchs_largest_feasible_batch():
+    fig = FIGURES["fig5"](_engine_rows())
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 4 + 2  # one line per engine, one marker per PyTorch engine
+    marks = [t.get_text() for t in ax.texts]
+    assert "largest feasible\nPyTorch, eager: 64" in marks
+    assert "largest feasible\nPyTorch, torch.compile: 64" in marks
+
+
+def _stream_rows() -> pd.DataFrame:
+    rows = []
+    for b, off, on in ((2, 100.0, 80.0), (8, 50.0, 52.0)):
+        for serving, energy in (("offline", off), ("online", on)):
+            rows.append(
+                _row(
+                    b,
+                    32,
+                    64,
+                    "online_serving",
+                    engine="vllm",
+                    backend="vllm",
+                    serving=serving,
+                    trace="azure_conversation",
+                    requests=24,
+                    generated_tokens=700,
+                    energy_j=energy,
+                    duration_s=energy / 10,
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def test_fig9_table_gives_the_saving_of_continuous_batching():
+    table = TABLES["online_serving"](_stream_rows()).set_index("batch_size")
+    assert table.loc[2, "energy_saving"] == pytest.approx(0.2)
+    assert table.loc[8, "energy_saving"] == pytest.approx(1 - 52 / 50)
+    assert table.loc[2, "generated_tokens"] == 700
+    fig = FIGURES["fig9"](_stream_rows())
+    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
+    assert heights == sorted([20.0, round(100 * (1 - 52 / 50), 6)])
+
+
+def test_fig9_needs_both_serving_modes():
+    rows = _stream_rows()
+    with pytest.raises(ValueError, match="offline and online"):
+        TABLES["online_serving"](rows[rows["serving"] == "offline"])
+
+
+def test_fig2_draws_the_vllm_sweep_at_the_longest_fixed_lengths_and_fig11_all():
+    rows = pd.DataFrame(_sweep_rows())
+    rows["backend"], rows["engine"] = "vllm", "vllm"
+    rows["cuda_graphs"], rows["torch_compile"] = True, False
+    fig2 = FIGURES["fig2"](rows)
+    assert [ax.get_title() for ax in fig2.axes if ax.get_visible()] == [
+        "prefill, 32 output tokens",
+        "decode, 512 input tokens",
+    ]
+    fig11 = FIGURES["fig11"](rows)
+    assert len([ax for ax in fig11.axes if ax.get_visible()]) == 4
+
+
+def test_fig3_and_fig4_draw_one_line_per_strategy_and_model():
+    decoding = pd.DataFrame(
+        [
+            _row(b, 512, 64, "decoding", decoding=d, energy_per_request_j=b, **PYTORCH)
+            for d in ("greedy", "beam", "top_p")
+            for b in (1, 8)
+        ]
+    )
+    fig3 = FIGURES["fig3"](decoding)
+    assert sorted(line.get_label() for line in fig3.axes[0].get_lines()) == [
+        "beam",
+        "greedy",
+        "top_p",
+    ]
+    models = pd.DataFrame(
+        [
+            _row(b, 512, 64, "architectures", model=m, energy_per_request_j=b, **PYTORCH)
+            for m in ("olmo-1b", "olmoe-1b-7b")
+            for b in (1, 8)
+        ]
+    )
+    fig4 = FIGURES["fig4"](models)
+    assert sorted(line.get_label() for line in fig4.axes[0].get_lines()) == [
+        "olmo-1b",
+        "olmoe-1b-7b",
+    ]
+    table = TABLES["architectures"](models)
+    assert list(table["model"].unique()) == ["olmo-1b", "olmoe-1b-7b"]
+    with pytest.raises(ValueError, match="architectures"):
+        TABLES["architectures"](decoding)
