@@ -34,6 +34,8 @@ def sweep_rows(df: pd.DataFrame, backend: str) -> pd.Series:
     (CUDA graphs for vLLM), else its plain one."""
     rows = df["experiments"].str.contains("input_sweep|output_sweep") & (df["backend"] == backend)
     for col in ("cuda_graphs", "torch_compile"):
+        if col not in df:
+            continue
         flags = df.loc[rows, col].astype(bool)
         if flags.any() and not flags.all():
             rows &= df[col].astype(bool) == (col == "cuda_graphs")
