@@ -14,6 +14,12 @@ from llm_energy.figures.engines import (
     table_engine_optimisations,
     table_online_serving,
 )
+from llm_energy.figures.tasks import (
+    fig_classical_tasks,
+    fig_classical_tasks_vllm,
+    table_classical_tasks,
+    table_classical_tasks_vllm,
+)
 
 
 def fig2(df: pd.DataFrame) -> plt.Figure:
@@ -25,6 +31,11 @@ def fig2(df: pd.DataFrame) -> plt.Figure:
 def fig5(df: pd.DataFrame) -> plt.Figure:
     """Fig 5: PyTorch compile off/on and vLLM CUDA graphs off/on against batch size."""
     return fig_engine_optimisations(df)
+
+
+def fig8(df: pd.DataFrame) -> plt.Figure:
+    """Fig 8: energy of the classical tasks' examples, PyTorch against vLLM."""
+    return fig_classical_tasks(df)
 
 
 def fig9(df: pd.DataFrame) -> plt.Figure:
@@ -44,15 +55,24 @@ def fig11(df: pd.DataFrame) -> plt.Figure:
     return fig_controlled_sweeps(df, "vllm", "Controlled sweeps, vLLM, every fixed length (Fig 11)")
 
 
+def fig12(df: pd.DataFrame) -> plt.Figure:
+    """Fig 12: the classical tasks' energy per output token and per request on vLLM."""
+    return fig_classical_tasks_vllm(df)
+
+
 FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {
     "fig2": fig2,
     "fig5": fig5,
+    "fig8": fig8,
     "fig9": fig9,
     "fig10": fig10,
     "fig11": fig11,
+    "fig12": fig12,
 }
 TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "controlled_sweeps": table_controlled_sweeps,
     "engine_optimisations": table_engine_optimisations,
     "online_serving": table_online_serving,
+    "classical_tasks": table_classical_tasks,
+    "classical_tasks_vllm": table_classical_tasks_vllm,
 }
