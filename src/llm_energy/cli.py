@@ -27,12 +27,20 @@ def cmd_measure(args: argparse.Namespace) -> None:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LlmEnergyError(f"cannot read plan {plan_path}: {exc}") from exc
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
+    paths = (plan_path, args.out, journal, args.traces, args.task_lengths, args.pg19)
     _log(
-        "rerun by hand: llm-energy measure --plan {} --out {} --journal {} --traces {}".format(
-            *(shlex.quote(str(p)) for p in (plan_path, args.out, journal, args.traces))
-        )
+        "rerun by hand: llm-energy measure --plan {} --out {} --journal {} --traces {} "
+        "--task-lengths {} --pg19 {}".format(*(shlex.quote(str(p)) for p in paths))
     )
-    run_job(plan, Path(args.out), journal, log=_log, traces_dir=Path(args.traces))
+    run_job(
+        plan,
+        Path(args.out),
+        journal,
+        log=_log,
+        traces_dir=Path(args.traces),
+        tasks_dir=Path(args.task_lengths),
+        pg19_path=Path(args.pg19),
+    )
 
 
 def _load(config_files: list[str]) -> dict:
@@ -182,6 +190,46 @@ def cmd_task_table(args: argparse.Namespace) -> None:
     _log(f"Table 3 for {len(table)} tasks -> {args.out}")
 
 
+def cmd_task_lengths(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.store import write_parquet_atomic
+    from llm_energy.textdata import load_tokenizer, task_lengths, tokenizer_label
+
+    mirror = args.mirror or None
+    table = task_lengths(
+        pd.read_parquet(args.sample),
+        load_tokenizer(mirror),
+        mirror,
+        tokenizer_name=tokenizer_label(mirror),
+        fallback_output_tokens=args.fallback_output_tokens,
+    )
+    write_parquet_atomic(table, Path(args.out))
+    _log(
+        f"{table.attrs['task']} ({table.attrs['dataset']}): {len(table)} requests, input tokens "
+        f"mean {table['input_tokens'].mean():.1f} max {table['input_tokens'].max()}, output "
+        f"tokens mean {table['output_tokens'].mean():.1f} max {table['output_tokens'].max()} "
+        f"({table.attrs['outputs']}); tokenizer {table.attrs['tokenizer']} -> {args.out}"
+    )
+
+
+def cmd_prepare_pg19(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.store import write_parquet_atomic
+    from llm_energy.textdata import load_tokenizer, pg19_tokens, tokenizer_label
+
+    mirror = args.mirror or None
+    ids = pg19_tokens(mirror, load_tokenizer(mirror), args.tokens, min_tokens=args.min_tokens)
+    table = pd.DataFrame({"token_id": pd.array(ids, dtype="int64")})
+    table.attrs["tokenizer"] = tokenizer_label(mirror)
+    write_parquet_atomic(table, Path(args.out))
+    _log(
+        f"pg19: {len(ids)} tokens ({args.tokens} wanted, {args.min_tokens} needed) with "
+        f"{table.attrs['tokenizer']} -> {args.out}"
+    )
+
+
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
     pairs = {}
     for item in items or []:
@@ -275,6 +323,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="results/data/traces",
         help="folder of prepared traces that request-stream points draw lengths from",
     )
+    m.add_argument(
+        "--task-lengths",
+        default="results/data/task_lengths",
+        help="folder of the classical tasks' request lengths (TASK.parquet)",
+    )
+    m.add_argument(
+        "--pg19",
+        default="results/data/pg19/llama3_tokens.parquet",
+        help="prepared PG-19 token ids that pg19 prompts are cut from",
+    )
     m.set_defaults(func=cmd_measure)
 
     v = sub.add_parser("validate-config", help="validate config files and count the jobs")
@@ -341,6 +399,24 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--out", required=True)
     tk.add_argument("--mirror", help="mirror folder holding tokenizers/llama3")
     tk.set_defaults(func=cmd_task_table)
+
+    tl = sub.add_parser("task-lengths", help="request lengths of a classical task's examples")
+    tl.add_argument("sample", help="prepared task (TASK.parquet of prepare-task)")
+    tl.add_argument("--out", required=True)
+    tl.add_argument("--mirror", help="mirror folder laid out like shared/data")
+    tl.add_argument(
+        "--fallback-output-tokens",
+        type=int,
+        help="output length of examples whose reference target is missing (default: an error)",
+    )
+    tl.set_defaults(func=cmd_task_lengths)
+
+    pg = sub.add_parser("prepare-pg19", help="token ids of the PG-19 books, for pg19 prompts")
+    pg.add_argument("--out", required=True)
+    pg.add_argument("--tokens", type=int, required=True, help="tokens to keep at most")
+    pg.add_argument("--min-tokens", type=int, default=1, help="fewer than this is an error")
+    pg.add_argument("--mirror", help="mirror folder laid out like shared/data")
+    pg.set_defaults(func=cmd_prepare_pg19)
 
     we = sub.add_parser(
         "workload-energy", help="binned energy of the traces' requests against the ideal"

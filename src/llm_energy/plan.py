@@ -23,6 +23,7 @@ from llm_energy.spec import (
     ProtocolSpec,
     StreamSpec,
 )
+from llm_energy.workloads import TASK_STREAMS
 
 # Families that the measurement jobs of this release cover, and the tag their rows carry.
 SWEEP_FAMILIES = (
@@ -33,9 +34,10 @@ SWEEP_FAMILIES = (
     "online_serving",
     "workload_estimates",
     "trace_replay",
+    "classical_tasks",
 )
 # Families whose rules prepare and analyse data without measurement jobs of their own.
-DATA_FAMILIES = ("workload_traces", "classical_tasks")
+DATA_FAMILIES = ("workload_traces",)
 GREEDY = DecodingSpec()
 
 
@@ -55,7 +57,12 @@ def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterato
                     for v in sweep[varied]:
                         shape = {varied: v, fixed: f}
                         yield PointSpec(
-                            b, shape["input_tokens"], shape["output_tokens"], GREEDY, (tag,)
+                            b,
+                            shape["input_tokens"],
+                            shape["output_tokens"],
+                            GREEDY,
+                            (tag,),
+                            prompts=exp["prompts"],
                         )
     elif family == "online_serving":
         for b in batch_sizes:
@@ -68,6 +75,19 @@ def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterato
                     GREEDY,
                     ("online_serving",),
                     stream,
+                )
+    elif family == "classical_tasks":
+        # Each task's examples served offline in static batches, with their own lengths.
+        requests = _task_requests(exp)
+        for task in exp["tasks"]:
+            for b in batch_sizes:
+                yield PointSpec(
+                    b,
+                    exp["max_input_tokens"],
+                    exp["max_output_tokens"],
+                    GREEDY,
+                    ("classical_tasks",),
+                    StreamSpec(task, requests, "offline", vary_input=True),
                 )
     elif family == "workload_estimates":
         for i, o in _workload_bins(exp, config):
@@ -91,6 +111,16 @@ def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterato
         tag = "architectures" if family == "architectures" else "engine_optimisations"
         for b in batch_sizes:
             yield PointSpec(b, exp["input_tokens"], exp["output_tokens"], GREEDY, (tag,))
+
+
+def _task_requests(exp: dict[str, Any]) -> int:
+    requests = exp["requests"] if exp["requests"] is not None else exp["samples"]
+    if requests > exp["samples"]:
+        raise ConfigError(
+            f"config: experiments.classical_tasks.requests ({requests}) is more than the "
+            f"examples sampled per task (samples: {exp['samples']})"
+        )
+    return requests
 
 
 def _workload_bins(exp: dict[str, Any], config: dict[str, Any]) -> list[tuple[int, int]]:
@@ -139,7 +169,24 @@ def _check_engine(config: dict[str, Any], family: str, exp: dict[str, Any], engi
 
 def trace_inputs(plan: JobPlan) -> list[str]:
     """Traces that the request-stream points of a job draw lengths from."""
-    return sorted({p.stream.trace for p in plan.points if p.stream is not None})
+    streams = {p.stream.trace for p in plan.points if p.stream is not None}
+    return sorted(streams - set(TASK_STREAMS))
+
+
+def task_inputs(plan: JobPlan) -> list[str]:
+    """Classical tasks whose examples' lengths the request-stream points of a job serve."""
+    streams = {p.stream.trace for p in plan.points if p.stream is not None}
+    return sorted(streams & set(TASK_STREAMS))
+
+
+def pg19_tokens(jobs: dict[str, JobPlan]) -> tuple[int, int]:
+    """PG-19 tokens that the jobs' pg19 points cut their batches from: as many as gives every
+    row of each batch text of its own, and the fewest that still gives every row a window of
+    its own start ((0, 0) when no point uses PG-19)."""
+    points = [p for job in jobs.values() for p in job.points if p.prompts == "pg19"]
+    most = max((p.batch_size * p.input_tokens for p in points), default=0)
+    least = max((p.input_tokens + p.batch_size - 1 for p in points), default=0)
+    return most, least
 
 
 def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:

@@ -18,7 +18,7 @@ from llm_energy.protocol import WindowResult, measure_idle_power_w, measure_wind
 from llm_energy.provenance import job_provenance, utc_now
 from llm_energy.spec import JobPlan, PointSpec, stable_hash
 from llm_energy.store import Journal, write_parquet_atomic
-from llm_energy.workloads import TraceLengths, bin_groups, random_prompts
+from llm_energy.workloads import PG19Prompts, TraceLengths, bin_groups, random_prompts
 
 Log = Callable[[str], None]
 
@@ -62,6 +62,7 @@ def point_identity(plan: JobPlan, point: PointSpec) -> dict[str, Any]:
         "serving": point.stream.serving if point.stream else "batch",
         "trace": point.stream.trace if point.stream else "",
         "requests": point.stream.requests if point.stream else point.batch_size,
+        "prompts": point.prompts,
     }
 
 
@@ -153,16 +154,19 @@ def measure_point(
     cross_check: Sequence[EnergyMeter],
     idle_power_w: float,
     streams: TraceLengths | None = None,
+    pg19: PG19Prompts | None = None,
 ) -> dict[str, Any]:
     """Warm up and measure one point; raises whatever the backend raises (OOM included)."""
     proto = plan.protocol
     seed = int(stable_hash([proto.seed, point.key], 8), 16)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"prompt_id_modulo": 0}
     if point.stream is not None:
         if streams is None:
             raise ValueError("a request-stream point needs the prepared traces")
+        if point.prompts != "random":
+            raise ValueError(f"request streams take random prompts, not {point.prompts}")
         stream = point.stream
-        lengths = streams.lengths(point, proto.seed)
+        lengths, extra["clipped_requests"] = streams.draw(point, proto.seed)
         vocab = backend.vocab_size
         prompts = [random_prompts(vocab, 1, n, seed + i)[0] for i, (n, _) in enumerate(lengths)]
         # A binned replay serves each bin's requests apart; otherwise the stream is one group.
@@ -186,7 +190,14 @@ def measure_point(
         prefill_run = full_run
         measure_prefill = False
     else:
-        prompts = random_prompts(backend.vocab_size, point.batch_size, point.input_tokens, seed)
+        if point.prompts == "pg19":
+            if pg19 is None:
+                raise ValueError("a PG-19 point needs the prepared PG-19 tokens")
+            prompts, extra["prompt_id_modulo"] = pg19.prompts(
+                point.batch_size, point.input_tokens, backend.vocab_size
+            )
+        else:
+            prompts = random_prompts(backend.vocab_size, point.batch_size, point.input_tokens, seed)
         prepared = backend.prepare(prompts)
         tokens = point.batch_size * point.output_tokens
 
@@ -228,9 +239,13 @@ def run_job(
     journal_dir: Path,
     log: Log = print,
     traces_dir: Path | None = None,
+    tasks_dir: Path | None = None,
+    pg19_path: Path | None = None,
 ) -> pd.DataFrame:
     """Measure every point of ``plan`` not yet in the journal, then write the job's table.
-    Request-stream points draw their lengths from the prepared traces in ``traces_dir``."""
+    Request-stream points draw their lengths from the prepared traces in ``traces_dir`` or the
+    classical tasks' lengths in ``tasks_dir``; PG-19 points cut their prompts from the tokens
+    in ``pg19_path``."""
     journal = Journal(journal_dir)
     points = _order(plan.points)
     ids = {p.key: p.point_id(plan.measurement_hash) for p in points}
@@ -241,13 +256,17 @@ def run_job(
         f"{journal_dir}, {len(todo)} to measure"
     )
     if todo:
-        streams = TraceLengths(traces_dir) if traces_dir is not None else None
-        _measure_points(plan, todo, ids, journal, log, streams)
+        streams = TraceLengths(traces_dir, tasks_dir) if traces_dir is not None else None
+        pg19 = PG19Prompts(pg19_path) if pg19_path is not None else None
+        _measure_points(plan, todo, ids, journal, log, streams, pg19)
     table = journal.read([ids[p.key] for p in points])
-    # Which experiments a point serves is the plan's to say, also for points measured earlier.
+    # Which experiments a point serves is the plan's to say, also for points measured earlier;
+    # so is its prompt source (rows measured before sources existed used random prompts).
     tags = {ids[p.key]: "+".join(p.experiments) for p in points}
+    sources = {ids[p.key]: p.prompts for p in points}
     if len(table):
         table["experiments"] = table["point_id"].map(tags)
+        table["prompts"] = table["point_id"].map(sources)
     write_parquet_atomic(table, out)
     log(f"wrote {len(table)} rows to {out}")
     return table
@@ -273,6 +292,7 @@ def _measure_points(
     journal: Journal,
     log: Log,
     streams: TraceLengths | None = None,
+    pg19: PG19Prompts | None = None,
 ) -> None:
     proto = plan.protocol
     model_dir = resolve_model_dir(plan.model, plan.mirror.get("models"))
@@ -329,7 +349,9 @@ def _measure_points(
                 )
             else:
                 try:
-                    row.update(measure_point(backend, plan, point, meter, cross, idle_w, streams))
+                    row.update(
+                        measure_point(backend, plan, point, meter, cross, idle_w, streams, pg19)
+                    )
                 except Exception as exc:
                     if not backend.is_out_of_memory(exc):
                         raise
@@ -351,6 +373,7 @@ def _progress(n: int, total: int, point: PointSpec, row: dict, elapsed_s: float)
         f"[{n}/{total}] batch={point.batch_size} in={point.input_tokens} "
         f"out={point.output_tokens} {point.decoding.name}"
         + (f" {point.stream.label}" if point.stream else "")
+        + (f" {point.prompts} prompts" if point.prompts != "random" else "")
         + ": "
     )
     if not row["feasible"]:

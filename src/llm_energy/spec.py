@@ -11,6 +11,8 @@ from typing import Any, Literal
 Weights = Literal["random", "pretrained"]
 Strategy = Literal["greedy", "beam", "sample"]
 Serving = Literal["offline", "online"]
+Prompts = Literal["random", "pg19"]
+DEFAULT_PROMPTS: Prompts = "random"
 
 
 def stable_hash(obj: Any, length: int = 12) -> str:
@@ -93,7 +95,8 @@ class StreamSpec:
 class PointSpec:
     """One measured point: a batch shape and a decoding strategy, or, with ``stream``, a
     request stream capped at ``batch_size`` in flight, ``input_tokens`` and ``output_tokens``
-    long at most."""
+    long at most. ``prompts`` says what the prompts' token ids are: seeded random ids, or PG-19
+    text cut to the input length."""
 
     batch_size: int
     input_tokens: int
@@ -101,15 +104,18 @@ class PointSpec:
     decoding: DecodingSpec = DecodingSpec()
     experiments: tuple[str, ...] = ()
     stream: StreamSpec | None = None
+    prompts: Prompts = DEFAULT_PROMPTS
 
     @property
     def key(self) -> tuple[Any, ...]:
         shape = (self.batch_size, self.input_tokens, self.output_tokens, self.decoding.name)
-        return shape if self.stream is None else (*shape, self.stream.label)
+        key = shape if self.stream is None else (*shape, self.stream.label)
+        return key if self.prompts == DEFAULT_PROMPTS else (*key, self.prompts)
 
     def point_id(self, measurement_hash: str) -> str:
         """Identity of this point under one measurement setup (the resume journal's file name);
-        see ``JobPlan.measurement_hash``."""
+        see ``JobPlan.measurement_hash``. The default prompt source leaves the id as it was
+        before prompt sources existed, so that journals already written stay valid."""
         d = self.decoding
         ident: list[Any] = [dataclasses.asdict(d), measurement_hash]
         prefix = f"b{self.batch_size}_i{self.input_tokens}_o{self.output_tokens}_{d.name}"
@@ -117,6 +123,9 @@ class PointSpec:
             # Unset options stay out, so that ids written before they existed stay valid.
             ident.append({k: v for k, v in dataclasses.asdict(self.stream).items() if v != ()})
             prefix += f"_{self.stream.label}"
+        if self.prompts != DEFAULT_PROMPTS:
+            ident.append({"prompts": self.prompts})
+            prefix += f"_{self.prompts}"
         return f"{prefix}_{stable_hash(ident, 8)}"
 
 
@@ -186,6 +195,7 @@ class JobPlan:
                 decoding=DecodingSpec(**p["decoding"]),
                 experiments=tuple(p.get("experiments", ())),
                 stream=StreamSpec.from_dict(p["stream"]) if p.get("stream") else None,
+                prompts=p.get("prompts", DEFAULT_PROMPTS),
             )
             for p in d["points"]
         )

@@ -7,9 +7,10 @@ code; both paths load through the ``datasets`` library (``load_dataset("json" | 
 data_files=...)`` for the mirror, ``load_dataset(hub_id, config, split=...)`` otherwise).
 
 * :func:`sample_task` draws the 1,024 examples of a classical task (section "Classical NLP
-  tasks"); :func:`token_stats` gives their Llama 3 token statistics (Table 3).
+  tasks"); :func:`token_stats` gives their Llama 3 token statistics (Table 3);
+  :func:`task_lengths` gives each example's request lengths for measuring the task (Figs 8, 12).
 * :func:`pg19_prompts` cuts the prompts of the controlled sweeps: PG-19 text truncated to each
-  input length.
+  input length; :func:`pg19_tokens` gives the token stream they are cut from.
 * :func:`load_tokenizer` gives the Llama 3 tokenizer as a ``transformers`` fast tokenizer.
 
 WikiText-2 rows follow the usual practice: empty lines and section headings (lines starting
@@ -52,6 +53,11 @@ class TextSource:
     mirror_field: str = "text"  # field of a jsonl row
     extra_mirror_files: tuple[str, ...] = ()  # other splits, used only to top a sample up
     drop_headings: bool = False  # WikiText: drop empty lines and " = Heading = " lines
+    # How long a request's output is when the task is measured (:func:`task_lengths`): a fixed
+    # length, or the token length of the reference target (hub field, mirror jsonl field).
+    output_tokens: int | None = None
+    hub_target_field: str | None = None
+    mirror_target_field: str | None = None
 
 
 TASKS: dict[str, TextSource] = {
@@ -64,6 +70,7 @@ TASKS: dict[str, TextSource] = {
         hub_field="text",
         mirror_files=("text/imdb/imdb_reviews.jsonl",),
         mirror_format="jsonl",
+        output_tokens=1,  # the study's classification: one output token
     ),
     "wmt14": TextSource(
         name="wmt14",
@@ -75,6 +82,8 @@ TASKS: dict[str, TextSource] = {
         mirror_files=("text/wmt14/newstest2014_en-de.jsonl",),
         mirror_format="jsonl",
         mirror_field="en",
+        hub_target_field="translation.de",  # the German reference
+        mirror_target_field="de",
     ),
     "cnn_dailymail": TextSource(
         name="cnn_dailymail",
@@ -88,6 +97,8 @@ TASKS: dict[str, TextSource] = {
         mirror_field="article",
         # Training articles, length-filtered upstream (see their PROVENANCE): extra text only.
         extra_mirror_files=("text/cnn_dailymail/cnndm_train_1000_articles.jsonl",),
+        hub_target_field="highlights",  # the reference summary
+        mirror_target_field="highlights",
     ),
     "wikitext": TextSource(
         name="wikitext",
@@ -99,6 +110,7 @@ TASKS: dict[str, TextSource] = {
         mirror_files=("text/wikitext2/wiki.test.raw",),
         mirror_format="lines",
         drop_headings=True,
+        output_tokens=64,  # the study's generation: 64 output tokens
     ),
 }
 
@@ -210,9 +222,12 @@ def _field(row: dict[str, Any], dotted: str) -> str:
 
 
 def _hub_rows(
-    src: TextSource, cache_dir: str | Path | None, streaming: bool = False
+    src: TextSource,
+    cache_dir: str | Path | None,
+    streaming: bool = False,
+    field: str | None = None,
 ) -> Iterator[str]:
-    """The text field of the real split's rows, in split order."""
+    """The text field (or ``field``) of the real split's rows, in split order."""
     hint = f"set mirror.data to a folder holding {', '.join(src.mirror_files)}"
     where = f"'{src.hub_id}'" + (f" ({src.hub_config})" if src.hub_config else "")
     try:
@@ -226,7 +241,7 @@ def _hub_rows(
             cache_dir=None if cache_dir is None else str(cache_dir),
         )
         for row in ds:
-            yield _field(row, src.hub_field)
+            yield _field(row, field or src.hub_field)
     except Exception as exc:
         raise InputError(
             f"{src.name}: could not load {where} split '{src.hub_split}' from the Hugging Face "
@@ -375,6 +390,137 @@ def token_stats(df: pd.DataFrame, tokenizer: PreTrainedTokenizerBase) -> pd.Data
     return stats
 
 
+# --------------------------------------------------------------------------- request lengths
+
+# The classical tasks by the study's name (the workflow's {task}): classification -> imdb, ...
+ROLES: dict[str, str] = {src.role: name for name, src in TASKS.items()}
+LENGTH_COLUMNS = [
+    "task",
+    "dataset",
+    "example_id",
+    "input_tokens",
+    "output_tokens",
+    "output_source",
+    "tokenizer",
+]
+
+
+def _has_field(path: Path, field: str) -> bool:
+    """Whether the first row of a jsonl file has ``field`` (then every row must have it)."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    row = json.loads(line)
+                    return isinstance(row, dict) and field in row
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from exc
+    return False
+
+
+def load_targets(
+    name: str, mirror: str | Path | None, *, cache_dir: str | Path | None = None
+) -> tuple[list[str] | None, str]:
+    """The reference target of every candidate text (aligned with :func:`load_texts`), and
+    where it came from; ``None`` with the reason when the task has no reference or the mirror's
+    files do not hold it (this mirror's CNN/DailyMail articles come without their highlights)."""
+    src = _task(name)
+    if src.hub_target_field is None or src.mirror_target_field is None:
+        return None, f"{name} has no reference target"
+    files = _resolve(mirror, src.mirror_files)
+    if files:
+        where = ", ".join(str(f) for f in files)
+        field = src.mirror_target_field
+        if not all(_has_field(f, field) for f in files):
+            return None, f"{where} holds no '{field}' field"
+        return _mirror_column(files, src.mirror_format, field, cache_dir), f"{where} ({field})"
+    texts = list(_hub_rows(src, cache_dir, field=src.hub_target_field))
+    origin = f"hf:{src.hub_id}" + (f"/{src.hub_config}" if src.hub_config else "")
+    return texts, f"{origin}:{src.hub_split} ({src.hub_target_field})"
+
+
+def tokenizer_label(mirror: str | Path | None) -> str:
+    """Which tokenizer :func:`load_tokenizer` gives for this mirror, in words."""
+    folder = Path(mirror) / LLAMA3_MIRROR if mirror else None
+    if folder and (folder / LLAMA3_RANKS).is_file() and (folder / LLAMA3_META).is_file():
+        return f"{LLAMA3_HUB_ID} (tiktoken ranks of {folder})"
+    return f"{LLAMA3_HUB_ID} (hub)"
+
+
+def task_lengths(
+    sample: pd.DataFrame,
+    tokenizer: PreTrainedTokenizerBase,
+    mirror: str | Path | None,
+    *,
+    tokenizer_name: str = "",
+    fallback_output_tokens: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> pd.DataFrame:
+    """Request lengths of a task's sampled examples (:func:`sample_task`), in sample order.
+
+    ``input_tokens`` counts the text's tokens without special tokens (as Table 3 does);
+    ``output_tokens`` is the study's fixed length (classification 1, generation 64) or the
+    token length of the example's reference target (translation: the WMT-14 German reference;
+    summarization: the CNN/DailyMail highlights), at least 1. Random-weight models never stop by
+    themselves, so the reference stands in for where a trained model would stop. An example
+    without a reference (the source lacks the field, or a top-up from another split) gets
+    ``fallback_output_tokens``, and ``output_source`` says ``fallback``; without a fallback that
+    is an error.
+    """
+    missing = {"task", "example_id", "text"} - set(sample.columns)
+    if missing:
+        raise InputError(
+            f"task_lengths needs columns task, example_id and text; missing {sorted(missing)}"
+        )
+    names = sample["task"].unique().tolist()
+    if len(names) != 1:
+        raise InputError(f"task_lengths takes the sample of one task, not {names}")
+    name = str(names[0])
+    src = _task(name)
+    inputs = [len(ids) for ids in encode(sample["text"].tolist(), tokenizer)]
+    ids = sample["example_id"].astype("int64").tolist()
+    attrs: dict[str, Any] = {"task": src.role, "dataset": name, "tokenizer": tokenizer_name}
+    if src.output_tokens is not None:
+        outputs, sources = [src.output_tokens] * len(ids), ["fixed"] * len(ids)
+        attrs["outputs"] = f"fixed: {src.output_tokens} tokens"
+    else:
+        refs, origin = load_targets(name, mirror, cache_dir=cache_dir)
+        have = [] if refs is None else [i for i in ids if 0 <= i < len(refs)]
+        targets = encode([refs[i] for i in have], tokenizer) if refs is not None else []
+        counts = {i: len(t) for i, t in zip(have, targets, strict=True)}
+        lacking = len(ids) - len(have)
+        if lacking and fallback_output_tokens is None:
+            raise InputError(
+                f"{name}: {lacking} of {len(ids)} examples have no reference target ({origin}); "
+                "read the task from a source that holds it (the Hugging Face hub has it) or set "
+                "experiments.classical_tasks.fallback_output_tokens"
+            )
+        outputs = [max(1, counts[i]) if i in counts else fallback_output_tokens for i in ids]
+        sources = ["reference" if i in counts else "fallback" for i in ids]
+        if refs is None:
+            attrs["outputs"] = f"no reference ({origin}): {fallback_output_tokens} tokens each"
+        else:
+            attrs["outputs"] = f"reference token lengths from {origin}" + (
+                f"; {lacking} without a reference get {fallback_output_tokens} tokens"
+                if lacking
+                else ""
+            )
+    df = pd.DataFrame(
+        {
+            "task": src.role,
+            "dataset": name,
+            "example_id": np.asarray(ids, dtype=np.int64),
+            "input_tokens": np.asarray(inputs, dtype=np.int64),
+            "output_tokens": np.asarray(outputs, dtype=np.int64),
+            "output_source": sources,
+            "tokenizer": tokenizer_name,
+        },
+        columns=LENGTH_COLUMNS,
+    )
+    df.attrs.update(attrs)
+    return df
+
+
 # --------------------------------------------------------------------------- PG-19 prompts
 
 
@@ -396,22 +542,22 @@ def _pg19_books(mirror: str | Path | None, cache_dir: str | Path | None) -> Iter
         yield from _mirror_column([path], PG19.mirror_format, "text", cache_dir)
 
 
-def pg19_prompts(
+def pg19_tokens(
     mirror: str | Path | None,
     tokenizer: PreTrainedTokenizerBase,
-    lengths: Sequence[int],
+    max_tokens: int,
     *,
+    min_tokens: int = 1,
     cache_dir: str | Path | None = None,
-) -> dict[int, list[int]]:
-    """One prompt of exactly each length: the first tokens of the concatenated books.
+) -> list[int]:
+    """The first ``max_tokens`` ids of the concatenated books, or all of them when the books
+    hold fewer; fewer than ``min_tokens`` is an error.
 
     Books are tokenised one by one (no special tokens, nothing between books) and their ids
-    concatenated until the longest length is reached, so every prompt is a prefix of the same
-    stream. The mirror's books are taken in file-name order; the hub's test split in its order
-    (streamed, so only the books needed are read).
+    concatenated. The mirror's books are taken in file-name order; the hub's test split in its
+    order (streamed, so only the books needed are read).
     """
-    wanted = _check_lengths(lengths)
-    need = max(wanted)
+    (need,) = _check_lengths([max_tokens])
     ids: list[int] = []
     books = 0
     for book in _pg19_books(mirror, cache_dir):
@@ -419,12 +565,27 @@ def pg19_prompts(
         books += 1
         if len(ids) >= need:
             break
-    if len(ids) < need:
+    if len(ids) < min_tokens:
         where = ", ".join(str(f) for f in _resolve(mirror, PG19.mirror_files)) or PG19.hub_id
         raise InputError(
             f"pg19: the books hold {len(ids)} tokens ({books} book(s) in {where}), "
-            f"fewer than the longest requested length {need}"
+            f"fewer than the longest requested length {min_tokens}"
         )
+    return ids[:need]
+
+
+def pg19_prompts(
+    mirror: str | Path | None,
+    tokenizer: PreTrainedTokenizerBase,
+    lengths: Sequence[int],
+    *,
+    cache_dir: str | Path | None = None,
+) -> dict[int, list[int]]:
+    """One prompt of exactly each length: the first tokens of the concatenated books, so every
+    prompt is a prefix of the same stream (:func:`pg19_tokens`)."""
+    wanted = _check_lengths(lengths)
+    need = max(wanted)
+    ids = pg19_tokens(mirror, tokenizer, need, min_tokens=need, cache_dir=cache_dir)
     return {length: ids[:length] for length in wanted}
 
 

@@ -1,6 +1,7 @@
 """Prompt sources. Cost of fixed-length generation depends on lengths, not on content, so the
-controlled sweeps can use seeded random token ids; request streams take their lengths from a
-trace."""
+controlled sweeps can use seeded random token ids, or real PG-19 text as the study did
+(:class:`PG19Prompts`); request streams take their lengths from a trace or from a classical
+task's examples (:class:`TraceLengths`)."""
 
 from __future__ import annotations
 
@@ -26,21 +27,34 @@ def random_prompts(
     return ids.tolist()
 
 
+# Streams named after a classical task draw from its examples' lengths, not from a trace.
+TASK_STREAMS = ("classification", "translation", "summarization", "generation")
+
+
 class TraceLengths:
     """Request lengths drawn from prepared traces (``{folder}/{trace}.parquet``, written by the
-    prepare_trace rule) for request-stream points."""
+    prepare_trace rule) or, for a stream named after a classical task, from the task's
+    examples (``{tasks_folder}/{task}.parquet``, written by the task_lengths rule)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tasks_folder: Path | None = None) -> None:
         self.folder = Path(folder)
+        self.tasks_folder = Path(tasks_folder) if tasks_folder is not None else None
         self._tables: dict[str, pd.DataFrame] = {}
+
+    def _path(self, trace: str) -> tuple[Path, str]:
+        if trace in TASK_STREAMS:
+            if self.tasks_folder is None:
+                raise InputError(f"stream '{trace}' is a classical task; no task folder given")
+            return self.tasks_folder / f"{trace}.parquet", "task_lengths"
+        return self.folder / f"{trace}.parquet", "prepare_trace"
 
     def table(self, trace: str) -> pd.DataFrame:
         if trace not in self._tables:
-            path = self.folder / f"{trace}.parquet"
+            path, rule = self._path(trace)
             if not path.is_file():
                 raise InputError(
-                    f"{path}: prepared trace not found (snakemake builds it with the "
-                    f"prepare_trace rule: results/data/traces/{trace}.parquet)"
+                    f"{path}: prepared lengths not found (snakemake builds them with the "
+                    f"{rule} rule)"
                 )
             df = pd.read_parquet(path, columns=["input_tokens", "output_tokens"])
             self._tables[trace] = df[df["output_tokens"] > 0].reset_index(drop=True)
@@ -50,6 +64,10 @@ class TraceLengths:
         """(input, output) lengths of the point's requests, clipped to its input and output
         caps. The draw depends on the trace, the count and the caps, not on the batch size or
         the serving mode, so that offline and online serve the same requests."""
+        return self.draw(point, seed)[0]
+
+    def draw(self, point: PointSpec, seed: int) -> tuple[list[tuple[int, int]], int]:
+        """:meth:`lengths`, and how many of the requests the caps shortened."""
         stream = point.stream
         if stream is None:
             raise ValueError("not a request-stream point")
@@ -74,12 +92,62 @@ class TraceLengths:
         )
         rng = np.random.default_rng(int(draw, 16))
         rows = rng.choice(len(df), size=stream.requests, replace=len(df) < stream.requests)
-        out = np.clip(df["output_tokens"].to_numpy()[rows], 1, point.output_tokens)
+        raw_out = df["output_tokens"].to_numpy()[rows]
+        out = np.clip(raw_out, 1, point.output_tokens)
+        clipped = raw_out > point.output_tokens
         if stream.vary_input:
-            inp = np.clip(df["input_tokens"].to_numpy()[rows], 1, point.input_tokens)
+            raw_in = df["input_tokens"].to_numpy()[rows]
+            inp = np.clip(raw_in, 1, point.input_tokens)
+            clipped |= raw_in > point.input_tokens
         else:
             inp = np.full(stream.requests, point.input_tokens)
-        return [(int(i), int(o)) for i, o in zip(inp, out, strict=True)]
+        pairs = [(int(i), int(o)) for i, o in zip(inp, out, strict=True)]
+        return pairs, int(clipped.sum())
+
+
+class PG19Prompts:
+    """Batches of PG-19 text cut to an input length, from the token ids of the prepared books
+    (``token_id`` column, written by the prepare_pg19 rule).
+
+    Row r of a batch starts ``r * stride`` tokens into the stream, with the windows spread over
+    the whole stream (overlapping where it is shorter than ``batch_size * input_tokens``), so
+    that no two rows share a prefix; row 0 is the study's prompt, the first ``input_tokens``
+    tokens. Ids at or above the model's vocabulary size (a model with a smaller vocabulary than
+    the Llama 3 tokenizer's) are taken modulo it, and :meth:`prompts` says so.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._ids: np.ndarray | None = None
+
+    def ids(self) -> np.ndarray:
+        if self._ids is None:
+            if not self.path.is_file():
+                raise InputError(
+                    f"{self.path}: prepared PG-19 tokens not found (snakemake builds them with "
+                    "the prepare_pg19 rule)"
+                )
+            self._ids = pd.read_parquet(self.path, columns=["token_id"])["token_id"].to_numpy()
+        return self._ids
+
+    def prompts(
+        self, batch_size: int, input_tokens: int, vocab_size: int
+    ) -> tuple[list[list[int]], int]:
+        """``batch_size`` prompts of ``input_tokens`` ids, and the vocabulary size the ids were
+        reduced modulo (0 when they are the tokenizer's own ids)."""
+        ids = self.ids()
+        spare = len(ids) - input_tokens
+        if spare < batch_size - 1:
+            raise InputError(
+                f"{self.path}: {len(ids)} PG-19 tokens cannot give {batch_size} distinct prompts "
+                f"of {input_tokens} tokens; prepare more text"
+            )
+        stride = input_tokens if batch_size == 1 else min(input_tokens, spare // (batch_size - 1))
+        rows = np.stack([ids[r * stride : r * stride + input_tokens] for r in range(batch_size)])
+        modulo = vocab_size if int(ids.max(initial=0)) >= vocab_size else 0
+        if modulo:
+            rows = rows % modulo
+        return rows.astype(np.int64).tolist(), modulo
 
 
 def bin_groups(

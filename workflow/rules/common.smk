@@ -21,7 +21,7 @@ def cli_command(python):
 CLI = cli_command(PYTHON)
 
 from llm_energy.config import load_schema, validate
-from llm_energy.plan import plan_study, trace_inputs
+from llm_energy.plan import pg19_tokens, plan_study, task_inputs, trace_inputs
 from llm_energy.workload_energy import ideal_gpu_key
 
 config = validate(
@@ -29,6 +29,8 @@ config = validate(
 )
 JOBS = plan_study(config)
 HARDWARE = config["hardware"]
+# PG-19 tokens that the jobs' pg19 prompts are cut from: wanted, and needed at least.
+PG19_TOKENS, PG19_MIN_TOKENS = pg19_tokens(JOBS)
 
 
 wildcard_constraints:
@@ -71,6 +73,21 @@ def measure_traces(wildcards):
     ]
 
 
+def measure_task_lengths(wildcards):
+    """Request lengths of the classical tasks that the job's task points serve."""
+    return [
+        f"results/data/task_lengths/{t}.parquet"
+        for t in task_inputs(JOBS[wildcards.group])
+    ]
+
+
+def measure_pg19(wildcards):
+    """The PG-19 token ids, when the job has points with PG-19 prompts."""
+    if any(p.prompts == "pg19" for p in JOBS[wildcards.group].points):
+        return ["results/data/pg19/llama3_tokens.parquet"]
+    return []
+
+
 def gpus_for(wildcards):
     plan = JOBS[wildcards.group]
     return plan.engine.tensor_parallel_size if plan.device.startswith("cuda") else 0
@@ -78,6 +95,14 @@ def gpus_for(wildcards):
 
 def has_experiment(tag):
     return any(tag in p.experiments for job in JOBS.values() for p in job.points)
+
+
+def has_task_points(backend=None):
+    return any(
+        (backend is None or job.engine.backend == backend)
+        and any("classical_tasks" in p.experiments for p in job.points)
+        for job in JOBS.values()
+    )
 
 
 def has_backend_sweep(backend):
@@ -144,6 +169,16 @@ def final_targets():
             f"results/figures/{HARDWARE}/fig9_online_serving.{FIG_FORMAT}",
             f"results/tables/{HARDWARE}/online_serving.csv",
         ]
+    if has_task_points():
+        targets += [
+            f"results/figures/{HARDWARE}/fig8_classical_tasks.{FIG_FORMAT}",
+            f"results/tables/{HARDWARE}/classical_tasks.csv",
+        ]
+        if has_task_points("vllm"):
+            targets += [
+                f"results/figures/{HARDWARE}/fig12_classical_tasks_vllm.{FIG_FORMAT}",
+                f"results/tables/{HARDWARE}/classical_tasks_vllm.csv",
+            ]
     if config["experiments"]["workload_estimates"]["enabled"]:
         targets += [
             f"results/tables/{HARDWARE}/table4_energy_over_ideal.csv",

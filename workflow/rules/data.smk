@@ -78,6 +78,9 @@ rule fig7:
 
 
 TASK_CONFIG = config["experiments"]["classical_tasks"]
+# Output length of examples whose reference target the data source lacks (else an error).
+TASK_FALLBACK = TASK_CONFIG["fallback_output_tokens"]
+TASK_FALLBACK_ARG = f"--fallback-output-tokens {TASK_FALLBACK}" if TASK_FALLBACK else ""
 
 
 wildcard_constraints:
@@ -121,3 +124,40 @@ rule table3:
         mirror=config["mirror"]["data"] or "",
     shell:
         "{params.cli} task-table {input} --out {output} --mirror '{params.mirror}' > {log} 2>&1"
+
+
+rule task_lengths:
+    input:
+        "results/data/tasks/{task}.parquet",
+    output:
+        "results/data/task_lengths/{task}.parquet",
+    log:
+        "logs/data/task_lengths/{task}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
+        mirror=config["mirror"]["data"] or "",
+        fallback=TASK_FALLBACK_ARG,
+    shell:
+        "{params.cli} task-lengths {input} --out {output} --mirror '{params.mirror}' "
+        "{params.fallback} > {log} 2>&1"
+
+
+rule prepare_pg19:
+    output:
+        "results/data/pg19/llama3_tokens.parquet",
+    log:
+        "logs/data/pg19/llama3_tokens.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
+        mirror=config["mirror"]["data"] or "",
+        tokens=PG19_TOKENS,
+        min_tokens=PG19_MIN_TOKENS,
+    shell:
+        "{params.cli} prepare-pg19 --out {output} --tokens {params.tokens} "
+        "--min-tokens {params.min_tokens} --mirror '{params.mirror}' > {log} 2>&1"

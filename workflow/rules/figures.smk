@@ -200,3 +200,61 @@ use rule table_controlled_sweeps as table_architectures with:
     params:
         cli=CLI,
         name="architectures",
+
+
+use rule fig10 as fig8 with:
+    output:
+        report(
+            f"results/figures/{HARDWARE}/fig8_classical_tasks.{FIG_FORMAT}",
+            caption="../report/fig8.rst",
+            category="Classical tasks",
+        ),
+    log:
+        f"logs/figures/{HARDWARE}/fig8.log",
+    params:
+        cli=CLI,
+        dpi=FIG_DPI,
+        name="fig8",
+
+
+use rule fig10 as fig12 with:
+    output:
+        report(
+            f"results/figures/{HARDWARE}/fig12_classical_tasks_vllm.{FIG_FORMAT}",
+            caption="../report/fig12.rst",
+            category="Classical tasks",
+        ),
+    log:
+        f"logs/figures/{HARDWARE}/fig12.log",
+    params:
+        cli=CLI,
+        dpi=FIG_DPI,
+        name="fig12",
+
+
+use rule table_controlled_sweeps as table_classical_tasks with:
+    output:
+        report(
+            f"results/tables/{HARDWARE}/classical_tasks.csv",
+            caption="../report/table_classical_tasks.rst",
+            category="Classical tasks",
+        ),
+    log:
+        f"logs/tables/{HARDWARE}/classical_tasks.log",
+    params:
+        cli=CLI,
+        name="classical_tasks",
+
+
+use rule table_controlled_sweeps as table_classical_tasks_vllm with:
+    output:
+        report(
+            f"results/tables/{HARDWARE}/classical_tasks_vllm.csv",
+            caption="../report/table_classical_tasks_vllm.rst",
+            category="Classical tasks",
+        ),
+    log:
+        f"logs/tables/{HARDWARE}/classical_tasks_vllm.log",
+    params:
+        cli=CLI,
+        name="classical_tasks_vllm",

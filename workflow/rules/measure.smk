@@ -16,6 +16,8 @@ rule measure:
     input:
         plan="results/plans/{hardware}/{group}.json",
         traces=measure_traces,
+        tasks=measure_task_lengths,
+        pg19=measure_pg19,
     output:
         "results/measurements/{hardware}/{group}.parquet",
     log:
@@ -32,4 +34,5 @@ rule measure:
         journal="results/journal/{hardware}/{group}",
     shell:
         "{params.cli} measure --plan {input.plan} --out {output} --journal {params.journal} "
-        "--traces results/data/traces > {log} 2>&1"
+        "--traces results/data/traces --task-lengths results/data/task_lengths "
+        "--pg19 results/data/pg19/llama3_tokens.parquet > {log} 2>&1"

@@ -20,6 +20,12 @@ from llm_energy.figures.families import (
     table_architectures,
     table_decoding,
 )
+from llm_energy.figures.tasks import (
+    fig_classical_tasks,
+    fig_classical_tasks_vllm,
+    table_classical_tasks,
+    table_classical_tasks_vllm,
+)
 from llm_energy.replay import replay_comparison
 
 
@@ -44,6 +50,11 @@ def fig5(df: pd.DataFrame) -> plt.Figure:
     return fig_engine_optimisations(df)
 
 
+def fig8(df: pd.DataFrame) -> plt.Figure:
+    """Fig 8: energy of the classical tasks' examples, PyTorch against vLLM."""
+    return fig_classical_tasks(df)
+
+
 def fig9(df: pd.DataFrame) -> plt.Figure:
     """Fig 9: energy saved by continuous batching over static batches."""
     return fig_online_serving(df)
@@ -61,14 +72,21 @@ def fig11(df: pd.DataFrame) -> plt.Figure:
     return fig_controlled_sweeps(df, "vllm", "Controlled sweeps, vLLM, every fixed length (Fig 11)")
 
 
+def fig12(df: pd.DataFrame) -> plt.Figure:
+    """Fig 12: the classical tasks' energy per output token and per request on vLLM."""
+    return fig_classical_tasks_vllm(df)
+
+
 FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {
     "fig2": fig2,
     "fig3": fig3,
     "fig4": fig4,
     "fig5": fig5,
+    "fig8": fig8,
     "fig9": fig9,
     "fig10": fig10,
     "fig11": fig11,
+    "fig12": fig12,
 }
 TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "trace_replay": replay_comparison,
@@ -77,4 +95,6 @@ TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "architectures": table_architectures,
     "engine_optimisations": table_engine_optimisations,
     "online_serving": table_online_serving,
+    "classical_tasks": table_classical_tasks,
+    "classical_tasks_vllm": table_classical_tasks_vllm,
 }

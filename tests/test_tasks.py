@@ -1,0 +1,616 @@
+"""Classical NLP tasks measured as request streams (Figs 8, 12) and PG-19 prompts for the
+controlled sweeps: planning, the lengths tables from the mirror, runs on the tiny model, the
+figures, and the rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import yaml
+from _pipeline import copy_pipeline
+
+from llm_energy import cli, runner
+from llm_energy.backends.base import Backend
+from llm_energy.config import validate
+from llm_energy.errors import ConfigError, InputError
+from llm_energy.figures import FIGURES, TABLES
+from llm_energy.plan import pg19_tokens, plan_study, task_inputs, trace_inputs
+from llm_energy.spec import DecodingSpec, PointSpec, StreamSpec, stable_hash
+from llm_energy.workloads import PG19Prompts, TraceLengths
+
+MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_mirror = pytest.mark.skipif(
+    not (MIRROR / "text").is_dir() or not (MIRROR / "tokenizers" / "llama3").is_dir(),
+    reason=f"no data mirror at {MIRROR}",
+)
+LLAMA3_VOCAB = 128_256
+
+
+def _tasks_config(tiny_config: dict, **settings: Any) -> dict:
+    tiny_config["experiments"]["controlled_sweeps"]["enabled"] = False
+    tiny_config["experiments"]["classical_tasks"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "batch_sizes": [1, 4],
+        "tasks": ["classification", "translation"],
+        "samples": 6,
+        **settings,
+    }
+    return validate(tiny_config)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    pytest.importorskip("transformers")
+    if not (MIRROR / "tokenizers" / "llama3").is_dir():
+        pytest.skip(f"no data mirror at {MIRROR}")
+    from llm_energy.textdata import load_tokenizer
+
+    return load_tokenizer(MIRROR)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def test_task_points_are_offline_streams_over_each_tasks_examples(tiny_config):
+    job = plan_study(_tasks_config(tiny_config))["tiny__pytorch"]
+    shapes = {(p.stream.trace, p.batch_size) for p in job.points}
+    assert shapes == {(t, b) for t in ("classification", "translation") for b in (1, 4)}
+    for p in job.points:
+        assert p.stream == StreamSpec(p.stream.trace, 6, "offline", vary_input=True)
+        assert (p.input_tokens, p.output_tokens) == (4096, 1024)  # caps, not lengths
+        assert p.experiments == ("classical_tasks",) and p.prompts == "random"
+    assert task_inputs(job) == ["classification", "translation"]
+    assert trace_inputs(job) == []
+    assert len({p.point_id(job.measurement_hash) for p in job.points}) == 4
+
+
+def test_task_requests_and_caps_come_from_the_config(tiny_config):
+    config = _tasks_config(tiny_config, requests=3, max_input_tokens=64, max_output_tokens=8)
+    job = plan_study(config)["tiny__pytorch"]
+    assert {(p.stream.requests, p.input_tokens, p.output_tokens) for p in job.points} == {
+        (3, 64, 8)
+    }
+
+
+def test_more_requests_than_samples_fails_at_planning(tiny_config):
+    with pytest.raises(ConfigError, match=r"requests \(7\) is more than the examples"):
+        plan_study(_tasks_config(tiny_config, requests=7))
+
+
+def test_classical_tasks_without_models_prepare_data_only(tiny_config):
+    config = _tasks_config(tiny_config, models=[], engines=[])
+    assert plan_study(config) == {}
+
+
+def test_task_points_join_a_job_with_trace_streams(tiny_config):
+    tiny_config["engines"]["vllm"] = {"backend": "vllm"}
+    tiny_config["experiments"]["online_serving"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["vllm"],
+        "batch_sizes": [2],
+        "requests": 4,
+        "trace": "azure_code",
+    }
+    config = _tasks_config(tiny_config, engines=["pytorch", "vllm"])
+    job = plan_study(config)["tiny__vllm"]
+    assert trace_inputs(job) == ["azure_code"]
+    assert task_inputs(job) == ["classification", "translation"]
+
+
+# --------------------------------------------------------------------------- lengths tables
+
+
+@needs_mirror
+def test_lengths_tables_from_the_mirror(tokenizer, tmp_path):
+    from llm_energy.textdata import encode, sample_task, task_lengths, tokenizer_label
+
+    label = tokenizer_label(MIRROR)
+    assert "Llama-3.1-8B" in label and "tokenizers/llama3" in label
+    wmt = pd.read_json(MIRROR / "text/wmt14/newstest2014_en-de.jsonl", lines=True)
+    for name, role, fixed in (
+        ("imdb", "classification", 1),
+        ("wikitext", "generation", 64),
+        ("wmt14", "translation", None),
+    ):
+        sample = sample_task(name, MIRROR, n=5, seed=3, cache_dir=tmp_path)
+        table = task_lengths(sample, tokenizer, MIRROR, tokenizer_name=label, cache_dir=tmp_path)
+        assert list(table.columns) == [
+            "task",
+            "dataset",
+            "example_id",
+            "input_tokens",
+            "output_tokens",
+            "output_source",
+            "tokenizer",
+        ]
+        assert (table["task"] == role).all() and (table["tokenizer"] == label).all()
+        assert table["example_id"].tolist() == sample["example_id"].tolist()
+        prompts = encode(sample["text"].tolist(), tokenizer)
+        assert table["input_tokens"].tolist() == [len(ids) for ids in prompts]
+        if fixed is not None:
+            assert (table["output_tokens"] == fixed).all()
+            assert (table["output_source"] == "fixed").all()
+        else:  # the German reference of each sampled English sentence
+            refs = wmt["de"].iloc[sample["example_id"]].tolist()
+            assert table["output_tokens"].tolist() == [len(ids) for ids in encode(refs, tokenizer)]
+            assert (table["output_source"] == "reference").all()
+        assert table.attrs["tokenizer"] == label
+
+
+@needs_mirror
+def test_summaries_without_highlights_need_the_fallback(tokenizer, tmp_path):
+    from llm_energy.textdata import sample_task, task_lengths
+
+    sample = sample_task("cnn_dailymail", MIRROR, n=4, seed=0, cache_dir=tmp_path)
+    with pytest.raises(InputError, match=r"no 'highlights' field.*fallback_output_tokens"):
+        task_lengths(sample, tokenizer, MIRROR, cache_dir=tmp_path)
+    table = task_lengths(sample, tokenizer, MIRROR, fallback_output_tokens=75, cache_dir=tmp_path)
+    assert (table["output_tokens"] == 75).all()
+    assert (table["output_source"] == "fallback").all()
+    assert "no reference" in table.attrs["outputs"]
+
+
+def test_hub_references_give_the_summary_lengths(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    from llm_energy.textdata import load_targets
+
+    rows = [{"article": f"Article {i}.", "highlights": "word " * (i + 1)} for i in range(3)]
+    calls = []
+
+    def hub(*args, **kwargs):
+        calls.append(args)
+        return rows
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    targets, origin = load_targets("cnn_dailymail", None)
+    assert targets == [r["highlights"] for r in rows]
+    assert origin == "hf:abisee/cnn_dailymail/3.0.0:test (highlights)"
+    assert calls == [("abisee/cnn_dailymail", "3.0.0")]
+
+
+@needs_mirror
+def test_task_lengths_command_writes_the_table(tmp_path, tokenizer):
+    sample = tmp_path / "translation.parquet"
+    assert (
+        cli.main(
+            [
+                "prepare-task",
+                "translation",
+                "--out",
+                str(sample),
+                "--samples",
+                "4",
+                "--mirror",
+                str(MIRROR),
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "lengths" / "translation.parquet"
+    assert cli.main(["task-lengths", str(sample), "--out", str(out), "--mirror", str(MIRROR)]) == 0
+    table = pd.read_parquet(out)
+    assert len(table) == 4 and (table["output_source"] == "reference").all()
+    assert table.attrs["dataset"] == "wmt14"
+    assert table["tokenizer"].str.contains("Llama-3.1-8B").all()
+
+
+# --------------------------------------------------------------------------- request lengths
+
+
+def _lengths_table(folder: Path, task: str, inputs: list[int], outputs: list[int]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"input_tokens": inputs, "output_tokens": outputs}).to_parquet(
+        folder / f"{task}.parquet"
+    )
+
+
+def test_task_streams_read_the_task_folder_and_count_clipped_requests(tmp_path):
+    _lengths_table(tmp_path / "tasks", "summarization", [10, 50, 30, 20], [5, 3, 40, 7])
+    lengths = TraceLengths(tmp_path / "traces", tmp_path / "tasks")
+    point = PointSpec(2, 40, 10, stream=StreamSpec("summarization", 4, "offline", True))
+    drawn, clipped = lengths.draw(point, seed=0)
+    assert sorted(drawn) == sorted([(10, 5), (40, 3), (30, 10), (20, 7)])  # all four, capped
+    assert clipped == 2
+    assert lengths.lengths(point, seed=0) == drawn
+    with pytest.raises(InputError, match="task_lengths rule"):
+        TraceLengths(tmp_path / "traces", tmp_path / "none").table("generation")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_task_point_runs_through_transformers_on_the_tiny_model(tiny_config, tmp_path, monkeypatch):
+    from llm_energy.backends.transformers_backend import TransformersBackend
+
+    config = _tasks_config(tiny_config, tasks=["translation"], batch_sizes=[4], max_input_tokens=40)
+    job = plan_study(config)["tiny__pytorch"]
+    inputs, outputs = [12, 45, 7, 30, 22, 9], [3, 6, 2, 5, 4, 1]
+    _lengths_table(tmp_path / "tasks", "translation", inputs, outputs)
+    served = []
+    serve = TransformersBackend.serve
+
+    def recording(self, prepared, output_tokens, concurrency, *, continuous):
+        served.append(([len(p) for p in prepared["prompts"]], list(output_tokens), concurrency))
+        return serve(self, prepared, output_tokens, concurrency, continuous=continuous)
+
+    monkeypatch.setattr(TransformersBackend, "serve", recording)
+    table = runner.run_job(
+        job,
+        tmp_path / "out.parquet",
+        tmp_path / "journal",
+        log=lambda m: None,
+        traces_dir=tmp_path / "traces",
+        tasks_dir=tmp_path / "tasks",
+    )
+    (row,) = table.to_dict("records")
+    assert row["feasible"] and row["backend"] == "transformers"
+    assert (row["trace"], row["serving"], row["requests"]) == ("translation", "offline", 6)
+    assert row["generated_tokens"] == sum(outputs)
+    assert row["clipped_requests"] == 1  # the 45-token prompt, cut to the 40-token cap
+    assert row["prompts"] == "random" and row["experiments"] == "classical_tasks"
+    assert row["duration_s"] > 0
+    lens, outs, concurrency = served[0]
+    assert concurrency == 4
+    assert sorted(zip(lens, outs, strict=True)) == sorted(
+        zip([min(i, 40) for i in inputs], outputs, strict=True)
+    )
+    assert all(s == served[0] for s in served)  # every repetition serves the same requests
+
+
+class Recorder(Backend):
+    """Generates nothing; keeps the prompts it is given. Llama 3's vocabulary size."""
+
+    name = "recorder"
+    prompts: ClassVar[list] = []
+    vocab = LLAMA3_VOCAB
+
+    def load(self, config_dir: str, seed: int) -> None:
+        Recorder.prompts = []
+
+    @property
+    def vocab_size(self) -> int:
+        return self.vocab
+
+    def prepare(self, token_ids: list[list[int]]) -> list[list[int]]:
+        Recorder.prompts.append(token_ids)
+        return token_ids
+
+    def generate(self, prepared: Any, output_tokens: int, decoding: DecodingSpec) -> int:
+        return len(prepared) * output_tokens
+
+    def versions(self) -> dict[str, str]:
+        return {"backend_version": "recorder 0", "torch_version": "none"}
+
+
+def _pg19_config(tiny_config: dict) -> dict:
+    sweeps = tiny_config["experiments"]["controlled_sweeps"]
+    sweeps.update(
+        prompts="pg19",
+        batch_sizes=[1, 2],
+        input_sweep={"input_tokens": [8, 16], "output_tokens": [2]},
+        output_sweep={"output_tokens": [2], "input_tokens": [8]},
+    )
+    return validate(tiny_config)
+
+
+@pytest.fixture(scope="module")
+def pg19_file(tmp_path_factory) -> Path:
+    pytest.importorskip("transformers")
+    if not (MIRROR / "text" / "pg19_style").is_dir():
+        pytest.skip(f"no data mirror at {MIRROR}")
+    out = tmp_path_factory.mktemp("pg19") / "llama3_tokens.parquet"
+    argv = ["prepare-pg19", "--out", str(out), "--tokens", "32", "--min-tokens", "17"]
+    assert cli.main([*argv, "--mirror", str(MIRROR)]) == 0
+    return out
+
+
+def test_pg19_planning_and_point_ids(tiny_config):
+    jobs = plan_study(_pg19_config(tiny_config))
+    (job,) = jobs.values()
+    assert {p.prompts for p in job.points} == {"pg19"}
+    assert pg19_tokens(jobs) == (2 * 16, 16 + 2 - 1)
+    h = job.measurement_hash
+    p = next(p for p in job.points if p.key[:3] == (2, 16, 2))
+    assert p.key == (2, 16, 2, "greedy", "pg19")
+    assert p.point_id(h).startswith("b2_i16_o2_greedy_pg19_")
+    # A random point keeps the id it had before prompt sources existed.
+    random = dataclasses.replace(p, prompts="random")
+    assert random.point_id(h) == "b2_i16_o2_greedy_" + stable_hash(
+        [dataclasses.asdict(DecodingSpec()), h], 8
+    )
+    assert random.key == (2, 16, 2, "greedy")
+
+
+@needs_mirror
+def test_pg19_rows_carry_the_tokenizers_ids(
+    tiny_config, tokenizer, pg19_file, tmp_path, monkeypatch
+):
+    from llm_energy.textdata import encode, pg19_prompts
+
+    monkeypatch.setattr(runner, "make_backend", lambda m, e, d, t: Recorder(m, e, d, t))
+    job = plan_study(_pg19_config(tiny_config))["tiny__pytorch"]
+    table = runner.run_job(
+        job, tmp_path / "o.parquet", tmp_path / "j", log=lambda m: None, pg19_path=pg19_file
+    )
+    assert (table["prompts"] == "pg19").all()
+    assert (table["prompt_id_modulo"] == 0).all()
+    book = sorted((MIRROR / "text" / "pg19_style").glob("*.txt"))[0].read_text(encoding="utf-8")
+    ids = encode([book[:2000]], tokenizer)[0][:32]
+    assert Recorder.prompts[0] == [ids[:8]]  # batch 1 at 8 tokens: the study's prompt
+    assert [ids[:16], ids[16:32]] in Recorder.prompts  # batch 2 at 16: two windows of the text
+    assert [ids[:8], ids[8:16]] in Recorder.prompts  # batch 2 at 8: windows 8 apart
+    assert pg19_prompts(MIRROR, tokenizer, [16])[16] == ids[:16]
+    assert book.startswith(tokenizer.decode(ids[:16]))
+
+
+@needs_mirror
+def test_pg19_on_the_tiny_model_maps_ids_into_its_vocabulary(tiny_config, pg19_file, tmp_path):
+    job = plan_study(_pg19_config(tiny_config))["tiny__pytorch"]
+    table = runner.run_job(
+        job, tmp_path / "o.parquet", tmp_path / "j", log=lambda m: None, pg19_path=pg19_file
+    )
+    assert table["feasible"].all() and (table["backend"] == "transformers").all()
+    assert (table["prompts"] == "pg19").all()
+    assert (table["prompt_id_modulo"] == 4096).all()  # the tiny model's vocabulary
+    prompts, modulo = PG19Prompts(pg19_file).prompts(2, 16, 4096)
+    ids = pd.read_parquet(pg19_file)["token_id"].tolist()
+    assert modulo == 4096 and prompts == [
+        [i % 4096 for i in ids[:16]],
+        [i % 4096 for i in ids[16:]],
+    ]
+
+
+def test_pg19_windows_need_enough_text(tmp_path):
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"token_id": list(range(10))}).to_parquet(path)
+    source = PG19Prompts(path)
+    rows, modulo = source.prompts(3, 6, LLAMA3_VOCAB)
+    assert rows == [[0, 1, 2, 3, 4, 5], [2, 3, 4, 5, 6, 7], [4, 5, 6, 7, 8, 9]] and modulo == 0
+    with pytest.raises(InputError, match="cannot give 6 distinct prompts of 6 tokens"):
+        source.prompts(6, 6, LLAMA3_VOCAB)
+    with pytest.raises(InputError, match="prepare_pg19 rule"):
+        PG19Prompts(tmp_path / "missing.parquet").prompts(1, 4, LLAMA3_VOCAB)
+
+
+def test_random_rows_measured_before_prompt_sources_say_random(tiny_config, tmp_path, monkeypatch):
+    """A journal row written without a prompts column gets the plan's source."""
+    monkeypatch.setattr(runner, "make_backend", lambda m, e, d, t: Recorder(m, e, d, t))
+    job = plan_study(validate(tiny_config))["tiny__pytorch"]
+    runner.run_job(job, tmp_path / "o.parquet", tmp_path / "j", log=lambda m: None)
+    for f in (tmp_path / "j").glob("*.parquet"):
+        pd.read_parquet(f).drop(columns=["prompts"]).to_parquet(f)
+    table = runner.run_job(job, tmp_path / "o.parquet", tmp_path / "j", log=lambda m: None)
+    assert len(table) == len(job.points) and (table["prompts"] == "random").all()
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _task_row(engine: str, task: str, batch: int, energy: float, **kw: Any) -> dict:
+    vllm = engine.startswith("vllm")
+    row = {
+        "experiments": "classical_tasks",
+        "model": "llama-3.1-8b",
+        "engine": engine,
+        "backend": "vllm" if vllm else "transformers",
+        "cuda_graphs": engine == "vllm",
+        "torch_compile": False,
+        "weights": "random",
+        "dtype": "bfloat16",
+        "trace": task,
+        "serving": "offline",
+        "batch_size": batch,
+        "requests": 1024,
+        "input_tokens": 4096,
+        "output_tokens": 1024,
+        "generated_tokens": 2048,
+        "clipped_requests": 0,
+        "feasible": True,
+        "error": "",
+        "energy_j": energy,
+        "energy_per_request_j": energy / 1024,
+        "energy_per_output_token_j": energy / 2048,
+        "duration_s": energy / 300,
+        "mean_power_w": 300.0,
+        "energy_source": "measured",
+        "meter": "nvml",
+        "gpu_name": "NVIDIA H100",
+        "backend_version": "x 1",
+        "torch_version": "2",
+    }
+    row.update(kw)
+    return row
+
+
+@pytest.fixture
+def task_table() -> pd.DataFrame:
+    rows = []
+    for k, task in enumerate(("generation", "classification", "summarization", "translation")):
+        for batch in (1, 8, 128):
+            rows.append(_task_row("vllm", task, batch, 1000.0 * (k + 1) / batch))
+            if batch == 128 and task == "summarization":
+                rows.append(
+                    _task_row(
+                        "pytorch",
+                        task,
+                        batch,
+                        float("nan"),
+                        feasible=False,
+                        error="out of memory: CUDA",
+                    )
+                )
+            else:
+                rows.append(_task_row("pytorch", task, batch, 3000.0 * (k + 1) / batch))
+    rows.append(_task_row("vllm", "", 8, 5.0, experiments="input_sweep", trace=""))
+    return pd.DataFrame(rows)
+
+
+def test_table_behind_fig8(task_table):
+    table = TABLES["classical_tasks"](task_table)
+    assert len(table) == 24  # the sweep row is left out
+    assert table["task"].drop_duplicates().tolist() == [
+        "classification",
+        "translation",
+        "summarization",
+        "generation",
+    ]
+    first = table.iloc[:6]
+    assert first["engine_label"].tolist() == ["PyTorch, eager"] * 3 + ["vLLM, CUDA graphs"] * 3
+    assert first["batch_size"].tolist() == [1, 8, 128] * 2
+    feasible = table[table["feasible"]]
+    assert (feasible["energy_1024_requests_j"] == feasible["energy_j"]).all()  # 1,024 requests
+    oom = table[~table["feasible"]]
+    assert oom[["task", "engine", "batch_size"]].values.tolist() == [
+        ["summarization", "pytorch", 128]
+    ]
+    assert oom["error"].iloc[0].startswith("out of memory")
+    assert {"max_input_tokens", "max_output_tokens", "clipped_requests"} <= set(table.columns)
+
+
+def test_table_behind_fig12_is_vllm_only(task_table):
+    table = TABLES["classical_tasks_vllm"](task_table)
+    assert len(table) == 12 and (table["engine"] == "vllm").all()
+    row = table[(table["task"] == "classification") & (table["batch_size"] == 8)].iloc[0]
+    assert row["energy_per_output_token_j"] == pytest.approx(2000.0 / 8 / 2048)
+    with pytest.raises(InputError, match="no vLLM classical_tasks rows"):
+        TABLES["classical_tasks_vllm"](task_table[task_table["backend"] != "vllm"])
+
+
+def _bar_heights(ax) -> list[float]:
+    return [p.get_height() for p in ax.patches]
+
+
+def test_fig8_has_a_panel_per_batch_size_and_a_bar_per_engine_and_task(task_table):
+    fig = FIGURES["fig8"](task_table)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == [f"llama-3.1-8b, batch {b}" for b in (1, 8, 128)]
+    for ax in axes:
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            "classification",
+            "translation",
+            "summarization",
+            "generation",
+        ]
+        assert len(ax.patches) == 8  # 4 tasks x 2 engines
+        assert ax.get_yscale() == "log"
+    assert "Fig 8" in fig._suptitle.get_text()
+    # Batch 1, classification (the generation task is drawn as k=0): vLLM 2000 J, PyTorch 6000.
+    heights = _bar_heights(axes[0])
+    assert heights[0] == pytest.approx(6000.0) and heights[4] == pytest.approx(2000.0)
+    # The infeasible PyTorch summarization at batch 128 has no bar but a cross.
+    assert sum(h != h for h in _bar_heights(axes[2])) == 1
+    assert any(t.get_text() == "×" for t in axes[2].texts)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["PyTorch, eager", "vLLM, CUDA graphs"]
+    assert any("reference" in t.get_text() for t in fig.texts)
+
+
+def test_fig12_shows_energy_per_token_and_per_request_by_batch_size(task_table):
+    fig = FIGURES["fig12"](task_table)
+    per_token, per_request = fig.axes[:2]
+    assert per_token.get_ylabel() == "energy per output token (J)"
+    assert per_request.get_ylabel() == "energy per request (J)"
+    assert len(per_token.patches) == 12  # 4 tasks x 3 batch sizes
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["batch 1", "batch 8", "batch 128"]
+    # First bar: classification at batch 1 = 2000 J over 2048 tokens and 1024 requests.
+    assert per_token.patches[0].get_height() == pytest.approx(2000.0 / 2048)
+    assert per_request.patches[0].get_height() == pytest.approx(2000.0 / 1024)
+    assert "Fig 12" in fig._suptitle.get_text()
+
+
+def test_figures_without_energy_show_time(task_table):
+    table = task_table.assign(energy_j=float("nan"), energy_per_request_j=float("nan"))
+    table["energy_per_output_token_j"] = float("nan")
+    fig = FIGURES["fig12"](table)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["time per request (s)"]
+    fig8 = FIGURES["fig8"](table)
+    assert fig8.axes[0].get_ylabel() == "time of 1,024 examples (s)"
+
+
+def test_figures_without_task_rows_are_a_clear_error(task_table):
+    sweeps = task_table[task_table["experiments"] == "input_sweep"]
+    with pytest.raises(InputError, match="no classical_tasks rows"):
+        FIGURES["fig8"](sweeps)
+
+
+# --------------------------------------------------------------------------- workflow
+
+
+def _snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.integration
+@needs_mirror
+def test_workflow_measures_tasks_with_pg19_sweeps_and_draws_fig8(tmp_path):
+    work = copy_pipeline(tmp_path)
+    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    config["mirror"] = {"data": str(MIRROR)}
+    config["meter"] = {"primary": "none"}
+    config["protocol"].update(min_duration_s=0.0, min_repetitions=1, idle_duration_s=0.0)
+    config["experiments"]["controlled_sweeps"].update(
+        prompts="pg19",
+        batch_sizes=[1, 2],
+        input_sweep={"input_tokens": [8, 16], "output_tokens": [2]},
+        output_sweep={"output_tokens": [2, 4], "input_tokens": [8]},
+    )
+    config["experiments"]["classical_tasks"] = {
+        "enabled": True,
+        "models": ["tiny-llama"],
+        "engines": ["pytorch"],
+        "batch_sizes": [4],
+        "tasks": ["classification", "translation"],
+        "samples": 8,
+        "max_input_tokens": 1024,
+        "max_output_tokens": 32,
+    }
+    (work / "config/tasks.yaml").write_text(yaml.safe_dump(config))
+    args = ("--cores", "2", "--configfile", "config/tasks.yaml")
+    dry = _snakemake(work, "-n", *args)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    stats = dry.stdout.split("Job stats:")[-1]
+    for rule in ("task_lengths", "prepare_pg19", "fig8", "table_classical_tasks", "table3"):
+        assert rule in stats, rule
+    assert "fig12" not in stats  # no vLLM engine measures the tasks
+    result = _snakemake(work, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pd.read_parquet(work / "results/aggregate/cpu/measurements.parquet")
+    tasks = rows[rows["experiments"] == "classical_tasks"]
+    assert sorted(tasks["trace"]) == ["classification", "translation"]
+    assert (tasks["requests"] == 8).all() and tasks["feasible"].all()
+    lengths = pd.read_parquet(work / "results/data/task_lengths/classification.parquet")
+    assert tasks.set_index("trace").loc["classification", "generated_tokens"] == len(lengths)
+    sweeps = rows[rows["experiments"].str.contains("_sweep")]
+    assert (sweeps["prompts"] == "pg19").all() and (sweeps["prompt_id_modulo"] == 4096).all()
+    table = pd.read_csv(work / "results/tables/cpu/classical_tasks.csv")
+    assert set(table["task"]) == {"classification", "translation"}
+    assert (work / "results/figures/cpu/fig8_classical_tasks.png").stat().st_size > 10_000
+    log = (work / "logs/measure/cpu/tiny-llama__pytorch.log").read_text()
+    assert "--task-lengths results/data/task_lengths" in log
