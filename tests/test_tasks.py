@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import yaml
-from _pipeline import copy_pipeline
+from _pipeline import copy_pipeline, run_snakemake
 
 from llm_energy import cli, runner
 from llm_energy.backends.base import Backend
@@ -558,13 +557,7 @@ def test_figures_without_task_rows_are_a_clear_error(task_table):
 
 
 def _snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_snakemake(workdir, *args, timeout=timeout)
 
 
 @pytest.mark.integration

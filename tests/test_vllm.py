@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from _pipeline import copy_pipeline
+from _pipeline import copy_pipeline, run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -103,11 +102,9 @@ def vllm_workflow(tmp_path_factory, vllm_python) -> tuple[Path, subprocess.Compl
     config["interpreters"]["vllm"] = vllm_python
     config["mirror"] = {"data": str(SHARED_DATA)}
     (work / TEST_CONFIG).write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", TEST_CONFIG],
-        cwd=work,
-        capture_output=True,
-        text=True,
+    result = run_snakemake(
+        work,
+        *("--cores", "2", "--configfile", TEST_CONFIG),
         timeout=1500,
         env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )

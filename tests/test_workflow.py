@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from _pipeline import copy_pipeline
+from _pipeline import copy_pipeline, run_snakemake
 
 from llm_energy.aggregate import REQUIRED_COLUMNS
 
@@ -18,13 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_snakemake(workdir, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

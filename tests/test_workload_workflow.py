@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from _pipeline import copy_pipeline
+from _pipeline import copy_pipeline, run_snakemake
 
 pytestmark = pytest.mark.integration
 
@@ -17,13 +16,7 @@ MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_snakemake(workdir, *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import ScalarFormatter
 
-from llm_energy.figures.style import PALETTE, provenance_note, setup
+from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup, top_legend
 
 
 def _panels(df: pd.DataFrame, main_only: bool) -> list[tuple[str, str, str, int, pd.DataFrame]]:
@@ -89,15 +89,7 @@ def fig_controlled_sweeps(
         ax.set_ylabel(f"{phase} {quantity} per batch ({unit})")
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        ncol=min(len(labels), 8),
-        bbox_to_anchor=(0.5, 1.02),
-        frameon=False,
-    )
+    top_legend(fig, axes.flat[0])
     fig.suptitle(title, y=1.08, fontweight="bold")
     note = provenance_note(df)
     if len(infeasible):
@@ -106,7 +98,7 @@ def fig_controlled_sweeps(
             for r in infeasible.itertuples()
         )
         note += f"\nnot feasible (out of memory, or not attempted after one): {shapes}"
-    fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7.5, color="0.35", wrap=True)
+    add_footer(fig, note)
     fig.tight_layout()
     return fig
 

@@ -9,7 +9,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import ScalarFormatter
 
-from llm_energy.figures.style import PALETTE, provenance_note, setup
+from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup
 
 SAMPLES = 1024  # the study normalises Fig 5 to 1,024 requests
 # One hue per backend, dark for the optimised engine and light for the plain one.
@@ -114,16 +114,7 @@ def fig_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Fi
         ax.set_ylabel(f"energy of {samples:,} requests (kJ)")
         ax.legend(frameon=False, fontsize=8)
     fig.suptitle("PyTorch compile off/on and vLLM CUDA graphs off/on (Fig 5)", fontweight="bold")
-    fig.text(
-        0.5,
-        -0.02,
-        provenance_note(df[df["experiments"].str.contains("engine_optim")]),
-        ha="center",
-        va="top",
-        fontsize=7.5,
-        color="0.35",
-        wrap=True,
-    )
+    add_footer(fig, provenance_note(df[df["experiments"].str.contains("engine_optim")]))
     fig.tight_layout()
     return fig
 
@@ -190,15 +181,6 @@ def fig_online_serving(df: pd.DataFrame) -> plt.Figure:
         f"(≤ {int(first['output_tokens'])})",
         fontweight="bold",
     )
-    fig.text(
-        0.5,
-        -0.02,
-        provenance_note(df[df["experiments"].str.contains("online_serving")]),
-        ha="center",
-        va="top",
-        fontsize=7.5,
-        color="0.35",
-        wrap=True,
-    )
+    add_footer(fig, provenance_note(df[df["experiments"].str.contains("online_serving")]))
     fig.tight_layout()
     return fig

@@ -9,7 +9,7 @@ import seaborn as sns
 from matplotlib.ticker import FuncFormatter
 
 from llm_energy.figures.engines import _log2_batch_axis, engine_label
-from llm_energy.figures.style import PALETTE, provenance_note, setup
+from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup
 
 PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
 # Label the 2s and 5s between decades; the rest would crowd the axis.
@@ -97,7 +97,7 @@ def _lines(table: pd.DataFrame, hue: str, title: str, note_rows: pd.DataFrame) -
         note += "\nnot feasible: " + ", ".join(
             f"{r[hue]} batch {r.batch_size}" for _, r in infeasible.iterrows()
         )
-    fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7.5, color="0.35", wrap=True)
+    add_footer(fig, note)
     fig.tight_layout()
     return fig
 

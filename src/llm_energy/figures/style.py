@@ -42,6 +42,24 @@ def provenance_note(df: pd.DataFrame) -> str:
     )
 
 
+def add_footer(fig: plt.Figure, note: str) -> None:
+    """The provenance line (and any notes after it) under the figure."""
+    fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7.5, color="0.35", wrap=True)
+
+
+def top_legend(fig: plt.Figure, ax: plt.Axes) -> None:
+    """One legend for all panels, above them, from the first panel's lines."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=min(len(labels), 8),
+        bbox_to_anchor=(0.5, 1.02),
+        frameon=False,
+    )
+
+
 def save(fig: plt.Figure, path: Path, dpi: int = 150) -> None:
     path = Path(path)
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".")))

@@ -16,7 +16,7 @@ import seaborn as sns
 
 from llm_energy.errors import InputError
 from llm_energy.figures.engines import engine_label
-from llm_energy.figures.style import PALETTE, provenance_note, setup
+from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup, top_legend
 
 TASK_ORDER = ("classification", "translation", "summarization", "generation")
 ENGINE_ORDER = ("PyTorch, eager", "PyTorch, torch.compile", "vLLM, eager", "vLLM, CUDA graphs")
@@ -134,7 +134,7 @@ def _bars(
 
 def _footer(fig: plt.Figure, rows: pd.DataFrame) -> None:
     note = f"{provenance_note(rows)}\n{OUTPUTS}; × = not feasible (out of memory)"
-    fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7.5, color="0.35", wrap=True)
+    add_footer(fig, note)
 
 
 def fig_classical_tasks(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Figure:
@@ -165,15 +165,7 @@ def fig_classical_tasks(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Figure:
             ax.set_title(f"{model}, batch {b}")
             unit = "J" if quantity == "energy" else "s"
             ax.set_ylabel(f"{quantity} of {samples:,} examples ({unit})")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        ncol=len(labels),
-        frameon=False,
-        bbox_to_anchor=(0.5, 1.02),
-    )
+    top_legend(fig, axes[0, 0])
     fig.suptitle("Classical NLP tasks: PyTorch against vLLM (Fig 8)", y=1.08, fontweight="bold")
     _footer(fig, _task_rows(df))
     fig.tight_layout()
@@ -207,15 +199,7 @@ def fig_classical_tasks_vllm(df: pd.DataFrame) -> plt.Figure:
             ax.set_yscale("log")
             ax.set_title(f"{model}, {label}")
             ax.set_ylabel(ylabel)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        ncol=len(labels),
-        frameon=False,
-        bbox_to_anchor=(0.5, 1.02),
-    )
+    top_legend(fig, axes[0, 0])
     fig.suptitle(
         "Energy intensity of the classical tasks on vLLM (Fig 12)", y=1.08, fontweight="bold"
     )

@@ -8,7 +8,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from llm_energy.figures.style import PALETTE, setup
+from llm_energy.figures.style import PALETTE, add_footer, setup
 from llm_energy.traces import BinnedTrace
 
 
@@ -43,7 +43,7 @@ def fig7_trace_cdf(df: pd.DataFrame, binned: BinnedTrace, title: str) -> plt.Fig
         f"(input > {binned.input_bins[-1]}: {binned.dropped_input:,}; "
         f"output > {binned.output_bins[-1]}: {binned.dropped_output:,}); binned CDFs cover the rest"
     )
-    fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7.5, color="0.35", wrap=True)
+    add_footer(fig, note)
     fig.tight_layout()
     return fig
 

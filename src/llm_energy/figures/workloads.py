@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from llm_energy.figures.style import PALETTE, setup
+from llm_energy.figures.style import PALETTE, add_footer, setup
 from llm_energy.workload_energy import trace_ideal_totals, workload_totals
 
 J_PER_KWH = 3.6e6
@@ -169,6 +169,6 @@ def fig1_workload_energy(
         fontweight="bold",
     )
     note = _note(bins, totals)
-    fig.text(0.5, -0.02, note, ha="center", va="top", fontsize=7.5, color="0.35", wrap=True)
+    add_footer(fig, note)
     fig.tight_layout()
     return fig
