@@ -271,3 +271,11 @@ def test_cli_validate_config_accepts_a_good_config(root, tmp_path, tiny_config):
     proc = _cli(root, "validate-config", str(path))
     assert proc.returncode == 0, proc.stderr
     assert "config is valid: 1 measurement jobs, 6 points" in proc.stdout
+
+
+def test_booleans_given_as_strings_on_the_command_line_are_read_as_booleans():
+    """`snakemake --config shipped_measurements=true` passes the string 'true'."""
+    assert validate({"shipped_measurements": "true"})["shipped_measurements"] is True
+    assert validate({"shipped_measurements": "False"})["shipped_measurements"] is False
+    with pytest.raises(ConfigError, match="shipped_measurements"):
+        validate({"shipped_measurements": "yes"})

@@ -71,6 +71,12 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     from llm_energy import aggregate
 
     table = aggregate.combine(Path(p) for p in args.inputs)
+    if args.hardware and len(table):
+        other = table["hardware"] != args.hardware
+        if other.any():
+            labels = ", ".join(sorted(table.loc[other, "hardware"].unique()))
+            _log(f"left out {int(other.sum())} rows of other hardware labels ({labels})")
+        table = table[~other].reset_index(drop=True)
     aggregate.write(table, Path(args.out), Path(args.csv) if args.csv else None)
     _log(f"{len(table)} rows from {len(args.inputs)} tables -> {args.out}")
 
@@ -349,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("inputs", nargs="+")
     a.add_argument("--out", required=True)
     a.add_argument("--csv")
+    a.add_argument("--hardware", help="keep only the rows of this hardware label")
     a.set_defaults(func=cmd_aggregate)
 
     f = sub.add_parser("figure", help="draw one paper figure from the measurements table")

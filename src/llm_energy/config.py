@@ -66,6 +66,9 @@ def _fill_defaults(node: Any, schema: dict[str, Any]) -> None:
     for key, sub in schema.get("properties", {}).items():
         if key not in node and "default" in sub:
             node[key] = copy.deepcopy(sub["default"])
+        # `snakemake --config key=true` passes the string 'true'.
+        if sub.get("type") == "boolean" and str(node.get(key)).lower() in ("true", "false"):
+            node[key] = str(node[key]).lower() == "true"
         if key in node:
             _fill_defaults(node[key], sub)
     extra = schema.get("additionalProperties")

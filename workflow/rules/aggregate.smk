@@ -12,4 +12,5 @@ rule aggregate:
     params:
         cli=CLI,
     shell:
-        "{params.cli} aggregate {input} --out {output.parquet} --csv {output.csv} > {log} 2>&1"
+        "{params.cli} aggregate {input} --hardware {wildcards.hardware} --out {output.parquet} "
+        "--csv {output.csv} > {log} 2>&1"

@@ -43,6 +43,16 @@ def job_plan_json(wildcards):
 
 
 def measurement_tables(wildcards=None):
+    """The job tables to aggregate: measured by this run, or shipped with the pipeline."""
+    if config["shipped_measurements"]:
+        shipped = sorted(
+            Path(workflow.basedir, "resources/measurements", HARDWARE).glob("*.parquet")
+        )
+        if not shipped:
+            raise WorkflowError(
+                f"shipped_measurements: no tables in resources/measurements/{HARDWARE}/"
+            )
+        return [str(p) for p in shipped]
     return expand(
         "results/measurements/{hardware}/{group}.parquet",
         hardware=HARDWARE,
