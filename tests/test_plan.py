@@ -136,11 +136,12 @@ def test_one_job_per_model_and_engine(tiny_config):
 
 
 def test_enabling_an_unsupported_family_names_it(tiny_config):
-    tiny_config["experiments"]["speculative_decoding"] = {
+    tiny_config["experiments"]["tensor_parallel"] = {
         "enabled": True,
-        "pairs": [{"target": "tiny", "draft": "tiny"}],
+        "models": ["tiny"],
+        "engines": ["pytorch"],
     }
-    with pytest.raises(ConfigError, match="speculative_decoding"):
+    with pytest.raises(ConfigError, match="tensor_parallel"):
         _plan(tiny_config)
 
 
@@ -301,3 +302,39 @@ def test_point_id_is_stable_and_depends_on_decoding():
     tagged = PointSpec(4, 128, 16, experiments=("input_sweep",))
     assert tagged.point_id("abc") == greedy.point_id("abc")
     assert greedy.point_id("xyz") != greedy.point_id("abc")
+
+
+def _speculative(tiny_config: dict, engine: str = "vllm") -> dict:
+    tiny_config["engines"]["vllm"] = {"backend": "vllm"}
+    tiny_config["models"]["draft"] = {"hub_id": "local/draft", "config": "x/config.json"}
+    tiny_config["experiments"]["controlled_sweeps"]["enabled"] = False
+    tiny_config["experiments"]["speculative_decoding"] = {
+        "enabled": True,
+        "engines": [engine],
+        "pairs": [{"target": "tiny", "draft": "draft", "speculative_tokens": 3}],
+        "batch_sizes": [1, 16],
+        "input_tokens": 32,
+        "output_tokens": 8,
+    }
+    return tiny_config
+
+
+def test_speculative_decoding_plans_the_engine_with_and_without_its_draft(tiny_config):
+    jobs = _plan(_speculative(tiny_config))
+    assert sorted(jobs) == ["tiny__vllm", "tiny__vllm-spec-draft-k3"]
+    spec, plain = jobs["tiny__vllm-spec-draft-k3"], jobs["tiny__vllm"]
+    assert (spec.engine.draft, spec.engine.speculative_tokens) == ("draft", 3)
+    assert spec.draft_model is not None and spec.draft_model.hub_id == "local/draft"
+    assert plain.engine.draft is None and plain.draft_model is None
+    for job in (spec, plain):
+        assert [(p.batch_size, p.experiments) for p in job.points] == [
+            (1, ("speculative",)),
+            (16, ("speculative",)),
+        ]
+    assert JobPlan.from_json(spec.to_json()) == spec
+    assert spec.measurement_hash != plain.measurement_hash
+
+
+def test_speculative_decoding_on_transformers_fails_at_planning(tiny_config):
+    with pytest.raises(ConfigError, match="assisted generation serves batch 1 only"):
+        _plan(_speculative(tiny_config, engine="pytorch"))

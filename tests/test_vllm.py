@@ -152,6 +152,25 @@ def test_online_and_offline_serve_the_same_requests(vllm_workflow):
     assert saving["energy_saving"].to_numpy() == pytest.approx(expected.to_numpy())
 
 
+def test_speculative_decoding_records_its_acceptance_rate(vllm_workflow):
+    work, result = vllm_workflow
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_parquet(work / "results/aggregate/cpu/measurements.parquet")
+    spec = table[table["speculative_model"] == "tiny-llama"]
+    assert sorted(spec["batch_size"]) == [1, 4]
+    assert spec["engine"].eq("vllm-eager-spec-tiny-llama-k4").all()
+    assert spec["engine_detail"].str.contains("speculative=draft_model:tiny-llama:4").all()
+    # The model drafts for itself with the same dummy weights: most drafts are accepted
+    # (batched fp32 near-ties and proposals past the last token account for the rest).
+    assert spec["spec_draft_tokens"].gt(0).all()
+    assert spec["spec_acceptance_rate"].between(0.5, 1.0).all()
+    # The same engine without a draft measured the same shapes, for Fig 3.
+    plain = table[(table["engine"] == "vllm-eager") & table["experiments"].str.contains("specul")]
+    assert sorted(plain["batch_size"]) == [1, 4]
+    decoding = pd.read_csv(work / "results/tables/cpu/decoding.csv")
+    assert "speculative, draft tiny-llama, k=4" in set(decoding["decoding"])
+
+
 def test_vllm_figures_are_drawn(vllm_workflow):
     work, result = vllm_workflow
     assert result.returncode == 0, result.stderr[-3000:]
@@ -160,6 +179,7 @@ def test_vllm_figures_are_drawn(vllm_workflow):
         "fig11_controlled_sweeps_vllm_all_lengths",
         "fig5_engine_optimisations",
         "fig9_online_serving",
+        "fig3_decoding_strategies",
     ):
         assert (work / f"results/figures/cpu/{name}.png").stat().st_size > 20_000, name
     engines = pd.read_csv(work / "results/tables/cpu/engine_optimisations.csv")

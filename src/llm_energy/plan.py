@@ -7,6 +7,7 @@ families are measured once.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 from collections.abc import Iterator
@@ -189,10 +190,48 @@ def pg19_tokens(jobs: dict[str, JobPlan]) -> tuple[int, int]:
     return most, least
 
 
+def speculative_engine(engine: str, draft: str, tokens: int) -> str:
+    return f"{engine}-spec-{draft}-k{tokens}"
+
+
+def _speculative_jobs(config: dict[str, Any], exp: dict[str, Any]) -> list[tuple[str, str]]:
+    """(target, engine) of each pair on each engine, with and without its draft; registers
+    the speculative engines under config['engines']."""
+    jobs = []
+    for pair in exp["pairs"]:
+        for engine in exp["engines"]:
+            base = config["engines"][engine]
+            if base["backend"] != "vllm":
+                raise ConfigError(
+                    f"config: experiments.speculative_decoding.engines: '{engine}' is not a vLLM "
+                    "engine; transformers' assisted generation serves batch 1 only, so the "
+                    "study's batch sweep runs on vLLM"
+                )
+            k = pair["speculative_tokens"]
+            name = speculative_engine(engine, pair["draft"], k)
+            config["engines"][name] = {**base, "draft": pair["draft"], "speculative_tokens": k}
+            jobs += [(pair["target"], engine), (pair["target"], name)]
+    return jobs
+
+
 def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
     """All measurement jobs of a validated config, keyed by group id."""
+    config = copy.deepcopy(config)
     points: dict[tuple[str, str], dict[tuple, PointSpec]] = {}
+    spec = config["experiments"].get("speculative_decoding", {})
+    if spec.get("enabled", False):
+        for target, engine in _speculative_jobs(config, spec):
+            bucket = points.setdefault((target, engine), {})
+            for b in spec["batch_sizes"]:
+                p = PointSpec(
+                    b, spec["input_tokens"], spec["output_tokens"], GREEDY, ("speculative",)
+                )
+                old = bucket.get(p.key)
+                tags = tuple(sorted(set(old.experiments if old else ()) | {"speculative"}))
+                bucket[p.key] = dataclasses.replace(p, experiments=tags)
     for family, exp in config["experiments"].items():
+        if family == "speculative_decoding":
+            continue
         if not exp.get("enabled", False) or family in DATA_FAMILIES:
             continue
         if family not in SWEEP_FAMILIES:
@@ -234,6 +273,9 @@ def _job(config: dict[str, Any], model: str, engine: str, points: tuple[PointSpe
         dtype=config["dtype"],
         model=ModelSpec(name=model, **m),
         engine=EngineSpec(name=engine, **e),
+        draft_model=ModelSpec(name=e["draft"], **config["models"][e["draft"]])
+        if e.get("draft")
+        else None,
         meter=MeterSpec(
             primary=resolve_meter(meter["primary"], config["device"]),
             cross_check=tuple(meter["cross_check"]),

@@ -50,6 +50,8 @@ def point_identity(plan: JobPlan, point: PointSpec) -> dict[str, Any]:
         "torch_compile": e.torch_compile,
         "cuda_graphs": e.cuda_graphs,
         "tensor_parallel_size": e.tensor_parallel_size,
+        "speculative_model": e.draft or "",
+        "speculative_tokens": e.speculative_tokens,
         "dtype": plan.dtype,
         "decoding": d.name,
         "decoding_strategy": d.strategy,
@@ -219,9 +221,17 @@ def measure_point(
     if measure_prefill:
         prefill_run()  # warm-up at the prefill shape
         prefill = measure_window(prefill_run, meter, proto, per_repetition_energy_min_s=lap_min_s)
+    before = backend.counters()
     full = measure_window(
         full_run, meter, proto, cross_check, per_repetition_energy_min_s=lap_min_s
     )
+    after_counts = backend.counters()
+    if before:
+        drafted = after_counts["spec_draft_tokens"] - before["spec_draft_tokens"]
+        accepted = after_counts["spec_accepted_tokens"] - before["spec_accepted_tokens"]
+        extra["spec_draft_tokens"] = drafted / full.repetitions
+        extra["spec_accepted_tokens"] = accepted / full.repetitions
+        extra["spec_acceptance_rate"] = accepted / drafted if drafted else math.nan
     row = result_columns(full, prefill, point, idle_power_w, tokens)
     row.update(extra)
     row["peak_memory_gib"] = backend.peak_memory_gib()
@@ -299,6 +309,8 @@ def _measure_points(
     arch_hash = architecture_hash(load_config_dict(model_dir))
     t_load = time.perf_counter()
     backend = make_backend(plan.model, plan.engine, plan.device, plan.dtype)
+    if plan.draft_model is not None:
+        backend.draft_dir = str(resolve_model_dir(plan.draft_model, plan.mirror.get("models")))
     # Sized from every point of the plan, not only those left, so that a resumed job runs the
     # same engine.
     backend.configure(

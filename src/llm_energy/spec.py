@@ -43,6 +43,8 @@ class EngineSpec:
     attn_implementation: str | None = None
     tensor_parallel_size: int = 1
     options: dict[str, Any] = field(default_factory=dict)
+    draft: str | None = None  # speculative decoding: the draft model's name
+    speculative_tokens: int = 0  # tokens the draft proposes per step
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class JobPlan:
     protocol: ProtocolSpec
     points: tuple[PointSpec, ...]
     mirror: dict[str, str | None] = field(default_factory=dict)
+    draft_model: ModelSpec | None = None  # speculative decoding's draft (engine.draft)
 
     @property
     def config_hash(self) -> str:
@@ -178,6 +181,12 @@ class JobPlan:
         protocol, but not which other points the job holds or where files are mirrored. Adding
         points to a job therefore leaves its finished points valid."""
         plain = _plain(self)
+        # Speculative decoding's fields stay out when unset, so that journals written before
+        # they existed stay valid.
+        if plain["draft_model"] is None:
+            del plain["draft_model"]
+        if plain["engine"]["draft"] is None:
+            del plain["engine"]["draft"], plain["engine"]["speculative_tokens"]
         return stable_hash(
             {k: v for k, v in plain.items() if k not in ("points", "group", "mirror")}
         )
@@ -212,6 +221,7 @@ class JobPlan:
             protocol=ProtocolSpec(**d["protocol"]),
             points=points,
             mirror=dict(d.get("mirror", {})),
+            draft_model=ModelSpec(**d["draft_model"]) if d.get("draft_model") else None,
         )
 
     @classmethod

@@ -158,14 +158,14 @@ def final_targets():
                 targets += [
                     f"results/figures/{HARDWARE}/{f}.{FIG_FORMAT}" for f in figs
                 ]
-    for tag, stem in (
-        ("decoding", "fig3_decoding_strategies"),
-        ("architectures", "fig4_architectures"),
+    for tags, table, stem in (
+        (("decoding", "speculative"), "decoding", "fig3_decoding_strategies"),
+        (("architectures",), "architectures", "fig4_architectures"),
     ):
-        if has_experiment(tag):
+        if any(has_experiment(t) for t in tags):
             targets += [
                 f"results/figures/{HARDWARE}/{stem}.{FIG_FORMAT}",
-                f"results/tables/{HARDWARE}/{tag}.csv",
+                f"results/tables/{HARDWARE}/{table}.csv",
             ]
     if has_experiment("engine_optimisations"):
         targets += [

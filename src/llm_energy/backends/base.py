@@ -25,6 +25,7 @@ class Backend(ABC):
         self.engine = engine
         self.device = device
         self.dtype = dtype
+        self.draft_dir: str | None = None  # config.json folder of the speculative draft
 
     def configure(self, max_batch_size: int, max_sequence_tokens: int) -> None:  # noqa: B027
         """Size the engine for the job's largest batch and longest sequence (before ``load``);
@@ -80,6 +81,11 @@ class Backend(ABC):
     def peak_memory_gib(self) -> float:
         """Peak device memory since ``reset_peak_memory`` (NaN when the engine cannot tell)."""
         return float("nan")
+
+    def counters(self) -> dict[str, float]:
+        """Running totals the engine keeps (vLLM: speculative draft and accepted tokens); the
+        runner records their change over each point's full window."""
+        return {}
 
     def details(self) -> dict[str, Any]:
         """Job-level columns describing how the engine was set up (empty by default)."""

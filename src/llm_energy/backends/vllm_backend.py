@@ -70,7 +70,15 @@ class VllmBackend(Backend):
         if getattr(self, "_max_model_len", None):
             kwargs["max_model_len"] = self._max_model_len
         if self.model_spec.weights == "random":
-            kwargs["load_format"] = "dummy"
+            kwargs["load_format"] = "dummy"  # the draft, if any, loads the same way
+        if self.engine.draft:
+            if not self.draft_dir:
+                raise ConfigError(f"engine '{self.engine.name}': no folder for its draft model")
+            kwargs["speculative_config"] = {
+                "method": "draft_model",
+                "model": self.draft_dir,
+                "num_speculative_tokens": self.engine.speculative_tokens,
+            }
         kwargs.update(options)
         try:
             self._llm = LLM(**kwargs)
@@ -203,6 +211,17 @@ class VllmBackend(Backend):
     def is_out_of_memory(self, exc: BaseException) -> bool:
         return isinstance(exc, KvCacheCapacityError) or super().is_out_of_memory(exc)
 
+    def counters(self) -> dict[str, float]:
+        """Speculative decoding's proposed and accepted draft tokens so far."""
+        if not self.engine.draft:
+            return {}
+        names = {
+            "vllm:spec_decode_num_draft_tokens": "spec_draft_tokens",
+            "vllm:spec_decode_num_accepted_tokens": "spec_accepted_tokens",
+        }
+        found = {names[m.name]: float(m.value) for m in self._llm.get_metrics() if m.name in names}
+        return {k: found.get(k, 0.0) for k in names.values()}
+
     def details(self) -> dict[str, Any]:
         s = self._settings
         return {
@@ -210,6 +229,11 @@ class VllmBackend(Backend):
                 f"vLLM max_num_seqs={s['max_num_seqs']} max_model_len={s['max_model_len']} "
                 f"max_num_batched_tokens={s['max_num_batched_tokens']} "
                 f"enforce_eager={s['enforce_eager']} prefix_caching=False"
+                + (
+                    f" speculative=draft_model:{self.engine.draft}:{self.engine.speculative_tokens}"
+                    if self.engine.draft
+                    else ""
+                )
             ),
             "kv_cache_tokens": s["kv_cache_tokens"],
         }

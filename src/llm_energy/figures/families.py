@@ -44,11 +44,19 @@ def _family(df: pd.DataFrame, tag: str) -> pd.DataFrame:
 
 
 def table_decoding(df: pd.DataFrame) -> pd.DataFrame:
-    """Fig 3's numbers: per engine, strategy and batch size."""
-    rows = _family(df, "decoding")
-    return (
-        rows[COLUMNS].sort_values(["engine_label", "decoding", "batch_size"]).reset_index(drop=True)
+    """Fig 3's numbers: per engine, strategy and batch size. Speculative decoding is a strategy
+    named after its draft, with the measured acceptance rate of its draft tokens."""
+    rows = _family(df, "decoding|speculative")
+    draft = rows.get("speculative_model", pd.Series("", index=rows.index)).fillna("")
+    k = rows.get("speculative_tokens", pd.Series(0, index=rows.index)).fillna(0)
+    rows["decoding"] = rows["decoding"].where(
+        draft == "", "speculative, draft " + draft + ", k=" + k.astype(int).astype(str)
     )
+    rows["spec_acceptance_rate"] = rows.get(
+        "spec_acceptance_rate", pd.Series(float("nan"), index=rows.index)
+    )
+    table = rows[[*COLUMNS, "spec_acceptance_rate"]]
+    return table.sort_values(["engine_label", "decoding", "batch_size"]).reset_index(drop=True)
 
 
 def table_architectures(df: pd.DataFrame) -> pd.DataFrame:
@@ -106,7 +114,7 @@ def fig_decoding(df: pd.DataFrame) -> plt.Figure:
     """Energy per output token against batch size per decoding strategy. Lengths are forced,
     so every strategy generates the same number of tokens."""
     table = table_decoding(df)
-    rows = df[df["experiments"].str.contains("decoding")]
+    rows = df[df["experiments"].str.contains("decoding|speculative")]
     return _lines(table, "decoding", "Decoding strategies against batch size (Fig 3)", rows)
 
 
