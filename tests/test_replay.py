@@ -45,21 +45,26 @@ def _row(**kw) -> dict:
     return base
 
 
+def _replay_row() -> dict:
+    """The replayed stream: 11 requests, 6 in bin 512x16 and 5 in bin 2048x64, 100 J."""
+    return _row(
+        input_tokens=2048,
+        output_tokens=64,
+        serving="offline",
+        trace="azure_code",
+        requests=11,
+        energy_j=100.0,
+        point_id="replay",
+        stream_bins=json.dumps({"512x16": 6, "2048x64": 5}),
+    )
+
+
 def test_estimate_is_n_over_b_batches_of_each_bins_measured_energy():
     rows = [
         _row(input_tokens=512, output_tokens=16, energy_j=10.0, point_id="p1"),
         _row(input_tokens=512, output_tokens=64, energy_j=30.0, point_id="p2"),
         _row(input_tokens=2048, output_tokens=64, energy_j=80.0, point_id="p3"),
-        _row(
-            input_tokens=2048,
-            output_tokens=64,
-            serving="offline",
-            trace="azure_code",
-            requests=11,
-            energy_j=100.0,
-            point_id="replay",
-            stream_bins=json.dumps({"512x16": 6, "2048x64": 5}),
-        ),
+        _replay_row(),
     ]
     table = replay_comparison(pd.DataFrame(rows))
     assert len(table) == 1
@@ -74,16 +79,7 @@ def test_a_bin_without_a_feasible_measurement_is_named_not_counted_as_zero():
     rows = [
         _row(input_tokens=512, output_tokens=16, energy_j=10.0, point_id="p1"),
         _row(input_tokens=2048, output_tokens=64, energy_j=math.nan, feasible=False, point_id="p3"),
-        _row(
-            input_tokens=2048,
-            output_tokens=64,
-            serving="offline",
-            trace="azure_code",
-            requests=11,
-            energy_j=100.0,
-            point_id="replay",
-            stream_bins=json.dumps({"512x16": 6, "2048x64": 5}),
-        ),
+        _replay_row(),
     ]
     r = replay_comparison(pd.DataFrame(rows)).iloc[0]
     assert math.isnan(r["estimated_j"]) and math.isnan(r["estimate_error"])

@@ -214,6 +214,16 @@ def _speculative_jobs(config: dict[str, Any], exp: dict[str, Any]) -> list[tuple
     return jobs
 
 
+def _add(bucket: dict[tuple, PointSpec], point: PointSpec) -> None:
+    """Add a point to a job's points; a point that another family already asked for is
+    measured once and serves both (its tags are joined)."""
+    old = bucket.get(point.key)
+    if old is not None:
+        tags = tuple(sorted(set(old.experiments) | set(point.experiments)))
+        point = dataclasses.replace(point, experiments=tags)
+    bucket[point.key] = point
+
+
 def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
     """All measurement jobs of a validated config, keyed by group id."""
     config = copy.deepcopy(config)
@@ -223,12 +233,8 @@ def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
         for target, engine in _speculative_jobs(config, spec):
             bucket = points.setdefault((target, engine), {})
             for b in spec["batch_sizes"]:
-                p = PointSpec(
-                    b, spec["input_tokens"], spec["output_tokens"], GREEDY, ("speculative",)
-                )
-                old = bucket.get(p.key)
-                tags = tuple(sorted(set(old.experiments if old else ()) | {"speculative"}))
-                bucket[p.key] = dataclasses.replace(p, experiments=tags)
+                shape = (b, spec["input_tokens"], spec["output_tokens"])
+                _add(bucket, PointSpec(*shape, GREEDY, ("speculative",)))
     for family, exp in config["experiments"].items():
         if family == "speculative_decoding":
             continue
@@ -251,11 +257,7 @@ def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
             for model in exp["models"]:
                 bucket = points.setdefault((model, engine), {})
                 for p in _points(family, exp, config):
-                    old = bucket.get(p.key)
-                    if old is not None:
-                        tags = tuple(sorted(set(old.experiments) | set(p.experiments)))
-                        p = dataclasses.replace(p, experiments=tags)
-                    bucket[p.key] = p
+                    _add(bucket, p)
     return {
         group_id(model, engine): _job(config, model, engine, tuple(bucket.values()))
         for (model, engine), bucket in sorted(points.items())

@@ -45,7 +45,8 @@ def replay_comparison(df: pd.DataFrame) -> pd.DataFrame:
         b = int(s["batch_size"])
         fractional = whole = 0.0
         missing, used = [], []
-        for label, n in json.loads(s["stream_bins"]).items():
+        counts = json.loads(s["stream_bins"])
+        for label, n in counts.items():
             i, o = (int(x) for x in label.split("x"))
             if (i, o) not in energy:
                 missing.append(f"{label} ({n} requests)")
@@ -60,7 +61,7 @@ def replay_comparison(df: pd.DataFrame) -> pd.DataFrame:
                 **{k: s[k] for k in KEYS},
                 "trace": s["trace"],
                 "requests": int(s["requests"]),
-                "bins": len(json.loads(s["stream_bins"])),
+                "bins": len(counts),
                 "measured_j": float(s["energy_j"]),
                 "measured_std_j": float(s["energy_std_j"]),
                 "estimated_j": fractional if complete else math.nan,

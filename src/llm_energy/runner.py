@@ -225,13 +225,7 @@ def measure_point(
     full = measure_window(
         full_run, meter, proto, cross_check, per_repetition_energy_min_s=lap_min_s
     )
-    after_counts = backend.counters()
-    if before:
-        drafted = after_counts["spec_draft_tokens"] - before["spec_draft_tokens"]
-        accepted = after_counts["spec_accepted_tokens"] - before["spec_accepted_tokens"]
-        extra["spec_draft_tokens"] = drafted / full.repetitions
-        extra["spec_accepted_tokens"] = accepted / full.repetitions
-        extra["spec_acceptance_rate"] = accepted / drafted if drafted else math.nan
+    extra.update(backend.counter_columns(before, backend.counters(), full.repetitions))
     row = result_columns(full, prefill, point, idle_power_w, tokens)
     row.update(extra)
     row["peak_memory_gib"] = backend.peak_memory_gib()

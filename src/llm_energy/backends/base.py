@@ -26,10 +26,15 @@ class Backend(ABC):
         self.device = device
         self.dtype = dtype
         self.draft_dir: str | None = None  # config.json folder of the speculative draft
+        # The job's largest batch and longest sequence (``configure``), for engines that size
+        # themselves up front; engines that allocate as they go ignore them.
+        self.max_batch_size: int | None = None
+        self.max_sequence_tokens: int | None = None
 
-    def configure(self, max_batch_size: int, max_sequence_tokens: int) -> None:  # noqa: B027
-        """Size the engine for the job's largest batch and longest sequence (before ``load``);
-        engines that allocate as they go need nothing."""
+    def configure(self, max_batch_size: int, max_sequence_tokens: int) -> None:
+        """Size the engine for the job's largest batch and longest sequence (before ``load``)."""
+        self.max_batch_size = max_batch_size
+        self.max_sequence_tokens = max_sequence_tokens
 
     @abstractmethod
     def load(self, config_dir: str, seed: int) -> None:
@@ -83,9 +88,15 @@ class Backend(ABC):
         return float("nan")
 
     def counters(self) -> dict[str, float]:
-        """Running totals the engine keeps (vLLM: speculative draft and accepted tokens); the
-        runner records their change over each point's full window."""
+        """Running totals the engine keeps (vLLM: speculative draft and accepted tokens), read
+        before and after each point's full window."""
         return {}
+
+    def counter_columns(
+        self, before: dict[str, float], after: dict[str, float], repetitions: int
+    ) -> dict[str, float]:
+        """Row columns from the counters' change over a full window: per repetition."""
+        return {k: (after[k] - before[k]) / repetitions for k in before}
 
     def details(self) -> dict[str, Any]:
         """Job-level columns describing how the engine was set up (empty by default)."""

@@ -31,10 +31,6 @@ class KvCacheCapacityError(RuntimeError):
 class VllmBackend(Backend):
     name = "vllm"
 
-    def configure(self, max_batch_size: int, max_sequence_tokens: int) -> None:
-        self._max_num_seqs = max_batch_size
-        self._max_model_len = max_sequence_tokens
-
     def load(self, config_dir: str, seed: int) -> None:
         on_gpu = self.device.startswith("cuda")
         if self.engine.torch_compile:
@@ -63,12 +59,12 @@ class VllmBackend(Backend):
             "seed": seed,
             "enforce_eager": not self.engine.cuda_graphs,
             "tensor_parallel_size": self.engine.tensor_parallel_size,
-            "max_num_seqs": getattr(self, "_max_num_seqs", 256),
+            "max_num_seqs": self.max_batch_size or 256,
             "enable_prefix_caching": False,
             "disable_log_stats": False,
         }
-        if getattr(self, "_max_model_len", None):
-            kwargs["max_model_len"] = self._max_model_len
+        if self.max_sequence_tokens:
+            kwargs["max_model_len"] = self.max_sequence_tokens
         if self.model_spec.weights == "random":
             kwargs["load_format"] = "dummy"  # the draft, if any, loads the same way
         if self.engine.draft:
@@ -221,6 +217,17 @@ class VllmBackend(Backend):
         }
         found = {names[m.name]: float(m.value) for m in self._llm.get_metrics() if m.name in names}
         return {k: found.get(k, 0.0) for k in names.values()}
+
+    def counter_columns(
+        self, before: dict[str, float], after: dict[str, float], repetitions: int
+    ) -> dict[str, float]:
+        """Draft tokens proposed and accepted per batch, and the acceptance rate."""
+        columns = super().counter_columns(before, after, repetitions)
+        if columns:
+            drafted = columns["spec_draft_tokens"]
+            accepted = columns["spec_accepted_tokens"]
+            columns["spec_acceptance_rate"] = accepted / drafted if drafted else math.nan
+        return columns
 
     def details(self) -> dict[str, Any]:
         s = self._settings
