@@ -93,6 +93,40 @@ def test_vllm_and_transformers_generate_the_same_greedy_tokens(tmp_path, vllm_py
     assert json.loads(line.removeprefix("TOKENS=")) == expected
 
 
+NO_GPU_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    from llm_energy.backends.vllm_backend import VllmBackend
+    from llm_energy.errors import BackendError
+    from llm_energy.spec import EngineSpec, ModelSpec
+
+    if __name__ == "__main__":
+        backend = VllmBackend(
+            ModelSpec("tiny", "local/tiny"), EngineSpec("vllm", "vllm"), "cuda", "bfloat16"
+        )
+        try:
+            backend.load(sys.argv[1], 0)
+        except BackendError as exc:
+            print("ERROR=" + str(exc))
+    """
+)
+
+
+def test_a_vllm_job_on_a_machine_without_a_gpu_says_so(tmp_path, vllm_python):
+    script = tmp_path / "no_gpu.py"
+    script.write_text(NO_GPU_SCRIPT)
+    result = subprocess.run(
+        [vllm_python, str(script), str(TINY)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_vllm_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ERROR=this job runs on device 'cuda' but PyTorch sees no CUDA GPU" in result.stdout
+
+
 @pytest.fixture(scope="module")
 def vllm_workflow(tmp_path_factory, vllm_python) -> tuple[Path, subprocess.CompletedProcess]:
     """config/smoke_vllm.yaml through Snakemake, with the vLLM jobs in the vLLM environment

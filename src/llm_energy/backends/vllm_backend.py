@@ -39,8 +39,15 @@ class VllmBackend(Backend):
                 "compiles by itself (cuda_graphs switches its CUDA graphs)"
             )
         # The engine's workers must start with spawn: a forked worker cannot use CUDA once the
-        # parent has touched it. The CLI's entry point is guarded for this.
+        # parent has touched it (the check below does). The CLI's entry point is guarded.
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        if on_gpu:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise BackendError(
+                    f"this job runs on device '{self.device}' but PyTorch sees no CUDA GPU"
+                )
         options = dict(self.engine.options)
         cpu_kv_gib = options.pop(CPU_KV_CACHE_OPTION, 1)
         if not on_gpu:
