@@ -18,6 +18,7 @@ def _log(msg: str) -> None:
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
+    from llm_energy.backends import tensor_parallel
     from llm_energy.runner import run_job
     from llm_energy.spec import JobPlan
 
@@ -28,19 +29,33 @@ def cmd_measure(args: argparse.Namespace) -> None:
         raise LlmEnergyError(f"cannot read plan {plan_path}: {exc}") from exc
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
     paths = (plan_path, args.out, journal, args.traces, args.task_lengths, args.pg19)
+    if tensor_parallel.needs_launch(plan):
+        if not tensor_parallel.launched():
+            processes = plan.engine.tensor_parallel_size
+            code = tensor_parallel.relaunch(args.argv, processes)
+            if code != 0:
+                raise LlmEnergyError(f"the job's {processes} tensor-parallel processes failed")
+            return
+        if tensor_parallel.rank() != 0:
+            tensor_parallel.follow(plan)
+            return
     _log(
         "rerun by hand: llm-energy measure --plan {} --out {} --journal {} --traces {} "
         "--task-lengths {} --pg19 {}".format(*(shlex.quote(str(p)) for p in paths))
     )
-    run_job(
-        plan,
-        Path(args.out),
-        journal,
-        log=_log,
-        traces_dir=Path(args.traces),
-        tasks_dir=Path(args.task_lengths),
-        pg19_path=Path(args.pg19),
-    )
+    try:
+        run_job(
+            plan,
+            Path(args.out),
+            journal,
+            log=_log,
+            traces_dir=Path(args.traces),
+            tasks_dir=Path(args.task_lengths),
+            pg19_path=Path(args.pg19),
+        )
+    finally:
+        if tensor_parallel.needs_launch(plan):
+            tensor_parallel.release_followers(plan)
 
 
 def _load(config_files: list[str]) -> dict:
@@ -467,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args.func(args)
     except LlmEnergyError as exc:

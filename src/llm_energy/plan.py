@@ -224,19 +224,52 @@ def _add(bucket: dict[tuple, PointSpec], point: PointSpec) -> None:
     bucket[point.key] = point
 
 
+def parallel_engine(engine: str, size: int) -> str:
+    return engine if size == 1 else f"{engine}-tp{size}"
+
+
+def _parallel_jobs(config: dict[str, Any], exp: dict[str, Any]) -> list[tuple[str, str]]:
+    """(model, engine) of each model on each engine at each tensor-parallel size; registers the
+    engines of more than one GPU under config['engines']."""
+    jobs = []
+    for engine in exp["engines"]:
+        base = config["engines"][engine]
+        if base.get("tensor_parallel_size", 1) != 1:
+            raise ConfigError(
+                f"config: experiments.tensor_parallel.engines: '{engine}' already spans "
+                f"{base['tensor_parallel_size']} GPUs; name a one-GPU engine and list the sizes "
+                "under experiments.tensor_parallel.sizes"
+            )
+        for size in exp["sizes"]:
+            name = parallel_engine(engine, size)
+            if size > 1:
+                config["engines"][name] = {**base, "tensor_parallel_size": size}
+            jobs += [(model, name) for model in exp["models"]]
+    return jobs
+
+
+# Families whose jobs run engines derived from the configured ones, with the tag of their rows.
+DERIVED_FAMILIES = {
+    "speculative_decoding": (_speculative_jobs, "speculative"),
+    "tensor_parallel": (_parallel_jobs, "tensor_parallel"),
+}
+
+
 def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
     """All measurement jobs of a validated config, keyed by group id."""
     config = copy.deepcopy(config)
     points: dict[tuple[str, str], dict[tuple, PointSpec]] = {}
-    spec = config["experiments"].get("speculative_decoding", {})
-    if spec.get("enabled", False):
-        for target, engine in _speculative_jobs(config, spec):
-            bucket = points.setdefault((target, engine), {})
-            for b in spec["batch_sizes"]:
-                shape = (b, spec["input_tokens"], spec["output_tokens"])
-                _add(bucket, PointSpec(*shape, GREEDY, ("speculative",)))
+    for family, (jobs_of, tag) in DERIVED_FAMILIES.items():
+        exp = config["experiments"].get(family, {})
+        if not exp.get("enabled", False):
+            continue
+        for model, engine in jobs_of(config, exp):
+            bucket = points.setdefault((model, engine), {})
+            for b in exp["batch_sizes"]:
+                shape = (b, exp["input_tokens"], exp["output_tokens"])
+                _add(bucket, PointSpec(*shape, GREEDY, (tag,)))
     for family, exp in config["experiments"].items():
-        if family == "speculative_decoding":
+        if family in DERIVED_FAMILIES:
             continue
         if not exp.get("enabled", False) or family in DATA_FAMILIES:
             continue

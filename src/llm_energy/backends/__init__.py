@@ -15,7 +15,13 @@ def make_backend(model: ModelSpec, engine: EngineSpec, device: str, dtype: str) 
     if engine.backend == "transformers":
         from llm_energy.backends.transformers_backend import TransformersBackend
 
-        return TransformersBackend(model, engine, device, dtype)
+        backend = TransformersBackend(model, engine, device, dtype)
+        if engine.tensor_parallel_size > 1:
+            from llm_energy.backends import tensor_parallel
+
+            if tensor_parallel.launched():
+                return tensor_parallel.TensorParallelDriver(backend)
+        return backend
     if engine.backend == "vllm":
         try:
             from llm_energy.backends.vllm_backend import VllmBackend  # type: ignore[import-not-found]

@@ -24,18 +24,15 @@ class TransformersBackend(Backend):
             raise BackendError(
                 f"this job runs on device '{self.device}' but PyTorch sees no CUDA GPU"
             )
-        if self.engine.tensor_parallel_size != 1:
-            raise ConfigError(
-                f"engine '{self.engine.name}': tensor parallelism is not supported by the "
-                "transformers backend in a single process"
-            )
         dtype = getattr(torch, self.dtype)
         attn = self.engine.attn_implementation
         kwargs: dict[str, Any] = {"dtype": dtype}
         if attn:
             kwargs["attn_implementation"] = attn
         torch.manual_seed(seed)
-        if self.model_spec.weights == "random":
+        if self.engine.tensor_parallel_size > 1:
+            model = self._load_sharded(config_dir, kwargs)
+        elif self.model_spec.weights == "random":
             config = transformers.AutoConfig.from_pretrained(config_dir)
             with torch.device(self.device):
                 model = transformers.AutoModelForCausalLM.from_config(config, **kwargs)
@@ -58,6 +55,38 @@ class TransformersBackend(Backend):
             gen.compile_config = compile_config
         else:
             gen.disable_compile = True
+
+    def _load_sharded(self, config_dir: str, kwargs: dict[str, Any]) -> Any:
+        """This rank's shard of a model split over ``tensor_parallel_size`` processes with
+        transformers' tensor-parallel plan (one process per GPU, started by torchrun)."""
+        import transformers
+        from transformers.distributed import DistributedConfig
+
+        from llm_energy.backends import tensor_parallel
+
+        size = self.engine.tensor_parallel_size
+        if not tensor_parallel.launched() or tensor_parallel.world_size() != size:
+            raise ConfigError(
+                f"engine '{self.engine.name}' spans {size} GPUs: transformers runs it as {size} "
+                "processes under torchrun, which `llm-energy measure` starts by itself"
+            )
+        self.device = tensor_parallel.local_device(self.device)
+        distributed = DistributedConfig(tp_size=size, tp_plan="auto")
+        if self.model_spec.weights != "random":
+            return transformers.AutoModelForCausalLM.from_pretrained(
+                config_dir, distributed_config=distributed, **kwargs
+            )
+        # Random weights: every rank builds the whole model from the same seed, then keeps its
+        # own shard (the same split that loading a checkpoint makes).
+        auto = transformers.AutoModelForCausalLM
+        distributed, device_map, mesh = transformers.PreTrainedModel.prepare_distribute_model(
+            distributed
+        )
+        with self._torch.device(device_map):
+            model = auto.from_config(transformers.AutoConfig.from_pretrained(config_dir), **kwargs)
+        model = type(model).maybe_distribute_model(model, distributed, mesh)
+        self.recover()  # the unsharded weights
+        return model
 
     @property
     def vocab_size(self) -> int:

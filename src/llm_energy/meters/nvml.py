@@ -17,6 +17,10 @@ from typing import Any
 from llm_energy.errors import MeterError, MeterUnavailableError
 from llm_energy.meters.base import EnergyMeter, Measurement
 
+# Set in the ranks of a job that started itself again under torchrun (one process per GPU):
+# the pid of the job's own process, so that the ranks, siblings of rank 0, count as the job.
+JOB_PID_ENV = "LLM_ENERGY_JOB_PID"
+
 
 def _nvml() -> Any:
     try:
@@ -151,8 +155,9 @@ class NvmlMeter(EnergyMeter):
 
 
 def _in_own_process_tree(pid: int) -> bool:
-    """True for this process and its descendants (engine workers), found through /proc."""
-    own = os.getpid()
+    """True for this process and its descendants (engine workers), found through /proc; in a
+    torchrun job, for every process of the job."""
+    own = int(os.environ.get(JOB_PID_ENV, os.getpid()))
     seen = set()
     while pid > 1 and pid not in seen:
         if pid == own:

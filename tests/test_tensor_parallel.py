@@ -1,0 +1,106 @@
+"""Tensor parallelism: planning of the family, and the transformers backend split over two
+processes under torchrun on the CPU (gloo), through the real ``llm-energy measure``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llm_energy.config import validate
+from llm_energy.errors import ConfigError
+from llm_energy.plan import plan_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tp_config(tiny_config: dict, sizes: list[int]) -> dict:
+    config = dict(tiny_config)
+    config["experiments"] = {
+        "tensor_parallel": {
+            "enabled": True,
+            "models": ["tiny"],
+            "engines": ["pytorch"],
+            "sizes": sizes,
+            "batch_sizes": [1, 2],
+            "input_tokens": 8,
+            "output_tokens": 4,
+        }
+    }
+    return validate(config)
+
+
+def test_each_size_is_a_job_of_its_own_with_as_many_gpus(tiny_config):
+    jobs = plan_study(_tp_config(tiny_config, [1, 2, 4]))
+    assert sorted(jobs) == ["tiny__pytorch", "tiny__pytorch-tp2", "tiny__pytorch-tp4"]
+    assert [jobs[g].engine.tensor_parallel_size for g in sorted(jobs)] == [1, 2, 4]
+    for job in jobs.values():
+        assert [(p.batch_size, p.experiments) for p in job.points] == [
+            (1, ("tensor_parallel",)),
+            (2, ("tensor_parallel",)),
+        ]
+
+
+def test_an_engine_that_already_spans_gpus_is_refused(tiny_config):
+    config = _tp_config(tiny_config, [2])
+    config["engines"]["pytorch"]["tensor_parallel_size"] = 2
+    with pytest.raises(ConfigError, match="already spans 2 GPUs"):
+        plan_study(config)
+
+
+def test_a_sharded_engine_outside_torchrun_says_how_it_runs(tiny_config):
+    from llm_energy.backends import make_backend
+
+    job = plan_study(_tp_config(tiny_config, [2]))["tiny__pytorch-tp2"]
+    backend = make_backend(job.model, job.engine, job.device, job.dtype)
+    with pytest.raises(ConfigError, match="2 processes under torchrun"):
+        backend.load(str(Path(job.model.config).parent), 0)
+
+
+def _measure(plan, tmp_path: Path, name: str) -> pd.DataFrame:
+    plan_file = tmp_path / f"{name}.json"
+    plan_file.write_text(plan.to_json())
+    out = tmp_path / f"{name}.parquet"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    empty = tmp_path / "none"
+    cmd = [
+        sys.executable,
+        "-m",
+        "llm_energy",
+        "measure",
+        "--plan",
+        str(plan_file),
+        "--out",
+        str(out),
+        "--traces",
+        str(empty),
+        "--task-lengths",
+        str(empty),
+        "--pg19",
+        str(empty / "pg19.npy"),
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return pd.read_parquet(out), done.stdout
+
+
+def test_two_processes_measure_every_point_once_with_one_row_each(tiny_config, tmp_path):
+    jobs = plan_study(_tp_config(tiny_config, [1, 2]))
+    one, _ = _measure(jobs["tiny__pytorch"], tmp_path, "tp1")
+    two, log = _measure(jobs["tiny__pytorch-tp2"], tmp_path, "tp2")
+    assert "tensor parallel over 2 processes" in log
+    assert len(two) == 2 and two["point_id"].is_unique
+    assert two["feasible"].all()
+    assert (two["tensor_parallel_size"] == 2).all()
+    assert two["engine_detail"].str.contains("tensor parallel over 2 processes").all()
+    assert (two["generated_tokens"].to_numpy() == one["generated_tokens"].to_numpy()).all()
+    assert (two["duration_s"] > 0).all()
+    # Rerunning finds every point in the journal and still releases the other rank.
+    again, log = _measure(jobs["tiny__pytorch-tp2"], tmp_path, "tp2")
+    assert "2 already in the journal" in log
+    assert json.loads(jobs["tiny__pytorch-tp2"].to_json())["engine"]["tensor_parallel_size"] == 2
