@@ -135,16 +135,6 @@ def test_one_job_per_model_and_engine(tiny_config):
     assert {len(j.points) for j in jobs.values()} == {6}
 
 
-def test_enabling_an_unsupported_family_names_it(tiny_config):
-    tiny_config["experiments"]["tensor_parallel"] = {
-        "enabled": True,
-        "models": ["tiny"],
-        "engines": ["pytorch"],
-    }
-    with pytest.raises(ConfigError, match="tensor_parallel"):
-        _plan(tiny_config)
-
-
 def test_vllm_engine_is_planned_with_the_job_sizing_its_engine(tiny_config):
     tiny_config["engines"]["vllm"] = {"backend": "vllm", "cuda_graphs": True}
     tiny_config["experiments"]["controlled_sweeps"]["engines"] = ["pytorch", "vllm"]

@@ -62,7 +62,7 @@ def test_a_sharded_engine_outside_torchrun_says_how_it_runs(tiny_config):
         backend.load(str(Path(job.model.config).parent), 0)
 
 
-def _measure(plan, tmp_path: Path, name: str) -> pd.DataFrame:
+def _measure(plan, tmp_path: Path, name: str) -> tuple[pd.DataFrame, str]:
     plan_file = tmp_path / f"{name}.json"
     plan_file.write_text(plan.to_json())
     out = tmp_path / f"{name}.parquet"
@@ -101,6 +101,6 @@ def test_two_processes_measure_every_point_once_with_one_row_each(tiny_config, t
     assert (two["generated_tokens"].to_numpy() == one["generated_tokens"].to_numpy()).all()
     assert (two["duration_s"] > 0).all()
     # Rerunning finds every point in the journal and still releases the other rank.
-    again, log = _measure(jobs["tiny__pytorch-tp2"], tmp_path, "tp2")
+    _, log = _measure(jobs["tiny__pytorch-tp2"], tmp_path, "tp2")
     assert "2 already in the journal" in log
     assert json.loads(jobs["tiny__pytorch-tp2"].to_json())["engine"]["tensor_parallel_size"] == 2

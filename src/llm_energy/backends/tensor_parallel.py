@@ -13,6 +13,7 @@ rank's GPU (:meth:`TensorParallelDriver.device_uuids`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -250,10 +251,9 @@ def follow(plan: JobPlan) -> None:
     ranks = _Ranks(TransformersBackend(plan.model, plan.engine, plan.device, plan.dtype))
     while True:
         op, args = ranks.receive()
-        try:
+        # Rank 0 gets the same outcome and decides what a failure means for the job.
+        with contextlib.suppress(Exception):
             ranks.run(op, args)
-        except Exception:  # rank 0 has the same outcome and decides what to do with it
-            pass
         if op == "close":
             _leave()
             return
