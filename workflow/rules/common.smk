@@ -172,6 +172,11 @@ def final_targets():
             f"results/figures/{HARDWARE}/fig5_engine_optimisations.{FIG_FORMAT}",
             f"results/tables/{HARDWARE}/engine_optimisations.csv",
         ]
+    if has_experiment("tensor_parallel"):
+        targets += [
+            f"results/figures/{HARDWARE}/fig6_tensor_parallel.{FIG_FORMAT}",
+            f"results/tables/{HARDWARE}/tensor_parallel.csv",
+        ]
     if has_experiment("trace_replay"):
         targets.append(f"results/tables/{HARDWARE}/trace_replay.csv")
     if has_experiment("online_serving"):

@@ -102,6 +102,21 @@ use rule fig10 as fig9 with:
         name="fig9",
 
 
+use rule fig10 as fig6 with:
+    output:
+        report(
+            f"results/figures/{HARDWARE}/fig6_tensor_parallel.{FIG_FORMAT}",
+            caption="../report/fig6.rst",
+            category="Tensor parallelism",
+        ),
+    log:
+        f"logs/figures/{HARDWARE}/fig6.log",
+    params:
+        cli=CLI,
+        dpi=FIG_DPI,
+        name="fig6",
+
+
 use rule table_controlled_sweeps as table_engine_optimisations with:
     output:
         report(
@@ -128,6 +143,20 @@ use rule table_controlled_sweeps as table_online_serving with:
     params:
         cli=CLI,
         name="online_serving",
+
+
+use rule table_controlled_sweeps as table_tensor_parallel with:
+    output:
+        report(
+            f"results/tables/{HARDWARE}/tensor_parallel.csv",
+            caption="../report/table_tensor_parallel.rst",
+            category="Tensor parallelism",
+        ),
+    log:
+        f"logs/tables/{HARDWARE}/tensor_parallel.log",
+    params:
+        cli=CLI,
+        name="tensor_parallel",
 
 
 use rule table_controlled_sweeps as table_trace_replay with:

@@ -20,6 +20,7 @@ from llm_energy.figures.families import (
     table_architectures,
     table_decoding,
 )
+from llm_energy.figures.parallel import fig_tensor_parallel, table_tensor_parallel
 from llm_energy.figures.tasks import (
     fig_classical_tasks,
     fig_classical_tasks_vllm,
@@ -48,6 +49,12 @@ def fig4(df: pd.DataFrame) -> plt.Figure:
 def fig5(df: pd.DataFrame) -> plt.Figure:
     """Fig 5: PyTorch compile off/on and vLLM CUDA graphs off/on against batch size."""
     return fig_engine_optimisations(df)
+
+
+def fig6(df: pd.DataFrame) -> plt.Figure:
+    """Fig 6: energy, latency and power per GPU against batch size at tensor-parallel sizes
+    1, 2 and 4."""
+    return fig_tensor_parallel(df)
 
 
 def fig8(df: pd.DataFrame) -> plt.Figure:
@@ -82,6 +89,7 @@ FIGURES: dict[str, Callable[[pd.DataFrame], plt.Figure]] = {
     "fig3": fig3,
     "fig4": fig4,
     "fig5": fig5,
+    "fig6": fig6,
     "fig8": fig8,
     "fig9": fig9,
     "fig10": fig10,
@@ -95,6 +103,7 @@ TABLES: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "architectures": table_architectures,
     "engine_optimisations": table_engine_optimisations,
     "online_serving": table_online_serving,
+    "tensor_parallel": table_tensor_parallel,
     "classical_tasks": table_classical_tasks,
     "classical_tasks_vllm": table_classical_tasks_vllm,
 }
