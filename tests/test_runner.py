@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import ClassVar
@@ -95,6 +96,37 @@ def test_out_of_memory_point_is_recorded_and_larger_batches_are_not_attempted(
     assert table.loc[~table["feasible"], "energy_j"].isna().all()
     # Batch 8 was never run.
     assert all(b < 4 for b, _ in fake_backend.calls)
+
+
+def test_a_largest_feasible_search_measures_each_shape_once_largest_first(
+    tiny_config, fake_backend, tmp_path
+):
+    plan = _plan(tiny_config, batch_sizes=(1, 2, 4, 8))
+    tags = tuple(sorted({t for p in plan.points for t in p.experiments}))
+    plan = dataclasses.replace(plan, largest_feasible_only=tags)
+    fake_backend.oom_batch = 4
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    table = runner.run_job(plan, out, journal, log=lambda m: None)
+    assert len(table) == len(plan.points)
+    shapes = table.groupby(["input_tokens", "output_tokens"])
+    for _, rows in shapes:
+        by_batch = rows.set_index("batch_size")
+        assert by_batch.loc[8, "error"].startswith("out of memory")
+        assert by_batch.loc[4, "error"].startswith("out of memory")
+        assert by_batch.loc[2, "repetitions"] > 0 and by_batch.loc[2, "feasible"]
+        # Batch 1 fits too (batch 2 did), but it is not measured: no energy, no zero.
+        assert by_batch.loc[1, "feasible"] and by_batch.loc[1, "repetitions"] == 0
+        assert by_batch.loc[1, "error"].startswith("not measured: batch 2 of this shape fits")
+        assert math.isnan(by_batch.loc[1, "energy_j"])
+    # Only batch 2 generated anything, at every shape.
+    assert {b for b, _ in fake_backend.calls} == {2}
+    # A resumed job keeps the search's answer: dropping batch 1's rows measures nothing new.
+    for pid in table.loc[table["batch_size"] == 1, "point_id"]:
+        (journal / f"{pid}.parquet").unlink()
+    fake_backend.calls = []
+    runner.run_job(plan, out, journal, log=lambda m: None)
+    assert fake_backend.calls == []
+    assert plan.measurement_hash == _plan(tiny_config, (1, 2, 4, 8)).measurement_hash
 
 
 def test_journal_points_are_not_measured_again(tiny_config, fake_backend, tmp_path):

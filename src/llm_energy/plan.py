@@ -319,4 +319,14 @@ def _job(config: dict[str, Any], model: str, engine: str, points: tuple[PointSpe
         protocol=ProtocolSpec(**config["protocol"]),
         points=tuple(sorted(points, key=lambda p: p.key)),
         mirror={"models": config["mirror"]["models"]},
+        largest_feasible_only=_searched_tags(config),
     )
+
+
+def _searched_tags(config: dict[str, Any]) -> tuple[str, ...]:
+    """The workload estimate uses each bin's largest feasible batch only; with
+    ``batch_search: largest_feasible`` its points are searched for that batch."""
+    exp = config["experiments"].get("workload_estimates", {})
+    if exp.get("enabled", False) and exp.get("batch_search") == "largest_feasible":
+        return ("workload_estimates",)
+    return ()

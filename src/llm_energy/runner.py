@@ -23,9 +23,23 @@ from llm_energy.workloads import PG19Prompts, TraceLengths, bin_groups, random_p
 Log = Callable[[str], None]
 
 
-def _order(points: Sequence[PointSpec]) -> list[PointSpec]:
-    """Smaller batches first at each shape, so that an out-of-memory batch bounds the rest."""
-    return sorted(points, key=lambda p: (_shape_key(p), p.batch_size))
+def _order(points: Sequence[PointSpec], searched: Sequence[str] = ()) -> list[PointSpec]:
+    """Smaller batches first at each shape, so that an out-of-memory batch bounds the rest;
+    larger first at shapes whose points all want only the largest feasible batch."""
+    search = _search_shapes(points, searched)
+    return sorted(
+        points,
+        key=lambda p: (_shape_key(p), -p.batch_size if _shape_key(p) in search else p.batch_size),
+    )
+
+
+def _search_shapes(points: Sequence[PointSpec], searched: Sequence[str]) -> set[tuple[Any, ...]]:
+    """Shapes at which every point serves only ``searched`` experiments."""
+    shapes = {_shape_key(p) for p in points}
+    for p in points:
+        if not set(p.experiments) <= set(searched):
+            shapes.discard(_shape_key(p))
+    return shapes
 
 
 def _shape_key(point: PointSpec) -> tuple[Any, ...]:
@@ -251,7 +265,7 @@ def run_job(
     classical tasks' lengths in ``tasks_dir``; PG-19 points cut their prompts from the tokens
     in ``pg19_path``."""
     journal = Journal(journal_dir)
-    points = _order(plan.points)
+    points = _order(plan.points, plan.largest_feasible_only)
     ids = {p.key: p.point_id(plan.measurement_hash) for p in points}
     done = journal.completed(ids.values())
     todo = [p for p in points if ids[p.key] not in done]
@@ -276,17 +290,26 @@ def run_job(
     return table
 
 
-def _known_infeasible(journal: Journal, ids: dict, points: Sequence[PointSpec]) -> dict:
-    """Smallest out-of-memory batch per shape among points already in the journal."""
-    bound: dict[tuple[int, int, str], int] = {}
+def _known_bounds(journal: Journal, ids: dict, points: Sequence[PointSpec]) -> tuple[dict, dict]:
+    """Per shape, among points already in the journal: the smallest out-of-memory batch, and
+    the largest batch measured feasible."""
+    oom: dict[tuple[Any, ...], int] = {}
+    fits: dict[tuple[Any, ...], int] = {}
     for p in points:
         pid = ids[p.key]
         if journal.has(pid):
             row = journal.read([pid]).iloc[0]
+            k = _shape_key(p)
             if not bool(row["feasible"]) and str(row["error"]).startswith("out of memory"):
-                k = _shape_key(p)
-                bound[k] = min(bound.get(k, p.batch_size), p.batch_size)
-    return bound
+                oom[k] = min(oom.get(k, p.batch_size), p.batch_size)
+            elif bool(row["feasible"]) and row["repetitions"] > 0:
+                fits[k] = max(fits.get(k, p.batch_size), p.batch_size)
+    return oom, fits
+
+
+def unmeasured_columns(reason: str) -> dict[str, Any]:
+    """A point left out because a larger batch of its shape fits: feasible, nothing measured."""
+    return {**infeasible_columns(reason), "feasible": True}
 
 
 def _measure_points(
@@ -342,7 +365,8 @@ def _measure_points(
         }
         if not base["gpu_name"]:
             base["gpu_name"] = "none (cpu)" if not plan.device.startswith("cuda") else "unknown"
-        oom_bound = _known_infeasible(journal, ids, plan.points)
+        oom_bound, fits = _known_bounds(journal, ids, plan.points)
+        search = _search_shapes(plan.points, plan.largest_feasible_only)
         t_start = time.perf_counter()
         for n, point in enumerate(todo, start=1):
             row = {**point_identity(plan, point), **base, "point_id": ids[point.key]}
@@ -351,6 +375,13 @@ def _measure_points(
                 row.update(
                     infeasible_columns(
                         f"not attempted: batch {oom_bound[k]} was already out of memory"
+                    )
+                )
+            elif k in search and point.batch_size < fits.get(k, 0):
+                row.update(
+                    unmeasured_columns(
+                        f"not measured: batch {fits[k]} of this shape fits, and only the "
+                        "largest feasible batch is needed"
                     )
                 )
             else:
@@ -364,6 +395,8 @@ def _measure_points(
                     backend.recover()
                     oom_bound[k] = min(oom_bound.get(k, point.batch_size), point.batch_size)
                     row.update(infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}"))
+                if row["feasible"]:
+                    fits[k] = max(fits.get(k, point.batch_size), point.batch_size)
             row["timestamp"] = utc_now()
             journal.record(ids[point.key], row)
             log(_progress(n, len(todo), point, row, time.perf_counter() - t_start))
@@ -384,6 +417,8 @@ def _progress(n: int, total: int, point: PointSpec, row: dict, elapsed_s: float)
     )
     if not row["feasible"]:
         return head + f"infeasible ({row['error']}); eta {eta:.0f} s"
+    if not row["repetitions"]:
+        return head + f"{row['error']}; eta {eta:.0f} s"
     if row["contended"]:
         head += f"CONTENDED by pid {row['foreign_gpu_pids']}, "
     return head + (

@@ -169,11 +169,17 @@ class JobPlan:
     points: tuple[PointSpec, ...]
     mirror: dict[str, str | None] = field(default_factory=dict)
     draft_model: ModelSpec | None = None  # speculative decoding's draft (engine.draft)
+    # Experiment tags whose points need only the largest feasible batch of their shape: the
+    # job tries those batches largest first and leaves the smaller ones unmeasured.
+    largest_feasible_only: tuple[str, ...] = ()
 
     @property
     def config_hash(self) -> str:
         """Hash of everything that determines this job's numbers (not of the whole config file)."""
-        return stable_hash(_plain(self))
+        plain = _plain(self)
+        if not plain["largest_feasible_only"]:  # as before the field existed
+            del plain["largest_feasible_only"]
+        return stable_hash(plain)
 
     @property
     def measurement_hash(self) -> str:
@@ -188,7 +194,11 @@ class JobPlan:
         if plain["engine"]["draft"] is None:
             del plain["engine"]["draft"], plain["engine"]["speculative_tokens"]
         return stable_hash(
-            {k: v for k, v in plain.items() if k not in ("points", "group", "mirror")}
+            {
+                k: v
+                for k, v in plain.items()
+                if k not in ("points", "group", "mirror", "largest_feasible_only")
+            }
         )
 
     def to_json(self) -> str:
@@ -222,6 +232,7 @@ class JobPlan:
             points=points,
             mirror=dict(d.get("mirror", {})),
             draft_model=ModelSpec(**d["draft_model"]) if d.get("draft_model") else None,
+            largest_feasible_only=tuple(d.get("largest_feasible_only", ())),
         )
 
     @classmethod
