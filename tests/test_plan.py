@@ -328,3 +328,28 @@ def test_speculative_decoding_plans_the_engine_with_and_without_its_draft(tiny_c
 def test_speculative_decoding_on_transformers_fails_at_planning(tiny_config):
     with pytest.raises(ConfigError, match="assisted generation serves batch 1 only"):
         _plan(_speculative(tiny_config, engine="pytorch"))
+
+
+def test_a_family_protocol_makes_points_of_their_own_and_leaves_the_others_alone(tiny_config):
+    before = {p.point_id(j.measurement_hash) for j in _plan(tiny_config).values() for p in j.points}
+    sweeps = tiny_config["experiments"]["controlled_sweeps"]
+    tiny_config["experiments"]["engine_optimisations"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "batch_sizes": [1],
+        "input_tokens": sweeps["input_sweep"]["input_tokens"][0],
+        "output_tokens": sweeps["input_sweep"]["output_tokens"][0],
+        "protocol": {"min_repetitions": 1, "measure_prefill": False},
+    }
+    job = _plan(tiny_config)["tiny__pytorch"]
+    own = [p for p in job.points if p.protocol is not None]
+    assert [p.experiments for p in own] == [("engine_optimisations",)]
+    assert own[0].protocol.min_repetitions == 1 and not own[0].protocol.measure_prefill
+    # The top-level protocol fills in what the family leaves out.
+    assert own[0].protocol.min_duration_s == job.protocol.min_duration_s
+    # The same shape under the job's protocol stays a point of its own, with its old id.
+    others = {p.point_id(job.measurement_hash) for p in job.points if p.protocol is None}
+    assert others == before
+    assert own[0].point_id(job.measurement_hash) not in before
+    assert type(job).from_json(job.to_json()) == job

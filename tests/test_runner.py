@@ -291,3 +291,14 @@ def test_atomic_writes_leave_ordinary_permissions(tmp_path):
     for name in ("t.parquet", "t.csv"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.parquet"]
+
+
+def test_a_point_with_its_own_protocol_is_measured_by_it(tiny_config, fake_backend, tmp_path):
+    plan = _plan(tiny_config, batch_sizes=(1,))
+    light = dataclasses.replace(plan.protocol, min_repetitions=1, measure_prefill=False)
+    plan = dataclasses.replace(
+        plan, points=tuple(dataclasses.replace(p, protocol=light) for p in plan.points)
+    )
+    table = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
+    assert (table["repetitions"] == 1).all()
+    assert (table["prefill_repetitions"] == 0).all()

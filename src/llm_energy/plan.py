@@ -214,6 +214,13 @@ def _speculative_jobs(config: dict[str, Any], exp: dict[str, Any]) -> list[tuple
     return jobs
 
 
+def _family_protocol(config: dict[str, Any], exp: dict[str, Any]) -> ProtocolSpec | None:
+    """The family's own measurement windows over the job's protocol, or None for the job's."""
+    if not exp.get("protocol"):
+        return None
+    return ProtocolSpec(**{**config["protocol"], **exp["protocol"]})
+
+
 def _add(bucket: dict[tuple, PointSpec], point: PointSpec) -> None:
     """Add a point to a job's points; a point that another family already asked for is
     measured once and serves both (its tags are joined)."""
@@ -263,11 +270,12 @@ def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
         exp = config["experiments"].get(family, {})
         if not exp.get("enabled", False):
             continue
+        protocol = _family_protocol(config, exp)
         for model, engine in jobs_of(config, exp):
             bucket = points.setdefault((model, engine), {})
             for b in exp["batch_sizes"]:
                 shape = (b, exp["input_tokens"], exp["output_tokens"])
-                _add(bucket, PointSpec(*shape, GREEDY, (tag,)))
+                _add(bucket, PointSpec(*shape, GREEDY, (tag,), protocol=protocol))
     for family, exp in config["experiments"].items():
         if family in DERIVED_FAMILIES:
             continue
@@ -287,10 +295,11 @@ def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
                     f"'{backend}' this release does not provide"
                 )
             _check_engine(config, family, exp, engine)
+            protocol = _family_protocol(config, exp)
             for model in exp["models"]:
                 bucket = points.setdefault((model, engine), {})
                 for p in _points(family, exp, config):
-                    _add(bucket, p)
+                    _add(bucket, dataclasses.replace(p, protocol=protocol))
     return {
         group_id(model, engine): _job(config, model, engine, tuple(bucket.values()))
         for (model, engine), bucket in sorted(points.items())

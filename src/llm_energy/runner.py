@@ -173,7 +173,7 @@ def measure_point(
     pg19: PG19Prompts | None = None,
 ) -> dict[str, Any]:
     """Warm up and measure one point; raises whatever the backend raises (OOM included)."""
-    proto = plan.protocol
+    proto = point.protocol or plan.protocol
     seed = int(stable_hash([proto.seed, point.key], 8), 16)
     extra: dict[str, Any] = {"prompt_id_modulo": 0}
     if point.stream is not None:

@@ -107,12 +107,17 @@ class PointSpec:
     experiments: tuple[str, ...] = ()
     stream: StreamSpec | None = None
     prompts: Prompts = DEFAULT_PROMPTS
+    # A family's own measurement windows (fewer repetitions, no prefill window), else the job's.
+    protocol: ProtocolSpec | None = None
 
     @property
     def key(self) -> tuple[Any, ...]:
         shape = (self.batch_size, self.input_tokens, self.output_tokens, self.decoding.name)
         key = shape if self.stream is None else (*shape, self.stream.label)
-        return key if self.prompts == DEFAULT_PROMPTS else (*key, self.prompts)
+        key = key if self.prompts == DEFAULT_PROMPTS else (*key, self.prompts)
+        if self.protocol is not None:
+            key = (*key, "protocol", stable_hash(dataclasses.asdict(self.protocol), 8))
+        return key
 
     def point_id(self, measurement_hash: str) -> str:
         """Identity of this point under one measurement setup (the resume journal's file name);
@@ -128,6 +133,8 @@ class PointSpec:
         if self.prompts != DEFAULT_PROMPTS:
             ident.append({"prompts": self.prompts})
             prefix += f"_{self.prompts}"
+        if self.protocol is not None:
+            ident.append({"protocol": dataclasses.asdict(self.protocol)})
         return f"{prefix}_{stable_hash(ident, 8)}"
 
 
@@ -215,6 +222,7 @@ class JobPlan:
                 experiments=tuple(p.get("experiments", ())),
                 stream=StreamSpec.from_dict(p["stream"]) if p.get("stream") else None,
                 prompts=p.get("prompts", DEFAULT_PROMPTS),
+                protocol=ProtocolSpec(**p["protocol"]) if p.get("protocol") else None,
             )
             for p in d["points"]
         )
