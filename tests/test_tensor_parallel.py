@@ -104,3 +104,14 @@ def test_two_processes_measure_every_point_once_with_one_row_each(tiny_config, t
     _, log = _measure(jobs["tiny__pytorch-tp2"], tmp_path, "tp2")
     assert "2 already in the journal" in log
     assert json.loads(jobs["tiny__pytorch-tp2"].to_json())["engine"]["tensor_parallel_size"] == 2
+
+
+def test_vllm_options_reach_the_engines_of_several_gpus_only(tiny_config):
+    config = _tp_config(tiny_config, [1, 2])
+    config["engines"]["vllm"] = {"backend": "vllm", "cuda_graphs": True}
+    config["experiments"]["tensor_parallel"]["engines"] = ["pytorch", "vllm"]
+    config["experiments"]["tensor_parallel"]["vllm_options"] = {"disable_custom_all_reduce": True}
+    jobs = plan_study(validate(config))
+    assert jobs["tiny__vllm-tp2"].engine.options == {"disable_custom_all_reduce": True}
+    assert jobs["tiny__vllm"].engine.options == {}
+    assert jobs["tiny__pytorch-tp2"].engine.options == {}

@@ -140,10 +140,17 @@ def test_largest_feasible_batch_per_bin_and_what_bounds_it(tmp_path):
     assert by_shape.loc[(128, 16), "energy_source"] == "measured"
 
 
-def test_two_rows_of_the_same_batch_and_shape_are_refused(tmp_path):
-    rows = [*_pytorch_rows(), _row("pytorch", 4, 32, 8, 5.5, point_id="again")]
-    with pytest.raises(InputError, match="2 rows of batch 4"):
-        largest_batches(_measurements(tmp_path, rows))
+def test_of_two_rows_of_one_batch_and_shape_the_estimates_own_then_the_latest_is_used(tmp_path):
+    later = {"timestamp": "2026-11-28T00:00:00+00:00"}
+    sweep = _row("pytorch", 4, 32, 8, 6.5, point_id="sweep", experiments="output_sweep", **later)
+    again = _row("pytorch", 4, 32, 8, 5.5, point_id="again", **later)
+    chosen = largest_batches(_measurements(tmp_path, [*_pytorch_rows(), sweep]))
+    by_shape = chosen.set_index(["input_tokens", "output_tokens"])
+    assert by_shape.loc[(32, 8), "point_id"] == "pytorch_b4_i32_o8"  # the estimate's own row
+    chosen = largest_batches(_measurements(tmp_path, [*_pytorch_rows(), sweep, again]))
+    by_shape = chosen.set_index(["input_tokens", "output_tokens"])
+    assert by_shape.loc[(32, 8), "point_id"] == "again"  # its own, and the latest
+    assert by_shape.loc[(32, 8), "energy_per_batch_j"] == 5.5
 
 
 # --- N / B arithmetic, provenance, dropped requests ----------------------------------------------
@@ -300,7 +307,8 @@ def test_fig1_marks_an_unmeasured_engine_and_an_incomplete_one(tmp_path):
     fig = fig1_workload_energy(bins, ["pytorch", "vllm", "vllm-eager"])
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "not measured" in texts
-    assert any(t.startswith("incomplete: 28%") for t in "\n".join(texts).split("\n"))
+    assert any(t.startswith("28% of req.") for t in "\n".join(texts).split("\n"))
+    assert "Hatched: incomplete" in " ".join(t.get_text() for t in fig.texts)
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
     labels = [t.get_text() for t in ax.get_xticklabels()]

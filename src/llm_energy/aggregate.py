@@ -53,3 +53,16 @@ def write(table: pd.DataFrame, parquet: Path, csv: Path | None = None) -> None:
     write_parquet_atomic(table, Path(parquet))
     if csv is not None:
         write_csv_atomic(table, csv)
+
+
+def shipped_experiments(paths: Iterable[str | Path], hardware: str) -> set[tuple[str, str]]:
+    """(backend, experiment tag) of every row of ``hardware`` in the shipped tables."""
+    found: set[tuple[str, str]] = set()
+    for path in paths:
+        df = pd.read_parquet(path, columns=["hardware", "backend", "experiments"])
+        df = df[df["hardware"] == hardware]
+        for backend, tags in df[["backend", "experiments"]].drop_duplicates().itertuples(
+            index=False
+        ):
+            found.update((backend, t) for t in str(tags).split("+") if t)
+    return found

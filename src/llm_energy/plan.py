@@ -250,7 +250,10 @@ def _parallel_jobs(config: dict[str, Any], exp: dict[str, Any]) -> list[tuple[st
         for size in exp["sizes"]:
             name = parallel_engine(engine, size)
             if size > 1:
-                config["engines"][name] = {**base, "tensor_parallel_size": size}
+                engine_spec = {**base, "tensor_parallel_size": size}
+                if base["backend"] == "vllm" and exp.get("vllm_options"):
+                    engine_spec["options"] = {**base.get("options", {}), **exp["vllm_options"]}
+                config["engines"][name] = engine_spec
             jobs += [(model, name) for model in exp["models"]]
     return jobs
 

@@ -40,10 +40,20 @@ MissingBins = Literal["error", "incomplete"]
 DOWNLOAD_CACHE = Path("results/data/downloads")
 # Why a bin's batch is the largest: a larger one ran out of memory, or the ladder ends there.
 OUT_OF_MEMORY_ABOVE = "out of memory above"
-LADDER_CAP = "largest batch of the ladder"
+LADDER_CAP = "largest batch measured, none larger out of memory"
 SHAPE = ["input_tokens", "output_tokens"]
 ENGINE = ["hardware", "engine", "model"]
-PROVENANCE = ("point_id", "git_commit", "energy_source", "meter", "weights", "gpu_name", "backend")
+PROVENANCE = (
+    "point_id",
+    "experiments",
+    "timestamp",
+    "git_commit",
+    "energy_source",
+    "meter",
+    "weights",
+    "gpu_name",
+    "backend",
+)
 TRACE_COUNTS = ("requests_in_trace", "dropped_input", "dropped_output", "dropped_total")
 
 
@@ -101,6 +111,20 @@ CHOICE_COLUMNS = (
 )
 
 
+def _preferred(rows: pd.DataFrame) -> pd.Series:
+    """One of several measurements of the same batch at one shape (another family, another
+    session): the workload estimate's own, else the latest."""
+    own = rows["experiments"].astype(str).str.split("+").map(lambda t: "workload_estimates" in t)
+    order = pd.DataFrame({"own": own.to_numpy(), "when": _timestamps(rows)}, index=rows.index)
+    return rows.loc[order.sort_values(["own", "when"], kind="stable").index[-1]]
+
+
+def _timestamps(rows: pd.DataFrame) -> list[str]:
+    if "timestamp" not in rows.columns:
+        return [""] * len(rows)
+    return [str(t) if pd.notna(t) else "" for t in rows["timestamp"]]
+
+
 def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
     """The largest feasible batch with a measured energy among the rows of one shape."""
     feasible = rows["feasible"].astype(bool)
@@ -118,14 +142,7 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
         )
         return choice
     best = int(usable["batch_size"].max())
-    at_best = usable[usable["batch_size"] == best]
-    if len(at_best) > 1:
-        ids = ", ".join(str(p) for p in at_best.get("point_id", pd.Series(dtype=str)))
-        raise InputError(
-            f"measurements hold {len(at_best)} rows of batch {best} at one shape "
-            f"({ids}); aggregate one measurement table per hardware label"
-        )
-    row = at_best.iloc[0]
+    row = _preferred(usable[usable["batch_size"] == best])
     above = rows[~feasible & (rows["batch_size"] > best)]
     choice.update(
         batch_size=best,

@@ -103,24 +103,42 @@ def gpus_for(wildcards):
     return plan.engine.tensor_parallel_size if plan.device.startswith("cuda") else 0
 
 
+def shipped_tags():
+    """(backend, experiment tag) of the shipped rows of this hardware label, or None when
+    the pipeline measures: with shipped_measurements, only what the rows can draw is built."""
+    if not config["shipped_measurements"]:
+        return None
+    from llm_energy.aggregate import shipped_experiments
+
+    return shipped_experiments(measurement_tables(), HARDWARE)
+
+
+SHIPPED = shipped_tags()
+
+
+def _tagged(backend, test):
+    """Whether a job of ``backend`` (any when None) plans a point with a tag passing ``test``,
+    and, when figures are drawn from shipped rows, such a row is shipped."""
+    planned = any(
+        (backend is None or job.engine.backend == backend)
+        and any(test(t) for p in job.points for t in p.experiments)
+        for job in JOBS.values()
+    )
+    if not planned or SHIPPED is None:
+        return planned
+    return any((backend is None or b == backend) and test(t) for b, t in SHIPPED)
+
+
 def has_experiment(tag):
-    return any(tag in p.experiments for job in JOBS.values() for p in job.points)
+    return _tagged(None, lambda t: t == tag)
 
 
 def has_task_points(backend=None):
-    return any(
-        (backend is None or job.engine.backend == backend)
-        and any("classical_tasks" in p.experiments for p in job.points)
-        for job in JOBS.values()
-    )
+    return _tagged(backend, lambda t: t == "classical_tasks")
 
 
 def has_backend_sweep(backend):
-    return any(
-        job.engine.backend == backend
-        and any("_sweep" in t for p in job.points for t in p.experiments)
-        for job in JOBS.values()
-    )
+    return _tagged(backend, lambda t: "_sweep" in t)
 
 
 FIG_FORMAT = config["figures"]["format"]
@@ -194,7 +212,7 @@ def final_targets():
                 f"results/figures/{HARDWARE}/fig12_classical_tasks_vllm.{FIG_FORMAT}",
                 f"results/tables/{HARDWARE}/classical_tasks_vllm.csv",
             ]
-    if config["experiments"]["workload_estimates"]["enabled"]:
+    if has_experiment("workload_estimates"):
         targets += [
             f"results/tables/{HARDWARE}/table4_energy_over_ideal.csv",
             f"results/figures/{HARDWARE}/fig1_workload_energy.{FIG_FORMAT}",

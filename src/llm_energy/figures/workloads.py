@@ -75,8 +75,14 @@ def _note(bins: pd.DataFrame, totals: pd.DataFrame) -> str:
         f"{uniq(measured, 'energy_source')}); "
         f"ideal baselines from the {uniq(bins, 'ideal_gpu')} datasheet (estimates). "
         f"Requests dropped above the largest bins: {dropped}. "
-        f"Bins whose batch is the ladder's largest (larger batches may fit): "
-        f"{int(totals['bins_at_ladder_cap'].sum())}"
+        f"Bins at the largest batch measured, none larger out of memory: "
+        f"{int(totals['bins_at_ladder_cap'].sum())}."
+        + (
+            "\nHatched: incomplete, the total of the bins measured so far, with the share of "
+            "requests they hold and the excess over the same bins' ideal (sparse FLOPs)."
+            if not totals["complete"].astype(bool).all()
+            else ""
+        )
     )
 
 
@@ -94,10 +100,7 @@ def _panel_bars(
         note = ""
         if not bool(total["complete"]):
             over = total["energy_j"] / total["ideal_flops_sparse_j"] - 1.0
-            note = (
-                f"incomplete: {total['requests_covered_fraction']:.0%}\nof requests, "
-                f"{over:+.0%} over\nthose bins' ideal"
-            )
+            note = f"{total['requests_covered_fraction']:.0%} of req.\n{over:+.0%}"
         bars.append((float(total["energy_j"]) / J_PER_KWH, note))
     for column, _ in IDEALS:
         value = float(ideal[column].iloc[0]) / J_PER_KWH if len(ideal) else np.nan
@@ -113,7 +116,7 @@ def _draw_panel(
     ax.set_yscale("log")
     positive = values[np.isfinite(values) & (values > 0)]
     floor = positive.min() / 3 if positive.size else 1e-6
-    ax.set_ylim(floor, positive.max() * 4 if positive.size else 1.0)
+    ax.set_ylim(floor, positive.max() * 6 if positive.size else 1.0)
     for i, (bar, (value, note)) in enumerate(zip(drawn, bars, strict=True)):
         if not np.isfinite(value) or value <= 0:
             bar.set_visible(False)
