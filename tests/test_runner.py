@@ -302,3 +302,17 @@ def test_a_point_with_its_own_protocol_is_measured_by_it(tiny_config, fake_backe
     table = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
     assert (table["repetitions"] == 1).all()
     assert (table["prefill_repetitions"] == 0).all()
+
+
+def test_a_journal_seeded_from_a_table_measured_elsewhere_measures_only_the_rest(
+    tiny_config, fake_backend, tmp_path
+):
+    small = _plan(tiny_config, batch_sizes=(1,))
+    table = runner.run_job(small, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
+    big = _plan(tiny_config, batch_sizes=(1, 2))
+    journal = tmp_path / "b"
+    assert runner.seed_journal(big, [tmp_path / "a.parquet"], journal) == len(table)
+    assert runner.seed_journal(big, [tmp_path / "a.parquet"], journal) == 0  # kept, not redone
+    fake_backend.calls = []
+    runner.run_job(big, tmp_path / "b.parquet", journal, log=lambda m: None)
+    assert {b for b, _ in fake_backend.calls} == {2}

@@ -61,8 +61,8 @@ def shipped_experiments(paths: Iterable[str | Path], hardware: str) -> set[tuple
     for path in paths:
         df = pd.read_parquet(path, columns=["hardware", "backend", "experiments"])
         df = df[df["hardware"] == hardware]
-        for backend, tags in df[["backend", "experiments"]].drop_duplicates().itertuples(
-            index=False
+        for backend, tags in (
+            df[["backend", "experiments"]].drop_duplicates().itertuples(index=False)
         ):
             found.update((backend, t) for t in str(tags).split("+") if t)
     return found

@@ -9,24 +9,33 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_energy.errors import LlmEnergyError
+
+if TYPE_CHECKING:
+    from llm_energy.spec import JobPlan
 
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _read_plan(path: Path) -> JobPlan:
+    from llm_energy.spec import JobPlan
+
+    try:
+        return JobPlan.from_json(path.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LlmEnergyError(f"cannot read plan {path}: {exc}") from exc
+
+
 def cmd_measure(args: argparse.Namespace) -> None:
     from llm_energy.backends import tensor_parallel
     from llm_energy.runner import run_job
-    from llm_energy.spec import JobPlan
 
     plan_path = Path(args.plan)
-    try:
-        plan = JobPlan.from_json(plan_path.read_text())
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LlmEnergyError(f"cannot read plan {plan_path}: {exc}") from exc
+    plan = _read_plan(plan_path)
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
     paths = (plan_path, args.out, journal, args.traces, args.task_lengths, args.pg19)
     if tensor_parallel.needs_launch(plan):
@@ -56,6 +65,14 @@ def cmd_measure(args: argparse.Namespace) -> None:
     finally:
         if tensor_parallel.needs_launch(plan):
             tensor_parallel.release_followers(plan)
+
+
+def cmd_seed_journal(args: argparse.Namespace) -> None:
+    from llm_energy.runner import seed_journal
+
+    plan = _read_plan(Path(args.plan))
+    copied = seed_journal(plan, [Path(t) for t in args.tables], Path(args.journal))
+    _log(f"job {plan.group}: {copied} measured points copied into the journal {args.journal}")
 
 
 def _load(config_files: list[str]) -> dict:
@@ -355,6 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="prepared PG-19 token ids that pg19 prompts are cut from",
     )
     m.set_defaults(func=cmd_measure)
+
+    sj = sub.add_parser(
+        "seed-journal",
+        help="copy rows measured elsewhere (e.g. resources/measurements/) into a job's journal",
+    )
+    sj.add_argument("--plan", required=True, help="job plan JSON (results/plans/...)")
+    sj.add_argument("--journal", required=True, help="the job's journal folder")
+    sj.add_argument("tables", nargs="+", help="job tables whose points of this plan to copy")
+    sj.set_defaults(func=cmd_seed_journal)
 
     v = sub.add_parser("validate-config", help="validate config files and count the jobs")
     v.add_argument("configfile", nargs="+")

@@ -290,6 +290,25 @@ def run_job(
     return table
 
 
+def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> int:
+    """Copy into the job's journal the rows of ``tables`` (job tables measured elsewhere, such
+    as the shipped ones) that are points of ``plan`` under the same measurement setup, so that
+    the job measures only the rest. Points already in the journal are kept. Returns how many
+    rows were copied."""
+    journal = Journal(journal_dir)
+    wanted = {p.point_id(plan.measurement_hash) for p in plan.points}
+    copied = 0
+    for path in tables:
+        table = pd.read_parquet(path)
+        if "point_id" not in table.columns:
+            continue
+        for _, row in table[table["point_id"].isin(wanted)].iterrows():
+            if not journal.has(row["point_id"]):
+                journal.record(row["point_id"], row.to_dict())
+                copied += 1
+    return copied
+
+
 def _known_bounds(journal: Journal, ids: dict, points: Sequence[PointSpec]) -> tuple[dict, dict]:
     """Per shape, among points already in the journal: the smallest out-of-memory batch, and
     the largest batch measured feasible."""
