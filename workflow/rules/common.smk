@@ -60,6 +60,24 @@ def measurement_tables(wildcards=None):
     )
 
 
+def seed_command(wildcards):
+    """With resume_from_shipped, the command that seeds the job's journal from the shipped
+    tables before it measures (an empty string otherwise)."""
+    if not config["resume_from_shipped"]:
+        return ""
+    tables = sorted(
+        Path(workflow.basedir, "resources/measurements", wildcards.hardware).glob("*.parquet")
+    )
+    if not tables:
+        return ""
+    return (
+        f"{CLI} seed-journal --plan results/plans/{wildcards.hardware}/{wildcards.group}.json "
+        f"--journal results/journal/{wildcards.hardware}/{wildcards.group} "
+        + " ".join(shlex.quote(str(t)) for t in tables)
+        + f" > logs/measure/{wildcards.hardware}/{wildcards.group}.seed.log 2>&1 && "
+    )
+
+
 def backend_of(wildcards):
     return JOBS[wildcards.group].engine.backend
 

@@ -32,7 +32,9 @@ rule measure:
     params:
         cli=measure_cli,
         journal="results/journal/{hardware}/{group}",
+        seed=seed_command,
     shell:
+        "{params.seed}"
         "{params.cli} measure --plan {input.plan} --out {output} --journal {params.journal} "
         "--traces results/data/traces --task-lengths results/data/task_lengths "
         "--pg19 results/data/pg19/llama3_tokens.parquet > {log} 2>&1"
