@@ -115,3 +115,37 @@ def test_vllm_options_reach_the_engines_of_several_gpus_only(tiny_config):
     assert jobs["tiny__vllm-tp2"].engine.options == {"disable_custom_all_reduce": True}
     assert jobs["tiny__vllm"].engine.options == {}
     assert jobs["tiny__pytorch-tp2"].engine.options == {}
+
+
+@pytest.mark.integration
+def test_the_workflow_measures_two_process_jobs_and_draws_fig6(tmp_path):
+    import yaml
+    from _pipeline import copy_pipeline, run_snakemake
+
+    work = copy_pipeline(tmp_path)
+    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    # CodeCarbon's process mode would count rank 0's process only; the machine mode counts
+    # every rank of a job running on the CPU.
+    config["meter"]["codecarbon"]["tracking_mode"] = "machine"
+    config["experiments"] = {
+        "tensor_parallel": {
+            "enabled": True,
+            "models": ["tiny-llama"],
+            "engines": ["pytorch"],
+            "sizes": [1, 2],
+            "batch_sizes": [1, 4],
+            "input_tokens": 32,
+            "output_tokens": 8,
+        }
+    }
+    (work / "config/tp.yaml").write_text(yaml.safe_dump(config))
+    args = ("--cores", "2", "--configfile", "config/tp.yaml")
+    result = run_snakemake(work, *args, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (work / "results/figures/cpu/fig6_tensor_parallel.png").stat().st_size > 20_000
+    table = pd.read_csv(work / "results/tables/cpu/tensor_parallel.csv")
+    assert sorted(table["tensor_parallel_size"]) == [1, 1, 2, 2]
+    two = table[table["tensor_parallel_size"] == 2]
+    assert two["energy_change_pct"].notna().all() and two["latency_change_pct"].notna().all()
+    log = (work / "logs/measure/cpu/tiny-llama__pytorch-tp2.log").read_text()
+    assert "tensor parallel over 2 processes" in log

@@ -66,7 +66,9 @@ def seed_command(wildcards):
     if not config["resume_from_shipped"]:
         return ""
     tables = sorted(
-        Path(workflow.basedir, "resources/measurements", wildcards.hardware).glob("*.parquet")
+        Path(workflow.basedir, "resources/measurements", wildcards.hardware).glob(
+            "*.parquet"
+        )
     )
     if not tables:
         return ""
@@ -123,7 +125,8 @@ def gpus_for(wildcards):
 
 def shipped_tags():
     """(backend, experiment tag) of the shipped rows of this hardware label, or None when
-    the pipeline measures: with shipped_measurements, only what the rows can draw is built."""
+    the pipeline measures: with shipped_measurements, only what the rows can draw is built.
+    """
     if not config["shipped_measurements"]:
         return None
     from llm_energy.aggregate import shipped_experiments
