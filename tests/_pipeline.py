@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -33,3 +34,10 @@ def run_snakemake(
         timeout=timeout,
         env=env,
     )
+
+
+def measure_command(plan_file: Path, out: Path, journal: Path) -> tuple[list[str], dict[str, str]]:
+    """``llm-energy measure`` of one job plan, and the environment that finds this package."""
+    cmd = [sys.executable, "-m", "llm_energy", "measure", "--plan", str(plan_file)]
+    cmd += ["--out", str(out), "--journal", str(journal)]
+    return cmd, {**os.environ, "PYTHONPATH": str(ROOT / "src")}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
 import pytest
+from _pipeline import measure_command
 
 from llm_energy.config import validate
 from llm_energy.plan import plan_study
@@ -24,19 +23,7 @@ def test_killed_job_resumes_and_measures_each_point_once(tiny_config, root, tmp_
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(plan.to_json())
     out, journal = tmp_path / "out.parquet", tmp_path / "journal"
-    cmd = [
-        sys.executable,
-        "-m",
-        "llm_energy",
-        "measure",
-        "--plan",
-        str(plan_file),
-        "--out",
-        str(out),
-        "--journal",
-        str(journal),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    cmd, env = measure_command(plan_file, out, journal)
 
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

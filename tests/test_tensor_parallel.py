@@ -4,13 +4,12 @@ processes under torchrun on the CPU (gloo), through the real ``llm-energy measur
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from _pipeline import copy_pipeline, measure_command, run_snakemake
 
 from llm_energy.config import validate
 from llm_energy.errors import ConfigError
@@ -66,24 +65,7 @@ def _measure(plan, tmp_path: Path, name: str) -> tuple[pd.DataFrame, str]:
     plan_file = tmp_path / f"{name}.json"
     plan_file.write_text(plan.to_json())
     out = tmp_path / f"{name}.parquet"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    empty = tmp_path / "none"
-    cmd = [
-        sys.executable,
-        "-m",
-        "llm_energy",
-        "measure",
-        "--plan",
-        str(plan_file),
-        "--out",
-        str(out),
-        "--traces",
-        str(empty),
-        "--task-lengths",
-        str(empty),
-        "--pg19",
-        str(empty / "pg19.npy"),
-    ]
+    cmd, env = measure_command(plan_file, out, tmp_path / f"{name}.journal")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return pd.read_parquet(out), done.stdout
@@ -120,7 +102,6 @@ def test_vllm_options_reach_the_engines_of_several_gpus_only(tiny_config):
 @pytest.mark.integration
 def test_the_workflow_measures_two_process_jobs_and_draws_fig6(tmp_path):
     import yaml
-    from _pipeline import copy_pipeline, run_snakemake
 
     work = copy_pipeline(tmp_path)
     config = yaml.safe_load((work / "config/smoke.yaml").read_text())

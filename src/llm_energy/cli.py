@@ -38,6 +38,10 @@ def cmd_measure(args: argparse.Namespace) -> None:
     plan = _read_plan(plan_path)
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
     paths = (plan_path, args.out, journal, args.traces, args.task_lengths, args.pg19)
+    if plan.device.startswith("cuda") and not tensor_parallel.launched():
+        from llm_energy.gpus import choose_gpus
+
+        choose_gpus(plan.engine.tensor_parallel_size, _log)
     if tensor_parallel.needs_launch(plan):
         if not tensor_parallel.launched():
             processes = plan.engine.tensor_parallel_size
