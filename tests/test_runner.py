@@ -151,7 +151,9 @@ def test_journal_points_are_not_measured_again(tiny_config, fake_backend, tmp_pa
     assert fake_backend.calls == ["sentinel"]
 
 
-def test_other_errors_stop_the_job_but_keep_finished_points(tiny_config, fake_backend, tmp_path):
+def test_other_errors_stop_the_job_but_keep_finished_points(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
     plan = _plan(tiny_config)
 
     def broken(self, prepared, output_tokens, decoding):
@@ -159,12 +161,9 @@ def test_other_errors_stop_the_job_but_keep_finished_points(tiny_config, fake_ba
             raise ValueError("bad input")
         return prepared * output_tokens
 
-    fake_backend.generate = broken
-    try:
-        with pytest.raises(ValueError, match="bad input"):
-            runner.run_job(plan, tmp_path / "o.parquet", tmp_path / "j", log=lambda m: None)
-    finally:
-        del fake_backend.generate
+    monkeypatch.setattr(fake_backend, "generate", broken)
+    with pytest.raises(ValueError, match="bad input"):
+        runner.run_job(plan, tmp_path / "o.parquet", tmp_path / "j", log=lambda m: None)
     kept = pd.concat(pd.read_parquet(p) for p in (tmp_path / "j").iterdir())
     assert (kept["batch_size"] == 1).all() and len(kept) >= 1
     assert not (tmp_path / "o.parquet").exists()
