@@ -10,38 +10,38 @@ import pytest
 from llm_energy import gpus
 from llm_energy.errors import MeterUnavailableError
 
+PROBE = (
+    "import sys; from pathlib import Path; from llm_energy import gpus; "
+    "from llm_energy.errors import MeterUnavailableError\n"
+    "try:\n    print(gpus.claim(1, 4, Path(sys.argv[1]), poll_s=0.05, timeout_s=0.3))\n"
+    "except MeterUnavailableError as exc:\n    print('busy', exc)"
+)
+
+
+def _claim_elsewhere(lock_dir) -> str:
+    """What another process gets when it claims one of the 4 GPUs: '[i]' or 'busy ...'."""
+    env = {"PYTHONPATH": str(gpus.__file__).rsplit("/llm_energy/", 1)[0]}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(lock_dir)],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-1]
+
 
 def test_jobs_claim_different_gpus_and_a_finished_job_frees_its_own(tmp_path):
     first = gpus.claim(2, 4, tmp_path, log=lambda m: None)
     second = gpus.claim(2, 4, tmp_path, log=lambda m: None)
     assert sorted(first + second) == [0, 1, 2, 3]
     # Another process finds every GPU taken until these locks are released.
-    probe = (
-        "import sys; from pathlib import Path; from llm_energy import gpus; "
-        "from llm_energy.errors import MeterUnavailableError\n"
-        "try:\n    print(gpus.claim(1, 4, Path(sys.argv[1]), poll_s=0.05, timeout_s=0.3))\n"
-        "except MeterUnavailableError as exc:\n    print('busy', exc)"
-    )
-    env = {"PYTHONPATH": str(gpus.__file__).rsplit("/llm_energy/", 1)[0]}
-    busy = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=60,
-    )
-    assert busy.stdout.splitlines()[-1].startswith("busy"), busy.stdout + busy.stderr
+    assert _claim_elsewhere(tmp_path).startswith("busy")
     for handle in gpus._HELD[-2:]:
         handle.close()
     del gpus._HELD[-2:]
-    free = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=60,
-    )
-    assert free.stdout.splitlines()[-1] in {f"[{i}]" for i in second}, free.stdout + free.stderr
+    assert _claim_elsewhere(tmp_path) in {f"[{i}]" for i in second}
     for handle in gpus._HELD:
         handle.close()
     gpus._HELD.clear()
