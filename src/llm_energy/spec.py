@@ -183,10 +183,7 @@ class JobPlan:
     @property
     def config_hash(self) -> str:
         """Hash of everything that determines this job's numbers (not of the whole config file)."""
-        plain = _plain(self)
-        if not plain["largest_feasible_only"]:  # as before the field existed
-            del plain["largest_feasible_only"]
-        return stable_hash(plain)
+        return stable_hash(_plain(self))
 
     @property
     def measurement_hash(self) -> str:

@@ -42,12 +42,15 @@ def job_plan_json(wildcards):
     return JOBS[wildcards.group].to_json()
 
 
+def shipped_tables(hardware):
+    """The job tables shipped with the pipeline for one hardware label."""
+    return sorted(Path(workflow.basedir, "resources/measurements", hardware).glob("*.parquet"))
+
+
 def measurement_tables(wildcards=None):
     """The job tables to aggregate: measured by this run, or shipped with the pipeline."""
     if config["shipped_measurements"]:
-        shipped = sorted(
-            Path(workflow.basedir, "resources/measurements", HARDWARE).glob("*.parquet")
-        )
+        shipped = shipped_tables(HARDWARE)
         if not shipped:
             raise WorkflowError(
                 f"shipped_measurements: no tables in resources/measurements/{HARDWARE}/"
@@ -65,11 +68,7 @@ def seed_command(wildcards):
     tables before it measures (an empty string otherwise)."""
     if not config["resume_from_shipped"]:
         return ""
-    tables = sorted(
-        Path(workflow.basedir, "resources/measurements", wildcards.hardware).glob(
-            "*.parquet"
-        )
-    )
+    tables = shipped_tables(wildcards.hardware)
     if not tables:
         return ""
     return (
