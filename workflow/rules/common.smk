@@ -44,7 +44,9 @@ def job_plan_json(wildcards):
 
 def shipped_tables(hardware):
     """The job tables shipped with the pipeline for one hardware label."""
-    return sorted(Path(workflow.basedir, "resources/measurements", hardware).glob("*.parquet"))
+    return sorted(
+        Path(workflow.basedir, "resources/measurements", hardware).glob("*.parquet")
+    )
 
 
 def measurement_tables(wildcards=None):
