@@ -158,3 +158,30 @@ def test_fig3_and_fig4_draw_one_line_per_strategy_and_model():
     assert list(table["model"].unique()) == ["olmo-1b", "olmoe-1b-7b"]
     with pytest.raises(ValueError, match="architectures"):
         TABLES["architectures"](decoding)
+
+
+def test_fig3_names_each_speculative_bound_and_keeps_its_acceptance_rate():
+    vllm = {"backend": "vllm", "engine": "vllm", "cuda_graphs": True, "torch_compile": False}
+    rows = [_row(b, 512, 64, "speculative", energy_per_request_j=b, **vllm) for b in (1, 8)]
+    for acceptance, rate in (("measured", 0.01), ("forced", 1.0)):
+        rows += [
+            _row(
+                b,
+                512,
+                64,
+                "speculative",
+                energy_per_request_j=b,
+                speculative_model="draft",
+                speculative_tokens=4,
+                speculative_acceptance=acceptance,
+                spec_acceptance_rate=rate,
+                **{**vllm, "engine": f"vllm-spec-{acceptance}"},
+            )
+            for b in (1, 8)
+        ]
+    table = TABLES["decoding"](pd.DataFrame(rows))
+    rates = table.groupby("decoding")["spec_acceptance_rate"].first()
+    assert rates["speculative, draft draft, k=4"] == 0.01
+    assert rates["speculative, draft draft, k=4, all accepted (forced)"] == 1.0
+    fig3 = FIGURES["fig3"](pd.DataFrame(rows))
+    assert len(fig3.axes[0].get_lines()) == 3

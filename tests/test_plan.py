@@ -325,6 +325,34 @@ def test_speculative_decoding_plans_the_engine_with_and_without_its_draft(tiny_c
     assert spec.measurement_hash != plain.measurement_hash
 
 
+def test_forced_acceptance_plans_a_third_engine_whose_hash_is_its_own(tiny_config):
+    config = _speculative(tiny_config)
+    config["experiments"]["speculative_decoding"]["acceptance"] = ["measured", "forced"]
+    jobs = _plan(config)
+    assert sorted(jobs) == [
+        "tiny__vllm",
+        "tiny__vllm-spec-draft-k3",
+        "tiny__vllm-spec-draft-k3-forced",
+    ]
+    measured, forced = jobs["tiny__vllm-spec-draft-k3"], jobs["tiny__vllm-spec-draft-k3-forced"]
+    assert forced.engine.forced_acceptance and not measured.engine.forced_acceptance
+    assert forced.measurement_hash != measured.measurement_hash
+    assert JobPlan.from_json(forced.to_json()) == forced
+    # the measured engine's identity is the one it had before forced acceptance existed
+    assert (
+        measured.measurement_hash
+        == _plan(_speculative(tiny_config))[measured.group].measurement_hash
+    )
+
+
+def test_forced_acceptance_refuses_pretrained_weights(tiny_config):
+    config = _speculative(tiny_config)
+    config["models"]["draft"]["weights"] = "pretrained"
+    config["experiments"]["speculative_decoding"]["acceptance"] = ["forced"]
+    with pytest.raises(ConfigError, match="the draft 'draft' has pretrained weights"):
+        _plan(config)
+
+
 def test_speculative_decoding_on_transformers_fails_at_planning(tiny_config):
     with pytest.raises(ConfigError, match="assisted generation serves batch 1 only"):
         _plan(_speculative(tiny_config, engine="pytorch"))

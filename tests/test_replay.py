@@ -135,3 +135,33 @@ def test_replay_measures_the_same_requests_the_estimate_counts(tiny_config, tmp_
     assert comparison["missing_bins"].iloc[0] == ""
     # Meter 'none' measures time only: energies are NaN, and every bin was measured.
     assert math.isnan(comparison["measured_j"].iloc[0])
+
+
+def test_sampled_bins_only_plans_the_bins_the_measured_sample_falls_in(tiny_config, tmp_path):
+    from llm_energy.traces import TRACES, load_trace
+
+    mirror = tmp_path / "mirror"
+    csv = mirror / TRACES["azure_code"].mirror_path
+    csv.parent.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "TIMESTAMP": [f"2023-11-16 18:15:{s:02d}.0000000" for s in range(9)],
+            "ContextTokens": [10, 12, 40, 60, 15, 50, 300, 20, 70],
+            "GeneratedTokens": [3, 8, 2, 7, 4, 8, 2, 90, 0],
+        }
+    ).to_csv(csv, index=False)
+    config = _replay_config(tiny_config)
+    config["mirror"] = {"data": str(mirror)}
+    config["experiments"]["trace_replay"].update(requests=3, sampled_bins_only=True)
+    job = plan_study(validate(config))["tiny__pytorch"]
+    planned = {(p.input_tokens, p.output_tokens) for p in job.points if p.stream is None}
+    assert planned < {(16, 4), (16, 8), (64, 4), (64, 8)}
+
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    load_trace("azure_code", csv).to_parquet(traces / "azure_code.parquet")
+    table = run_job(job, tmp_path / "out.parquet", tmp_path / "journal", traces_dir=traces)
+    stream = table[table["serving"] == "offline"].iloc[0]
+    sampled = {tuple(int(x) for x in k.split("x")) for k in json.loads(stream["stream_bins"])}
+    assert sampled == planned
+    assert replay_comparison(table)["missing_bins"].iloc[0] == ""

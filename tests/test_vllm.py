@@ -171,6 +171,70 @@ def test_a_vllm_job_over_two_cpu_workers_measures_every_point(tmp_path, vllm_pyt
     assert (table["generated_tokens"] == table["batch_size"] * 4).all()
 
 
+def test_forced_acceptance_makes_the_target_accept_every_draft_token(tmp_path, vllm_python):
+    """A narrower one-layer draft with tied embeddings (as Llama-3.2-1B's) for the two-layer
+    model: with random weights most of its drafts are rejected; forced, all are accepted."""
+    from llm_energy.config import validate
+    from llm_energy.plan import plan_study
+
+    draft = json.loads((TINY / "config.json").read_text())
+    draft.update(
+        num_hidden_layers=1,
+        hidden_size=64,
+        intermediate_size=172,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=True,
+    )
+    (tmp_path / "draft").mkdir()
+    (tmp_path / "draft" / "config.json").write_text(json.dumps(draft))
+    config = {
+        "hardware": "cpu",
+        "device": "cpu",
+        "dtype": "float32",
+        "meter": {"primary": "none"},
+        "protocol": {"min_duration_s": 0.0, "min_repetitions": 1, "idle_duration_s": 0.0},
+        "models": {
+            "tiny": {"hub_id": "local/tiny", "config": str(TINY)},
+            "draft": {"hub_id": "local/draft", "config": str(tmp_path / "draft")},
+        },
+        "engines": {"vllm": {"backend": "vllm", "cuda_graphs": False}},
+        "experiments": {
+            "speculative_decoding": {
+                "enabled": True,
+                "engines": ["vllm"],
+                "pairs": [{"target": "tiny", "draft": "draft", "speculative_tokens": 4}],
+                "acceptance": ["measured", "forced"],
+                "batch_sizes": [1, 4],
+                "input_tokens": 16,
+                "output_tokens": 41,
+            }
+        },
+    }
+    rates = {}
+    for group, job in plan_study(validate(config)).items():
+        if job.engine.draft is None:
+            continue
+        plan_file = tmp_path / f"{group}.json"
+        plan_file.write_text(job.to_json())
+        out = tmp_path / f"{group}.parquet"
+        cmd, _ = measure_command(plan_file, out, tmp_path / "journal" / group)
+        cmd[0] = vllm_python
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_vllm_env())
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        table = pd.read_parquet(out)
+        assert (
+            table["feasible"].all()
+            and (table["generated_tokens"] == table["batch_size"] * 41).all()
+        )
+        rates[job.engine.forced_acceptance] = table.set_index("batch_size")["spec_acceptance_rate"]
+        acceptance = table["speculative_acceptance"].unique().tolist()
+        assert acceptance == ["forced" if job.engine.forced_acceptance else "measured"]
+    # 41 tokens: the prefill's token, then 8 steps of 4 accepted drafts and the target's own.
+    assert rates[True].eq(1.0).all(), rates[True]
+    assert rates[False].lt(0.5).all(), rates[False]
+
+
 @pytest.fixture(scope="module")
 def vllm_workflow(tmp_path_factory, vllm_python) -> tuple[Path, subprocess.CompletedProcess]:
     """config/smoke_vllm.yaml through Snakemake, with the vLLM jobs in the vLLM environment

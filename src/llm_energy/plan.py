@@ -99,10 +99,13 @@ def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterato
         ib, ob = tuple(sorted(traces["input_bins"])), tuple(sorted(traces["output_bins"]))
         stream = StreamSpec(exp["trace"], exp["requests"], "offline", True, ib, ob)
         for b in batch_sizes:
-            yield PointSpec(b, ib[-1], ob[-1], GREEDY, ("trace_replay",), stream)
-            for i in ib:
-                for o in ob:
-                    yield PointSpec(b, i, o, GREEDY, ("trace_replay",))
+            replay = PointSpec(b, ib[-1], ob[-1], GREEDY, ("trace_replay",), stream)
+            yield replay
+            shapes = [(i, o) for i in ib for o in ob]
+            if exp.get("sampled_bins_only", False):
+                shapes = _sampled_bins(replay, config, exp)
+            for i, o in shapes:
+                yield PointSpec(b, i, o, GREEDY, ("trace_replay",))
     elif family == "decoding_strategies":
         for name in exp["strategies"]:
             d = DecodingSpec(name=name, **config["decoding"][name])
@@ -137,6 +140,21 @@ def _workload_bins(exp: dict[str, Any], config: dict[str, Any]) -> list[tuple[in
         traces["traces"], traces["input_bins"], traces["output_bins"], config["mirror"]["data"]
     )
     return [shape for shape in grid if shape in occupied]
+
+
+def _sampled_bins(replay: PointSpec, config: dict[str, Any], exp: dict[str, Any]) -> list:
+    """(input bin, output bin) shapes that the replay's sample of requests falls in: the same
+    seeded draw as the measurement's, from the trace read at planning."""
+    from llm_energy.traces import load_trace, trace_path
+    from llm_energy.workload_energy import DOWNLOAD_CACHE
+    from llm_energy.workloads import bin_groups, draw_lengths, servable
+
+    assert replay.stream is not None
+    name = replay.stream.trace
+    trace = servable(load_trace(name, trace_path(name, config["mirror"]["data"], DOWNLOAD_CACHE)))
+    seed = (_family_protocol(config, exp) or ProtocolSpec(**config["protocol"])).seed
+    lengths, _ = draw_lengths(trace, replay, seed)
+    return list(bin_groups(lengths, replay.stream.input_bins, replay.stream.output_bins))
 
 
 def resolve_meter(name: str, device: str) -> str:
@@ -190,8 +208,8 @@ def pg19_tokens(jobs: dict[str, JobPlan]) -> tuple[int, int]:
     return most, least
 
 
-def speculative_engine(engine: str, draft: str, tokens: int) -> str:
-    return f"{engine}-spec-{draft}-k{tokens}"
+def speculative_engine(engine: str, draft: str, tokens: int, forced: bool = False) -> str:
+    return f"{engine}-spec-{draft}-k{tokens}" + ("-forced" if forced else "")
 
 
 def _speculative_jobs(config: dict[str, Any], exp: dict[str, Any]) -> list[tuple[str, str]]:
@@ -208,10 +226,32 @@ def _speculative_jobs(config: dict[str, Any], exp: dict[str, Any]) -> list[tuple
                     "study's batch sweep runs on vLLM"
                 )
             k = pair["speculative_tokens"]
-            name = speculative_engine(engine, pair["draft"], k)
-            config["engines"][name] = {**base, "draft": pair["draft"], "speculative_tokens": k}
-            jobs += [(pair["target"], engine), (pair["target"], name)]
+            jobs.append((pair["target"], engine))
+            for acceptance in exp["acceptance"]:
+                forced = acceptance == "forced"
+                if forced:
+                    _check_forced_acceptance(config, pair)
+                name = speculative_engine(engine, pair["draft"], k, forced)
+                config["engines"][name] = {
+                    **base,
+                    "draft": pair["draft"],
+                    "speculative_tokens": k,
+                    "forced_acceptance": forced,
+                }
+                jobs.append((pair["target"], name))
     return jobs
+
+
+def _check_forced_acceptance(config: dict[str, Any], pair: dict[str, Any]) -> None:
+    """Forcing acceptance overwrites weights, which only random weights may be."""
+    for role in ("target", "draft"):
+        model = pair[role]
+        if config["models"][model]["weights"] != "random":
+            raise ConfigError(
+                f"config: experiments.speculative_decoding.acceptance: 'forced' sets the "
+                f"output weights of target and draft so that they agree, and the {role} "
+                f"'{model}' has pretrained weights; measure it with acceptance: [measured]"
+            )
 
 
 def _family_protocol(config: dict[str, Any], exp: dict[str, Any]) -> ProtocolSpec | None:

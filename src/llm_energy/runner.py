@@ -16,7 +16,7 @@ from llm_energy.meters import EnergyMeter, make_meter
 from llm_energy.models import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.protocol import WindowResult, measure_idle_power_w, measure_window
 from llm_energy.provenance import job_provenance, utc_now
-from llm_energy.spec import JobPlan, PointSpec, stable_hash
+from llm_energy.spec import EngineSpec, JobPlan, PointSpec, stable_hash
 from llm_energy.store import Journal, write_parquet_atomic
 from llm_energy.workloads import PG19Prompts, TraceLengths, bin_groups, random_prompts
 
@@ -66,6 +66,7 @@ def point_identity(plan: JobPlan, point: PointSpec) -> dict[str, Any]:
         "tensor_parallel_size": e.tensor_parallel_size,
         "speculative_model": e.draft or "",
         "speculative_tokens": e.speculative_tokens,
+        "speculative_acceptance": _acceptance(e),
         "dtype": plan.dtype,
         "decoding": d.name,
         "decoding_strategy": d.strategy,
@@ -80,6 +81,13 @@ def point_identity(plan: JobPlan, point: PointSpec) -> dict[str, Any]:
         "requests": point.stream.requests if point.stream else point.batch_size,
         "prompts": point.prompts,
     }
+
+
+def _acceptance(engine: EngineSpec) -> str:
+    """How a speculative engine's draft tokens are accepted: as the weights decide, or forced."""
+    if not engine.draft:
+        return ""
+    return "forced" if engine.forced_acceptance else "measured"
 
 
 def result_columns(

@@ -45,6 +45,9 @@ class EngineSpec:
     options: dict[str, Any] = field(default_factory=dict)
     draft: str | None = None  # speculative decoding: the draft model's name
     speculative_tokens: int = 0  # tokens the draft proposes per step
+    # Random weights set so that the draft always agrees with the target (see
+    # backends.vllm_backend.agree_on_one_token): the full-acceptance bound.
+    forced_acceptance: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,8 @@ class JobPlan:
             del plain["draft_model"]
         if plain["engine"]["draft"] is None:
             del plain["engine"]["draft"], plain["engine"]["speculative_tokens"]
+        if not plain["engine"]["forced_acceptance"]:
+            del plain["engine"]["forced_acceptance"]
         return stable_hash(
             {
                 k: v

@@ -56,8 +56,7 @@ class TraceLengths:
                     f"{path}: prepared lengths not found (snakemake builds them with the "
                     f"{rule} rule)"
                 )
-            df = pd.read_parquet(path, columns=["input_tokens", "output_tokens"])
-            self._tables[trace] = df[df["output_tokens"] > 0].reset_index(drop=True)
+            self._tables[trace] = servable(pd.read_parquet(path))
         return self._tables[trace]
 
     def lengths(self, point: PointSpec, seed: int) -> list[tuple[int, int]]:
@@ -68,41 +67,56 @@ class TraceLengths:
 
     def draw(self, point: PointSpec, seed: int) -> tuple[list[tuple[int, int]], int]:
         """:meth:`lengths`, and how many of the requests the caps shortened."""
-        stream = point.stream
-        if stream is None:
+        if point.stream is None:
             raise ValueError("not a request-stream point")
-        df = self.table(stream.trace)
-        if stream.binned:  # only requests that the bins hold, as the binned estimate counts
-            df = df[
-                (df["input_tokens"] <= max(stream.input_bins))
-                & (df["output_tokens"] <= max(stream.output_bins))
-            ]
-        if df.empty:
-            raise InputError(f"trace '{stream.trace}' has no request within the point's limits")
-        draw = stable_hash(
-            [
-                seed,
-                stream.trace,
-                stream.requests,
-                stream.vary_input,
-                point.input_tokens,
-                point.output_tokens,
-            ],
-            8,
-        )
-        rng = np.random.default_rng(int(draw, 16))
-        rows = rng.choice(len(df), size=stream.requests, replace=len(df) < stream.requests)
-        raw_out = df["output_tokens"].to_numpy()[rows]
-        out = np.clip(raw_out, 1, point.output_tokens)
-        clipped = raw_out > point.output_tokens
-        if stream.vary_input:
-            raw_in = df["input_tokens"].to_numpy()[rows]
-            inp = np.clip(raw_in, 1, point.input_tokens)
-            clipped |= raw_in > point.input_tokens
-        else:
-            inp = np.full(stream.requests, point.input_tokens)
-        pairs = [(int(i), int(o)) for i, o in zip(inp, out, strict=True)]
-        return pairs, int(clipped.sum())
+        return draw_lengths(self.table(point.stream.trace), point, seed)
+
+
+def servable(trace: pd.DataFrame) -> pd.DataFrame:
+    """A trace's (input, output) lengths without the requests that generated nothing."""
+    df = trace[["input_tokens", "output_tokens"]]
+    return df[df["output_tokens"] > 0].reset_index(drop=True)
+
+
+def draw_lengths(
+    df: pd.DataFrame, point: PointSpec, seed: int
+) -> tuple[list[tuple[int, int]], int]:
+    """The seeded sample of a stream point's (input, output) lengths from a servable trace,
+    and how many of the requests the point's caps shortened."""
+    stream = point.stream
+    if stream is None:
+        raise ValueError("not a request-stream point")
+    if stream.binned:  # only requests that the bins hold, as the binned estimate counts
+        df = df[
+            (df["input_tokens"] <= max(stream.input_bins))
+            & (df["output_tokens"] <= max(stream.output_bins))
+        ]
+    if df.empty:
+        raise InputError(f"trace '{stream.trace}' has no request within the point's limits")
+    draw = stable_hash(
+        [
+            seed,
+            stream.trace,
+            stream.requests,
+            stream.vary_input,
+            point.input_tokens,
+            point.output_tokens,
+        ],
+        8,
+    )
+    rng = np.random.default_rng(int(draw, 16))
+    rows = rng.choice(len(df), size=stream.requests, replace=len(df) < stream.requests)
+    raw_out = df["output_tokens"].to_numpy()[rows]
+    out = np.clip(raw_out, 1, point.output_tokens)
+    clipped = raw_out > point.output_tokens
+    if stream.vary_input:
+        raw_in = df["input_tokens"].to_numpy()[rows]
+        inp = np.clip(raw_in, 1, point.input_tokens)
+        clipped |= raw_in > point.input_tokens
+    else:
+        inp = np.full(stream.requests, point.input_tokens)
+    pairs = [(int(i), int(o)) for i, o in zip(inp, out, strict=True)]
+    return pairs, int(clipped.sum())
 
 
 class PG19Prompts:

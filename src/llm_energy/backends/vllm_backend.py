@@ -86,6 +86,9 @@ class VllmBackend(Backend):
                 "num_speculative_tokens": self.engine.speculative_tokens,
             }
         kwargs.update(options)
+        if self.engine.forced_acceptance:
+            # collective_rpc sends agree_on_one_token to the engine's workers by pickling it.
+            os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
         try:
             self._llm = LLM(**kwargs)
         except TypeError as exc:
@@ -93,6 +96,18 @@ class VllmBackend(Backend):
         except RuntimeError as exc:
             where = f"device '{self.device}'" if on_gpu else "the CPU"
             raise BackendError(f"vLLM could not start on {where}: {exc}") from exc
+        if self.engine.forced_acceptance:
+            if self.model_spec.weights != "random":
+                raise ConfigError(
+                    f"engine '{self.engine.name}': forced acceptance overwrites weights, and "
+                    f"'{self.model_spec.name}' has pretrained weights"
+                )
+            heads = self._llm.collective_rpc(agree_on_one_token)
+            if not heads or any(n != 2 for n in heads):
+                raise BackendError(
+                    f"engine '{self.engine.name}': forcing acceptance set {heads} output "
+                    "embeddings per worker instead of the target's and the draft's"
+                )
         vllm_config = self._llm.llm_engine.vllm_config
         cache = vllm_config.cache_config
         self._block_tokens = int(cache.block_size)
@@ -251,6 +266,7 @@ class VllmBackend(Backend):
                     if self.engine.draft
                     else ""
                 )
+                + (" acceptance=forced" if self.engine.forced_acceptance else "")
             ),
             "kv_cache_tokens": s["kv_cache_tokens"],
         }
@@ -284,6 +300,26 @@ class VllmBackend(Backend):
                 shutdown()
             del llm
         gc.collect()
+
+
+def agree_on_one_token(worker: Any) -> int:
+    """Runs in each vLLM worker: every row of the target's and the draft's output embedding
+    becomes a copy of row 0. All logits of a step then tie, greedy decoding picks token 0 in
+    both models, and the target accepts every draft token: speculative decoding's upper bound.
+    Shapes, kernels and operation counts stay those of the random weights. Returns the number
+    of output embeddings set (2)."""
+    import torch
+
+    runner = worker.model_runner
+    proposer = getattr(runner, "drafter", None) or getattr(runner, "speculator", None)
+    models = [runner.get_model(), getattr(proposer, "model", None)]
+    heads = {id(m.lm_head): m.lm_head for m in models if hasattr(m, "lm_head")}
+    with torch.no_grad():
+        for head in heads.values():
+            head.weight.copy_(head.weight[0].clone().expand_as(head.weight))
+            # Backends that keep a prepacked copy of the weight (vLLM's CPU GEMM) rebuild it.
+            head.quant_method.process_weights_after_loading(head)
+    return len(heads)
 
 
 def cpu_thread_binding(ranks: int, cpus: list[int] | None = None) -> str:

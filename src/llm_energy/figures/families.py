@@ -45,12 +45,15 @@ def _family(df: pd.DataFrame, tag: str) -> pd.DataFrame:
 
 def table_decoding(df: pd.DataFrame) -> pd.DataFrame:
     """Fig 3's numbers: per engine, strategy and batch size. Speculative decoding is a strategy
-    named after its draft, with the measured acceptance rate of its draft tokens."""
+    named after its draft, with the measured acceptance rate of its draft tokens; an engine
+    whose acceptance was forced (the upper bound of random weights) says so in its name."""
     rows = _family(df, "decoding|speculative")
     draft = rows.get("speculative_model", pd.Series("", index=rows.index)).fillna("")
     k = rows.get("speculative_tokens", pd.Series(0, index=rows.index)).fillna(0)
+    forced = rows.get("speculative_acceptance", pd.Series("", index=rows.index)).eq("forced")
+    label = "speculative, draft " + draft + ", k=" + k.astype(int).astype(str)
     rows["decoding"] = rows["decoding"].where(
-        draft == "", "speculative, draft " + draft + ", k=" + k.astype(int).astype(str)
+        draft == "", label.where(~forced, label + ", all accepted (forced)")
     )
     rows["spec_acceptance_rate"] = rows.get(
         "spec_acceptance_rate", pd.Series(float("nan"), index=rows.index)
