@@ -185,3 +185,7 @@ def test_fig3_names_each_speculative_bound_and_keeps_its_acceptance_rate():
     assert rates["speculative, draft draft, k=4, all accepted (forced)"] == 1.0
     fig3 = FIGURES["fig3"](pd.DataFrame(rows))
     assert len(fig3.axes[0].get_lines()) == 3
+    # the band between the two bounds, and the forced bound dashed
+    assert len(fig3.axes[0].collections) == 1
+    styles = {line.get_label(): line.get_linestyle() for line in fig3.axes[0].get_lines()}
+    assert styles["speculative, draft draft, k=4, all accepted (forced)"] == "--"

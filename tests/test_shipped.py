@@ -15,6 +15,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIGURES = (
     "fig1_workload_energy",
     "fig2_controlled_sweeps_vllm",
+    "fig3_decoding_strategies",
     "fig4_architectures",
     "fig5_engine_optimisations",
     "fig6_tensor_parallel",
@@ -42,11 +43,15 @@ def test_shipped_measurements_rebuild_every_h100_figure_and_the_report(tmp_path)
     for name in FIGURES:
         assert (work / f"results/figures/h100/{name}.png").stat().st_size > 20_000, name
     assert not (work / "results/measurements").exists()
-    # Families planned but not shipped yet (speculative decoding, the trace replay) are left out.
-    assert not (work / "results/tables/h100/trace_replay.csv").exists()
     table4 = pd.read_csv(work / "results/tables/h100/table4_energy_over_ideal.csv")
     assert set(table4["engine"]) == {"pytorch", "vllm"}
-    assert (table4["requests_covered_fraction"] > 0.8).all()
+    assert table4["complete"].all() and (table4["requests_covered_fraction"] == 1).all()
+    replay = pd.read_csv(work / "results/tables/h100/trace_replay.csv").iloc[0]
+    assert replay["requests"] == 256 and pd.isna(replay["missing_bins"])
+    assert abs(replay["estimate_error"]) < 0.10  # the binned estimate against the replay
+    decoding = pd.read_csv(work / "results/tables/h100/decoding.csv")
+    spec = decoding[decoding["decoding"].str.startswith("speculative")]
+    assert set(spec.groupby("decoding")["spec_acceptance_rate"].max()) == {0.0, 1.0}
     tp = pd.read_csv(work / "results/tables/h100/tensor_parallel.csv")
     assert sorted(
         tp.loc[tp["engine_label"] == "PyTorch, eager", "tensor_parallel_size"].unique()
@@ -56,7 +61,7 @@ def test_shipped_measurements_rebuild_every_h100_figure_and_the_report(tmp_path)
         4,
     ]
     table = pd.read_parquet(work / "results/aggregate/h100/measurements.parquet")
-    # Only the rows of this hardware label: the cross-check and decoding runs carry their own.
+    # Only the rows of this hardware label: the cross-check run carries its own.
     assert set(table["hardware"]) == {"h100"}
     assert set(table["energy_source"]) == {"measured"}
     assert table["gpu_name"].eq("NVIDIA H100 80GB HBM3").all()

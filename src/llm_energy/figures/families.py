@@ -14,6 +14,8 @@ from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup
 PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
 # Label the 2s and 5s between decades; the rest would crowd the axis.
 MINOR = FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else "")
+# Names the speculative line whose acceptance was forced to 100 % (the upper bound).
+FORCED_SUFFIX = ", all accepted (forced)"
 COLUMNS = [
     "engine_label",
     "engine",
@@ -53,7 +55,7 @@ def table_decoding(df: pd.DataFrame) -> pd.DataFrame:
     forced = rows.get("speculative_acceptance", pd.Series("", index=rows.index)).eq("forced")
     label = "speculative, draft " + draft + ", k=" + k.astype(int).astype(str)
     rows["decoding"] = rows["decoding"].where(
-        draft == "", label.where(~forced, label + ", all accepted (forced)")
+        draft == "", label.where(~forced, label + FORCED_SUFFIX)
     )
     rows["spec_acceptance_rate"] = rows.get(
         "spec_acceptance_rate", pd.Series(float("nan"), index=rows.index)
@@ -118,7 +120,35 @@ def fig_decoding(df: pd.DataFrame) -> plt.Figure:
     so every strategy generates the same number of tokens."""
     table = table_decoding(df)
     rows = df[df["experiments"].str.contains("decoding|speculative")]
-    return _lines(table, "decoding", "Decoding strategies against batch size (Fig 3)", rows)
+    fig = _lines(table, "decoding", "Decoding strategies against batch size (Fig 3)", rows)
+    for ax in fig.axes:
+        _shade_acceptance_range(ax)
+    return fig
+
+
+def _shade_acceptance_range(ax: plt.Axes) -> None:
+    """Between a speculative line as the random weights accept and its forced-acceptance twin,
+    the band that weights with any acceptance rate fall in; the forced line is dashed."""
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for label, forced in lines.items():
+        measured = lines.get(label.removesuffix(FORCED_SUFFIX))
+        if not label.endswith(FORCED_SUFFIX) or measured is None:
+            continue
+        forced.set_linestyle("--")
+        low = dict(zip(*forced.get_data(), strict=True))
+        high = dict(zip(*measured.get_data(), strict=True))
+        xs = sorted(set(low) & set(high))
+        ax.fill_between(
+            xs,
+            [low[x] for x in xs],
+            [high[x] for x in xs],
+            color=measured.get_color(),
+            alpha=0.12,
+            lw=0,
+            label="any acceptance rate between the two",
+        )
+    if any(label.endswith(FORCED_SUFFIX) for label in lines):
+        ax.legend(frameon=False, fontsize=8)
 
 
 def fig_architectures(df: pd.DataFrame) -> plt.Figure:
