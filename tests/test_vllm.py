@@ -134,7 +134,8 @@ def test_a_vllm_job_on_a_machine_without_a_gpu_says_so(tmp_path, vllm_python):
     assert "ERROR=this job runs on device 'cuda' but PyTorch sees no CUDA GPU" in result.stdout
 
 
-def test_a_vllm_job_over_two_cpu_workers_measures_every_point(tmp_path, vllm_python):
+def _cpu_jobs(models: dict, experiments: dict, repetitions: int) -> dict:
+    """The jobs of a vLLM CPU configuration with the given models and experiment families."""
     from llm_energy.config import validate
     from llm_energy.plan import plan_study
 
@@ -143,29 +144,46 @@ def test_a_vllm_job_over_two_cpu_workers_measures_every_point(tmp_path, vllm_pyt
         "device": "cpu",
         "dtype": "float32",
         "meter": {"primary": "none"},
-        "protocol": {"min_duration_s": 0.0, "min_repetitions": 2, "idle_duration_s": 0.0},
-        "models": {"tiny": {"hub_id": "local/tiny", "weights": "random", "config": str(TINY)}},
-        "engines": {"vllm": {"backend": "vllm", "cuda_graphs": False}},
-        "experiments": {
-            "tensor_parallel": {
-                "enabled": True,
-                "models": ["tiny"],
-                "engines": ["vllm"],
-                "sizes": [2],
-                "batch_sizes": [1, 2],
-                "input_tokens": 16,
-                "output_tokens": 4,
-            }
+        "protocol": {
+            "min_duration_s": 0.0,
+            "min_repetitions": repetitions,
+            "idle_duration_s": 0.0,
         },
+        "models": models,
+        "engines": {"vllm": {"backend": "vllm", "cuda_graphs": False}},
+        "experiments": experiments,
     }
-    plan = plan_study(validate(config))["tiny__vllm-tp2"]
-    plan_file = tmp_path / "plan.json"
-    plan_file.write_text(plan.to_json())
-    cmd, _ = measure_command(plan_file, tmp_path / "out.parquet", tmp_path / "journal")
+    return plan_study(validate(config))
+
+
+def _measure_on_vllm(job, tmp_path: Path, vllm_python: str) -> pd.DataFrame:
+    """The job measured by the real ``llm-energy measure`` in the vLLM environment."""
+    plan_file = tmp_path / f"{job.group}.json"
+    plan_file.write_text(job.to_json())
+    out = tmp_path / f"{job.group}.parquet"
+    cmd, _ = measure_command(plan_file, out, tmp_path / "journal" / job.group)
     cmd[0] = vllm_python
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_vllm_env())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    table = pd.read_parquet(tmp_path / "out.parquet")
+    return pd.read_parquet(out)
+
+
+def test_a_vllm_job_over_two_cpu_workers_measures_every_point(tmp_path, vllm_python):
+    tensor_parallel = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["vllm"],
+        "sizes": [2],
+        "batch_sizes": [1, 2],
+        "input_tokens": 16,
+        "output_tokens": 4,
+    }
+    jobs = _cpu_jobs(
+        {"tiny": {"hub_id": "local/tiny", "weights": "random", "config": str(TINY)}},
+        {"tensor_parallel": tensor_parallel},
+        repetitions=2,
+    )
+    table = _measure_on_vllm(jobs["tiny__vllm-tp2"], tmp_path, vllm_python)
     assert sorted(table["batch_size"]) == [1, 2] and table["feasible"].all()
     assert (table["tensor_parallel_size"] == 2).all()
     assert (table["generated_tokens"] == table["batch_size"] * 4).all()
@@ -174,9 +192,6 @@ def test_a_vllm_job_over_two_cpu_workers_measures_every_point(tmp_path, vllm_pyt
 def test_forced_acceptance_makes_the_target_accept_every_draft_token(tmp_path, vllm_python):
     """A narrower one-layer draft with tied embeddings (as Llama-3.2-1B's) for the two-layer
     model: with random weights most of its drafts are rejected; forced, all are accepted."""
-    from llm_energy.config import validate
-    from llm_energy.plan import plan_study
-
     draft = json.loads((TINY / "config.json").read_text())
     draft.update(
         num_hidden_layers=1,
@@ -188,45 +203,30 @@ def test_forced_acceptance_makes_the_target_accept_every_draft_token(tmp_path, v
     )
     (tmp_path / "draft").mkdir()
     (tmp_path / "draft" / "config.json").write_text(json.dumps(draft))
-    config = {
-        "hardware": "cpu",
-        "device": "cpu",
-        "dtype": "float32",
-        "meter": {"primary": "none"},
-        "protocol": {"min_duration_s": 0.0, "min_repetitions": 1, "idle_duration_s": 0.0},
-        "models": {
+    speculative = {
+        "enabled": True,
+        "engines": ["vllm"],
+        "pairs": [{"target": "tiny", "draft": "draft", "speculative_tokens": 4}],
+        "acceptance": ["measured", "forced"],
+        "batch_sizes": [1, 4],
+        "input_tokens": 16,
+        "output_tokens": 41,
+    }
+    jobs = _cpu_jobs(
+        {
             "tiny": {"hub_id": "local/tiny", "config": str(TINY)},
             "draft": {"hub_id": "local/draft", "config": str(tmp_path / "draft")},
         },
-        "engines": {"vllm": {"backend": "vllm", "cuda_graphs": False}},
-        "experiments": {
-            "speculative_decoding": {
-                "enabled": True,
-                "engines": ["vllm"],
-                "pairs": [{"target": "tiny", "draft": "draft", "speculative_tokens": 4}],
-                "acceptance": ["measured", "forced"],
-                "batch_sizes": [1, 4],
-                "input_tokens": 16,
-                "output_tokens": 41,
-            }
-        },
-    }
+        {"speculative_decoding": speculative},
+        repetitions=1,
+    )
     rates = {}
-    for group, job in plan_study(validate(config)).items():
+    for job in jobs.values():
         if job.engine.draft is None:
             continue
-        plan_file = tmp_path / f"{group}.json"
-        plan_file.write_text(job.to_json())
-        out = tmp_path / f"{group}.parquet"
-        cmd, _ = measure_command(plan_file, out, tmp_path / "journal" / group)
-        cmd[0] = vllm_python
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_vllm_env())
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-        table = pd.read_parquet(out)
-        assert (
-            table["feasible"].all()
-            and (table["generated_tokens"] == table["batch_size"] * 41).all()
-        )
+        table = _measure_on_vllm(job, tmp_path, vllm_python)
+        assert table["feasible"].all()
+        assert (table["generated_tokens"] == table["batch_size"] * 41).all()
         rates[job.engine.forced_acceptance] = table.set_index("batch_size")["spec_acceptance_rate"]
         acceptance = table["speculative_acceptance"].unique().tolist()
         assert acceptance == ["forced" if job.engine.forced_acceptance else "measured"]
