@@ -165,3 +165,12 @@ def test_sampled_bins_only_plans_the_bins_the_measured_sample_falls_in(tiny_conf
     sampled = {tuple(int(x) for x in k.split("x")) for k in json.loads(stream["stream_bins"])}
     assert sampled == planned
     assert replay_comparison(table)["missing_bins"].iloc[0] == ""
+
+
+def test_a_plan_that_measures_nothing_reads_no_trace(tiny_config, tmp_path):
+    config = _replay_config(tiny_config)
+    config["mirror"] = {"data": str(tmp_path / "no-mirror")}
+    config["experiments"]["trace_replay"]["sampled_bins_only"] = True
+    job = plan_study(validate(config), read_traces=False)["tiny__pytorch"]
+    shapes = {(p.input_tokens, p.output_tokens) for p in job.points if p.stream is None}
+    assert shapes == {(16, 4), (16, 8), (64, 4), (64, 8)}

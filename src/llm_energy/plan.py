@@ -46,7 +46,9 @@ def group_id(model: str, engine: str) -> str:
     return f"{model}__{engine}"
 
 
-def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterator[PointSpec]:
+def _points(
+    family: str, exp: dict[str, Any], config: dict[str, Any], read_traces: bool = True
+) -> Iterator[PointSpec]:
     batch_sizes = exp["batch_sizes"]
     if family == "controlled_sweeps":
         for tag, sweep, varied, fixed in (
@@ -91,7 +93,7 @@ def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterato
                     StreamSpec(task, requests, "offline", vary_input=True),
                 )
     elif family == "workload_estimates":
-        for i, o in _workload_bins(exp, config):
+        for i, o in _workload_bins(exp, config, read_traces):
             for b in batch_sizes:
                 yield PointSpec(b, i, o, GREEDY, ("workload_estimates",))
     elif family == "trace_replay":
@@ -102,7 +104,7 @@ def _points(family: str, exp: dict[str, Any], config: dict[str, Any]) -> Iterato
             replay = PointSpec(b, ib[-1], ob[-1], GREEDY, ("trace_replay",), stream)
             yield replay
             shapes = [(i, o) for i in ib for o in ob]
-            if exp.get("sampled_bins_only", False):
+            if exp.get("sampled_bins_only", False) and read_traces:
                 shapes = _sampled_bins(replay, config, exp)
             for i, o in shapes:
                 yield PointSpec(b, i, o, GREEDY, ("trace_replay",))
@@ -127,12 +129,14 @@ def _task_requests(exp: dict[str, Any]) -> int:
     return requests
 
 
-def _workload_bins(exp: dict[str, Any], config: dict[str, Any]) -> list[tuple[int, int]]:
+def _workload_bins(
+    exp: dict[str, Any], config: dict[str, Any], read_traces: bool = True
+) -> list[tuple[int, int]]:
     """(input bin, output bin) shapes of the workload estimate: every bin of the traces' grid,
     or with ``occupied_bins_only`` those that hold requests of the configured traces."""
     traces = config["experiments"]["workload_traces"]
     grid = [(i, o) for i in traces["input_bins"] for o in traces["output_bins"]]
-    if not exp.get("occupied_bins_only", False):
+    if not exp.get("occupied_bins_only", False) or not read_traces:
         return grid
     from llm_energy.workload_energy import occupied_bins
 
@@ -305,8 +309,10 @@ DERIVED_FAMILIES = {
 }
 
 
-def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
-    """All measurement jobs of a validated config, keyed by group id."""
+def plan_study(config: dict[str, Any], read_traces: bool = True) -> dict[str, JobPlan]:
+    """All measurement jobs of a validated config, keyed by group id. Families that measure
+    only the bins their traces occupy read the traces; ``read_traces=False`` plans every bin
+    instead, for builds that measure nothing (the shipped measurements)."""
     config = copy.deepcopy(config)
     points: dict[tuple[str, str], dict[tuple, PointSpec]] = {}
     for family, (jobs_of, tag) in DERIVED_FAMILIES.items():
@@ -341,7 +347,7 @@ def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
             protocol = _family_protocol(config, exp)
             for model in exp["models"]:
                 bucket = points.setdefault((model, engine), {})
-                for p in _points(family, exp, config):
+                for p in _points(family, exp, config, read_traces):
                     _add(bucket, dataclasses.replace(p, protocol=protocol))
     return {
         group_id(model, engine): _job(config, model, engine, tuple(bucket.values()))
