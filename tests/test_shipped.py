@@ -43,6 +43,10 @@ def test_shipped_measurements_rebuild_every_h100_figure_and_the_report(tmp_path)
     for name in FIGURES:
         assert (work / f"results/figures/h100/{name}.png").stat().st_size > 20_000, name
     assert not (work / "results/measurements").exists()
+    # The data tables and figures come from the mirror's traces and texts.
+    assert (work / "results/figures/traces/fig7_azure_conversation_cdf.png").exists()
+    for table in ("tasks/table3_token_stats.csv", "traces/trace_lengths.csv"):
+        assert len(pd.read_csv(work / "results/tables" / table)) >= 2, table
     table4 = pd.read_csv(work / "results/tables/h100/table4_energy_over_ideal.csv")
     assert set(table4["engine"]) == {"pytorch", "vllm"}
     assert table4["complete"].all() and (table4["requests_covered_fraction"] == 1).all()
