@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -381,3 +382,15 @@ def test_a_family_protocol_makes_points_of_their_own_and_leaves_the_others_alone
     assert others == before
     assert own[0].point_id(job.measurement_hash) not in before
     assert type(job).from_json(job.to_json()) == job
+
+
+def test_a_draft_with_another_vocabulary_is_refused_before_the_engine_starts(tmp_path):
+    from llm_energy.backends.vllm_backend import check_draft_vocabulary
+
+    # The study's second pair as the mirror has it: R1-Distill-Qwen-32B and its 1.5B draft.
+    for name, vocab in (("target", 152064), ("draft", 151936), ("same", 152064)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"vocab_size": vocab}))
+    check_draft_vocabulary("vllm-spec", str(tmp_path / "target"), str(tmp_path / "same"))
+    with pytest.raises(ConfigError, match=r"draft's vocabulary \(151936 tokens\) differs"):
+        check_draft_vocabulary("vllm-spec", str(tmp_path / "target"), str(tmp_path / "draft"))

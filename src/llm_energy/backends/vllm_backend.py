@@ -10,9 +10,11 @@ the largest batch and ``max_model_len`` the longest sequence, so that one engine
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from llm_energy.backends.base import Backend
@@ -80,6 +82,7 @@ class VllmBackend(Backend):
         if self.engine.draft:
             if not self.draft_dir:
                 raise ConfigError(f"engine '{self.engine.name}': no folder for its draft model")
+            check_draft_vocabulary(self.engine.name, config_dir, self.draft_dir)
             kwargs["speculative_config"] = {
                 "method": "draft_model",
                 "model": self.draft_dir,
@@ -300,6 +303,22 @@ class VllmBackend(Backend):
                 shutdown()
             del llm
         gc.collect()
+
+
+def check_draft_vocabulary(engine: str, target_dir: str, draft_dir: str) -> None:
+    """vLLM's draft_model method verifies draft tokens by id, so the draft must share the
+    target's vocabulary size (mapping between two vocabularies needs both tokenizers, which
+    random-weight models run without). Checked before the engine spends minutes starting."""
+    sizes = {}
+    for role, folder in (("target", target_dir), ("draft", draft_dir)):
+        config = json.loads((Path(folder) / "config.json").read_text())
+        sizes[role] = config.get("vocab_size", config.get("text_config", {}).get("vocab_size"))
+    if sizes["target"] != sizes["draft"]:
+        raise ConfigError(
+            f"engine '{engine}': the draft's vocabulary ({sizes['draft']} tokens) differs from "
+            f"the target's ({sizes['target']}); vLLM's draft_model speculative decoding needs "
+            "them equal"
+        )
 
 
 def agree_on_one_token(worker: Any) -> int:
