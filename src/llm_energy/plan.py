@@ -146,7 +146,9 @@ def _workload_bins(
     return [shape for shape in grid if shape in occupied]
 
 
-def _sampled_bins(replay: PointSpec, config: dict[str, Any], exp: dict[str, Any]) -> list:
+def _sampled_bins(
+    replay: PointSpec, config: dict[str, Any], exp: dict[str, Any]
+) -> list[tuple[int, int]]:
     """(input bin, output bin) shapes that the replay's sample of requests falls in: the same
     seeded draw as the measurement's, from the trace read at planning."""
     from llm_energy.traces import load_trace, trace_path
