@@ -100,14 +100,17 @@ def _points(
         traces = config["experiments"]["workload_traces"]
         ib, ob = tuple(sorted(traces["input_bins"])), tuple(sorted(traces["output_bins"]))
         stream = StreamSpec(exp["trace"], exp["requests"], "offline", True, ib, ob)
-        for b in batch_sizes:
-            replay = PointSpec(b, ib[-1], ob[-1], GREEDY, ("trace_replay",), stream)
+        replays = [
+            PointSpec(b, ib[-1], ob[-1], GREEDY, ("trace_replay",), stream) for b in batch_sizes
+        ]
+        shapes = [(i, o) for i in ib for o in ob]
+        if exp.get("sampled_bins_only", False) and read_traces:
+            # The sample does not depend on the batch size: one draw serves every replay.
+            shapes = _sampled_bins(replays[0], stream, config, exp)
+        for replay in replays:
             yield replay
-            shapes = [(i, o) for i in ib for o in ob]
-            if exp.get("sampled_bins_only", False) and read_traces:
-                shapes = _sampled_bins(replay, config, exp)
             for i, o in shapes:
-                yield PointSpec(b, i, o, GREEDY, ("trace_replay",))
+                yield PointSpec(replay.batch_size, i, o, GREEDY, ("trace_replay",))
     elif family == "decoding_strategies":
         for name in exp["strategies"]:
             d = DecodingSpec(name=name, **config["decoding"][name])
@@ -147,7 +150,7 @@ def _workload_bins(
 
 
 def _sampled_bins(
-    replay: PointSpec, config: dict[str, Any], exp: dict[str, Any]
+    replay: PointSpec, stream: StreamSpec, config: dict[str, Any], exp: dict[str, Any]
 ) -> list[tuple[int, int]]:
     """(input bin, output bin) shapes that the replay's sample of requests falls in: the same
     seeded draw as the measurement's, from the trace read at planning."""
@@ -155,12 +158,11 @@ def _sampled_bins(
     from llm_energy.workload_energy import DOWNLOAD_CACHE
     from llm_energy.workloads import bin_groups, draw_lengths, servable
 
-    assert replay.stream is not None
-    name = replay.stream.trace
-    trace = servable(load_trace(name, trace_path(name, config["mirror"]["data"], DOWNLOAD_CACHE)))
+    path = trace_path(stream.trace, config["mirror"]["data"], DOWNLOAD_CACHE)
+    trace = servable(load_trace(stream.trace, path))
     seed = (_family_protocol(config, exp) or ProtocolSpec(**config["protocol"])).seed
     lengths, _ = draw_lengths(trace, replay, seed)
-    return list(bin_groups(lengths, replay.stream.input_bins, replay.stream.output_bins))
+    return list(bin_groups(lengths, stream.input_bins, stream.output_bins))
 
 
 def resolve_meter(name: str, device: str) -> str:

@@ -56,7 +56,8 @@ class TraceLengths:
                     f"{path}: prepared lengths not found (snakemake builds them with the "
                     f"{rule} rule)"
                 )
-            self._tables[trace] = servable(pd.read_parquet(path))
+            columns = ["input_tokens", "output_tokens"]
+            self._tables[trace] = servable(pd.read_parquet(path, columns=columns))
         return self._tables[trace]
 
     def lengths(self, point: PointSpec, seed: int) -> list[tuple[int, int]]:

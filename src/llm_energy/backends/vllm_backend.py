@@ -10,7 +10,6 @@ the largest batch and ``max_model_len`` the longest sequence, so that one engine
 from __future__ import annotations
 
 import gc
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Any
 
 from llm_energy.backends.base import Backend
 from llm_energy.errors import BackendError, ConfigError
+from llm_energy.models import load_config_dict
 from llm_energy.spec import DecodingSpec
 
 # Engine options that this module interprets itself instead of passing them to ``LLM``.
@@ -90,6 +90,12 @@ class VllmBackend(Backend):
             }
         kwargs.update(options)
         if self.engine.forced_acceptance:
+            # Planning refuses it too; a plan written by hand is stopped before the engine starts.
+            if self.model_spec.weights != "random":
+                raise ConfigError(
+                    f"engine '{self.engine.name}': forced acceptance overwrites weights, and "
+                    f"'{self.model_spec.name}' has pretrained weights"
+                )
             # collective_rpc sends agree_on_one_token to the engine's workers by pickling it.
             os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"
         try:
@@ -100,11 +106,6 @@ class VllmBackend(Backend):
             where = f"device '{self.device}'" if on_gpu else "the CPU"
             raise BackendError(f"vLLM could not start on {where}: {exc}") from exc
         if self.engine.forced_acceptance:
-            if self.model_spec.weights != "random":
-                raise ConfigError(
-                    f"engine '{self.engine.name}': forced acceptance overwrites weights, and "
-                    f"'{self.model_spec.name}' has pretrained weights"
-                )
             heads = self._llm.collective_rpc(agree_on_one_token)
             if not heads or any(n != 2 for n in heads):
                 raise BackendError(
@@ -311,7 +312,7 @@ def check_draft_vocabulary(engine: str, target_dir: str, draft_dir: str) -> None
     random-weight models run without). Checked before the engine spends minutes starting."""
     sizes = {}
     for role, folder in (("target", target_dir), ("draft", draft_dir)):
-        config = json.loads((Path(folder) / "config.json").read_text())
+        config = load_config_dict(Path(folder))
         sizes[role] = config.get("vocab_size", config.get("text_config", {}).get("vocab_size"))
     if sizes["target"] != sizes["draft"]:
         raise ConfigError(
