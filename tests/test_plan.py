@@ -354,6 +354,19 @@ def test_forced_acceptance_refuses_pretrained_weights(tiny_config):
         _plan(config)
 
 
+def test_padded_draft_vocabulary_is_part_of_the_engine(tiny_config):
+    config = _speculative(tiny_config)
+    plain = _plan(_speculative(tiny_config))["tiny__vllm-spec-draft-k3"]
+    config["experiments"]["speculative_decoding"]["pairs"][0]["pad_draft_vocabulary"] = True
+    padded = _plan(config)["tiny__vllm-spec-draft-k3"]
+    assert padded.engine.pad_draft_vocabulary and not plain.engine.pad_draft_vocabulary
+    assert padded.measurement_hash != plain.measurement_hash
+    assert JobPlan.from_json(padded.to_json()) == padded
+    config["models"]["draft"]["weights"] = "pretrained"
+    with pytest.raises(ConfigError, match="pad_draft_vocabulary changes the draft's weights"):
+        _plan(config)
+
+
 def test_speculative_decoding_on_transformers_fails_at_planning(tiny_config):
     with pytest.raises(ConfigError, match="assisted generation serves batch 1 only"):
         _plan(_speculative(tiny_config, engine="pytorch"))
@@ -394,3 +407,15 @@ def test_a_draft_with_another_vocabulary_is_refused_before_the_engine_starts(tmp
     check_draft_vocabulary("vllm-spec", str(tmp_path / "target"), str(tmp_path / "same"))
     with pytest.raises(ConfigError, match=r"draft's vocabulary \(151936 tokens\) differs"):
         check_draft_vocabulary("vllm-spec", str(tmp_path / "target"), str(tmp_path / "draft"))
+    from llm_energy.backends.vllm_backend import padded_draft_config
+
+    (tmp_path / "padded").mkdir()
+    sizes = padded_draft_config(
+        str(tmp_path / "target"), str(tmp_path / "draft"), str(tmp_path / "padded")
+    )
+    assert sizes == (151936, 152064)
+    check_draft_vocabulary("vllm-spec", str(tmp_path / "target"), str(tmp_path / "padded"))
+    with pytest.raises(ConfigError, match="cannot be padded"):
+        padded_draft_config(
+            str(tmp_path / "draft"), str(tmp_path / "target"), str(tmp_path / "padded")
+        )

@@ -190,10 +190,13 @@ def test_a_vllm_job_over_two_cpu_workers_measures_every_point(tmp_path, vllm_pyt
 
 
 def test_forced_acceptance_makes_the_target_accept_every_draft_token(tmp_path, vllm_python):
-    """A narrower one-layer draft with tied embeddings (as Llama-3.2-1B's) for the two-layer
-    model: with random weights most of its drafts are rejected; forced, all are accepted."""
+    """A narrower one-layer draft with tied embeddings (as Llama-3.2-1B's) and a smaller
+    vocabulary, padded to the target's (as R1-Distill-Qwen-1.5B's for the 32B model), for the
+    two-layer model: with random weights most of its drafts are rejected; forced, all are
+    accepted."""
     draft = json.loads((TINY / "config.json").read_text())
     draft.update(
+        vocab_size=4000,
         num_hidden_layers=1,
         hidden_size=64,
         intermediate_size=172,
@@ -206,7 +209,14 @@ def test_forced_acceptance_makes_the_target_accept_every_draft_token(tmp_path, v
     speculative = {
         "enabled": True,
         "engines": ["vllm"],
-        "pairs": [{"target": "tiny", "draft": "draft", "speculative_tokens": 4}],
+        "pairs": [
+            {
+                "target": "tiny",
+                "draft": "draft",
+                "speculative_tokens": 4,
+                "pad_draft_vocabulary": True,
+            }
+        ],
         "acceptance": ["measured", "forced"],
         "batch_sizes": [1, 4],
         "input_tokens": 16,
@@ -230,6 +240,7 @@ def test_forced_acceptance_makes_the_target_accept_every_draft_token(tmp_path, v
         rates[job.engine.forced_acceptance] = table.set_index("batch_size")["spec_acceptance_rate"]
         acceptance = table["speculative_acceptance"].unique().tolist()
         assert acceptance == ["forced" if job.engine.forced_acceptance else "measured"]
+        assert table["engine_detail"].str.contains("draft_vocab=4000->4096").all()
     # 41 tokens: the prefill's token, then 8 steps of 4 accepted drafts and the target's own.
     assert rates[True].eq(1.0).all(), rates[True]
     assert rates[False].lt(0.5).all(), rates[False]

@@ -234,31 +234,37 @@ def _speculative_jobs(config: dict[str, Any], exp: dict[str, Any]) -> list[tuple
                     "study's batch sweep runs on vLLM"
                 )
             k = pair["speculative_tokens"]
+            if pair.get("pad_draft_vocabulary"):
+                _check_random_weights(config, pair, "pad_draft_vocabulary", "draft")
             jobs.append((pair["target"], engine))
             for acceptance in exp["acceptance"]:
                 forced = acceptance == "forced"
                 if forced:
-                    _check_forced_acceptance(config, pair)
+                    _check_random_weights(config, pair, "acceptance: 'forced'", "target", "draft")
                 name = speculative_engine(engine, pair["draft"], k, forced)
                 config["engines"][name] = {
                     **base,
                     "draft": pair["draft"],
                     "speculative_tokens": k,
                     "forced_acceptance": forced,
+                    "pad_draft_vocabulary": bool(pair.get("pad_draft_vocabulary")),
                 }
                 jobs.append((pair["target"], name))
     return jobs
 
 
-def _check_forced_acceptance(config: dict[str, Any], pair: dict[str, Any]) -> None:
-    """Forcing acceptance overwrites weights, which only random weights may be."""
-    for role in ("target", "draft"):
+def _check_random_weights(
+    config: dict[str, Any], pair: dict[str, Any], option: str, *roles: str
+) -> None:
+    """Forcing acceptance overwrites output weights and padding the draft's vocabulary adds
+    rows to them: only random weights may be changed so."""
+    for role in roles:
         model = pair[role]
         if config["models"][model]["weights"] != "random":
             raise ConfigError(
-                f"config: experiments.speculative_decoding.acceptance: 'forced' sets the "
-                f"output weights of target and draft so that they agree, and the {role} "
-                f"'{model}' has pretrained weights; measure it with acceptance: [measured]"
+                f"config: experiments.speculative_decoding: {option} changes the {role}'s "
+                f"weights, and the {role} '{model}' has pretrained weights; measure it with "
+                "acceptance: [measured] and a draft of the target's vocabulary"
             )
 
 

@@ -48,6 +48,9 @@ class EngineSpec:
     # Random weights set so that the draft always agrees with the target (see
     # backends.vllm_backend.agree_on_one_token): the full-acceptance bound.
     forced_acceptance: bool = False
+    # The draft's vocabulary padded to the target's (random weights; see
+    # backends.vllm_backend.padded_draft_config).
+    pad_draft_vocabulary: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,8 +203,9 @@ class JobPlan:
             del plain["draft_model"]
         if plain["engine"]["draft"] is None:
             del plain["engine"]["draft"], plain["engine"]["speculative_tokens"]
-        if not plain["engine"]["forced_acceptance"]:
-            del plain["engine"]["forced_acceptance"]
+        for flag in ("forced_acceptance", "pad_draft_vocabulary"):
+            if not plain["engine"][flag]:
+                del plain["engine"][flag]
         return stable_hash(
             {
                 k: v

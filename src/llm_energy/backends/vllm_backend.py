@@ -10,8 +10,10 @@ the largest batch and ``max_model_len`` the longest sequence, so that one engine
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,10 @@ class KvCacheCapacityError(RuntimeError):
 
 class VllmBackend(Backend):
     name = "vllm"
+    # With pad_draft_vocabulary: the draft's config with the target's vocabulary size, and
+    # the (draft's, padded) sizes.
+    _padded_draft: tempfile.TemporaryDirectory[str] | None = None
+    _draft_vocab: tuple[int, int] | None = None
 
     def load(self, config_dir: str, seed: int) -> None:
         on_gpu = self.device.startswith("cuda")
@@ -82,10 +88,17 @@ class VllmBackend(Backend):
         if self.engine.draft:
             if not self.draft_dir:
                 raise ConfigError(f"engine '{self.engine.name}': no folder for its draft model")
-            check_draft_vocabulary(self.engine.name, config_dir, self.draft_dir)
+            draft_dir = self.draft_dir
+            if self.engine.pad_draft_vocabulary:
+                self._padded_draft = tempfile.TemporaryDirectory(prefix="llm-energy-draft-")
+                self._draft_vocab = padded_draft_config(
+                    config_dir, self.draft_dir, self._padded_draft.name
+                )
+                draft_dir = self._padded_draft.name
+            check_draft_vocabulary(self.engine.name, config_dir, draft_dir)
             kwargs["speculative_config"] = {
                 "method": "draft_model",
-                "model": self.draft_dir,
+                "model": draft_dir,
                 "num_speculative_tokens": self.engine.speculative_tokens,
             }
         kwargs.update(options)
@@ -271,6 +284,7 @@ class VllmBackend(Backend):
                     else ""
                 )
                 + (" acceptance=forced" if self.engine.forced_acceptance else "")
+                + (" draft_vocab={}->{}".format(*self._draft_vocab) if self._draft_vocab else "")
             ),
             "kv_cache_tokens": s["kv_cache_tokens"],
         }
@@ -304,22 +318,52 @@ class VllmBackend(Backend):
                 shutdown()
             del llm
         gc.collect()
+        if self._padded_draft is not None:
+            self._padded_draft.cleanup()
+            self._padded_draft = None
+
+
+def _vocab_size(config: dict[str, Any]) -> int | None:
+    return config.get("vocab_size", config.get("text_config", {}).get("vocab_size"))
 
 
 def check_draft_vocabulary(engine: str, target_dir: str, draft_dir: str) -> None:
     """vLLM's draft_model method verifies draft tokens by id, so the draft must share the
     target's vocabulary size (mapping between two vocabularies needs both tokenizers, which
     random-weight models run without). Checked before the engine spends minutes starting."""
-    sizes = {}
-    for role, folder in (("target", target_dir), ("draft", draft_dir)):
-        config = load_config_dict(Path(folder))
-        sizes[role] = config.get("vocab_size", config.get("text_config", {}).get("vocab_size"))
-    if sizes["target"] != sizes["draft"]:
+    target = _vocab_size(load_config_dict(Path(target_dir)))
+    draft = _vocab_size(load_config_dict(Path(draft_dir)))
+    if target != draft:
         raise ConfigError(
-            f"engine '{engine}': the draft's vocabulary ({sizes['draft']} tokens) differs from "
-            f"the target's ({sizes['target']}); vLLM's draft_model speculative decoding needs "
-            "them equal"
+            f"engine '{engine}': the draft's vocabulary ({draft} tokens) differs from "
+            f"the target's ({target}); vLLM's draft_model speculative decoding needs them "
+            "equal (with random weights and one tokenizer, set pad_draft_vocabulary: true "
+            "on the pair)"
         )
+
+
+def padded_draft_config(target_dir: str, draft_dir: str, out_dir: str) -> tuple[int, int]:
+    """Write the draft's config.json into ``out_dir`` with the target's vocabulary size, when
+    the draft's is smaller, and return (draft's size, size written).
+
+    Qwen2 models pad their embedding to a multiple that differs by model size (151,936 rows in
+    the 1.5B model, 152,064 in the 32B) over one tokenizer of 151,665 tokens, so with random
+    weights the padded draft computes what the real one does on 128 more output rows. A larger
+    draft vocabulary is not shrunk: it is another tokenizer."""
+    target = _vocab_size(load_config_dict(Path(target_dir)))
+    config = load_config_dict(Path(draft_dir))
+    draft = _vocab_size(config)
+    if target is None or draft is None or draft > target:
+        raise ConfigError(
+            f"pad_draft_vocabulary: the draft's vocabulary ({draft} tokens) cannot be padded "
+            f"to the target's ({target})"
+        )
+    if "vocab_size" in config:
+        config["vocab_size"] = target
+    else:
+        config["text_config"]["vocab_size"] = target
+    (Path(out_dir) / "config.json").write_text(json.dumps(config, indent=2))
+    return draft, target
 
 
 def agree_on_one_token(worker: Any) -> int:
