@@ -1,4 +1,5 @@
-"""Request-length traces: loading and validation, Tables 1/2 statistics, binning, Fig 7."""
+"""Request-length traces: loading and validation, Tables 1/2 statistics, binning, the trace
+summaries they are drawn from, Fig 7."""
 
 from __future__ import annotations
 
@@ -19,8 +20,17 @@ import pytest
 from matplotlib.figure import Figure
 
 from llm_energy import traces
+from llm_energy.cli import main
 from llm_energy.errors import ConfigError, InputError
-from llm_energy.figures.traces import fig7_trace_cdf
+from llm_energy.figures.traces import fig7_trace_cdf, table_trace_bins, table_trace_lengths
+from llm_energy.summaries import (
+    QUANTILES,
+    TraceSummary,
+    check_trace_summary,
+    read_trace_summary,
+    summarise_trace,
+    write_trace_summary,
+)
 from llm_energy.traces import (
     FORMULA_INPUT_BINS,
     OUTPUT_BINS,
@@ -73,6 +83,13 @@ def _frame(inp: list[int], out: list[int]) -> pd.DataFrame:
     return pd.DataFrame({"input_tokens": inp, "output_tokens": out}, dtype="int64")
 
 
+def _summary(name: str, df: pd.DataFrame, tmp_path: Path, *bins: tuple[int, ...]) -> TraceSummary:
+    """The trace's summary as the pipeline ships it: written to JSON and read back."""
+    path = tmp_path / f"{name}.json"
+    write_trace_summary(summarise_trace(name, df, *(bins or paper_bins())), path)
+    return read_trace_summary(path)
+
+
 # ---------------------------------------------------------------- registry and bins
 
 
@@ -123,14 +140,18 @@ def test_paper_bins() -> None:
 
 @needs_mirror
 @pytest.mark.parametrize(("name", "file", "key", "rows"), AZURE)
-def test_azure_length_stats_match_plain_pandas(name: str, file: str, key: str, rows: int) -> None:
+def test_azure_length_stats_match_plain_pandas(
+    name: str, file: str, key: str, rows: int, tmp_path: Path
+) -> None:
     path = MIRROR / "traces" / "azure_2023" / file
     df = load_trace(name, path)
     assert len(df) == rows
     assert list(df.columns) == ["input_tokens", "output_tokens"]
     assert (df.dtypes == "int64").all()
     assert df.attrs["failed_dropped"] == 0
-    stats = length_stats(df)
+    # Tables 1 and 2 are drawn from the trace's summary: the same numbers, bit for bit.
+    stats = _summary(name, df, tmp_path).length_stats()
+    pd.testing.assert_frame_equal(stats, length_stats(df), check_exact=True)
     assert list(stats.index) == ["input", "output"]
     assert list(stats.columns) == ["mean", "std", "median", "p99", "count"]
 
@@ -395,6 +416,106 @@ def test_unreachable_url_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert _leftovers(tmp_path) == []
 
 
+# ---------------------------------------------------------------- trace summaries
+
+
+def _ties_trace(n: int = 5000) -> pd.DataFrame:
+    """Lengths with many ties and a long tail, some above the largest bins."""
+    rng = np.random.default_rng(7)
+    inp = np.concatenate([rng.integers(1, 9000, n // 2), rng.choice([5, 300, 1024], n - n // 2)])
+    out = np.concatenate([rng.integers(0, 700, n // 2), rng.choice([1, 64, 129], n - n // 2)])
+    df = _frame(inp.tolist(), out.tolist())
+    df.attrs.update(source="/data/trace.csv", failed_dropped=3)
+    return df
+
+
+def _ecdf(values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Fraction of ``values`` at or below each point of ``at``, by plain counting."""
+    return np.array([(values <= x).mean() for x in at])
+
+
+def test_summary_holds_what_direct_computation_gives(tmp_path: Path) -> None:
+    df = _ties_trace()
+    configured = ((64, 256, 1024, 4096), (16, 128))
+    summary = _summary("azure_code", df, tmp_path, *configured)
+    assert summary.trace == "azure_code" and summary.requests == len(df)
+    assert summary.failed_dropped == 3
+    assert summary.provenance["source"] == "/data/trace.csv"
+    pd.testing.assert_frame_equal(summary.length_stats(), length_stats(df), check_exact=True)
+    for bins in (configured, paper_bins("printed"), paper_bins("formula")):
+        direct = bin_requests(df, *bins)
+        held = summary.binning(*bins)
+        pd.testing.assert_frame_equal(held.counts, direct.counts, check_exact=True)
+        assert (held.total, held.dropped_input, held.dropped_output, held.dropped_total) == (
+            direct.total,
+            direct.dropped_input,
+            direct.dropped_output,
+            direct.dropped_total,
+        )
+    assert summary.binning([4096, 64, 256, 1024, 64], [128, 16]) is summary.binning(*configured)
+    p = np.linspace(0, 1, QUANTILES)
+    for side in ("input", "output"):
+        values = df[f"{side}_tokens"].to_numpy()
+        x, y = summary.cdf(side)  # type: ignore[arg-type]
+        assert x.tolist() == np.quantile(values, p, method="inverted_cdf").tolist()
+        assert x[0] == values.min() and x[-1] == values.max() and y.tolist() == p.tolist()
+        # Drawn as a post step curve, the grid is the empirical CDF within 1 / (QUANTILES - 1).
+        at = np.unique(values)
+        drawn = y[np.searchsorted(x, at, side="right") - 1]
+        assert np.abs(drawn - _ecdf(values, at)).max() <= 1 / (QUANTILES - 1) + 1e-12
+
+
+def test_a_summary_of_other_bins_says_which_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "azure_code.json"
+    write_trace_summary(summarise_trace("azure_code", _ties_trace(200), *paper_bins()), path)
+    with pytest.raises(InputError) as err:
+        check_trace_summary(path, "azure_code", [64, 256], [8, 32])
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: ")
+    assert "input bins 64 256 and output bins 8 32" in msg
+    assert "input 32 128 256 512 1024 2048 4096 8192 / output 8 16 32 64 128 256 512" in msg
+    assert "resources/summaries" in msg
+    with pytest.raises(InputError, match="not of 'azure_conversation'"):
+        check_trace_summary(path, "azure_conversation", *paper_bins())
+    path.write_text('{"kind": "architecture_summary"}')
+    with pytest.raises(InputError, match="not a trace summary"):
+        read_trace_summary(path)
+    path.write_text('{"kind": "trace_summary", "trace": "x"}')
+    with pytest.raises(InputError, match="malformed trace summary"):
+        read_trace_summary(path)
+
+
+def test_trace_tables_from_summaries_equal_those_from_the_traces(tmp_path: Path) -> None:
+    prepared, summaries = [], []
+    for name, n in (("azure_conversation", 3000), ("azure_code", 800)):
+        df = _ties_trace(n)
+        df.to_parquet(tmp_path / f"{name}.parquet", index=False)
+        prepared.append(str(tmp_path / f"{name}.parquet"))
+        summaries.append(str(tmp_path / f"{name}.json"))
+        bins = ["--input-bins", "64", "512", "--output-bins", "32", "256"]
+        assert main(["trace-summary", prepared[-1], "--out", summaries[-1], *bins]) == 0
+    outputs = {}
+    for kind, paths in (("raw", prepared), ("summary", summaries)):
+        lengths, bins_csv = tmp_path / f"{kind}_lengths.csv", tmp_path / f"{kind}_bins.csv"
+        args = ["trace-tables", *paths, "--lengths", str(lengths), "--bins", str(bins_csv)]
+        assert main([*args, "--input-bins", "64", "512", "--output-bins", "32", "256"]) == 0
+        outputs[kind] = (lengths.read_text(), bins_csv.read_text())
+    assert outputs["summary"] == outputs["raw"]
+    lengths = pd.read_csv(tmp_path / "summary_lengths.csv")
+    raw = pd.read_parquet(prepared[0])
+    got = lengths[(lengths["trace"] == "azure_conversation") & (lengths["side"] == "output")]
+    assert got["mean"].iloc[0] == pytest.approx(raw["output_tokens"].mean(), rel=1e-9)
+    assert got["failed_requests_dropped"].iloc[0] == 3
+    table = table_trace_bins(
+        {"t": read_trace_summary(summaries[1])}, {"configured": ((512, 64), (256, 32))}
+    )
+    assert table["input_bins"].tolist() == ["64 512"] and table["kept"].iloc[0] > 0
+    assert table_trace_lengths({"t": read_trace_summary(summaries[1])})["count"].tolist() == [
+        800,
+        800,
+    ]
+
+
 # ---------------------------------------------------------------- Fig 7
 
 
@@ -402,14 +523,15 @@ def _fig7_input() -> pd.DataFrame:
     path = MIRROR / TRACES["azure_conversation"].mirror_path
     if path.is_file():
         return load_trace("azure_conversation", path)
-    rng = np.random.default_rng(0)
-    return _frame(rng.integers(2, 14000, 500).tolist(), rng.integers(1, 1000, 500).tolist())
+    return _ties_trace()
 
 
-def test_fig7_two_panels_of_two_cdfs() -> None:
+def test_fig7_from_the_summary_draws_the_traces_cdfs(tmp_path: Path) -> None:
     df = _fig7_input()
-    b = bin_requests(df, *paper_bins())
-    fig = fig7_trace_cdf(df, b, "Azure conversation: real vs binned lengths")
+    bins = paper_bins()
+    b = bin_requests(df, *bins)
+    summary = _summary("azure_conversation", df, tmp_path)
+    fig = fig7_trace_cdf(summary, *bins, "Azure conversation: real vs binned lengths")
     try:
         assert isinstance(fig, Figure)
         axes = [ax for ax in fig.axes if ax.get_visible()]
@@ -421,10 +543,30 @@ def test_fig7_two_panels_of_two_cdfs() -> None:
             real, binned = ax.get_lines()
             assert real.get_ydata()[-1] == pytest.approx(1.0)
             assert binned.get_ydata()[-1] == pytest.approx(1.0)
-            assert len(real.get_xdata()) == len(df)
-            assert len(binned.get_xdata()) == len(df) - b.dropped_total
+            assert real.get_xdata().min() == df[col].min()
             assert real.get_xdata().max() == df[col].max()
+            # Real: the trace's empirical CDF within a thousandth, at every length it holds.
+            values = df[col].to_numpy()
+            at = np.unique(values)
+            x, y = real.get_xdata(), real.get_ydata()
+            drawn = y[np.searchsorted(x, at, side="right") - 1]
+            assert np.abs(drawn - _ecdf(values, at)).max() <= 1 / (QUANTILES - 1) + 1e-12
+            # Binned: exactly the CDF of the binned requests, at every bin they fill.
+            kept = b.binned[col].to_numpy()
+            x, y = binned.get_xdata(), binned.get_ydata()
+            at = np.unique(kept)
+            drawn = y[np.searchsorted(x, at, side="right") - 1]
+            assert drawn.tolist() == pytest.approx(_ecdf(kept, at).tolist(), abs=1e-12)
+            assert y[0] == 0.0 and x[0] == kept.min()
+        legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
+        assert legend == [f"real (n={len(df):,})", f"binned (n={len(df) - b.dropped_total:,})"]
         notes = " ".join(t.get_text() for t in fig.texts)
         assert re.search(rf"{b.dropped_total:,} of {len(df):,} requests dropped", notes)
     finally:
         plt.close(fig)
+
+
+def test_fig7_of_bins_the_summary_lacks_is_one_error(tmp_path: Path) -> None:
+    summary = _summary("azure_conversation", _ties_trace(100), tmp_path)
+    with pytest.raises(InputError, match="configured input bins 64 and output bins 8"):
+        fig7_trace_cdf(summary, [64], [8], "x")

@@ -1,5 +1,6 @@
 """The offline workload energy model: largest feasible batches, N/B arithmetic, missing bins,
-dropped requests, the ideal baselines, Table 4, Fig 1, the command line and the planning."""
+dropped requests, the ideal baselines, the trace and architecture summaries it reads, Table 4,
+Fig 1, the command line and the planning."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ from llm_energy.figures.workloads import fig1_workload_energy, table4_energy_ove
 from llm_energy.flops import Architecture
 from llm_energy.ideal import flops_baseline_j, gpu, kv_bytes, roofline_baseline_j, weight_bytes
 from llm_energy.plan import plan_study
+from llm_energy.summaries import (
+    architecture_summary,
+    read_architecture_summary,
+    read_trace_summary,
+    summarise_trace,
+    write_architecture_summary,
+    write_trace_summary,
+)
+from llm_energy.traces import bin_requests
 from llm_energy.workload_energy import (
     LADDER_CAP,
     OUT_OF_MEMORY_ABOVE,
@@ -111,12 +121,10 @@ def _trace() -> pd.DataFrame:
 
 def _estimate(tmp_path: Path, rows: list[dict], **kw) -> pd.DataFrame:
     return estimate_workloads(
-        {"azure_code": _trace()},
+        {"azure_code": bin_requests(_trace(), INPUT_BINS, OUTPUT_BINS)},
         _measurements(tmp_path, rows),
         {"tiny": TINY},
         H100,
-        INPUT_BINS,
-        OUTPUT_BINS,
         **kw,
     )
 
@@ -369,11 +377,61 @@ def test_cli_writes_the_estimate_table4_and_fig1(tmp_path, capsys):
     assert fig.stat().st_size > 10_000
 
 
+def test_cli_from_summaries_writes_what_it_writes_from_the_trace_and_config(tmp_path):
+    raw = _cli_inputs(tmp_path, _pytorch_rows())
+    assert main(raw) == 0
+    from_raw = {name: (tmp_path / name).read_text() for name in ("bins.csv", "totals.csv")}
+    trace, arch = tmp_path / "azure_code.json", tmp_path / "tiny.json"
+    bins = ["--input-bins", *map(str, INPUT_BINS), "--output-bins", *map(str, OUTPUT_BINS)]
+    prepared = raw[raw.index("--traces") + 1]
+    assert main(["trace-summary", prepared, "--out", str(trace), *bins]) == 0
+    model = ["tiny", "--hub-id", "local/tiny", "--config", str(TINY_CONFIG)]
+    assert main(["model-summary", *model, "--out", str(arch)]) == 0
+    # The same command with the summaries in place of the trace and of --model/--model-config.
+    swap = {prepared: str(trace), "--model": "--architecture", "tiny=local/tiny": f"tiny={arch}"}
+    summarised = [swap.get(a, a) for a in raw]
+    at = summarised.index("--model-config")
+    del summarised[at : at + 2]
+    assert main(summarised) == 0
+    assert {name: (tmp_path / name).read_text() for name in from_raw} == from_raw
+
+
 def test_cli_reports_missing_bins_as_one_error(tmp_path, capsys):
     assert main(_cli_inputs(tmp_path, _with_partial_vllm())) == 2
     err = capsys.readouterr().err
     assert "engine 'vllm'" in err and "Traceback" not in err
     assert not (tmp_path / "totals.csv").exists()
+
+
+# --- summaries ----------------------------------------------------------------------------------
+
+
+def test_the_estimate_from_a_trace_summary_equals_the_one_from_the_trace(tmp_path):
+    path = tmp_path / "azure_code.json"
+    write_trace_summary(summarise_trace("azure_code", _trace(), INPUT_BINS, OUTPUT_BINS), path)
+    held = read_trace_summary(path).binning(INPUT_BINS, OUTPUT_BINS)
+    rows = _measurements(tmp_path, _with_partial_vllm())
+    for missing in ("error", "incomplete"):
+        kw = {"missing": missing, "engines": ["pytorch"] if missing == "error" else None}
+        from_summary = estimate_workloads({"azure_code": held}, rows, {"tiny": TINY}, H100, **kw)
+        pd.testing.assert_frame_equal(from_summary, _estimate(tmp_path, _with_partial_vllm(), **kw))
+
+
+def test_an_architecture_summary_holds_the_architecture_of_its_config(tmp_path):
+    import hashlib
+
+    path = tmp_path / "tiny.json"
+    summary = architecture_summary("tiny", "local/tiny", TINY_CONFIG, {"git_commit": "abc"})
+    write_architecture_summary(summary, path)
+    back = read_architecture_summary(path)
+    assert back.architecture == TINY and (back.model, back.hub_id) == ("tiny", "local/tiny")
+    assert back.provenance["config_sha256"] == hashlib.sha256(TINY_CONFIG.read_bytes()).hexdigest()
+    assert back.provenance["git_commit"] == "abc"
+    data = json.loads(path.read_text())
+    del data["architecture"]["vocab"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="vocab"):
+        read_architecture_summary(path)
 
 
 # --- planning -----------------------------------------------------------------------------------

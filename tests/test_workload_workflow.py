@@ -70,6 +70,8 @@ def test_dry_run_of_table4_and_fig1_plans_measurement_and_estimate(pipeline):
     assert _job_counts(result.stdout) == {
         "plan_job": 1,
         "prepare_trace": 1,
+        "trace_summary": 1,
+        "model_summary": 1,
         "measure": 1,
         "aggregate": 1,
         "workload_energy": 1,

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 from llm_energy.errors import LlmEnergyError
 
 if TYPE_CHECKING:
+    from llm_energy.flops import Architecture
     from llm_energy.spec import JobPlan
+    from llm_energy.summaries import TraceSummary
 
 
 def _log(msg: str) -> None:
@@ -161,19 +163,59 @@ def cmd_estimate(args: argparse.Namespace) -> None:
 
 def cmd_prepare_trace(args: argparse.Namespace) -> None:
     from llm_energy.store import write_parquet_atomic
+    from llm_energy.summaries import sha256_file
     from llm_energy.traces import load_trace, trace_path
 
     path = trace_path(args.name, args.mirror or None, Path(args.cache))
     df = load_trace(args.name, path)
+    df.attrs["source_sha256"] = sha256_file(path)
     write_parquet_atomic(df, Path(args.out))
     failed = df.attrs.get("failed_dropped", 0)
     _log(f"{args.name}: {len(df)} requests from {path} ({failed} failed requests dropped)")
 
 
-def _read_traces(paths: list[str]) -> dict:
+def _summarise_prepared(path: Path, input_bins: list[int], output_bins: list[int]) -> TraceSummary:
+    """The summary of a prepared trace (NAME.parquet), with the file's name and sha256."""
     import pandas as pd
 
-    return {Path(p).stem: pd.read_parquet(p) for p in paths}
+    from llm_energy.summaries import run_provenance, sha256_file, summarise_trace
+
+    provenance = {"prepared_trace": path.name, "prepared_sha256": sha256_file(path)}
+    return summarise_trace(
+        path.stem,
+        pd.read_parquet(path),
+        input_bins,
+        output_bins,
+        {**provenance, **run_provenance()},
+    )
+
+
+def _trace_summaries(
+    paths: list[str], input_bins: list[int], output_bins: list[int]
+) -> dict[str, TraceSummary]:
+    """Trace name -> summary, from trace summaries (NAME.json) or prepared traces, which are
+    summarised here with these bins."""
+    from llm_energy.summaries import read_trace_summary
+
+    summaries = {}
+    for p in map(Path, paths):
+        if p.suffix == ".json":
+            summary = read_trace_summary(p)
+            summaries[summary.trace] = summary
+        else:
+            summaries[p.stem] = _summarise_prepared(p, input_bins, output_bins)
+    return summaries
+
+
+def cmd_trace_summary(args: argparse.Namespace) -> None:
+    from llm_energy.summaries import write_trace_summary
+
+    summary = _summarise_prepared(Path(args.trace), args.input_bins, args.output_bins)
+    write_trace_summary(summary, Path(args.out))
+    _log(
+        f"{summary.trace}: {summary.requests} requests, {len(summary.binnings)} binnings, "
+        f"{len(summary.quantiles['input'])} quantiles per side -> {args.out}"
+    )
 
 
 def _write_csv(table, out: str) -> None:
@@ -186,7 +228,7 @@ def cmd_trace_tables(args: argparse.Namespace) -> None:
     from llm_energy.figures.traces import table_trace_bins, table_trace_lengths
     from llm_energy.traces import paper_bins
 
-    traces = _read_traces(args.traces)
+    traces = _trace_summaries(args.traces, args.input_bins, args.output_bins)
     _write_csv(table_trace_lengths(traces), args.lengths)
     variants = {
         "configured": (tuple(args.input_bins), tuple(args.output_bins)),
@@ -200,12 +242,11 @@ def cmd_trace_tables(args: argparse.Namespace) -> None:
 def cmd_trace_figure(args: argparse.Namespace) -> None:
     from llm_energy.figures.style import save
     from llm_energy.figures.traces import fig7_trace_cdf
-    from llm_energy.traces import bin_requests
 
-    ((name, df),) = _read_traces([args.trace]).items()
-    binned = bin_requests(df, args.input_bins, args.output_bins)
+    ((name, summary),) = _trace_summaries([args.trace], args.input_bins, args.output_bins).items()
     title = f"{name.replace('_', ' ')}: real and binned request lengths (Fig 7)"
-    save(fig7_trace_cdf(df, binned, title), Path(args.out), dpi=args.dpi)
+    fig = fig7_trace_cdf(summary, args.input_bins, args.output_bins, title)
+    save(fig, Path(args.out), dpi=args.dpi)
     _log(f"fig7 ({name}) -> {args.out}")
 
 
@@ -224,10 +265,12 @@ def cmd_prepare_task(args: argparse.Namespace) -> None:
 def cmd_task_table(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from llm_energy.textdata import load_tokenizer, token_stats
+    from llm_energy.summaries import task_table
+    from llm_energy.textdata import load_tokenizer, tokenizer_label
 
-    df = pd.concat([pd.read_parquet(p) for p in args.tasks], ignore_index=True)
-    table = token_stats(df, load_tokenizer(args.mirror or None)).rename_axis("task").reset_index()
+    mirror = args.mirror or None
+    samples = [pd.read_parquet(p) for p in args.tasks]
+    table = task_table(samples, load_tokenizer(mirror), tokenizer_label(mirror))
     _write_csv(table, args.out)
     _log(f"Table 3 for {len(table)} tasks -> {args.out}")
 
@@ -282,21 +325,55 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
     return pairs
 
 
-def cmd_workload_energy(args: argparse.Namespace) -> None:
-    import pandas as pd
-
-    from llm_energy.ideal import gpu
+def cmd_model_summary(args: argparse.Namespace) -> None:
     from llm_energy.spec import ModelSpec
-    from llm_energy.workload_energy import estimate_workloads, load_architecture, workload_totals
+    from llm_energy.summaries import (
+        architecture_summary,
+        run_provenance,
+        write_architecture_summary,
+    )
+    from llm_energy.workload_energy import model_config_path
+
+    spec = ModelSpec(args.name, args.hub_id, config=args.config or None)
+    path = model_config_path(spec, args.models_mirror or None)
+    summary = architecture_summary(args.name, args.hub_id, path, run_provenance())
+    write_architecture_summary(summary, Path(args.out))
+    _log(f"{args.name} ({args.hub_id}): architecture of {path} -> {args.out}")
+
+
+def _architectures(args: argparse.Namespace) -> dict[str, Architecture]:
+    """Model name -> Architecture: from architecture summaries (--architecture) or from each
+    model's config.json (--model, --model-config, --models-mirror)."""
+    from llm_energy.spec import ModelSpec
+    from llm_energy.summaries import read_architecture_summary
+    from llm_energy.workload_energy import load_architecture
 
     hubs, configs = _pairs(args.model, "--model"), _pairs(args.model_config, "--model-config")
+    summaries = _pairs(args.architecture, "--architecture")
     unknown = sorted(set(configs) - set(hubs))
     if unknown:
         raise LlmEnergyError(f"--model-config names {', '.join(unknown)}, not given by --model")
+    twice = sorted(set(hubs) & set(summaries))
+    if twice:
+        raise LlmEnergyError(f"{', '.join(twice)}: given by both --model and --architecture")
+    if not hubs and not summaries:
+        raise LlmEnergyError("name the models to estimate with --architecture or --model")
     architectures = {
         name: load_architecture(ModelSpec(name, hub, config=configs.get(name)), args.models_mirror)
         for name, hub in hubs.items()
     }
+    for name, path in summaries.items():
+        architectures[name] = read_architecture_summary(path).architecture
+    return architectures
+
+
+def cmd_workload_energy(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.ideal import gpu
+    from llm_energy.workload_energy import estimate_workloads, workload_totals
+
+    architectures = _architectures(args)
     measurements = pd.read_parquet(args.measurements)
     engines = args.engines or sorted(set(measurements["engine"].astype(str)))
     for engine in engines:
@@ -306,13 +383,12 @@ def cmd_workload_energy(args: argparse.Namespace) -> None:
             ]
             if rows.empty:
                 _log(f"engine {engine}, model {model}: no measurements; left out (not measured)")
+    summaries = _trace_summaries(args.traces, args.input_bins, args.output_bins)
     bins = estimate_workloads(
-        _read_traces(args.traces),
+        {name: s.binning(args.input_bins, args.output_bins) for name, s in summaries.items()},
         measurements,
         architectures,
         gpu(args.gpu),
-        args.input_bins,
-        args.output_bins,
         engines=engines,
         models=list(architectures),
         missing=args.missing_bins,
@@ -422,8 +498,19 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--cache", default="results/data/downloads", help="download folder")
     pt.set_defaults(func=cmd_prepare_trace)
 
+    ts = sub.add_parser(
+        "trace-summary", help="the aggregates of a trace that Tables 1, 2, 4 and Figs 1, 7 use"
+    )
+    ts.add_argument("trace", help="prepared trace (NAME.parquet of prepare-trace)")
+    ts.add_argument("--out", required=True, help="summary to write (NAME.json)")
+    ts.add_argument("--input-bins", type=int, nargs="+", required=True)
+    ts.add_argument("--output-bins", type=int, nargs="+", required=True)
+    ts.set_defaults(func=cmd_trace_summary)
+
     tt = sub.add_parser("trace-tables", help="Tables 1 and 2, and requests dropped by binning")
-    tt.add_argument("traces", nargs="+", help="prepared traces (NAME.parquet)")
+    tt.add_argument(
+        "traces", nargs="+", help="trace summaries (NAME.json) or prepared traces (NAME.parquet)"
+    )
     tt.add_argument("--lengths", required=True)
     tt.add_argument("--bins", required=True)
     tt.add_argument("--input-bins", type=int, nargs="+", required=True)
@@ -431,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     tt.set_defaults(func=cmd_trace_tables)
 
     tf = sub.add_parser("trace-figure", help="Fig 7: real against binned lengths of one trace")
-    tf.add_argument("--trace", required=True)
+    tf.add_argument(
+        "--trace", required=True, help="trace summary (NAME.json) or prepared trace (NAME.parquet)"
+    )
     tf.add_argument("--out", required=True)
     tf.add_argument("--input-bins", type=int, nargs="+", required=True)
     tf.add_argument("--output-bins", type=int, nargs="+", required=True)
@@ -474,12 +563,23 @@ def build_parser() -> argparse.ArgumentParser:
         "workload-energy", help="binned energy of the traces' requests against the ideal"
     )
     we.add_argument("--measurements", required=True, help="aggregated measurements table")
-    we.add_argument("--traces", nargs="+", required=True, help="prepared traces (NAME.parquet)")
+    we.add_argument(
+        "--traces",
+        nargs="+",
+        required=True,
+        help="trace summaries (NAME.json) or prepared traces (NAME.parquet)",
+    )
     we.add_argument("--input-bins", type=int, nargs="+", required=True)
     we.add_argument("--output-bins", type=int, nargs="+", required=True)
     we.add_argument("--engines", nargs="+", help="engines to estimate (default: all measured)")
     we.add_argument(
-        "--model", action="append", required=True, metavar="NAME=HUB_ID", help="model to estimate"
+        "--architecture",
+        action="append",
+        metavar="NAME=PATH",
+        help="model to estimate, by its architecture summary (model-summary)",
+    )
+    we.add_argument(
+        "--model", action="append", metavar="NAME=HUB_ID", help="model to estimate, by hub id"
     )
     we.add_argument(
         "--model-config", action="append", metavar="NAME=PATH", help="local config.json of a model"
@@ -490,6 +590,16 @@ def build_parser() -> argparse.ArgumentParser:
     we.add_argument("--bins-out", required=True, help="per-bin CSV")
     we.add_argument("--totals-out", required=True, help="per trace, engine and model CSV")
     we.set_defaults(func=cmd_workload_energy)
+
+    ms = sub.add_parser(
+        "model-summary", help="a model's architecture (config.json) as the FLOP count uses it"
+    )
+    ms.add_argument("name", help="the model's key in the configuration")
+    ms.add_argument("--hub-id", required=True)
+    ms.add_argument("--config", help="local config.json that overrides the hub / mirror copy")
+    ms.add_argument("--models-mirror", help="folder holding ORG__NAME/config.json")
+    ms.add_argument("--out", required=True, help="summary to write (MODEL.json)")
+    ms.set_defaults(func=cmd_model_summary)
 
     wt = sub.add_parser("workload-table", help="Table 4: estimated energy over the ideal")
     wt.add_argument("--totals", required=True, help="totals CSV of workload-energy")

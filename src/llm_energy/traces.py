@@ -6,6 +6,8 @@ machines without network access run the same code. A trace loads into one frame 
 ``input_tokens`` / ``output_tokens``; :func:`length_stats` gives the study's Tables 1 and 2,
 :func:`bin_requests` maps every request to the smallest (input, output) bin at or above it
 (section 4); ``figures.traces`` compares the real and binned length distributions (Fig 7).
+:mod:`llm_energy.summaries` reduces a prepared trace to what those use, so that the tables and
+figures can be rebuilt without the trace itself.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import shutil
 import tempfile
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -206,17 +208,35 @@ def length_stats(df: pd.DataFrame) -> pd.DataFrame:
 
 
 @dataclass
-class BinnedTrace:
-    """Requests mapped to (input, output) bins, with those above the largest bins counted."""
+class BinCounts:
+    """Requests per (input, output) bin, with those above the largest bins counted: all that
+    the workload estimate, Table 2's drop counts and Fig 7's binned curves need of a trace."""
 
     input_bins: tuple[int, ...]
     output_bins: tuple[int, ...]
     counts: pd.DataFrame  # input_bin, output_bin, requests (non-empty bins only)
-    binned: pd.DataFrame  # per kept request: input_tokens, output_tokens rounded up to their bins
     total: int
     dropped_input: int
     dropped_output: int
     dropped_total: int
+
+    @property
+    def kept(self) -> int:
+        """Requests within the largest bins."""
+        return self.total - self.dropped_total
+
+
+@dataclass
+class BinnedTrace(BinCounts):
+    """Bin counts of a trace, and each kept request's lengths rounded up to its bins."""
+
+    binned: pd.DataFrame  # per kept request: input_tokens, output_tokens rounded up to their bins
+
+    def bin_counts(self) -> BinCounts:
+        """The counts alone, without the per-request lengths."""
+        return BinCounts(
+            **{f.name: getattr(self, f.name) for f in fields(BinCounts)},
+        )
 
 
 def _sorted_bins(bins: Sequence[int], what: str) -> np.ndarray:
@@ -224,6 +244,11 @@ def _sorted_bins(bins: Sequence[int], what: str) -> np.ndarray:
     if arr.size == 0 or arr[0] <= 0:
         raise ConfigError(f"{what} bins must be a non-empty list of positive lengths: {bins}")
     return arr
+
+
+def bin_edges(bins: Sequence[int], what: str) -> tuple[int, ...]:
+    """The bins as :func:`bin_requests` uses them: sorted, without repeats."""
+    return tuple(int(b) for b in _sorted_bins(bins, what))
 
 
 def bin_requests(

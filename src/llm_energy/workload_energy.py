@@ -33,7 +33,7 @@ from llm_energy.errors import ConfigError, InputError
 from llm_energy.flops import Architecture
 from llm_energy.ideal import Gpu, flops_baseline_j, kv_bytes, roofline_baseline_j, weight_bytes
 from llm_energy.spec import ModelSpec
-from llm_energy.traces import BinnedTrace, bin_requests
+from llm_energy.traces import BinCounts, bin_requests
 
 MissingBins = Literal["error", "incomplete"]
 # The prepare-trace rule's download folder, also read when jobs are planned from the traces.
@@ -90,13 +90,20 @@ def ideal_gpu_key(config: dict[str, Any]) -> str:
     return key
 
 
-def load_architecture(spec: ModelSpec, mirror: str | None) -> Architecture:
-    """The architecture of a model from its config.json (local, mirrored or from the hub)."""
-    from llm_energy.models import load_config_dict, resolve_model_dir
+def model_config_path(spec: ModelSpec, mirror: str | None) -> Path:
+    """The model's config.json: local, mirrored or fetched from the hub."""
+    from llm_energy.models import resolve_model_dir
 
     # Only config.json is needed: never fetch a checkpoint for the FLOP count.
     folder = resolve_model_dir(ModelSpec(spec.name, spec.hub_id, "random", spec.config), mirror)
-    return Architecture.from_config(load_config_dict(folder))
+    return folder / "config.json"
+
+
+def load_architecture(spec: ModelSpec, mirror: str | None) -> Architecture:
+    """The architecture of a model from its config.json (local, mirrored or from the hub)."""
+    from llm_energy.models import load_config_dict
+
+    return Architecture.from_config(load_config_dict(model_config_path(spec, mirror).parent))
 
 
 # --- the measured batch of each bin ----------------------------------------------------------
@@ -219,7 +226,7 @@ def ideal_bin_j(
     }
 
 
-def ideal_bins(binned: BinnedTrace, arch: Architecture, hw: Gpu) -> pd.DataFrame:
+def ideal_bins(binned: BinCounts, arch: Architecture, hw: Gpu) -> pd.DataFrame:
     """Per bin with requests: the requests and their ideal energies on ``hw``."""
     rows = [
         {
@@ -244,7 +251,7 @@ def _bin_label(input_bin: int, output_bin: int) -> str:
 
 def estimate_bins(
     trace: str,
-    binned: BinnedTrace,
+    binned: BinCounts,
     batches: pd.DataFrame,
     architectures: dict[str, Architecture],
     hw: Gpu,
@@ -353,18 +360,17 @@ BIN_COLUMNS = [
 
 
 def estimate_workloads(
-    traces: dict[str, pd.DataFrame],
+    traces: dict[str, BinCounts],
     measurements: pd.DataFrame,
     architectures: dict[str, Architecture],
     hw: Gpu,
-    input_bins: Sequence[int],
-    output_bins: Sequence[int],
     *,
     engines: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
     missing: MissingBins = "error",
 ) -> pd.DataFrame:
-    """Per-bin estimate of every trace, for the engines and models asked (all by default)."""
+    """Per-bin estimate of every trace from its bin counts (:func:`llm_energy.traces.bin_requests`
+    of the trace, or a trace summary's), for the engines and models asked (all by default)."""
     rows = measurements
     if engines is not None:
         rows = rows[rows["engine"].isin(list(engines))]
@@ -372,10 +378,8 @@ def estimate_workloads(
         rows = rows[rows["model"].isin(list(models))]
     batches = largest_batches(rows)
     frames = [
-        estimate_bins(
-            name, bin_requests(df, input_bins, output_bins), batches, architectures, hw, missing
-        )
-        for name, df in traces.items()
+        estimate_bins(name, binned, batches, architectures, hw, missing)
+        for name, binned in traces.items()
     ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=BIN_COLUMNS)
 

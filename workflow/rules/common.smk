@@ -243,6 +243,79 @@ def final_targets():
     return targets
 
 
+# Small aggregates of the raw inputs (traces, model configs, task texts) that the trace
+# tables, Fig 7, Table 3 and the workload estimate read: see the summary stage in data.smk.
+SUMMARIES = "results/data/summaries"
+
+
+def summary_targets():
+    """The summaries this configuration reads: of its traces, of the models of its workload
+    estimate and Table 3 (what resources/summaries/ ships for config/h100.yaml)."""
+    experiments = config["experiments"]
+    targets = []
+    if (
+        experiments["workload_traces"]["enabled"]
+        or experiments["workload_estimates"]["enabled"]
+    ):
+        traces = experiments["workload_traces"]["traces"]
+        targets += [f"{SUMMARIES}/traces/{t}.json" for t in traces]
+    if experiments["workload_estimates"]["enabled"]:
+        models = experiments["workload_estimates"]["models"]
+        targets += [f"{SUMMARIES}/models/{m}.json" for m in models]
+    if experiments["classical_tasks"]["enabled"]:
+        targets.append(f"{SUMMARIES}/tasks/table3_token_stats.csv")
+    return targets
+
+
+def shipped_summary(wildcards):
+    """The shipped copy of a summary, once it is known to fit this configuration: a trace's
+    bin counts for the configured bins, a model's hub id, Table 3's tasks, samples and seed.
+    """
+    from llm_energy.errors import LlmEnergyError
+    from llm_energy.summaries import (
+        REBUILD,
+        SHIPPED_DIR,
+        check_architecture_summary,
+        check_task_table,
+        check_trace_summary,
+    )
+
+    rel = f"{SHIPPED_DIR}/{wildcards.kind}/{wildcards.file}"
+    path = Path(workflow.basedir, rel)
+    if not path.is_file():
+        raise WorkflowError(f"shipped_measurements: {rel} is not shipped; {REBUILD}")
+    stem = Path(wildcards.file).stem
+    traces = config["experiments"]["workload_traces"]
+    tasks = config["experiments"]["classical_tasks"]
+    try:
+        if wildcards.kind == "traces":
+            check_trace_summary(path, stem, traces["input_bins"], traces["output_bins"])
+        elif wildcards.kind == "models":
+            if stem not in config["models"]:
+                raise WorkflowError(
+                    f"{rel}: no model '{stem}' in the configuration's models"
+                )
+            check_architecture_summary(path, config["models"][stem]["hub_id"])
+        else:
+            seed = config["protocol"]["seed"]
+            check_task_table(path, tasks["tasks"], tasks["samples"], seed)
+    except LlmEnergyError as exc:
+        raise WorkflowError(f"shipped_measurements: {exc}") from None
+    return str(path)
+
+
+def model_config_input(wildcards):
+    """The model's local config.json when the configuration names one."""
+    model = config["models"][wildcards.model]
+    return [model["config"]] if model["config"] else []
+
+
+def model_config_arg(wildcards):
+    """--config PATH when the configuration names a local config.json for the model."""
+    model = config["models"][wildcards.model]
+    return f"--config {shlex.quote(model['config'])}" if model["config"] else ""
+
+
 # The offline workload energy model (Table 4, Fig 1).
 ESTIMATES = config["experiments"]["workload_estimates"]
 IDEAL_GPU = ideal_gpu_key(config) if ESTIMATES["enabled"] else ""
@@ -254,14 +327,3 @@ def workload_engines(wildcards=None):
             "Table 4 and Fig 1 need experiments.workload_estimates.enabled: true"
         )
     return " ".join(shlex.quote(e) for e in ESTIMATES["engines"])
-
-
-def workload_model_args(wildcards=None):
-    """--model NAME=HUB_ID, and --model-config NAME=PATH for a local config, per model."""
-    args = []
-    for name in ESTIMATES["models"]:
-        model = config["models"][name]
-        args += ["--model", f"{name}={model['hub_id']}"]
-        if model["config"]:
-            args += ["--model-config", f"{name}={model['config']}"]
-    return " ".join(shlex.quote(a) for a in args)

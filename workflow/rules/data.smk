@@ -27,7 +27,7 @@ rule prepare_trace:
 
 rule trace_tables:
     input:
-        expand("results/data/traces/{trace}.parquet", trace=TRACES),
+        expand(f"{SUMMARIES}/traces/{{trace}}.json", trace=TRACES),
     output:
         lengths=report(
             "results/tables/traces/trace_lengths.csv",
@@ -55,7 +55,7 @@ rule trace_tables:
 
 rule fig7:
     input:
-        "results/data/traces/azure_conversation.parquet",
+        f"{SUMMARIES}/traces/azure_conversation.json",
     output:
         report(
             f"results/figures/traces/fig7_azure_conversation_cdf.{FIG_FORMAT}",
@@ -105,9 +105,11 @@ rule prepare_task:
         "--seed {params.seed} --mirror '{params.mirror}' > {log} 2>&1"
 
 
+# Table 3 is its own summary: the table of the task summary, which the summary stage below
+# computes from the texts or copies from resources/summaries/.
 rule table3:
     input:
-        expand("results/data/tasks/{task}.parquet", task=TASK_CONFIG["tasks"]),
+        f"{SUMMARIES}/tasks/table3_token_stats.csv",
     output:
         report(
             "results/tables/tasks/table3_token_stats.csv",
@@ -119,11 +121,8 @@ rule table3:
     localrule: True
     conda:
         "../../envs/analysis.yaml"
-    params:
-        cli=CLI,
-        mirror=config["mirror"]["data"] or "",
     shell:
-        "{params.cli} task-table {input} --out {output} --mirror '{params.mirror}' > {log} 2>&1"
+        "cp -v {input} {output} > {log} 2>&1"
 
 
 rule task_lengths:
@@ -161,3 +160,91 @@ rule prepare_pg19:
     shell:
         "{params.cli} prepare-pg19 --out {output} --tokens {params.tokens} "
         "--min-tokens {params.min_tokens} --mirror '{params.mirror}' > {log} 2>&1"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9._-]+",
+    kind=r"traces|models|tasks",
+    file=r"[A-Za-z0-9._-]+",
+
+
+# Every summary the configuration reads (to ship them: see resources/summaries/README.md).
+rule summaries:
+    input:
+        summary_targets(),
+
+
+# The summary stage: small aggregates of the raw inputs (traces, model configs, task texts),
+# all that the trace tables, Fig 7, Table 3 and the workload estimate read of them. Computed
+# from the raw inputs, or, with shipped_measurements, copied from resources/summaries/ once
+# shipped_summary (common.smk) has checked that they fit this configuration.
+if config["shipped_measurements"]:
+
+    rule shipped_summary:
+        input:
+            shipped_summary,
+        output:
+            f"{SUMMARIES}/{{kind}}/{{file}}",
+        log:
+            "logs/data/summaries/{kind}/{file}.log",
+        localrule: True
+        conda:
+            "../../envs/analysis.yaml"
+        shell:
+            "cp -v {input} {output} > {log} 2>&1"
+
+else:
+
+    rule trace_summary:
+        input:
+            "results/data/traces/{trace}.parquet",
+        output:
+            f"{SUMMARIES}/traces/{{trace}}.json",
+        log:
+            "logs/data/summaries/traces/{trace}.log",
+        localrule: True
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            cli=CLI,
+            input_bins=INPUT_BINS,
+            output_bins=OUTPUT_BINS,
+        shell:
+            "{params.cli} trace-summary {input} --out {output} "
+            "--input-bins {params.input_bins} --output-bins {params.output_bins} > {log} 2>&1"
+
+    rule model_summary:
+        input:
+            model_config_input,
+        output:
+            f"{SUMMARIES}/models/{{model}}.json",
+        log:
+            "logs/data/summaries/models/{model}.log",
+        localrule: True
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            cli=CLI,
+            hub_id=lambda wildcards: config["models"][wildcards.model]["hub_id"],
+            config=model_config_arg,
+            mirror=config["mirror"]["models"] or "",
+        shell:
+            "{params.cli} model-summary {wildcards.model} --hub-id {params.hub_id} "
+            "{params.config} --models-mirror '{params.mirror}' --out {output} > {log} 2>&1"
+
+    rule task_summary:
+        input:
+            expand("results/data/tasks/{task}.parquet", task=TASK_CONFIG["tasks"]),
+        output:
+            f"{SUMMARIES}/tasks/table3_token_stats.csv",
+        log:
+            "logs/data/summaries/tasks/table3_token_stats.log",
+        localrule: True
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            cli=CLI,
+            mirror=config["mirror"]["data"] or "",
+        shell:
+            "{params.cli} task-table {input} --out {output} --mirror '{params.mirror}' "
+            "> {log} 2>&1"

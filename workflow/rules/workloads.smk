@@ -1,7 +1,10 @@
 rule workload_energy:
     input:
         measurements=f"results/aggregate/{HARDWARE}/measurements.parquet",
-        traces=expand("results/data/traces/{trace}.parquet", trace=TRACES),
+        traces=expand(f"{SUMMARIES}/traces/{{trace}}.json", trace=TRACES),
+        architectures=expand(
+            f"{SUMMARIES}/models/{{model}}.json", model=ESTIMATES["models"]
+        ),
     output:
         bins=report(
             f"results/tables/{HARDWARE}/workload_energy_bins.csv",
@@ -21,8 +24,10 @@ rule workload_energy:
     params:
         cli=CLI,
         engines=workload_engines,
-        models=workload_model_args,
-        mirror=config["mirror"]["models"] or "",
+        architectures=lambda wildcards, input: " ".join(
+            f"--architecture {name}={path}"
+            for name, path in zip(ESTIMATES["models"], input.architectures)
+        ),
         gpu=IDEAL_GPU,
         missing=ESTIMATES["missing_bins"],
         input_bins=INPUT_BINS,
@@ -30,8 +35,8 @@ rule workload_energy:
     shell:
         "{params.cli} workload-energy --measurements {input.measurements} "
         "--traces {input.traces} --input-bins {params.input_bins} "
-        "--output-bins {params.output_bins} --engines {params.engines} {params.models} "
-        "--models-mirror '{params.mirror}' --gpu {params.gpu} "
+        "--output-bins {params.output_bins} --engines {params.engines} "
+        "{params.architectures} --gpu {params.gpu} "
         "--missing-bins {params.missing} --bins-out {output.bins} "
         "--totals-out {output.totals} > {log} 2>&1"
 

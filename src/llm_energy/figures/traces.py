@@ -1,6 +1,10 @@
-"""Request traces: real against binned length distributions (the study's Fig 7)."""
+"""Request traces: real against binned length distributions (the study's Fig 7), and the length
+statistics and bin counts of Tables 1 and 2, all drawn from trace summaries
+(:mod:`llm_energy.summaries`), which hold the aggregates of each trace that these use."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -9,32 +13,48 @@ import seaborn as sns
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from llm_energy.figures.style import PALETTE, add_footer, setup
-from llm_energy.traces import BinnedTrace
+from llm_energy.summaries import SIDES, Side, TraceSummary
+from llm_energy.traces import BinCounts
 
 
-def fig7_trace_cdf(df: pd.DataFrame, binned: BinnedTrace, title: str) -> plt.Figure:
-    """Empirical CDFs of real and binned input and output lengths (the study's Fig 7)."""
+def binned_cdf(counts: BinCounts, side: Side) -> tuple[np.ndarray, np.ndarray]:
+    """(bin, fraction of the kept requests in it or below) of one side, exactly, starting at
+    (smallest occupied bin, 0) so that a ``post`` step curve rises at every occupied bin."""
+    per_bin = counts.counts.groupby(f"{side}_bin")["requests"].sum().sort_index()
+    if per_bin.empty:
+        return np.array([], dtype=np.int64), np.array([], dtype=float)
+    x = per_bin.index.to_numpy(dtype=np.int64)
+    y = per_bin.cumsum().to_numpy() / counts.kept
+    return np.concatenate([x[:1], x]), np.concatenate([[0.0], y])
+
+
+def fig7_trace_cdf(
+    summary: TraceSummary, input_bins: Sequence[int], output_bins: Sequence[int], title: str
+) -> plt.Figure:
+    """CDFs of real and binned input and output lengths (the study's Fig 7).
+
+    The real curves are drawn from the summary's quantile grid (the empirical CDF to within a
+    thousandth of the requests), the binned ones from its bin counts (exact).
+    """
     setup()
+    binned = summary.binning(input_bins, output_bins)
     fig, axes = plt.subplots(1, 2, figsize=(9.2, 3.8))
     real_c, bin_c = sns.color_palette(PALETTE, 2)
-    panels = (("input", binned.input_bins), ("output", binned.output_bins))
-    for ax, (label, bins) in zip(axes, panels, strict=True):
-        col = f"{label}_tokens"
-        for values, colour, name in (
-            (df[col], real_c, "real"),
-            (binned.binned[col], bin_c, "binned"),
+    panels = zip(SIDES, (binned.input_bins, binned.output_bins), strict=True)
+    for ax, (side, bins) in zip(axes, panels, strict=True):
+        for (x, y), colour, name, n in (
+            (summary.cdf(side), real_c, "real", summary.requests),
+            (binned_cdf(binned, side), bin_c, "binned", binned.kept),
         ):
-            x = np.sort(values.to_numpy())
-            y = np.arange(1, x.size + 1) / max(x.size, 1)
-            ax.step(x, y, where="post", color=colour, lw=1.6, label=f"{name} (n={x.size:,})")
+            ax.step(x, y, where="post", color=colour, lw=1.6, label=f"{name} (n={n:,})")
         ax.set_xscale("log", base=2)
         ax.set_xticks(bins)
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.tick_params(axis="x", labelrotation=45)
         ax.set_ylim(0, 1.02)
-        ax.set_title(f"{label} length")
-        ax.set_xlabel(f"{label} tokens (log scale)")
+        ax.set_title(f"{side} length")
+        ax.set_xlabel(f"{side} tokens (log scale)")
         ax.set_ylabel("fraction of requests ≤ x")
         ax.legend(loc="upper left", frameon=False)
     fig.suptitle(title, fontweight="bold")
@@ -48,30 +68,27 @@ def fig7_trace_cdf(df: pd.DataFrame, binned: BinnedTrace, title: str) -> plt.Fig
     return fig
 
 
-def table_trace_lengths(traces: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def table_trace_lengths(summaries: dict[str, TraceSummary]) -> pd.DataFrame:
     """The study's Tables 1 and 2: length statistics of each trace's inputs and outputs."""
-    from llm_energy.traces import length_stats
-
     frames = []
-    for name, df in traces.items():
-        stats = length_stats(df).rename_axis("side").reset_index()
+    for name, summary in summaries.items():
+        stats = summary.length_stats().rename_axis("side").reset_index()
         stats.insert(0, "trace", name)
-        stats["source"] = df.attrs.get("source", "")
-        stats["failed_requests_dropped"] = df.attrs.get("failed_dropped", 0)
+        stats["source"] = summary.provenance.get("source", "")
+        stats["failed_requests_dropped"] = summary.failed_dropped
         frames.append(stats)
     return pd.concat(frames, ignore_index=True)
 
 
 def table_trace_bins(
-    traces: dict[str, pd.DataFrame], variants: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+    summaries: dict[str, TraceSummary],
+    variants: dict[str, tuple[tuple[int, ...], tuple[int, ...]]],
 ) -> pd.DataFrame:
     """Requests kept and dropped above the largest bins, per trace and per choice of bins."""
-    from llm_energy.traces import bin_requests
-
     rows = []
-    for name, df in traces.items():
+    for name, summary in summaries.items():
         for variant, (input_bins, output_bins) in variants.items():
-            b = bin_requests(df, input_bins, output_bins)
+            b = summary.binning(input_bins, output_bins)
             rows.append(
                 {
                     "trace": name,
@@ -79,7 +96,7 @@ def table_trace_bins(
                     "input_bins": " ".join(map(str, b.input_bins)),
                     "output_bins": " ".join(map(str, b.output_bins)),
                     "requests": b.total,
-                    "kept": b.total - b.dropped_total,
+                    "kept": b.kept,
                     "dropped_input_over": b.dropped_input,
                     "dropped_output_over": b.dropped_output,
                     "dropped_total": b.dropped_total,
