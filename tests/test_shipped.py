@@ -1,11 +1,14 @@
-"""Figures and the report rebuilt from the shipped H100 measurements, with no measurement job."""
+"""Figures, tables and the report rebuilt from what the pipeline ships (the H100 measurements and
+the summaries of the raw inputs), with no measurement job and no data mirror."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from _pipeline import copy_pipeline, run_snakemake
 
 pytestmark = pytest.mark.integration
@@ -25,28 +28,52 @@ FIGURES = (
 )
 
 
+# Rules that read raw inputs (traces, model configs, texts): none runs in a shipped build.
+RAW_INPUT_RULES = (
+    "prepare_trace",
+    "trace_summary",
+    "model_summary",
+    "prepare_task",
+    "task_summary",
+    "task_lengths",
+    "prepare_pg19",
+)
+
+
 def test_shipped_measurements_rebuild_every_h100_figure_and_the_report(tmp_path):
-    if not DATA.is_dir():
-        pytest.skip("the data mirror (../shared/data) is not beside the checkout")
     work = copy_pipeline(tmp_path)
     args = ("--cores", "1", "--configfile", "config/h100.yaml")
-    # The traces and the model architectures come from the mirror; every measured number from
-    # the shipped tables.
-    mirror = f"mirror={{data: {DATA}, models: {DATA / 'models'}}}"
-    switch = ("--config", "shipped_measurements=true", mirror)
+    # No mirror: every measured number comes from the shipped tables, and what the trace, task
+    # and workload tables need of the traces, model configs and texts from the shipped summaries.
+    switch = ("--config", "shipped_measurements=true")
     planned = run_snakemake(work, "-n", *args, *switch)
     assert planned.returncode == 0, planned.stderr[-3000:]
-    assert "measure" not in planned.stdout.split()  # no measurement job, so no GPU needed
+    jobs = planned.stdout.split()
+    assert "measure" not in jobs  # no measurement job, so no GPU needed
+    assert "shipped_summary" in jobs
+    for rule in RAW_INPUT_RULES:
+        assert rule not in jobs, rule
 
     result = run_snakemake(work, *args, *switch, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in FIGURES:
         assert (work / f"results/figures/h100/{name}.png").stat().st_size > 20_000, name
     assert not (work / "results/measurements").exists()
-    # The data tables and figures come from the mirror's traces and texts.
+    assert not (work / "results/data/traces").exists()
+    assert not (work / "results/data/tasks").exists()
+    # The data tables and figures come from the shipped summaries of the traces and texts.
     assert (work / "results/figures/traces/fig7_azure_conversation_cdf.png").exists()
-    for table in ("tasks/table3_token_stats.csv", "traces/trace_lengths.csv"):
-        assert len(pd.read_csv(work / "results/tables" / table)) >= 2, table
+    table3 = pd.read_csv(work / "results/tables/tasks/table3_token_stats.csv")
+    assert list(table3["role"]) == ["classification", "translation", "summarization", "generation"]
+    lengths = pd.read_csv(work / "results/tables/traces/trace_lengths.csv")
+    assert len(lengths) == 4
+    raw_conv = DATA / "traces/azure_2023/AzureLLMInferenceTrace_conv.csv"
+    if raw_conv.is_file():  # the same numbers as plain pandas on the raw trace
+        raw = pd.read_csv(raw_conv)["GeneratedTokens"]
+        got = lengths.set_index(["trace", "side"]).loc[("azure_conversation", "output")]
+        assert got["mean"] == pytest.approx(raw.mean(), rel=1e-9)
+        assert got["p99"] == pytest.approx(raw.quantile(0.99), rel=1e-9)
+        assert got["count"] == len(raw)
     table4 = pd.read_csv(work / "results/tables/h100/table4_energy_over_ideal.csv")
     assert set(table4["engine"]) == {"pytorch", "vllm"}
     assert table4["complete"].all() and (table4["requests_covered_fraction"] == 1).all()
@@ -75,3 +102,26 @@ def test_shipped_measurements_rebuild_every_h100_figure_and_the_report(tmp_path)
     report = run_snakemake(work, *args, *switch, "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     assert (work / "results/report.html").stat().st_size > 100_000
+
+    # Single targets rebuild on their own, in seconds.
+    targets = (
+        "results/figures/traces/fig7_azure_conversation_cdf.png",
+        "results/tables/h100/table4_energy_over_ideal.csv",
+        "results/figures/h100/fig1_workload_energy.png",
+        "results/tables/tasks/table3_token_stats.csv",
+    )
+    for target in targets:
+        (work / target).unlink()
+    start = time.monotonic()
+    again = run_snakemake(work, "fig7", "table4", "fig1", "table3", *args, *switch)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert time.monotonic() - start < 120
+    assert all((work / target).is_file() for target in targets)
+
+    # Shipped summaries made with other bins than the configuration's stop the plan at once.
+    config = yaml.safe_load((work / "config/h100.yaml").read_text())
+    config["experiments"]["workload_traces"]["input_bins"] = [64, 256, 1024]
+    (work / "config/other_bins.yaml").write_text(yaml.safe_dump(config))
+    other = run_snakemake(work, "-n", "fig7", "--configfile", "config/other_bins.yaml", *switch)
+    assert other.returncode != 0
+    assert "configured input bins 64 256 1024 and output bins" in other.stdout + other.stderr
