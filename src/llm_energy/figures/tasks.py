@@ -3,8 +3,9 @@ vLLM's energy intensity per output token and per request across batch sizes (Fig
 
 Each task point serves the task's sampled examples offline, in static batches, with each
 example's own prompt length; outputs are 1 token (classification), 64 (generation) and the
-reference target's length (translation, summarization), because random-weight models never
-stop by themselves.
+reference target's length (translation, summarization; a fixed length where the source holds
+no reference), because random-weight models never stop by themselves. The figures' footers
+say what the rows served.
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup
 TASK_ORDER = ("classification", "translation", "summarization", "generation")
 ENGINE_ORDER = ("PyTorch, eager", "PyTorch, torch.compile", "vLLM, eager", "vLLM, CUDA graphs")
 SAMPLES = 1024  # the study reports each task over 1,024 examples
-OUTPUTS = (
-    "outputs: classification 1 token, generation 64, translation and summarization the "
-    "reference's length (random weights never stop by themselves)"
-)
 
 
 def _task_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -132,8 +129,23 @@ def _bars(
     ax.set_xticks(x, tasks, fontsize=8.5)
 
 
+def outputs_note(rows: pd.DataFrame) -> str:
+    """What the rows served: output tokens per request of each task (forced, since random
+    weights never stop by themselves) and how many examples a point served."""
+    served = rows[rows["feasible"].eq(True) & rows["requests"].gt(0)]
+    per_task = (served["generated_tokens"] / served["requests"]).groupby(served["task"]).mean()
+    lengths = ", ".join(
+        f"{t} {per_task[t]:.3g}" for t in _ordered(served["task"], TASK_ORDER) if t in per_task
+    )
+    requests = ", ".join(str(int(n)) for n in sorted(served["requests"].unique()))
+    return (
+        f"output tokens per request (forced: random weights never stop): {lengths}; "
+        f"{requests} examples served per point"
+    )
+
+
 def _footer(fig: plt.Figure, rows: pd.DataFrame) -> None:
-    note = f"{provenance_note(rows)}\n{OUTPUTS}; × = not feasible (out of memory)"
+    note = f"{provenance_note(rows)}\n{outputs_note(rows)}; × = not feasible (out of memory)"
     add_footer(fig, note)
 
 
