@@ -315,3 +315,51 @@ def test_a_journal_seeded_from_a_table_measured_elsewhere_measures_only_the_rest
     fake_backend.calls = []
     runner.run_job(big, tmp_path / "b.parquet", journal, log=lambda m: None)
     assert {b for b, _ in fake_backend.calls} == {2}
+
+
+def test_feed_forward_blocks_are_timed_after_the_windows_of_an_architecture_point(
+    tiny_config, tmp_path
+):
+    """The dense tiny Llama and a tiny OLMoE (mixture of experts, as OLMoE-1B-7B) on the real
+    transformers backend: rows get the feed-forward blocks' share of a generation's time."""
+    import json
+
+    moe = {
+        "architectures": ["OlmoeForCausalLM"],
+        "model_type": "olmoe",
+        "hidden_size": 64,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "num_experts": 8,
+        "num_experts_per_tok": 2,
+        "vocab_size": 512,
+        "max_position_embeddings": 256,
+    }
+    (tmp_path / "moe").mkdir()
+    (tmp_path / "moe" / "config.json").write_text(json.dumps(moe))
+    tiny_config["models"]["moe"] = {"hub_id": "local/moe", "config": str(tmp_path / "moe")}
+    tiny_config["experiments"] = {
+        "architectures": {
+            "enabled": True,
+            "models": ["tiny", "moe"],
+            "engines": ["pytorch"],
+            "batch_sizes": [2],
+            "input_tokens": 8,
+            "output_tokens": 4,
+            "ffn_time_share": True,
+        }
+    }
+    jobs = plan_study(validate(tiny_config))
+    untimed = dict(tiny_config["experiments"]["architectures"], ffn_time_share=False)
+    plain = plan_study(validate({**tiny_config, "experiments": {"architectures": untimed}}))
+    blocks = {}
+    for group, job in jobs.items():
+        assert job.ffn_time_share == ("architectures",)
+        # Timing runs after the windows, so the points keep their identity.
+        assert job.measurement_hash == plain[group].measurement_hash
+        table = runner.run_job(job, tmp_path / f"{group}.parquet", tmp_path / group, log=print)
+        assert table["ffn_time_share"].between(0.0, 1.0, inclusive="neither").all()
+        blocks[job.model.name] = set(table["ffn_block"])
+    assert blocks == {"tiny": {"LlamaMLP"}, "moe": {"OlmoeSparseMoeBlock"}}

@@ -388,7 +388,14 @@ def _job(config: dict[str, Any], model: str, engine: str, points: tuple[PointSpe
         points=tuple(sorted(points, key=lambda p: p.key)),
         mirror={"models": config["mirror"]["models"]},
         largest_feasible_only=_searched_tags(config),
+        ffn_time_share=_ffn_timed_tags(config),
     )
+
+
+def _ffn_timed_tags(config: dict[str, Any]) -> tuple[str, ...]:
+    """The architecture comparison may time its feed-forward blocks (experts against MLPs)."""
+    exp = config["experiments"].get("architectures", {})
+    return ("architectures",) if exp.get("enabled") and exp.get("ffn_time_share") else ()
 
 
 def _searched_tags(config: dict[str, Any]) -> tuple[str, ...]:

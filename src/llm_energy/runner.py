@@ -256,6 +256,9 @@ def measure_point(
     foreign |= set(after or [])
     row["contended"] = bool(foreign)
     row["foreign_gpu_pids"] = ",".join(str(p) for p in sorted(foreign))
+    if set(point.experiments) & set(plan.ffn_time_share):
+        # One more run, after the windows: the timers' synchronisation would perturb them.
+        row.update(backend.feed_forward_time_share(full_run))
     return row
 
 

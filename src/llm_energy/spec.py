@@ -185,6 +185,9 @@ class JobPlan:
     # Experiment tags whose points need only the largest feasible batch of their shape: the
     # job tries those batches largest first and leaves the smaller ones unmeasured.
     largest_feasible_only: tuple[str, ...] = ()
+    # Experiment tags whose points are followed by a generation with the feed-forward blocks
+    # timed (outside the energy windows; see Backend.feed_forward_time_share).
+    ffn_time_share: tuple[str, ...] = ()
 
     @property
     def config_hash(self) -> str:
@@ -210,7 +213,7 @@ class JobPlan:
             {
                 k: v
                 for k, v in plain.items()
-                if k not in ("points", "group", "mirror", "largest_feasible_only")
+                if k not in ("points", "group", "mirror", "largest_feasible_only", "ffn_time_share")
             }
         )
 
@@ -247,6 +250,7 @@ class JobPlan:
             mirror=dict(d.get("mirror", {})),
             draft_model=ModelSpec(**d["draft_model"]) if d.get("draft_model") else None,
             largest_feasible_only=tuple(d.get("largest_feasible_only", ())),
+            ffn_time_share=tuple(d.get("ffn_time_share", ())),
         )
 
     @classmethod

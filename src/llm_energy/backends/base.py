@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from llm_energy.errors import ConfigError
@@ -86,6 +86,12 @@ class Backend(ABC):
     def peak_memory_gib(self) -> float:
         """Peak device memory since ``reset_peak_memory`` (NaN when the engine cannot tell)."""
         return float("nan")
+
+    def feed_forward_time_share(self, run: Callable[[], None]) -> dict[str, Any]:
+        """Call ``run`` (one generation) once with timers around the model's feed-forward
+        blocks and return ``ffn_time_share`` (their share of the run's time) and ``ffn_block``
+        (their class); empty when the engine cannot time its layers."""
+        return {}
 
     def counters(self) -> dict[str, float]:
         """Running totals the engine keeps (vLLM: speculative draft and accepted tokens), read

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from llm_energy.backends.base import Backend
@@ -87,6 +88,52 @@ class TransformersBackend(Backend):
         model = type(model).maybe_distribute_model(model, distributed, mesh)
         self.recover()  # the unsharded weights
         return model
+
+    def feed_forward_time_share(self, run: Callable[[], None]) -> dict[str, Any]:
+        """Times every decoder layer's feed-forward block (``mlp``: a dense MLP, or the
+        mixture-of-experts block with its router and experts) over one ``run``: on a GPU with
+        CUDA events on the block's stream, so that each interval spans the block's kernels and
+        any wait for their launch; on the CPU with the wall clock. Compiled models fuse across
+        the blocks and are not timed."""
+        if self.engine.torch_compile:
+            return {}
+        blocks = [
+            m.mlp
+            for m in self._model.modules()
+            if isinstance(getattr(m, "mlp", None), self._torch.nn.Module)
+        ]
+        if not blocks:
+            return {}
+        on_gpu = self.device.startswith("cuda")
+        marks: list[Any] = []
+
+        def stamp() -> Any:
+            if not on_gpu:
+                return time.perf_counter()
+            event = self._torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+
+        hooks = [b.register_forward_pre_hook(lambda *_: marks.append(stamp())) for b in blocks]
+        hooks += [b.register_forward_hook(lambda *_: marks.append(stamp())) for b in blocks]
+        try:
+            begin = stamp()
+            run()
+            end = stamp()
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if on_gpu:
+            self._torch.cuda.synchronize()
+
+        def seconds(a: Any, b: Any) -> float:
+            return a.elapsed_time(b) / 1000.0 if on_gpu else b - a
+
+        inside = sum(seconds(a, b) for a, b in zip(marks[::2], marks[1::2], strict=True))
+        return {
+            "ffn_time_share": inside / seconds(begin, end),
+            "ffn_block": type(blocks[0]).__name__,
+        }
 
     @property
     def vocab_size(self) -> int:

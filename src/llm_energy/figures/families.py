@@ -65,9 +65,12 @@ def table_decoding(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def table_architectures(df: pd.DataFrame) -> pd.DataFrame:
-    """Fig 4's numbers: per engine, model and batch size."""
+    """Fig 4's numbers: per engine, model and batch size, with the feed-forward blocks' share of
+    the time where it was measured (``ffn_time_share``)."""
     rows = _family(df, "architectures")
-    return rows[COLUMNS].sort_values(["engine_label", "model", "batch_size"]).reset_index(drop=True)
+    timed = [c for c in ("ffn_time_share", "ffn_block") if c in rows.columns]
+    table = rows[[*COLUMNS, *timed]]
+    return table.sort_values(["engine_label", "model", "batch_size"]).reset_index(drop=True)
 
 
 def _lines(table: pd.DataFrame, hue: str, title: str, note_rows: pd.DataFrame) -> plt.Figure:
