@@ -156,8 +156,20 @@ def test_fig3_and_fig4_draw_one_line_per_strategy_and_model():
     ]
     table = TABLES["architectures"](models)
     assert list(table["model"].unique()) == ["olmo-1b", "olmoe-1b-7b"]
+    assert "ffn_time_share" not in table and not fig4.axes[0].texts
     with pytest.raises(ValueError, match="architectures"):
         TABLES["architectures"](decoding)
+
+    # Timed feed-forward blocks: the table keeps their share and each point is labelled.
+    shares = {("olmo-1b", 1): 0.17, ("olmo-1b", 8): 0.18, ("olmoe-1b-7b", 1): 0.29}
+    models["ffn_time_share"] = [
+        shares.get((m, b)) for m, b in zip(models.model, models.batch_size, strict=True)
+    ]
+    models["ffn_block"] = models["model"].map({"olmo-1b": "OlmoMLP", "olmoe-1b-7b": "Moe"})
+    timed = FIGURES["fig4"](models)
+    assert sorted(t.get_text() for t in timed.axes[0].texts) == ["17%", "18%", "29%"]
+    assert any("feed-forward blocks" in t.get_text() for t in timed.texts)
+    assert TABLES["architectures"](models)["ffn_time_share"].notna().sum() == 3
 
 
 def test_fig3_names_each_speculative_bound_and_keeps_its_acceptance_rate():

@@ -126,13 +126,15 @@ def test_shipped_measurements_rebuild_every_h100_figure_and_the_report(tmp_path)
 
 def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     """The H200 set: the R1-Distill-Qwen-32B pair at both acceptance bounds, vLLM with CUDA
-    graphs over 1 and 2 GPUs, and the classical tasks on both engines."""
+    graphs over 1 and 2 GPUs, the classical tasks on both engines, and the OLMo models with
+    their feed-forward blocks timed."""
     work = copy_pipeline(tmp_path)
     args = ("--cores", "1", "--configfile", "config/h200.yaml")
     result = run_snakemake(work, *args, "--config", "shipped_measurements=true", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in (
         "fig3_decoding_strategies",
+        "fig4_architectures",
         "fig6_tensor_parallel",
         "fig8_classical_tasks",
         "fig12_classical_tasks_vllm",
@@ -158,3 +160,10 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     tasks = pd.read_csv(work / "results/tables/h200/classical_tasks.csv")
     assert tasks["feasible"].all() and len(tasks) == 4 * 3 * 2
     assert set(tasks["requests"]) == {32}
+
+    models = pd.read_csv(work / "results/tables/h200/architectures.csv")
+    share = models.set_index(["model", "batch_size"])["ffn_time_share"]
+    assert share.between(0.0, 1.0, inclusive="neither").all() and len(share) == 9
+    # OLMoE's experts take a larger share of its time than either dense model's MLPs.
+    for batch in (1, 8, 64):
+        assert share["olmoe-1b-7b", batch] > max(share["olmo-1b", batch], share["olmo-7b", batch])

@@ -73,7 +73,9 @@ def table_architectures(df: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["engine_label", "model", "batch_size"]).reset_index(drop=True)
 
 
-def _lines(table: pd.DataFrame, hue: str, title: str, note_rows: pd.DataFrame) -> plt.Figure:
+def _lines(
+    table: pd.DataFrame, hue: str, title: str, note_rows: pd.DataFrame, extra_note: str = ""
+) -> plt.Figure:
     setup()
     panels = sorted(table["engine_label"].unique())
     fig, axes = plt.subplots(
@@ -113,7 +115,7 @@ def _lines(table: pd.DataFrame, hue: str, title: str, note_rows: pd.DataFrame) -
         note += "\nnot feasible: " + ", ".join(
             f"{r[hue]} batch {r.batch_size}" for _, r in infeasible.iterrows()
         )
-    add_footer(fig, note)
+    add_footer(fig, note + (f"\n{extra_note}" if extra_note else ""))
     fig.tight_layout()
     return fig
 
@@ -155,7 +157,40 @@ def _shade_acceptance_range(ax: plt.Axes) -> None:
 
 
 def fig_architectures(df: pd.DataFrame) -> plt.Figure:
-    """Energy per output token against batch size per model architecture."""
+    """Energy per output token against batch size per model architecture; where the
+    feed-forward blocks were timed, each point is labelled with their share of the time."""
     table = table_architectures(df)
     rows = df[df["experiments"].str.contains("architectures")]
-    return _lines(table, "model", "Dense and mixture-of-experts models (Fig 4)", rows)
+    timed = "ffn_time_share" in table and table["ffn_time_share"].notna().any()
+    note = (
+        "labels: share of a generation's time spent in the feed-forward blocks (the experts "
+        "with their router for mixture-of-experts models, the MLP otherwise)"
+        if timed
+        else ""
+    )
+    fig = _lines(table, "model", "Dense and mixture-of-experts models (Fig 4)", rows, note)
+    if timed:
+        _label_ffn_shares(fig, table)
+    return fig
+
+
+def _label_ffn_shares(fig: plt.Figure, table: pd.DataFrame) -> None:
+    """Each timed point gets the feed-forward blocks' share of the generation's time, in the
+    colour of its line."""
+    for ax in fig.axes:
+        colours = {line.get_label(): line.get_color() for line in ax.get_lines()}
+        panel = ax.get_title().split(":")[0]
+        sub = table[(table["engine_label"] == panel) & table["ffn_time_share"].notna()]
+        # The highest point of each batch size is labelled above, the others below.
+        top = sub.groupby("batch_size")["energy_per_output_token_j"].transform("max")
+        for r, above in zip(
+            sub.itertuples(), sub["energy_per_output_token_j"].eq(top), strict=True
+        ):
+            ax.annotate(
+                f"{r.ffn_time_share:.0%}",
+                (r.batch_size, r.energy_per_output_token_j),
+                textcoords="offset points",
+                xytext=(6, 4 if above else -11),
+                fontsize=7.5,
+                color=colours.get(str(r.model), "0.3"),
+            )
