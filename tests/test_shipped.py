@@ -125,9 +125,9 @@ def test_shipped_measurements_rebuild_every_h100_figure_and_the_report(tmp_path)
 
 
 def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
-    """The H200 set: the R1-Distill-Qwen-32B pair at both acceptance bounds, vLLM with CUDA
-    graphs over 1 and 2 GPUs, the classical tasks on both engines, and the OLMo models with
-    their feed-forward blocks timed."""
+    """The H200 set: the R1-Distill-Qwen-32B pair at both acceptance bounds, tensor parallelism
+    over 1, 2 and 4 GPUs on both engines, the classical tasks on both engines, and the OLMo
+    models with their feed-forward blocks timed."""
     work = copy_pipeline(tmp_path)
     args = ("--cores", "1", "--configfile", "config/h200.yaml")
     result = run_snakemake(work, *args, "--config", "shipped_measurements=true", timeout=600)
@@ -154,8 +154,14 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     assert drafted["engine_detail"].str.contains("draft_vocab=151936->152064").all()
 
     parallel = pd.read_csv(work / "results/tables/h200/tensor_parallel.csv")
-    assert sorted(parallel["tensor_parallel_size"].unique()) == [1, 2]
-    assert (parallel.groupby("tensor_parallel_size")["batch_size"].nunique() == 3).all()
+    sizes = parallel.groupby("engine_label")["tensor_parallel_size"].unique()
+    assert len(sizes) == 2 and all(sorted(s) == [1, 2, 4] for s in sizes)
+    assert (parallel.groupby("engine")["batch_size"].nunique() == 3).all()
+    # vLLM with CUDA graphs: every added GPU shortens the batch and costs energy.
+    vllm = parallel[parallel["engine"].str.startswith("vllm")]
+    for _, rows in vllm.sort_values("tensor_parallel_size").groupby("batch_size"):
+        assert rows["latency_per_batch_s"].is_monotonic_decreasing
+        assert rows["energy_per_batch_j"].is_monotonic_increasing
 
     tasks = pd.read_csv(work / "results/tables/h200/classical_tasks.csv")
     assert tasks["feasible"].all() and len(tasks) == 4 * 3 * 2
@@ -167,3 +173,18 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # OLMoE's experts take a larger share of its time than either dense model's MLPs.
     for batch in (1, 8, 64):
         assert share["olmoe-1b-7b", batch] > max(share["olmo-1b", batch], share["olmo-7b", batch])
+
+
+def test_repeated_h200_points_agree_across_machines():
+    """The vLLM points over 1 and 2 GPUs measured on two machines of the same type: the
+    repeats are the same points (same measurement setup) and agree within 10 %."""
+    root = Path(__file__).resolve().parents[1] / "resources/measurements"
+    for name in ("llama-3.1-8b__vllm", "llama-3.1-8b__vllm-tp2"):
+        repeat = pd.read_parquet(root / "repeats/h200" / f"{name}.parquet").set_index("point_id")
+        shipped = pd.read_parquet(root / "h200" / f"{name}.parquet").set_index("point_id")
+        assert len(repeat) == 3 and repeat.index.isin(shipped.index).all()
+        shipped = shipped.loc[repeat.index]
+        assert (repeat["git_commit"] != shipped["git_commit"]).all()
+        for column in ("duration_s", "energy_j"):
+            ratio = shipped[column] / repeat[column]
+            assert ratio.between(0.9, 1.1).all(), (name, column, ratio.tolist())
