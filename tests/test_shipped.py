@@ -188,3 +188,22 @@ def test_repeated_h200_points_agree_across_machines():
         for column in ("duration_s", "energy_j"):
             ratio = shipped[column] / repeat[column]
             assert ratio.between(0.9, 1.1).all(), (name, column, ratio.tolist())
+
+
+def test_a_figure_this_configuration_has_no_rows_for_names_the_one_that_has(tmp_path):
+    """Fig 8 under config/h100.yaml: the H100 tables hold no classical-task rows, so the dry run
+    stops before any job with one message that points at the configuration whose do."""
+    work = copy_pipeline(tmp_path)
+    args = ("-n", "--cores", "1", "--configfile", "config/h100.yaml")
+    result = run_snakemake(work, *args, "--config", "shipped_measurements=true", "--", "fig8")
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "fig8 draws experiments.classical_tasks" in message
+    assert "resources/measurements/h100/ ships none" in message
+    assert "snakemake fig8 --configfile config/h200.yaml --config shipped_measurements=true" in (
+        message
+    )
+    # The same target where the rows are shipped plans the figure.
+    args = ("-n", "--cores", "1", "--configfile", "config/h200.yaml")
+    result = run_snakemake(work, *args, "--config", "shipped_measurements=true", "--", "fig8")
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from llm_energy.errors import InputError
 from llm_energy.store import write_csv_atomic, write_parquet_atomic
@@ -65,4 +67,37 @@ def shipped_experiments(paths: Iterable[str | Path], hardware: str) -> set[tuple
             df[["backend", "experiments"]].drop_duplicates().itertuples(index=False)
         ):
             found.update((backend, t) for t in str(tags).split("+") if t)
+    return found
+
+
+@dataclass(frozen=True)
+class Draws:
+    """The rows a figure or table draws: those of some experiment families' tags, on one
+    backend (any when None)."""
+
+    families: tuple[str, ...]
+    tags: tuple[str, ...]
+    backend: str | None = None
+
+    def wants(self, backend: str, tag: str) -> bool:
+        return (self.backend is None or backend == self.backend) and tag in self.tags
+
+    def found_in(self, experiments: Iterable[tuple[str, str]]) -> bool:
+        """Whether (backend, tag) pairs such as :func:`shipped_experiments` gives hold any."""
+        return any(self.wants(b, t) for b, t in experiments)
+
+    def __str__(self) -> str:
+        on = f" on {self.backend}" if self.backend else ""
+        return " or ".join(f"experiments.{f}" for f in self.families) + on
+
+
+def configs_shipping(draws: Draws, config_dir: Path, measurements_dir: Path) -> list[str]:
+    """The configuration files in ``config_dir`` whose hardware label has shipped tables in
+    ``measurements_dir`` with rows that ``draws`` wants, as paths relative to the checkout."""
+    found = []
+    for path in sorted(Path(config_dir).glob("*.yaml")):
+        label = (yaml.safe_load(path.read_text()) or {}).get("hardware")
+        tables = sorted((Path(measurements_dir) / str(label)).glob("*.parquet")) if label else []
+        if tables and draws.found_in(shipped_experiments(tables, label)):
+            found.append(f"{path.parent.name}/{path.name}")
     return found

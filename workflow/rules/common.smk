@@ -20,6 +20,7 @@ def cli_command(python):
 
 CLI = cli_command(PYTHON)
 
+from llm_energy.aggregate import Draws, configs_shipping
 from llm_energy.config import load_schema, validate
 from llm_energy.plan import pg19_tokens, plan_study, task_inputs, trace_inputs
 from llm_energy.workload_energy import ideal_gpu_key
@@ -139,29 +140,94 @@ def shipped_tags():
 SHIPPED = shipped_tags()
 
 
-def _tagged(backend, test):
+def _tagged(backend, test, shipped=True):
     """Whether a job of ``backend`` (any when None) plans a point with a tag passing ``test``,
-    and, when figures are drawn from shipped rows, such a row is shipped."""
+    and, when figures are drawn from shipped rows (and ``shipped``), such a row is shipped.
+    """
     planned = any(
         (backend is None or job.engine.backend == backend)
         and any(test(t) for p in job.points for t in p.experiments)
         for job in JOBS.values()
     )
-    if not planned or SHIPPED is None:
+    if not planned or SHIPPED is None or not shipped:
         return planned
     return any((backend is None or b == backend) and test(t) for b, t in SHIPPED)
 
 
-def has_experiment(tag):
-    return _tagged(None, lambda t: t == tag)
+SWEEPS = ("input_sweep", "output_sweep")
+_DECODING = Draws(
+    ("decoding_strategies", "speculative_decoding"), ("decoding", "speculative")
+)
+_TASKS = Draws(("classical_tasks",), ("classical_tasks",))
+_TASKS_VLLM = Draws(("classical_tasks",), ("classical_tasks",), "vllm")
+# The rows each figure and table rule draws from the measurements table.
+DRAWS = {
+    "fig10": Draws(("controlled_sweeps",), SWEEPS, "transformers"),
+    "fig2": Draws(("controlled_sweeps",), SWEEPS, "vllm"),
+    "fig11": Draws(("controlled_sweeps",), SWEEPS, "vllm"),
+    "table_controlled_sweeps": Draws(("controlled_sweeps",), SWEEPS),
+    "fig3": _DECODING,
+    "table_decoding": _DECODING,
+    **{
+        name: Draws((family,), (family,))
+        for family, names in (
+            ("architectures", ("fig4", "table_architectures")),
+            ("engine_optimisations", ("fig5", "table_engine_optimisations")),
+            ("tensor_parallel", ("fig6", "table_tensor_parallel")),
+            ("online_serving", ("fig9", "table_online_serving")),
+            ("trace_replay", ("table_trace_replay",)),
+            ("workload_estimates", ("table4", "fig1", "workload_energy")),
+        )
+        for name in names
+    },
+    "fig8": _TASKS,
+    "table_classical_tasks": _TASKS,
+    "fig12": _TASKS_VLLM,
+    "table_classical_tasks_vllm": _TASKS_VLLM,
+}
 
 
-def has_task_points(backend=None):
-    return _tagged(backend, lambda t: t == "classical_tasks")
+def drawable(name):
+    """Whether this configuration measures (or ships) rows that rule ``name`` draws."""
+    draws = DRAWS[name]
+    return _tagged(draws.backend, lambda t: t in draws.tags)
 
 
-def has_backend_sweep(backend):
-    return _tagged(backend, lambda t: "_sweep" in t)
+AGGREGATE = f"results/aggregate/{HARDWARE}/measurements.parquet"
+
+
+def aggregate_for(name):
+    """The input function of the rule ``name``, giving the measurements table; or, when this
+    configuration has none of the rows it draws, one error naming the configuration that has.
+    """
+
+    def measurements(wildcards):
+        if drawable(name):
+            return AGGREGATE
+        draws = DRAWS[name]
+        if SHIPPED is None or not _tagged(
+            draws.backend, lambda t: t in draws.tags, False
+        ):
+            where = f"this configuration (hardware {HARDWARE}) measures none"
+        else:
+            where = f"resources/measurements/{HARDWARE}/ ships none"
+        base = Path(workflow.basedir)
+        others = [
+            c
+            for c in configs_shipping(
+                draws, base / "config", base / "resources/measurements"
+            )
+            if c != f"config/{HARDWARE}.yaml"
+        ]
+        hint = ""
+        if others:
+            hint = (
+                f"; the shipped tables of {', '.join(others)} have them: snakemake {name} "
+                f"--configfile {others[0]} --config shipped_measurements=true"
+            )
+        raise WorkflowError(f"{name} draws {draws}, and {where}{hint}")
+
+    return measurements
 
 
 FIG_FORMAT = config["figures"]["format"]
@@ -182,64 +248,11 @@ def final_targets():
     if config["experiments"]["classical_tasks"]["enabled"]:
         targets.append("results/tables/tasks/table3_token_stats.csv")
     if JOBS:
-        targets.append(f"results/aggregate/{HARDWARE}/measurements.parquet")
-    if has_experiment("input_sweep") or has_experiment("output_sweep"):
-        targets.append(f"results/tables/{HARDWARE}/controlled_sweeps.csv")
-        for backend, figs in (
-            ("transformers", ["fig10_controlled_sweeps_pytorch"]),
-            (
-                "vllm",
-                [
-                    "fig2_controlled_sweeps_vllm",
-                    "fig11_controlled_sweeps_vllm_all_lengths",
-                ],
-            ),
-        ):
-            if has_backend_sweep(backend):
-                targets += [
-                    f"results/figures/{HARDWARE}/{f}.{FIG_FORMAT}" for f in figs
-                ]
-    for tags, table, stem in (
-        (("decoding", "speculative"), "decoding", "fig3_decoding_strategies"),
-        (("architectures",), "architectures", "fig4_architectures"),
-    ):
-        if any(has_experiment(t) for t in tags):
-            targets += [
-                f"results/figures/{HARDWARE}/{stem}.{FIG_FORMAT}",
-                f"results/tables/{HARDWARE}/{table}.csv",
-            ]
-    if has_experiment("engine_optimisations"):
-        targets += [
-            f"results/figures/{HARDWARE}/fig5_engine_optimisations.{FIG_FORMAT}",
-            f"results/tables/{HARDWARE}/engine_optimisations.csv",
-        ]
-    if has_experiment("tensor_parallel"):
-        targets += [
-            f"results/figures/{HARDWARE}/fig6_tensor_parallel.{FIG_FORMAT}",
-            f"results/tables/{HARDWARE}/tensor_parallel.csv",
-        ]
-    if has_experiment("trace_replay"):
-        targets.append(f"results/tables/{HARDWARE}/trace_replay.csv")
-    if has_experiment("online_serving"):
-        targets += [
-            f"results/figures/{HARDWARE}/fig9_online_serving.{FIG_FORMAT}",
-            f"results/tables/{HARDWARE}/online_serving.csv",
-        ]
-    if has_task_points():
-        targets += [
-            f"results/figures/{HARDWARE}/fig8_classical_tasks.{FIG_FORMAT}",
-            f"results/tables/{HARDWARE}/classical_tasks.csv",
-        ]
-        if has_task_points("vllm"):
-            targets += [
-                f"results/figures/{HARDWARE}/fig12_classical_tasks_vllm.{FIG_FORMAT}",
-                f"results/tables/{HARDWARE}/classical_tasks_vllm.csv",
-            ]
-    if has_experiment("workload_estimates"):
-        targets += [
-            f"results/tables/{HARDWARE}/table4_energy_over_ideal.csv",
-            f"results/figures/{HARDWARE}/fig1_workload_energy.{FIG_FORMAT}",
-        ]
+        targets.append(AGGREGATE)
+    # Rule names, not paths: called once every rule is defined (by rule all).
+    for name in DRAWS:
+        if name != "workload_energy" and drawable(name):
+            targets += list(getattr(rules, name).output)
     return targets
 
 

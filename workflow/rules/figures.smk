@@ -1,6 +1,6 @@
 rule fig10:
     input:
-        f"results/aggregate/{HARDWARE}/measurements.parquet",
+        aggregate_for("fig10"),
     output:
         report(
             f"results/figures/{HARDWARE}/fig10_controlled_sweeps_pytorch.{FIG_FORMAT}",
@@ -23,7 +23,7 @@ rule fig10:
 
 rule table_controlled_sweeps:
     input:
-        f"results/aggregate/{HARDWARE}/measurements.parquet",
+        aggregate_for("table_controlled_sweeps"),
     output:
         report(
             f"results/tables/{HARDWARE}/controlled_sweeps.csv",
@@ -43,6 +43,8 @@ rule table_controlled_sweeps:
 
 
 use rule fig10 as fig2 with:
+    input:
+        aggregate_for("fig2"),
     output:
         report(
             f"results/figures/{HARDWARE}/fig2_controlled_sweeps_vllm.{FIG_FORMAT}",
@@ -58,6 +60,8 @@ use rule fig10 as fig2 with:
 
 
 use rule fig10 as fig11 with:
+    input:
+        aggregate_for("fig11"),
     output:
         report(
             f"results/figures/{HARDWARE}/fig11_controlled_sweeps_vllm_all_lengths.{FIG_FORMAT}",
@@ -73,6 +77,8 @@ use rule fig10 as fig11 with:
 
 
 use rule fig10 as fig5 with:
+    input:
+        aggregate_for("fig5"),
     output:
         report(
             f"results/figures/{HARDWARE}/fig5_engine_optimisations.{FIG_FORMAT}",
@@ -88,6 +94,8 @@ use rule fig10 as fig5 with:
 
 
 use rule fig10 as fig9 with:
+    input:
+        aggregate_for("fig9"),
     output:
         report(
             f"results/figures/{HARDWARE}/fig9_online_serving.{FIG_FORMAT}",
@@ -103,6 +111,8 @@ use rule fig10 as fig9 with:
 
 
 use rule fig10 as fig6 with:
+    input:
+        aggregate_for("fig6"),
     output:
         report(
             f"results/figures/{HARDWARE}/fig6_tensor_parallel.{FIG_FORMAT}",
@@ -118,6 +128,8 @@ use rule fig10 as fig6 with:
 
 
 use rule table_controlled_sweeps as table_engine_optimisations with:
+    input:
+        aggregate_for("table_engine_optimisations"),
     output:
         report(
             f"results/tables/{HARDWARE}/engine_optimisations.csv",
@@ -132,6 +144,8 @@ use rule table_controlled_sweeps as table_engine_optimisations with:
 
 
 use rule table_controlled_sweeps as table_online_serving with:
+    input:
+        aggregate_for("table_online_serving"),
     output:
         report(
             f"results/tables/{HARDWARE}/online_serving.csv",
@@ -146,6 +160,8 @@ use rule table_controlled_sweeps as table_online_serving with:
 
 
 use rule table_controlled_sweeps as table_tensor_parallel with:
+    input:
+        aggregate_for("table_tensor_parallel"),
     output:
         report(
             f"results/tables/{HARDWARE}/tensor_parallel.csv",
@@ -160,6 +176,8 @@ use rule table_controlled_sweeps as table_tensor_parallel with:
 
 
 use rule table_controlled_sweeps as table_trace_replay with:
+    input:
+        aggregate_for("table_trace_replay"),
     output:
         report(
             f"results/tables/{HARDWARE}/trace_replay.csv",
@@ -174,6 +192,8 @@ use rule table_controlled_sweeps as table_trace_replay with:
 
 
 use rule fig10 as fig3 with:
+    input:
+        aggregate_for("fig3"),
     output:
         report(
             f"results/figures/{HARDWARE}/fig3_decoding_strategies.{FIG_FORMAT}",
@@ -189,6 +209,8 @@ use rule fig10 as fig3 with:
 
 
 use rule fig10 as fig4 with:
+    input:
+        aggregate_for("fig4"),
     output:
         report(
             f"results/figures/{HARDWARE}/fig4_architectures.{FIG_FORMAT}",
@@ -204,6 +226,8 @@ use rule fig10 as fig4 with:
 
 
 use rule table_controlled_sweeps as table_decoding with:
+    input:
+        aggregate_for("table_decoding"),
     output:
         report(
             f"results/tables/{HARDWARE}/decoding.csv",
@@ -218,6 +242,8 @@ use rule table_controlled_sweeps as table_decoding with:
 
 
 use rule table_controlled_sweeps as table_architectures with:
+    input:
+        aggregate_for("table_architectures"),
     output:
         report(
             f"results/tables/{HARDWARE}/architectures.csv",
@@ -232,6 +258,8 @@ use rule table_controlled_sweeps as table_architectures with:
 
 
 use rule fig10 as fig8 with:
+    input:
+        aggregate_for("fig8"),
     output:
         report(
             f"results/figures/{HARDWARE}/fig8_classical_tasks.{FIG_FORMAT}",
@@ -247,6 +275,8 @@ use rule fig10 as fig8 with:
 
 
 use rule fig10 as fig12 with:
+    input:
+        aggregate_for("fig12"),
     output:
         report(
             f"results/figures/{HARDWARE}/fig12_classical_tasks_vllm.{FIG_FORMAT}",
@@ -262,6 +292,8 @@ use rule fig10 as fig12 with:
 
 
 use rule table_controlled_sweeps as table_classical_tasks with:
+    input:
+        aggregate_for("table_classical_tasks"),
     output:
         report(
             f"results/tables/{HARDWARE}/classical_tasks.csv",
@@ -276,6 +308,8 @@ use rule table_controlled_sweeps as table_classical_tasks with:
 
 
 use rule table_controlled_sweeps as table_classical_tasks_vllm with:
+    input:
+        aggregate_for("table_classical_tasks_vllm"),
     output:
         report(
             f"results/tables/{HARDWARE}/classical_tasks_vllm.csv",

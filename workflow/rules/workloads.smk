@@ -1,6 +1,6 @@
 rule workload_energy:
     input:
-        measurements=f"results/aggregate/{HARDWARE}/measurements.parquet",
+        measurements=aggregate_for("workload_energy"),
         traces=expand(f"{SUMMARIES}/traces/{{trace}}.json", trace=TRACES),
         architectures=expand(
             f"{SUMMARIES}/models/{{model}}.json", model=ESTIMATES["models"]
