@@ -207,3 +207,10 @@ def test_a_figure_this_configuration_has_no_rows_for_names_the_one_that_has(tmp_
     args = ("-n", "--cores", "1", "--configfile", "config/h200.yaml")
     result = run_snakemake(work, *args, "--config", "shipped_measurements=true", "--", "fig8")
     assert result.returncode == 0, result.stderr[-3000:]
+    # Fig 1 reads the measurements through the workload estimate, which config/h200.yaml
+    # does not plan: the hint names the figure, not the intermediate rule.
+    result = run_snakemake(work, *args, "--config", "shipped_measurements=true", "--", "fig1")
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "this configuration (hardware h200) measures none" in message
+    assert "snakemake table4 fig1 --configfile config/h100.yaml" in message
