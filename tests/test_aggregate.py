@@ -43,3 +43,5 @@ def test_configs_shipping_reads_each_configs_hardware_label(tmp_path):
     any_backend = Draws(("classical_tasks",), ("classical_tasks",))
     assert configs_shipping(any_backend, configs, shipped) == ["config/a.yaml", "config/b.yaml"]
     assert configs_shipping(DECODING, configs, shipped) == []
+    # The asking configuration's own label is left out, whatever its file is called.
+    assert configs_shipping(any_backend, configs, shipped, "gpu-a") == ["config/b.yaml"]

@@ -91,13 +91,18 @@ class Draws:
         return " or ".join(f"experiments.{f}" for f in self.families) + on
 
 
-def configs_shipping(draws: Draws, config_dir: Path, measurements_dir: Path) -> list[str]:
-    """The configuration files in ``config_dir`` whose hardware label has shipped tables in
-    ``measurements_dir`` with rows that ``draws`` wants, as paths relative to the checkout."""
+def configs_shipping(
+    draws: Draws, config_dir: Path, measurements_dir: Path, other_than: str | None = None
+) -> list[str]:
+    """The configuration files in ``config_dir`` whose hardware label (other than
+    ``other_than``) has shipped tables in ``measurements_dir`` with rows that ``draws`` wants,
+    as paths relative to the checkout."""
     found = []
     for path in sorted(Path(config_dir).glob("*.yaml")):
         label = (yaml.safe_load(path.read_text()) or {}).get("hardware")
-        tables = sorted((Path(measurements_dir) / str(label)).glob("*.parquet")) if label else []
+        if not label or label == other_than:
+            continue
+        tables = sorted((Path(measurements_dir) / str(label)).glob("*.parquet"))
         if tables and draws.found_in(shipped_experiments(tables, label)):
             found.append(f"{path.parent.name}/{path.name}")
     return found

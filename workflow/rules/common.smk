@@ -20,7 +20,7 @@ def cli_command(python):
 
 CLI = cli_command(PYTHON)
 
-from llm_energy.aggregate import Draws, configs_shipping
+from llm_energy.aggregate import Draws, configs_shipping, shipped_experiments
 from llm_energy.config import load_schema, validate
 from llm_energy.plan import pg19_tokens, plan_study, task_inputs, trace_inputs
 from llm_energy.workload_energy import ideal_gpu_key
@@ -132,26 +132,19 @@ def shipped_tags():
     """
     if not config["shipped_measurements"]:
         return None
-    from llm_energy.aggregate import shipped_experiments
-
     return shipped_experiments(measurement_tables(), HARDWARE)
 
 
 SHIPPED = shipped_tags()
 
 
-def _tagged(backend, test, shipped=True):
-    """Whether a job of ``backend`` (any when None) plans a point with a tag passing ``test``,
-    and, when figures are drawn from shipped rows (and ``shipped``), such a row is shipped.
-    """
-    planned = any(
-        (backend is None or job.engine.backend == backend)
-        and any(test(t) for p in job.points for t in p.experiments)
-        for job in JOBS.values()
-    )
-    if not planned or SHIPPED is None or not shipped:
-        return planned
-    return any((backend is None or b == backend) and test(t) for b, t in SHIPPED)
+# (backend, experiment tag) of every point this configuration plans.
+PLANNED = {
+    (job.engine.backend, t)
+    for job in JOBS.values()
+    for p in job.points
+    for t in p.experiments
+}
 
 
 SWEEPS = ("input_sweep", "output_sweep")
@@ -188,9 +181,10 @@ DRAWS = {
 
 
 def drawable(name):
-    """Whether this configuration measures (or ships) rows that rule ``name`` draws."""
+    """Whether this configuration plans rows that rule ``name`` draws and, when figures are
+    drawn from shipped rows, such rows are shipped."""
     draws = DRAWS[name]
-    return _tagged(draws.backend, lambda t: t in draws.tags)
+    return draws.found_in(PLANNED) and (SHIPPED is None or draws.found_in(SHIPPED))
 
 
 AGGREGATE = f"results/aggregate/{HARDWARE}/measurements.parquet"
@@ -205,20 +199,14 @@ def aggregate_for(name):
         if drawable(name):
             return AGGREGATE
         draws = DRAWS[name]
-        if SHIPPED is None or not _tagged(
-            draws.backend, lambda t: t in draws.tags, False
-        ):
-            where = f"this configuration (hardware {HARDWARE}) measures none"
-        else:
+        if draws.found_in(PLANNED):
             where = f"resources/measurements/{HARDWARE}/ ships none"
+        else:
+            where = f"this configuration (hardware {HARDWARE}) measures none"
         base = Path(workflow.basedir)
-        others = [
-            c
-            for c in configs_shipping(
-                draws, base / "config", base / "resources/measurements"
-            )
-            if c != f"config/{HARDWARE}.yaml"
-        ]
+        others = configs_shipping(
+            draws, base / "config", base / "resources/measurements", HARDWARE
+        )
         hint = ""
         if others:
             # Table 4 and Fig 1 read the aggregate through workload_energy's tables.
