@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from llm_energy.backends import make_backend
+from llm_energy.inputs.prompts import random_prompts
+from llm_energy.measure.job import DecodingSpec, EngineSpec, ModelSpec, ProtocolSpec
+from llm_energy.measure.protocol import measure_window, timed
 from llm_energy.meters import make_meter
-from llm_energy.protocol import measure_window, timed
-from llm_energy.spec import DecodingSpec, EngineSpec, ModelSpec, ProtocolSpec
-from llm_energy.workloads import random_prompts
 
 
 def main() -> None:

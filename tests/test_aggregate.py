@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from llm_energy.aggregate import Draws, configs_shipping
+from llm_energy.analysis.aggregate import Draws, configs_shipping
 
 TASKS_VLLM = Draws(("classical_tasks",), ("classical_tasks",), "vllm")
 DECODING = Draws(("decoding_strategies", "speculative_decoding"), ("decoding", "speculative"))

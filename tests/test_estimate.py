@@ -7,10 +7,16 @@ import math
 import pandas as pd
 import pytest
 
+from llm_energy.analysis.gpu_hours import (
+    MODEL_LOAD_S,
+    TimeModel,
+    estimate,
+    job_gpu_hours,
+    point_seconds,
+)
 from llm_energy.config import validate
-from llm_energy.estimate import MODEL_LOAD_S, TimeModel, estimate, job_gpu_hours, point_seconds
-from llm_energy.plan import plan_study
-from llm_energy.spec import DecodingSpec, PointSpec, ProtocolSpec
+from llm_energy.measure.job import DecodingSpec, PointSpec, ProtocolSpec
+from llm_energy.measure.plan import plan_study
 
 TRUE = TimeModel(prefill=(0.02, 1e-5), step=(0.025, 1e-4, 2e-8), points=0)
 

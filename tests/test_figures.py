@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from llm_energy import aggregate
+from llm_energy.analysis import aggregate
 from llm_energy.errors import InputError
 from llm_energy.figures import FIGURES, TABLES, fig10
 from llm_energy.figures.controlled import table_controlled_sweeps

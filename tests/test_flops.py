@@ -10,7 +10,7 @@ import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
-from llm_energy.flops import Architecture, generation_flops, prefill_flops
+from llm_energy.analysis.flops import Architecture, generation_flops, prefill_flops
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT.parent / "shared" / "data" / "models"

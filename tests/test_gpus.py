@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from llm_energy import gpus
 from llm_energy.errors import MeterUnavailableError
+from llm_energy.measure import gpu_claims as gpus
 
 PROBE = (
-    "import sys; from pathlib import Path; from llm_energy import gpus; "
+    "import sys; from pathlib import Path; from llm_energy.measure import gpu_claims as gpus; "
     "from llm_energy.errors import MeterUnavailableError\n"
     "try:\n    print(gpus.claim(1, 4, Path(sys.argv[1]), poll_s=0.05, timeout_s=0.3))\n"
     "except MeterUnavailableError as exc:\n    print('busy', exc)"

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_energy.errors import ConfigError
-from llm_energy.flops import Architecture, generation_flops
-from llm_energy.ideal import (
+from llm_energy.analysis.flops import Architecture, generation_flops
+from llm_energy.analysis.ideal import (
     flops_baseline_j,
     gpu,
     kv_bytes,
@@ -17,6 +16,7 @@ from llm_energy.ideal import (
     roofline_baseline_j,
     weight_bytes,
 )
+from llm_energy.errors import ConfigError
 
 LLAMA = {
     "hidden_size": 4096,

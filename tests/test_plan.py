@@ -9,8 +9,8 @@ import pytest
 
 from llm_energy.config import validate
 from llm_energy.errors import ConfigError
-from llm_energy.plan import plan_study, resolve_meter, trace_inputs
-from llm_energy.spec import DecodingSpec, JobPlan, PointSpec, stable_hash
+from llm_energy.measure.job import DecodingSpec, JobPlan, PointSpec, stable_hash
+from llm_energy.measure.plan import plan_study, resolve_meter, trace_inputs
 
 
 def _plan(config: dict) -> dict[str, JobPlan]:
@@ -398,7 +398,7 @@ def test_a_family_protocol_makes_points_of_their_own_and_leaves_the_others_alone
 
 
 def test_a_draft_with_another_vocabulary_is_refused_before_the_engine_starts(tmp_path):
-    from llm_energy.backends.vllm_backend import check_draft_vocabulary
+    from llm_energy.backends.vllm.backend import check_draft_vocabulary
 
     # The study's second pair as the mirror has it: R1-Distill-Qwen-32B and its 1.5B draft.
     for name, vocab in (("target", 152064), ("draft", 151936), ("same", 152064)):
@@ -407,7 +407,7 @@ def test_a_draft_with_another_vocabulary_is_refused_before_the_engine_starts(tmp
     check_draft_vocabulary("vllm-spec", str(tmp_path / "target"), str(tmp_path / "same"))
     with pytest.raises(ConfigError, match=r"draft's vocabulary \(151936 tokens\) differs"):
         check_draft_vocabulary("vllm-spec", str(tmp_path / "target"), str(tmp_path / "draft"))
-    from llm_energy.backends.vllm_backend import padded_draft_config
+    from llm_energy.backends.vllm.backend import padded_draft_config
 
     (tmp_path / "padded").mkdir()
     sizes = padded_draft_config(

@@ -6,11 +6,11 @@ import math
 
 import pytest
 
+from llm_energy.measure.job import PointSpec, ProtocolSpec
+from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, measure_window
+from llm_energy.measure.runner import infeasible_columns, result_columns
 from llm_energy.meters.base import EnergyMeter, Measurement
 from llm_energy.meters.null import NullMeter
-from llm_energy.protocol import WindowResult, measure_idle_power_w, measure_window
-from llm_energy.runner import infeasible_columns, result_columns
-from llm_energy.spec import PointSpec, ProtocolSpec
 
 NAN = math.nan
 

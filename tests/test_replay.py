@@ -8,12 +8,12 @@ import math
 import pandas as pd
 import pytest
 
+from llm_energy.analysis.replay import replay_comparison
 from llm_energy.config import validate
-from llm_energy.plan import plan_study, trace_inputs
-from llm_energy.replay import replay_comparison
-from llm_energy.runner import run_job
-from llm_energy.spec import JobPlan
-from llm_energy.workloads import TraceLengths, bin_groups
+from llm_energy.inputs.prompts import TraceLengths, bin_groups
+from llm_energy.measure.job import JobPlan
+from llm_energy.measure.plan import plan_study, trace_inputs
+from llm_energy.measure.runner import run_job
 
 
 def test_bin_groups_use_the_smallest_bin_at_or_above_each_length():
@@ -138,7 +138,7 @@ def test_replay_measures_the_same_requests_the_estimate_counts(tiny_config, tmp_
 
 
 def test_sampled_bins_only_plans_the_bins_the_measured_sample_falls_in(tiny_config, tmp_path):
-    from llm_energy.traces import TRACES, load_trace
+    from llm_energy.inputs.traces import TRACES, load_trace
 
     mirror = tmp_path / "mirror"
     csv = mirror / TRACES["azure_code"].mirror_path

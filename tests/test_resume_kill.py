@@ -11,7 +11,7 @@ import pytest
 from _pipeline import measure_command
 
 from llm_energy.config import validate
-from llm_energy.plan import plan_study
+from llm_energy.measure.plan import plan_study
 
 pytestmark = pytest.mark.integration
 

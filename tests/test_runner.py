@@ -10,12 +10,12 @@ from typing import ClassVar
 import pandas as pd
 import pytest
 
-from llm_energy import runner
-from llm_energy.aggregate import REQUIRED_COLUMNS
+from llm_energy.analysis.aggregate import REQUIRED_COLUMNS
 from llm_energy.backends.base import Backend
 from llm_energy.config import validate
-from llm_energy.plan import plan_study
-from llm_energy.spec import DecodingSpec
+from llm_energy.measure import runner
+from llm_energy.measure.job import DecodingSpec
+from llm_energy.measure.plan import plan_study
 
 PROVENANCE = (
     "backend_version",
@@ -279,7 +279,7 @@ def test_atomic_writes_leave_ordinary_permissions(tmp_path):
 
     import pandas as pd
 
-    from llm_energy.store import write_csv_atomic, write_parquet_atomic
+    from llm_energy.measure.store import write_csv_atomic, write_parquet_atomic
 
     mask = os.umask(0o022)
     try:

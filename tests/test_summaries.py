@@ -10,9 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from llm_energy.config import validate
-from llm_energy.errors import InputError
-from llm_energy.summaries import (
+from llm_energy.analysis.summaries import (
     TABLE3_PROVENANCE,
     check_architecture_summary,
     check_task_table,
@@ -22,7 +20,9 @@ from llm_energy.summaries import (
     summarise_trace,
     task_table,
 )
-from llm_energy.traces import TRACES, load_trace
+from llm_energy.config import validate
+from llm_energy.errors import InputError
+from llm_energy.inputs.traces import TRACES, load_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "resources" / "summaries"
@@ -40,7 +40,7 @@ def tokenizer():
     pytest.importorskip("tiktoken")
     if not (MIRROR / "tokenizers" / "llama3").is_dir():
         pytest.skip(f"no data mirror at {MIRROR}")
-    from llm_energy.textdata import load_tokenizer
+    from llm_energy.inputs.texts import load_tokenizer
 
     return load_tokenizer(MIRROR)
 
@@ -52,7 +52,7 @@ def _sample(task: str, texts: list[str], seed: int = 0) -> pd.DataFrame:
 
 
 def test_table3_carries_the_provenance_of_each_sample(tokenizer, tmp_path: Path) -> None:
-    from llm_energy.textdata import token_stats
+    from llm_energy.inputs.texts import token_stats
 
     samples = [_sample("wmt14", [SENTENCE, SENTENCE * 2]), _sample("imdb", ["Hello", SENTENCE])]
     table = task_table(samples, tokenizer, "llama3 (test)")

@@ -19,14 +19,15 @@ import pytest
 import yaml
 from _pipeline import copy_pipeline, run_snakemake
 
-from llm_energy import cli, runner
+from llm_energy import cli
 from llm_energy.backends.base import Backend
 from llm_energy.config import validate
 from llm_energy.errors import ConfigError, InputError
 from llm_energy.figures import FIGURES, TABLES
-from llm_energy.plan import pg19_tokens, plan_study, task_inputs, trace_inputs
-from llm_energy.spec import DecodingSpec, PointSpec, StreamSpec, stable_hash
-from llm_energy.workloads import PG19Prompts, TraceLengths
+from llm_energy.inputs.prompts import PG19Prompts, TraceLengths
+from llm_energy.measure import runner
+from llm_energy.measure.job import DecodingSpec, PointSpec, StreamSpec, stable_hash
+from llm_energy.measure.plan import pg19_tokens, plan_study, task_inputs, trace_inputs
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_mirror = pytest.mark.skipif(
@@ -55,7 +56,7 @@ def tokenizer():
     pytest.importorskip("transformers")
     if not (MIRROR / "tokenizers" / "llama3").is_dir():
         pytest.skip(f"no data mirror at {MIRROR}")
-    from llm_energy.textdata import load_tokenizer
+    from llm_energy.inputs.texts import load_tokenizer
 
     return load_tokenizer(MIRROR)
 
@@ -121,7 +122,7 @@ def test_task_points_join_a_job_with_trace_streams(tiny_config):
 
 @needs_mirror
 def test_lengths_tables_from_the_mirror(tokenizer, tmp_path):
-    from llm_energy.textdata import encode, sample_task, task_lengths, tokenizer_label
+    from llm_energy.inputs.texts import encode, sample_task, task_lengths, tokenizer_label
 
     label = tokenizer_label(MIRROR)
     assert "Llama-3.1-8B" in label and "tokenizers/llama3" in label
@@ -158,7 +159,7 @@ def test_lengths_tables_from_the_mirror(tokenizer, tmp_path):
 
 @needs_mirror
 def test_summaries_without_highlights_need_the_fallback(tokenizer, tmp_path):
-    from llm_energy.textdata import sample_task, task_lengths
+    from llm_energy.inputs.texts import sample_task, task_lengths
 
     sample = sample_task("cnn_dailymail", MIRROR, n=4, seed=0, cache_dir=tmp_path)
     with pytest.raises(InputError, match=r"no 'highlights' field.*fallback_output_tokens"):
@@ -171,7 +172,7 @@ def test_summaries_without_highlights_need_the_fallback(tokenizer, tmp_path):
 
 def test_hub_references_give_the_summary_lengths(monkeypatch):
     datasets = pytest.importorskip("datasets")
-    from llm_energy.textdata import load_targets
+    from llm_energy.inputs.texts import load_targets
 
     rows = [{"article": f"Article {i}.", "highlights": "word " * (i + 1)} for i in range(3)]
     calls = []
@@ -239,7 +240,7 @@ def test_task_streams_read_the_task_folder_and_count_clipped_requests(tmp_path):
 
 
 def test_task_point_runs_through_transformers_on_the_tiny_model(tiny_config, tmp_path, monkeypatch):
-    from llm_energy.backends.transformers_backend import TransformersBackend
+    from llm_energy.backends.transformers.backend import TransformersBackend
 
     config = _tasks_config(tiny_config, tasks=["translation"], batch_sizes=[4], max_input_tokens=40)
     job = plan_study(config)["tiny__pytorch"]
@@ -344,7 +345,7 @@ def test_pg19_planning_and_point_ids(tiny_config):
 def test_pg19_rows_carry_the_tokenizers_ids(
     tiny_config, tokenizer, pg19_file, tmp_path, monkeypatch
 ):
-    from llm_energy.textdata import encode, pg19_prompts
+    from llm_energy.inputs.texts import encode, pg19_prompts
 
     monkeypatch.setattr(runner, "make_backend", lambda m, e, d, t: Recorder(m, e, d, t))
     job = plan_study(_pg19_config(tiny_config))["tiny__pytorch"]

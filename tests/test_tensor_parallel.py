@@ -13,7 +13,7 @@ from _pipeline import copy_pipeline, measure_command, run_snakemake
 
 from llm_energy.config import validate
 from llm_energy.errors import ConfigError
-from llm_energy.plan import plan_study
+from llm_energy.measure.plan import plan_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +133,7 @@ def test_the_workflow_measures_two_process_jobs_and_draws_fig6(tmp_path):
 
 
 def test_vllm_cpu_workers_get_cores_of_their_own():
-    from llm_energy.backends.vllm_backend import cpu_thread_binding
+    from llm_energy.backends.vllm.backend import cpu_thread_binding
     from llm_energy.errors import BackendError
 
     assert cpu_thread_binding(2, [0, 1]) == "0|1"

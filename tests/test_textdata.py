@@ -13,9 +13,9 @@ datasets = pytest.importorskip("datasets")
 transformers = pytest.importorskip("transformers")
 tiktoken = pytest.importorskip("tiktoken")
 
-from llm_energy import textdata  # noqa: E402
 from llm_energy.errors import ConfigError, InputError  # noqa: E402
-from llm_energy.textdata import (  # noqa: E402
+from llm_energy.inputs import texts as textdata  # noqa: E402
+from llm_energy.inputs.texts import (  # noqa: E402
     PAPER_TABLE3,
     PG19,
     TASKS,

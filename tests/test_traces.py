@@ -19,11 +19,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from llm_energy import traces
-from llm_energy.cli import main
-from llm_energy.errors import ConfigError, InputError
-from llm_energy.figures.traces import fig7_trace_cdf, table_trace_bins, table_trace_lengths
-from llm_energy.summaries import (
+from llm_energy.analysis.summaries import (
     QUANTILES,
     TraceSummary,
     check_trace_summary,
@@ -31,7 +27,11 @@ from llm_energy.summaries import (
     summarise_trace,
     write_trace_summary,
 )
-from llm_energy.traces import (
+from llm_energy.cli import main
+from llm_energy.errors import ConfigError, InputError
+from llm_energy.figures.traces import fig7_trace_cdf, table_trace_bins, table_trace_lengths
+from llm_energy.inputs import traces
+from llm_energy.inputs.traces import (
     FORMULA_INPUT_BINS,
     OUTPUT_BINS,
     PRINTED_INPUT_BINS,

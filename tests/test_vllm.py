@@ -66,7 +66,7 @@ def test_vllm_and_transformers_generate_the_same_greedy_tokens(
     torch = pytest.importorskip("torch")
     import transformers
 
-    from llm_energy.workloads import random_prompts
+    from llm_energy.inputs.prompts import random_prompts
 
     config = transformers.AutoConfig.from_pretrained(TINY)
     torch.manual_seed(0)
@@ -88,7 +88,7 @@ def test_vllm_and_transformers_generate_the_same_greedy_tokens(
     script.write_text(PARITY_SCRIPT)
     env = _vllm_env()
     if tensor_parallel > 1:
-        from llm_energy.backends.vllm_backend import cpu_thread_binding
+        from llm_energy.backends.vllm.backend import cpu_thread_binding
 
         env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_thread_binding(tensor_parallel)
     args = [str(tmp_path / "model"), json.dumps(prompts), str(tensor_parallel)]
@@ -104,9 +104,9 @@ NO_GPU_SCRIPT = textwrap.dedent(
     """
     import sys
 
-    from llm_energy.backends.vllm_backend import VllmBackend
+    from llm_energy.backends.vllm.backend import VllmBackend
     from llm_energy.errors import BackendError
-    from llm_energy.spec import EngineSpec, ModelSpec
+    from llm_energy.measure.job import EngineSpec, ModelSpec
 
     if __name__ == "__main__":
         backend = VllmBackend(
@@ -137,7 +137,7 @@ def test_a_vllm_job_on_a_machine_without_a_gpu_says_so(tmp_path, vllm_python):
 def _cpu_jobs(models: dict, experiments: dict, repetitions: int) -> dict:
     """The jobs of a vLLM CPU configuration with the given models and experiment families."""
     from llm_energy.config import validate
-    from llm_energy.plan import plan_study
+    from llm_energy.measure.plan import plan_study
 
     config = {
         "hardware": "cpu",

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from _pipeline import copy_pipeline, run_snakemake
 
-from llm_energy.aggregate import REQUIRED_COLUMNS
+from llm_energy.analysis.aggregate import REQUIRED_COLUMNS
 
 pytestmark = pytest.mark.integration
 

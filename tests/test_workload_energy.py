@@ -16,15 +16,15 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
-from llm_energy.cli import main
-from llm_energy.config import validate
-from llm_energy.errors import ConfigError, InputError
-from llm_energy.figures.style import save
-from llm_energy.figures.workloads import fig1_workload_energy, table4_energy_over_ideal
-from llm_energy.flops import Architecture
-from llm_energy.ideal import flops_baseline_j, gpu, kv_bytes, roofline_baseline_j, weight_bytes
-from llm_energy.plan import plan_study
-from llm_energy.summaries import (
+from llm_energy.analysis.flops import Architecture
+from llm_energy.analysis.ideal import (
+    flops_baseline_j,
+    gpu,
+    kv_bytes,
+    roofline_baseline_j,
+    weight_bytes,
+)
+from llm_energy.analysis.summaries import (
     architecture_summary,
     read_architecture_summary,
     read_trace_summary,
@@ -32,8 +32,7 @@ from llm_energy.summaries import (
     write_architecture_summary,
     write_trace_summary,
 )
-from llm_energy.traces import bin_requests
-from llm_energy.workload_energy import (
+from llm_energy.analysis.workload_estimate import (
     LADDER_CAP,
     OUT_OF_MEMORY_ABOVE,
     estimate_workloads,
@@ -43,6 +42,13 @@ from llm_energy.workload_energy import (
     trace_ideal_totals,
     workload_totals,
 )
+from llm_energy.cli import main
+from llm_energy.config import validate
+from llm_energy.errors import ConfigError, InputError
+from llm_energy.figures.style import save
+from llm_energy.figures.workload_estimate import fig1_workload_energy, table4_energy_over_ideal
+from llm_energy.inputs.traces import bin_requests
+from llm_energy.measure.plan import plan_study
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "resources" / "models" / "tiny-llama" / "config.json"

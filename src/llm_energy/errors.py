@@ -21,8 +21,8 @@ class BackendError(LlmEnergyError):
     """A backend could not load a model or run generation."""
 
 
-class OutOfMemoryError(BackendError):
-    """A point did not fit into the device memory."""
+class MissingExtraError(LlmEnergyError):
+    """A backend or meter needs a package that this environment lacks; names the extra."""
 
 
 class InputError(LlmEnergyError):

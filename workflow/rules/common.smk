@@ -20,14 +20,12 @@ def cli_command(python):
 
 CLI = cli_command(PYTHON)
 
-from llm_energy.aggregate import Draws, configs_shipping, shipped_experiments
-from llm_energy.config import load_schema, validate
-from llm_energy.plan import pg19_tokens, plan_study, task_inputs, trace_inputs
-from llm_energy.workload_energy import ideal_gpu_key
+from llm_energy.analysis.aggregate import Draws, configs_shipping, shipped_experiments
+from llm_energy.config import validate
+from llm_energy.measure.plan import pg19_tokens, plan_study, task_inputs, trace_inputs
+from llm_energy.analysis.workload_estimate import ideal_gpu_key
 
-config = validate(
-    config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
-)
+config = validate(config)
 # A build from the shipped measurements measures nothing, so its plan needs no trace.
 JOBS = plan_study(config, read_traces=not config["shipped_measurements"])
 HARDWARE = config["hardware"]
@@ -275,7 +273,7 @@ def shipped_summary(wildcards):
     bin counts for the configured bins, a model's hub id, Table 3's tasks, samples and seed.
     """
     from llm_energy.errors import LlmEnergyError
-    from llm_energy.summaries import (
+    from llm_energy.analysis.summaries import (
         REBUILD,
         SHIPPED_DIR,
         check_architecture_summary,

@@ -1,4 +1,4 @@
-"""Write one job's plan (computed from the config by llm_energy.plan) to its JSON file."""
+"""Write one job's plan (computed from the config by llm_energy.measure.plan) to its JSON file."""
 
 from pathlib import Path
 

@@ -1,34 +1,75 @@
-"""Inference backends. ``make_backend`` imports only the backend that a job asks for."""
+"""Inference backends. Each is one folder, ``llm_energy/backends/<name>/``, plus one
+environment file, ``envs/<name>.yaml``; its ``__init__`` declares the pip extra and the
+modules it needs, and builds the engine. Heavy libraries are imported only when a backend is
+built, so that planning and the CPU-only analysis never import them.
+
+A backend package provides:
+
+- ``EXTRA``: the pip extra that installs what it needs (``pip install 'llm-energy[EXTRA]'``);
+- ``REQUIRES``: the importable top-level modules it needs;
+- ``create(model, engine, device, dtype) -> Backend``;
+- optionally ``launch(plan, argv, run_job, claim_gpus)``, for engines that run one job as
+  several processes (the default claims the GPUs and runs the job in this process).
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 from llm_energy.backends.base import Backend
-from llm_energy.errors import ConfigError
-from llm_energy.spec import EngineSpec, ModelSpec
+from llm_energy.errors import ConfigError, MissingExtraError
+
+if TYPE_CHECKING:
+    from llm_energy.measure.job import EngineSpec, JobPlan, ModelSpec
 
 BACKENDS = ("transformers", "vllm")
 
-__all__ = ["BACKENDS", "Backend", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "launch", "make_backend", "missing_modules"]
+
+
+def backend_module(name: str) -> ModuleType:
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
+    return importlib.import_module(f"llm_energy.backends.{name}")
+
+
+def missing_modules(name: str) -> list[str]:
+    """The modules that backend ``name`` needs and this environment cannot import."""
+    return [m for m in backend_module(name).REQUIRES if importlib.util.find_spec(m) is None]
+
+
+def require(name: str, engine: str = "") -> None:
+    """Stop with one line naming the extra to install when backend ``name`` cannot run here."""
+    missing = missing_modules(name)
+    if missing:
+        module = backend_module(name)
+        what = f"engine '{engine}' uses backend '{name}'" if engine else f"backend '{name}'"
+        raise MissingExtraError(
+            f"{what}, which needs {', '.join(missing)}: not installed in this environment "
+            f"({module.INSTALL})"
+        )
 
 
 def make_backend(model: ModelSpec, engine: EngineSpec, device: str, dtype: str) -> Backend:
-    if engine.backend == "transformers":
-        from llm_energy.backends.transformers_backend import TransformersBackend
+    require(engine.backend, engine.name)
+    return backend_module(engine.backend).create(model, engine, device, dtype)
 
-        backend = TransformersBackend(model, engine, device, dtype)
-        if engine.tensor_parallel_size > 1:
-            from llm_energy.backends import tensor_parallel
 
-            if tensor_parallel.launched():
-                return tensor_parallel.TensorParallelDriver(backend)
-        return backend
-    if engine.backend == "vllm":
-        try:
-            from llm_energy.backends.vllm_backend import VllmBackend  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise ConfigError(
-                f"engine '{engine.name}' uses backend 'vllm', which cannot be imported in this "
-                f"environment ({exc})"
-            ) from exc
-        return VllmBackend(model, engine, device, dtype)
-    raise ConfigError(f"unknown backend '{engine.backend}' (known: {', '.join(BACKENDS)})")
+def launch(
+    plan: JobPlan,
+    argv: Sequence[str],
+    run_job: Callable[[], None],
+    claim_gpus: Callable[[], None],
+) -> None:
+    """Run one measurement job: in this process, or as the backend's own launcher runs it."""
+    module = backend_module(plan.engine.backend)
+    custom = getattr(module, "launch", None)
+    if custom is None:
+        claim_gpus()
+        run_job()
+        return
+    custom(plan, argv, run_job, claim_gpus)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from llm_energy.errors import ConfigError
-from llm_energy.spec import DecodingSpec, EngineSpec, ModelSpec
+from llm_energy.measure.job import DecodingSpec, EngineSpec, ModelSpec
 
 
 class Backend(ABC):

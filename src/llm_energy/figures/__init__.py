@@ -7,18 +7,19 @@ from collections.abc import Callable
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from llm_energy.analysis.replay import replay_comparison
 from llm_energy.figures.controlled import fig_controlled_sweeps, table_controlled_sweeps
+from llm_energy.figures.decoding_architectures import (
+    fig_architectures,
+    fig_decoding,
+    table_architectures,
+    table_decoding,
+)
 from llm_energy.figures.engines import (
     fig_engine_optimisations,
     fig_online_serving,
     table_engine_optimisations,
     table_online_serving,
-)
-from llm_energy.figures.families import (
-    fig_architectures,
-    fig_decoding,
-    table_architectures,
-    table_decoding,
 )
 from llm_energy.figures.parallel import fig_tensor_parallel, table_tensor_parallel
 from llm_energy.figures.tasks import (
@@ -27,7 +28,6 @@ from llm_energy.figures.tasks import (
     table_classical_tasks,
     table_classical_tasks_vllm,
 )
-from llm_energy.replay import replay_comparison
 
 
 def fig2(df: pd.DataFrame) -> plt.Figure:

@@ -11,8 +11,8 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
+from llm_energy.figures.decoding_architectures import MINOR, PLAIN
 from llm_energy.figures.engines import _log2_batch_axis, engine_label
-from llm_energy.figures.families import MINOR, PLAIN
 from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup, top_legend
 
 TAG = "tensor_parallel"

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from llm_energy.store import write_atomic
+from llm_energy.measure.store import write_atomic
 
 PALETTE = "viridis"
 

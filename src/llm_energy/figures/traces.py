@@ -1,6 +1,6 @@
 """Request traces: real against binned length distributions (the study's Fig 7), and the length
 statistics and bin counts of Tables 1 and 2, all drawn from trace summaries
-(:mod:`llm_energy.summaries`), which hold the aggregates of each trace that these use."""
+(:mod:`~llm_energy.analysis.summaries`), which hold the aggregates of each trace that these use."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+from llm_energy.analysis.summaries import SIDES, Side, TraceSummary
 from llm_energy.figures.style import PALETTE, add_footer, setup
-from llm_energy.summaries import SIDES, Side, TraceSummary
-from llm_energy.traces import BinCounts
+from llm_energy.inputs.traces import BinCounts
 
 
 def binned_cdf(counts: BinCounts, side: Side) -> tuple[np.ndarray, np.ndarray]:

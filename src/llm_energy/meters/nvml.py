@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy.errors import MeterError, MeterUnavailableError
+from llm_energy.job_environment import JOB_PID_ENV
 from llm_energy.meters.base import EnergyMeter, Measurement
 
 # Set in the ranks of a job that started itself again under torchrun (one process per GPU):
 # the pid of the job's own process, so that the ranks, siblings of rank 0, count as the job.
-JOB_PID_ENV = "LLM_ENERGY_JOB_PID"
 
 
 def _nvml() -> Any:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
 from llm_energy.errors import ConfigError
-from llm_energy.spec import (
+from llm_energy.inputs.prompts import TASK_STREAMS
+from llm_energy.measure.job import (
     DecodingSpec,
     EngineSpec,
     JobPlan,
@@ -24,7 +24,6 @@ from llm_energy.spec import (
     ProtocolSpec,
     StreamSpec,
 )
-from llm_energy.workloads import TASK_STREAMS
 
 # Families that the measurement jobs of this release cover, and the tag their rows carry.
 SWEEP_FAMILIES = (
@@ -141,7 +140,7 @@ def _workload_bins(
     grid = [(i, o) for i in traces["input_bins"] for o in traces["output_bins"]]
     if not exp.get("occupied_bins_only", False) or not read_traces:
         return grid
-    from llm_energy.workload_energy import occupied_bins
+    from llm_energy.analysis.workload_estimate import occupied_bins
 
     occupied = occupied_bins(
         traces["traces"], traces["input_bins"], traces["output_bins"], config["mirror"]["data"]
@@ -154,9 +153,9 @@ def _sampled_bins(
 ) -> list[tuple[int, int]]:
     """(input bin, output bin) shapes that the replay's sample of requests falls in: the same
     seeded draw as the measurement's, from the trace read at planning."""
-    from llm_energy.traces import load_trace, trace_path
-    from llm_energy.workload_energy import DOWNLOAD_CACHE
-    from llm_energy.workloads import bin_groups, draw_lengths, servable
+    from llm_energy.analysis.workload_estimate import DOWNLOAD_CACHE
+    from llm_energy.inputs.prompts import bin_groups, draw_lengths, servable
+    from llm_energy.inputs.traces import load_trace, trace_path
 
     path = trace_path(stream.trace, config["mirror"]["data"], DOWNLOAD_CACHE)
     trace = servable(load_trace(stream.trace, path))
@@ -173,7 +172,9 @@ def resolve_meter(name: str, device: str) -> str:
 
 
 def _backend_available(backend: str) -> bool:
-    return importlib.util.find_spec(f"llm_energy.backends.{backend}_backend") is not None
+    from llm_energy.backends import BACKENDS
+
+    return backend in BACKENDS
 
 
 def _check_engine(config: dict[str, Any], family: str, exp: dict[str, Any], engine: str) -> None:

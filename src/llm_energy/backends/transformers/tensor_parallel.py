@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_energy.backends.base import Backend
-from llm_energy.backends.transformers_backend import TransformersBackend
+from llm_energy.backends.transformers.backend import TransformersBackend
+from llm_energy.backends.transformers.ranks import local_device, rank, world_size
 from llm_energy.errors import BackendError
-from llm_energy.meters.nvml import JOB_PID_ENV
-from llm_energy.spec import DecodingSpec, JobPlan
+from llm_energy.job_environment import JOB_PID_ENV
+from llm_energy.measure.job import DecodingSpec, JobPlan
 
 # Prepared batches each rank keeps (a stream point prepares one per bin).
 _KEEP_PREPARED = 512
@@ -34,28 +35,8 @@ _KEEP_PREPARED = 512
 _STATE: dict[str, Any] = {"group": None, "closed": False}
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def launched() -> bool:
-    """True inside a process that torchrun started."""
-    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 def needs_launch(plan: JobPlan) -> bool:
     return plan.engine.backend == "transformers" and plan.engine.tensor_parallel_size > 1
-
-
-def local_device(device: str) -> str:
-    """This rank's device: its own GPU (LOCAL_RANK) on CUDA."""
-    if device.startswith("cuda"):
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return device
 
 
 def _control_group(device: str) -> Any:

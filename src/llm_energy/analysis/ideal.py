@@ -18,10 +18,10 @@ from typing import Any, Literal
 
 import yaml
 
+from llm_energy.analysis.flops import Architecture, generation_flops, prefill_flops
 from llm_energy.errors import ConfigError
-from llm_energy.flops import Architecture, generation_flops, prefill_flops
 
-HARDWARE_FILE = Path(__file__).resolve().parents[2] / "resources" / "hardware.yaml"
+HARDWARE_FILE = Path(__file__).resolve().parent / "hardware.yaml"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ machines without network access run the same code. A trace loads into one frame 
 ``input_tokens`` / ``output_tokens``; :func:`length_stats` gives the study's Tables 1 and 2,
 :func:`bin_requests` maps every request to the smallest (input, output) bin at or above it
 (section 4); ``figures.traces`` compares the real and binned length distributions (Fig 7).
-:mod:`llm_energy.summaries` reduces a prepared trace to what those use, so that the tables and
+:mod:`~llm_energy.analysis.summaries` reduces a prepared trace to what those use, so that the
+tables and
 figures can be rebuilt without the trace itself.
 """
 

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from llm_energy.measure.job import ProtocolSpec
 from llm_energy.meters.base import EnergyMeter
-from llm_energy.spec import ProtocolSpec
 
 
 @dataclass(frozen=True)

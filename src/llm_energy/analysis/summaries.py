@@ -9,7 +9,7 @@ aggregates they use and writes them under ``results/data/summaries/``:
   bin counts under the configured bins and the study's two lists of bins (Table 2, Table 4,
   Fig 1), and the quantiles of the input and output lengths (Fig 7's real curves);
 * ``models/MODEL.json``, an :class:`ArchitectureSummary`: the fields of
-  :class:`~llm_energy.flops.Architecture` read from the model's config.json;
+  :class:`~llm_energy.analysis.flops.Architecture` read from the model's config.json;
 * ``tasks/table3_token_stats.csv``: Table 3 itself (:func:`task_table`), one row per task.
 
 Each carries its provenance: the sha256 of the file it was computed from, the pipeline's git
@@ -34,11 +34,11 @@ import numpy as np
 import pandas as pd
 
 from llm_energy import __version__
+from llm_energy.analysis.flops import Architecture
 from llm_energy.errors import InputError
-from llm_energy.flops import Architecture
-from llm_energy.provenance import git_commit, utc_now
-from llm_energy.store import write_atomic
-from llm_energy.traces import BinCounts, bin_edges, bin_requests, length_stats, paper_bins
+from llm_energy.inputs.traces import BinCounts, bin_edges, bin_requests, length_stats, paper_bins
+from llm_energy.measure.provenance import git_commit, utc_now
+from llm_energy.measure.store import write_atomic
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -120,7 +120,8 @@ class TraceSummary:
         return int(self.lengths["input"]["count"])
 
     def length_stats(self) -> pd.DataFrame:
-        """Tables 1 and 2 of the trace, as :func:`llm_energy.traces.length_stats` gives them."""
+        """Tables 1 and 2 of the trace, as :func:`~llm_energy.inputs.traces.length_stats` gives
+        them."""
         table = pd.DataFrame.from_dict(self.lengths, orient="index").loc[list(SIDES), list(STATS)]
         return table.astype({"count": "int64"})
 
@@ -388,10 +389,10 @@ TABLE3_PROVENANCE = (
 def task_table(
     samples: Sequence[pd.DataFrame], tokenizer: PreTrainedTokenizerBase, tokenizer_name: str
 ) -> pd.DataFrame:
-    """Table 3 (:func:`llm_energy.textdata.token_stats`), each row with the provenance of its
+    """Table 3 (:func:`llm_energy.inputs.texts.token_stats`), each row with the provenance of its
     sample (the attrs prepare-task wrote: source, size asked for, seed), the tokenizer, the
     code's commit and the time. The table is its own summary."""
-    from llm_energy.textdata import token_stats
+    from llm_energy.inputs.texts import token_stats
 
     stats = token_stats(pd.concat(samples, ignore_index=True), tokenizer)
     attrs = {str(s["task"].iloc[0]): s.attrs for s in samples if len(s)}

@@ -10,7 +10,7 @@ from typing import Any
 
 from llm_energy.backends.base import Backend
 from llm_energy.errors import BackendError, ConfigError
-from llm_energy.spec import DecodingSpec
+from llm_energy.measure.job import DecodingSpec
 
 
 class TransformersBackend(Backend):
@@ -63,15 +63,15 @@ class TransformersBackend(Backend):
         import transformers
         from transformers.distributed import DistributedConfig
 
-        from llm_energy.backends import tensor_parallel
+        from llm_energy.backends.transformers import ranks
 
         size = self.engine.tensor_parallel_size
-        if not tensor_parallel.launched() or tensor_parallel.world_size() != size:
+        if not ranks.launched() or ranks.world_size() != size:
             raise ConfigError(
                 f"engine '{self.engine.name}' spans {size} GPUs: transformers runs it as {size} "
                 "processes under torchrun, which `llm-energy measure` starts by itself"
             )
-        self.device = tensor_parallel.local_device(self.device)
+        self.device = ranks.local_device(self.device)
         distributed = DistributedConfig(tp_size=size, tp_plan="auto")
         if self.model_spec.weights != "random":
             return transformers.AutoModelForCausalLM.from_pretrained(

@@ -20,8 +20,8 @@ from typing import Any
 
 from llm_energy.backends.base import Backend
 from llm_energy.errors import BackendError, ConfigError
-from llm_energy.models import load_config_dict
-from llm_energy.spec import DecodingSpec
+from llm_energy.inputs.model_configs import load_config_dict
+from llm_energy.measure.job import DecodingSpec
 
 # Engine options that this module interprets itself instead of passing them to ``LLM``.
 CPU_KV_CACHE_OPTION = "cpu_kv_cache_gib"

@@ -15,7 +15,7 @@ import yaml
 
 from llm_energy.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"
 
 
 def load_schema(path: Path | None = None) -> dict[str, Any]:

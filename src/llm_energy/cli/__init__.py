@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from llm_energy.errors import LlmEnergyError
 
 if TYPE_CHECKING:
-    from llm_energy.flops import Architecture
-    from llm_energy.spec import JobPlan
-    from llm_energy.summaries import TraceSummary
+    from llm_energy.analysis.flops import Architecture
+    from llm_energy.analysis.summaries import TraceSummary
+    from llm_energy.measure.job import JobPlan
 
 
 def _log(msg: str) -> None:
@@ -24,7 +24,7 @@ def _log(msg: str) -> None:
 
 
 def _read_plan(path: Path) -> JobPlan:
-    from llm_energy.spec import JobPlan
+    from llm_energy.measure.job import JobPlan
 
     try:
         return JobPlan.from_json(path.read_text())
@@ -33,32 +33,26 @@ def _read_plan(path: Path) -> JobPlan:
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
-    from llm_energy.backends import tensor_parallel
-    from llm_energy.runner import run_job
+    from llm_energy import backends
+    from llm_energy.measure.runner import run_job
 
     plan_path = Path(args.plan)
     plan = _read_plan(plan_path)
+    backends.require(plan.engine.backend, plan.engine.name)
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
     paths = (plan_path, args.out, journal, args.traces, args.task_lengths, args.pg19)
-    if plan.device.startswith("cuda") and not tensor_parallel.launched():
-        from llm_energy.gpus import choose_gpus
 
-        choose_gpus(plan.engine.tensor_parallel_size, _log)
-    if tensor_parallel.needs_launch(plan):
-        if not tensor_parallel.launched():
-            processes = plan.engine.tensor_parallel_size
-            code = tensor_parallel.relaunch(args.argv, processes)
-            if code != 0:
-                raise LlmEnergyError(f"the job's {processes} tensor-parallel processes failed")
-            return
-        if tensor_parallel.rank() != 0:
-            tensor_parallel.follow(plan)
-            return
-    _log(
-        "rerun by hand: llm-energy measure --plan {} --out {} --journal {} --traces {} "
-        "--task-lengths {} --pg19 {}".format(*(shlex.quote(str(p)) for p in paths))
-    )
-    try:
+    def claim_gpus() -> None:
+        if plan.device.startswith("cuda"):
+            from llm_energy.measure.gpu_claims import choose_gpus
+
+            choose_gpus(plan.engine.tensor_parallel_size, _log)
+
+    def run() -> None:
+        _log(
+            "rerun by hand: llm-energy measure --plan {} --out {} --journal {} --traces {} "
+            "--task-lengths {} --pg19 {}".format(*(shlex.quote(str(p)) for p in paths))
+        )
         run_job(
             plan,
             Path(args.out),
@@ -68,13 +62,12 @@ def cmd_measure(args: argparse.Namespace) -> None:
             tasks_dir=Path(args.task_lengths),
             pg19_path=Path(args.pg19),
         )
-    finally:
-        if tensor_parallel.needs_launch(plan):
-            tensor_parallel.release_followers(plan)
+
+    backends.launch(plan, args.argv, run, claim_gpus)
 
 
 def cmd_seed_journal(args: argparse.Namespace) -> None:
-    from llm_energy.runner import seed_journal
+    from llm_energy.measure.runner import seed_journal
 
     plan = _read_plan(Path(args.plan))
     copied = seed_journal(plan, [Path(t) for t in args.tables], Path(args.journal))
@@ -88,7 +81,7 @@ def _load(config_files: list[str]) -> dict:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from llm_energy.plan import plan_study
+    from llm_energy.measure.plan import plan_study
 
     jobs = plan_study(_load(args.configfile))
     points = sum(len(j.points) for j in jobs.values())
@@ -96,7 +89,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
-    from llm_energy.plan import plan_study
+    from llm_energy.measure.plan import plan_study
 
     jobs = plan_study(_load(args.configfile))
     if args.group not in jobs:
@@ -106,7 +99,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
-    from llm_energy import aggregate
+    from llm_energy.analysis import aggregate
 
     table = aggregate.combine(Path(p) for p in args.inputs)
     if args.hardware and len(table):
@@ -147,8 +140,8 @@ def cmd_table(args: argparse.Namespace) -> None:
 def cmd_estimate(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from llm_energy.estimate import estimate
-    from llm_energy.plan import plan_study
+    from llm_energy.analysis.gpu_hours import estimate
+    from llm_energy.measure.plan import plan_study
 
     jobs = plan_study(_load(args.configfile))
     measured = pd.concat([pd.read_parquet(p) for p in args.measurements], ignore_index=True)
@@ -162,9 +155,9 @@ def cmd_estimate(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_trace(args: argparse.Namespace) -> None:
-    from llm_energy.store import write_parquet_atomic
-    from llm_energy.summaries import sha256_file
-    from llm_energy.traces import load_trace, trace_path
+    from llm_energy.analysis.summaries import sha256_file
+    from llm_energy.inputs.traces import load_trace, trace_path
+    from llm_energy.measure.store import write_parquet_atomic
 
     path = trace_path(args.name, args.mirror or None, Path(args.cache))
     df = load_trace(args.name, path)
@@ -178,7 +171,7 @@ def _summarise_prepared(path: Path, input_bins: list[int], output_bins: list[int
     """The summary of a prepared trace (NAME.parquet), with the file's name and sha256."""
     import pandas as pd
 
-    from llm_energy.summaries import run_provenance, sha256_file, summarise_trace
+    from llm_energy.analysis.summaries import run_provenance, sha256_file, summarise_trace
 
     provenance = {"prepared_trace": path.name, "prepared_sha256": sha256_file(path)}
     return summarise_trace(
@@ -195,7 +188,7 @@ def _trace_summaries(
 ) -> dict[str, TraceSummary]:
     """Trace name -> summary, from trace summaries (NAME.json) or prepared traces, which are
     summarised here with these bins."""
-    from llm_energy.summaries import read_trace_summary
+    from llm_energy.analysis.summaries import read_trace_summary
 
     summaries = {}
     for p in map(Path, paths):
@@ -208,7 +201,7 @@ def _trace_summaries(
 
 
 def cmd_trace_summary(args: argparse.Namespace) -> None:
-    from llm_energy.summaries import write_trace_summary
+    from llm_energy.analysis.summaries import write_trace_summary
 
     summary = _summarise_prepared(Path(args.trace), args.input_bins, args.output_bins)
     write_trace_summary(summary, Path(args.out))
@@ -219,14 +212,14 @@ def cmd_trace_summary(args: argparse.Namespace) -> None:
 
 
 def _write_csv(table, out: str) -> None:
-    from llm_energy.store import write_csv_atomic
+    from llm_energy.measure.store import write_csv_atomic
 
     write_csv_atomic(table, out, float_format="%.10g")
 
 
 def cmd_trace_tables(args: argparse.Namespace) -> None:
     from llm_energy.figures.traces import table_trace_bins, table_trace_lengths
-    from llm_energy.traces import paper_bins
+    from llm_energy.inputs.traces import paper_bins
 
     traces = _trace_summaries(args.traces, args.input_bins, args.output_bins)
     _write_csv(table_trace_lengths(traces), args.lengths)
@@ -251,8 +244,8 @@ def cmd_trace_figure(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_task(args: argparse.Namespace) -> None:
-    from llm_energy.store import write_parquet_atomic
-    from llm_energy.textdata import TASKS, sample_task
+    from llm_energy.inputs.texts import TASKS, sample_task
+    from llm_energy.measure.store import write_parquet_atomic
 
     by_role = {source.role: name for name, source in TASKS.items()}
     dataset = by_role.get(args.task, args.task)
@@ -265,8 +258,8 @@ def cmd_prepare_task(args: argparse.Namespace) -> None:
 def cmd_task_table(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from llm_energy.summaries import task_table
-    from llm_energy.textdata import load_tokenizer, tokenizer_label
+    from llm_energy.analysis.summaries import task_table
+    from llm_energy.inputs.texts import load_tokenizer, tokenizer_label
 
     mirror = args.mirror or None
     samples = [pd.read_parquet(p) for p in args.tasks]
@@ -278,8 +271,8 @@ def cmd_task_table(args: argparse.Namespace) -> None:
 def cmd_task_lengths(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from llm_energy.store import write_parquet_atomic
-    from llm_energy.textdata import load_tokenizer, task_lengths, tokenizer_label
+    from llm_energy.inputs.texts import load_tokenizer, task_lengths, tokenizer_label
+    from llm_energy.measure.store import write_parquet_atomic
 
     mirror = args.mirror or None
     table = task_lengths(
@@ -301,8 +294,8 @@ def cmd_task_lengths(args: argparse.Namespace) -> None:
 def cmd_prepare_pg19(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from llm_energy.store import write_parquet_atomic
-    from llm_energy.textdata import load_tokenizer, pg19_tokens, tokenizer_label
+    from llm_energy.inputs.texts import load_tokenizer, pg19_tokens, tokenizer_label
+    from llm_energy.measure.store import write_parquet_atomic
 
     mirror = args.mirror or None
     ids = pg19_tokens(mirror, load_tokenizer(mirror), args.tokens, min_tokens=args.min_tokens)
@@ -326,13 +319,13 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def cmd_model_summary(args: argparse.Namespace) -> None:
-    from llm_energy.spec import ModelSpec
-    from llm_energy.summaries import (
+    from llm_energy.analysis.summaries import (
         architecture_summary,
         run_provenance,
         write_architecture_summary,
     )
-    from llm_energy.workload_energy import model_config_path
+    from llm_energy.analysis.workload_estimate import model_config_path
+    from llm_energy.measure.job import ModelSpec
 
     spec = ModelSpec(args.name, args.hub_id, config=args.config or None)
     path = model_config_path(spec, args.models_mirror or None)
@@ -344,9 +337,9 @@ def cmd_model_summary(args: argparse.Namespace) -> None:
 def _architectures(args: argparse.Namespace) -> dict[str, Architecture]:
     """Model name -> Architecture: from architecture summaries (--architecture) or from each
     model's config.json (--model, --model-config, --models-mirror)."""
-    from llm_energy.spec import ModelSpec
-    from llm_energy.summaries import read_architecture_summary
-    from llm_energy.workload_energy import load_architecture
+    from llm_energy.analysis.summaries import read_architecture_summary
+    from llm_energy.analysis.workload_estimate import load_architecture
+    from llm_energy.measure.job import ModelSpec
 
     hubs, configs = _pairs(args.model, "--model"), _pairs(args.model_config, "--model-config")
     summaries = _pairs(args.architecture, "--architecture")
@@ -370,8 +363,8 @@ def _architectures(args: argparse.Namespace) -> dict[str, Architecture]:
 def cmd_workload_energy(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from llm_energy.ideal import gpu
-    from llm_energy.workload_energy import estimate_workloads, workload_totals
+    from llm_energy.analysis.ideal import gpu
+    from llm_energy.analysis.workload_estimate import estimate_workloads, workload_totals
 
     architectures = _architectures(args)
     measurements = pd.read_parquet(args.measurements)
@@ -408,7 +401,7 @@ def cmd_workload_energy(args: argparse.Namespace) -> None:
 def cmd_workload_table(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from llm_energy.figures.workloads import table4_energy_over_ideal
+    from llm_energy.figures.workload_estimate import table4_energy_over_ideal
 
     table = table4_energy_over_ideal(pd.read_csv(args.totals))
     _write_csv(table, args.out)
@@ -419,7 +412,7 @@ def cmd_workload_figure(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from llm_energy.figures.style import save
-    from llm_energy.figures.workloads import fig1_workload_energy
+    from llm_energy.figures.workload_estimate import fig1_workload_energy
 
     bins = pd.read_csv(args.bins)
     if bins.empty:
@@ -585,7 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-config", action="append", metavar="NAME=PATH", help="local config.json of a model"
     )
     we.add_argument("--models-mirror", help="folder holding ORG__NAME/config.json")
-    we.add_argument("--gpu", required=True, help="resources/hardware.yaml key of the ideal")
+    we.add_argument(
+        "--gpu",
+        required=True,
+        help="hardware table key of the ideal (llm_energy/analysis/hardware.yaml)",
+    )
     we.add_argument("--missing-bins", choices=["error", "incomplete"], default="error")
     we.add_argument("--bins-out", required=True, help="per-bin CSV")
     we.add_argument("--totals-out", required=True, help="per trace, engine and model CSV")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from llm_energy.spec import JobPlan, PointSpec, ProtocolSpec
+from llm_energy.measure.job import JobPlan, PointSpec, ProtocolSpec
 
 MODEL_LOAD_S = 60.0  # model build and engine start per job, a round allowance
 

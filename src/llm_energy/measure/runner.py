@@ -12,13 +12,13 @@ from typing import Any
 import pandas as pd
 
 from llm_energy.backends import Backend, make_backend
+from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
+from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
+from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, stable_hash
+from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, measure_window
+from llm_energy.measure.provenance import job_provenance, utc_now
+from llm_energy.measure.store import Journal, write_parquet_atomic
 from llm_energy.meters import EnergyMeter, make_meter
-from llm_energy.models import architecture_hash, load_config_dict, resolve_model_dir
-from llm_energy.protocol import WindowResult, measure_idle_power_w, measure_window
-from llm_energy.provenance import job_provenance, utc_now
-from llm_energy.spec import EngineSpec, JobPlan, PointSpec, stable_hash
-from llm_energy.store import Journal, write_parquet_atomic
-from llm_energy.workloads import PG19Prompts, TraceLengths, bin_groups, random_prompts
 
 Log = Callable[[str], None]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.errors import InputError
-from llm_energy.spec import PointSpec, stable_hash
+from llm_energy.measure.job import PointSpec, stable_hash
 
 
 def random_prompts(

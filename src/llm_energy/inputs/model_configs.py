@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_energy.errors import ConfigError
-from llm_energy.spec import ModelSpec, stable_hash
+from llm_energy.measure.job import ModelSpec, stable_hash
 
 # Keys that do not change the computation (so do not change the architecture hash).
 _VOLATILE_KEYS = {"transformers_version", "_name_or_path", "torch_dtype", "dtype", "architectures"}

@@ -1,7 +1,8 @@
 """Offline workload energy model (section 4 of the study): binned requests times measured batches.
 
 Each request of a trace goes to the smallest (input, output) bin at or above it
-(:func:`llm_energy.traces.bin_requests`). The ``N(I*, O*)`` requests of a bin run in batches of
+(:func:`~llm_energy.inputs.traces.bin_requests`). The ``N(I*, O*)`` requests of a bin run in
+batches of
 ``B(I*, O*)``, the largest batch size measured feasible at the bin's shape, each costing
 ``E_batch(I*, O*)``, the measured energy of one generate call at that batch:
 
@@ -9,7 +10,8 @@ Each request of a trace goes to the smallest (input, output) bin at or above it
     E_bin_ceil = ceil(N / B) * E_batch  (whole batches: the last, partial one costs a full one)
     E_total = sum of E_bin over the bins
 
-Beside it come the ideal baselines of :mod:`llm_energy.ideal` for the same bins: the study's
+Beside it come the ideal baselines of :mod:`~llm_energy.analysis.ideal` for the same bins: the
+study's
 ``TDP / peak FLOPS * N * FLOPs(I*, O*)`` with the dense and the 2:4-sparse bf16 peak, and a
 roofline at the largest batch whose weights and key/value cache fit the GPU's memory. These are
 estimates from datasheet figures; ``E_batch`` is the measured number each row points back to.
@@ -29,11 +31,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from llm_energy.analysis.flops import Architecture
+from llm_energy.analysis.ideal import (
+    Gpu,
+    flops_baseline_j,
+    kv_bytes,
+    roofline_baseline_j,
+    weight_bytes,
+)
 from llm_energy.errors import ConfigError, InputError
-from llm_energy.flops import Architecture
-from llm_energy.ideal import Gpu, flops_baseline_j, kv_bytes, roofline_baseline_j, weight_bytes
-from llm_energy.spec import ModelSpec
-from llm_energy.traces import BinCounts, bin_requests
+from llm_energy.inputs.traces import BinCounts, bin_requests
+from llm_energy.measure.job import ModelSpec
 
 MissingBins = Literal["error", "incomplete"]
 # The prepare-trace rule's download folder, also read when jobs are planned from the traces.
@@ -65,7 +73,7 @@ def occupied_bins(
     cache_dir: Path = DOWNLOAD_CACHE,
 ) -> set[tuple[int, int]]:
     """(input bin, output bin) pairs that hold at least one request of any of the traces."""
-    from llm_energy.traces import load_trace, trace_path
+    from llm_energy.inputs.traces import load_trace, trace_path
 
     occupied: set[tuple[int, int]] = set()
     for name in traces:
@@ -77,14 +85,15 @@ def occupied_bins(
 
 def ideal_gpu_key(config: dict[str, Any]) -> str:
     """The hardware.yaml key of the ideal baselines: ``ideal_gpu``, else the hardware label."""
-    from llm_energy.ideal import load_hardware
+    from llm_energy.analysis.ideal import load_hardware
 
     key = config["experiments"]["workload_estimates"]["ideal_gpu"] or config["hardware"]
     known = load_hardware()
     if key not in known:
         raise ConfigError(
             f"config: experiments.workload_estimates.ideal_gpu is '{key}', which "
-            f"resources/hardware.yaml does not hold (known: {', '.join(sorted(known))}); "
+            "the hardware table (llm_energy/analysis/hardware.yaml) does not hold "
+            f"(known: {', '.join(sorted(known))}); "
             "name the GPU whose datasheet gives the ideal baselines"
         )
     return key
@@ -92,7 +101,7 @@ def ideal_gpu_key(config: dict[str, Any]) -> str:
 
 def model_config_path(spec: ModelSpec, mirror: str | None) -> Path:
     """The model's config.json: local, mirrored or fetched from the hub."""
-    from llm_energy.models import resolve_model_dir
+    from llm_energy.inputs.model_configs import resolve_model_dir
 
     # Only config.json is needed: never fetch a checkpoint for the FLOP count.
     folder = resolve_model_dir(ModelSpec(spec.name, spec.hub_id, "random", spec.config), mirror)
@@ -101,7 +110,7 @@ def model_config_path(spec: ModelSpec, mirror: str | None) -> Path:
 
 def load_architecture(spec: ModelSpec, mirror: str | None) -> Architecture:
     """The architecture of a model from its config.json (local, mirrored or from the hub)."""
-    from llm_energy.models import load_config_dict
+    from llm_energy.inputs.model_configs import load_config_dict
 
     return Architecture.from_config(load_config_dict(model_config_path(spec, mirror).parent))
 
@@ -369,7 +378,8 @@ def estimate_workloads(
     models: Sequence[str] | None = None,
     missing: MissingBins = "error",
 ) -> pd.DataFrame:
-    """Per-bin estimate of every trace from its bin counts (:func:`llm_energy.traces.bin_requests`
+    """Per-bin estimate of every trace from its bin counts
+    (:func:`~llm_energy.inputs.traces.bin_requests`
     of the trace, or a trace summary's), for the engines and models asked (all by default)."""
     rows = measurements
     if engines is not None:

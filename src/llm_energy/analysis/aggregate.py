@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from llm_energy.errors import InputError
-from llm_energy.store import write_csv_atomic, write_parquet_atomic
+from llm_energy.measure.store import write_csv_atomic, write_parquet_atomic
 
 # Columns every measurement table has (the README documents them all).
 REQUIRED_COLUMNS = (

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from llm_energy.analysis.workload_estimate import trace_ideal_totals, workload_totals
 from llm_energy.figures.style import PALETTE, add_footer, setup
-from llm_energy.workload_energy import trace_ideal_totals, workload_totals
 
 J_PER_KWH = 3.6e6
 # (column, label) of the ideal baselines, the study's own first.
@@ -29,7 +29,8 @@ def table4_energy_over_ideal(totals: pd.DataFrame) -> pd.DataFrame:
     """The study's Table 4: estimated energy over the ideal, E_total / E_ideal - 1 in percent,
     per trace and engine, against the sparse and dense FLOPs baselines and the roofline.
 
-    ``totals`` comes from :func:`llm_energy.workload_energy.workload_totals`; an incomplete
+    ``totals`` comes from :func:`~llm_energy.analysis.workload_estimate.workload_totals`; an
+    incomplete
     total compares its measured bins with the ideal of the same bins, and says so.
     """
     table = totals[
@@ -134,7 +135,8 @@ def fig1_workload_energy(
 ) -> plt.Figure:
     """The study's Fig 1: total energy of each trace per engine against the ideal baselines.
 
-    ``bins`` holds :func:`llm_energy.workload_energy.estimate_bins` rows. One panel per trace
+    ``bins`` holds :func:`~llm_energy.analysis.workload_estimate.estimate_bins` rows. One panel per
+    trace
     (and model); one bar per engine of ``engines`` in that order (default: those in ``bins``),
     an engine without measurements marked "not measured" instead of a bar, and an incomplete
     total hatched with the fraction of requests it covers. The ideal bars cover every bin with
