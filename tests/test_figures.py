@@ -12,11 +12,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from _outputs import draw
 from matplotlib.figure import Figure
 
 from llm_energy.analysis import aggregate
 from llm_energy.errors import InputError
-from llm_energy.figures import FIGURES, TABLES, fig10
+from llm_energy.families import outputs
 from llm_energy.figures.controlled import table_controlled_sweeps
 from llm_energy.figures.style import energy_label, provenance_note, save
 
@@ -94,6 +95,10 @@ def _visible(fig: Figure) -> list:
     return [ax for ax in fig.axes if ax.get_visible()]
 
 
+def _fig10(df):
+    return draw("fig10", df)
+
+
 # --- fig10 --------------------------------------------------------------------------------------
 
 
@@ -103,7 +108,7 @@ def test_fixture_has_points_shared_by_both_sweeps(tidy):
 
 
 def test_fig10_has_one_panel_per_fixed_length_and_one_line_per_batch(tidy):
-    fig = fig10(tidy)
+    fig = _fig10(tidy)
     assert isinstance(fig, Figure)
     axes = _visible(fig)
     # 2 fixed output lengths (prefill panels) + 2 fixed input lengths (decode panels)
@@ -129,7 +134,7 @@ def test_fig10_has_one_panel_per_fixed_length_and_one_line_per_batch(tidy):
 
 
 def test_fig10_lines_carry_the_swept_values(tidy):
-    axes = _visible(fig10(tidy))
+    axes = _visible(_fig10(tidy))
     by_label = {line.get_label(): line for line in axes[0].get_lines()}  # prefill, out 8
     line = by_label["batch 4"]
     assert list(line.get_xdata()) == [16, 64, 256]
@@ -148,7 +153,7 @@ def test_fig10_shows_duration_when_no_row_has_energy(tidy):
     for col in ("energy_j", "prefill_energy_j", "decode_energy_j"):
         tidy[col] = math.nan
     tidy["meter"], tidy["energy_source"] = "none", "none"
-    axes = _visible(fig10(tidy))
+    axes = _visible(_fig10(tidy))
     assert len(axes) == 4
     for ax in axes:
         assert "duration" in ax.get_ylabel()
@@ -167,7 +172,7 @@ def test_fig10_leaves_out_infeasible_rows(tidy):
         _row(4, 1024, 8, "input_sweep", **oom),  # the batch-4 line keeps its 3 points
     ]
     df = pd.concat([tidy, pd.DataFrame(extra)], ignore_index=True)
-    axes = _visible(fig10(df))
+    axes = _visible(_fig10(df))
     assert len(axes) == 4
     for ax in axes:
         assert len(ax.get_lines()) == len(BATCHES)
@@ -180,7 +185,7 @@ def test_fig10_ignores_other_backends(tidy):
     other = tidy.copy()
     other["backend"] = "vllm"
     other["batch_size"] = other["batch_size"] * 100
-    axes = _visible(fig10(pd.concat([tidy, other], ignore_index=True)))
+    axes = _visible(_fig10(pd.concat([tidy, other], ignore_index=True)))
     for ax in axes:
         assert sorted(line.get_label() for line in ax.get_lines()) == ["batch 1", "batch 4"]
 
@@ -188,17 +193,17 @@ def test_fig10_ignores_other_backends(tidy):
 def test_fig10_without_feasible_rows_is_a_clear_error(tidy):
     tidy["feasible"] = False
     with pytest.raises(ValueError, match="no feasible controlled-sweep rows"):
-        fig10(tidy)
+        _fig10(tidy)
 
 
 def test_fig10_on_a_table_without_sweep_rows_is_a_clear_error():
     df = pd.DataFrame([_row(b, 512, 64, "decoding") for b in BATCHES])
     with pytest.raises(ValueError, match="controlled-sweep"):
-        fig10(df)
+        _fig10(df)
 
 
 def test_fig10_carries_the_provenance(tidy):
-    fig = fig10(tidy)
+    fig = _fig10(tidy)
     text = " ".join(t.get_text() for t in fig.texts)
     assert "measured (nvml)" in text
     assert "tiny (random weights, float32)" in text
@@ -206,10 +211,9 @@ def test_fig10_carries_the_provenance(tidy):
 
 
 def test_registries_and_save(tidy, tmp_path):
-    assert FIGURES["fig10"] is fig10
-    assert TABLES["controlled_sweeps"] is table_controlled_sweeps
+    assert outputs()["table_controlled_sweeps"].function() is table_controlled_sweeps
     out = tmp_path / "figs" / "fig10.png"
-    save(fig10(tidy), out, dpi=50)
+    save(_fig10(tidy), out, dpi=50)
     assert out.is_file()
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in out.parent.iterdir()] == ["fig10.png"]  # no temporary left

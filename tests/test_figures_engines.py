@@ -12,9 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from _outputs import draw
 from test_figures import _row, _sweep_rows
 
-from llm_energy.figures import FIGURES, TABLES
 from llm_energy.figures.engines import ENGINE_STYLE, engine_label
 
 
@@ -57,7 +57,7 @@ def test_engine_labels_name_each_option():
 
 def test_fig5_table_scales_each_batch_to_1024_requests():
     rows = _engine_rows()
-    table = TABLES["engine_optimisations"](rows)
+    table = draw("table_engine_optimisations", rows)
     row = table[(table["engine"] == "vllm") & (table["batch_size"] == 8)].iloc[0]
     assert row["energy_1024_requests_j"] == pytest.approx(1024 * 100.0 / 4 / 8**0.5)
     measured = rows[(rows["engine"] == "vllm") & (rows["batch_size"] == 8)].iloc[0]
@@ -68,7 +68,7 @@ def test_fig5_table_scales_each_batch_to_1024_requests():
 
 
 def test_fig5_marks_pytorchs_largest_feasible_batch():
-    fig = FIGURES["fig5"](_engine_rows())
+    fig = draw("fig5", _engine_rows())
     ax = fig.axes[0]
     assert len(ax.get_lines()) == 4 + 2  # one line per engine, one marker per PyTorch engine
     marks = [t.get_text() for t in ax.texts]
@@ -100,11 +100,11 @@ def _stream_rows() -> pd.DataFrame:
 
 
 def test_fig9_table_gives_the_saving_of_continuous_batching():
-    table = TABLES["online_serving"](_stream_rows()).set_index("batch_size")
+    table = draw("table_online_serving", _stream_rows()).set_index("batch_size")
     assert table.loc[2, "energy_saving"] == pytest.approx(0.2)
     assert table.loc[8, "energy_saving"] == pytest.approx(1 - 52 / 50)
     assert table.loc[2, "generated_tokens"] == 700
-    fig = FIGURES["fig9"](_stream_rows())
+    fig = draw("fig9", _stream_rows())
     heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
     assert heights == sorted([20.0, round(100 * (1 - 52 / 50), 6)])
 
@@ -112,19 +112,19 @@ def test_fig9_table_gives_the_saving_of_continuous_batching():
 def test_fig9_needs_both_serving_modes():
     rows = _stream_rows()
     with pytest.raises(ValueError, match="offline and online"):
-        TABLES["online_serving"](rows[rows["serving"] == "offline"])
+        draw("table_online_serving", rows[rows["serving"] == "offline"])
 
 
 def test_fig2_draws_the_vllm_sweep_at_the_longest_fixed_lengths_and_fig11_all():
     rows = pd.DataFrame(_sweep_rows())
     rows["backend"], rows["engine"] = "vllm", "vllm"
     rows["cuda_graphs"], rows["torch_compile"] = True, False
-    fig2 = FIGURES["fig2"](rows)
+    fig2 = draw("fig2", rows)
     assert [ax.get_title() for ax in fig2.axes if ax.get_visible()] == [
         "prefill, 32 output tokens",
         "decode, 512 input tokens",
     ]
-    fig11 = FIGURES["fig11"](rows)
+    fig11 = draw("fig11", rows)
     assert len([ax for ax in fig11.axes if ax.get_visible()]) == 4
 
 
@@ -136,7 +136,7 @@ def test_fig3_and_fig4_draw_one_line_per_strategy_and_model():
             for b in (1, 8)
         ]
     )
-    fig3 = FIGURES["fig3"](decoding)
+    fig3 = draw("fig3", decoding)
     assert sorted(line.get_label() for line in fig3.axes[0].get_lines()) == [
         "beam",
         "greedy",
@@ -149,16 +149,16 @@ def test_fig3_and_fig4_draw_one_line_per_strategy_and_model():
             for b in (1, 8)
         ]
     )
-    fig4 = FIGURES["fig4"](models)
+    fig4 = draw("fig4", models)
     assert sorted(line.get_label() for line in fig4.axes[0].get_lines()) == [
         "olmo-1b",
         "olmoe-1b-7b",
     ]
-    table = TABLES["architectures"](models)
+    table = draw("table_architectures", models)
     assert list(table["model"].unique()) == ["olmo-1b", "olmoe-1b-7b"]
     assert "ffn_time_share" not in table and not fig4.axes[0].texts
     with pytest.raises(ValueError, match="architectures"):
-        TABLES["architectures"](decoding)
+        draw("table_architectures", decoding)
 
     # Timed feed-forward blocks: the table keeps their share and each point is labelled.
     shares = {("olmo-1b", 1): 0.17, ("olmo-1b", 8): 0.18, ("olmoe-1b-7b", 1): 0.29}
@@ -166,10 +166,10 @@ def test_fig3_and_fig4_draw_one_line_per_strategy_and_model():
         shares.get((m, b)) for m, b in zip(models.model, models.batch_size, strict=True)
     ]
     models["ffn_block"] = models["model"].map({"olmo-1b": "OlmoMLP", "olmoe-1b-7b": "Moe"})
-    timed = FIGURES["fig4"](models)
+    timed = draw("fig4", models)
     assert sorted(t.get_text() for t in timed.axes[0].texts) == ["17%", "18%", "29%"]
     assert any("feed-forward blocks" in t.get_text() for t in timed.texts)
-    assert TABLES["architectures"](models)["ffn_time_share"].notna().sum() == 3
+    assert draw("table_architectures", models)["ffn_time_share"].notna().sum() == 3
 
 
 def test_fig3_names_each_speculative_bound_and_keeps_its_acceptance_rate():
@@ -191,11 +191,11 @@ def test_fig3_names_each_speculative_bound_and_keeps_its_acceptance_rate():
             )
             for b in (1, 8)
         ]
-    table = TABLES["decoding"](pd.DataFrame(rows))
+    table = draw("table_decoding", pd.DataFrame(rows))
     rates = table.groupby("decoding")["spec_acceptance_rate"].first()
     assert rates["speculative, draft draft, k=4"] == 0.01
     assert rates["speculative, draft draft, k=4, all accepted (forced)"] == 1.0
-    fig3 = FIGURES["fig3"](pd.DataFrame(rows))
+    fig3 = draw("fig3", pd.DataFrame(rows))
     assert len(fig3.axes[0].get_lines()) == 3
     # the band between the two bounds, and the forced bound dashed
     assert len(fig3.axes[0].collections) == 1

@@ -4,7 +4,6 @@ and their wiring through the registries, the rules and the report."""
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import matplotlib
@@ -14,10 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from _outputs import draw
 from test_figures import _row
 
-from llm_energy.figures import FIGURES, TABLES, fig6
-from llm_energy.figures.parallel import table_tensor_parallel
+from llm_energy.figures.parallel import fig_tensor_parallel, table_tensor_parallel
 from llm_energy.figures.style import save
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +90,7 @@ def _point(table: pd.DataFrame, label: str, size: int, batch: int) -> pd.Series:
 
 
 def test_table_gives_power_per_gpu_and_the_change_from_one_gpu():
-    table = TABLES["tensor_parallel"](_parallel_rows())
+    table = draw("table_tensor_parallel", _parallel_rows())
     assert len(table) == len(ENGINES) * len(SIZES) * len(BATCHES)
     vllm4 = _point(table, "vLLM, CUDA graphs", 4, 8)
     energy, duration = _energy_j("vllm", 4, 8), _duration_s("vllm", 4, 8)
@@ -133,7 +132,7 @@ def test_table_and_figure_need_tensor_parallel_rows():
     with pytest.raises(ValueError, match="no tensor_parallel rows"):
         table_tensor_parallel(other)
     with pytest.raises(ValueError, match="no tensor_parallel rows"):
-        fig6(other)
+        fig_tensor_parallel(other)
 
 
 def test_table_refuses_two_rows_of_one_point():
@@ -146,7 +145,7 @@ def test_table_refuses_two_rows_of_one_point():
 def test_fig6_draws_one_row_per_model_and_marks_the_infeasible_point(tmp_path):
     rows = _parallel_rows()
     big = rows[rows["experiments"] == "tensor_parallel"].assign(model="r1-distill-qwen-32b")
-    fig = FIGURES["fig6"](pd.concat([rows, big], ignore_index=True))
+    fig = draw("fig6", pd.concat([rows, big], ignore_index=True))
     assert fig.axes[0].get_title() == "llama-3.1-8b: energy per token"
     assert fig.axes[4].get_title() == "r1-distill-qwen-32b: latency per batch"
     assert len(fig.axes) == 6
@@ -168,26 +167,15 @@ def test_fig6_draws_one_row_per_model_and_marks_the_infeasible_point(tmp_path):
     assert out.stat().st_size > 10_000
 
 
-def test_fig6_and_its_table_are_wired_like_the_other_figures():
-    """Registered, a rule each with the output name and caption, and asked for by `all`."""
-    assert FIGURES["fig6"] is fig6
-    assert TABLES["tensor_parallel"] is table_tensor_parallel
-    rules = (ROOT / "workflow/rules/figures.smk").read_text()
-    for rule, name, output, caption in (
-        ("fig10 as fig6", "fig6", "figures/{HARDWARE}/fig6_tensor_parallel.", "fig6.rst"),
-        (
-            "table_controlled_sweeps as table_tensor_parallel",
-            "tensor_parallel",
-            "tables/{HARDWARE}/tensor_parallel.csv",
-            "table_tensor_parallel.rst",
-        ),
-    ):
-        block = re.search(rf"use rule {rule} with:\n(.*?)(?:\n\n\n|\Z)", rules, re.S)
-        assert block, rule
-        assert output in block.group(1) and caption in block.group(1)
-        assert f'name="{name}"' in block.group(1)
-        assert "aggregate_for(" in block.group(1)
-        assert (ROOT / "workflow/report" / caption).read_text().strip()
-    # `all` asks for every rule of DRAWS whose rows the configuration has.
-    common = (ROOT / "workflow/rules/common.smk").read_text()
-    assert '("tensor_parallel", ("fig6", "table_tensor_parallel"))' in common
+def test_fig6_and_its_table_are_outputs_of_the_tensor_parallel_family():
+    """Declared by the family's module, drawn by the figure and table rules, with captions."""
+    from llm_energy.families import families, outputs
+
+    family = families()["tensor_parallel"]
+    assert {o.name for o in family.outputs} == {"fig6", "table_tensor_parallel"}
+    for name in ("fig6", "table_tensor_parallel"):
+        o = outputs()[name]
+        assert o.rows.tags == ("tensor_parallel",)
+        assert (ROOT / "workflow/report" / f"{name}.rst").read_text().strip()
+    assert outputs()["fig6"].function() is fig_tensor_parallel
+    assert outputs()["table_tensor_parallel"].function() is table_tensor_parallel

@@ -11,6 +11,7 @@ from llm_energy.config import validate
 from llm_energy.errors import ConfigError
 from llm_energy.measure.job import DecodingSpec, JobPlan, PointSpec, stable_hash
 from llm_energy.measure.plan import plan_study, resolve_meter, trace_inputs
+from llm_energy.measure.point_ids import id_with_setup, measurement_hash
 
 
 def _plan(config: dict) -> dict[str, JobPlan]:
@@ -179,7 +180,7 @@ def test_online_serving_plans_offline_and_online_streams_of_the_same_requests(ti
     assert {(p.stream.requests, p.input_tokens, p.output_tokens) for p in job.points} == {
         (24, 32, 64)
     }
-    ids = {p.point_id(job.measurement_hash) for p in job.points}
+    ids = {id_with_setup(p, measurement_hash(job, 1), 1) for p in job.points}
     assert len(ids) == 4 and all("azure_code-n24" in i for i in ids)
     again = JobPlan.from_json(job.to_json())
     assert again == job and again.config_hash == job.config_hash
@@ -199,7 +200,7 @@ def test_batch_point_ids_do_not_change_with_request_streams():
     """Journals written before request streams existed stay valid."""
     p = PointSpec(8, 512, 64)
     assert p.key == (8, 512, 64, "greedy")
-    assert p.point_id("abc") == "b8_i512_o64_greedy_" + stable_hash(
+    assert id_with_setup(p, "abc", 1) == "b8_i512_o64_greedy_" + stable_hash(
         [dataclasses.asdict(DecodingSpec()), "abc"], 8
     )
 
@@ -281,18 +282,18 @@ def test_config_hash_changes_with_protocol_on_the_plan_itself(tiny_config):
 
 def test_point_id_is_stable_and_depends_on_decoding():
     greedy = PointSpec(4, 128, 16)
-    assert greedy.point_id("abc") == PointSpec(4, 128, 16).point_id("abc")
-    assert greedy.point_id("abc").startswith("b4_i128_o16_greedy_")
+    assert id_with_setup(greedy, "abc", 1) == id_with_setup(PointSpec(4, 128, 16), "abc", 1)
+    assert id_with_setup(greedy, "abc", 1).startswith("b4_i128_o16_greedy_")
     beam = PointSpec(4, 128, 16, DecodingSpec(name="beam", strategy="beam", num_beams=4))
-    assert beam.point_id("abc") != greedy.point_id("abc")
-    assert beam.point_id("abc").startswith("b4_i128_o16_beam_")
+    assert id_with_setup(beam, "abc", 1) != id_with_setup(greedy, "abc", 1)
+    assert id_with_setup(beam, "abc", 1).startswith("b4_i128_o16_beam_")
     # same name, different parameters: still a different point
     beam8 = PointSpec(4, 128, 16, DecodingSpec(name="beam", strategy="beam", num_beams=8))
-    assert beam8.point_id("abc") != beam.point_id("abc")
+    assert id_with_setup(beam8, "abc", 1) != id_with_setup(beam, "abc", 1)
     # the tags do not change the identity, the configuration hash does
     tagged = PointSpec(4, 128, 16, experiments=("input_sweep",))
-    assert tagged.point_id("abc") == greedy.point_id("abc")
-    assert greedy.point_id("xyz") != greedy.point_id("abc")
+    assert id_with_setup(tagged, "abc", 1) == id_with_setup(greedy, "abc", 1)
+    assert id_with_setup(greedy, "xyz", 1) != id_with_setup(greedy, "abc", 1)
 
 
 def _speculative(tiny_config: dict, engine: str = "vllm") -> dict:
@@ -323,7 +324,7 @@ def test_speculative_decoding_plans_the_engine_with_and_without_its_draft(tiny_c
             (16, ("speculative",)),
         ]
     assert JobPlan.from_json(spec.to_json()) == spec
-    assert spec.measurement_hash != plain.measurement_hash
+    assert measurement_hash(spec, 1) != measurement_hash(plain, 1)
 
 
 def test_forced_acceptance_plans_a_third_engine_whose_hash_is_its_own(tiny_config):
@@ -337,12 +338,11 @@ def test_forced_acceptance_plans_a_third_engine_whose_hash_is_its_own(tiny_confi
     ]
     measured, forced = jobs["tiny__vllm-spec-draft-k3"], jobs["tiny__vllm-spec-draft-k3-forced"]
     assert forced.engine.forced_acceptance and not measured.engine.forced_acceptance
-    assert forced.measurement_hash != measured.measurement_hash
+    assert measurement_hash(forced, 1) != measurement_hash(measured, 1)
     assert JobPlan.from_json(forced.to_json()) == forced
     # the measured engine's identity is the one it had before forced acceptance existed
-    assert (
-        measured.measurement_hash
-        == _plan(_speculative(tiny_config))[measured.group].measurement_hash
+    assert measurement_hash(measured, 1) == measurement_hash(
+        _plan(_speculative(tiny_config))[measured.group], 1
     )
 
 
@@ -360,7 +360,7 @@ def test_padded_draft_vocabulary_is_part_of_the_engine(tiny_config):
     config["experiments"]["speculative_decoding"]["pairs"][0]["pad_draft_vocabulary"] = True
     padded = _plan(config)["tiny__vllm-spec-draft-k3"]
     assert padded.engine.pad_draft_vocabulary and not plain.engine.pad_draft_vocabulary
-    assert padded.measurement_hash != plain.measurement_hash
+    assert measurement_hash(padded, 1) != measurement_hash(plain, 1)
     assert JobPlan.from_json(padded.to_json()) == padded
     config["models"]["draft"]["weights"] = "pretrained"
     with pytest.raises(ConfigError, match="pad_draft_vocabulary changes the draft's weights"):
@@ -373,7 +373,11 @@ def test_speculative_decoding_on_transformers_fails_at_planning(tiny_config):
 
 
 def test_a_family_protocol_makes_points_of_their_own_and_leaves_the_others_alone(tiny_config):
-    before = {p.point_id(j.measurement_hash) for j in _plan(tiny_config).values() for p in j.points}
+    before = {
+        id_with_setup(p, measurement_hash(j, 1), 1)
+        for j in _plan(tiny_config).values()
+        for p in j.points
+    }
     sweeps = tiny_config["experiments"]["controlled_sweeps"]
     tiny_config["experiments"]["engine_optimisations"] = {
         "enabled": True,
@@ -391,9 +395,11 @@ def test_a_family_protocol_makes_points_of_their_own_and_leaves_the_others_alone
     # The top-level protocol fills in what the family leaves out.
     assert own[0].protocol.min_duration_s == job.protocol.min_duration_s
     # The same shape under the job's protocol stays a point of its own, with its old id.
-    others = {p.point_id(job.measurement_hash) for p in job.points if p.protocol is None}
+    others = {
+        id_with_setup(p, measurement_hash(job, 1), 1) for p in job.points if p.protocol is None
+    }
     assert others == before
-    assert own[0].point_id(job.measurement_hash) not in before
+    assert id_with_setup(own[0], measurement_hash(job, 1), 1) not in before
     assert type(job).from_json(job.to_json()) == job
 
 

@@ -16,6 +16,7 @@ from llm_energy.config import validate
 from llm_energy.measure import runner
 from llm_energy.measure.job import DecodingSpec
 from llm_energy.measure.plan import plan_study
+from llm_energy.measure.point_ids import measurement_hash
 
 PROVENANCE = (
     "backend_version",
@@ -126,7 +127,7 @@ def test_a_largest_feasible_search_measures_each_shape_once_largest_first(
     fake_backend.calls = []
     runner.run_job(plan, out, journal, log=lambda m: None)
     assert fake_backend.calls == []
-    assert plan.measurement_hash == _plan(tiny_config, (1, 2, 4, 8)).measurement_hash
+    assert measurement_hash(plan, 1) == measurement_hash(_plan(tiny_config, (1, 2, 4, 8)), 1)
 
 
 def test_journal_points_are_not_measured_again(tiny_config, fake_backend, tmp_path):
@@ -164,7 +165,7 @@ def test_other_errors_stop_the_job_but_keep_finished_points(
     monkeypatch.setattr(fake_backend, "generate", broken)
     with pytest.raises(ValueError, match="bad input"):
         runner.run_job(plan, tmp_path / "o.parquet", tmp_path / "j", log=lambda m: None)
-    kept = pd.concat(pd.read_parquet(p) for p in (tmp_path / "j").iterdir())
+    kept = pd.concat(pd.read_parquet(p) for p in (tmp_path / "j").glob("*.parquet"))
     assert (kept["batch_size"] == 1).all() and len(kept) >= 1
     assert not (tmp_path / "o.parquet").exists()
 
@@ -358,7 +359,7 @@ def test_feed_forward_blocks_are_timed_after_the_windows_of_an_architecture_poin
     for group, job in jobs.items():
         assert job.ffn_time_share == ("architectures",)
         # Timing runs after the windows, so the points keep their identity.
-        assert job.measurement_hash == plain[group].measurement_hash
+        assert measurement_hash(job, 1) == measurement_hash(plain[group], 1)
         table = runner.run_job(job, tmp_path / f"{group}.parquet", tmp_path / group, log=print)
         assert table["ffn_time_share"].between(0.0, 1.0, inclusive="neither").all()
         blocks[job.model.name] = set(table["ffn_block"])

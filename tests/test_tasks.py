@@ -11,23 +11,25 @@ from typing import Any, ClassVar
 
 import matplotlib
 
+from llm_energy.measure.point_ids import id_with_setup, measurement_hash
+
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import yaml
+from _outputs import draw
 from _pipeline import copy_pipeline, run_snakemake
 
 from llm_energy import cli
 from llm_energy.backends.base import Backend
 from llm_energy.config import validate
 from llm_energy.errors import ConfigError, InputError
-from llm_energy.figures import FIGURES, TABLES
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths
 from llm_energy.measure import runner
 from llm_energy.measure.job import DecodingSpec, PointSpec, StreamSpec, stable_hash
-from llm_energy.measure.plan import pg19_tokens, plan_study, task_inputs, trace_inputs
+from llm_energy.measure.plan import pg19_token_budget, plan_study, task_inputs, trace_inputs
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_mirror = pytest.mark.skipif(
@@ -80,7 +82,7 @@ def test_task_points_are_offline_streams_over_each_tasks_examples(tiny_config):
         assert p.experiments == ("classical_tasks",) and p.prompts == "random"
     assert task_inputs(job) == ["classification", "translation"]
     assert trace_inputs(job) == []
-    assert len({p.point_id(job.measurement_hash) for p in job.points}) == 4
+    assert len({id_with_setup(p, measurement_hash(job, 1), 1) for p in job.points}) == 4
 
 
 def test_task_requests_and_caps_come_from_the_config(tiny_config):
@@ -328,14 +330,14 @@ def test_pg19_planning_and_point_ids(tiny_config):
     jobs = plan_study(_pg19_config(tiny_config))
     (job,) = jobs.values()
     assert {p.prompts for p in job.points} == {"pg19"}
-    assert pg19_tokens(jobs) == (2 * 16, 16 + 2 - 1)
-    h = job.measurement_hash
+    assert pg19_token_budget(jobs) == (2 * 16, 16 + 2 - 1)
+    h = measurement_hash(job, 1)
     p = next(p for p in job.points if p.key[:3] == (2, 16, 2))
     assert p.key == (2, 16, 2, "greedy", "pg19")
-    assert p.point_id(h).startswith("b2_i16_o2_greedy_pg19_")
+    assert id_with_setup(p, h, 1).startswith("b2_i16_o2_greedy_pg19_")
     # A random point keeps the id it had before prompt sources existed.
     random = dataclasses.replace(p, prompts="random")
-    assert random.point_id(h) == "b2_i16_o2_greedy_" + stable_hash(
+    assert id_with_setup(random, h, 1) == "b2_i16_o2_greedy_" + stable_hash(
         [dataclasses.asdict(DecodingSpec()), h], 8
     )
     assert random.key == (2, 16, 2, "greedy")
@@ -466,7 +468,7 @@ def task_table() -> pd.DataFrame:
 
 
 def test_table_behind_fig8(task_table):
-    table = TABLES["classical_tasks"](task_table)
+    table = draw("table_classical_tasks", task_table)
     assert len(table) == 24  # the sweep row is left out
     assert table["task"].drop_duplicates().tolist() == [
         "classification",
@@ -488,12 +490,12 @@ def test_table_behind_fig8(task_table):
 
 
 def test_table_behind_fig12_is_vllm_only(task_table):
-    table = TABLES["classical_tasks_vllm"](task_table)
+    table = draw("table_classical_tasks_vllm", task_table)
     assert len(table) == 12 and (table["engine"] == "vllm").all()
     row = table[(table["task"] == "classification") & (table["batch_size"] == 8)].iloc[0]
     assert row["energy_per_output_token_j"] == pytest.approx(2000.0 / 8 / 2048)
     with pytest.raises(InputError, match="no vLLM classical_tasks rows"):
-        TABLES["classical_tasks_vllm"](task_table[task_table["backend"] != "vllm"])
+        draw("table_classical_tasks_vllm", task_table[task_table["backend"] != "vllm"])
 
 
 def _bar_heights(ax) -> list[float]:
@@ -501,7 +503,7 @@ def _bar_heights(ax) -> list[float]:
 
 
 def test_fig8_has_a_panel_per_batch_size_and_a_bar_per_engine_and_task(task_table):
-    fig = FIGURES["fig8"](task_table)
+    fig = draw("fig8", task_table)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == [f"llama-3.1-8b, batch {b}" for b in (1, 8, 128)]
     for ax in axes:
@@ -530,7 +532,7 @@ def test_fig8_has_a_panel_per_batch_size_and_a_bar_per_engine_and_task(task_tabl
 
 
 def test_fig12_shows_energy_per_token_and_per_request_by_batch_size(task_table):
-    fig = FIGURES["fig12"](task_table)
+    fig = draw("fig12", task_table)
     per_token, per_request = fig.axes[:2]
     assert per_token.get_ylabel() == "energy per output token (J)"
     assert per_request.get_ylabel() == "energy per request (J)"
@@ -546,16 +548,16 @@ def test_fig12_shows_energy_per_token_and_per_request_by_batch_size(task_table):
 def test_figures_without_energy_show_time(task_table):
     table = task_table.assign(energy_j=float("nan"), energy_per_request_j=float("nan"))
     table["energy_per_output_token_j"] = float("nan")
-    fig = FIGURES["fig12"](table)
+    fig = draw("fig12", table)
     assert [ax.get_ylabel() for ax in fig.axes] == ["time per request (s)"]
-    fig8 = FIGURES["fig8"](table)
+    fig8 = draw("fig8", table)
     assert fig8.axes[0].get_ylabel() == "time of 1,024 examples (s)"
 
 
 def test_figures_without_task_rows_are_a_clear_error(task_table):
     sweeps = task_table[task_table["experiments"] == "input_sweep"]
     with pytest.raises(InputError, match="no classical_tasks rows"):
-        FIGURES["fig8"](sweeps)
+        draw("fig8", sweeps)
 
 
 # --------------------------------------------------------------------------- workflow

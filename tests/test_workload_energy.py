@@ -479,7 +479,12 @@ def test_plan_shares_points_with_other_families(tiny_config):
     assert by_shape[(4, 32, 8)].experiments == ("workload_estimates",)
 
 
-def test_plan_of_occupied_bins_only_reads_the_traces(tiny_config, tmp_path):
+def test_occupied_bins_only_plans_every_bin_and_the_job_measures_the_occupied(
+    tiny_config, tmp_path
+):
+    from llm_energy.inputs.traces import load_trace
+    from llm_energy.measure.runner import run_job
+
     mirror = tmp_path / "mirror"
     trace = mirror / "traces" / "azure_2023" / "AzureLLMInferenceTrace_code.csv"
     trace.parent.mkdir(parents=True)
@@ -488,12 +493,21 @@ def test_plan_of_occupied_bins_only_reads_the_traces(tiny_config, tmp_path):
         "TIMESTAMP,ContextTokens,GeneratedTokens\nt,10,3\nt,32,8\nt,100,20\nt,20,9\nt,500,3\n"
     )
     tiny_config["experiments"]["controlled_sweeps"]["enabled"] = False
-    tiny_config["mirror"] = {"data": str(mirror)}
+    # Planning reads no trace: the mirror is not even given to it.
     config = validate(_estimates_config(tiny_config, occupied_bins_only=True))
     job = plan_study(config)["tiny__pytorch"]
-    shapes = {(p.input_tokens, p.output_tokens) for p in job.points}
+    est = config["experiments"]["workload_traces"]
+    assert len(job.points) == len(est["input_bins"]) * len(est["output_bins"]) * 3
+    assert job.selections["workload_estimates"]["traces"] == est["traces"]
+
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    load_trace("azure_code", trace).to_parquet(traces / "azure_code.parquet")
+    selection = dict(job.selections["workload_estimates"], traces=["azure_code"])
+    job = dataclasses.replace(job, selections={"workload_estimates": selection})
+    table = run_job(job, tmp_path / "out.parquet", tmp_path / "journal", traces_dir=traces)
+    shapes = set(zip(table["input_tokens"], table["output_tokens"], strict=True))
     assert shapes == {(32, 8), (32, 16), (128, 32)}
-    assert len(job.points) == 3 * 3
 
 
 def test_schema_defaults_of_the_family(tiny_config):

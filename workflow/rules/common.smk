@@ -20,17 +20,23 @@ def cli_command(python):
 
 CLI = cli_command(PYTHON)
 
-from llm_energy.analysis.aggregate import Draws, configs_shipping, shipped_experiments
-from llm_energy.config import validate
-from llm_energy.measure.plan import pg19_tokens, plan_study, task_inputs, trace_inputs
+from llm_energy.analysis.aggregate import configs_shipping, shipped_experiments
 from llm_energy.analysis.workload_estimate import ideal_gpu_key
+from llm_energy.config import validate
+from llm_energy.families import families, outputs
+from llm_energy.measure.plan import (
+    pg19_token_budget,
+    plan_study,
+    task_inputs,
+    trace_inputs,
+)
 
 config = validate(config)
-# A build from the shipped measurements measures nothing, so its plan needs no trace.
-JOBS = plan_study(config, read_traces=not config["shipped_measurements"])
+# Planning reads no file: what depends on data is chosen by the jobs when they start.
+JOBS = plan_study(config)
 HARDWARE = config["hardware"]
 # PG-19 tokens that the jobs' pg19 prompts are cut from: wanted, and needed at least.
-PG19_TOKENS, PG19_MIN_TOKENS = pg19_tokens(JOBS)
+PG19_TOKENS, PG19_MIN_TOKENS = pg19_token_budget(JOBS)
 
 
 wildcard_constraints:
@@ -145,102 +151,133 @@ PLANNED = {
 }
 
 
-SWEEPS = ("input_sweep", "output_sweep")
-_DECODING = Draws(
-    ("decoding_strategies", "speculative_decoding"), ("decoding", "speculative")
-)
-_TASKS = Draws(("classical_tasks",), ("classical_tasks",))
-_TASKS_VLLM = Draws(("classical_tasks",), ("classical_tasks",), "vllm")
-# The rows each figure and table rule draws from the measurements table.
-DRAWS = {
-    "fig10": Draws(("controlled_sweeps",), SWEEPS, "transformers"),
-    "fig2": Draws(("controlled_sweeps",), SWEEPS, "vllm"),
-    "fig11": Draws(("controlled_sweeps",), SWEEPS, "vllm"),
-    "table_controlled_sweeps": Draws(("controlled_sweeps",), SWEEPS),
-    "fig3": _DECODING,
-    "table_decoding": _DECODING,
-    **{
-        name: Draws((family,), (family,))
-        for family, names in (
-            ("architectures", ("fig4", "table_architectures")),
-            ("engine_optimisations", ("fig5", "table_engine_optimisations")),
-            ("tensor_parallel", ("fig6", "table_tensor_parallel")),
-            ("online_serving", ("fig9", "table_online_serving")),
-            ("trace_replay", ("table_trace_replay",)),
-            ("workload_estimates", ("table4", "fig1", "workload_energy")),
-        )
-        for name in names
-    },
-    "fig8": _TASKS,
-    "table_classical_tasks": _TASKS,
-    "fig12": _TASKS_VLLM,
-    "table_classical_tasks_vllm": _TASKS_VLLM,
-}
-
-
-def drawable(name):
-    """Whether this configuration plans rows that rule ``name`` draws and, when figures are
-    drawn from shipped rows, such rows are shipped."""
-    draws = DRAWS[name]
-    return draws.found_in(PLANNED) and (SHIPPED is None or draws.found_in(SHIPPED))
-
-
+# Every figure and table, by target name (the families' outputs: llm_energy/families/).
+OUTPUTS = outputs()
+FIG_FORMAT = config["figures"]["format"]
+FIG_DPI = config["figures"]["dpi"]
 AGGREGATE = f"results/aggregate/{HARDWARE}/measurements.parquet"
 
 
+def output_path(name):
+    """The file that output ``name`` is written to."""
+    o = OUTPUTS[name]
+    if o.draw is None:
+        path = o.file.format(hardware=HARDWARE)
+    elif o.kind == "figure":
+        path = f"results/figures/{HARDWARE}/{o.file}"
+    else:
+        path = f"results/tables/{HARDWARE}/{o.file}"
+    return f"{path}.{FIG_FORMAT}" if o.kind == "figure" else path
+
+
+def _family_of(name):
+    return next(f for f in families().values() if OUTPUTS[name] in f.outputs)
+
+
+def available(name):
+    """Whether this configuration makes output ``name``: for an output drawn from measured
+    rows, whether it plans such rows and, when figures are drawn from shipped rows, such rows
+    are shipped; for one made from other inputs, whether its family is enabled."""
+    o = OUTPUTS[name]
+    if o.rows is None:
+        family = _family_of(name)
+        exp = config["experiments"][family.name]
+        return exp["enabled"] and family.makes(name, exp)
+    return o.rows.found_in(PLANNED) and (SHIPPED is None or o.rows.found_in(SHIPPED))
+
+
+def unavailable(name):
+    """One message saying why this configuration does not make output ``name``, and which
+    configuration's shipped tables do."""
+    o = OUTPUTS[name]
+    if o.rows is None:
+        return (
+            f"{name} is not made by this configuration: see experiments."
+            f"{_family_of(name).name} (enabled, and what it lists)"
+        )
+    if o.rows.found_in(PLANNED):
+        where = f"resources/measurements/{HARDWARE}/ ships none"
+    else:
+        where = f"this configuration (hardware {HARDWARE}) measures none"
+    base = Path(workflow.basedir)
+    others = configs_shipping(
+        o.rows, base / "config", base / "resources/measurements", HARDWARE
+    )
+    hint = ""
+    if others:
+        hint = (
+            f"; the shipped tables of {', '.join(others)} have them: snakemake {name} "
+            f"--configfile {others[0]} --config shipped_measurements=true"
+        )
+    return f"{name} draws {o.rows}, and {where}{hint}"
+
+
+def output_input(name):
+    """The input function of the target of output ``name``: the output's file, or one
+    error saying why this configuration does not make it."""
+
+    def target(wildcards):
+        if not available(name):
+            raise WorkflowError(unavailable(name))
+        return output_path(name)
+
+    return target
+
+
 def aggregate_for(name):
-    """The input function of the rule ``name``, giving the measurements table; or, when this
-    configuration has none of the rows it draws, one error naming the configuration that has.
-    """
+    """The measurements table that output ``name`` draws, or one error saying why this
+    configuration has none of its rows."""
 
     def measurements(wildcards):
-        if drawable(name):
-            return AGGREGATE
-        draws = DRAWS[name]
-        if draws.found_in(PLANNED):
-            where = f"resources/measurements/{HARDWARE}/ ships none"
-        else:
-            where = f"this configuration (hardware {HARDWARE}) measures none"
-        base = Path(workflow.basedir)
-        others = configs_shipping(
-            draws, base / "config", base / "resources/measurements", HARDWARE
-        )
-        hint = ""
-        if others:
-            # Table 4 and Fig 1 read the aggregate through workload_energy's tables.
-            target = "table4 fig1" if name == "workload_energy" else name
-            hint = (
-                f"; the shipped tables of {', '.join(others)} have them: snakemake {target} "
-                f"--configfile {others[0]} --config shipped_measurements=true"
-            )
-        raise WorkflowError(f"{name} draws {draws}, and {where}{hint}")
+        if not available(name):
+            raise WorkflowError(unavailable(name))
+        return AGGREGATE
 
     return measurements
 
 
-FIG_FORMAT = config["figures"]["format"]
-FIG_DPI = config["figures"]["dpi"]
+DRAWN = {
+    kind: {
+        OUTPUTS[n].file: n
+        for n in OUTPUTS
+        if OUTPUTS[n].draw is not None and OUTPUTS[n].kind == kind
+    }
+    for kind in ("figure", "table")
+}
+
+
+def drawn_name(wildcards):
+    """The target name of the drawn figure or table whose file the wildcards name."""
+    if "figure" in wildcards.keys():
+        return DRAWN["figure"][wildcards.figure]
+    return DRAWN["table"][wildcards.table]
+
+
+def drawn_rows(wildcards):
+    return aggregate_for(drawn_name(wildcards))(wildcards)
+
+
+def output_caption(wildcards):
+    """The output's caption (``workflow/report/{name}.rst``), for the report."""
+    name = drawn_name(wildcards)
+    path = Path(workflow.basedir, "workflow/report", f"{name}.rst")
+    return path.read_text() if path.is_file() else OUTPUTS[name].title
+
+
+def output_category(wildcards):
+    return OUTPUTS[drawn_name(wildcards)].category
+
+
+def output_labels(wildcards):
+    o = OUTPUTS[drawn_name(wildcards)]
+    return {"output": o.name, "what": o.title, "hardware": wildcards.hardware}
 
 
 def final_targets():
-    targets = []
-    if config["experiments"]["workload_traces"]["enabled"]:
-        targets += [
-            "results/tables/traces/trace_lengths.csv",
-            "results/tables/traces/trace_bins.csv",
-        ]
-        if "azure_conversation" in config["experiments"]["workload_traces"]["traces"]:
-            targets.append(
-                f"results/figures/traces/fig7_azure_conversation_cdf.{FIG_FORMAT}"
-            )
-    if config["experiments"]["classical_tasks"]["enabled"]:
-        targets.append("results/tables/tasks/table3_token_stats.csv")
+    """Every output this configuration makes, and the measurements table."""
+    targets = [output_path(n) for n in OUTPUTS if available(n)]
     if JOBS:
         targets.append(AGGREGATE)
-    # Rule names, not paths: called once every rule is defined (by rule all).
-    for name in DRAWS:
-        if name != "workload_energy" and drawable(name):
-            targets += list(getattr(rules, name).output)
     return targets
 
 

@@ -29,14 +29,24 @@ rule trace_tables:
     input:
         expand(f"{SUMMARIES}/traces/{{trace}}.json", trace=TRACES),
     output:
+        table1=report(
+            output_path("table1"),
+            caption="../report/table1.rst",
+            category="Workload traces",
+        ),
+        table2=report(
+            output_path("table2"),
+            caption="../report/table2.rst",
+            category="Workload traces",
+        ),
         lengths=report(
-            "results/tables/traces/trace_lengths.csv",
-            caption="../report/trace_lengths.rst",
+            output_path("table_trace_lengths"),
+            caption="../report/table_trace_lengths.rst",
             category="Workload traces",
         ),
         bins=report(
-            "results/tables/traces/trace_bins.csv",
-            caption="../report/trace_bins.rst",
+            output_path("table_trace_bins"),
+            caption="../report/table_trace_bins.rst",
             category="Workload traces",
         ),
     log:
@@ -50,15 +60,16 @@ rule trace_tables:
         output_bins=OUTPUT_BINS,
     shell:
         "{params.cli} trace-tables {input} --lengths {output.lengths} --bins {output.bins} "
+        "--table1 {output.table1} --table2 {output.table2} "
         "--input-bins {params.input_bins} --output-bins {params.output_bins} > {log} 2>&1"
 
 
-rule fig7:
+rule trace_figure:
     input:
         f"{SUMMARIES}/traces/azure_conversation.json",
     output:
         report(
-            f"results/figures/traces/fig7_azure_conversation_cdf.{FIG_FORMAT}",
+            output_path("fig7"),
             caption="../report/fig7.rst",
             category="Workload traces",
         ),
@@ -107,12 +118,12 @@ rule prepare_task:
 
 # Table 3 is its own summary: the table of the task summary, which the summary stage below
 # computes from the texts or copies from resources/summaries/.
-rule table3:
+rule task_table:
     input:
         f"{SUMMARIES}/tasks/table3_token_stats.csv",
     output:
         report(
-            "results/tables/tasks/table3_token_stats.csv",
+            output_path("table3"),
             caption="../report/table3.rst",
             category="Classical tasks",
         ),

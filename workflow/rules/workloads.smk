@@ -1,19 +1,19 @@
 rule workload_energy:
     input:
-        measurements=aggregate_for("workload_energy"),
+        measurements=aggregate_for("table_workload_energy"),
         traces=expand(f"{SUMMARIES}/traces/{{trace}}.json", trace=TRACES),
         architectures=expand(
             f"{SUMMARIES}/models/{{model}}.json", model=ESTIMATES["models"]
         ),
     output:
         bins=report(
-            f"results/tables/{HARDWARE}/workload_energy_bins.csv",
-            caption="../report/workload_energy_bins.rst",
+            output_path("table_workload_energy_bins"),
+            caption="../report/table_workload_energy_bins.rst",
             category="Workload energy",
         ),
         totals=report(
-            f"results/tables/{HARDWARE}/workload_energy.csv",
-            caption="../report/workload_energy.rst",
+            output_path("table_workload_energy"),
+            caption="../report/table_workload_energy.rst",
             category="Workload energy",
         ),
     log:
@@ -41,12 +41,12 @@ rule workload_energy:
         "--totals-out {output.totals} > {log} 2>&1"
 
 
-rule table4:
+rule workload_table:
     input:
-        f"results/tables/{HARDWARE}/workload_energy.csv",
+        output_path("table_workload_energy"),
     output:
         report(
-            f"results/tables/{HARDWARE}/table4_energy_over_ideal.csv",
+            output_path("table4"),
             caption="../report/table4.rst",
             category="Workload energy",
         ),
@@ -61,12 +61,12 @@ rule table4:
         "{params.cli} workload-table --totals {input} --out {output} > {log} 2>&1"
 
 
-rule fig1:
+rule workload_figure:
     input:
-        f"results/tables/{HARDWARE}/workload_energy_bins.csv",
+        output_path("table_workload_energy_bins"),
     output:
         report(
-            f"results/figures/{HARDWARE}/fig1_workload_energy.{FIG_FORMAT}",
+            output_path("fig1"),
             caption="../report/fig1.rst",
             category="Workload energy",
         ),

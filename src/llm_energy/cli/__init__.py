@@ -112,15 +112,21 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     _log(f"{len(table)} rows from {len(args.inputs)} tables -> {args.out}")
 
 
+def _drawn(name: str, kind: str):
+    from llm_energy.families import outputs
+
+    drawn = {n: o for n, o in outputs().items() if o.kind == kind and o.draw is not None}
+    if name not in drawn:
+        raise LlmEnergyError(f"unknown {kind} '{name}' (known: {', '.join(drawn)})")
+    return drawn[name]
+
+
 def cmd_figure(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from llm_energy.figures import FIGURES
     from llm_energy.figures.style import save
 
-    if args.name not in FIGURES:
-        raise LlmEnergyError(f"unknown figure '{args.name}' (known: {', '.join(FIGURES)})")
-    fig = FIGURES[args.name](pd.read_parquet(args.measurements))
+    fig = _drawn(args.name, "figure").make(pd.read_parquet(args.measurements))
     save(fig, Path(args.out), dpi=args.dpi)
     _log(f"{args.name} -> {args.out}")
 
@@ -128,11 +134,7 @@ def cmd_figure(args: argparse.Namespace) -> None:
 def cmd_table(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from llm_energy.figures import TABLES
-
-    if args.name not in TABLES:
-        raise LlmEnergyError(f"unknown table '{args.name}' (known: {', '.join(TABLES)})")
-    table = TABLES[args.name](pd.read_parquet(args.measurements))
+    table = _drawn(args.name, "table").make(pd.read_parquet(args.measurements))
     _write_csv(table, args.out)
     _log(f"{args.name}: {len(table)} rows -> {args.out}")
 
@@ -218,11 +220,20 @@ def _write_csv(table, out: str) -> None:
 
 
 def cmd_trace_tables(args: argparse.Namespace) -> None:
-    from llm_energy.figures.traces import table_trace_bins, table_trace_lengths
+    from llm_energy.analysis.paper import TRACE_TABLES
+    from llm_energy.figures.traces import (
+        table_lengths_beside_paper,
+        table_trace_bins,
+        table_trace_lengths,
+    )
     from llm_energy.inputs.traces import paper_bins
 
     traces = _trace_summaries(args.traces, args.input_bins, args.output_bins)
     _write_csv(table_trace_lengths(traces), args.lengths)
+    for name in ("table1", "table2"):
+        out = getattr(args, name)
+        if out:
+            _write_csv(table_lengths_beside_paper(traces, TRACE_TABLES[name]), out)
     variants = {
         "configured": (tuple(args.input_bins), tuple(args.output_bins)),
         "paper_printed": paper_bins("printed"),
@@ -506,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tt.add_argument("--lengths", required=True)
     tt.add_argument("--bins", required=True)
+    tt.add_argument("--table1", help="Table 1 (BurstGPT) beside the paper's values")
+    tt.add_argument("--table2", help="Table 2 (the Azure traces) beside the paper's values")
     tt.add_argument("--input-bins", type=int, nargs="+", required=True)
     tt.add_argument("--output-bins", type=int, nargs="+", required=True)
     tt.set_defaults(func=cmd_trace_tables)

@@ -19,10 +19,33 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"
 
 
 def load_schema(path: Path | None = None) -> dict[str, Any]:
+    """The configuration's JSON schema: the study-wide keys of ``schema.yaml``, and under
+    ``experiments`` one block per family, each from its own module (:mod:`llm_energy.families`)
+    with the keys that every family has."""
+    from llm_energy.families import families
+
     path = Path(path or SCHEMA_PATH)
     if not path.is_file():
         raise ConfigError(f"config schema not found at {path}")
-    return yaml.safe_load(path.read_text())
+    schema = yaml.safe_load(path.read_text())
+    common = schema["definitions"]["sweep_common"]
+    blocks = {}
+    for family in families().values():
+        properties = {**copy.deepcopy(common), **family.properties()}
+        if "batch_sizes" not in family.properties():
+            properties["batch_sizes"] = {
+                **properties["batch_sizes"],
+                "default": list(family.default_batch_sizes),
+            }
+        blocks[family.name] = {
+            "type": "object",
+            "additionalProperties": False,
+            "description": family.description,
+            "default": {},
+            "properties": properties,
+        }
+    schema["properties"]["experiments"]["properties"] = blocks
+    return schema
 
 
 def load_config(*paths: Path | str, schema: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+from llm_energy.analysis.paper import TRACE_LENGTHS, TRACE_SOURCES
 from llm_energy.analysis.summaries import SIDES, Side, TraceSummary
 from llm_energy.figures.style import PALETTE, add_footer, setup
 from llm_energy.inputs.traces import BinCounts
@@ -78,6 +79,36 @@ def table_trace_lengths(summaries: dict[str, TraceSummary]) -> pd.DataFrame:
         stats["failed_requests_dropped"] = summary.failed_dropped
         frames.append(stats)
     return pd.concat(frames, ignore_index=True)
+
+
+def table_lengths_beside_paper(
+    summaries: dict[str, TraceSummary], traces: tuple[str, ...]
+) -> pd.DataFrame:
+    """The study's Table 1 or 2: each trace's input and output length statistics, ours from
+    the trace the pipeline read beside the paper's, with where each came from. A trace this
+    configuration does not read keeps the paper's values and says so."""
+    rows = []
+    for name in traces:
+        summary = summaries.get(name)
+        for side in SIDES:
+            paper = dict(
+                zip(("mean", "std", "median", "p99"), TRACE_LENGTHS[name][side], strict=True)
+            )
+            row: dict[str, object] = {"trace": name, "side": side}
+            if summary is None:
+                ours: dict[str, float] = {}
+                source = "not read by this configuration (experiments.workload_traces.traces)"
+            else:
+                ours = summary.lengths[side]
+                source = summary.provenance.get("source", "")
+            for stat in ("mean", "std", "median", "p99"):
+                row[stat] = ours.get(stat, float("nan"))
+                row[f"paper_{stat}"] = paper[stat]
+            row["requests"] = ours.get("count", float("nan"))
+            row["source"] = source
+            row["paper_source"] = TRACE_SOURCES[name]
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def table_trace_bins(

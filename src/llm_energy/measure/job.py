@@ -125,24 +125,6 @@ class PointSpec:
             key = (*key, "protocol", stable_hash(dataclasses.asdict(self.protocol), 8))
         return key
 
-    def point_id(self, measurement_hash: str) -> str:
-        """Identity of this point under one measurement setup (the resume journal's file name);
-        see ``JobPlan.measurement_hash``. The default prompt source leaves the id as it was
-        before prompt sources existed, so that journals already written stay valid."""
-        d = self.decoding
-        ident: list[Any] = [dataclasses.asdict(d), measurement_hash]
-        prefix = f"b{self.batch_size}_i{self.input_tokens}_o{self.output_tokens}_{d.name}"
-        if self.stream is not None:
-            # Unset options stay out, so that ids written before they existed stay valid.
-            ident.append({k: v for k, v in dataclasses.asdict(self.stream).items() if v != ()})
-            prefix += f"_{self.stream.label}"
-        if self.prompts != DEFAULT_PROMPTS:
-            ident.append({"prompts": self.prompts})
-            prefix += f"_{self.prompts}"
-        if self.protocol is not None:
-            ident.append({"protocol": dataclasses.asdict(self.protocol)})
-        return f"{prefix}_{stable_hash(ident, 8)}"
-
 
 @dataclass(frozen=True)
 class ProtocolSpec:
@@ -188,37 +170,17 @@ class JobPlan:
     # Experiment tags whose points are followed by a generation with the feed-forward blocks
     # timed (outside the energy windows; see Backend.feed_forward_time_share).
     ffn_time_share: tuple[str, ...] = ()
+    # Families that choose among their points when the job starts, from data that planning
+    # does not read (the bins a trace occupies), with their options: see Family.select.
+    selections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def config_hash(self) -> str:
         """Hash of everything that determines this job's numbers (not of the whole config file)."""
-        return stable_hash(_plain(self))
-
-    @property
-    def measurement_hash(self) -> str:
-        """Hash of what determines each point's numbers: model, engine, device, dtype, meter and
-        protocol, but not which other points the job holds or where files are mirrored. Adding
-        points to a job therefore leaves its finished points valid."""
-        plain = _plain(self)
-        # Speculative decoding's fields stay out when unset, so that journals written before
-        # they existed stay valid.
-        if plain["draft_model"] is None:
-            del plain["draft_model"]
-        if plain["engine"]["draft"] is None:
-            del plain["engine"]["draft"], plain["engine"]["speculative_tokens"]
-        for flag in ("forced_acceptance", "pad_draft_vocabulary"):
-            if not plain["engine"][flag]:
-                del plain["engine"][flag]
-        return stable_hash(
-            {
-                k: v
-                for k, v in plain.items()
-                if k not in ("points", "group", "mirror", "largest_feasible_only", "ffn_time_share")
-            }
-        )
+        return stable_hash(plain(self))
 
     def to_json(self) -> str:
-        return json.dumps(_plain(self), indent=2, sort_keys=True)
+        return json.dumps(plain(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobPlan:
@@ -251,6 +213,7 @@ class JobPlan:
             draft_model=ModelSpec(**d["draft_model"]) if d.get("draft_model") else None,
             largest_feasible_only=tuple(d.get("largest_feasible_only", ())),
             ffn_time_share=tuple(d.get("ffn_time_share", ())),
+            selections={k: dict(v) for k, v in d.get("selections", {}).items()},
         )
 
     @classmethod
@@ -258,12 +221,12 @@ class JobPlan:
         return cls.from_dict(json.loads(text))
 
 
-def _plain(obj: Any) -> Any:
+def plain(obj: Any) -> Any:
     """dataclasses.asdict with tuples as lists, so that hashes survive a JSON round trip."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain(v) for v in obj]
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: plain(v) for k, v in obj.items()}
     return obj

@@ -15,6 +15,7 @@ from llm_energy.backends import Backend, make_backend
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
 from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, stable_hash
+from llm_energy.measure.point_ids import point_ids
 from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, measure_window
 from llm_energy.measure.provenance import job_provenance, utc_now
 from llm_energy.measure.store import Journal, write_parquet_atomic
@@ -276,16 +277,16 @@ def run_job(
     classical tasks' lengths in ``tasks_dir``; PG-19 points cut their prompts from the tokens
     in ``pg19_path``."""
     journal = Journal(journal_dir)
-    points = _order(plan.points, plan.largest_feasible_only)
-    ids = {p.key: p.point_id(plan.measurement_hash) for p in points}
-    done = journal.completed(ids.values())
+    streams = TraceLengths(traces_dir, tasks_dir) if traces_dir is not None else None
+    points = _order(select_points(plan, streams, log), plan.largest_feasible_only)
+    ids = point_ids(plan, journal.version)
+    done = journal.completed(ids[p.key] for p in points)
     todo = [p for p in points if ids[p.key] not in done]
     log(
         f"job {plan.group}: {len(points)} points, {len(done)} already in the journal "
-        f"{journal_dir}, {len(todo)} to measure"
+        f"{journal_dir} (point ids version {journal.version}), {len(todo)} to measure"
     )
     if todo:
-        streams = TraceLengths(traces_dir, tasks_dir) if traces_dir is not None else None
         pg19 = PG19Prompts(pg19_path) if pg19_path is not None else None
         _measure_points(plan, todo, ids, journal, log, streams, pg19)
     table = journal.read([ids[p.key] for p in points])
@@ -301,22 +302,52 @@ def run_job(
     return table
 
 
+def select_points(plan: JobPlan, streams: TraceLengths | None, log: Log) -> list[PointSpec]:
+    """The plan's points less those that a family's run-time selection leaves out (points that
+    another family also asked for are kept)."""
+    from llm_energy.families import families
+
+    points = list(plan.points)
+    for name, options in plan.selections.items():
+        family = families()[name]
+        own = [p for p in points if set(p.experiments) <= set(family.tags)]
+        if streams is None:
+            raise ValueError(f"{name} chooses its points from the traces; no traces folder given")
+        kept = {p.key for p in family.select(own, options, streams)}
+        mine = {p.key for p in own}
+        log(f"{name}: {len(kept)} of its {len(own)} points fit the data")
+        points = [p for p in points if p.key not in mine or p.key in kept]
+    return points
+
+
 def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> int:
     """Copy into the job's journal the rows of ``tables`` (job tables measured elsewhere, such
     as the shipped ones) that are points of ``plan`` under the same measurement setup, so that
-    the job measures only the rest. Points already in the journal are kept. Returns how many
-    rows were copied."""
+    the job measures only the rest. Rows are matched by the id version they carry and filed
+    under the journal's. Points already in the journal are kept. Returns how many rows were
+    copied."""
     journal = Journal(journal_dir)
-    wanted = {p.point_id(plan.measurement_hash) for p in plan.points}
+    mine = point_ids(plan, journal.version)
     copied = 0
     for path in tables:
         table = pd.read_parquet(path)
         if "point_id" not in table.columns:
             continue
-        for _, row in table[table["point_id"].isin(wanted)].iterrows():
-            if not journal.has(row["point_id"]):
-                journal.record(row["point_id"], row.to_dict())
-                copied += 1
+        versions = (
+            table["point_id_version"].fillna(1).astype(int)
+            if "point_id_version" in table.columns
+            else pd.Series(1, index=table.index)
+        )
+        for version in sorted(set(versions)):
+            theirs = {pid: key for key, pid in point_ids(plan, version).items()}
+            rows = table[(versions == version) & table["point_id"].isin(theirs)]
+            for _, row in rows.iterrows():
+                pid = mine[theirs[row["point_id"]]]
+                if not journal.has(pid):
+                    journal.record(
+                        pid, {**row.to_dict(), "point_id": pid, "point_id_version": journal.version}
+                    )
+                    copied += 1
     return copied
 
 
@@ -399,7 +430,12 @@ def _measure_points(
         search = _search_shapes(plan.points, plan.largest_feasible_only)
         t_start = time.perf_counter()
         for n, point in enumerate(todo, start=1):
-            row = {**point_identity(plan, point), **base, "point_id": ids[point.key]}
+            row = {
+                **point_identity(plan, point),
+                **base,
+                "point_id": ids[point.key],
+                "point_id_version": journal.version,
+            }
             k = _shape_key(point)
             if k in oom_bound and point.batch_size > oom_bound[k]:
                 row.update(

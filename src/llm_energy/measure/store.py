@@ -8,6 +8,7 @@ the end, also atomically.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -48,11 +49,37 @@ def write_csv_atomic(df: pd.DataFrame, path: Path | str, float_format: str | Non
 
 
 class Journal:
-    """One Parquet file per finished point, named by point id, in ``directory``."""
+    """One Parquet file per finished point, named by point id, in ``directory``; the version of
+    the id function that named them is in ``journal.json`` (a journal without one holds
+    version 1 ids: see :mod:`llm_energy.measure.point_ids`)."""
 
-    def __init__(self, directory: Path) -> None:
+    MARKER = "journal.json"
+
+    def __init__(self, directory: Path, new_version: int | None = None) -> None:
+        """Open the journal in ``directory``; a new one is marked ``new_version`` (the current
+        id version by default)."""
+        from llm_energy.measure.point_ids import CURRENT_VERSION, VERSIONS
+
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        marker = self.directory / self.MARKER
+        if marker.is_file():
+            self.version = int(json.loads(marker.read_text())["point_id_version"])
+        elif any(self.directory.glob("*.parquet")):
+            self.version = 1
+        else:
+            self.version = new_version or CURRENT_VERSION
+            write_atomic(
+                marker,
+                lambda tmp: Path(tmp).write_text(
+                    json.dumps({"point_id_version": self.version}) + "\n"
+                ),
+            )
+        if self.version not in VERSIONS:
+            raise ValueError(
+                f"{marker}: point id version {self.version} is not one this release knows "
+                f"({VERSIONS})"
+            )
 
     def _path(self, point_id: str) -> Path:
         return self.directory / f"{point_id}.parquet"

@@ -1,0 +1,94 @@
+"""Point ids: the name of a point's journal file and the rows' ``point_id`` column.
+
+An id depends on the point and on what determines its numbers (model, engine, device, dtype,
+meter and protocol: the job's measurement setup), never on which other points the job holds,
+so that adding points to a job leaves its finished points valid. The id function has
+versions; each journal says which one named its files (:class:`~llm_energy.measure.store.
+Journal`) and each row carries ``point_id_version``.
+
+- Version 1: the ids of the first journals and of the shipped tables. Options that the plan
+  gained after those journals were written (prompt sources, request-stream options, a
+  family's own protocol, speculative decoding) enter the hash only when they are set, so that
+  the journals written before them named the same points.
+- Version 2: every field of the point and of the measurement setup, as they are.
+
+Journals and rows without a version are version 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from llm_energy.measure.job import DEFAULT_PROMPTS, JobPlan, PointSpec, plain, stable_hash
+
+CURRENT_VERSION = 2
+VERSIONS = (1, 2)
+# Plan fields that say which points a job measures and how it runs them, not what a point's
+# numbers depend on.
+_NOT_MEASUREMENT = (
+    "points",
+    "group",
+    "mirror",
+    "largest_feasible_only",
+    "ffn_time_share",
+    "selections",
+)
+
+
+def measurement_hash(plan: JobPlan, version: int = CURRENT_VERSION) -> str:
+    """Hash of the job's measurement setup."""
+    setup = {k: v for k, v in plain(plan).items() if k not in _NOT_MEASUREMENT}
+    if version == 1:
+        # Speculative decoding's fields stay out when unset.
+        if setup["draft_model"] is None:
+            del setup["draft_model"]
+        if setup["engine"]["draft"] is None:
+            del setup["engine"]["draft"], setup["engine"]["speculative_tokens"]
+        for flag in ("forced_acceptance", "pad_draft_vocabulary"):
+            if not setup["engine"][flag]:
+                del setup["engine"][flag]
+    elif version != 2:
+        raise ValueError(f"unknown point id version {version} (known: {VERSIONS})")
+    return stable_hash(setup)
+
+
+def _prefix(point: PointSpec) -> str:
+    d = point.decoding
+    prefix = f"b{point.batch_size}_i{point.input_tokens}_o{point.output_tokens}_{d.name}"
+    if point.stream is not None:
+        prefix += f"_{point.stream.label}"
+    if point.prompts != DEFAULT_PROMPTS:
+        prefix += f"_{point.prompts}"
+    return prefix
+
+
+def point_id(plan: JobPlan, point: PointSpec, version: int = CURRENT_VERSION) -> str:
+    """The id of ``point`` of ``plan`` under id function ``version``."""
+    return id_with_setup(point, measurement_hash(plan, version), version)
+
+
+def id_with_setup(point: PointSpec, setup: str, version: int = CURRENT_VERSION) -> str:
+    """The id of ``point`` under the measurement setup whose hash is ``setup``."""
+    if version == 2:
+        ident: list[Any] = [
+            plain(point.decoding),
+            plain(point.stream),
+            point.prompts,
+            plain(point.protocol),
+            setup,
+        ]
+        return f"{_prefix(point)}_v2_{stable_hash(ident, 8)}"
+    ident = [dataclasses.asdict(point.decoding), setup]
+    if point.stream is not None:
+        ident.append({k: v for k, v in dataclasses.asdict(point.stream).items() if v != ()})
+    if point.prompts != DEFAULT_PROMPTS:
+        ident.append({"prompts": point.prompts})
+    if point.protocol is not None:
+        ident.append({"protocol": dataclasses.asdict(point.protocol)})
+    return f"{_prefix(point)}_{stable_hash(ident, 8)}"
+
+
+def point_ids(plan: JobPlan, version: int = CURRENT_VERSION) -> dict[tuple, str]:
+    """Every point's id, by point key."""
+    return {p.key: point_id(plan, p, version) for p in plan.points}
