@@ -10,28 +10,8 @@ import pandas as pd
 import yaml
 
 from llm_energy.errors import InputError
+from llm_energy.measure.columns import REQUIRED_COLUMNS
 from llm_energy.measure.store import write_csv_atomic, write_parquet_atomic
-
-# Columns every measurement table has (the README documents them all).
-REQUIRED_COLUMNS = (
-    "group",
-    "decoding",
-    "backend",
-    "model",
-    "weights",
-    "meter",
-    "batch_size",
-    "input_tokens",
-    "output_tokens",
-    "repetitions",
-    "feasible",
-    "duration_s",
-    "energy_j",
-    "prefill_energy_j",
-    "decode_energy_j",
-    "energy_per_output_token_j",
-    "gpu_name",
-)
 
 
 def combine(paths: Iterable[Path]) -> pd.DataFrame:

@@ -1,0 +1,288 @@
+"""The columns of a measurement table: name, unit and meaning, as data.
+
+``python -m llm_energy.measure.columns > docs/COLUMNS.md`` writes the reference page from it;
+the aggregate's required columns come from here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a measurement row. ``required``: every measurement table has it (the
+    aggregate refuses a table without it). A name with ``{...}`` stands for a family of
+    columns."""
+
+    name: str
+    unit: str
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    intro: str
+    columns: tuple[Column, ...]
+
+
+IDENTITY = Section(
+    "Identity of the point",
+    "What was measured: the job, the engine, the decoding strategy and the shape.",
+    (
+        Column(
+            "experiments",
+            "",
+            "experiment families the point serves (`input_sweep`, `output_sweep`, `decoding`, "
+            "`architectures`, `engine_optimisations`, `online_serving`, `speculative`, "
+            "`tensor_parallel`, `classical_tasks`, `workload_estimates`, `trace_replay`), "
+            "joined by `+`",
+        ),
+        Column("group", "", "the job (`{model}__{engine}`)", required=True),
+        Column("hardware", "", "hardware label of the configuration"),
+        Column("device", "", "torch device (`cuda`, `cpu`)"),
+        Column("model", "", "short name of the model", required=True),
+        Column("hub_id", "", "Hugging Face id of the model"),
+        Column("weights", "", "`random` or `pretrained`", required=True),
+        Column("architecture_hash", "", "hash of config.json's architecture keys"),
+        Column("engine", "", "engine name of the configuration"),
+        Column("backend", "", "`transformers` or `vllm`", required=True),
+        Column("torch_compile", "", "static KV cache and `torch.compile` (transformers)"),
+        Column("cuda_graphs", "", "CUDA graphs on (vLLM; off is `enforce_eager`)"),
+        Column("tensor_parallel_size", "GPUs", "GPUs the engine is split over"),
+        Column("dtype", "", "weights' and activations' dtype"),
+        Column("decoding", "", "decoding strategy's name in the configuration", required=True),
+        Column("decoding_strategy", "", "`greedy`, `beam` or `sample`"),
+        Column("num_beams", "", "beams of beam search"),
+        Column("temperature", "", "sampling temperature (NaN when not sampling)"),
+        Column("top_p", "", "nucleus sampling's p (NaN when not set)"),
+        Column("batch_size", "sequences", "sequences per batch", required=True),
+        Column("input_tokens", "tokens", "prompt length", required=True),
+        Column("output_tokens", "tokens", "generated tokens per sequence", required=True),
+        Column(
+            "serving",
+            "",
+            "`batch` for a fixed-shape batch; `offline` (static batches) or `online` "
+            "(continuous batching) for a request stream",
+        ),
+        Column("trace", "", "the trace a request stream's lengths are drawn from"),
+        Column(
+            "requests",
+            "requests",
+            "requests a stream serves, with at most `batch_size` in flight and lengths up to "
+            "`input_tokens` / `output_tokens` (`batch_size` for a fixed-shape batch)",
+        ),
+        Column("speculative_model", "", "the draft model (empty without one)"),
+        Column("speculative_tokens", "tokens", "the draft's look-ahead per step (0 without one)"),
+        Column(
+            "speculative_acceptance",
+            "",
+            "`measured` (the weights decide which draft tokens are accepted) or `forced` "
+            "(output embeddings set so that all are); empty without a draft",
+        ),
+        Column("prompts", "", "prompt source: `random` or `pg19`"),
+        Column(
+            "prompt_id_modulo",
+            "",
+            "the vocabulary size PG-19 ids were reduced modulo (0: the tokenizer's own ids)",
+        ),
+        Column(
+            "engine_detail",
+            "",
+            "how the engine was set up (vLLM: `max_num_seqs`, `max_model_len`, "
+            "`max_num_batched_tokens`, eager or CUDA graphs, prefix caching off; "
+            "transformers: cache and attention)",
+        ),
+        Column("kv_cache_tokens", "tokens", "vLLM's KV-cache capacity"),
+    ),
+)
+
+RESULTS = Section(
+    "Results",
+    "Per batch (per request stream) unless the name says otherwise.",
+    (
+        Column(
+            "feasible",
+            "",
+            "false when the point ran out of memory or was not attempted",
+            required=True,
+        ),
+        Column("error", "", "why a point is infeasible or was not measured"),
+        Column("repetitions", "", "repetitions in the full window", required=True),
+        Column("duration_s", "s", "mean wall time of one batch", required=True),
+        Column("duration_std_s", "s", "standard deviation of one batch's wall time"),
+        Column("energy_j", "J", "mean energy of one batch", required=True),
+        Column(
+            "energy_std_j",
+            "J",
+            "standard deviation of one batch's energy (quantised for repetitions under ~1 s on "
+            "a 10 Hz counter; the mean is not)",
+        ),
+        Column("prefill_repetitions", "", "repetitions in the one-token (prefill) window"),
+        Column("prefill_duration_s", "s", "wall time of the one-token window, per batch"),
+        Column("prefill_energy_j", "J", "energy of the one-token window, per batch", required=True),
+        Column(
+            "decode_duration_s",
+            "s",
+            "full minus prefill (0 when `output_tokens` is 1; NaN when prefill was not measured)",
+        ),
+        Column(
+            "decode_energy_j",
+            "J",
+            "full minus prefill (0 when `output_tokens` is 1; NaN when prefill was not measured)",
+            required=True,
+        ),
+        Column(
+            "energy_per_output_token_j",
+            "J",
+            "`energy_j / generated_tokens`",
+            required=True,
+        ),
+        Column(
+            "energy_per_request_j",
+            "J",
+            "`energy_j / batch_size` (a stream's energy over its `requests`)",
+        ),
+        Column(
+            "generated_tokens",
+            "tokens",
+            "output tokens one repetition generates (`batch_size * output_tokens`, or a "
+            "stream's sum of drawn lengths)",
+        ),
+        Column("output_tokens_per_s", "tokens/s", "generated tokens per second"),
+        Column("mean_power_w", "W", "`energy_j / duration_s`"),
+        Column("idle_power_w", "W", "idle power, measured once per job"),
+        Column("energy_above_idle_j", "J", "energy minus idle power times duration"),
+        Column("peak_memory_gib", "GiB", "peak GPU memory allocated by torch (NaN on the CPU)"),
+        Column(
+            "spec_draft_tokens",
+            "tokens",
+            "speculative decoding: draft tokens proposed per batch over the full window",
+        ),
+        Column(
+            "spec_accepted_tokens",
+            "tokens",
+            "speculative decoding: draft tokens accepted per batch over the full window",
+        ),
+        Column("spec_acceptance_rate", "", "`spec_accepted_tokens / spec_draft_tokens`"),
+        Column(
+            "clipped_requests",
+            "requests",
+            "a request stream's requests shortened to the point's caps",
+        ),
+        Column("stream_bins", "", "a binned replay's requests per `{input}x{output}` bin (JSON)"),
+        Column(
+            "ffn_time_share",
+            "",
+            "with `architectures.ffn_time_share`, on transformers engines: the share of one "
+            "more generation's time (run after the windows) spent in the decoder layers' "
+            "feed-forward blocks, timed with CUDA events around each block (the wall clock on "
+            "the CPU)",
+        ),
+        Column(
+            "ffn_block",
+            "",
+            "the feed-forward blocks' class (`OlmoeSparseMoeBlock`: experts with their "
+            "router; `OlmoMLP`, `LlamaMLP`: dense)",
+        ),
+        Column(
+            "energy_{meter}_j",
+            "J",
+            "energy per batch from a cross-check meter over the same window (e.g. "
+            "`energy_codecarbon_j`)",
+        ),
+        Column(
+            "contention_checked",
+            "",
+            "whether the meter could list the processes on the job's GPUs (NVML can)",
+        ),
+        Column(
+            "contended",
+            "",
+            "whether a process outside the job used one of its GPUs before or after the "
+            "point's windows: a contended row's energy includes another program's work",
+        ),
+        Column("foreign_gpu_pids", "", "the PIDs of those processes"),
+    ),
+)
+
+PROVENANCE = Section(
+    "Provenance",
+    "Where, when and with what each number was obtained.",
+    (
+        Column("meter", "", "meter of record (`nvml`, `codecarbon`, `none`)", required=True),
+        Column(
+            "energy_source",
+            "",
+            "`measured` (hardware counter), `estimate` (a model of power) or `none` (time only, "
+            "energy NaN)",
+        ),
+        Column("meter_version", "", "the meter's library and version"),
+        Column("meter_detail", "", "what exactly the meter reads"),
+        Column("cross_check_meters", "", "meters read beside it"),
+        Column(
+            "gpu_name",
+            "",
+            "the GPUs the energy was summed over (`none (cpu)` on the CPU)",
+            required=True,
+        ),
+        Column("gpu_count", "GPUs", "how many"),
+        Column("gpu_uuids", "", "their UUIDs"),
+        Column("driver_version", "", "NVIDIA driver"),
+        Column("power_limit_w", "W", "power limit, summed over the GPUs"),
+        Column("backend_version", "", "the backend library and version"),
+        Column("torch_version", "", "torch"),
+        Column("transformers_version", "", "transformers"),
+        Column("cuda_version", "", "CUDA of the torch build (`none` on a CPU build)"),
+        Column("python_version", "", "Python"),
+        Column("package_version", "", "llm-energy"),
+        Column("host", "", "host name"),
+        Column("slurm_job_id", "", "Slurm job id (empty outside Slurm)"),
+        Column("git_commit", "", "commit of the code that measured the row (`-dirty` if changed)"),
+        Column(
+            "config_hash",
+            "",
+            "hash of the job's configuration when the row was measured (model, engine, "
+            "protocol, points)",
+        ),
+        Column("point_id", "", "names the point's journal file"),
+        Column("timestamp", "", "when the point finished (UTC, ISO 8601)"),
+    ),
+)
+
+SECTIONS = (IDENTITY, RESULTS, PROVENANCE)
+COLUMNS = tuple(c for s in SECTIONS for c in s.columns)
+REQUIRED_COLUMNS = tuple(c.name for c in COLUMNS if c.required)
+
+
+def markdown() -> str:
+    """The reference page of the columns."""
+    lines = [
+        "# Output columns",
+        "",
+        "Every row of a measurement table (`results/measurements/{hardware}/{group}.parquet`,",
+        "`results/aggregate/{hardware}/measurements.parquet` and the shipped tables in",
+        "`resources/measurements/`) is one point. This page is generated from",
+        "`src/llm_energy/measure/columns.py`: `python -m llm_energy.measure.columns >",
+        "docs/COLUMNS.md`.",
+        "",
+        "Every measurement table has the columns marked **required**; the others appear where",
+        "the point has them (a speculative engine's acceptance, a request stream's trace).",
+    ]
+    for section in SECTIONS:
+        lines += ["", f"## {section.title}", "", section.intro, ""]
+        lines += ["| column | unit | meaning |", "|---|---|---|"]
+        for c in section.columns:
+            meaning = f"**required**; {c.description}" if c.required else c.description
+            lines.append(f"| `{c.name}` | {c.unit} | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    print(markdown(), end="")
+
+
+if __name__ == "__main__":
+    main()

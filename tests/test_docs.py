@@ -1,0 +1,106 @@
+"""The docs against what they describe: the README's length and commands, the column page
+against the row schema and the shipped tables, and every relative link."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llm_energy.measure import columns
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, ROOT / "config" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def bash_commands(markdown: str) -> list[str]:
+    """The command lines of the ```bash blocks, continuation lines joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"^```bash\n(.*?)^```", markdown, flags=re.M | re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words:
+                commands.append(shlex.join(words))
+    return commands
+
+
+def snakemake_commands() -> list[str]:
+    return [c for c in bash_commands(README.read_text()) if c.split()[0] == "snakemake"]
+
+
+def test_readme_is_short():
+    assert len(README.read_text().splitlines()) <= 200
+
+
+def test_columns_page_is_generated(capsys):
+    columns.main()
+    assert (ROOT / "docs" / "COLUMNS.md").read_text() == capsys.readouterr().out, (
+        "docs/COLUMNS.md is stale: python -m llm_energy.measure.columns > docs/COLUMNS.md"
+    )
+
+
+def test_column_names_are_unique():
+    names = [c.name for c in columns.COLUMNS]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize(
+    "table", sorted((ROOT / "resources" / "measurements" / "h100").glob("*.parquet")), ids=str
+)
+def test_required_columns_are_in_the_shipped_tables(table):
+    present = set(pd.read_parquet(table).columns)
+    missing = [c for c in columns.REQUIRED_COLUMNS if c not in present]
+    assert not missing, f"{table.name} lacks {missing}"
+
+
+def test_shipped_columns_are_documented():
+    documented = {c.name for c in columns.COLUMNS}
+    patterns = [
+        re.compile("^" + re.sub(r"\\\{[a-z_]+\\\}", "[a-z0-9_]+", re.escape(c.name)) + "$")
+        for c in columns.COLUMNS
+        if "{" in c.name
+    ]
+    for table in sorted((ROOT / "resources" / "measurements").rglob("*.parquet")):
+        for name in pd.read_parquet(table).columns:
+            assert name in documented or any(p.match(name) for p in patterns), (
+                f"{table.name}: column {name} is not in llm_energy.measure.columns"
+            )
+
+
+def test_readme_has_snakemake_commands():
+    assert snakemake_commands()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", snakemake_commands())
+def test_readme_snakemake_commands_dry_run(command):
+    args = shlex.split(command)[1:]
+    args += ["-n", "--quiet"]
+    if not any(a == "--cores" or a.startswith("--cores=") or a == "-c" for a in args):
+        args += ["--cores", "1"]
+    result = subprocess.run(
+        [str(SNAKEMAKE), *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_exist(page):
+    broken = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue
+        path = target.split("#")[0]
+        if not (page.parent / path).exists():
+            broken.append(target)
+    assert not broken, f"{page.relative_to(ROOT)}: broken links {broken}"
