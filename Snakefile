@@ -20,6 +20,10 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/workloads.smk"
 
 
+onstart:
+    print_estimate()
+
+
 rule all:
     default_target: True
     input:

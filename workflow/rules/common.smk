@@ -365,3 +365,18 @@ def workload_engines(wildcards=None):
             "Table 4 and Fig 1 need experiments.workload_estimates.enabled: true"
         )
     return " ".join(shlex.quote(e) for e in ESTIMATES["engines"])
+
+
+def print_estimate():
+    """Before measuring: each job's GPU time, estimated from the shipped rows."""
+    from llm_energy.analysis.gpu_hours import describe, plan_estimate
+
+    if not JOBS or config["shipped_measurements"]:
+        return
+    base = Path(workflow.basedir, "resources/measurements")
+    tables = {d.name: sorted(d.glob("*.parquet")) for d in base.iterdir() if d.is_dir()}
+    print(
+        f"{len(JOBS)} measurement jobs planned for hardware {HARDWARE}:\n"
+        + describe(plan_estimate(JOBS, tables, HARDWARE)),
+        file=sys.stderr,
+    )

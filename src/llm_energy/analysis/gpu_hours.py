@@ -101,3 +101,36 @@ def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFr
             }
         )
     return pd.DataFrame(rows)
+
+
+def plan_estimate(
+    plans: dict[str, JobPlan], tables: dict[str, list[str]], hardware: str
+) -> pd.DataFrame:
+    """:func:`estimate` fitted to the shipped rows of ``hardware`` when ``tables`` (shipped
+    job tables by hardware label) has any, else to those of every label; ``basis`` says which.
+    """
+    labels = [hardware] if tables.get(hardware) else sorted(tables)
+    paths = [p for label in labels for p in tables.get(label, [])]
+    if not paths:
+        return pd.DataFrame(columns=["group", "points", "gpus", "estimated_gpu_hours", "basis"])
+    measured = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    return estimate(plans, measured)
+
+
+def describe(table: pd.DataFrame) -> str:
+    """The estimate as the lines printed before a run."""
+    known = table["estimated_gpu_hours"].dropna()
+    lines = [
+        f"  {r.group}: {r.points} points, "
+        + (
+            f"~{r.estimated_gpu_hours * 60:.0f} GPU-minutes ({r.basis})"
+            if not math.isnan(r.estimated_gpu_hours)
+            else r.basis
+        )
+        for r in table.itertuples()
+    ]
+    lines.append(
+        f"ESTIMATE (not a measurement): {known.sum() * 60:.0f} GPU-minutes for the "
+        f"{len(known)} of {len(table)} jobs with shipped rows of their model and engine to fit"
+    )
+    return "\n".join(lines)

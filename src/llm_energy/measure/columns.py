@@ -248,6 +248,12 @@ PROVENANCE = Section(
             "protocol, points)",
         ),
         Column("point_id", "", "names the point's journal file"),
+        Column(
+            "point_id_version",
+            "",
+            "version of the id function that named the point (llm_energy.measure.point_ids); "
+            "empty in rows written before ids had versions, which are version 1",
+        ),
         Column("timestamp", "", "when the point finished (UTC, ISO 8601)"),
     ),
 )
