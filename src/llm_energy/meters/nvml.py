@@ -116,10 +116,6 @@ class NvmlMeter(EnergyMeter):
         self._t0, self._e0 = t1, e1
         return m
 
-    def power_w(self) -> float:
-        """Instantaneous board power summed over the job's GPUs (for timelines, not for energy)."""
-        return sum(self._nvml.nvmlDeviceGetPowerUsage(h) for h in self._handles) / 1000.0
-
     def gpu_processes(self) -> list[int]:
         """PIDs of compute processes on the job's GPUs."""
         pids: set[int] = set()
