@@ -27,7 +27,7 @@ def _nvml() -> Any:
         import pynvml
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MeterUnavailableError(
-            "meter 'nvml' needs the nvidia-ml-py package (pip install nvidia-ml-py)"
+            "meter 'nvml' needs pynvml (pip install 'llm-energy[nvml]')"
         ) from exc
     return pynvml
 
