@@ -24,7 +24,10 @@ def require_mirror(*paths: str) -> Path:
     if missing:
         what = ", ".join(str(p) for p in missing)
         if os.environ.get("LLM_ENERGY_REQUIRE_SHARED") == "1":
-            pytest.fail(f"the data mirror is required (LLM_ENERGY_REQUIRE_SHARED=1): no {what}")
+            pytest.fail(
+                f"the data mirror is required (LLM_ENERGY_REQUIRE_SHARED=1): no {what}",
+                pytrace=False,
+            )
         pytest.skip(f"no data mirror: {what}")
     return MIRROR
 
