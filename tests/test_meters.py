@@ -36,7 +36,6 @@ class FakeGpu:
     name: str = "NVIDIA H100 80GB HBM3"
     energy_mj: int = 1_000_000
     power_limit_mw: int = 700_000
-    power_mw: int = 100_000
     pids: tuple[int, ...] = ()
 
 
@@ -101,9 +100,6 @@ class FakeNvml:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: FakeGpu) -> int:
         return handle.power_limit_mw
-
-    def nvmlDeviceGetPowerUsage(self, handle: FakeGpu) -> int:
-        return handle.power_mw
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[SimpleNamespace]:
         return [SimpleNamespace(pid=p, usedGpuMemory=0) for p in handle.pids]
@@ -294,14 +290,11 @@ def test_info_decodes_bytes_from_old_pynvml(fake):
     assert info["gpu_uuids"] == f"{UUIDS[0]},{UUIDS[1]}"
 
 
-def test_power_and_processes_cover_only_the_jobs_gpus(fake):
-    fake.gpus[0].power_mw, fake.gpus[1].power_mw = 120_500, 300_000
+def test_processes_cover_only_the_jobs_gpus(fake):
     fake.gpus[0].pids, fake.gpus[1].pids = (42, 7), (99,)
     one = NvmlMeter(gpu_count=1)
-    assert one.power_w() == pytest.approx(120.5)
     assert one.gpu_processes() == [7, 42]
     both = NvmlMeter(gpu_count=2)
-    assert both.power_w() == pytest.approx(420.5)
     assert both.gpu_processes() == [7, 42, 99]
 
 

@@ -98,12 +98,6 @@ def test_window_without_energy_has_nan_energy_but_real_times():
     assert w.duration_std_s == pytest.approx(math.sqrt(0.5))
 
 
-def test_cross_check_energy_per_repetition():
-    w = _window((1.0, 1.0), (1.0, 1.0), (1.0, 1.0), (1.0, 1.0), cross={"codecarbon": 10.0})
-    assert w.cross_check_per_rep_j("codecarbon") == pytest.approx(2.5)
-    assert math.isnan(w.cross_check_per_rep_j("nvml"))
-
-
 # --- measure_window -----------------------------------------------------------------------------
 
 
@@ -178,7 +172,6 @@ def test_cross_check_meters_see_the_whole_window_once():
         assert c.starts == 1
         assert c.laps == 1
     assert result.cross_check_energy_j == {"codecarbon": 7.5, "nvml": 3.0}
-    assert result.cross_check_per_rep_j("codecarbon") == pytest.approx(7.5 / 4)
 
 
 def test_each_repetition_runs_before_its_lap():

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import MIRROR, require_mirror
 
 from llm_energy.analysis.summaries import (
     TABLE3_PROVENANCE,
@@ -26,7 +27,6 @@ from llm_energy.inputs.traces import TRACES, load_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "resources" / "summaries"
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 SENTENCE = "The quick brown fox jumps over the lazy dog."  # 10 Llama 3 tokens
 
 
@@ -38,8 +38,7 @@ def _h100() -> dict:
 def tokenizer():
     pytest.importorskip("transformers")
     pytest.importorskip("tiktoken")
-    if not (MIRROR / "tokenizers" / "llama3").is_dir():
-        pytest.skip(f"no data mirror at {MIRROR}")
+    require_mirror("tokenizers/llama3")
     from llm_energy.inputs.texts import load_tokenizer
 
     return load_tokenizer(MIRROR)
@@ -97,9 +96,7 @@ def test_every_shipped_summary_fits_config_h100_and_names_its_source() -> None:
 
 @pytest.mark.parametrize("name", ["azure_conversation", "azure_code"])
 def test_a_shipped_trace_summary_is_the_summary_of_the_mirrors_trace(name: str) -> None:
-    raw = MIRROR / TRACES[name].mirror_path
-    if not raw.is_file():
-        pytest.skip(f"no data mirror at {MIRROR}")
+    raw = require_mirror(TRACES[name].mirror_path) / TRACES[name].mirror_path
     shipped = read_trace_summary(SHIPPED / "traces" / f"{name}.json")
     assert shipped.provenance["source_sha256"] == sha256_file(raw)
     traces = _h100()["experiments"]["workload_traces"]

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from _outputs import draw
 from _pipeline import copy_pipeline, run_snakemake
+from conftest import MIRROR, require_mirror
 
 from llm_energy import cli
 from llm_energy.backends.base import Backend
@@ -31,11 +32,7 @@ from llm_energy.measure import runner
 from llm_energy.measure.job import DecodingSpec, PointSpec, StreamSpec, stable_hash
 from llm_energy.measure.plan import pg19_token_budget, plan_study, task_inputs, trace_inputs
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_mirror = pytest.mark.skipif(
-    not (MIRROR / "text").is_dir() or not (MIRROR / "tokenizers" / "llama3").is_dir(),
-    reason=f"no data mirror at {MIRROR}",
-)
+needs_mirror = pytest.mark.mirror("text", "tokenizers/llama3")
 LLAMA3_VOCAB = 128_256
 
 
@@ -56,8 +53,7 @@ def _tasks_config(tiny_config: dict, **settings: Any) -> dict:
 @pytest.fixture(scope="module")
 def tokenizer():
     pytest.importorskip("transformers")
-    if not (MIRROR / "tokenizers" / "llama3").is_dir():
-        pytest.skip(f"no data mirror at {MIRROR}")
+    require_mirror("tokenizers/llama3")
     from llm_energy.inputs.texts import load_tokenizer
 
     return load_tokenizer(MIRROR)
@@ -318,8 +314,7 @@ def _pg19_config(tiny_config: dict) -> dict:
 @pytest.fixture(scope="module")
 def pg19_file(tmp_path_factory) -> Path:
     pytest.importorskip("transformers")
-    if not (MIRROR / "text" / "pg19_style").is_dir():
-        pytest.skip(f"no data mirror at {MIRROR}")
+    require_mirror("text/pg19_style")
     out = tmp_path_factory.mktemp("pg19") / "llama3_tokens.parquet"
     argv = ["prepare-pg19", "--out", str(out), "--tokens", "32", "--min-tokens", "17"]
     assert cli.main([*argv, "--mirror", str(MIRROR)]) == 0
@@ -347,7 +342,7 @@ def test_pg19_planning_and_point_ids(tiny_config):
 def test_pg19_rows_carry_the_tokenizers_ids(
     tiny_config, tokenizer, pg19_file, tmp_path, monkeypatch
 ):
-    from llm_energy.inputs.texts import encode, pg19_prompts
+    from llm_energy.inputs.texts import encode, pg19_tokens
 
     monkeypatch.setattr(runner, "make_backend", lambda m, e, d, t: Recorder(m, e, d, t))
     job = plan_study(_pg19_config(tiny_config))["tiny__pytorch"]
@@ -361,7 +356,7 @@ def test_pg19_rows_carry_the_tokenizers_ids(
     assert Recorder.prompts[0] == [ids[:8]]  # batch 1 at 8 tokens: the study's prompt
     assert [ids[:16], ids[16:32]] in Recorder.prompts  # batch 2 at 16: two windows of the text
     assert [ids[:8], ids[8:16]] in Recorder.prompts  # batch 2 at 8: windows 8 apart
-    assert pg19_prompts(MIRROR, tokenizer, [16])[16] == ids[:16]
+    assert pg19_tokens(MIRROR, tokenizer, 16) == ids[:16]
     assert book.startswith(tokenizer.decode(ids[:16]))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import MIRROR, require_mirror
 
 datasets = pytest.importorskip("datasets")
 transformers = pytest.importorskip("transformers")
@@ -22,16 +23,12 @@ from llm_energy.inputs.texts import (  # noqa: E402
     encode,
     load_texts,
     load_tokenizer,
-    pg19_prompts,
+    pg19_tokens,
     sample_task,
     token_stats,
 )
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_mirror = pytest.mark.skipif(
-    not (MIRROR / "text").is_dir() or not (MIRROR / "tokenizers" / "llama3").is_dir(),
-    reason=f"no data mirror at {MIRROR}",
-)
+needs_mirror = pytest.mark.mirror("text", "tokenizers/llama3")
 SAMPLED = ["imdb", "wmt14", "wikitext"]  # splits with more than 1,024 texts in the mirror
 POOL_SIZES = {"imdb": 1196, "wmt14": 3003, "cnn_dailymail": 100, "wikitext": 2183}
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -45,15 +42,12 @@ def hf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    if not (MIRROR / "tokenizers" / "llama3").is_dir():
-        pytest.skip(f"no data mirror at {MIRROR}")
-    return load_tokenizer(MIRROR)
+    return load_tokenizer(require_mirror("tokenizers/llama3"))
 
 
 @pytest.fixture(scope="module")
 def samples(hf_cache: Path) -> dict[str, pd.DataFrame]:
-    if not (MIRROR / "text").is_dir():
-        pytest.skip(f"no data mirror at {MIRROR}")
+    require_mirror("text")
     return {name: sample_task(name, MIRROR, cache_dir=hf_cache) for name in TASKS}
 
 
@@ -268,6 +262,35 @@ def test_tokenizer_round_trips_and_matches_the_reference_ids(tokenizer) -> None:
         assert tokenizer.decode(ids) == text
 
 
+# Ids of the hand-built byte-level BPE this tokenizer replaced (transformers' conversion of
+# the tiktoken file now builds it): the same ids, special tokens included.
+RECORDED_IDS = {
+    "Energy per token falls as the batch grows, until memory bandwidth stops helping.": [
+        33775, 824, 4037, 17503, 439, 279, 7309, 28815, 11, 3156, 5044, 34494, 18417, 10695, 13,
+    ],
+    "Naïve café — 東京 😀\n\n\tline 2: 1234567 tokens' worth, isn't it?": [
+        16589, 38672, 588, 53050, 2001, 119109, 91416, 271, 28208, 220, 17, 25, 220, 4513,
+        10961, 22, 11460, 6, 5922, 11, 4536, 956, 433, 30,
+    ],
+    "  spaces\r\n\r\n and 100000 digits ... ’quotes’ «guillemets» 🤖🤖 done ": [
+        220, 12908, 881, 323, 220, 1041, 931, 19016, 2564, 18217, 54382, 529, 12769, 8890, 321,
+        3516, 1441, 13289, 11410, 97, 244, 9468, 97, 244, 2884, 220,
+    ],
+}  # fmt: skip
+
+
+@needs_mirror
+def test_tokenizer_gives_the_recorded_ids_and_special_tokens(tokenizer) -> None:
+    for text, ids in RECORDED_IDS.items():
+        assert tokenizer(text, add_special_tokens=False)["input_ids"] == ids, text
+    specials = tokenizer("<|begin_of_text|>hi<|eot_id|><|end_of_text|>", add_special_tokens=False)
+    assert specials["input_ids"] == [128000, 6151, 128009, 128001]
+    assert tokenizer("hi")["input_ids"] == [128000, 6151]
+    names = ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|python_tag|>"]
+    assert tokenizer.convert_tokens_to_ids(names) == [128006, 128007, 128009, 128010]
+    assert tokenizer.all_special_ids == [128000, 128001]
+
+
 @needs_mirror
 def test_tokenizer_equals_tiktoken_on_the_samples(
     tokenizer, samples: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
@@ -327,29 +350,26 @@ def test_malformed_tokenizer_files_raise_input_error(tmp_path: Path) -> None:
 
 
 @needs_mirror
-def test_pg19_prompts_have_exact_lengths(tokenizer, hf_cache: Path) -> None:
+def test_pg19_tokens_start_with_the_first_book_in_file_name_order(
+    tokenizer, hf_cache: Path
+) -> None:
     first = sorted((MIRROR / "text" / "pg19_style").glob("*.txt"))[0]
     book = first.read_text(encoding="utf-8")
     book_ids = encode([book], tokenizer)[0]
-    if len(book_ids) < 32768:
-        pytest.skip(f"{first.name} holds only {len(book_ids)} tokens")
-    prompts = pg19_prompts(MIRROR, tokenizer, [128, 1024, 32768], cache_dir=hf_cache)
-    assert list(prompts) == [128, 1024, 32768]
-    for length, ids in prompts.items():
-        assert len(ids) == length
-        assert ids == book_ids[:length]  # the first book in file-name order, truncated
-    assert book.startswith(tokenizer.decode(prompts[1024]))
-    assert pg19_prompts(MIRROR, tokenizer, [1024], cache_dir=hf_cache) == {1024: prompts[1024]}
+    assert len(book_ids) >= 32768, first.name
+    ids = pg19_tokens(MIRROR, tokenizer, 32768, min_tokens=32768, cache_dir=hf_cache)
+    assert ids == book_ids[:32768]  # the first book in file-name order, truncated
+    assert book.startswith(tokenizer.decode(ids[:1024]))
 
 
 @needs_mirror
-def test_pg19_prompts_raise_when_the_books_are_too_short(tokenizer, hf_cache: Path) -> None:
+def test_pg19_tokens_raise_when_the_books_are_too_short(tokenizer, hf_cache: Path) -> None:
     with pytest.raises(InputError, match=r"pg19: the books hold \d+ tokens \(4 book"):
-        pg19_prompts(MIRROR, tokenizer, [128, 10_000_000], cache_dir=hf_cache)
+        pg19_tokens(MIRROR, tokenizer, 10_000_000, min_tokens=10_000_000, cache_dir=hf_cache)
 
 
 @needs_mirror
-def test_pg19_prompts_concatenate_books_by_file_name(
+def test_pg19_tokens_concatenate_books_by_file_name(
     tmp_path: Path, tokenizer, hf_cache: Path
 ) -> None:
     folder = tmp_path / "text" / "pg19_style"
@@ -358,13 +378,13 @@ def test_pg19_prompts_concatenate_books_by_file_name(
     (folder / "a.txt").write_text("First book", encoding="utf-8")
     a, b = encode(["First book", "Second book, in full."], tokenizer)
     total = len(a) + len(b)
-    prompts = pg19_prompts(tmp_path, tokenizer, [len(a) + 1, total], cache_dir=hf_cache)
-    assert prompts == {len(a) + 1: a + b[:1], total: a + b}
+    assert pg19_tokens(tmp_path, tokenizer, len(a) + 1, cache_dir=hf_cache) == a + b[:1]
+    assert pg19_tokens(tmp_path, tokenizer, total + 5, cache_dir=hf_cache) == a + b  # all
     with pytest.raises(InputError, match=rf"hold {total} tokens \(2 book"):
-        pg19_prompts(tmp_path, tokenizer, [total + 1], cache_dir=hf_cache)
-    for bad in ([], [0], [-3], [1.5]):
+        pg19_tokens(tmp_path, tokenizer, total + 1, min_tokens=total + 1, cache_dir=hf_cache)
+    for bad in (0, -3, 1.5):
         with pytest.raises(ConfigError, match="positive integers"):
-            pg19_prompts(tmp_path, tokenizer, bad, cache_dir=hf_cache)
+            pg19_tokens(tmp_path, tokenizer, bad, cache_dir=hf_cache)
 
 
 # --------------------------------------------------------------------------- malformed input
@@ -474,12 +494,11 @@ def test_pg19_from_the_hub_streams_only_the_books_it_needs(
 
     hub = _FakeHub([{"text": "abcd"}, {"text": "efgh"}, {"text": "ijkl"}])
     monkeypatch.setattr(datasets, "load_dataset", hub)
-    prompts = pg19_prompts(None, CharTokenizer(), [3, 6])
-    assert prompts == {3: [ord(c) for c in "abc"], 6: [ord(c) for c in "abcdef"]}
+    assert pg19_tokens(None, CharTokenizer(), 6) == [ord(c) for c in "abcdef"]
     assert hub.calls == [("deepmind/pg19", None, "test", True)]
     assert hub.served == 2
     with pytest.raises(InputError, match=r"12 tokens \(3 book\(s\) in deepmind/pg19\)"):
-        pg19_prompts(None, CharTokenizer(), [13])
+        pg19_tokens(None, CharTokenizer(), 13, min_tokens=13)
 
 
 def test_module_imports_no_heavy_library_at_import_time() -> None:

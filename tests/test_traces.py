@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import MIRROR
 from matplotlib.figure import Figure
 
 from llm_energy.analysis.summaries import (
@@ -43,15 +44,11 @@ from llm_energy.inputs.traces import (
     trace_path,
 )
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 AZURE = [
     ("azure_conversation", "AzureLLMInferenceTrace_conv.csv", "conv", 19_366),
     ("azure_code", "AzureLLMInferenceTrace_code.csv", "code", 8_819),
 ]
-needs_mirror = pytest.mark.skipif(
-    not (MIRROR / "traces" / "azure_2023" / AZURE[0][1]).is_file(),
-    reason="the shared data mirror with the Azure 2023 traces is absent",
-)
+needs_mirror = pytest.mark.mirror(f"traces/azure_2023/{AZURE[0][1]}")
 BURST_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
 # (model, request, response, log type); response 0 = a failed request
 BURST_ROWS = [

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 from _pipeline import copy_pipeline, measure_command, run_snakemake
+from conftest import MIRROR, require_mirror
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 TINY = ROOT / "resources" / "models" / "tiny-llama"
 TEST_CONFIG = "config/test_vllm.yaml"
 
@@ -250,12 +250,11 @@ def test_forced_acceptance_makes_the_target_accept_every_draft_token(tmp_path, v
 def vllm_workflow(tmp_path_factory, vllm_python) -> tuple[Path, subprocess.CompletedProcess]:
     """config/smoke_vllm.yaml through Snakemake, with the vLLM jobs in the vLLM environment
     and the traces read from the data mirror."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"no data mirror at {SHARED_DATA} (the Azure trace is read from it)")
+    require_mirror("traces")  # the Azure trace is read from the mirror
     work = copy_pipeline(tmp_path_factory.mktemp("vllm-pipeline"))
     config = yaml.safe_load((ROOT / "config" / "smoke_vllm.yaml").read_text())
     config["interpreters"]["vllm"] = vllm_python
-    config["mirror"] = {"data": str(SHARED_DATA)}
+    config["mirror"] = {"data": str(MIRROR)}
     (work / TEST_CONFIG).write_text(yaml.safe_dump(config))
     result = run_snakemake(
         work,

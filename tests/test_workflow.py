@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from _pipeline import copy_pipeline, run_snakemake
+from conftest import MIRROR, require_mirror
 
 from llm_energy.analysis.aggregate import REQUIRED_COLUMNS
 
@@ -87,13 +88,9 @@ def test_paper_configuration_plans_every_job(smoke_run):
     assert "tiny-llama" not in result.stdout
 
 
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 def _smoke_with_family(work: Path, name: str, family: str, settings: dict) -> str:
     """The smoke config reading the data mirror, with one more experiment family enabled."""
-    if not MIRROR.is_dir():
-        pytest.skip("the data mirror (../shared/data) is not beside the checkout")
+    require_mirror()
     config = yaml.safe_load((work / "config/smoke.yaml").read_text())
     config["mirror"] = {"data": str(MIRROR)}
     config["experiments"][family] = {"enabled": True, **settings}

@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 from _pipeline import copy_pipeline, run_snakemake
+from conftest import MIRROR, require_mirror
 
 pytestmark = pytest.mark.integration
-
-MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -92,8 +91,7 @@ def test_an_unknown_ideal_gpu_fails_before_any_job(pipeline):
 
 
 def test_table4_and_fig1_from_measured_bins(pipeline):
-    if not MIRROR.is_dir():
-        pytest.skip("the data mirror (../shared/data) is not beside the checkout")
+    require_mirror()
     config = _config(pipeline, "estimates.yaml")
     result = snakemake(pipeline, "table4", "fig1", "--cores", "2", "--configfile", config)
     assert result.returncode == 0, result.stderr[-3000:]

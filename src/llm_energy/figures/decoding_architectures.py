@@ -8,8 +8,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter
 
-from llm_energy.figures.engines import _log2_batch_axis, engine_label
-from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup
+from llm_energy.figures.engines import engine_label
+from llm_energy.figures.style import PALETTE, add_footer, log2_batch_axis, provenance_note, setup
 
 PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
 # Label the 2s and 5s between decades; the rest would crowd the axis.
@@ -98,7 +98,7 @@ def _lines(
                 color=colours[level],
                 label=str(level),
             )
-        _log2_batch_axis(ax, sorted(sub["batch_size"].unique()))
+        log2_batch_axis(ax, sorted(sub["batch_size"].unique()))
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(PLAIN)
         ax.yaxis.set_minor_formatter(MINOR)

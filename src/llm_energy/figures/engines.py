@@ -7,9 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import ScalarFormatter
 
-from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup
+from llm_energy.figures.style import PALETTE, add_footer, log2_batch_axis, provenance_note, setup
 
 SAMPLES = 1024  # the study normalises Fig 5 to 1,024 requests
 # One hue per backend, dark for the optimised engine and light for the plain one.
@@ -31,13 +30,6 @@ def _with_labels(df: pd.DataFrame) -> pd.DataFrame:
     df = df.copy()
     df["engine_label"] = df.apply(engine_label, axis=1)
     return df
-
-
-def _log2_batch_axis(ax: plt.Axes, batch_sizes: list[int]) -> None:
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.set_xticks(batch_sizes)
-    ax.set_xlabel("batch size (requests per GPU)")
 
 
 def table_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> pd.DataFrame:
@@ -107,7 +99,7 @@ def fig_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Fi
                         fontsize=7.5,
                         color=colours[label],
                     )
-        _log2_batch_axis(ax, sorted(sub["batch_size"].unique()))
+        log2_batch_axis(ax, sorted(sub["batch_size"].unique()))
         ax.set_yscale("log")
         shape = sub.iloc[0]
         ax.set_title(f"{model}: {samples:,} requests × {int(shape['output_tokens'])} tokens out")

@@ -12,8 +12,15 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from llm_energy.figures.decoding_architectures import MINOR, PLAIN
-from llm_energy.figures.engines import _log2_batch_axis, engine_label
-from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup, top_legend
+from llm_energy.figures.engines import engine_label
+from llm_energy.figures.style import (
+    PALETTE,
+    add_footer,
+    log2_batch_axis,
+    provenance_note,
+    setup,
+    top_legend,
+)
 
 TAG = "tensor_parallel"
 # A point is compared with the one-GPU point of the same model, engine options and shape.
@@ -167,7 +174,7 @@ def fig_tensor_parallel(df: pd.DataFrame) -> plt.Figure:
                         )
             if sub[value].isna().all():  # e.g. power per GPU of rows measured without a GPU
                 ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", color="0.4")
-            _log2_batch_axis(ax, batch_sizes)
+            log2_batch_axis(ax, batch_sizes)
             ax.set_xlabel("batch size (requests per batch)" if r == len(models) - 1 else "")
             if log_y:
                 ax.set_yscale("log")

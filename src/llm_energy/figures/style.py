@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import ScalarFormatter
 
 from llm_energy.measure.store import write_atomic
 
@@ -64,3 +65,11 @@ def save(fig: plt.Figure, path: Path, dpi: int = 150) -> None:
     path = Path(path)
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".")))
     plt.close(fig)
+
+
+def log2_batch_axis(ax: plt.Axes, batch_sizes: list[int]) -> None:
+    """Batch sizes on a base-2 log axis, ticked at the measured sizes in plain numbers."""
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xticks(batch_sizes)
+    ax.set_xlabel("batch size (requests per GPU)")

@@ -9,8 +9,8 @@ data_files=...)`` for the mirror, ``load_dataset(hub_id, config, split=...)`` ot
 * :func:`sample_task` draws the 1,024 examples of a classical task (section "Classical NLP
   tasks"); :func:`token_stats` gives their Llama 3 token statistics (Table 3);
   :func:`task_lengths` gives each example's request lengths for measuring the task (Figs 8, 12).
-* :func:`pg19_prompts` cuts the prompts of the controlled sweeps: PG-19 text truncated to each
-  input length; :func:`pg19_tokens` gives the token stream they are cut from.
+* :func:`pg19_tokens` gives the PG-19 token stream the prompts of the controlled sweeps are cut
+  from: the books concatenated, truncated to the longest input length.
 * :func:`load_tokenizer` gives the Llama 3 tokenizer as a ``transformers`` fast tokenizer.
 
 WikiText-2 rows follow the usual practice: empty lines and section headings (lines starting
@@ -34,7 +34,6 @@ import pandas as pd
 from llm_energy.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerBase
 
 
@@ -574,35 +573,7 @@ def pg19_tokens(
     return ids[:need]
 
 
-def pg19_prompts(
-    mirror: str | Path | None,
-    tokenizer: PreTrainedTokenizerBase,
-    lengths: Sequence[int],
-    *,
-    cache_dir: str | Path | None = None,
-) -> dict[int, list[int]]:
-    """One prompt of exactly each length: the first tokens of the concatenated books, so every
-    prompt is a prefix of the same stream (:func:`pg19_tokens`)."""
-    wanted = _check_lengths(lengths)
-    need = max(wanted)
-    ids = pg19_tokens(mirror, tokenizer, need, min_tokens=need, cache_dir=cache_dir)
-    return {length: ids[:length] for length in wanted}
-
-
 # --------------------------------------------------------------------------- tokenizer
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte-level alphabet: printable bytes map to themselves, others above 255."""
-    printable = {*range(33, 127), *range(161, 173), *range(174, 256)}
-    table, shift = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            table[byte] = chr(byte)
-        else:
-            table[byte] = chr(256 + shift)
-            shift += 1
-    return table
 
 
 def _read_ranks(path: Path) -> dict[bytes, int]:
@@ -623,34 +594,6 @@ def _read_ranks(path: Path) -> dict[bytes, int]:
     return ranks
 
 
-def _bpe_from_ranks(ranks: dict[bytes, int]) -> Tokenizer:
-    """A byte-level BPE ``tokenizers`` model equivalent to tiktoken with these ranks.
-
-    Each token of two or more bytes gets a merge for every split into two known tokens, ordered
-    by the token's rank (as transformers' ``TikTokenConverter`` does); ``ignore_merges`` keeps a
-    pre-token that is itself in the vocabulary whole, as tiktoken does.
-    """
-    from tokenizers import Tokenizer
-    from tokenizers.models import BPE
-
-    alphabet = _bytes_to_unicode()
-
-    def text(token: bytes) -> str:
-        return "".join(alphabet[b] for b in token)
-
-    merges: list[tuple[int, int, int, bytes, bytes]] = []
-    for token, rank in ranks.items():
-        for cut in range(1, len(token)):
-            left, right = token[:cut], token[cut:]
-            if left in ranks and right in ranks:
-                merges.append((rank, ranks[left], ranks[right], left, right))
-    merges.sort()
-    vocab = {text(token): rank for token, rank in ranks.items()}
-    model = BPE(vocab, [(text(m[3]), text(m[4])) for m in merges], fuse_unk=False)
-    model.ignore_merges = True
-    return Tokenizer(model)
-
-
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -664,9 +607,11 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 
 def _llama3_from_mirror(folder: Path) -> PreTrainedTokenizerBase:
-    """The Llama 3 tokenizer built offline from tiktoken ranks and the special-token table."""
-    from tokenizers import AddedToken, Regex, decoders, pre_tokenizers, processors
+    """The Llama 3 tokenizer built offline from tiktoken ranks and the special-token table,
+    by transformers' own conversion of a tiktoken file (``TikTokenConverter``)."""
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
 
     meta = _read_meta(folder / LLAMA3_META)
     ranks = _read_ranks(folder / LLAMA3_RANKS)
@@ -676,15 +621,18 @@ def _llama3_from_mirror(folder: Path) -> PreTrainedTokenizerBase:
     special = sorted(meta["special_tokens"].items(), key=lambda kv: kv[1])
     if [i for _, i in special] != list(range(len(ranks), len(ranks) + len(special))):
         raise InputError(f"{folder / LLAMA3_META}: special token ids must follow the BPE ranks")
-    tok = _bpe_from_ranks(ranks)
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(meta["pat_str"]), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
+
+    class MirrorRanks(TikTokenConverter):
+        # The ranks read above: tiktoken's own reader would copy the file into a cache folder.
+        def load_tiktoken_bpe(self, _path: str) -> dict[bytes, int]:
+            return ranks
+
+    converter = MirrorRanks(
+        vocab_file=str(folder / LLAMA3_RANKS),
+        pattern=meta["pat_str"],
+        extra_special_tokens=[t for t, _ in special],  # in id order: they follow the ranks
     )
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t, _ in special])
+    tok = converter.converted()
     names = {i: t for t, i in special}
     bos, eos = names[meta["bos_id"]], names[meta["eos_id"]]
     tok.post_processor = processors.Sequence(  # as the hub's tokenizer.json: BOS first

@@ -62,9 +62,6 @@ class WindowResult:
         """Spread over repetitions; NaN when energy was read per window only."""
         return _std(self.energies_j)
 
-    def cross_check_per_rep_j(self, meter: str) -> float:
-        return self.cross_check_energy_j.get(meter, math.nan) / self.repetitions
-
 
 def _std(values: Sequence[float]) -> float:
     if len(values) < 2 or any(math.isnan(v) for v in values):

@@ -37,7 +37,7 @@ class CodeCarbonMeter(EnergyMeter):
             from codecarbon import OfflineEmissionsTracker
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise MeterUnavailableError(
-                "meter 'codecarbon' needs the codecarbon package (pip install codecarbon)"
+                "meter 'codecarbon' needs codecarbon (pip install 'llm-energy[codecarbon]')"
             ) from exc
         import codecarbon
 

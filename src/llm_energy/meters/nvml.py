@@ -27,7 +27,7 @@ def _nvml() -> Any:
         import pynvml
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MeterUnavailableError(
-            "meter 'nvml' needs the nvidia-ml-py package (pip install nvidia-ml-py)"
+            "meter 'nvml' needs pynvml (pip install 'llm-energy[nvml]')"
         ) from exc
     return pynvml
 
@@ -115,10 +115,6 @@ class NvmlMeter(EnergyMeter):
         m = Measurement(duration_s=t1 - self._t0, energy_j=(e1 - self._e0) / 1000.0)
         self._t0, self._e0 = t1, e1
         return m
-
-    def power_w(self) -> float:
-        """Instantaneous board power summed over the job's GPUs (for timelines, not for energy)."""
-        return sum(self._nvml.nvmlDeviceGetPowerUsage(h) for h in self._handles) / 1000.0
 
     def gpu_processes(self) -> list[int]:
         """PIDs of compute processes on the job's GPUs."""

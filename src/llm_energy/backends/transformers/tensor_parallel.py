@@ -35,10 +35,6 @@ _KEEP_PREPARED = 512
 _STATE: dict[str, Any] = {"group": None, "closed": False}
 
 
-def needs_launch(plan: JobPlan) -> bool:
-    return plan.engine.backend == "transformers" and plan.engine.tensor_parallel_size > 1
-
-
 def _control_group(device: str) -> Any:
     """Join the job's process group (NCCL on GPUs, gloo on the CPU) once, and open a gloo
     group beside it for the calls."""
