@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from llm_energy.analysis.aggregate import Draws, configs_shipping
+from llm_energy.analysis.aggregate import configs_shipping
+from llm_energy.families import Rows
 
-TASKS_VLLM = Draws(("classical_tasks",), ("classical_tasks",), "vllm")
-DECODING = Draws(("decoding_strategies", "speculative_decoding"), ("decoding", "speculative"))
+TASKS_VLLM = Rows(("classical_tasks",), ("classical_tasks",), "vllm")
+DECODING = Rows(("decoding_strategies", "speculative_decoding"), ("decoding", "speculative"))
 
 
 def test_draws_matches_tags_and_backend():
@@ -40,7 +41,7 @@ def test_configs_shipping_reads_each_configs_hardware_label(tmp_path):
     _table(shipped / "gpu-c" / "z.parquet", "gpu-b", "vllm", "classical_tasks")
 
     assert configs_shipping(TASKS_VLLM, configs, shipped) == ["config/b.yaml"]
-    any_backend = Draws(("classical_tasks",), ("classical_tasks",))
+    any_backend = Rows(("classical_tasks",), ("classical_tasks",))
     assert configs_shipping(any_backend, configs, shipped) == ["config/a.yaml", "config/b.yaml"]
     assert configs_shipping(DECODING, configs, shipped) == []
     # The asking configuration's own label is left out, whatever its file is called.

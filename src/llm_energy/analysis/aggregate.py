@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
 
 from llm_energy.errors import InputError
+
+if TYPE_CHECKING:
+    from llm_energy.families.base import Rows
 from llm_energy.measure.columns import REQUIRED_COLUMNS
 from llm_energy.measure.store import write_csv_atomic, write_parquet_atomic
 
@@ -50,32 +53,11 @@ def shipped_experiments(paths: Iterable[str | Path], hardware: str) -> set[tuple
     return found
 
 
-@dataclass(frozen=True)
-class Draws:
-    """The rows a figure or table draws: those of some experiment families' tags, on one
-    backend (any when None)."""
-
-    families: tuple[str, ...]
-    tags: tuple[str, ...]
-    backend: str | None = None
-
-    def wants(self, backend: str, tag: str) -> bool:
-        return (self.backend is None or backend == self.backend) and tag in self.tags
-
-    def found_in(self, experiments: Iterable[tuple[str, str]]) -> bool:
-        """Whether (backend, tag) pairs such as :func:`shipped_experiments` gives hold any."""
-        return any(self.wants(b, t) for b, t in experiments)
-
-    def __str__(self) -> str:
-        on = f" on {self.backend}" if self.backend else ""
-        return " or ".join(f"experiments.{f}" for f in self.families) + on
-
-
 def configs_shipping(
-    draws: Draws, config_dir: Path, measurements_dir: Path, other_than: str | None = None
+    rows: Rows, config_dir: Path, measurements_dir: Path, other_than: str | None = None
 ) -> list[str]:
     """The configuration files in ``config_dir`` whose hardware label (other than
-    ``other_than``) has shipped tables in ``measurements_dir`` with rows that ``draws`` wants,
+    ``other_than``) has shipped tables in ``measurements_dir`` with rows that ``rows`` wants,
     as paths relative to the checkout."""
     found = []
     for path in sorted(Path(config_dir).glob("*.yaml")):
@@ -83,6 +65,6 @@ def configs_shipping(
         if not label or label == other_than:
             continue
         tables = sorted((Path(measurements_dir) / str(label)).glob("*.parquet"))
-        if tables and draws.found_in(shipped_experiments(tables, label)):
+        if tables and rows.found_in(shipped_experiments(tables, label)):
             found.append(f"{path.parent.name}/{path.name}")
     return found
