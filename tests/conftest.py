@@ -61,6 +61,8 @@ def tiny_config() -> dict:
             "min_repetitions": 2,
             "warmup_repetitions": 1,
             "idle_duration_s": 0.0,
+            # One trial a point: tests of independent trials ask for more.
+            "min_trials": 1,
         },
         "models": {
             "tiny": {"hub_id": "local/tiny", "weights": "random", "config": str(TINY_MODEL)}

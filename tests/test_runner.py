@@ -123,7 +123,7 @@ def test_a_largest_feasible_search_measures_each_shape_once_largest_first(
     assert {b for b, _ in fake_backend.calls} == {2}
     # A resumed job keeps the search's answer: dropping batch 1's rows measures nothing new.
     for pid in table.loc[table["batch_size"] == 1, "point_id"]:
-        (journal / f"{pid}.parquet").unlink()
+        (journal / f"{pid}.t1.parquet").unlink()
     fake_backend.calls = []
     runner.run_job(plan, out, journal, log=lambda m: None)
     assert fake_backend.calls == []
@@ -137,14 +137,14 @@ def test_journal_points_are_not_measured_again(tiny_config, fake_backend, tmp_pa
     # Drop one point from the journal, as if the job had been killed before it.
     victim = first["point_id"].iloc[-1]
     kept_mtimes = {p.name: p.stat().st_mtime_ns for p in journal.iterdir()}
-    (journal / f"{victim}.parquet").unlink()
+    (journal / f"{victim}.t1.parquet").unlink()
     messages: list[str] = []
     second = runner.run_job(plan, out, journal, log=messages.append)
     assert any(f"{len(plan.points) - 1} already in the journal" in m for m in messages)
     assert sorted(second["point_id"]) == sorted(first["point_id"])
     assert second["point_id"].is_unique
     for path in journal.iterdir():
-        if path.stem != victim:
+        if not path.name.startswith(victim):
             assert path.stat().st_mtime_ns == kept_mtimes[path.name]
     # A third run measures nothing and does not load the model.
     fake_backend.calls = ["sentinel"]

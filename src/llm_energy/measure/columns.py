@@ -110,10 +110,51 @@ RESULTS = Section(
             required=True,
         ),
         Column("error", "", "why a point is infeasible or was not measured"),
-        Column("repetitions", "", "repetitions in the full window", required=True),
+        Column(
+            "repetitions",
+            "",
+            "repetitions in the full window (the smallest over the point's trials)",
+            required=True,
+        ),
+        Column(
+            "trials",
+            "",
+            "independent trials of the point (each a full window with its own warm-up), spread "
+            "over the job; the row's results are their mean",
+        ),
+        Column("trial", "", "in a journal entry: which trial of the point it is"),
         Column("duration_s", "s", "mean wall time of one batch", required=True),
-        Column("duration_std_s", "s", "standard deviation of one batch's wall time"),
+        Column(
+            "duration_s_ci95",
+            "s",
+            "half-width of the 95 % confidence interval of `duration_s` (Student's t over trials)",
+        ),
+        Column(
+            "duration_std_s",
+            "s",
+            "standard deviation of one batch's wall time within a window (back-to-back "
+            "repetitions; mean over trials)",
+        ),
         Column("energy_j", "J", "mean energy of one batch", required=True),
+        Column(
+            "energy_j_ci95",
+            "J",
+            "half-width of the 95 % confidence interval of `energy_j` (Student's t over trials)",
+        ),
+        Column("trial_energy_j", "J", "every trial's energy per batch (JSON list, in order)"),
+        Column("trial_duration_s", "s", "every trial's time per batch (JSON list, in order)"),
+        Column(
+            "protocol_met",
+            "",
+            "whether the point had at least `min_trials` trials, each a window of at least "
+            "`min_duration_s` and `min_repetitions` (of the job's protocol); figures and claims "
+            "do not use a row without it silently",
+        ),
+        Column(
+            "protocol_note",
+            "",
+            "what the point's trials fell short of, or how wide its interval is",
+        ),
         Column(
             "energy_std_j",
             "J",

@@ -138,6 +138,10 @@ class ProtocolSpec:
     idle_duration_s: float = 5.0
     measure_prefill: bool = True
     seed: int = 0
+    # Independent trials of each point, spread over the job (see measure/trials.py).
+    min_trials: int = 3
+    max_trials: int = 6
+    target_ci95_rel: float = 0.03
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from llm_energy.backends import Backend, make_backend
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
-from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, stable_hash
+from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, ProtocolSpec, stable_hash
 from llm_energy.measure.point_ids import point_ids
 from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, measure_window
 from llm_energy.measure.provenance import job_provenance, utc_now
 from llm_energy.measure.store import Journal, write_parquet_atomic
+from llm_energy.measure.trials import combine, needs_trial
 from llm_energy.meters import EnergyMeter, make_meter
 
 Log = Callable[[str], None]
@@ -280,16 +282,19 @@ def run_job(
     streams = TraceLengths(traces_dir, tasks_dir) if traces_dir is not None else None
     points = _order(select_points(plan, streams, log), plan.largest_feasible_only)
     ids = point_ids(plan, journal.version)
-    done = journal.completed(ids[p.key] for p in points)
-    todo = [p for p in points if ids[p.key] not in done]
+    trials = {p.key: journal.trials(ids[p.key]) for p in points}
+    due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p))]
     log(
-        f"job {plan.group}: {len(points)} points, {len(done)} already in the journal "
-        f"{journal_dir} (point ids version {journal.version}), {len(todo)} to measure"
+        f"job {plan.group}: {len(points)} points, {len(points) - len(due)} already in the "
+        f"journal {journal_dir} (point ids version {journal.version}), {len(due)} with trials "
+        f"to measure (at least {plan.protocol.min_trials}, at most {plan.protocol.max_trials} "
+        "each)"
     )
-    if todo:
+    if due:
         pg19 = PG19Prompts(pg19_path) if pg19_path is not None else None
-        _measure_points(plan, todo, ids, journal, log, streams, pg19)
-    table = journal.read([ids[p.key] for p in points])
+        _measure_points(plan, points, ids, trials, journal, log, streams, pg19)
+    rows = [combine(trials[p.key], plan.protocol) for p in points if trials[p.key]]
+    table = pd.DataFrame(rows)
     # Which experiments a point serves is the plan's to say, also for points measured earlier;
     # so is its prompt source (rows measured before sources existed used random prompts).
     tags = {ids[p.key]: "+".join(p.experiments) for p in points}
@@ -300,6 +305,10 @@ def run_job(
     write_parquet_atomic(table, out)
     log(f"wrote {len(table)} rows to {out}")
     return table
+
+
+def _protocol(plan: JobPlan, point: PointSpec) -> ProtocolSpec:
+    return point.protocol or plan.protocol
 
 
 def select_points(plan: JobPlan, streams: TraceLengths | None, log: Log) -> list[PointSpec]:
@@ -351,20 +360,20 @@ def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> in
     return copied
 
 
-def _known_bounds(journal: Journal, ids: dict, points: Sequence[PointSpec]) -> tuple[dict, dict]:
-    """Per shape, among points already in the journal: the smallest out-of-memory batch, and
-    the largest batch measured feasible."""
+def _known_bounds(trials: dict, points: Sequence[PointSpec]) -> tuple[dict, dict]:
+    """Per shape, among points already measured: the smallest out-of-memory batch, and the
+    largest batch measured feasible."""
     oom: dict[tuple[Any, ...], int] = {}
     fits: dict[tuple[Any, ...], int] = {}
     for p in points:
-        pid = ids[p.key]
-        if journal.has(pid):
-            row = journal.read([pid]).iloc[0]
-            k = _shape_key(p)
-            if not bool(row["feasible"]) and str(row["error"]).startswith("out of memory"):
-                oom[k] = min(oom.get(k, p.batch_size), p.batch_size)
-            elif bool(row["feasible"]) and row["repetitions"] > 0:
-                fits[k] = max(fits.get(k, p.batch_size), p.batch_size)
+        if not trials.get(p.key):
+            continue
+        row = trials[p.key][0]
+        k = _shape_key(p)
+        if not bool(row["feasible"]) and str(row["error"]).startswith("out of memory"):
+            oom[k] = min(oom.get(k, p.batch_size), p.batch_size)
+        elif bool(row["feasible"]) and row["repetitions"] > 0:
+            fits[k] = max(fits.get(k, p.batch_size), p.batch_size)
     return oom, fits
 
 
@@ -375,13 +384,17 @@ def unmeasured_columns(reason: str) -> dict[str, Any]:
 
 def _measure_points(
     plan: JobPlan,
-    todo: list[PointSpec],
+    points: list[PointSpec],
     ids: dict,
+    trials: dict[tuple, list[dict[str, Any]]],
     journal: Journal,
     log: Log,
     streams: TraceLengths | None = None,
     pg19: PG19Prompts | None = None,
 ) -> None:
+    """Measure trials until no point needs one: every point due once in the planned order,
+    then the points still due in a seeded shuffled order, round after round, so that what
+    changes over the job lands in each point's spread rather than in one point."""
     proto = plan.protocol
     model_dir = resolve_model_dir(plan.model, plan.mirror.get("models"))
     arch_hash = architecture_hash(load_config_dict(model_dir))
@@ -426,69 +439,112 @@ def _measure_points(
         }
         if not base["gpu_name"]:
             base["gpu_name"] = "none (cpu)" if not plan.device.startswith("cuda") else "unknown"
-        oom_bound, fits = _known_bounds(journal, ids, plan.points)
+        oom_bound, fits = _known_bounds(trials, points)
         search = _search_shapes(plan.points, plan.largest_feasible_only)
         t_start = time.perf_counter()
-        for n, point in enumerate(todo, start=1):
-            row = {
-                **point_identity(plan, point),
-                **base,
-                "point_id": ids[point.key],
-                "point_id_version": journal.version,
-            }
-            k = _shape_key(point)
-            if k in oom_bound and point.batch_size > oom_bound[k]:
+        for round_no in range(1, max(_protocol(plan, p).max_trials for p in points) + 1):
+            due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p))]
+            if not due:
+                break
+            if round_no > 1:
+                order = np.random.default_rng([proto.seed, round_no]).permutation(len(due))
+                due = [due[i] for i in order]
+            for n, point in enumerate(due, start=1):
+                trial = len(trials[point.key]) + 1
+                row = {
+                    **point_identity(plan, point),
+                    **base,
+                    "point_id": ids[point.key],
+                    "point_id_version": journal.version,
+                    "trial": trial,
+                }
                 row.update(
-                    infeasible_columns(
-                        f"not attempted: batch {oom_bound[k]} was already out of memory"
+                    _measure_trial(
+                        backend,
+                        plan,
+                        point,
+                        meter,
+                        cross,
+                        idle_w,
+                        streams,
+                        pg19,
+                        oom_bound,
+                        fits,
+                        search,
                     )
                 )
-            elif k in search and point.batch_size < fits.get(k, 0):
-                row.update(
-                    unmeasured_columns(
-                        f"not measured: batch {fits[k]} of this shape fits, and only the "
-                        "largest feasible batch is needed"
+                row["timestamp"] = utc_now()
+                journal.record_trial(ids[point.key], trial, row)
+                trials[point.key].append(row)
+                log(
+                    _progress(
+                        round_no, n, len(due), trial, point, row, time.perf_counter() - t_start
                     )
                 )
-            else:
-                try:
-                    row.update(
-                        measure_point(backend, plan, point, meter, cross, idle_w, streams, pg19)
-                    )
-                except Exception as exc:
-                    if not backend.is_out_of_memory(exc):
-                        raise
-                    backend.recover()
-                    oom_bound[k] = min(oom_bound.get(k, point.batch_size), point.batch_size)
-                    row.update(infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}"))
-                if row["feasible"]:
-                    fits[k] = max(fits.get(k, point.batch_size), point.batch_size)
-            row["timestamp"] = utc_now()
-            journal.record(ids[point.key], row)
-            log(_progress(n, len(todo), point, row, time.perf_counter() - t_start))
     finally:
         for m in (meter, *cross):
             m.close()
         backend.close()
 
 
-def _progress(n: int, total: int, point: PointSpec, row: dict, elapsed_s: float) -> str:
-    eta = elapsed_s / n * (total - n)
+def _measure_trial(
+    backend: Backend,
+    plan: JobPlan,
+    point: PointSpec,
+    meter: EnergyMeter,
+    cross: Sequence[EnergyMeter],
+    idle_w: float,
+    streams: TraceLengths | None,
+    pg19: PG19Prompts | None,
+    oom_bound: dict,
+    fits: dict,
+    search: set,
+) -> dict[str, Any]:
+    """One trial of one point: measured, or recorded as not attempted (above a batch that ran
+    out of memory), not needed (below the largest feasible batch of a searched shape) or out
+    of memory."""
+    k = _shape_key(point)
+    if k in oom_bound and point.batch_size > oom_bound[k]:
+        return infeasible_columns(f"not attempted: batch {oom_bound[k]} was already out of memory")
+    if k in search and point.batch_size < fits.get(k, 0):
+        return unmeasured_columns(
+            f"not measured: batch {fits[k]} of this shape fits, and only the largest feasible "
+            "batch is needed"
+        )
+    try:
+        row = measure_point(backend, plan, point, meter, cross, idle_w, streams, pg19)
+    except Exception as exc:
+        if not backend.is_out_of_memory(exc):
+            raise
+        backend.recover()
+        oom_bound[k] = min(oom_bound.get(k, point.batch_size), point.batch_size)
+        return infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}")
+    fits[k] = max(fits.get(k, point.batch_size), point.batch_size)
+    return row
+
+
+def _progress(
+    round_no: int, n: int, total: int, trial: int, point: PointSpec, row: dict, elapsed_s: float
+) -> str:
+    """One line per trial. The estimate of the time left covers this round only: how many
+    trials later rounds need depends on the intervals."""
+    eta = elapsed_s / n * (total - n) if round_no == 1 else math.nan
     head = (
-        f"[{n}/{total}] batch={point.batch_size} in={point.input_tokens} "
+        f"[round {round_no}, {n}/{total}] trial {trial} batch={point.batch_size} "
+        f"in={point.input_tokens} "
         f"out={point.output_tokens} {point.decoding.name}"
         + (f" {point.stream.label}" if point.stream else "")
         + (f" {point.prompts} prompts" if point.prompts != "random" else "")
         + ": "
     )
     if not row["feasible"]:
-        return head + f"infeasible ({row['error']}); eta {eta:.0f} s"
+        return head + f"infeasible ({row['error']})"
     if not row["repetitions"]:
-        return head + f"{row['error']}; eta {eta:.0f} s"
+        return head + f"{row['error']}"
     if row["contended"]:
         head += f"CONTENDED by pid {row['foreign_gpu_pids']}, "
     return head + (
         f"{row['duration_s']:.3f} s, {row['energy_j']:.2f} J, "
         f"{row['energy_per_output_token_j']:.4f} J/token ({row['repetitions']} reps, "
-        f"{row['energy_source']}); eta {eta:.0f} s"
+        f"{row['energy_source']})" + (f"; round ends in ~{eta:.0f} s" if eta == eta else "")
     )

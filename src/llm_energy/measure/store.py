@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -84,17 +84,28 @@ class Journal:
     def _path(self, point_id: str) -> Path:
         return self.directory / f"{point_id}.parquet"
 
+    def _trial_path(self, point_id: str, trial: int) -> Path:
+        return self.directory / f"{point_id}.t{trial}.parquet"
+
     def has(self, point_id: str) -> bool:
-        return self._path(point_id).is_file()
+        """Whether the point has at least one trial (a row written before trials existed, or
+        copied from a shipped table, counts as its first)."""
+        return self._path(point_id).is_file() or any(self.directory.glob(f"{point_id}.t*.parquet"))
 
     def record(self, point_id: str, row: dict) -> None:
+        """A row measured elsewhere (a shipped table): the point's first trial."""
         write_parquet_atomic(pd.DataFrame([row]), self._path(point_id))
 
-    def read(self, point_ids: Iterable[str]) -> pd.DataFrame:
-        frames = [pd.read_parquet(self._path(p)) for p in point_ids if self.has(p)]
-        if not frames:
-            return pd.DataFrame()
-        return pd.concat(frames, ignore_index=True)
+    def record_trial(self, point_id: str, trial: int, row: dict) -> None:
+        write_parquet_atomic(pd.DataFrame([row]), self._trial_path(point_id, trial))
 
-    def completed(self, point_ids: Iterable[str]) -> set[str]:
-        return {p for p in point_ids if self.has(p)}
+    def trials(self, point_id: str) -> list[dict]:
+        """The point's trials so far, in the order they were measured."""
+        paths = [self._path(point_id)] if self._path(point_id).is_file() else []
+        numbered = {}
+        for path in self.directory.glob(f"{point_id}.t*.parquet"):
+            number = path.name[len(point_id) + 2 : -len(".parquet")]
+            if number.isdigit():
+                numbered[int(number)] = path
+        paths += [numbered[k] for k in sorted(numbered)]
+        return [pd.read_parquet(p).iloc[0].to_dict() for p in paths]

@@ -1,0 +1,159 @@
+"""Independent trials of one point, and the confidence interval they give.
+
+A trial is one full measurement of a point: warm-up at its shape, then its windows (see
+:mod:`llm_energy.measure.protocol`). The repetitions inside one window run back to back, so
+their spread hides what changes between moments of a job (a busy host, a neighbour, drift);
+trials of one point are spread over the job instead: every point once, then again in a seeded
+shuffled order, and so on. A point gets at least ``min_trials`` and, while the 95 % confidence
+interval of its energy per batch (of its time, when the meter reads no energy) is wider than
+``target_ci95_rel`` of the mean, more, up to ``max_trials``.
+
+The point's row is the mean over its trials, with the half-width of the 95 % interval
+(Student's t over trials) and every trial's value, so that anything can be recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from llm_energy.measure.job import ProtocolSpec
+
+# Student's t, 97.5th percentile, by degrees of freedom (two-sided 95 %).
+T975 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    30: 2.042,
+}
+
+
+def t975(df: int) -> float:
+    """Student's t quantile for a two-sided 95 % interval (the next smaller tabled degrees of
+    freedom, which errs wide; 1.96 past 30)."""
+    if df < 1:
+        return math.nan
+    if df > 30:
+        return 1.96
+    return T975[max(k for k in T975 if k <= df)]
+
+
+def ci95_half_width(values: Sequence[float]) -> float:
+    """Half-width of the 95 % confidence interval of the mean of ``values`` (NaN for fewer
+    than two values or any NaN)."""
+    if len(values) < 2 or any(math.isnan(v) for v in values):
+        return math.nan
+    return t975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+# Per-trial columns that the point's row gives as the mean over trials.
+MEAN_COLUMNS = (
+    "duration_s",
+    "duration_std_s",
+    "energy_j",
+    "energy_std_j",
+    "prefill_duration_s",
+    "prefill_energy_j",
+    "decode_duration_s",
+    "decode_energy_j",
+    "energy_per_output_token_j",
+    "energy_per_request_j",
+    "output_tokens_per_s",
+    "mean_power_w",
+    "energy_above_idle_j",
+    "peak_memory_gib",
+)
+
+
+def _quantity(row: dict[str, Any]) -> str:
+    """What a point's trials are judged by: energy, or time when the meter read none."""
+    energy = row.get("energy_j")
+    return "energy_j" if energy is not None and not math.isnan(float(energy)) else "duration_s"
+
+
+def window_met(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
+    """Whether one trial's window meets the study's protocol: at least ``min_duration_s`` long
+    and ``min_repetitions`` repetitions (a family's own lighter windows do not)."""
+    reps = int(row.get("repetitions") or 0)
+    duration = float(row.get("duration_s") or 0.0) * reps
+    return reps >= protocol.min_repetitions and duration >= protocol.min_duration_s
+
+
+def needs_trial(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> bool:
+    """Whether a point with these trials so far needs another: fewer than ``min_trials``, or
+    an interval wider than the target and fewer than ``max_trials``. A point that was not
+    measured (out of memory, not attempted, not needed) needs none."""
+    if not trials:
+        return True
+    if not all(bool(t.get("feasible")) and int(t.get("repetitions") or 0) > 0 for t in trials):
+        return False
+    if len(trials) < protocol.min_trials:
+        return True
+    if len(trials) >= protocol.max_trials:
+        return False
+    quantity = _quantity(trials[0])
+    values = [float(t[quantity]) for t in trials]
+    mean = statistics.fmean(values)
+    return not mean or ci95_half_width(values) / abs(mean) > protocol.target_ci95_rel
+
+
+def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[str, Any]:
+    """The point's row from its trials' rows (in the order they were measured)."""
+    last = dict(trials[-1])
+    measured = [t for t in trials if bool(t.get("feasible")) and int(t.get("repetitions") or 0)]
+    row = dict(last)
+    row["trials"] = len(measured)
+    if not measured:
+        row.update(
+            energy_j_ci95=math.nan,
+            duration_s_ci95=math.nan,
+            trial_energy_j="[]",
+            trial_duration_s="[]",
+            protocol_met=False,
+            protocol_note="not measured: " + str(last.get("error", "")),
+        )
+        return row
+    for col in MEAN_COLUMNS:
+        values = [float(t[col]) for t in measured if t.get(col) is not None]
+        row[col] = statistics.fmean(values) if values else math.nan
+    row["repetitions"] = min(int(t["repetitions"]) for t in measured)
+    energies = [float(t["energy_j"]) for t in measured]
+    durations = [float(t["duration_s"]) for t in measured]
+    row["energy_j_ci95"] = ci95_half_width(energies)
+    row["duration_s_ci95"] = ci95_half_width(durations)
+    row["trial_energy_j"] = json.dumps([round(v, 6) for v in energies])
+    row["trial_duration_s"] = json.dumps([round(v, 6) for v in durations])
+    row["contended"] = any(bool(t.get("contended")) for t in measured)
+    notes = []
+    if len(measured) < protocol.min_trials:
+        notes.append(f"{len(measured)} of {protocol.min_trials} trials")
+    short = [i + 1 for i, t in enumerate(measured) if not window_met(t, protocol)]
+    if short:
+        notes.append(
+            f"trial {', '.join(map(str, short))}: window under {protocol.min_duration_s:g} s "
+            f"or {protocol.min_repetitions} repetitions"
+        )
+    quantity = _quantity(measured[0])
+    ci = row["energy_j_ci95"] if quantity == "energy_j" else row["duration_s_ci95"]
+    if len(measured) > 1 and row[quantity] and ci / abs(row[quantity]) > protocol.target_ci95_rel:
+        notes.append(
+            f"{quantity} interval ±{100 * ci / abs(row[quantity]):.1f} % after "
+            f"{len(measured)} trials (target ±{100 * protocol.target_ci95_rel:g} %)"
+        )
+    # The interval target is a goal, not a condition: a wide interval is reported as it is.
+    row["protocol_met"] = len(measured) >= protocol.min_trials and not short
+    row["protocol_note"] = "; ".join(notes)
+    return row

@@ -1,0 +1,97 @@
+"""Independent trials: the interval, when a point needs another trial, the point's row, and a
+job that spreads its trials over rounds."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pandas as pd
+import pytest
+from test_runner import FakeBackend, _plan
+
+from llm_energy.measure import runner
+from llm_energy.measure.job import ProtocolSpec
+from llm_energy.measure.trials import ci95_half_width, combine, needs_trial, t975
+
+
+@pytest.fixture
+def fake_backend(monkeypatch):
+    monkeypatch.setattr(runner, "make_backend", lambda m, e, d, t: FakeBackend(m, e, d, t))
+    return FakeBackend
+
+
+PROTOCOL = ProtocolSpec(min_duration_s=2.0, min_repetitions=3, min_trials=3, max_trials=5)
+
+
+def _trial(energy_j: float, duration_s: float = 1.0, repetitions: int = 3) -> dict:
+    return {
+        "feasible": True,
+        "error": "",
+        "repetitions": repetitions,
+        "energy_j": energy_j,
+        "duration_s": duration_s,
+        "contended": False,
+    }
+
+
+def test_interval_is_students_t_over_trials():
+    values = [100.0, 104.0, 96.0]
+    expected = 4.303 * statistics.stdev(values) / math.sqrt(3)
+    assert ci95_half_width(values) == pytest.approx(expected)
+    assert math.isnan(ci95_half_width([100.0]))
+    assert t975(40) == 1.96 and t975(11) == t975(10)
+
+
+def test_a_point_gets_its_minimum_then_more_while_its_interval_is_wide():
+    assert needs_trial([], PROTOCOL)
+    assert needs_trial([_trial(100.0), _trial(100.0)], PROTOCOL)
+    steady = [_trial(100.0), _trial(100.5), _trial(99.5)]
+    assert not needs_trial(steady, PROTOCOL)  # ±1.2 %: within the ±3 % target
+    noisy = [_trial(100.0), _trial(130.0), _trial(80.0)]
+    assert needs_trial(noisy, PROTOCOL)
+    assert not needs_trial([*noisy, _trial(120.0), _trial(90.0)], PROTOCOL)  # max_trials
+    oom = {**_trial(math.nan), "feasible": False, "repetitions": 0}
+    assert not needs_trial([oom], PROTOCOL)
+
+
+def test_the_row_is_the_mean_with_its_interval_and_every_trial():
+    trials = [_trial(100.0, 1.0), _trial(104.0, 1.1), _trial(96.0, 0.9)]
+    row = combine(trials, PROTOCOL)
+    assert row["trials"] == 3 and row["energy_j"] == pytest.approx(100.0)
+    assert row["energy_j_ci95"] == pytest.approx(ci95_half_width([100.0, 104.0, 96.0]))
+    assert json.loads(row["trial_energy_j"]) == [100.0, 104.0, 96.0]
+    assert row["protocol_met"] is True
+    assert "interval ±" in row["protocol_note"]  # wider than ±3 %: said, not hidden
+
+
+def test_too_few_trials_or_short_windows_do_not_meet_the_protocol():
+    two = combine([_trial(100.0), _trial(101.0)], PROTOCOL)
+    assert two["protocol_met"] is False and "2 of 3 trials" in two["protocol_note"]
+    short = combine([_trial(100.0, 0.2), _trial(100.0), _trial(100.0)], PROTOCOL)
+    assert short["protocol_met"] is False and "trial 1: window under 2 s" in short["protocol_note"]
+    oom = {**_trial(math.nan), "feasible": False, "repetitions": 0, "error": "out of memory"}
+    row = combine([oom], PROTOCOL)
+    assert row["trials"] == 0 and row["protocol_met"] is False
+
+
+def test_a_job_measures_every_point_once_before_any_point_twice(
+    tiny_config, tmp_path, fake_backend
+):
+    tiny_config["protocol"].update(min_trials=3, max_trials=3)
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    journal = tmp_path / "journal"
+    table = runner.run_job(plan, tmp_path / "out.parquet", journal, log=lambda m: None)
+    assert (table["trials"] == 3).all()
+    assert table["energy_j_ci95"].isna().all()  # meter 'none': no energy, no interval of it
+    assert table["duration_s_ci95"].notna().all()
+    files = sorted(journal.glob("*.t*.parquet"), key=lambda p: p.stat().st_mtime_ns)
+    order = [int(pd.read_parquet(p)["trial"].iloc[0]) for p in files]
+    # Every first trial comes before any second one, every second before any third.
+    assert order == sorted(order) and len(order) == 3 * len(plan.points)
+    # A rerun finds every point complete and measures nothing.
+    messages: list[str] = []
+    again = runner.run_job(plan, tmp_path / "out.parquet", journal, log=messages.append)
+    assert any(f"{len(plan.points)} already in the journal" in m for m in messages)
+    assert again["trial_duration_s"].tolist() == table["trial_duration_s"].tolist()
