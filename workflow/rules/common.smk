@@ -20,7 +20,11 @@ def cli_command(python):
 
 CLI = cli_command(PYTHON)
 
-from llm_energy.analysis.aggregate import configs_shipping, shipped_experiments
+from llm_energy.analysis.aggregate import (
+    configs_enabling,
+    configs_shipping,
+    shipped_experiments,
+)
 from llm_energy.analysis.workload_estimate import ideal_gpu_key
 from llm_energy.config import validate
 from llm_energy.families import families, outputs
@@ -190,16 +194,26 @@ def unavailable(name):
     """One message saying why this configuration does not make output ``name``, and which
     configuration's shipped tables do."""
     o = OUTPUTS[name]
+    base = Path(workflow.basedir)
     if o.rows is None:
+        family = _family_of(name).name
+        others = configs_enabling(
+            family, base / "config", base / "resources/measurements", HARDWARE
+        )
+        hint = (
+            f"; {', '.join(others)} does: snakemake {name} --configfile {others[0]} "
+            "--config shipped_measurements=true"
+            if others
+            else ""
+        )
         return (
-            f"{name} is not made by this configuration: see experiments."
-            f"{_family_of(name).name} (enabled, and what it lists)"
+            f"{name} is made by experiments.{family}, which this configuration (hardware "
+            f"{HARDWARE}) does not enable, or whose settings here leave {name} out{hint}"
         )
     if o.rows.found_in(PLANNED):
         where = f"resources/measurements/{HARDWARE}/ ships none"
     else:
         where = f"this configuration (hardware {HARDWARE}) measures none"
-    base = Path(workflow.basedir)
     others = configs_shipping(
         o.rows, base / "config", base / "resources/measurements", HARDWARE
     )

@@ -68,3 +68,20 @@ def configs_shipping(
         if tables and rows.found_in(shipped_experiments(tables, label)):
             found.append(f"{path.parent.name}/{path.name}")
     return found
+
+
+def configs_enabling(
+    family: str, config_dir: Path, measurements_dir: Path, other_than: str | None = None
+) -> list[str]:
+    """The configuration files in ``config_dir`` that enable ``family`` and whose hardware
+    label (other than ``other_than``) has shipped tables, as paths relative to the checkout."""
+    found = []
+    for path in sorted(Path(config_dir).glob("*.yaml")):
+        config = yaml.safe_load(path.read_text()) or {}
+        label = config.get("hardware")
+        enabled = ((config.get("experiments") or {}).get(family) or {}).get("enabled")
+        if not enabled or not label or label == other_than:
+            continue
+        if any((Path(measurements_dir) / str(label)).glob("*.parquet")):
+            found.append(f"{path.parent.name}/{path.name}")
+    return found
