@@ -1,6 +1,6 @@
 """Markdown summary of benchmarks/engine_instances.py's tables.
 
-    python benchmarks/engine_instances_summary.py ROWS.parquet [ENGINE_START.csv]
+    python benchmarks/engine_instances_summary.py ROWS.parquet [ENGINE_START.csv [LOG.txt]]
 
 Per engine and batch, for energy per batch (J) and seconds per batch: each instance's mean over
 its windows; the mean, min and max of those instance means and their coefficient of variation
@@ -10,12 +10,14 @@ deviation of the instance means to the one that within-instance spread alone wou
 (pooled SD / sqrt(windows per instance)). A ratio near 1 says engine instances add nothing to
 the spread of windows; its square is the one-way ANOVA F statistic, whose p-value is shown
 alongside. With the start table: seconds from process start to a loaded engine for
-the measurement jobs, and the bare vLLM starts (import and ``LLM()`` apart).
+the measurement jobs, and the bare vLLM starts (import and ``LLM()`` apart). With the log:
+each vLLM start by phase. Also how the second window of each instance compares with the first.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import sys
 
 import numpy as np
@@ -180,18 +182,128 @@ def start_table(starts: pd.DataFrame) -> str:
             f"| {build} | {cell(col(t, 'vllm_init_engine_s'))} | {cell(col(t, 'vllm_compile_s'))} |"
         )
     out.append("")
+    out.append("**Each start** (seconds, in order of start)\n")
+    out.append(
+        "| order | engine | start | instance | process start to engine loaded | import "
+        "| construction | job's load | vLLM init engine | vLLM compile | compile cache hit "
+        "| CUDA-graph capture |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for _, r in starts.sort_values("order").iterrows():
+
+        def v(name: str, row: pd.Series = r) -> str:
+            x = row.get(name, math.nan)
+            return "n/a" if pd.isna(x) else f"{float(x):.1f}"
+
+        compiled = r["engine"] == "vllm"
+        out.append(
+            f"| {r['order']} | {r['engine_label']} | {r['kind']} "
+            f"| {r['engine_instance'] if r['kind'] == 'job' else '-'} | {v('to_loaded_s')} "
+            f"| {v('import_s')} | {v('llm_init_s')} | {v('job_load_s')} "
+            f"| {v('vllm_init_engine_s')} | {v('vllm_compile_s')} "
+            f"| {('yes' if bool(r['compile_cache_hit']) else 'no') if compiled else 'n/a'} "
+            f"| {v('vllm_graph_capture_s')} |"
+        )
+    out.append("")
     return "\n".join(out)
 
 
-def markdown(rows_path: str, starts_path: str | None = None) -> str:
-    text = measurement_tables(pd.read_parquet(rows_path))
+# Lines of the driver's log ("[TAG +SECONDS s] TEXT") that end each phase of a vLLM start.
+PHASES = (
+    ("import", re.compile(r"non-default args: ")),
+    ("to engine core", re.compile(r"Initializing a V1 LLM engine")),
+    ("engine-core init", re.compile(r"init engine \(profile, create kv cache")),
+    ("until loaded", re.compile(r"^loaded .* on \S+ in |^BARE_RESULT ")),
+)
+LINE = re.compile(r"^\[(bare [\w-]+|[\w-]+ i\d+) \+\s*([\d.]+)s\] (.*)$")
+
+
+def start_phases(log_path: str) -> str:
+    """Seconds in each phase of each vLLM process's start, from the log's timestamps: the
+    import (until vLLM's first line, from ``LLM()``), ``LLM()`` until the engine-core process's
+    first line (its start: spawned by the jobs, forked by a bare start), the engine core's own
+    init (until its 'init engine' line), and the rest until the engine is loaded."""
+    marks: dict[str, dict[str, float]] = {}
+    with open(log_path) as f:
+        for line in f:
+            m = LINE.match(line.rstrip("\n"))
+            if not m:
+                continue
+            tag, t, text = m.group(1), float(m.group(2)), m.group(3)
+            got = marks.setdefault(tag, {})
+            for name, pat in PHASES:
+                if name not in got and pat.search(text):
+                    got[name] = t
+    rows = []
+    for tag, got in marks.items():
+        if len(got) < len(PHASES):
+            continue  # not a vLLM process, or one that did not finish starting
+        engine = tag.split()[1] if tag.startswith("bare ") else tag.split()[0]
+        kind = "bare `LLM()`" if tag.startswith("bare ") else "measurement job"
+        ends = [got[name] for name, _ in PHASES]
+        rows.append(
+            {"engine": engine, "kind": kind, "tag": tag}
+            | {name: e - b for (name, _), e, b in zip(PHASES, ends, [0.0, *ends[:-1]], strict=True)}
+            | {"total": ends[-1]}
+        )
+    if not rows:
+        return ""
+    table = pd.DataFrame(rows)
+    table["_o"] = table["engine"].map(ORDER).fillna(9)
+    out = [
+        "**vLLM start by phase** (seconds, from the log's timestamps; each process)\n",
+        "| engine | start | process | import | `LLM()` until the engine core's first line "
+        "| engine-core init "
+        "| rest until loaded | total |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.sort_values(["_o", "kind", "tag"]).iterrows():
+        out.append(
+            f"| {r['engine']} | {r['kind']} | {r['tag']} | {r['import']:.1f} "
+            f"| {r['to engine core']:.1f} | {r['engine-core init']:.1f} "
+            f"| {r['until loaded']:.1f} | {r['total']:.1f} |"
+        )
+    out.append("")
+    return "\n".join(out)
+
+
+def window_order(rows: pd.DataFrame) -> str:
+    """Window 1 against window 0 of the same instance (window 0 always ran first)."""
+    ok = rows[rows["feasible"].astype(bool) & (rows["repetitions"] > 0)]
+    out = [
+        "**Second window against the first, same instance** (window 1 / window 0 - 1)\n",
+        "| engine | batch | energy: mean (min to max) | time: mean (min to max) |",
+        "|---|---|---|---|",
+    ]
+    for _engine, batch, t in _cells(ok):
+        w = t.pivot_table(
+            index="engine_instance", columns="window", values=["energy_j", "duration_s"]
+        )
+        if 0 not in w["energy_j"] or 1 not in w["energy_j"]:
+            continue
+        e = w["energy_j"][1] / w["energy_j"][0] - 1
+        d = w["duration_s"][1] / w["duration_s"][0] - 1
+        out.append(
+            f"| {t['engine_label'].iloc[0]} | {batch} "
+            f"| {100 * e.mean():+.1f} % ({100 * e.min():+.1f} to {100 * e.max():+.1f}) "
+            f"| {100 * d.mean():+.1f} % ({100 * d.min():+.1f} to {100 * d.max():+.1f}) |"
+        )
+    out.append("")
+    return "\n".join(out)
+
+
+def markdown(rows_path: str, starts_path: str | None = None, log_path: str | None = None) -> str:
+    rows = pd.read_parquet(rows_path)
+    text = measurement_tables(rows) + "\n" + window_order(rows)
     if starts_path:
         text += "\n" + start_table(pd.read_csv(starts_path))
+    if log_path:
+        text += "\n" + start_phases(log_path)
     return text
 
 
 def main() -> None:
-    if len(sys.argv) not in (2, 3):
+    if len(sys.argv) not in (2, 3, 4):
         sys.exit(__doc__)
     print(markdown(*sys.argv[1:]))
 
