@@ -123,11 +123,15 @@ def build_plan(engine: str, args: argparse.Namespace) -> Any:
     )
 
     _label, options = ENGINES[engine]
+    # One trial per point: a point's windows are points of their own (``window``), so that
+    # each engine start gives several independent windows of the same shape.
     base = ProtocolSpec(
         min_duration_s=2.0,
         min_repetitions=3,
         measure_prefill=False,
         idle_duration_s=args.idle_s,
+        min_trials=1,
+        max_trials=1,
     )
     points = tuple(
         PointSpec(
@@ -380,6 +384,7 @@ class Driver:
     def instance(self, engine: str) -> None:
         import pandas as pd
 
+        from llm_energy.measure.point_ids import point_ids
         from llm_energy.measure.store import Journal
 
         if not self.fits(engine):
@@ -414,8 +419,10 @@ class Driver:
         row["job_load_s"] = float(f["loaded_s"][1]) if "loaded_s" in f else float("nan")
         self.state["last_s"][engine] = res["process_s"]
         # The points finished, from the journal (the whole table if the job ended).
-        ids = {p.point_id(plan.measurement_hash): p for p in plan.points}
-        rows = Journal(stem.with_suffix(".journal")).read(list(ids))
+        journal = Journal(stem.with_suffix(".journal"))
+        keys = point_ids(plan, journal.version)
+        ids = {keys[p.key]: p for p in plan.points}
+        rows = pd.DataFrame([journal.trials(pid)[0] for pid in ids if journal.has(pid)])
         row["points_measured"] = len(rows)
         self.record_start(row)
         self.save_state()

@@ -183,6 +183,8 @@ def available(name):
     rows, whether it plans such rows and, when figures are drawn from shipped rows, such rows
     are shipped; for one made from other inputs, whether its family is enabled."""
     o = OUTPUTS[name]
+    if o.source is not None:
+        return Path(workflow.basedir, o.source.format(hardware=HARDWARE)).is_file()
     if o.rows is None:
         family = _family_of(name)
         exp = config["experiments"][family.name]
@@ -195,6 +197,8 @@ def unavailable(name):
     configuration's shipped tables do."""
     o = OUTPUTS[name]
     base = Path(workflow.basedir)
+    if o.source is not None:
+        return f"{name} is drawn from {o.source.format(hardware=HARDWARE)}, which is not shipped"
     if o.rows is None:
         family = _family_of(name).name
         others = configs_enabling(
@@ -245,7 +249,8 @@ def aggregate_for(name):
     def measurements(wildcards):
         if not available(name):
             raise WorkflowError(unavailable(name))
-        return AGGREGATE
+        source = OUTPUTS[name].source
+        return source.format(hardware=HARDWARE) if source else AGGREGATE
 
     return measurements
 

@@ -24,6 +24,27 @@ STUDY_OUTPUTS = (
         Rows(("any family",), ()),
         "llm_energy.analysis.hardware_table:hardware_table",
     ),
+    # How much a point moves between fresh engine starts (benchmarks/engine_instances.py).
+    Output(
+        "fig_engine_instances",
+        "figure",
+        "engine_instances",
+        "The same points after fresh engine starts",
+        "Measurement method",
+        None,
+        "llm_energy.figures.engine_instances:fig_engine_instances",
+        source="resources/engine_instances/{hardware}/rows.parquet",
+    ),
+    Output(
+        "table_engine_instances",
+        "table",
+        "engine_instances.csv",
+        "Spread between engine starts against spread within one",
+        "Measurement method",
+        None,
+        "llm_energy.figures.engine_instances:table_engine_instances",
+        source="resources/engine_instances/{hardware}/rows.parquet",
+    ),
 )
 
 

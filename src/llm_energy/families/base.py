@@ -50,7 +50,9 @@ class Output:
     ``file`` (a path under results/) from other inputs.
 
     ``name`` is its target (``snakemake fig2``): the paper's name for the paper's figures and
-    tables. Its caption is ``workflow/report/{name}.rst``.
+    tables. Its caption is ``workflow/report/{name}.rst``. With ``source`` (a path under the
+    checkout, ``{hardware}`` filled in) it is drawn from that shipped table instead of the
+    measurements table, and made wherever that file exists.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Output:
     rows: Rows | None = None
     draw: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
 
     def function(self) -> Callable[..., Any]:
         """The drawing function (imported only when drawing: it imports matplotlib)."""

@@ -46,9 +46,12 @@ class VllmBackend(Backend):
                 f"engine '{self.engine.name}': torch_compile is a transformers option; vLLM "
                 "compiles by itself (cuda_graphs switches its CUDA graphs)"
             )
-        # The engine's workers must start with spawn: a forked worker cannot use CUDA once the
-        # parent has touched it (the check below does). The CLI's entry point is guarded.
-        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        # vLLM's engine process forks from this one on a GPU (vLLM's own default): the job has
+        # not initialised CUDA here (torch.cuda.is_available below does not), and spawning it
+        # instead imports torch and vLLM again, about 20 s of every job's start on an H200
+        # (resources/engine_instances/h200/). vLLM's CPU build needs spawn; the CLI's entry
+        # point is guarded for it.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "fork" if on_gpu else "spawn")
         if on_gpu:
             import torch
 
