@@ -46,13 +46,14 @@ class VllmBackend(Backend):
                 f"engine '{self.engine.name}': torch_compile is a transformers option; vLLM "
                 "compiles by itself (cuda_graphs switches its CUDA graphs)"
             )
-        # vLLM's engine process forks from this one on a GPU (vLLM's own default): the job has
-        # not initialised CUDA here (torch.cuda.is_available below does not), and spawning it
-        # instead imports torch and vLLM again, about 20 s of every job's start on an H200
-        # (resources/engine_instances/h200/). vLLM's CPU build needs spawn; the CLI's entry
-        # point is guarded for it.
+        # vLLM's engine process forks from this one on a GPU (vLLM's own default): spawning
+        # it instead imports torch and vLLM again, about 20 s of every job's start on an H200
+        # (resources/engine_instances/h200/). A fork needs this process to have left CUDA
+        # alone, so the GPU check below asks NVML (torch's CUDA device count poisons forks).
+        # vLLM's CPU build needs spawn; the CLI's entry point is guarded for it.
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "fork" if on_gpu else "spawn")
         if on_gpu:
+            os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
             import torch
 
             if not torch.cuda.is_available():
