@@ -591,9 +591,11 @@ def test_workflow_measures_tasks_with_pg19_sweeps_and_draws_fig8(tmp_path):
     dry = _snakemake(work, "-n", *args)
     assert dry.returncode == 0, dry.stderr[-3000:]
     stats = dry.stdout.split("Job stats:")[-1]
-    for rule in ("task_lengths", "prepare_pg19", "fig8", "table_classical_tasks", "table3"):
+    for rule in ("task_lengths", "prepare_pg19", "figure", "table", "task_table"):
         assert rule in stats, rule
-    assert "fig12" not in stats  # no vLLM engine measures the tasks
+    for output in ("fig8_classical_tasks.png", "classical_tasks.csv", "table3_token_stats.csv"):
+        assert output in dry.stdout, output
+    assert "fig12_classical_tasks_vllm" not in dry.stdout  # no vLLM engine measures the tasks
     result = _snakemake(work, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = pd.read_parquet(work / "results/aggregate/cpu/measurements.parquet")

@@ -83,7 +83,8 @@ def test_paper_configuration_plans_every_job(smoke_run):
     result = snakemake(work, "-n", "--configfile", "config/config.yaml", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     stats = result.stdout.split("Job stats:")[-1]
-    assert "measure" in stats and "fig10" in stats
+    assert "measure" in stats and "figure" in stats
+    assert "results/figures/a100-80gb/fig10_controlled_sweeps_pytorch.png" in result.stdout
     # The paper matrix does not inherit the smoke default's tiny model.
     assert "tiny-llama" not in result.stdout
 

@@ -74,13 +74,15 @@ def test_dry_run_of_table4_and_fig1_plans_measurement_and_estimate(pipeline):
         "measure": 1,
         "aggregate": 1,
         "workload_energy": 1,
+        "workload_table": 1,
+        "workload_figure": 1,
         "fig1": 1,
         "table4": 1,
     }
     # The default target asks for them too once the family is enabled.
     everything = snakemake(pipeline, "-n", "--configfile", config, timeout=120)
     assert everything.returncode == 0, everything.stderr[-3000:]
-    assert {"table4", "fig1"} <= set(_job_counts(everything.stdout))
+    assert {"workload_table", "workload_figure"} <= set(_job_counts(everything.stdout))
 
 
 def test_an_unknown_ideal_gpu_fails_before_any_job(pipeline):
