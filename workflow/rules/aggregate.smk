@@ -14,3 +14,29 @@ rule aggregate:
     shell:
         "{params.cli} aggregate {input} --hardware {wildcards.hardware} --out {output.parquet} "
         "--csv {output.csv} > {log} 2>&1"
+
+
+rule claims_table:
+    input:
+        measurements=aggregate_for("claims"),
+        workload=claims_workload_totals,
+    output:
+        csv=report(
+            output_path("claims"),
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+        markdown=f"results/claims/{HARDWARE}.md",
+    log:
+        f"logs/claims/{HARDWARE}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
+        hardware=HARDWARE,
+        workload=claims_workload_arg,
+    shell:
+        "{params.cli} claims --measurements {input.measurements} {params.workload} "
+        "--hardware {params.hardware} --out {output.csv} --markdown {output.markdown} "
+        "> {log} 2>&1"

@@ -386,6 +386,17 @@ def workload_engines(wildcards=None):
     return " ".join(shlex.quote(e) for e in ESTIMATES["engines"])
 
 
+def claims_workload_totals(wildcards):
+    """Claim 8 reads the workload estimate's totals where the configuration makes them."""
+    if available("table_workload_energy"):
+        return [output_path("table_workload_energy")]
+    return []
+
+
+def claims_workload_arg(wildcards, input):
+    return f"--workload-totals {input.workload}" if input.workload else ""
+
+
 def print_estimate():
     """Before measuring: each job's GPU time, estimated from the shipped rows."""
     from llm_energy.analysis.gpu_hours import describe, plan_estimate

@@ -20,3 +20,46 @@ TRACE_SOURCES = {
     "azure_conversation": "Azure LLM inference trace 2024 (week-long)",
     "azure_code": "Azure LLM inference trace 2024 (week-long)",
 }
+
+NAN = float("nan")
+# The eight claims' comparisons: (the paper's value as a relative change, or NaN where it
+# gives none; the direction it claims: +1 more, -1 less, 0 no more than the reference; what
+# is compared; the reference the change is measured from). Relative changes are fractions.
+CLAIMS: dict[str, dict[str, tuple[float, int, str, float]]] = {
+    "1": {"decode_share": (NAN, 1, "decode's share of the energy (claimed above one half)", 0.5)},
+    "2": {
+        "small_batches": (-0.2914, -1, "energy with the draft against the target alone", 0.0),
+        "batch_128": (0.2565, 1, "energy with the draft against the target alone", 0.0),
+    },
+    "3": {
+        "over_olmo_1b": (0.5424, 1, "OLMoE-1B-7B's energy against OLMo-1B's", 0.0),
+        "under_olmo_7b": (NAN, -1, "OLMoE-1B-7B's energy against OLMo-7B's", 0.0),
+    },
+    "4": {"vllm_energy": (NAN, -1, "vLLM (CUDA graphs) against PyTorch eager", 0.0)},
+    "5": {
+        "compile_energy": (NAN, 0, "energy with torch.compile against eager PyTorch", 0.0),
+        "graphs_energy": (NAN, 0, "energy with CUDA graphs against eager vLLM", 0.0),
+        "compile_time": (NAN, -1, "time with torch.compile against eager PyTorch", 0.0),
+        "graphs_time": (NAN, -1, "time with CUDA graphs against eager vLLM", 0.0),
+    },
+    "6": {
+        "online_large": (-0.05, -1, "continuous against static batching, batch >= 64", 0.0),
+        "online_small": (NAN, 1, "continuous against static batching, batch < 64", 0.0),
+    },
+    "7": {
+        "tp2_time": (-0.4016, -1, "time per batch on 2 GPUs against 1, batch 1", 0.0),
+        "tp4_time": (-0.6134, -1, "time per batch on 4 GPUs against 1, batch 1", 0.0),
+        "tp2_energy": (0.293, 1, "energy on 2 GPUs against 1, batch 1", 0.0),
+        "tp4_energy": (0.5523, 1, "energy on 4 GPUs against 1, batch 1", 0.0),
+    },
+    "8": {
+        "fall_burstgpt": (-0.73, -1, "BurstGPT's energy on vLLM against PyTorch", 0.0),
+        "fall_azure_code": (-0.3758, -1, "Azure code's energy on vLLM against PyTorch", 0.0),
+        "fall_azure_conversation": (
+            -0.7218,
+            -1,
+            "Azure conversation's energy on vLLM against PyTorch",
+            0.0,
+        ),
+    },
+}

@@ -139,6 +139,22 @@ def cmd_table(args: argparse.Namespace) -> None:
     _log(f"{args.name}: {len(table)} rows -> {args.out}")
 
 
+def cmd_claims(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.analysis.claims import claims_table, markdown, workload_claims
+
+    table = claims_table(pd.read_parquet(args.measurements))
+    if args.workload_totals:
+        table = pd.concat(
+            [table, workload_claims(pd.read_csv(args.workload_totals))], ignore_index=True
+        )
+    _write_csv(table, args.out)
+    Path(args.markdown).write_text(markdown(table, args.hardware))
+    counts = table["verdict"].str.split(":").str[0].value_counts().to_dict()
+    _log(f"{len(table)} comparisons of the eight claims -> {args.out}, {args.markdown}: {counts}")
+
+
 def cmd_estimate(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -622,6 +638,14 @@ def build_parser() -> argparse.ArgumentParser:
     wf.add_argument("--out", required=True)
     wf.add_argument("--dpi", type=int, default=150)
     wf.set_defaults(func=cmd_workload_figure)
+
+    cl = sub.add_parser("claims", help="the study's eight claims, computed from the rows")
+    cl.add_argument("--measurements", required=True)
+    cl.add_argument("--workload-totals", help="workload_energy.csv, for claim 8")
+    cl.add_argument("--hardware", required=True)
+    cl.add_argument("--out", required=True)
+    cl.add_argument("--markdown", required=True)
+    cl.set_defaults(func=cmd_claims)
 
     e = sub.add_parser("estimate-gpu-hours", help="estimate each job's GPU time from measurements")
     e.add_argument("configfile", nargs="+")

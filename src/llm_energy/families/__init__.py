@@ -24,6 +24,15 @@ STUDY_OUTPUTS = (
         Rows(("any family",), ()),
         "llm_energy.analysis.hardware_table:hardware_table",
     ),
+    # Written by the claims rule (workflow/rules/aggregate.smk) from the measurements table.
+    table(
+        "claims",
+        "results/claims/{hardware}.csv",
+        "The study's eight claims, computed from the rows",
+        "Claims",
+        Rows(("any family",), ()),
+        None,
+    ),
     # How much a point moves between fresh engine starts (benchmarks/engine_instances.py).
     Output(
         "fig_engine_instances",

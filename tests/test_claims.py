@@ -1,0 +1,82 @@
+"""The claims computed from the rows: the verdict rule, the interval of a relative change, and
+the table from the shipped H100 rows."""
+
+from __future__ import annotations
+
+import glob
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from _pipeline import copy_pipeline, run_snakemake
+
+from llm_energy.analysis.claims import claims_table, relative_change, verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("paper", "sign", "low", "high", "expected"),
+    [
+        (-0.29, -1, -0.35, -0.25, "agrees"),
+        (-0.29, -1, -0.60, -0.50, "agrees in direction"),
+        (math.nan, -1, -0.60, -0.50, "agrees in direction"),
+        (-0.29, -1, 0.10, 0.20, "disagrees"),
+        (-0.29, -1, -0.05, 0.02, "inconclusive: the interval holds no change"),
+        (-0.29, -1, math.nan, math.nan, "inconclusive: no interval"),
+        (math.nan, 0, -0.02, 0.03, "agrees"),  # "no extra energy": no change is agreement
+        (math.nan, 0, 0.02, 0.03, "disagrees"),
+    ],
+)
+def test_one_rule_turns_an_interval_into_a_verdict(paper, sign, low, high, expected):
+    value = -0.3 if math.isnan(low) else (low + high) / 2
+    assert verdict(paper, sign, value, low, high).startswith(expected)
+    assert verdict(paper, sign, math.nan, low, high) == "not measured"
+
+
+def test_the_interval_of_a_relative_change_combines_both_rows():
+    def row(pid, energy, ci):
+        return {
+            "point_id": pid,
+            "batch_size": 1,
+            "energy_j": energy,
+            "energy_j_ci95": ci,
+            "feasible": True,
+            "repetitions": 3,
+        }
+
+    base = pd.DataFrame([row("a", 100.0, 2.0)])
+    other = pd.DataFrame([row("b", 50.0, 1.5)])
+    (c,) = relative_change(base, other, ("batch_size",))
+    assert c.value == pytest.approx(-0.5)
+    assert c.half_width == pytest.approx(0.5 * math.hypot(0.02, 0.03))
+    assert c.rows == "a b"
+
+
+def test_the_shipped_h100_rows_give_every_claim_they_measure():
+    rows = pd.concat(
+        [pd.read_parquet(p) for p in glob.glob(str(ROOT / "resources/measurements/h100/*"))],
+        ignore_index=True,
+    )
+    rows = rows[rows["hardware"] == "h100"]
+    table = claims_table(rows)
+    assert set(table["claim"]) == {"1", "2", "3", "4", "5", "6", "7"}
+    # Computed from the rows, as a reader can recompute it: vLLM against PyTorch at batch 1.
+    engines = rows[rows["experiments"].str.contains("engine_optimisations")]
+    at = engines[engines["batch_size"] == 1].set_index("engine")["energy_j"]
+    claim4 = table[(table["claim"] == "4") & table["condition"].str.endswith("batch_size 1")]
+    assert claim4["measured_value"].iloc[0] == pytest.approx(at["vllm"] / at["pytorch"] - 1)
+    # The H100 rows predate trials: no comparison claims more than its rows allow.
+    assert table["verdict"].str.startswith(("inconclusive", "not measured")).all()
+
+
+@pytest.mark.integration
+def test_snakemake_claims_runs_offline_from_the_shipped_rows(tmp_path):
+    work = copy_pipeline(tmp_path)
+    args = ("claims", "--cores", "1", "--configfile", "config/h100.yaml")
+    result = run_snakemake(work, *args, "--config", "shipped_measurements=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(work / "results/claims/h100.csv")
+    assert set(table["claim"].astype(str)) == {str(c) for c in range(1, 9)}
+    assert (work / "results/claims/h100.md").read_text().startswith("# The study's claims")
