@@ -20,7 +20,7 @@ from llm_energy.measure.point_ids import point_ids
 from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, measure_window
 from llm_energy.measure.provenance import job_provenance, utc_now
 from llm_energy.measure.store import Journal, write_parquet_atomic
-from llm_energy.measure.trials import combine, needs_trial
+from llm_energy.measure.trials import MEAN_COLUMNS, combine, needs_trial
 from llm_energy.meters import EnergyMeter, make_meter
 
 Log = Callable[[str], None]
@@ -149,27 +149,8 @@ def infeasible_columns(reason: str) -> dict[str, Any]:
         "foreign_gpu_pids": "",
         "repetitions": 0,
         "prefill_repetitions": 0,
-        **{
-            k: nan
-            for k in (
-                "duration_s",
-                "duration_std_s",
-                "energy_j",
-                "energy_std_j",
-                "prefill_duration_s",
-                "prefill_energy_j",
-                "decode_duration_s",
-                "decode_energy_j",
-                "energy_per_output_token_j",
-                "energy_per_request_j",
-                "generated_tokens",
-                "output_tokens_per_s",
-                "mean_power_w",
-                "idle_power_w",
-                "energy_above_idle_j",
-                "peak_memory_gib",
-            )
-        },
+        # What a measured trial gives as numbers, NaN: never a zero for energy not measured.
+        **{k: nan for k in (*MEAN_COLUMNS, "generated_tokens", "idle_power_w")},
     }
 
 
