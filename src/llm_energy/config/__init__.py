@@ -7,6 +7,7 @@ Validation fills in every default the schema declares and turns the first proble
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import jsonschema
 import yaml
 
 from llm_energy.errors import ConfigError
+from llm_energy.measure.job import ProtocolSpec
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"
 
@@ -28,6 +30,10 @@ def load_schema(path: Path | None = None) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config schema not found at {path}")
     schema = yaml.safe_load(path.read_text())
+    # The protocol's defaults are written once, in ProtocolSpec.
+    protocol = schema["properties"]["protocol"]["properties"]
+    for f in dataclasses.fields(ProtocolSpec):
+        protocol[f.name]["default"] = f.default
     common = schema["definitions"]["sweep_common"]
     blocks = {}
     for family in families().values():
@@ -62,13 +68,35 @@ def load_config(*paths: Path | str, schema: dict[str, Any] | None = None) -> dic
     return validate(config, schema)
 
 
+def _filling(validator_class: Any) -> Any:
+    """``validator_class`` that sets each missing property's default as it validates (the
+    jsonschema documentation's own pattern), so that a default object's own defaults are set
+    too, and reads ``snakemake --config key=true``'s string as the boolean it names."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+                value = instance.get(key)
+                if sub.get("type") == "boolean" and str(value).lower() in ("true", "false"):
+                    instance[key] = str(value).lower() == "true"
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties_with_defaults})
+
+
+FillingValidator = _filling(jsonschema.Draft7Validator)
+
+
 def validate(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return a validated copy of ``config`` with every schema default filled in."""
     schema = schema if schema is not None else load_schema()
     filled = copy.deepcopy(config)
-    _fill_defaults(filled, schema)
-    validator = jsonschema.Draft7Validator(schema)
-    errors = sorted(validator.iter_errors(filled), key=lambda e: (len(e.path), list(e.path)))
+    errors = sorted(
+        FillingValidator(schema).iter_errors(filled), key=lambda e: (len(e.path), list(e.path))
+    )
     if errors:
         raise ConfigError(_describe(errors[0]))
     _check_references(filled)
@@ -81,24 +109,6 @@ def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
             _deep_update(base[k], v)
         else:
             base[k] = v
-
-
-def _fill_defaults(node: Any, schema: dict[str, Any]) -> None:
-    if not isinstance(node, dict) or schema.get("type") != "object":
-        return
-    for key, sub in schema.get("properties", {}).items():
-        if key not in node and "default" in sub:
-            node[key] = copy.deepcopy(sub["default"])
-        # `snakemake --config key=true` passes the string 'true'.
-        if sub.get("type") == "boolean" and str(node.get(key)).lower() in ("true", "false"):
-            node[key] = str(node[key]).lower() == "true"
-        if key in node:
-            _fill_defaults(node[key], sub)
-    extra = schema.get("additionalProperties")
-    if isinstance(extra, dict):
-        for key, value in node.items():
-            if key not in schema.get("properties", {}):
-                _fill_defaults(value, extra)
 
 
 def _dotted(path: Any) -> str:
