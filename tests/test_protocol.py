@@ -328,7 +328,13 @@ def test_infeasible_and_feasible_rows_share_their_measured_columns():
     feasible = result_columns(_window((1.0, 1.0)), None, PointSpec(1, 8, 2), 0.0)
     infeasible = infeasible_columns("x")
     # the runner adds peak memory and the contention check to feasible rows itself
-    added = {"peak_memory_gib", "contention_checked", "contended", "foreign_gpu_pids"}
+    added = {
+        "peak_memory_gib",
+        "contention_checked",
+        "contended",
+        "foreign_gpu_pids",
+        "host_cpu_others_cores",
+    }
     assert set(feasible) | added == set(infeasible)
 
 

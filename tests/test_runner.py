@@ -65,6 +65,14 @@ class FakeBackend(Backend):
         return {"backend_version": "fake 0", "torch_version": "none"}
 
 
+class QuietHost:
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> float:
+        return 0.0
+
+
 @pytest.fixture
 def fake_backend(monkeypatch):
     monkeypatch.setattr(
@@ -73,6 +81,8 @@ def fake_backend(monkeypatch):
         lambda model, engine, device, dtype: FakeBackend(model, engine, device, dtype),
     )
     FakeBackend.oom_batch = 10**9
+    # The host's CPU load is the subject of tests/test_host.py; here it reads quiet.
+    monkeypatch.setattr(runner, "HostLoad", QuietHost)
     return FakeBackend
 
 

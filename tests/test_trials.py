@@ -9,7 +9,7 @@ import statistics
 
 import pandas as pd
 import pytest
-from test_runner import FakeBackend, _plan
+from test_runner import FakeBackend, QuietHost, _plan
 
 from llm_energy.measure import runner
 from llm_energy.measure.job import ProtocolSpec
@@ -19,6 +19,7 @@ from llm_energy.measure.trials import ci95_half_width, combine, needs_trial, t97
 @pytest.fixture
 def fake_backend(monkeypatch):
     monkeypatch.setattr(runner, "make_backend", lambda m, e, d, t: FakeBackend(m, e, d, t))
+    monkeypatch.setattr(runner, "HostLoad", QuietHost)
     return FakeBackend
 
 

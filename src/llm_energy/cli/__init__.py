@@ -44,8 +44,10 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
     def claim_gpus() -> None:
         if plan.device.startswith("cuda"):
-            from llm_energy.measure.gpu_claims import choose_gpus
+            from llm_energy.measure.gpu_claims import choose_gpus, lock_dir
+            from llm_energy.measure.host import claim_host
 
+            claim_host(lock_dir(), plan.host_shared, _log)
             choose_gpus(plan.engine.tensor_parallel_size, _log)
 
     def run() -> None:

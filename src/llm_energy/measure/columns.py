@@ -243,9 +243,16 @@ RESULTS = Section(
             "contended",
             "",
             "whether a process outside the job used one of its GPUs before or after the "
-            "point's windows: a contended row's energy includes another program's work",
+            "point's windows, or other processes used more than one core of the host's CPU "
+            "during a trial: a contended row's numbers include another program's work",
         ),
         Column("foreign_gpu_pids", "", "the PIDs of those processes"),
+        Column(
+            "host_cpu_others_cores",
+            "cores",
+            "CPU time that processes outside the job used during the point's trials, in "
+            "cores (mean over trials; NaN where /proc cannot say)",
+        ),
     ),
 )
 

@@ -81,6 +81,11 @@ def claim(
         time.sleep(poll_s)
 
 
+def lock_dir() -> Path:
+    """Where the jobs of this host keep their locks (GPUs and the host itself)."""
+    return Path(os.environ.get(LOCK_DIR_ENV, DEFAULT_LOCK_DIR))
+
+
 def choose_gpus(count: int, log: Callable[[str], None] = print) -> str | None:
     """Set CUDA_VISIBLE_DEVICES to ``count`` free GPUs of this machine when nothing chose them
     (no CUDA_VISIBLE_DEVICES) and there is a choice to make (more GPUs than the job needs).
@@ -90,8 +95,7 @@ def choose_gpus(count: int, log: Callable[[str], None] = print) -> str | None:
     available = gpu_count()
     if available <= count:
         return None
-    lock_dir = Path(os.environ.get(LOCK_DIR_ENV, DEFAULT_LOCK_DIR))
-    indices = claim(count, available, lock_dir, log)
+    indices = claim(count, available, lock_dir(), log)
     value = ",".join(str(i) for i in indices)
     os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     os.environ["CUDA_VISIBLE_DEVICES"] = value

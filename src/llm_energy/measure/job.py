@@ -177,6 +177,9 @@ class JobPlan:
     # Families that choose among their points when the job starts, from data that planning
     # does not read (the bins a trace occupies), with their options: see Family.select.
     selections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Whether the job may share its host with other measurement jobs (engines the host does
+    # not bound, with the configuration's side_by_side), else it measures alone.
+    host_shared: bool = False
 
     @property
     def config_hash(self) -> str:
@@ -218,6 +221,7 @@ class JobPlan:
             largest_feasible_only=tuple(d.get("largest_feasible_only", ())),
             ffn_time_share=tuple(d.get("ffn_time_share", ())),
             selections={k: dict(v) for k, v in d.get("selections", {}).items()},
+            host_shared=bool(d.get("host_shared", False)),
         )
 
     @classmethod

@@ -33,6 +33,7 @@ _NOT_MEASUREMENT = (
     "largest_feasible_only",
     "ffn_time_share",
     "selections",
+    "host_shared",
 )
 
 

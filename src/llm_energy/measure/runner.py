@@ -15,6 +15,7 @@ import pandas as pd
 from llm_energy.backends import Backend, make_backend
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
+from llm_energy.measure.host import CONTENDED_CORES, HostLoad
 from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, ProtocolSpec, stable_hash
 from llm_energy.measure.point_ids import point_ids
 from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, measure_window
@@ -219,6 +220,8 @@ def measure_point(
         full_run, prefill_run = generate(point.output_tokens), generate(1)
         measure_prefill = proto.measure_prefill and point.output_tokens > 1
     foreign = set(meter.foreign_processes() or [])
+    load = HostLoad()
+    load.start()
     backend.reset_peak_memory()
     for _ in range(proto.warmup_repetitions):
         full_run()
@@ -238,8 +241,9 @@ def measure_point(
     after = meter.foreign_processes()
     row["contention_checked"] = after is not None
     foreign |= set(after or [])
-    row["contended"] = bool(foreign)
     row["foreign_gpu_pids"] = ",".join(str(p) for p in sorted(foreign))
+    row["host_cpu_others_cores"] = load.stop()
+    row["contended"] = bool(foreign) or row["host_cpu_others_cores"] > CONTENDED_CORES
     if set(point.experiments) & set(plan.ffn_time_share):
         # One more run, after the windows: the timers' synchronisation would perturb them.
         row.update(backend.feed_forward_time_share(full_run))
@@ -523,7 +527,10 @@ def _progress(
     if not row["repetitions"]:
         return head + f"{row['error']}"
     if row["contended"]:
-        head += f"CONTENDED by pid {row['foreign_gpu_pids']}, "
+        head += (
+            f"CONTENDED (GPU pids {row['foreign_gpu_pids'] or 'none'}, other processes "
+            f"{row['host_cpu_others_cores']:.1f} cores of CPU), "
+        )
     return head + (
         f"{row['duration_s']:.3f} s, {row['energy_j']:.2f} J, "
         f"{row['energy_per_output_token_j']:.4f} J/token ({row['repetitions']} reps, "

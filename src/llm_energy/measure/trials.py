@@ -75,6 +75,7 @@ MEAN_COLUMNS = (
     "mean_power_w",
     "energy_above_idle_j",
     "peak_memory_gib",
+    "host_cpu_others_cores",
 )
 
 
