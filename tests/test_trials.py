@@ -96,3 +96,37 @@ def test_a_job_measures_every_point_once_before_any_point_twice(
     again = runner.run_job(plan, tmp_path / "out.parquet", journal, log=messages.append)
     assert any(f"{len(plan.points)} already in the journal" in m for m in messages)
     assert again["trial_duration_s"].tolist() == table["trial_duration_s"].tolist()
+
+
+def test_a_damaged_journal_entry_is_moved_aside_and_only_its_trial_measured_again(
+    tiny_config, tmp_path, fake_backend
+):
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    journal = tmp_path / "journal"
+    runner.run_job(plan, tmp_path / "out.parquet", journal, log=lambda m: None)
+    entries = sorted(journal.glob("*.t1.parquet"))
+    victim = entries[0]
+    kept = {p.name: p.read_bytes() for p in entries[1:]}
+    victim.write_bytes(victim.read_bytes()[:100])  # cut short, as a full disk leaves it
+    messages: list[str] = []
+    table = runner.run_job(plan, tmp_path / "out.parquet", journal, log=messages.append)
+    assert any(f"{victim.name} cannot be read" in m for m in messages)
+    assert (journal / f"{victim.name}.damaged").is_file()  # kept, renamed
+    assert any("[round 1, 1/1] trial 2" in m for m in messages)  # only that point, once more
+    assert {p.name: p.read_bytes() for p in entries[1:]} == kept  # the rest byte for byte
+    assert len(table) == len(plan.points) and table["trials"].eq(1).all()
+
+
+def test_a_write_that_fails_names_its_path(tmp_path, monkeypatch):
+    import errno
+
+    from llm_energy.errors import StoreError
+    from llm_energy.measure.store import write_parquet_atomic
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(StoreError, match=r"x\.parquet: cannot write \(No space left on device\)"):
+        write_parquet_atomic(pd.DataFrame({"a": [1]}), tmp_path / "x.parquet")
+    assert list(tmp_path.iterdir()) == []  # no temporary left behind

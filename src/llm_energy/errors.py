@@ -27,3 +27,7 @@ class MissingExtraError(LlmEnergyError):
 
 class InputError(LlmEnergyError):
     """Input data (a dataset, a trace, a plan file) is malformed."""
+
+
+class StoreError(LlmEnergyError):
+    """A result or journal file could not be written (a full disk, a lost mount)."""

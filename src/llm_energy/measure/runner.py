@@ -263,7 +263,7 @@ def run_job(
     Request-stream points draw their lengths from the prepared traces in ``traces_dir`` or the
     classical tasks' lengths in ``tasks_dir``; PG-19 points cut their prompts from the tokens
     in ``pg19_path``."""
-    journal = Journal(journal_dir)
+    journal = Journal(journal_dir, log=log)
     streams = TraceLengths(traces_dir, tasks_dir) if traces_dir is not None else None
     points = _order(select_points(plan, streams, log), plan.largest_feasible_only)
     ids = point_ids(plan, journal.version)
@@ -435,7 +435,7 @@ def _measure_points(
                 order = np.random.default_rng([proto.seed, round_no]).permutation(len(due))
                 due = [due[i] for i in order]
             for n, point in enumerate(due, start=1):
-                trial = len(trials[point.key]) + 1
+                trial = journal.next_trial(ids[point.key])
                 row = {
                     **point_identity(plan, point),
                     **base,

@@ -16,21 +16,30 @@ from pathlib import Path
 
 import pandas as pd
 
+from llm_energy.errors import StoreError
+
 
 def write_atomic(path: Path | str, write: Callable[[str], object]) -> None:
     """Call ``write`` on a temporary file beside ``path``, then rename it into place, so that
     readers see the old file or the whole new one, never a partial one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         # mkstemp makes the file private; give it the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        # A full disk or a lost mount: one line naming the path; what was written before stays.
+        raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -55,11 +64,17 @@ class Journal:
 
     MARKER = "journal.json"
 
-    def __init__(self, directory: Path, new_version: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        new_version: int | None = None,
+        log: Callable[[str], object] = print,
+    ) -> None:
         """Open the journal in ``directory``; a new one is marked ``new_version`` (the current
         id version by default)."""
         from llm_energy.measure.point_ids import CURRENT_VERSION, VERSIONS
 
+        self.log = log
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         marker = self.directory / self.MARKER
@@ -99,13 +114,43 @@ class Journal:
     def record_trial(self, point_id: str, trial: int, row: dict) -> None:
         write_parquet_atomic(pd.DataFrame([row]), self._trial_path(point_id, trial))
 
-    def trials(self, point_id: str) -> list[dict]:
-        """The point's trials so far, in the order they were measured."""
-        paths = [self._path(point_id)] if self._path(point_id).is_file() else []
+    def _numbered(self, point_id: str) -> dict[int, Path]:
         numbered = {}
         for path in self.directory.glob(f"{point_id}.t*.parquet"):
             number = path.name[len(point_id) + 2 : -len(".parquet")]
             if number.isdigit():
                 numbered[int(number)] = path
+        return numbered
+
+    def next_trial(self, point_id: str) -> int:
+        """The number the point's next trial is filed under (after every file, damaged ones
+        moved aside included, so that none is overwritten)."""
+        numbers = list(self._numbered(point_id))
+        aside = self.directory.glob(f"{point_id}.t*.parquet.damaged*")
+        numbers += [int(p.name.split(".t")[-1].split(".")[0]) for p in aside]
+        first = 1 if not self._path(point_id).is_file() else 2
+        return max([first - 1, *numbers]) + 1
+
+    def trials(self, point_id: str) -> list[dict]:
+        """The point's trials so far, in the order they were measured. An entry that cannot
+        be read (cut short by a full disk, a network file system or a copy) is moved aside,
+        kept under ``.damaged``, and said in the log; its trial is measured again."""
+        numbered = self._numbered(point_id)
+        paths = [self._path(point_id)] if self._path(point_id).is_file() else []
         paths += [numbered[k] for k in sorted(numbered)]
-        return [pd.read_parquet(p).iloc[0].to_dict() for p in paths]
+        rows = []
+        for path in paths:
+            try:
+                rows.append(pd.read_parquet(path).iloc[0].to_dict())
+            except Exception as exc:  # pyarrow's errors, an empty table: the file is damaged
+                aside = path.with_name(path.name + ".damaged")
+                n = 1
+                while aside.exists():
+                    n += 1
+                    aside = path.with_name(f"{path.name}.damaged{n}")
+                path.rename(aside)
+                self.log(
+                    f"journal: {path.name} cannot be read ({exc}); moved aside to "
+                    f"{aside.name}, its trial is measured again"
+                )
+        return rows
