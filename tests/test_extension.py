@@ -90,3 +90,14 @@ def test_a_new_family_is_one_module(tmp_path):
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "results/figures/cpu/fig_made_up.png" in dry.stdout
     assert "rule measure:" not in dry.stdout
+
+
+def test_a_dry_run_stops_on_a_missing_model_config_naming_it(tmp_path):
+    work = copy_pipeline(tmp_path)
+    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    config["models"]["tiny-llama"]["config"] = "resources/models/gone/config.json"
+    (work / "config/gone.yaml").write_text(yaml.safe_dump(config))
+    result = run_snakemake(work, "-n", "--cores", "1", "--configfile", "config/gone.yaml")
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "model 'tiny-llama': no config.json at resources/models/gone/config.json" in message

@@ -27,6 +27,7 @@ from llm_energy.analysis.aggregate import (
 )
 from llm_energy.analysis.workload_estimate import ideal_gpu_key
 from llm_energy.config import validate
+from llm_energy.inputs.model_configs import missing_configs
 from llm_energy.families import families, outputs
 from llm_energy.measure.plan import (
     pg19_token_budget,
@@ -38,6 +39,10 @@ from llm_energy.measure.plan import (
 config = validate(config)
 # Planning reads no file: what depends on data is chosen by the jobs when they start.
 JOBS = plan_study(config)
+# A model's local config.json is checked before any job starts.
+if not config["shipped_measurements"]:
+    for problem in missing_configs(JOBS.values()):
+        raise WorkflowError(f"config: {problem}")
 HARDWARE = config["hardware"]
 # PG-19 tokens that the jobs' pg19 prompts are cut from: wanted, and needed at least.
 PG19_TOKENS, PG19_MIN_TOKENS = pg19_token_budget(JOBS)

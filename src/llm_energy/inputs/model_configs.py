@@ -8,11 +8,12 @@ without hub access, and CI, run the same code.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from llm_energy.errors import ConfigError
-from llm_energy.measure.job import ModelSpec, stable_hash
+from llm_energy.measure.job import JobPlan, ModelSpec, stable_hash
 
 # Keys that do not change the computation (so do not change the architecture hash).
 _VOLATILE_KEYS = {"transformers_version", "_name_or_path", "torch_dtype", "dtype", "architectures"}
@@ -40,6 +41,23 @@ def resolve_model_dir(spec: ModelSpec, mirror: str | None) -> Path:
                 )
             return folder
     return _download(spec)
+
+
+def missing_configs(jobs: Iterable[JobPlan]) -> list[str]:
+    """Models of the jobs whose local ``config`` holds no config.json. (A model without one is
+    read from the mirror or the hub when its job starts, which a plan made offline cannot
+    check.)"""
+    missing = []
+    for job in jobs:
+        for spec in (job.model, job.draft_model):
+            if spec is None or not spec.config:
+                continue
+            path = Path(spec.config)
+            where = (path.parent if path.name == "config.json" else path) / "config.json"
+            line = f"model '{spec.name}': no config.json at {where}"
+            if not where.is_file() and line not in missing:
+                missing.append(line)
+    return missing
 
 
 def _download(spec: ModelSpec) -> Path:
