@@ -61,8 +61,9 @@ def tiny_config() -> dict:
             "min_repetitions": 2,
             "warmup_repetitions": 1,
             "idle_duration_s": 0.0,
-            # One trial a point: tests of independent trials ask for more.
+            # One trial a point and no control point: tests of those ask for them.
             "min_trials": 1,
+            "control_point": False,
         },
         "models": {
             "tiny": {"hub_id": "local/tiny", "weights": "random", "config": str(TINY_MODEL)}

@@ -130,3 +130,20 @@ def test_a_write_that_fails_names_its_path(tmp_path, monkeypatch):
     with pytest.raises(StoreError, match=r"x\.parquet: cannot write \(No space left on device\)"):
         write_parquet_atomic(pd.DataFrame({"a": [1]}), tmp_path / "x.parquet")
     assert list(tmp_path.iterdir()) == []  # no temporary left behind
+
+
+def test_the_control_point_at_a_runs_start_and_end_gives_every_row_the_drift(
+    tiny_config, tmp_path, fake_backend
+):
+    tiny_config["protocol"]["control_point"] = True
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    journal = tmp_path / "journal"
+    table = runner.run_job(plan, tmp_path / "out.parquet", journal, log=lambda m: None)
+    controls = sorted(p.name.split(".")[-2] for p in journal.glob("control.*.parquet"))
+    assert controls == ["end", "start"]
+    control = min(plan.points, key=lambda p: (p.batch_size, p.input_tokens, p.output_tokens))
+    assert (table["control_point_id"] != "").all()
+    assert table["control_point_id"].nunique() == 1
+    assert control.batch_size == 1
+    assert table["control_drift_duration"].notna().all()
+    assert table["control_drift_energy"].isna().all()  # meter 'none': no energy to drift

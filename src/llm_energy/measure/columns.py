@@ -248,6 +248,22 @@ RESULTS = Section(
         ),
         Column("foreign_gpu_pids", "", "the PIDs of those processes"),
         Column(
+            "control_point_id",
+            "",
+            "the job's control point, measured once more at the start and the end of its run",
+        ),
+        Column(
+            "control_drift_energy",
+            "",
+            "the control point's energy per batch at the run's end over its start, minus one "
+            "(the drift of engine and machine over the run; NaN without energy)",
+        ),
+        Column(
+            "control_drift_duration",
+            "",
+            "the same for its time per batch",
+        ),
+        Column(
             "host_cpu_others_cores",
             "cores",
             "CPU time that processes outside the job used during the point's trials, in "

@@ -142,6 +142,8 @@ class ProtocolSpec:
     min_trials: int = 3
     max_trials: int = 6
     target_ci95_rel: float = 0.03
+    # One more measurement of the job's control point at each run's start and end.
+    control_point: bool = True
 
 
 @dataclass(frozen=True)

@@ -278,7 +278,8 @@ def run_job(
     if due:
         pg19 = PG19Prompts(pg19_path) if pg19_path is not None else None
         _measure_points(plan, points, ids, trials, journal, log, streams, pg19)
-    rows = [combine(trials[p.key], plan.protocol) for p in points if trials[p.key]]
+    drift = drift_columns(journal.controls())
+    rows = [{**combine(trials[p.key], plan.protocol), **drift} for p in points if trials[p.key]]
     table = pd.DataFrame(rows)
     # Which experiments a point serves is the plan's to say, also for points measured earlier;
     # so is its prompt source (rows measured before sources existed used random prompts).
@@ -290,6 +291,31 @@ def run_job(
     write_parquet_atomic(table, out)
     log(f"wrote {len(table)} rows to {out}")
     return table
+
+
+def _control_point(points: Sequence[PointSpec]) -> PointSpec | None:
+    """The job's control point: its first plain point (no request stream), smallest batch."""
+    plain = [p for p in points if p.stream is None]
+    return min(plain, key=lambda p: (p.batch_size, p.input_tokens, p.output_tokens), default=None)
+
+
+def drift_columns(controls: pd.DataFrame) -> dict[str, Any]:
+    """From the control measurements of the job's runs, the last run that has both: the
+    control point and its change from the run's start to its end."""
+    nan = math.nan
+    columns = {"control_point_id": "", "control_drift_energy": nan, "control_drift_duration": nan}
+    if controls.empty:
+        return columns
+    for run in sorted(set(controls["run_started"]), reverse=True):
+        at = controls[controls["run_started"] == run].set_index("edge")
+        if {"start", "end"} <= set(at.index):
+            start, end = at.loc["start"], at.loc["end"]
+            columns["control_point_id"] = str(end["point_id"])
+            for q in ("energy", "duration"):
+                col = "energy_j" if q == "energy" else "duration_s"
+                columns[f"control_drift_{q}"] = float(end[col]) / float(start[col]) - 1
+            return columns
+    return columns
 
 
 def _protocol(plan: JobPlan, point: PointSpec) -> ProtocolSpec:
@@ -426,6 +452,28 @@ def _measure_points(
             base["gpu_name"] = "none (cpu)" if not plan.device.startswith("cuda") else "unknown"
         oom_bound, fits = _known_bounds(trials, points)
         search = _search_shapes(plan.points, plan.largest_feasible_only)
+        control = _control_point(points) if plan.protocol.control_point else None
+        run_started = utc_now()
+
+        def measure_control(edge: str) -> None:
+            """The control point, measured at the run's start and end: their difference is
+            the drift of the engine and machine over the run."""
+            if control is None:
+                return
+            try:
+                row = measure_point(backend, plan, control, meter, cross, idle_w, streams, pg19)
+            except Exception as exc:
+                if not backend.is_out_of_memory(exc):
+                    raise
+                backend.recover()
+                return
+            journal.record_control(run_started, edge, ids[control.key], row)
+            log(
+                f"control point at the run's {edge}: {row['duration_s']:.3f} s, "
+                f"{row['energy_j']:.2f} J"
+            )
+
+        measure_control("start")
         t_start = time.perf_counter()
         for round_no in range(1, max(_protocol(plan, p).max_trials for p in points) + 1):
             due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p))]
@@ -466,6 +514,7 @@ def _measure_points(
                         round_no, n, len(due), trial, point, row, time.perf_counter() - t_start
                     )
                 )
+        measure_control("end")
     finally:
         for m in (meter, *cross):
             m.close()

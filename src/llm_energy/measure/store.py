@@ -114,6 +114,22 @@ class Journal:
     def record_trial(self, point_id: str, trial: int, row: dict) -> None:
         write_parquet_atomic(pd.DataFrame([row]), self._trial_path(point_id, trial))
 
+    def record_control(self, run_started: str, edge: str, point_id: str, row: dict) -> None:
+        """A measurement of the job's control point at one edge (start, end) of a run."""
+        entry = {**row, "run_started": run_started, "edge": edge, "point_id": point_id}
+        name = f"control.{run_started.replace(':', '')}.{edge}.parquet"
+        write_parquet_atomic(pd.DataFrame([entry]), self.directory / name)
+
+    def controls(self) -> pd.DataFrame:
+        """Every control measurement of the job's runs."""
+        frames = []
+        for path in sorted(self.directory.glob("control.*.parquet")):
+            try:
+                frames.append(pd.read_parquet(path))
+            except Exception as exc:  # damaged, as in trials()
+                self.log(f"journal: {path.name} cannot be read ({exc}); left out")
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
     def _numbered(self, point_id: str) -> dict[int, Path]:
         numbered = {}
         for path in self.directory.glob(f"{point_id}.t*.parquet"):
