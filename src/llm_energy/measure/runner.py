@@ -460,12 +460,10 @@ def _measure_points(
             the drift of the engine and machine over the run."""
             if control is None:
                 return
-            try:
-                row = measure_point(backend, plan, control, meter, cross, idle_w, streams, pg19)
-            except Exception as exc:
-                if not backend.is_out_of_memory(exc):
-                    raise
-                backend.recover()
+            row = _measure_trial(
+                backend, plan, control, meter, cross, idle_w, streams, pg19, {}, {}, set()
+            )
+            if not row["feasible"]:
                 return
             journal.record_control(run_started, edge, ids[control.key], row)
             log(
