@@ -169,13 +169,17 @@ def test_cancelled_job_resumes_without_losing_or_repeating_points(tmp_path):
 
 def test_a_failing_job_reports_its_reason_and_other_jobs_finish(tmp_path):
     work = copy_pipeline(tmp_path)
+    # A config.json that is there (so planning passes) but cannot be read: the job fails.
+    broken = work / "resources/models/broken/config.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"model_type": "llama", ')
     config = _write_config(
         work,
         "broken.yaml",
         **{
             "models.broken": {
                 "hub_id": "local/broken",
-                "config": "resources/models/missing/config.json",
+                "config": "resources/models/broken/config.json",
             },
             "experiments.controlled_sweeps.models": ["tiny-llama", "broken"],
         },
@@ -185,5 +189,5 @@ def test_a_failing_job_reports_its_reason_and_other_jobs_finish(tmp_path):
     assert result.returncode != 0
     assert "Error in rule measure" in log and "broken__pytorch" in log
     job_log = (work / "logs/measure/cpu/broken__pytorch.log").read_text()
-    assert "no config.json at resources/models/missing/config.json" in job_log
+    assert "resources/models/broken/config.json: not a readable config.json" in job_log
     assert (work / "results/measurements/cpu/tiny-llama__pytorch.parquet").is_file()

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from llm_energy.errors import ConfigError
+from llm_energy.errors import ConfigError, InputError
 from llm_energy.measure.job import JobPlan, ModelSpec, stable_hash
 
 # Keys that do not change the computation (so do not change the architecture hash).
@@ -83,7 +83,11 @@ def _download(spec: ModelSpec) -> Path:
 
 
 def load_config_dict(model_dir: Path) -> dict[str, Any]:
-    return json.loads((model_dir / "config.json").read_text())
+    path = Path(model_dir) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable config.json ({exc})") from exc
 
 
 def architecture_hash(config: dict[str, Any]) -> str:
