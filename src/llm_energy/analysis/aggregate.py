@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -53,35 +53,39 @@ def shipped_experiments(paths: Iterable[str | Path], hardware: str) -> set[tuple
     return found
 
 
-def configs_shipping(
-    rows: Rows, config_dir: Path, measurements_dir: Path, other_than: str | None = None
-) -> list[str]:
-    """The configuration files in ``config_dir`` whose hardware label (other than
-    ``other_than``) has shipped tables in ``measurements_dir`` with rows that ``rows`` wants,
-    as paths relative to the checkout."""
-    found = []
+def _shipped_configs(
+    config_dir: Path, measurements_dir: Path, other_than: str | None
+) -> Iterator[tuple[str, dict[str, Any], list[Path]]]:
+    """(path relative to the checkout, configuration, shipped tables) of each configuration
+    file in ``config_dir`` whose hardware label (other than ``other_than``) has shipped tables
+    in ``measurements_dir``."""
     for path in sorted(Path(config_dir).glob("*.yaml")):
-        label = (yaml.safe_load(path.read_text()) or {}).get("hardware")
+        config = yaml.safe_load(path.read_text()) or {}
+        label = config.get("hardware")
         if not label or label == other_than:
             continue
         tables = sorted((Path(measurements_dir) / str(label)).glob("*.parquet"))
-        if tables and rows.found_in(shipped_experiments(tables, label)):
-            found.append(f"{path.parent.name}/{path.name}")
-    return found
+        if tables:
+            yield f"{path.parent.name}/{path.name}", config, tables
+
+
+def configs_shipping(
+    rows: Rows, config_dir: Path, measurements_dir: Path, other_than: str | None = None
+) -> list[str]:
+    """The configuration files whose shipped tables hold rows that ``rows`` wants."""
+    return [
+        name
+        for name, config, tables in _shipped_configs(config_dir, measurements_dir, other_than)
+        if rows.found_in(shipped_experiments(tables, config["hardware"]))
+    ]
 
 
 def configs_enabling(
     family: str, config_dir: Path, measurements_dir: Path, other_than: str | None = None
 ) -> list[str]:
-    """The configuration files in ``config_dir`` that enable ``family`` and whose hardware
-    label (other than ``other_than``) has shipped tables, as paths relative to the checkout."""
-    found = []
-    for path in sorted(Path(config_dir).glob("*.yaml")):
-        config = yaml.safe_load(path.read_text()) or {}
-        label = config.get("hardware")
-        enabled = ((config.get("experiments") or {}).get(family) or {}).get("enabled")
-        if not enabled or not label or label == other_than:
-            continue
-        if any((Path(measurements_dir) / str(label)).glob("*.parquet")):
-            found.append(f"{path.parent.name}/{path.name}")
-    return found
+    """The configuration files with shipped tables that enable ``family``."""
+    return [
+        name
+        for name, config, _ in _shipped_configs(config_dir, measurements_dir, other_than)
+        if ((config.get("experiments") or {}).get(family) or {}).get("enabled")
+    ]

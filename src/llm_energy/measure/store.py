@@ -32,14 +32,12 @@ def write_atomic(path: Path | str, write: Callable[[str], object]) -> None:
         # mkstemp makes the file private; give it the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        # A full disk or a lost mount: one line naming the path; what was written before stays.
-        raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            # A full disk or a lost mount: one line naming the path; what was written stays.
+            raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from exc
         raise
 
 
