@@ -39,3 +39,28 @@ def test_the_figure_has_a_panel_per_batch_and_its_provenance(rows):
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["batch 1", "batch 64"]
     assert any("NVIDIA H200" in t.get_text() for t in fig.texts)
+
+
+# What docs/MEASURING.md quotes of the table: (engine, batch, column, decimals).
+QUOTED = (
+    ("PyTorch eager", 64, "energy_j_cv_between_pct", 1),
+    ("PyTorch eager", 64, "energy_j_cv_within_pct", 1),
+    ("PyTorch eager", 64, "duration_s_cv_between_pct", 1),
+    ("PyTorch eager", 64, "duration_s_cv_within_pct", 1),
+    ("vLLM CUDA graphs", 64, "energy_j_cv_between_pct", 2),
+    ("vLLM CUDA graphs", 64, "energy_j_cv_within_pct", 1),
+    ("vLLM CUDA graphs", 1, "energy_j_cv_between_pct", 2),
+    ("vLLM CUDA graphs", 1, "energy_j_cv_within_pct", 2),
+    ("vLLM CUDA graphs", 1, "duration_s_cv_between_pct", 1),
+    ("vLLM CUDA graphs", 1, "duration_s_cv_within_pct", 2),
+    ("vLLM eager", 64, "energy_j_cv_between_pct", 1),
+    ("vLLM eager", 64, "energy_j_cv_within_pct", 1),
+)
+
+
+def test_the_numbers_the_docs_quote_are_the_tables(rows):
+    table = draw("table_engine_instances", rows).set_index(["engine", "batch_size"])
+    text = " ".join((ROWS.parents[3] / "docs/MEASURING.md").read_text().split())
+    for engine, batch, column, decimals in QUOTED:
+        quoted = f"{table.loc[(engine, batch), column]:.{decimals}f} %"
+        assert quoted in text, (engine, batch, column, quoted)
