@@ -126,9 +126,10 @@ def test_shipped_measurements_rebuild_every_h100_figure_and_the_report(tmp_path)
 
 
 def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
-    """The H200 set: the R1-Distill-Qwen-32B pair at both acceptance bounds, tensor parallelism
-    over 1, 2 and 4 GPUs on both engines, the classical tasks on both engines, and the OLMo
-    models with their feed-forward blocks timed."""
+    """The H200 set: the engines ladder and the Llama pair under the trial protocol, the
+    R1-Distill-Qwen-32B pair at both acceptance bounds, tensor parallelism over 1, 2 and 4 GPUs
+    on both engines, the classical tasks on both engines, and the OLMo models with their
+    feed-forward blocks timed."""
     work = copy_pipeline(tmp_path)
     args = ("--cores", "1", "--configfile", "config/h200.yaml")
     result = run_snakemake(work, *args, "--config", "shipped_measurements=true", timeout=600)
@@ -136,6 +137,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     for name in (
         "fig3_decoding_strategies",
         "fig4_architectures",
+        "fig5_engine_optimisations",
         "fig6_tensor_parallel",
         "fig8_classical_tasks",
         "fig12_classical_tasks_vllm",
@@ -146,13 +148,20 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     assert table["gpu_name"].eq("NVIDIA H200").all()
     assert set(table["energy_source"]) == {"measured"}
 
-    spec = table[table["experiments"] == "speculative"]
-    assert set(spec["model"]) == {"r1-distill-qwen-32b"}
+    spec = table[table["experiments"].str.split("+").map(lambda t: "speculative" in t)]
+    assert set(spec["model"]) == {"llama-3.1-8b", "r1-distill-qwen-32b"}
     drafted = spec[spec["speculative_model"] != ""]
     rates = drafted.groupby("speculative_acceptance")["spec_acceptance_rate"].agg(["min", "max"])
     assert rates.loc["measured"].tolist() == [0.0, 0.0]
     assert rates.loc["forced"].tolist() == [1.0, 1.0]
-    assert drafted["engine_detail"].str.contains("draft_vocab=151936->152064").all()
+    qwen = drafted[drafted["model"] == "r1-distill-qwen-32b"]
+    assert qwen["engine_detail"].str.contains("draft_vocab=151936->152064").all()
+
+    # The rows measured under the trial protocol: three or more trials each, every one met.
+    trial_rows = table[table["trials"].notna() & table["feasible"].astype(bool)]
+    assert len(trial_rows) == 11 + 11 + 10 + 3 + 3 + 3
+    assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].all()
+    assert (trial_rows["machine_session"] == "vm:6758a46b").all()
 
     parallel = pd.read_csv(work / "results/tables/h200/tensor_parallel.csv")
     sizes = parallel.groupby("engine_label")["tensor_parallel_size"].unique()
@@ -177,12 +186,14 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
 
 
 def test_repeated_h200_points_agree_across_machines():
-    """The vLLM points over 1 and 2 GPUs measured on two machines of the same type: the
-    repeats are the same points (same measurement setup) and agree within 10 %."""
-    root = Path(__file__).resolve().parents[1] / "resources/measurements"
+    """The vLLM points over 1 and 2 GPUs measured on two machines of the same type, before the
+    trial protocol: the repeats are the same points (same measurement setup) and agree within
+    10 %."""
+    root = Path(__file__).resolve().parents[1] / "resources/measurements/repeats"
     for name in ("llama-3.1-8b__vllm", "llama-3.1-8b__vllm-tp2"):
-        repeat = pd.read_parquet(root / "repeats/h200" / f"{name}.parquet").set_index("point_id")
-        shipped = pd.read_parquet(root / "h200" / f"{name}.parquet").set_index("point_id")
+        repeat = pd.read_parquet(root / "h200" / f"{name}.parquet").set_index("point_id")
+        shipped = pd.read_parquet(root / "h200_before_trials" / f"{name}.parquet")
+        shipped = shipped.set_index("point_id")
         assert len(repeat) == 3 and repeat.index.isin(shipped.index).all()
         shipped = shipped.loc[repeat.index]
         assert (repeat["git_commit"] != shipped["git_commit"]).all()

@@ -1,0 +1,93 @@
+"""How much of a measurement job's GPU time lies inside measurement windows, and how many trials
+the adaptive protocol spent against fixed counts.
+
+    python benchmarks/gpu_time_share.py --journals DIR --job-times CSV [--estimate CSV] [--json OUT]
+
+``DIR`` holds one journal folder per job (``results/journal/{hardware}/{group}``); ``CSV`` has
+``job, started_utc, ended_utc``, one line per run of the job's process (a job resumed from its
+journal has several). A trial's window time is its repetitions times its time per repetition,
+prefill windows included; its warm-up is one repetition more; the rest of the job is engine
+start, the idle-power window, the control point and the harness. ``--estimate`` (the table ``llm-energy estimate-gpu-hours`` prints, as CSV with
+``group`` and ``estimated_gpu_hours``) adds the planned time beside the actual one. A benchmark
+that reports numbers, not a test with a threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+
+def window_seconds(trial: pd.Series) -> float:
+    seconds = float(trial["repetitions"]) * float(trial["duration_s"])
+    prefill = trial.get("prefill_repetitions", 0)
+    if prefill and not pd.isna(trial.get("prefill_duration_s")):
+        seconds += float(prefill) * float(trial["prefill_duration_s"])
+    return seconds
+
+
+def job_share(journal: Path, runs: pd.DataFrame) -> dict:
+    trials = [pd.read_parquet(p).iloc[0] for p in sorted(journal.glob("*.t*.parquet"))]
+    measured = [t for t in trials if bool(t["feasible"]) and int(t["repetitions"] or 0) > 0]
+    points = {str(t["point_id"]) for t in trials}
+    wall_s = float(
+        (pd.to_datetime(runs["ended_utc"]) - pd.to_datetime(runs["started_utc"]))
+        .dt.total_seconds()
+        .sum()
+    )
+    windows_s = sum(window_seconds(t) for t in measured)
+    # Each trial warms up with one full repetition (warmup_repetitions), and one at the
+    # prefill shape when it measures prefill.
+    warmups_s = sum(
+        float(t["duration_s"])
+        + (float(t["prefill_duration_s"]) if t.get("prefill_repetitions", 0) else 0.0)
+        for t in measured
+    )
+    return {
+        "job": journal.name,
+        "runs": len(runs),
+        "points": len(points),
+        "trials": len(trials),
+        "trials_if_3_each": 3 * len(points),
+        "trials_if_6_each": 6 * len(points),
+        "job_s": round(wall_s, 1),
+        "windows_s": round(windows_s, 1),
+        "warmups_s": round(warmups_s, 1),
+        "share_in_windows": round(windows_s / wall_s, 3) if wall_s else float("nan"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--journals", type=Path, required=True)
+    ap.add_argument("--job-times", type=Path, required=True)
+    ap.add_argument("--estimate", type=Path)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    times = pd.read_csv(args.job_times)
+    rows = [
+        job_share(args.journals / job, runs)
+        for job, runs in times.groupby("job", sort=False)
+        if (args.journals / job).is_dir()
+    ]
+    table = pd.DataFrame(rows)
+    if args.estimate:
+        est = pd.read_csv(args.estimate).set_index("group")["estimated_gpu_hours"]
+        table["estimated_s"] = table["job"].map(est * 3600).round(0)
+    total = table[["job_s", "windows_s"]].sum()
+    print(table.to_markdown(index=False))
+    print(
+        f"\nall jobs: {total['windows_s']:.0f} s of {total['job_s']:.0f} s inside windows "
+        f"({total['windows_s'] / total['job_s']:.1%}); {table['trials'].sum()} trials where "
+        f"three per point would be {table['trials_if_3_each'].sum()} and six "
+        f"{table['trials_if_6_each'].sum()}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
