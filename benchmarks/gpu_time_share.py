@@ -7,9 +7,10 @@ the adaptive protocol spent against fixed counts.
 ``job, started_utc, ended_utc``, one line per run of the job's process (a job resumed from its
 journal has several). A trial's window time is its repetitions times its time per repetition,
 prefill windows included; its warm-up is one repetition more; the rest of the job is engine
-start, the idle-power window, the control point and the harness. ``--estimate`` (the table ``llm-energy estimate-gpu-hours`` prints, as CSV with
-``group`` and ``estimated_gpu_hours``) adds the planned time beside the actual one. A benchmark
-that reports numbers, not a test with a threshold.
+start, the idle-power window, the control point and the harness. ``--estimate`` (the table
+``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and ``estimated_gpu_hours``)
+adds the planned time beside the actual one. A benchmark that reports numbers, not a test with
+a threshold.
 """
 
 from __future__ import annotations
