@@ -1,5 +1,5 @@
-"""Tensor parallelism: planning of the family, and the transformers backend split over two
-processes under torchrun on the CPU (gloo), through the real ``llm-energy measure``."""
+"""Tensor parallelism: planning of the family, and the transformers backend split over two and
+four processes under torchrun on the CPU (gloo), through the real ``llm-energy measure``."""
 
 from __future__ import annotations
 
@@ -86,6 +86,25 @@ def test_two_processes_measure_every_point_once_with_one_row_each(tiny_config, t
     _, log = _measure(jobs["tiny__pytorch-tp2"], tmp_path, "tp2")
     assert "2 already in the journal" in log
     assert json.loads(jobs["tiny__pytorch-tp2"].to_json())["engine"]["tensor_parallel_size"] == 2
+
+
+def test_four_processes_split_every_layer_and_agree_with_one(tiny_config, tmp_path):
+    """Four ranks, as on a machine with four GPUs: the tiny model with four key-value heads so
+    that each rank holds one."""
+    model = json.loads((ROOT / "resources/models/tiny-llama/config.json").read_text())
+    model["num_key_value_heads"] = 4
+    (tmp_path / "tiny4").mkdir()
+    (tmp_path / "tiny4/config.json").write_text(json.dumps(model))
+    config = dict(tiny_config)
+    config["models"] = {"tiny": {**tiny_config["models"]["tiny"]}}
+    config["models"]["tiny"]["config"] = str(tmp_path / "tiny4/config.json")
+    jobs = plan_study(_tp_config(config, [1, 4]))
+    one, _ = _measure(jobs["tiny__pytorch"], tmp_path, "tp1")
+    four, log = _measure(jobs["tiny__pytorch-tp4"], tmp_path, "tp4")
+    assert "tensor parallel over 4 processes" in log
+    assert len(four) == 2 and four["point_id"].is_unique and four["feasible"].all()
+    assert (four["tensor_parallel_size"] == 4).all()
+    assert (four["generated_tokens"].to_numpy() == one["generated_tokens"].to_numpy()).all()
 
 
 def test_vllm_options_reach_the_engines_of_several_gpus_only(tiny_config):
