@@ -131,21 +131,24 @@ class Marks:
     seen: set = field(default_factory=set)
 
     def notes(self) -> list[str]:
-        what = "bars" if self.bars else "points"
+        def many(n: int) -> str:
+            what = "bar" if self.bars else "point"
+            return f"{n} {what}{'' if n == 1 else 's'}"
+
         notes = []
         if self.with_interval:
             notes.append(
                 "error bars: 95 % confidence interval over each point's independent trials "
-                f"({self.with_interval} of {self.drawn} {what})"
+                f"({self.with_interval} of {many(self.drawn)})"
             )
         if self.hollow:
             notes.append(
-                f"{self.hollow} {what} hollow: below the trial protocol (fewer trials than it "
+                f"{many(self.hollow)} hollow: below the trial protocol (fewer trials than it "
                 "asks, a short window, or measured before trials; no interval where no trials)"
             )
         if self.unresolved:
             notes.append(
-                f"{self.unresolved} {what} hatched: a window under {COUNTER_RESOLUTION_S:g} s, "
+                f"{many(self.unresolved)} hatched: a window under {COUNTER_RESOLUTION_S:g} s, "
                 "shorter than a 10 Hz energy counter resolves"
             )
         if self.joined:
@@ -234,11 +237,11 @@ def plot_line(
             zorder=3,
             label="_nolegend_",
         )
-    names = session_names(rows)
-    if names.nunique() > 1:
-        for xi, yi, name in zip(rows[x], values, names, strict=True):
+    sessions = session_names(rows)
+    if sessions.nunique() > 1:
+        for xi, yi, session in zip(rows[x], values, sessions, strict=True):
             ax.annotate(
-                name.removeprefix("git "),
+                session.removeprefix("git "),
                 (xi, yi),
                 textcoords="offset points",
                 xytext=(4, 5),
@@ -247,8 +250,8 @@ def plot_line(
                 rotation=20,
             )
         spans = ", ".join(
-            f"{name} ({', '.join(str(v) for v in rows.loc[names == name, x])})"
-            for name in dict.fromkeys(names)
+            f"{session} ({', '.join(str(v) for v in rows.loc[sessions == session, x])})"
+            for session in dict.fromkeys(sessions)
         )
         marks.joined.append(f"{name or label}: {spans}")
 
