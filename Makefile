@@ -11,7 +11,7 @@ VLLM_VENV ?= .venv-vllm
 # environment that already has a CUDA build of torch (see README).
 TORCH_INDEX ?=
 
-.PHONY: smoke smoke-vllm test test-fast lint format report clean
+.PHONY: smoke smoke-vllm test test-fast lint format report docs-figures clean
 
 $(VENV)/.installed: pyproject.toml requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,17 @@ format: $(VENV)/.installed
 
 report: $(VENV)/.installed
 	$(BIN)/snakemake --cores 2 --report results/report.html
+
+# The figures under docs/figures/ ({hardware}_{file}), rebuilt offline from the shipped rows.
+docs-figures: $(VENV)/.installed
+	for hw in h100 h200; do \
+	  $(BIN)/snakemake \
+	    $$(ls docs/figures/$${hw}_*.png | sed "s|docs/figures/$${hw}_|results/figures/$$hw/|") \
+	    --cores 2 --configfile config/$$hw.yaml --config shipped_measurements=true || exit 1; \
+	  for f in docs/figures/$${hw}_*.png; do \
+	    cp results/figures/$$hw/$${f#docs/figures/$${hw}_} $$f; \
+	  done; \
+	done
 
 clean:
 	rm -rf results logs .snakemake

@@ -154,9 +154,10 @@ def test_fig6_draws_one_row_per_model_and_marks_the_infeasible_point(tmp_path):
         "TP 1 (1 GPU)",
         "TP 2 (2 GPUs)",
         "TP 4 (4 GPUs)",
-        "vLLM, CUDA graphs",
         "PyTorch, eager",
+        "vLLM, CUDA graphs",
         "not feasible",
+        "paper, from TP 1",
     ]
     footer = " ".join(t.get_text() for t in fig.texts)
     assert "llama-3.1-8b, PyTorch, eager, TP 1: batch 64 (out of memory)" in footer

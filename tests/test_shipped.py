@@ -3,6 +3,8 @@ the summaries of the raw inputs), with no measurement job and no data mirror."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -101,6 +103,20 @@ def test_shipped_measurements_rebuild_every_h100_figure_and_the_report(tmp_path)
     report = run_snakemake(work, *args, *switch, "--report", "results/report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     assert (work / "results/report.html").stat().st_size > 100_000
+    html = (work / "results/report.html").read_text()
+    # The first page is the claims table; the categories follow the paper's figures.
+    first_page = json.loads(re.search(r"var workflow_desc = (.*?);\n", html).group(1))
+    assert "The study's claims on h100." in first_page
+    for claim in range(1, 8):
+        assert f"Claim {claim}: " in first_page, claim
+    categories = sorted(json.loads(re.search(r"var categories = (.*?);\n", html).group(1)))
+    assert categories[0] == "00 · The study's eight claims, computed from the rows"
+    numbers = [int(c[:2]) for c in categories]
+    assert numbers == sorted(numbers) and {1, 2, 3, 4, 5, 6, 7, 9, 10, 11} <= set(numbers)
+    # Each drawn figure's caption names the rows it draws: configuration, sessions, files.
+    rows = re.findall(r"Rows\.</strong> \d+ measurements of hardware <tt[^>]*>h100</tt>", html)
+    assert len(rows) >= len(FIGURES) - 1  # Fig 1's comes from the workload bins
+    assert "config/h100.yaml" in html and "resources/measurements/h100/tp__" in html
 
     # Single targets rebuild on their own, in seconds.
     targets = (

@@ -556,7 +556,16 @@ def test_fig7_from_the_summary_draws_the_traces_cdfs(tmp_path: Path) -> None:
             assert drawn.tolist() == pytest.approx(_ecdf(kept, at).tolist(), abs=1e-12)
             assert y[0] == 0.0 and x[0] == kept.min()
         legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
-        assert legend == [f"real (n={len(df):,})", f"binned (n={len(df) - b.dropped_total:,})"]
+        assert legend == [
+            f"real (n={len(df):,})",
+            f"binned (n={len(df) - b.dropped_total:,})",
+            "the paper's",
+        ]
+        # The paper's median and 99th percentile of the trace (its Table 2), on each side.
+        for ax in axes:
+            marks = [t.get_text() for t in ax.texts]
+            assert any(m.startswith("paper median") for m in marks)
+            assert any(m.startswith("paper p99") for m in marks)
         notes = " ".join(t.get_text() for t in fig.texts)
         assert re.search(rf"{b.dropped_total:,} of {len(df):,} requests dropped", notes)
     finally:

@@ -332,6 +332,20 @@ def test_fig1_marks_an_unmeasured_engine_and_an_incomplete_one(tmp_path):
     assert out.stat().st_size > 10_000
 
 
+def test_fig1_sets_table4_of_the_paper_beside_ours_and_names_the_rows_sessions(tmp_path):
+    bins = _estimate(tmp_path, _pytorch_rows())
+    fig = fig1_workload_energy(bins, ["pytorch"])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    # The paper's Azure-code excess of PyTorch over the ideal (its Table 4), and ours.
+    assert "paper +103%" in texts
+    over = workload_totals(bins).iloc[0]
+    ours = over["energy_j"] / over["ideal_flops_sparse_j"] - 1
+    assert any(t.endswith(f"{ours:+.0%}") for t in texts)
+    footer = " ".join(t.get_text() for t in fig.texts)
+    assert "GPUs: NVIDIA H100 80GB HBM3 (UUIDs not recorded)" in footer
+    assert "1 session: git commit- (" in footer
+
+
 # --- command line -------------------------------------------------------------------------------
 
 

@@ -24,9 +24,10 @@ rule claims_table:
         csv=report(
             output_path("claims"),
             caption="../report/claims.rst",
-            category="Claims",
+            category=REPORT_CATEGORIES["claims"],
         ),
         markdown=f"results/claims/{HARDWARE}.md",
+        rst=f"results/claims/{HARDWARE}.rst",
     log:
         f"logs/claims/{HARDWARE}.log",
     localrule: True
@@ -39,4 +40,5 @@ rule claims_table:
     shell:
         "{params.cli} claims --measurements {input.measurements} {params.workload} "
         "--hardware {params.hardware} --out {output.csv} --markdown {output.markdown} "
+        "--rst {output.rst} "
         "> {log} 2>&1"

@@ -28,7 +28,7 @@ from llm_energy.analysis.aggregate import (
 from llm_energy.analysis.workload_estimate import ideal_gpu_key
 from llm_energy.config import validate
 from llm_energy.inputs.model_configs import missing_configs
-from llm_energy.families import families, outputs
+from llm_energy.families import families, outputs, report_categories
 from llm_energy.measure.plan import (
     pg19_token_budget,
     plan_study,
@@ -160,8 +160,10 @@ PLANNED = {
 }
 
 
-# Every figure and table, by target name (the families' outputs: llm_energy/families/).
+# Every figure and table, by target name (the families' outputs: llm_energy/families/), and
+# the report category of each, in the paper's order.
 OUTPUTS = outputs()
+REPORT_CATEGORIES = report_categories()
 FIG_FORMAT = config["figures"]["format"]
 FIG_DPI = config["figures"]["dpi"]
 AGGREGATE = f"results/aggregate/{HARDWARE}/measurements.parquet"
@@ -289,7 +291,40 @@ def output_caption(wildcards):
 
 
 def output_category(wildcards):
-    return OUTPUTS[drawn_name(wildcards)].category
+    return REPORT_CATEGORIES[drawn_name(wildcards)]
+
+
+def provenance_args(name):
+    """What the caption command needs to name the rows of output ``name``: the hardware
+    label, the configuration, and the job tables that the measurements table joins (or the
+    output's own source)."""
+    source = OUTPUTS[name].source
+    tables = [source.format(hardware=HARDWARE)] if source else measurement_tables()
+    configs = " ".join(shlex.quote(str(c)) for c in workflow.configfiles)
+    return (
+        f"--hardware {HARDWARE} --configfiles {configs} "
+        + ("--shipped " if config["shipped_measurements"] else "")
+        + "--tables "
+        + " ".join(shlex.quote(t) for t in tables)
+    )
+
+
+def caption_args(wildcards):
+    return provenance_args(drawn_name(wildcards))
+
+
+def caption_args_of(name):
+    """The caption command's arguments for output ``name``, made by a rule of its own."""
+
+    def args(wildcards):
+        return provenance_args(name)
+
+    return args
+
+
+def caption_path(name):
+    """Where the caption command writes the rows' paragraph of output ``name``'s caption."""
+    return f"results/captions/{HARDWARE}/{name}.rst"
 
 
 def output_labels(wildcards):

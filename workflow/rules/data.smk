@@ -32,22 +32,22 @@ rule trace_tables:
         table1=report(
             output_path("table1"),
             caption="../report/table1.rst",
-            category="Workload traces",
+            category=REPORT_CATEGORIES["table1"],
         ),
         table2=report(
             output_path("table2"),
             caption="../report/table2.rst",
-            category="Workload traces",
+            category=REPORT_CATEGORIES["table2"],
         ),
         lengths=report(
             output_path("table_trace_lengths"),
             caption="../report/table_trace_lengths.rst",
-            category="Workload traces",
+            category=REPORT_CATEGORIES["table_trace_lengths"],
         ),
         bins=report(
             output_path("table_trace_bins"),
             caption="../report/table_trace_bins.rst",
-            category="Workload traces",
+            category=REPORT_CATEGORIES["table_trace_bins"],
         ),
     log:
         "logs/tables/traces/trace_tables.log",
@@ -71,7 +71,7 @@ rule trace_figure:
         report(
             output_path("fig7"),
             caption="../report/fig7.rst",
-            category="Workload traces",
+            category=REPORT_CATEGORIES["fig7"],
         ),
     log:
         "logs/figures/traces/fig7.log",
@@ -125,7 +125,7 @@ rule task_table:
         report(
             output_path("table3"),
             caption="../report/table3.rst",
-            category="Classical tasks",
+            category=REPORT_CATEGORIES["table3"],
         ),
     log:
         "logs/tables/tasks/table3.log",

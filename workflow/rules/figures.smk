@@ -12,12 +12,13 @@ rule figure:
     input:
         drawn_rows,
     output:
-        report(
+        figure=report(
             f"results/figures/{{hardware}}/{{figure}}.{FIG_FORMAT}",
             caption="../report/output.rst",
             category=output_category,
             labels=output_labels,
         ),
+        caption="results/captions/{hardware}/{figure}.rst",
     log:
         "logs/figures/{hardware}/{figure}.log",
     localrule: True
@@ -28,21 +29,24 @@ rule figure:
         dpi=FIG_DPI,
         name=drawn_name,
         caption=output_caption,
+        provenance=caption_args,
     shell:
-        "{params.cli} figure {params.name} --measurements {input} --out {output} "
-        "--dpi {params.dpi} > {log} 2>&1"
+        "({params.cli} figure {params.name} --measurements {input} --out {output.figure} "
+        "--dpi {params.dpi} && {params.cli} caption --rows {input} --output {params.name} "
+        "{params.provenance} --out {output.caption}) > {log} 2>&1"
 
 
 rule table:
     input:
         drawn_rows,
     output:
-        report(
+        table=report(
             "results/tables/{hardware}/{table}",
             caption="../report/output.rst",
             category=output_category,
             labels=output_labels,
         ),
+        caption="results/captions/{hardware}/{table}.rst",
     log:
         "logs/tables/{hardware}/{table}.log",
     localrule: True
@@ -52,8 +56,11 @@ rule table:
         cli=CLI,
         name=drawn_name,
         caption=output_caption,
+        provenance=caption_args,
     shell:
-        "{params.cli} table {params.name} --measurements {input} --out {output} > {log} 2>&1"
+        "({params.cli} table {params.name} --measurements {input} --out {output.table} && "
+        "{params.cli} caption --rows {input} --output {params.name} {params.provenance} "
+        "--out {output.caption}) > {log} 2>&1"
 
 
 # Every figure and table is a target by its name: the paper's (fig1 ... fig12, table1 ...

@@ -9,12 +9,12 @@ rule workload_energy:
         bins=report(
             output_path("table_workload_energy_bins"),
             caption="../report/table_workload_energy_bins.rst",
-            category="Workload energy",
+            category=REPORT_CATEGORIES["table_workload_energy_bins"],
         ),
         totals=report(
             output_path("table_workload_energy"),
             caption="../report/table_workload_energy.rst",
-            category="Workload energy",
+            category=REPORT_CATEGORIES["table_workload_energy"],
         ),
     log:
         f"logs/tables/{HARDWARE}/workload_energy.log",
@@ -48,7 +48,7 @@ rule workload_table:
         report(
             output_path("table4"),
             caption="../report/table4.rst",
-            category="Workload energy",
+            category=REPORT_CATEGORIES["table4"],
         ),
     log:
         f"logs/tables/{HARDWARE}/table4.log",
@@ -65,11 +65,12 @@ rule workload_figure:
     input:
         output_path("table_workload_energy_bins"),
     output:
-        report(
+        figure=report(
             output_path("fig1"),
             caption="../report/fig1.rst",
-            category="Workload energy",
+            category=REPORT_CATEGORIES["fig1"],
         ),
+        caption=caption_path("fig1"),
     log:
         f"logs/figures/{HARDWARE}/fig1.log",
     localrule: True
@@ -79,6 +80,8 @@ rule workload_figure:
         cli=CLI,
         engines=workload_engines,
         dpi=FIG_DPI,
+        provenance=caption_args_of("fig1"),
     shell:
-        "{params.cli} workload-figure --bins {input} --engines {params.engines} "
-        "--out {output} --dpi {params.dpi} > {log} 2>&1"
+        "({params.cli} workload-figure --bins {input} --engines {params.engines} "
+        "--out {output.figure} --dpi {params.dpi} && {params.cli} caption --rows {input} "
+        "{params.provenance} --out {output.caption}) > {log} 2>&1"

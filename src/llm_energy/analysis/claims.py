@@ -21,6 +21,7 @@ One rule turns a comparison into a verdict (:func:`verdict`):
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -328,8 +329,9 @@ def workload_claims(totals: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def markdown(table: pd.DataFrame, hardware: str) -> str:
-    """The claims table as the Markdown page the docs quote."""
+def _cells(table: pd.DataFrame) -> Iterator[tuple[str, ...]]:
+    """Each comparison as the docs and the report print it: claim, quantity, condition,
+    paper, measured, 95 % interval, verdict."""
 
     def pct(v: float) -> str:
         return "" if v is None or pd.isna(v) else f"{100 * v:+.1f} %"
@@ -337,21 +339,63 @@ def markdown(table: pd.DataFrame, hardware: str) -> str:
     def share(v: float) -> str:
         return "" if v is None or pd.isna(v) else f"{100 * v:.1f} %"
 
-    lines = [
-        f"# The study's claims on {hardware}",
-        "",
-        "Computed by `llm_energy.analysis.claims` from the measurements table; changes are "
-        "relative (other / base - 1), with 95 % intervals where the rows have trials.",
-        "",
-        "| claim | quantity | condition | paper | measured | 95 % interval | verdict |",
-        "|---|---|---|---|---|---|---|",
-    ]
     for r in table.itertuples():
         # Claim 1 compares a share with one half; the others are relative changes.
         fmt = share if r.claim == "1" else pct
         interval = "" if pd.isna(r.ci95_low) else f"{fmt(r.ci95_low)} to {fmt(r.ci95_high)}"
-        lines.append(
-            f"| {r.claim} | {r.quantity} | {r.condition} | {fmt(r.paper_value)} | "
-            f"{fmt(r.measured_value)} | {interval} | {r.verdict} |"
+        yield (
+            str(r.claim),
+            str(r.quantity),
+            str(r.condition),
+            fmt(r.paper_value),
+            fmt(r.measured_value),
+            interval,
+            str(r.verdict),
         )
+
+
+HEADER = ("claim", "quantity", "condition", "paper", "measured", "95 % interval", "verdict")
+INTRO = (
+    "Computed by `llm_energy.analysis.claims` from the measurements table; changes are "
+    "relative (other / base - 1), with 95 % intervals where the rows have trials."
+)
+
+
+def markdown(table: pd.DataFrame, hardware: str) -> str:
+    """The claims table as the Markdown page the docs quote."""
+    lines = [
+        f"# The study's claims on {hardware}",
+        "",
+        INTRO,
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(table)]
     return "\n".join(lines) + "\n"
+
+
+def _rst(text: str) -> str:
+    """A table cell as reStructuredText reads it literally."""
+    text = re.sub(r"([*`|\\])", r"\\\1", text)
+    return re.sub(r"_(?=\W|$)", r"\\_", text) or ".."
+
+
+def restructuredtext(table: pd.DataFrame, hardware: str) -> str:
+    """The claims table as reStructuredText, for the report's first page: one short table per
+    claim and quantity, so that it reads in a narrow column."""
+    lines = [f"**The study's claims on {hardware}.** {INTRO}", ""]
+    cells = list(_cells(table))
+    for claim, quantity in dict.fromkeys((c[0], c[1]) for c in cells):
+        lines += [
+            f".. list-table:: Claim {_rst(claim)}: {_rst(quantity)}",
+            "   :header-rows: 1",
+            "   :widths: 40 12 12 20 30",
+            "",
+        ]
+        rows = [c[2:] for c in cells if (c[0], c[1]) == (claim, quantity)]
+        for row in (HEADER[2:], *rows):
+            lines.append(f"   * - {_rst(row[0])}")
+            lines += [f"     - {_rst(cell)}" for cell in row[1:]]
+        lines.append("")
+    return "\n".join(lines)

@@ -21,6 +21,19 @@ TRACE_SOURCES = {
     "azure_code": "Azure LLM inference trace 2024 (week-long)",
 }
 
+# The models a figure of the paper draws, where a configuration's rows may hold fewer.
+FIGURE_MODELS = {"fig6": ("llama-3.1-8b", "r1-distill-qwen-32b")}
+# Table 4: the binned estimate's energy over the ideal (the sparse-peak FLOPs baseline),
+# E_total / E_ideal - 1 as a fraction, per trace and backend (RTX A6000).
+TABLE4_OVER_IDEAL: dict[tuple[str, str], float] = {
+    ("burstgpt", "transformers"): 5.0652,
+    ("burstgpt", "vllm"): 0.6375,
+    ("azure_code", "transformers"): 1.0279,
+    ("azure_code", "vllm"): 0.2659,
+    ("azure_conversation", "transformers"): 4.9023,
+    ("azure_conversation", "vllm"): 0.6422,
+}
+
 NAN = float("nan")
 # The eight claims' comparisons: (the paper's value as a relative change, or NaN where it
 # gives none; the direction it claims: +1 more, -1 less, 0 no more than the reference; what

@@ -60,6 +60,8 @@ PROVENANCE = (
     "meter",
     "weights",
     "gpu_name",
+    "gpu_uuids",
+    "host",
     "backend",
 )
 TRACE_COUNTS = ("requests_in_trace", "dropped_input", "dropped_output", "dropped_total")
@@ -364,6 +366,9 @@ BIN_COLUMNS = [
     "gpu_name",
     "point_id",
     "git_commit",
+    "timestamp",
+    "host",
+    "gpu_uuids",
     *TRACE_COUNTS,
 ]
 

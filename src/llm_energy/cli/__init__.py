@@ -141,10 +141,36 @@ def cmd_table(args: argparse.Namespace) -> None:
     _log(f"{args.name}: {len(table)} rows -> {args.out}")
 
 
+def cmd_caption(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.families import outputs
+    from llm_energy.figures.provenance import caption, files_holding, measurements
+    from llm_energy.measure.store import write_atomic
+
+    path = Path(args.rows)
+    rows = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    wanted = outputs()[args.output].rows if args.output else None
+    if wanted is not None and len(rows):
+        rows = rows[wanted.mask(rows)]
+    if "measured" in rows:  # a workload estimate's bins: the measured ones
+        rows = rows[rows["measured"].astype(bool)]
+    rows = measurements(rows)
+    configs = [*args.configfiles, *(["shipped_measurements=true"] if args.shipped else [])]
+    text = caption(rows, files_holding(rows, args.tables), configs, args.hardware)
+    write_atomic(Path(args.out), lambda tmp: Path(tmp).write_text(text))
+    _log(f"caption of {args.output or args.rows}: {len(rows)} rows -> {args.out}")
+
+
 def cmd_claims(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from llm_energy.analysis.claims import claims_table, markdown, workload_claims
+    from llm_energy.analysis.claims import (
+        claims_table,
+        markdown,
+        restructuredtext,
+        workload_claims,
+    )
 
     table = claims_table(pd.read_parquet(args.measurements))
     if args.workload_totals:
@@ -153,6 +179,8 @@ def cmd_claims(args: argparse.Namespace) -> None:
         )
     _write_csv(table, args.out)
     Path(args.markdown).write_text(markdown(table, args.hardware))
+    if args.rst:
+        Path(args.rst).write_text(restructuredtext(table, args.hardware))
     counts = table["verdict"].str.split(":").str[0].value_counts().to_dict()
     _log(f"{len(table)} comparisons of the eight claims -> {args.out}, {args.markdown}: {counts}")
 
@@ -641,11 +669,22 @@ def build_parser() -> argparse.ArgumentParser:
     wf.add_argument("--dpi", type=int, default=150)
     wf.set_defaults(func=cmd_workload_figure)
 
+    ca = sub.add_parser("caption", help="where an output's rows come from, for its caption")
+    ca.add_argument("--rows", required=True, help="measurements table (or workload bins CSV)")
+    ca.add_argument("--output", help="the output whose rows to describe (default: all rows)")
+    ca.add_argument("--hardware", required=True)
+    ca.add_argument("--configfiles", nargs="*", default=[])
+    ca.add_argument("--shipped", action="store_true", help="rows from the shipped tables")
+    ca.add_argument("--tables", nargs="*", default=[], help="the job tables the rows came from")
+    ca.add_argument("--out", required=True)
+    ca.set_defaults(func=cmd_caption)
+
     cl = sub.add_parser("claims", help="the study's eight claims, computed from the rows")
     cl.add_argument("--measurements", required=True)
     cl.add_argument("--workload-totals", help="workload_energy.csv, for claim 8")
     cl.add_argument("--hardware", required=True)
     cl.add_argument("--out", required=True)
+    cl.add_argument("--rst", help="the same table as reStructuredText (the report's first page)")
     cl.add_argument("--markdown", required=True)
     cl.set_defaults(func=cmd_claims)
 

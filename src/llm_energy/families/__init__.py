@@ -9,10 +9,19 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
+import re
 
 from llm_energy.families.base import Family, Output, Rows, table
 
-__all__ = ["Family", "Output", "Rows", "families", "outputs", "tag_family"]
+__all__ = [
+    "Family",
+    "Output",
+    "Rows",
+    "families",
+    "outputs",
+    "report_categories",
+    "tag_family",
+]
 
 # Outputs of the study as a whole rather than of one family.
 STUDY_OUTPUTS = (
@@ -89,3 +98,50 @@ def tag_family(tag: str) -> Family:
         if tag in family.tags:
             return family
     raise KeyError(tag)
+
+
+def _paper_number(name: str, kind: str) -> int | None:
+    match = re.fullmatch(rf"{kind}(\d+)", name)
+    return int(match.group(1)) if match else None
+
+
+@functools.cache
+def report_categories() -> dict[str, str]:
+    """Each output's category in ``snakemake --report``, named so that the report's
+    alphabetical order of categories is the paper's: the claims first, then each paper figure
+    in a category of its own, numbered as in the paper, with the tables of its family (a table
+    beside the figure whose file it names, else its family's first figure; a family without
+    figures beside the first figure of its category), then the rest by category."""
+    found = outputs()
+    numbered = {n: _paper_number(n, "fig") for n in found}
+    figure_of: dict[str, str] = {}  # output -> the paper figure it is filed with
+    by_category: dict[str, list[str]] = {}
+    for family in families().values():
+        figures = sorted(
+            (o.name for o in family.outputs if numbered[o.name] is not None),
+            key=lambda n: numbered[n],
+        )
+        for o in family.outputs:
+            if numbered[o.name] is not None:
+                figure_of[o.name] = o.name
+            elif figures:
+                stem = o.file.rsplit("/", 1)[-1].removesuffix(".csv")
+                named = [f for f in figures if found[f].file.endswith(stem)]
+                figure_of[o.name] = (named or figures)[0]
+        by_category.setdefault(family.outputs[0].category if family.outputs else "", []).extend(
+            figures
+        )
+    categories = {}
+    rest = sorted({o.category for n, o in found.items() if n not in figure_of} - {"Claims"})
+    for name, o in found.items():
+        figure = figure_of.get(name)
+        if figure is None and by_category.get(o.category):
+            figure = min(by_category[o.category], key=lambda n: numbered[n])
+        if name == "claims":
+            categories[name] = f"00 · {o.title}"
+        elif figure is not None:
+            categories[name] = f"{numbered[figure]:02d} · {found[figure].title}"
+        else:
+            number = max(n for n in numbered.values() if n is not None) + 1
+            categories[name] = f"{number + rest.index(o.category):02d} · {o.category}"
+    return categories

@@ -33,6 +33,14 @@ class Rows:
             not self.tags or tag in self.tags
         )
 
+    def mask(self, rows: Any) -> Any:
+        """Which of ``rows`` (a measurements table) this output draws."""
+        tags = rows["experiments"].astype(str).str.split("+")
+        return [
+            any(self.wants(str(b), t) for t in ts)
+            for b, ts in zip(rows["backend"], tags, strict=True)
+        ]
+
     def found_in(self, experiments: Iterable[tuple[str, str]]) -> bool:
         """Whether any of these (backend, experiment tag) pairs is one this output draws."""
         return any(self.wants(b, t) for b, t in experiments)

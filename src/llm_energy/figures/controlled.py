@@ -6,10 +6,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 from matplotlib.ticker import ScalarFormatter
 
-from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup, top_legend
+from llm_energy.figures.points import Marks, plot_line
+from llm_energy.figures.style import add_footer, looks, provenance_note, setup, top_legend
 
 
 def _panels(df: pd.DataFrame, main_only: bool) -> list[tuple[str, str, str, int, pd.DataFrame]]:
@@ -64,22 +64,12 @@ def fig_controlled_sweeps(
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)
     batch_sizes = sorted(df["batch_size"].unique())
-    colours = dict(zip(batch_sizes, sns.color_palette(PALETTE, len(batch_sizes)), strict=True))
+    batch_looks = looks(batch_sizes)
+    marks = Marks()
     for ax, (name, x, phase, _, rows) in zip(axes.flat, panels, strict=False):
         for b in batch_sizes:
-            sub = rows[rows["batch_size"] == b].sort_values(x)
-            sub = sub[sub[f"{phase}_value"] > 0]
-            if sub.empty:
-                continue
-            ax.plot(
-                sub[x],
-                sub[f"{phase}_value"],
-                marker="o",
-                ms=4,
-                lw=1.6,
-                color=colours[b],
-                label=f"batch {b}",
-            )
+            sub = rows[rows["batch_size"] == b]
+            plot_line(ax, sub, x, f"{phase}_value", batch_looks[b], f"batch {b}", marks)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -91,14 +81,19 @@ def fig_controlled_sweeps(
         ax.set_visible(False)
     top_legend(fig, axes.flat[0])
     fig.suptitle(title, y=1.08, fontweight="bold")
-    note = provenance_note(df)
+    notes = [
+        provenance_note(df, "batch " + df["batch_size"].astype(str)),
+        *marks.notes(),
+        f"prefill and decode {quantity}: no interval drawn (trials repeat the full generation; "
+        "the prefill window is measured once per trial and not kept per trial)",
+    ]
     if len(infeasible):
         shapes = ", ".join(
             f"batch {r.batch_size} × {r.input_tokens} in / {r.output_tokens} out"
             for r in infeasible.itertuples()
         )
-        note += f"\nnot feasible (out of memory, or not attempted after one): {shapes}"
-    add_footer(fig, note)
+        notes.append(f"not feasible (out of memory, or not attempted after one): {shapes}")
+    add_footer(fig, *notes)
     fig.tight_layout()
     return fig
 

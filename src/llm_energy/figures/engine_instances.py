@@ -9,10 +9,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from llm_energy.figures.style import add_footer, provenance_note, setup
+from llm_energy.figures.style import ENGINE_LOOKS, add_footer, provenance_note, setup
 
 ENGINES = ("PyTorch eager", "vLLM eager", "vLLM CUDA graphs")
-COLOURS = {"PyTorch eager": "#2171b5", "vLLM eager": "#fdae6b", "vLLM CUDA graphs": "#d94801"}
+# The experiment's engine names, in the style table's names.
+COLOURS = {
+    e: ENGINE_LOOKS[label].colour
+    for e, label in zip(
+        ENGINES, ("PyTorch, eager", "vLLM, eager", "vLLM, CUDA graphs"), strict=True
+    )
+}
 
 
 def table_engine_instances(rows: pd.DataFrame) -> pd.DataFrame:
@@ -76,6 +82,6 @@ def fig_engine_instances(rows: pd.DataFrame) -> plt.Figure:
         ax.set_title(f"batch {batch}")
     axes[0].set_ylabel("energy per batch, % from the engine's mean over starts")
     fig.suptitle("The same point after fresh engine starts: windows (dots) and start means (bars)")
-    add_footer(fig, provenance_note(rows))
+    add_footer(fig, provenance_note(rows, rows["engine_label"]))
     fig.tight_layout()
     return fig

@@ -13,14 +13,22 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from llm_energy.errors import InputError
-from llm_energy.figures.engines import engine_label
-from llm_energy.figures.style import PALETTE, add_footer, provenance_note, setup, top_legend
+from llm_energy.figures.engines import engine_label, engine_order
+from llm_energy.figures.points import Marks, plot_bars, relative_half_width, with_evidence
+from llm_energy.figures.style import (
+    ENGINE_LOOKS,
+    add_footer,
+    looks,
+    provenance_note,
+    scaled_label,
+    setup,
+    top_legend,
+)
 
 TASK_ORDER = ("classification", "translation", "summarization", "generation")
-ENGINE_ORDER = ("PyTorch, eager", "PyTorch, torch.compile", "vLLM, eager", "vLLM, CUDA graphs")
+ENGINE_ORDER = tuple(ENGINE_LOOKS)
 SAMPLES = 1024  # the study reports each task over 1,024 examples
 
 
@@ -45,6 +53,8 @@ def table_classical_tasks(df: pd.DataFrame, samples: int = SAMPLES) -> pd.DataFr
     rows = _task_rows(df)
     rows[f"energy_{samples}_requests_j"] = rows["energy_per_request_j"] * samples
     rows["duration_per_request_s"] = rows["duration_s"] / rows["requests"]
+    for col in (f"energy_{samples}_requests_j", "duration_per_request_s"):
+        rows[f"{col}_ci95"] = relative_half_width(rows, col) * rows[col]
     if "clipped_requests" not in rows:
         rows["clipped_requests"] = np.nan
     cols = [
@@ -63,16 +73,18 @@ def table_classical_tasks(df: pd.DataFrame, samples: int = SAMPLES) -> pd.DataFr
         "energy_j",
         "energy_per_request_j",
         f"energy_{samples}_requests_j",
+        f"energy_{samples}_requests_j_ci95",
         "energy_per_output_token_j",
         "duration_s",
         "duration_per_request_s",
+        "duration_per_request_s_ci95",
         "mean_power_w",
         "energy_source",
         "gpu_name",
         "backend_version",
         "weights",
     ]
-    rows = rows[[c for c in cols if c in rows.columns]].rename(
+    rows = rows[with_evidence([c for c in cols if c in rows.columns], rows)].rename(
         columns={"input_tokens": "max_input_tokens", "output_tokens": "max_output_tokens"}
     )
     rows["_task"] = rows["task"].map({t: i for i, t in enumerate(TASK_ORDER)})
@@ -104,19 +116,26 @@ def _bars(
     value: str,
     colours: dict,
     label: str,
-) -> None:
-    """Grouped bars: one group per task, one bar per value of ``group_col``; an infeasible
-    bar is marked with a cross at the foot of the axis."""
+    marks: Marks,
+) -> int:
+    """Grouped bars: one group per task, one bar per value of ``group_col``, each with its
+    interval, hollow below the protocol, hatched for a window the counter cannot resolve; an
+    infeasible bar is a cross at the foot of the axis. Returns how many crosses it drew."""
     x = np.arange(len(tasks))
     width = 0.8 / len(groups)
+    crosses = 0
     for k, g in enumerate(groups):
         at = x + (k - (len(groups) - 1) / 2) * width
-        line = sub[sub[group_col] == g].set_index("task").reindex(tasks)
+        line = sub[sub[group_col] == g]
+        if "point_id" not in line:  # names each bar's row once the tasks index it
+            line = line.assign(point_id=[f"{g}/{i}" for i in line.index])
+        line = line.set_index("task").reindex(tasks)
         feasible = line["feasible"].eq(True)
-        heights = line[value].where(feasible)
-        ax.bar(at, heights, width, color=colours[g], label=label.format(g))
+        line[value] = line[value].where(feasible)
+        plot_bars(ax, at, line, value, width, colours[g], label.format(g), marks)
         for xi, ok, measured in zip(at, feasible, line["feasible"].notna(), strict=True):
             if measured and not ok:
+                crosses += 1
                 ax.annotate(
                     "×",
                     (xi, 0),
@@ -127,6 +146,7 @@ def _bars(
                     fontsize=11,
                 )
     ax.set_xticks(x, tasks, fontsize=8.5)
+    return crosses
 
 
 def outputs_note(rows: pd.DataFrame) -> str:
@@ -144,49 +164,60 @@ def outputs_note(rows: pd.DataFrame) -> str:
     )
 
 
-def _footer(fig: plt.Figure, rows: pd.DataFrame) -> None:
-    note = f"{provenance_note(rows)}\n{outputs_note(rows)}; × = not feasible (out of memory)"
-    add_footer(fig, note)
+def _footer(fig: plt.Figure, rows: pd.DataFrame, marks: Marks, crosses: int) -> None:
+    notes = [provenance_note(rows, rows["engine_label"]), outputs_note(rows), *marks.notes()]
+    if crosses:
+        notes.append(f"× not feasible (out of memory): {crosses} bars")
+    add_footer(fig, *notes)
 
 
 def fig_classical_tasks(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Figure:
-    """Energy of ``samples`` examples of each task, one bar per engine, one panel per model
-    and batch size (log scale)."""
+    """Energy of ``samples`` examples of each task (scaled from the examples served), one bar
+    per engine, one panel per model and batch size, on one log scale shared by all panels."""
     setup()
     table = table_classical_tasks(df, samples)
-    value, quantity = _quantity(table, f"energy_{samples}_requests_j", "duration_per_request_s")
-    scale = 1.0 if quantity == "energy" else float(samples)
-    table = table.assign(_value=table[value] * scale)
+    energy, duration = f"energy_{samples}_requests_j", "duration_per_request_s"
+    value, quantity = _quantity(table, energy, duration)
+    if quantity == "time":  # time of ``samples`` examples, with its interval
+        table = table.assign(**{f"time_{samples}_requests_s": table[duration] * samples})
+        table[f"time_{samples}_requests_s_ci95"] = table[f"{duration}_ci95"] * samples
+        value = f"time_{samples}_requests_s"
     models = sorted(table["model"].unique())
     batch_sizes = sorted(table["batch_size"].unique())
     tasks = _ordered(table["task"], TASK_ORDER)
-    engines = _ordered(table["engine_label"], ENGINE_ORDER)
-    colours = dict(zip(engines, sns.color_palette(PALETTE, max(len(engines), 2)), strict=False))
+    engines = engine_order(table["engine_label"])
+    colours = {e: look.colour for e, look in looks(engines).items()}
     fig, axes = plt.subplots(
         len(models),
         len(batch_sizes),
-        figsize=(5.2 * len(batch_sizes), 3.8 * len(models)),
+        figsize=(5.2 * len(batch_sizes), 3.9 * len(models)),
         squeeze=False,
+        sharey=True,  # one quantity: bars compare across panels
     )
+    marks, crosses = Marks(), 0
+    unit = "J" if quantity == "energy" else "s"
+    served = table.loc[table["feasible"].eq(True), "requests"]
     for r, model in enumerate(models):
         for c, b in enumerate(batch_sizes):
             ax = axes[r, c]
             sub = table[(table["model"] == model) & (table["batch_size"] == b)]
-            _bars(ax, sub, tasks, engines, "engine_label", "_value", colours, "{}")
+            crosses += _bars(ax, sub, tasks, engines, "engine_label", value, colours, "{}", marks)
             ax.set_yscale("log")
             ax.set_title(f"{model}, batch {b}")
-            unit = "J" if quantity == "energy" else "s"
-            ax.set_ylabel(f"{quantity} of {samples:,} examples ({unit})")
+            ax.set_ylabel(
+                scaled_label(quantity, unit, samples, "examples", served) if c == 0 else ""
+            )
     top_legend(fig, axes[0, 0])
     fig.suptitle("Classical NLP tasks: PyTorch against vLLM (Fig 8)", y=1.08, fontweight="bold")
-    _footer(fig, _task_rows(df))
+    _footer(fig, table, marks, crosses)
     fig.tight_layout()
     return fig
 
 
 def fig_classical_tasks_vllm(df: pd.DataFrame) -> plt.Figure:
     """vLLM's energy per output token and per request of each task, one bar per batch size;
-    one row of panels per model and vLLM engine (log scale)."""
+    one row of panels per model and vLLM engine (log scale; the rows of one quantity share
+    it)."""
     setup()
     table = table_classical_tasks_vllm(df)
     if table["energy_per_request_j"].notna().any():
@@ -199,15 +230,22 @@ def fig_classical_tasks_vllm(df: pd.DataFrame) -> plt.Figure:
     combos = list(table.groupby(["model", "engine_label"]).groups)
     tasks = _ordered(table["task"], TASK_ORDER)
     batch_sizes = sorted(table["batch_size"].unique())
-    colours = dict(zip(batch_sizes, sns.color_palette(PALETTE, len(batch_sizes)), strict=True))
+    colours = {b: look.colour for b, look in looks(batch_sizes).items()}
     fig, axes = plt.subplots(
-        len(combos), len(panels), figsize=(5.6 * len(panels), 3.8 * len(combos)), squeeze=False
+        len(combos),
+        len(panels),
+        figsize=(5.6 * len(panels), 3.9 * len(combos)),
+        squeeze=False,
+        sharey="col",
     )
+    marks, crosses = Marks(), 0
     for r, (model, label) in enumerate(combos):
         sub = table[(table["model"] == model) & (table["engine_label"] == label)]
         for c, (value, ylabel) in enumerate(panels):
             ax = axes[r, c]
-            _bars(ax, sub, tasks, batch_sizes, "batch_size", value, colours, "batch {}")
+            crosses += _bars(
+                ax, sub, tasks, batch_sizes, "batch_size", value, colours, "batch {}", marks
+            )
             ax.set_yscale("log")
             ax.set_title(f"{model}, {label}")
             ax.set_ylabel(ylabel)
@@ -215,6 +253,6 @@ def fig_classical_tasks_vllm(df: pd.DataFrame) -> plt.Figure:
     fig.suptitle(
         "Energy intensity of the classical tasks on vLLM (Fig 12)", y=1.08, fontweight="bold"
     )
-    _footer(fig, _task_rows(df[df["backend"].astype(str) == "vllm"]))
+    _footer(fig, table, marks, crosses // len(panels))
     fig.tight_layout()
     return fig

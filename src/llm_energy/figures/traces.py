@@ -5,6 +5,7 @@ statistics and bin counts of Tables 1 and 2, all drawn from trace summaries
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,7 +15,8 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from llm_energy.analysis.paper import TRACE_LENGTHS, TRACE_SOURCES
 from llm_energy.analysis.summaries import SIDES, Side, TraceSummary
-from llm_energy.figures.style import PALETTE, add_footer, setup
+from llm_energy.figures.provenance import short_commit
+from llm_energy.figures.style import PALETTE, add_footer, paper_handle, paper_mark, setup
 from llm_energy.inputs.traces import BinCounts
 
 
@@ -48,6 +50,10 @@ def fig7_trace_cdf(
             (binned_cdf(binned, side), bin_c, "binned", binned.kept),
         ):
             ax.step(x, y, where="post", color=colour, lw=1.6, label=f"{name} (n={n:,})")
+        paper = TRACE_LENGTHS.get(summary.trace, {}).get(side)
+        if paper is not None:  # the paper's median and 99th percentile (Tables 1, 2)
+            for stat, value, y in (("median", paper[2], 0.5), ("p99", paper[3], 0.99)):
+                paper_mark(ax, value, y, f"paper {stat}\n{value:,.0f}", xytext=(6, -12))
         ax.set_xscale("log", base=2)
         ax.set_xticks(bins)
         ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -64,7 +70,24 @@ def fig7_trace_cdf(
         f"(input > {binned.input_bins[-1]}: {binned.dropped_input:,}; "
         f"output > {binned.output_bins[-1]}: {binned.dropped_output:,}); binned CDFs cover the rest"
     )
-    add_footer(fig, note)
+    made = summary.provenance
+    source = (
+        f"trace {Path(made.get('source', 'n/a')).name} (sha256 "
+        f"{made.get('source_sha256', 'n/a')[:12]}), summarised by git "
+        f"{short_commit(made.get('git_commit', '')) or 'n/a'}"
+    )
+    notes = [source, note]
+    if summary.trace in TRACE_LENGTHS:
+        axes[0].legend(
+            handles=[*axes[0].get_legend_handles_labels()[0], paper_handle("the paper's")],
+            loc="upper left",
+            frameon=False,
+        )
+        notes.append(
+            f"★ the paper's median and 99th percentile ({TRACE_SOURCES[summary.trace]}; "
+            "this trace may be another release)"
+        )
+    add_footer(fig, *notes)
     fig.tight_layout()
     return fig
 

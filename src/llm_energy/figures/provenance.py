@@ -1,0 +1,166 @@
+"""Where drawn rows come from: what was measured, on which GPUs, in which machine sessions and
+by which commit; one footer under every figure and one paragraph in its report caption."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+
+def _text(rows: pd.DataFrame, col: str) -> pd.Series:
+    if col not in rows:
+        return pd.Series("", index=rows.index, dtype=object)
+    return rows[col].map(lambda v: "" if v is None or pd.isna(v) else str(v))
+
+
+def _uniq(rows: pd.DataFrame, col: str) -> str:
+    vals = sorted(set(_text(rows, col)) - {"", "nan"})
+    return ", ".join(vals) if vals else "n/a"
+
+
+def short_commit(commit: object) -> str:
+    """A commit as the docs quote it: 7 hex digits, and ``-dirty`` when the tree had changes."""
+    text = "" if commit is None or pd.isna(commit) else str(commit)
+    dirty = text.endswith("-dirty")
+    return text.removesuffix("-dirty")[:7] + ("-dirty" if dirty and text else "")
+
+
+def session_names(rows: pd.DataFrame) -> pd.Series:
+    """The machine session each row was measured in. Rows carry no session id: a session is
+    one host running one commit of the code (each shipped session ran a commit of its own),
+    named by the commit, and by the host too where one commit ran on several hosts."""
+    host = _text(rows, "host")
+    commit = _text(rows, "git_commit").map(short_commit)
+    name = ("git " + commit).where(commit != "", "commit unknown")
+    hosts = pd.DataFrame({"host": host, "commit": commit}).groupby("commit")["host"]
+    several = hosts.transform("nunique") > 1
+    return name.where(~several, name + " on " + host)
+
+
+@dataclass(frozen=True)
+class Session:
+    name: str
+    host: str
+    start: str
+    rows: int
+
+    def describe(self, holds: str = "") -> str:
+        where = ", ".join(p for p in (f"host {self.host}" if self.host else "", self.start) if p)
+        what = f": {holds}" if holds else ""
+        return f"{self.name} ({where + ', ' if where else ''}{self.rows} rows{what})"
+
+
+def sessions(rows: pd.DataFrame) -> list[Session]:
+    """The sessions of ``rows`` in the order they started."""
+    names = session_names(rows)
+    when = pd.to_datetime(_text(rows, "timestamp"), errors="coerce", utc=True)
+    host = _text(rows, "host")
+    out = []
+    for name in dict.fromkeys(names):
+        mine = names == name
+        start = when[mine].min()
+        out.append(
+            Session(
+                name,
+                ", ".join(sorted(set(host[mine]) - {""})),
+                "" if pd.isna(start) else f"from {start:%Y-%m-%d %H:%M} UTC",
+                int(mine.sum()),
+            )
+        )
+    order = {s.name: when[names == s.name].min() for s in out}
+    return sorted(out, key=lambda s: (pd.isna(order[s.name]), order[s.name], s.name))
+
+
+def gpu_note(rows: pd.DataFrame) -> str:
+    """Each GPU model the rows were measured on, with how many distinct GPUs (by UUID)."""
+    names = _text(rows, "gpu_name")
+    uuids = _text(rows, "gpu_uuids").str.split(",")
+    parts = []
+    for name in sorted(set(names) - {""}):
+        ids = {u.strip() for ids in uuids[names == name] for u in ids if u.strip()}
+        count = f"{len(ids)} × " if ids else ""
+        parts.append(f"{count}{name}" + ("" if ids else " (UUIDs not recorded)"))
+    return "GPUs: " + ("; ".join(parts) if parts else "n/a")
+
+
+def energy_label(df: pd.DataFrame) -> str:
+    """Says how the energy numbers were obtained, e.g. 'measured (nvml)'."""
+    kinds = sorted({f"{s} ({m})" for s, m in zip(df["energy_source"], df["meter"], strict=True)})
+    return ", ".join(kinds) if kinds else "none"
+
+
+def session_note(rows: pd.DataFrame, series: pd.Series | None = None) -> str:
+    """The sessions of ``rows``: each with its host, start and rows, and, when there are
+    several and ``series`` names what each row is drawn as, what each session holds."""
+    found = sessions(rows)
+    names = session_names(rows)
+    parts = []
+    for s in found:
+        holds = ""
+        if series is not None and len(found) > 1:
+            holds = "; ".join(dict.fromkeys(series[names == s.name].astype(str)))
+        parts.append(s.describe(holds))
+    head = "1 session" if len(found) == 1 else f"{len(found)} sessions"
+    return f"{head}: " + " · ".join(parts)
+
+
+def provenance_note(df: pd.DataFrame, series: pd.Series | None = None) -> str:
+    """Two lines: what was measured with which software and meter; then the GPUs, and the
+    machine sessions and commits the rows come from (see :func:`session_note`)."""
+    what = (
+        f"{_uniq(df, 'model')} ({_uniq(df, 'weights')} weights, {_uniq(df, 'dtype')}) · "
+        f"{_uniq(df, 'backend_version')} · torch {_uniq(df, 'torch_version')} · "
+        f"energy: {energy_label(df) if 'meter' in df else 'n/a'}"
+    )
+    return f"{what}\n{gpu_note(df)} · {session_note(df, series)}"
+
+
+# What names one measurement: its point and when it finished (the same point measured
+# again, in another session or table, is another measurement).
+MEASUREMENT = ("point_id", "timestamp")
+
+
+def measurements(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with each measurement once (a workload estimate's bins repeat theirs)."""
+    key = [c for c in MEASUREMENT if c in rows]
+    return rows.drop_duplicates(key) if key else rows
+
+
+def files_holding(rows: pd.DataFrame, tables: Iterable[str | Path]) -> list[str]:
+    """The measurement tables among ``tables`` that hold any of ``rows``."""
+    key = [c for c in MEASUREMENT if c in rows]
+    if not key:
+        return []
+    wanted = set(map(tuple, rows[key].astype(str).to_numpy()))
+    found = []
+    for table in tables:
+        try:
+            held = pd.read_parquet(table, columns=key).astype(str)
+        except (KeyError, ValueError, OSError):
+            continue
+        if wanted & set(map(tuple, held.to_numpy())):
+            found.append(str(table))
+    return found
+
+
+def _shown(path: str | Path) -> str:
+    """A path as the reader's checkout names it: relative to the working directory."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def caption(
+    rows: pd.DataFrame, files: Sequence[str], configfiles: Sequence[str], hardware: str
+) -> str:
+    """The report caption's paragraph on where the output's rows come from (reStructuredText)."""
+    listed = ", ".join(f"``{_shown(f)}``" for f in files) or "none"
+    configs = ", ".join(f"``{_shown(c)}``" for c in configfiles) or "the embedded default"
+    return (
+        f"**Rows.** {len(rows)} measurements of hardware ``{hardware}``, configuration "
+        f"{configs}. {gpu_note(rows)}. {session_note(rows)}. Files: {listed}.\n"
+    )
