@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from llm_energy.analysis.sessions import machine_sessions
+
 
 def _text(rows: pd.DataFrame, col: str) -> pd.Series:
     if col not in rows:
@@ -29,15 +31,14 @@ def short_commit(commit: object) -> str:
 
 
 def session_names(rows: pd.DataFrame) -> pd.Series:
-    """The machine session each row was measured in. Rows carry no session id: a session is
-    one host running one commit of the code (each shipped session ran a commit of its own),
-    named by the commit, and by the host too where one commit ran on several hosts."""
-    host = _text(rows, "host")
+    """The machine session each row was measured in (:func:`machine_sessions`), named by the
+    commit it ran, and by the session too where one commit ran in several."""
+    session = machine_sessions(rows)
     commit = _text(rows, "git_commit").map(short_commit)
     name = ("git " + commit).where(commit != "", "commit unknown")
-    hosts = pd.DataFrame({"host": host, "commit": commit}).groupby("commit")["host"]
-    several = hosts.transform("nunique") > 1
-    return name.where(~several, name + " on " + host)
+    several = pd.DataFrame({"session": session, "name": name}).groupby("name")["session"]
+    shared = several.transform("nunique") > 1
+    return name.where(~shared, name + " on " + session)
 
 
 @dataclass(frozen=True)
