@@ -90,12 +90,13 @@ def _lines(
     note_rows: pd.DataFrame,
     extra_notes: Sequence[str] = (),
     paper: Callable[[plt.Axes, pd.DataFrame], list[str]] | None = None,
+    panel_by: str = "engine_label",
 ) -> plt.Figure:
-    """Energy per output token against batch size, one panel per engine, one line per value
-    of ``hue`` in its look from the style table. ``paper`` marks the paper's values on a panel
-    and returns footer lines about them."""
+    """Energy per output token against batch size, one panel per value of ``panel_by`` (an
+    engine), one line per value of ``hue`` in its look from the style table. ``paper`` marks
+    the paper's values on a panel and returns footer lines about them."""
     setup()
-    panels = engine_order(table["engine_label"])
+    panels = engine_order(table[panel_by])
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5.8 * len(panels), 4.5), squeeze=False, sharey=True
     )
@@ -104,7 +105,7 @@ def _lines(
     marks = Marks()
     paper_lines: list[str] = []
     for ax, panel in zip(axes.flat, panels, strict=True):
-        sub = table[table["engine_label"] == panel]
+        sub = table[table[panel_by] == panel]
         feasible = sub[sub["feasible"].astype(bool)]
         sessions = session_names(feasible)
         for level in levels:
@@ -157,12 +158,18 @@ def fig_decoding(df: pd.DataFrame) -> plt.Figure:
     """Energy per output token against batch size per decoding strategy. Lengths are forced,
     so every strategy generates the same number of tokens."""
     table = table_decoding(df)
+    # A strategy's line joins the batches of one model: two models get panels of their own.
+    several = table["model"].nunique() > 1
+    table = table.assign(
+        panel=table["model"] + " on " + table["engine_label"] if several else table["engine_label"]
+    )
     return _lines(
         table,
         "decoding",
         "Decoding strategies against batch size (Fig 3)",
         table,
         paper=_paper_speculative,
+        panel_by="panel",
     )
 
 
