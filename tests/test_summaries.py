@@ -111,3 +111,27 @@ def test_a_shipped_trace_summary_is_the_summary_of_the_mirrors_trace(name: str) 
             made.dropped_total,
         )
         pd.testing.assert_frame_equal(held.counts, made.counts, check_exact=True)
+
+
+def test_table3_sets_each_task_beside_the_papers_numbers() -> None:
+    from llm_energy.analysis.paper import PAPER_TABLE3
+    from llm_energy.analysis.summaries import task_table_beside_paper
+
+    stats = pd.read_csv(ROOT / "resources/summaries/tasks/table3_token_stats.csv")
+    table = task_table_beside_paper(stats).set_index("task")
+    assert list(table.columns[:7]) == [
+        "role",
+        "mean",
+        "paper_mean",
+        "std",
+        "paper_std",
+        "max",
+        "paper_max",
+    ]
+    for task, (mean, std, longest) in PAPER_TABLE3.items():
+        assert table.loc[task, ["paper_mean", "paper_std", "paper_max"]].tolist() == [
+            mean,
+            std,
+            longest,
+        ]
+    assert table.loc["wmt14", "mean_over_paper"] == pytest.approx(25 / 49.96)

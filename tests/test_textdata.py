@@ -14,10 +14,10 @@ datasets = pytest.importorskip("datasets")
 transformers = pytest.importorskip("transformers")
 tiktoken = pytest.importorskip("tiktoken")
 
+from llm_energy.analysis.paper import PAPER_TABLE3  # noqa: E402
 from llm_energy.errors import ConfigError, InputError  # noqa: E402
 from llm_energy.inputs import texts as textdata  # noqa: E402
 from llm_energy.inputs.texts import (  # noqa: E402
-    PAPER_TABLE3,
     PG19,
     TASKS,
     encode,

@@ -132,8 +132,10 @@ rule task_table:
     localrule: True
     conda:
         "../../envs/analysis.yaml"
+    params:
+        cli=CLI,
     shell:
-        "cp -v {input} {output} > {log} 2>&1"
+        "{params.cli} table3 {input} --out {output} > {log} 2>&1"
 
 
 rule task_lengths:

@@ -423,3 +423,18 @@ def check_task_table(path: Path | str, roles: Sequence[str], samples: int, seed:
             f"configuration asks for {', '.join(roles)} with {samples} samples and seed {seed}; "
             f"{REBUILD}"
         )
+
+
+def task_table_beside_paper(stats: pd.DataFrame) -> pd.DataFrame:
+    """Table 3 as the report shows it: each task's token statistics (the summary that
+    :func:`task_table` writes) beside the paper's, and ours over the paper's mean."""
+    from llm_energy.analysis.paper import PAPER_TABLE3
+
+    table = stats.copy()
+    nan = (float("nan"),) * 3
+    paper = [PAPER_TABLE3.get(task, nan) for task in table["task"]]
+    for i, stat in enumerate(("mean", "std", "max")):
+        table[f"paper_{stat}"] = [values[i] for values in paper]
+    table["mean_over_paper"] = table["mean"] / table["paper_mean"]
+    first = ["task", "role", "mean", "paper_mean", "std", "paper_std", "max", "paper_max"]
+    return table[first + [c for c in table.columns if c not in first]]

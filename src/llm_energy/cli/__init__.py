@@ -325,6 +325,16 @@ def cmd_task_table(args: argparse.Namespace) -> None:
     _log(f"Table 3 for {len(table)} tasks -> {args.out}")
 
 
+def cmd_table3(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from llm_energy.analysis.summaries import task_table_beside_paper
+
+    table = task_table_beside_paper(pd.read_csv(args.summary))
+    _write_csv(table, args.out)
+    _log(f"Table 3 for {len(table)} tasks, beside the paper's -> {args.out}")
+
+
 def cmd_task_lengths(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -592,6 +602,11 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--out", required=True)
     tk.add_argument("--mirror", help="mirror folder holding tokenizers/llama3")
     tk.set_defaults(func=cmd_task_table)
+
+    t3 = sub.add_parser("table3", help="Table 3 beside the paper's values, from its summary")
+    t3.add_argument("summary", help="token statistics written by task-table")
+    t3.add_argument("--out", required=True)
+    t3.set_defaults(func=cmd_table3)
 
     tl = sub.add_parser("task-lengths", help="request lengths of a classical task's examples")
     tl.add_argument("sample", help="prepared task (TASK.parquet of prepare-task)")

@@ -125,14 +125,6 @@ PG19 = TextSource(
     mirror_format="documents",
 )
 
-# Paper Table 3 (Llama 3 tokens): mean, std, max per task.
-PAPER_TABLE3: dict[str, tuple[float, float, int]] = {
-    "wmt14": (49.96, 39.39, 550),
-    "wikitext": (136.89, 93.13, 547),
-    "imdb": (292.48, 239.94, 3112),
-    "cnn_dailymail": (838.49, 400.70, 2386),
-}
-
 LLAMA3_HUB_ID = "meta-llama/Llama-3.1-8B"
 LLAMA3_MIRROR = "tokenizers/llama3"
 LLAMA3_RANKS = "tokenizer.model"
