@@ -41,6 +41,13 @@ test: $(VENV)/.installed $(VLLM_VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not integration"
 
+# The claims blocks of docs/REPRODUCTION.md and the full tables in docs/claims/, computed
+# offline from the shipped rows as `snakemake claims --config shipped_measurements=true` does.
+.PHONY: docs-claims
+docs-claims: $(VENV)/.installed
+	$(BIN)/python -m llm_energy claims-docs config/h200.yaml config/h100.yaml \
+	    --page docs/REPRODUCTION.md --tables docs/claims
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks

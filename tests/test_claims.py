@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from _pipeline import copy_pipeline, run_snakemake
 
-from llm_energy.analysis.claims import claims_table, relative_change, verdict
+from llm_energy.analysis.claims import claims_table, relative_change, shipped_claims, verdict
+from llm_energy.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,6 +131,12 @@ def test_snakemake_claims_runs_offline_from_the_shipped_rows(tmp_path):
     args = ("claims", "--cores", "1", "--configfile", "config/h100.yaml")
     result = run_snakemake(work, *args, "--config", "shipped_measurements=true")
     assert result.returncode == 0, result.stderr[-3000:]
-    table = pd.read_csv(work / "results/claims/h100.csv")
-    assert set(table["claim"].astype(str)) == {str(c) for c in range(1, 9)}
+    table = pd.read_csv(work / "results/claims/h100.csv", dtype={"claim": str})
+    assert set(table["claim"]) == {str(c) for c in range(1, 9)}
     assert (work / "results/claims/h100.md").read_text().startswith("# The study's claims")
+    # The docs' claims are computed in one process (make docs-claims): the same table.
+    here = shipped_claims(load_config(work / "config/h100.yaml"), work)
+    text = ["claim", "quantity", "condition", "verdict", "rows"]
+    pd.testing.assert_frame_equal(here[text].fillna(""), table[text].fillna(""))
+    numbers = ["paper_value", "measured_value", "ci95_low", "ci95_high"]
+    pd.testing.assert_frame_equal(here[numbers].astype(float), table[numbers], rtol=1e-8)

@@ -20,15 +20,19 @@ One rule turns a comparison into a verdict (:func:`verdict`):
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from llm_energy.analysis.paper import CLAIMS
 from llm_energy.analysis.sessions import machine_sessions
+from llm_energy.errors import InputError
 
 COLUMNS = (
     "claim",
@@ -399,3 +403,251 @@ def restructuredtext(table: pd.DataFrame, hardware: str) -> str:
             lines += [f"     - {_rst(cell)}" for cell in row[1:]]
         lines.append("")
     return "\n".join(lines)
+
+
+# --- The claims in the docs ----------------------------------------------------------------------
+
+MINUS = "\u2212"
+# Shape parts of a condition ("batch_size 8", "batch 8", "512 in", "64 out"): the summary's
+# ranges run over them, the other parts name the series.
+_SHAPE = re.compile(r"^(?:batch(?:_size)? (?P<batch>\d+)|(?P<input>\d+) in|(?P<output>\d+) out)$")
+_UNIT = re.compile(r" \((?P<unit>energy_j|duration_s)(?:, (?P<note>[^)]*))?\)$")
+
+
+def _signed_pct(value: float) -> str:
+    return f"{100 * value:+.1f} %".replace("-", MINUS)
+
+
+def _share_pct(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def paper_pct(value: float) -> str:
+    """A paper's relative change as the paper prints it: up to two decimals."""
+    text = f"{100 * value:+.2f}".rstrip("0").rstrip(".")
+    return f"{text} %".replace("-", MINUS)
+
+
+def _quantity_words(quantity: str) -> str:
+    """``"vLLM ... eager (energy_j)"`` as a reader says it: ``"vLLM ... eager, energy"``."""
+    m = _UNIT.search(quantity)
+    if m is None:
+        return quantity
+    what = quantity[: m.start()]
+    word = "energy" if m["unit"] == "energy_j" else "time"
+    if word not in what:
+        what = f"{what}, {word}"
+    return f"{what} ({m['note']})" if m["note"] else what
+
+
+def _split_condition(condition: str) -> tuple[str, dict[str, str]]:
+    """The series a condition belongs to, and its shape parts by kind."""
+    series, shape = [], {}
+    for part in str(condition).split(", ") if condition else []:
+        m = _SHAPE.match(part)
+        if m is None:
+            series.append(part)
+        else:
+            kind = next(k for k, v in m.groupdict().items() if v is not None)
+            shape[kind] = f"batch {m['batch']}" if kind == "batch" else part
+    return ", ".join(series), shape
+
+
+def _verdict_words(verdict_: str, count: int) -> str:
+    """A verdict without its explanation in parentheses, its verb agreeing with ``count``."""
+    short = verdict_.split(" (")[0]
+    if count == 1:
+        return short
+    for singular, plural in (("disagrees", "disagree"), ("agrees", "agree")):
+        if short.startswith(singular):
+            return plural + short[len(singular) :]
+    return short
+
+
+def summary(table: pd.DataFrame) -> str:
+    """One Markdown line per claim, compared quantity and series of comparisons (rows of one
+    model, engine or acceptance, against one paper value): the lowest and highest measured
+    value with their 95 % intervals and where each was measured, and how many comparisons
+    reach each verdict."""
+    groups: dict[tuple, list[tuple[Any, dict[str, str]]]] = {}
+    for r in table.itertuples(index=False):
+        series, shape = _split_condition("" if pd.isna(r.condition) else r.condition)
+        paper = None if pd.isna(r.paper_value) else float(r.paper_value)
+        groups.setdefault((str(r.claim), r.quantity, series, paper), []).append((r, shape))
+    lines = [_summary_line(*key, members) for key, members in groups.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _summary_line(
+    claim: str,
+    quantity: str,
+    series: str,
+    paper: float | None,
+    members: list[tuple[Any, dict[str, str]]],
+) -> str:
+    fmt = _share_pct if claim == "1" else _signed_pct
+    kinds = [k for k in ("batch", "input", "output") if any(k in s for _, s in members)]
+    fixed = [k for k in kinds if len({s.get(k) for _, s in members}) == 1]
+    varying = [k for k in kinds if k not in fixed]
+    what = _quantity_words(quantity)
+    # A shape every comparison shares names the series, unless the quantity says it.
+    shared = [members[0][1][k] for k in fixed if not what.endswith(members[0][1][k])]
+    label = ", ".join([series] * bool(series) + shared)
+    head = f"- Claim {claim}, {what}"
+    head += f"; {label}" if label else ""
+    head += f" (paper {paper_pct(paper)})" if paper is not None else ""
+    measured = [(r, s) for r, s in members if not pd.isna(r.measured_value)]
+    if not measured:
+        return f"{head}: not measured."
+
+    def at(r: Any, shape: dict[str, str]) -> str:
+        value = fmt(r.measured_value)
+        if not pd.isna(r.ci95_low):
+            value += f" [{fmt(r.ci95_low)}, {fmt(r.ci95_high)}]"
+        where = ", ".join(shape[k] for k in varying)
+        return f"{value} ({where})" if where else value
+
+    low = min(measured, key=lambda m: m[0].measured_value)
+    high = max(measured, key=lambda m: m[0].measured_value)
+    values = at(*low) if low is high else f"{at(*low)} to {at(*high)}"
+    counts: dict[str, int] = {}
+    for r, _ in measured:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    n = len(measured)
+    if n == 1:
+        verdicts = _verdict_words(measured[0][0].verdict, 1)
+    elif len(counts) == 1:
+        verdicts = f"{n} of {n} {_verdict_words(next(iter(counts)), n)}"
+    else:
+        verdicts = f"{n} comparisons: " + ", ".join(
+            f"{c} {_verdict_words(v, c)}" for v, c in counts.items()
+        )
+    return f"{head}: {values}; {verdicts}."
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def provenance(rows: pd.DataFrame, hardware: str) -> str:
+    """Where a hardware label's rows come from, counted from the rows: how many measured
+    rows, how many with independent trials, GPUs (by UUID), code commits and machine sessions
+    (as the claims tell them apart)."""
+    rows = rows[rows["hardware"] == hardware]
+    measured = _measured(rows)
+    uuids = rows.get("gpu_uuids", pd.Series(dtype=str)).dropna()
+    gpus = {u for v in uuids for u in str(v).split(",")} - {""}
+    commits = {str(c)[:7] for c in rows.get("git_commit", pd.Series(dtype=str)).dropna() if c}
+    sessions = machine_sessions(measured).nunique()
+    tried = measured[measured["trials"].notna()] if "trials" in measured else measured.iloc[:0]
+    trials = tried["trials"] if len(tried) else pd.Series(dtype=float)
+    with_trials = (
+        f"{len(tried)} of them from {_count(machine_sessions(tried).nunique(), 'machine session')}"
+        f" in {int(trials.min())} to {int(trials.max())} independent trials each, the others in "
+        "one window each without an interval"
+        if len(tried)
+        else "none of them in independent trials (no intervals)"
+    )
+    return (
+        f"{len(measured)} measured rows of `resources/measurements/{hardware}/`, {with_trials}; "
+        f"the rows name {_count(len(gpus), 'GPU')} (by UUID), {_count(len(commits), 'commit')} "
+        f"of the code and {_count(sessions, 'machine session')} as the claims tell them apart "
+        "(rows written before `machine_session` existed are grouped by host and commit)."
+    )
+
+
+def block(text: str, name: str) -> str | None:
+    """The text between ``<!-- NAME begin -->`` and ``<!-- NAME end -->``, or None."""
+    m = re.search(_markers(name), text, flags=re.S)
+    return None if m is None else m["body"]
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """``text`` with the block ``name`` holding ``body``; the markers must be there."""
+    pattern = re.compile(_markers(name), flags=re.S)
+    if pattern.search(text) is None:
+        raise InputError(f"no <!-- {name} begin --> ... <!-- {name} end --> block to fill")
+    return pattern.sub(lambda m: m["begin"] + "\n" + body.rstrip("\n") + "\n" + m["end"], text)
+
+
+def _markers(name: str) -> str:
+    name = re.escape(name)
+    return rf"(?P<begin><!-- {name} begin -->)\n?(?P<body>.*?)\n?(?P<end><!-- {name} end -->)"
+
+
+def docs_block(table: pd.DataFrame, rows: pd.DataFrame, hardware: str) -> str:
+    """The generated block that the claims page holds for one hardware label."""
+    return (
+        provenance(rows, hardware)
+        + " Changes are relative (other / base − 1), in brackets their 95 % intervals.\n\n"
+        + summary(table)
+    )
+
+
+def shipped_rows(root: Path, hardware: str) -> pd.DataFrame:
+    """The measurements table that ``snakemake --config shipped_measurements=true`` aggregates
+    for ``hardware``: every shipped table of the label, rows of other labels left out, read back
+    from Parquet as the rules read it."""
+    from llm_energy.analysis import aggregate
+
+    tables = sorted((Path(root) / "resources/measurements" / hardware).glob("*.parquet"))
+    rows = aggregate.combine(tables)
+    rows = rows[rows["hardware"] == hardware].reset_index(drop=True)
+    return pd.read_parquet(io.BytesIO(rows.to_parquet(index=False)))
+
+
+def shipped_workload_totals(config: dict, rows: pd.DataFrame, root: Path) -> pd.DataFrame | None:
+    """The workload estimate's totals (``workload_energy.csv``) that the shipped build makes
+    from ``rows`` and the shipped summaries, or None where the configuration makes none."""
+    from llm_energy.analysis.ideal import gpu
+    from llm_energy.analysis.summaries import (
+        SHIPPED_DIR,
+        read_architecture_summary,
+        read_trace_summary,
+    )
+    from llm_energy.analysis.workload_estimate import (
+        estimate_workloads,
+        ideal_gpu_key,
+        workload_totals,
+    )
+    from llm_energy.families import families, outputs
+
+    # As the workflow decides (common.smk's available): the family enabled makes the table.
+    name = "table_workload_energy"
+    family = next(f for f in families().values() if outputs()[name] in f.outputs)
+    estimates = config["experiments"][family.name]
+    if not (estimates["enabled"] and family.makes(name, estimates)):
+        return None
+    traces = config["experiments"]["workload_traces"]
+    summaries = Path(root) / SHIPPED_DIR
+    binned = {
+        t: read_trace_summary(summaries / "traces" / f"{t}.json").binning(
+            traces["input_bins"], traces["output_bins"]
+        )
+        for t in traces["traces"]
+    }
+    architectures = {
+        m: read_architecture_summary(summaries / "models" / f"{m}.json").architecture
+        for m in estimates["models"]
+    }
+    bins = estimate_workloads(
+        binned,
+        rows,
+        architectures,
+        gpu(ideal_gpu_key(config)),
+        engines=estimates["engines"],
+        models=list(architectures),
+        missing=estimates["missing_bins"],
+    )
+    return workload_totals(bins)
+
+
+def shipped_claims(config: dict, root: Path) -> pd.DataFrame:
+    """The claims table that ``snakemake claims --config shipped_measurements=true`` writes
+    for this validated configuration, computed in one process from the shipped tables."""
+    rows = shipped_rows(root, config["hardware"])
+    table = claims_table(rows)
+    totals = shipped_workload_totals(config, rows, root)
+    if totals is not None:
+        table = pd.concat([table, workload_claims(totals)], ignore_index=True)
+    return table

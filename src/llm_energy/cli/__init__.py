@@ -185,6 +185,30 @@ def cmd_claims(args: argparse.Namespace) -> None:
     _log(f"{len(table)} comparisons of the eight claims -> {args.out}, {args.markdown}: {counts}")
 
 
+def cmd_claims_docs(args: argparse.Namespace) -> None:
+    from llm_energy.analysis.claims import (
+        docs_block,
+        markdown,
+        replace_block,
+        shipped_claims,
+        shipped_rows,
+    )
+
+    root, page = Path(args.root), Path(args.page)
+    text = page.read_text()
+    for configfile in args.configfile:
+        config = _load([configfile])
+        hardware = config["hardware"]
+        table = shipped_claims(config, root)
+        block = docs_block(table, shipped_rows(root, hardware), hardware)
+        text = replace_block(text, f"claims:{hardware}", block)
+        out = Path(args.tables) / f"{hardware}.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(markdown(table, hardware))
+        _log(f"{configfile}: {len(table)} comparisons -> {page} (claims:{hardware}), {out}")
+    page.write_text(text)
+
+
 def cmd_estimate(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -702,6 +726,16 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--rst", help="the same table as reStructuredText (the report's first page)")
     cl.add_argument("--markdown", required=True)
     cl.set_defaults(func=cmd_claims)
+
+    cd = sub.add_parser(
+        "claims-docs",
+        help="write the claims computed from the shipped rows into a docs page and tables",
+    )
+    cd.add_argument("configfile", nargs="+", help="one configuration per hardware label")
+    cd.add_argument("--root", default=".", help="the checkout holding resources/")
+    cd.add_argument("--page", required=True, help="Markdown page with claims:HARDWARE blocks")
+    cd.add_argument("--tables", required=True, help="folder for each label's full table")
+    cd.set_defaults(func=cmd_claims_docs)
 
     e = sub.add_parser("estimate-gpu-hours", help="estimate each job's GPU time from measurements")
     e.add_argument("configfile", nargs="+")
