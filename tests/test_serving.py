@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from llm_energy.config import validate
@@ -608,3 +609,105 @@ def test_a_job_that_is_terminated_or_killed_leaves_no_server(tmp_path, sig):
         time.sleep(0.1)
     # The server's own child (its "engine") is in the group: the group is empty.
     assert group_pids(pgid) == []
+
+
+# --- figures and table -------------------------------------------------------------------------
+
+
+def _rows(offline: bool = True) -> pd.DataFrame:
+    base = {
+        "experiments": "served_traces",
+        "model": "m",
+        "trace": "azure_conversation",
+        "requests": 64,
+        "input_tokens": 1024,
+        "output_tokens": 256,
+        "tensor_parallel_size": 1,
+        "batch_size": 64,
+        "feasible": True,
+        "weights": "random",
+        "dtype": "bfloat16",
+        "backend_version": "vllm 0.26.0 (server)",
+        "torch_version": "2.11.0",
+        "gpu_name": "H200",
+        "energy_source": "measured",
+        "meter": "nvml",
+        "trials": 3,
+        "protocol_met": True,
+        "requests_failed": 0,
+        "server_config": "{}",
+    }
+    rows = []
+    for graphs in (True, False):
+        engine = "vllm-served-s64" if graphs else "vllm-eager-served-s64"
+        for arrival in ("trace", "poisson"):
+            for rate, energy, tpot in ((1.0, 300.0, 0.010), (8.0, 120.0, 0.015)):
+                energy *= 1.0 if graphs else 1.3
+                rows.append(
+                    {
+                        **base,
+                        "engine": engine,
+                        "cuda_graphs": graphs,
+                        "serving": "served",
+                        "arrival": arrival,
+                        "request_rate": rate,
+                        "energy_per_request_j": energy,
+                        "energy_per_request_j_ci95": 0.1 * energy,
+                        "energy_per_output_token_j": energy / 100,
+                        "tpot_p99_s": tpot * (1.0 if graphs else 1.5),
+                        "ttft_p50_s": 0.05,
+                    }
+                )
+        if offline:
+            rows.append(
+                {
+                    **base,
+                    "engine": engine,
+                    "cuda_graphs": graphs,
+                    "serving": "offline",
+                    "energy_j": 64 * 100.0,
+                    "energy_j_ci95": 64 * 5.0,
+                    "energy_per_request_j": 100.0,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_the_table_sets_each_served_run_beside_the_offline_estimate():
+    from llm_energy.figures.serving import table_served_traces
+
+    table = table_served_traces(_rows())
+    assert len(table) == 8
+    row = table[
+        table["cuda_graphs"] & (table["arrival"] == "trace") & (table["request_rate"] == 1.0)
+    ].iloc[0]
+    assert row["offline_energy_per_request_j"] == 100.0
+    assert row["offline_energy_per_request_j_ci95"] == 5.0
+    assert row["served_over_offline"] == pytest.approx(3.0)
+    # Relative half-widths of 10 % and 5 %, in quadrature.
+    assert row["served_over_offline_ci95"] == pytest.approx(3.0 * math.hypot(0.1, 0.05))
+    assert row["setting"] == "CUDA graphs, max_num_seqs 64"
+    without = table_served_traces(_rows(offline=False))
+    assert without["offline_energy_per_request_j"].isna().all()
+
+
+def test_the_pareto_front_keeps_the_runs_no_other_beats_on_both():
+    from llm_energy.figures.serving import pareto_front
+
+    points = pd.DataFrame({"x": [1.0, 2.0, 3.0, 2.5, 4.0], "y": [5.0, 3.0, 4.0, 1.0, 0.5]})
+    assert pareto_front(points, "x", "y")[["x", "y"]].values.tolist() == [
+        [1.0, 5.0],
+        [2.0, 3.0],
+        [2.5, 1.0],
+        [4.0, 0.5],
+    ]
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_the_serving_figures_draw_with_and_without_the_offline_estimate(offline):
+    from llm_energy.figures.serving import NO_OFFLINE, fig_serving_pareto, fig_serving_rate
+
+    for draw in (fig_serving_rate, fig_serving_pareto):
+        fig = draw(_rows(offline))
+        texts = " ".join(t.get_text() for t in fig.texts)
+        assert (NO_OFFLINE in texts) is not offline

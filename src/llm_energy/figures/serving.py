@@ -87,7 +87,8 @@ def table_served_traces(df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"no served {NAME} rows in the measurements")
     offline = rows[(rows["serving"] == "offline") & rows["feasible"].astype(bool)].copy()
     offline["offline_energy_per_request_j"] = offline["energy_per_request_j"]
-    offline["offline_energy_per_request_j_ci95"] = offline["energy_j_ci95"] / offline["requests"]
+    ci = offline.get("energy_j_ci95", math.nan)
+    offline["offline_energy_per_request_j_ci95"] = ci / offline["requests"]
     keep = [*SAME_REQUESTS, *SETTING, "offline_energy_per_request_j"]
     keep.append("offline_energy_per_request_j_ci95")
     table = served.merge(offline[keep], on=[*SAME_REQUESTS, *SETTING], how="left")
@@ -128,7 +129,7 @@ def _offline_lines(ax: plt.Axes, sub: pd.DataFrame, colours: dict) -> None:
             continue
         ci = rows["offline_energy_per_request_j_ci95"].dropna()
         v = float(value.iloc[0])
-        ax.axhline(v, color=colours[setting], ls=":", lw=1.4)
+        ax.axhline(v, color=colours[setting], ls=":", lw=1.4, label=f"{setting}, offline")
         if not ci.empty and not math.isnan(float(ci.iloc[0])):
             c = float(ci.iloc[0])
             ax.axhspan(v - c, v + c, color=colours[setting], alpha=0.12, lw=0)
@@ -232,6 +233,15 @@ def fig_serving_pareto(df: pd.DataFrame) -> plt.Figure:
                 )
         front = pareto_front(sub, "tpot_p99_ms", "energy_per_request_j")
         if len(front):
+            ax.scatter(
+                front["tpot_p99_ms"],
+                front["energy_per_request_j"],
+                s=90,
+                facecolors="none",
+                edgecolors="0.25",
+                lw=0.9,
+                zorder=4,
+            )
             ax.step(
                 front["tpot_p99_ms"],
                 front["energy_per_request_j"],

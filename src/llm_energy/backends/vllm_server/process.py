@@ -216,7 +216,10 @@ class ServerProcess:
                     f"its last lines:\n{self.tail_text()}"
                 )
             if _answers(url):
-                self._say(f"{self.name}: healthy after {time.monotonic() - t0:.1f} s ({url})")
+                self._say(
+                    f"{self.name}: healthy after {time.monotonic() - t0:.1f} s ({url}, process "
+                    f"group {self.pgid})"
+                )
                 return
             waited = time.monotonic() - t0
             if waited > self.health_timeout_s:
