@@ -711,3 +711,89 @@ def test_the_serving_figures_draw_with_and_without_the_offline_estimate(offline)
         fig = draw(_rows(offline))
         texts = " ".join(t.get_text() for t in fig.texts)
         assert (NO_OFFLINE in texts) is not offline
+
+
+# --- the shipped configurations ----------------------------------------------------------------
+
+
+def test_the_serving_configurations_plan_their_servers():
+    from llm_energy.config import load_config
+
+    h200 = plan_study(load_config(ROOT / "config" / "h200_serving.yaml"))
+    assert sorted(h200) == ["llama-3.1-8b__vllm-eager-served-s64", "llama-3.1-8b__vllm-served-s64"]
+    for job in h200.values():
+        served = [p for p in job.points if p.served is not None]
+        # 3 rates x 2 arrivals, and the offline estimate of the same requests.
+        assert len(served) == 6 and len(job.points) == 7
+        assert {p.served.request_rate for p in served} == {8.0, 16.0, 32.0}
+        assert job.device == "cuda" and job.meter.primary == "nvml"
+        assert all(p.protocol.min_trials == 3 for p in job.points)
+    assert {j.engine.cuda_graphs for j in h200.values()} == {True, False}
+    smoke = plan_study(load_config(ROOT / "config" / "smoke_serving.yaml"))
+    assert list(smoke) == ["tiny-llama__vllm-eager-served-s4"]
+    study = load_config(ROOT / "config" / "config.yaml")
+    assert study["experiments"]["served_traces"]["enabled"] is False
+
+
+def test_the_server_backend_names_its_extra_and_runs_in_vllms_environment(monkeypatch):
+    import importlib.util
+
+    from llm_energy import backends
+    from llm_energy.errors import MissingExtraError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, package=None: None if name == "aiohttp" else real(name, package),
+    )
+    monkeypatch.delitem(sys.modules, "aiohttp", raising=False)
+    assert "aiohttp" in backends.missing_modules("vllm_server")
+    with pytest.raises(MissingExtraError, match=r"pip install 'llm-energy\[vllm\]'"):
+        backends.require("vllm_server", engine="vllm-served-s64")
+    assert backends.environment("vllm_server") == "vllm"
+    assert backends.environment("transformers") == "transformers"
+
+
+def test_the_server_command_carries_the_engines_options(tmp_path):
+    from llm_energy.backends.vllm_server.backend import VllmServerBackend
+    from llm_energy.measure.job import EngineSpec, ModelSpec
+
+    engine = EngineSpec(
+        "vllm-served-s16-tp2",
+        "vllm_server",
+        cuda_graphs=False,
+        tensor_parallel_size=2,
+        options={"max_num_seqs": 16, "disable_custom_all_reduce": True, "cpu_kv_cache_gib": 2},
+    )
+    backend = VllmServerBackend(ModelSpec("m", "org/m"), engine, "cuda", "bfloat16")
+    backend.configure(64, 1280)
+    settings = backend.server_settings(str(tmp_path), seed=3)
+    command = backend.command(settings, 8123)
+    text = " ".join(command)
+    for flag in (
+        f"--model {tmp_path}",
+        "--max-num-seqs 16",
+        "--max-model-len 1280",
+        "--tensor-parallel-size 2",
+        "--enforce-eager",
+        "--no-enable-prefix-caching",
+        "--load-format dummy",
+        "--skip-tokenizer-init",
+        "--dtype bfloat16",
+        "--seed 3",
+        "--disable-custom-all-reduce",
+        "--port 8123",
+    ):
+        assert flag in text, flag
+    assert "cpu-kv-cache" not in text
+    assert command[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    graphs = VllmServerBackend(
+        ModelSpec("m", "org/m", weights="pretrained"),
+        EngineSpec("vllm-served-s64", "vllm_server", cuda_graphs=True),
+        "cuda",
+        "bfloat16",
+    )
+    settings = graphs.server_settings(str(tmp_path), seed=0)
+    assert settings["enforce_eager"] is False and "load_format" not in settings
+    assert "--no-enforce-eager" in graphs.command(settings, 1)
