@@ -111,7 +111,9 @@ def measure_cli(wildcards):
     """The CLI under the interpreter of the job's backend (config `interpreters`)."""
     if USES_CONDA:
         return CLI
-    return cli_command(config["interpreters"][environment_of(wildcards)] or sys.executable)
+    return cli_command(
+        config["interpreters"][environment_of(wildcards)] or sys.executable
+    )
 
 
 def measure_traces(wildcards):

@@ -368,7 +368,7 @@ def served_columns(
             ),
         )
     elif window.duration_s <= 0:
-        row["error"] = "no steady state: the load was not reached before the last arrival"
+        row["error"] = "no steady state: the requests arrived all at once"
     return row
 
 
