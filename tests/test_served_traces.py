@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,16 +58,22 @@ def _pgids(log: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def served_workflow(tmp_path_factory, vllm_python) -> tuple[Path, subprocess.CompletedProcess]:
+    """The workflow of config/smoke_serving.yaml, its server's first port taken."""
     require_mirror("traces")
     work = copy_pipeline(tmp_path_factory.mktemp("serving-pipeline"))
-    (work / TEST_CONFIG).write_text(yaml.safe_dump(_config(vllm_python)))
-    result = run_snakemake(
-        work,
-        *OUTPUTS,
-        *("--cores", "2", "--configfile", TEST_CONFIG),
-        timeout=1500,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-    )
+    config = _config(vllm_python)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config["experiments"]["served_traces"]["port"] = taken.getsockname()[1]
+        (work / TEST_CONFIG).write_text(yaml.safe_dump(config))
+        result = run_snakemake(
+            work,
+            *OUTPUTS,
+            *("--cores", "2", "--configfile", TEST_CONFIG),
+            timeout=1500,
+            env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        )
     return work, result
 
 
@@ -121,6 +130,8 @@ def test_the_workflow_leaves_no_server_behind(served_workflow):
     assert result.returncode == 0
     log = (work / "logs/measure/cpu/tiny-llama__vllm-eager-served-s4.log").read_text()
     assert "vllm serve| " in log  # the server's own output, in the job's log
+    taken = yaml.safe_load((work / TEST_CONFIG).read_text())["experiments"]["served_traces"]
+    assert f"port {taken['port']} is in use; the server takes port" in log
     pgids = _pgids(log)
     assert pgids and all(group_pids(g) == [] for g in pgids)
     assert "vllm serve: stopping" in log
@@ -218,3 +229,74 @@ def test_a_server_that_does_not_become_healthy_fails_the_job_with_its_last_lines
     if group:
         assert group_pids(int(group.group(1))) == []
     assert not (tmp_path / "out.parquet").exists()
+
+
+def _slurm_up() -> bool:
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        return False
+    return out.returncode == 0 and bool(re.search(r"idle|mixed|allocated", out.stdout))
+
+
+# As tests/test_slurm.py: a 2-core node with fake GPUs, no accounting database.
+SLURM_SITE = (
+    *("--slurm-status-command", "squeue"),
+    *("--slurm-init-seconds-before-status-checks", "5"),
+    *("--latency-wait", "5"),
+    "--set-resources",
+    *("measure:slurm_partition=gpu", "measure:gpu=1", "measure:mem_mb=6000"),
+    *("measure:cpus_per_task=2", "measure:runtime=20"),
+    "--default-resources",
+    *("mem_mb=1000", "runtime=10", "cpus_per_task=1", "slurm_partition=cpu"),
+)
+
+
+def test_scancel_of_a_served_job_leaves_no_server(tmp_path, vllm_python):
+    """The workflow through the Slurm profile; the measurement job is cancelled once its
+    server serves: Slurm's SIGTERM reaches the job, which stops the server's process group."""
+    if not _slurm_up():
+        if os.environ.get("LLM_ENERGY_REQUIRE_SLURM") == "1":
+            pytest.fail("Slurm is required (LLM_ENERGY_REQUIRE_SLURM=1) but sinfo finds no node")
+        pytest.skip("no Slurm controller answers (start one with tests/slurm/start-slurm.sh)")
+    require_mirror("traces")
+    work = copy_pipeline(tmp_path)
+    config = _config(vllm_python)
+    config["experiments"]["served_traces"].update(requests=200, request_rates=[1])
+    (work / TEST_CONFIG).write_text(yaml.safe_dump(config))
+    log = work / "logs/measure/cpu/tiny-llama__vllm-eager-served-s4.log"
+    args = ("--profile", "profiles/slurm", *SLURM_SITE, "--configfile", TEST_CONFIG)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", *args, "--", "table_served_traces"],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 600
+        pgids: list[int] = []
+        while not pgids and time.monotonic() < deadline:
+            assert proc.poll() is None, "".join(lines[-60:])
+            pgids = _pgids(log.read_text()) if log.is_file() else []
+            time.sleep(1)
+        assert pgids, "the job's server did not become healthy within 600 s"
+        # Only this workflow's measurement job: others may share the controller.
+        ids = re.findall(r"submitted with SLURM jobid (\d+)", "".join(lines))
+        assert ids, "".join(lines[-60:])
+        subprocess.run(["scancel", ids[-1]], check=True, timeout=10)
+        assert proc.wait(timeout=300) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 60
+    while group_pids(pgids[0]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert group_pids(pgids[0]) == []
+    assert "stopping (process group" in log.read_text()
