@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -454,12 +455,20 @@ def test_the_client_times_each_request_against_a_streaming_server():
                 [[1, 2, 3], [4, 5], [666]],
                 [6, 3, 4],
                 [0.0, 0.15, 0.3],
+                log=progress.append,
+                progress_every_s=0.1,
             )
         finally:
             await runner.cleanup()
 
+    progress: list[str] = []
     records = asyncio.run(main())
     ok, bad = records[:2], records[2]
+    # Progress lines while the replay runs.
+    assert progress and progress[0].startswith("replay: ")
+    assert re.fullmatch(
+        r"replay: \d/3 requests sent, \d in flight, \d done \(\d failed\) after .*", progress[0]
+    )
     for r, tokens in zip(ok, (6, 3), strict=True):
         assert r.ok, r.error
         assert r.output_tokens == tokens

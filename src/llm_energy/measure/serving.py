@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llm_energy.errors import ConfigError, InputError
+from llm_energy.errors import BackendError, ConfigError, InputError
 from llm_energy.measure.job import PointSpec, ServedSpec, stable_hash
 from llm_energy.measure.trials import MEAN_COLUMNS, SERVED_MEAN_COLUMNS
 
@@ -407,9 +407,13 @@ def measure_served_point(
     arrivals = streams.arrivals(point.stream.trace) if point.served.arrival == "trace" else None
     send_s = arrival_times(point.served, len(lengths), proto.seed, arrivals)
     # Warm-up: the first batch of the stream at once, as the server's largest batch runs it.
+    # A server that fails a handful of requests at once is broken, not loaded.
     k = min(point.batch_size, len(prompts))
     for _ in range(proto.warmup_repetitions):
-        backend.replay(backend.prepare(prompts[:k]), outputs[:k], [0.0] * k)
+        warm = backend.replay(backend.prepare(prompts[:k]), outputs[:k], [0.0] * k)
+        failed = [r for r in warm if not r.ok]
+        if failed:
+            raise BackendError(f"warm-up: {len(failed)} of {k} requests failed: {failed[0].error}")
     prepared = backend.prepare(prompts)
     sampler = MeterSampler(meter)
     sampler.start()

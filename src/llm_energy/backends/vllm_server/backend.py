@@ -187,7 +187,7 @@ class VllmServerBackend(Backend):
             self.server_options.get("read_timeout_s", client.DEFAULT_READ_TIMEOUT_S)
         )
         records = client.replay(
-            self.base_url, MODEL_NAME, prepared, output_tokens, send_times_s, read_timeout
+            self.base_url, MODEL_NAME, prepared, output_tokens, send_times_s, read_timeout, self.log
         )
         if self.server is not None:
             self.server.check_alive()

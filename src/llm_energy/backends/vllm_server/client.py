@@ -16,7 +16,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,8 @@ from llm_energy.measure.serving import RequestRecord
 
 # Longest silence on a request's stream before it counts as failed.
 DEFAULT_READ_TIMEOUT_S = 600.0
+# A line in the job's log this often while a replay runs.
+PROGRESS_EVERY_S = 30.0
 
 
 def completion_payload(model: str, prompt: list[int], tokens: int) -> dict[str, Any]:
@@ -131,6 +133,25 @@ async def _send(
     timer.close(time.perf_counter())
 
 
+def progress_line(records: Sequence[RequestRecord], elapsed_s: float) -> str:
+    sent = sum(1 for r in records if not math.isnan(r.sent_s))
+    done = sum(1 for r in records if not math.isnan(r.done_s))
+    failed = sum(1 for r in records if r.error)
+    return (
+        f"replay: {sent}/{len(records)} requests sent, {sent - done} in flight, {done} done "
+        f"({failed} failed) after {elapsed_s:.0f} s"
+    )
+
+
+async def _report(
+    records: Sequence[RequestRecord], log: Callable[[str], None], every_s: float
+) -> None:
+    t0 = time.perf_counter()
+    while True:
+        await asyncio.sleep(every_s)
+        log(progress_line(records, time.perf_counter() - t0))
+
+
 async def replay_async(
     base_url: str,
     model: str,
@@ -138,8 +159,11 @@ async def replay_async(
     output_tokens: Sequence[int],
     send_times_s: Sequence[float],
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+    log: Callable[[str], None] | None = None,
+    progress_every_s: float = PROGRESS_EVERY_S,
 ) -> list[RequestRecord]:
-    """Send request i at ``send_times_s[i]`` seconds after the first, and wait for all."""
+    """Send request i at ``send_times_s[i]`` seconds after the first, and wait for all; with
+    ``log``, a progress line every ``progress_every_s``."""
     import aiohttp
 
     if not len(prompts) == len(output_tokens) == len(send_times_s):
@@ -150,6 +174,7 @@ async def replay_async(
         RequestRecord(i, float(send_times_s[i]), int(output_tokens[i])) for i in range(len(prompts))
     ]
     connector = aiohttp.TCPConnector(limit=0)  # no cap on requests in flight
+    reporter = asyncio.create_task(_report(records, log, progress_every_s)) if log else None
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks = []
         t0 = time.perf_counter()
@@ -163,6 +188,8 @@ async def replay_async(
                 asyncio.create_task(_send(session, url, payload, records[i], read_timeout_s))
             )
         await asyncio.gather(*tasks)
+    if reporter is not None:
+        reporter.cancel()
     return records
 
 
@@ -173,8 +200,9 @@ def replay(
     output_tokens: Sequence[int],
     send_times_s: Sequence[float],
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+    log: Callable[[str], None] | None = None,
 ) -> list[RequestRecord]:
     """:func:`replay_async` from synchronous code."""
     return asyncio.run(
-        replay_async(base_url, model, prompts, output_tokens, send_times_s, read_timeout_s)
+        replay_async(base_url, model, prompts, output_tokens, send_times_s, read_timeout_s, log)
     )
