@@ -54,6 +54,59 @@ def test_the_interval_of_a_relative_change_combines_both_rows():
     assert c.rows == "a b"
 
 
+def _row(pid, energy, session, when="2026-11-30T08:00:00+00:00"):
+    return {
+        "point_id": pid,
+        "batch_size": 1,
+        "energy_j": energy,
+        "energy_j_ci95": energy / 100,
+        "feasible": True,
+        "repetitions": 3,
+        "machine_session": session,
+        "host": session.split(":")[0],
+        "timestamp": when,
+    }
+
+
+def test_a_comparison_pairs_rows_of_one_machine_session():
+    base = pd.DataFrame(
+        [_row("a-old", 100.0, "h1:aaaa", "2026-11-01"), _row("a-new", 80.0, "h2:bbbb")]
+    )
+    other = pd.DataFrame([_row("b-old", 50.0, "h1:aaaa"), _row("b-new", 60.0, "h2:bbbb")])
+    (c,) = relative_change(base, other, ("batch_size",))
+    assert c.same_session
+    assert c.rows == "a-new b-new"  # the latest session that has both
+    assert c.value == pytest.approx(60 / 80 - 1)
+
+
+def test_rows_of_two_machine_sessions_give_no_verdict():
+    rows = pd.DataFrame(
+        [
+            {**_row("pt", 100.0, "h1:aaaa"), "engine": "pytorch", "backend": "transformers"},
+            {**_row("vl", 50.0, "h2:bbbb"), "engine": "vllm", "backend": "vllm"},
+        ]
+    ).assign(
+        experiments="engine_optimisations",
+        model="m",
+        torch_compile=False,
+        cuda_graphs=[False, True],
+        protocol_met=True,
+        speculative_model="",
+        speculative_acceptance="",
+        serving="batch",
+        tensor_parallel_size=1,
+        input_tokens=512,
+        output_tokens=64,
+        decode_energy_j=float("nan"),
+    )
+    table = claims_table(rows)
+    claim4 = table[table["claim"] == "4"].iloc[0]
+    assert claim4["measured_value"] == pytest.approx(-0.5)
+    assert claim4["verdict"] == "inconclusive: the rows come from different machine sessions"
+    same = claims_table(rows.assign(machine_session="h1:aaaa"))
+    assert same[same["claim"] == "4"].iloc[0]["verdict"] == "agrees in direction"
+
+
 def test_the_shipped_h100_rows_give_every_claim_they_measure():
     rows = pd.concat(
         [pd.read_parquet(p) for p in glob.glob(str(ROOT / "resources/measurements/h100/*"))],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -73,3 +74,14 @@ def test_estimate_covers_measured_engines_and_says_which_are_not(tiny_config):
     other = estimate(plans, _rows(TRUE).assign(engine="vllm"))
     assert math.isnan(other["estimated_gpu_hours"].iloc[0])
     assert "no measurements" in other["basis"].iloc[0]
+
+
+def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
+    proto = ProtocolSpec(min_trials=3, control_point=True)
+    points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
+    plan = dataclasses.replace(
+        plan_study(validate(tiny_config))["tiny__pytorch"], protocol=proto, points=points
+    )
+    each = [point_seconds(TRUE, p, proto) for p in points]
+    expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * sum(each) + 2 * each[1]
+    assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
-from llm_energy.config import validate
+from llm_energy.config import load_config, validate
 from llm_energy.errors import ConfigError
 from llm_energy.measure.job import DecodingSpec, JobPlan, PointSpec, stable_hash
 from llm_energy.measure.plan import plan_study, resolve_meter, trace_inputs
@@ -425,3 +426,12 @@ def test_a_draft_with_another_vocabulary_is_refused_before_the_engine_starts(tmp
         padded_draft_config(
             str(tmp_path / "draft"), str(tmp_path / "target"), str(tmp_path / "padded")
         )
+
+
+def test_only_jobs_of_engines_with_cuda_graphs_share_the_host_and_only_when_allowed():
+    config = load_config(Path(__file__).resolve().parents[1] / "config/h200.yaml")
+    shared = {g: p.host_shared for g, p in plan_study(config).items()}
+    assert shared["llama-3.1-8b__vllm"] and shared["llama-3.1-8b__vllm-tp2"]
+    assert not shared["llama-3.1-8b__vllm-eager"] and not shared["llama-3.1-8b__pytorch"]
+    config["side_by_side"] = "never"
+    assert not any(p.host_shared for p in plan_study(config).values())

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from llm_energy.analysis.paper import CLAIMS
+from llm_energy.analysis.sessions import machine_sessions
 
 COLUMNS = (
     "claim",
@@ -70,6 +71,7 @@ class Comparison:
     half_width: float
     rows: str
     protocol_met: bool = True
+    same_session: bool = True
 
 
 def _tagged(df: pd.DataFrame, tag: str) -> pd.DataFrame:
@@ -100,12 +102,19 @@ def relative_change(
     quantity: str = "energy_j",
     label: str = "",
 ) -> Iterator[Comparison]:
-    """``other / base - 1`` of ``quantity`` for every key of ``on`` that both hold."""
-    base = _measured(base).drop_duplicates(list(on)).set_index(list(on))
-    other = _measured(other).drop_duplicates(list(on)).set_index(list(on))
-    for key in sorted(set(base.index) & set(other.index)):
-        a, b = base.loc[key], other.loc[key]
-        key = key if isinstance(key, tuple) else (key,)
+    """``other / base - 1`` of ``quantity`` for every key of ``on`` that both hold, each pair
+    from one machine session (the latest that has both); a key whose rows share no session is
+    compared across sessions and says so."""
+    base, other = (_with_sessions(_measured(t)) for t in (base, other))
+    keys = sorted(set(_keys(base, on)) & set(_keys(other, on)))
+    for key in keys:
+        a_rows, b_rows = (t[_matches(t, on, key)] for t in (base, other))
+        shared = set(a_rows["_session"]) & set(b_rows["_session"])
+        same_session = bool(shared)
+        if same_session:
+            latest = max(shared, key=lambda s: a_rows.loc[a_rows["_session"] == s, "_when"].max())
+            a_rows, b_rows = (t[t["_session"] == latest] for t in (a_rows, b_rows))
+        a, b = a_rows.iloc[0], b_rows.iloc[0]
         ratio = float(b[quantity]) / float(a[quantity])
         rel_a = _half(a, quantity) / float(a[quantity])
         rel_b = _half(b, quantity) / float(b[quantity])
@@ -117,7 +126,27 @@ def relative_change(
             ratio * math.hypot(rel_a, rel_b),
             f"{a['point_id']} {b['point_id']}",
             _met(a, b),
+            same_session,
         )
+
+
+def _with_sessions(rows: pd.DataFrame) -> pd.DataFrame:
+    when = rows["timestamp"].astype(str) if "timestamp" in rows else pd.Series("", rows.index)
+    return rows.assign(_session=machine_sessions(rows), _when=when)
+
+
+def _keys(rows: pd.DataFrame, on: Sequence[str]) -> list[tuple]:
+    return [
+        tuple(v.item() if hasattr(v, "item") else v for v in values)
+        for values in rows[list(on)].itertuples(index=False)
+    ]
+
+
+def _matches(rows: pd.DataFrame, on: Sequence[str], key: tuple) -> pd.Series:
+    mask = pd.Series(True, index=rows.index)
+    for column, value in zip(on, key, strict=True):
+        mask &= rows[column] == value
+    return mask
 
 
 def _rows(claim: str, key: str, comparisons: Iterator[Comparison]) -> list[dict]:
@@ -134,9 +163,7 @@ def _rows(claim: str, key: str, comparisons: Iterator[Comparison]) -> list[dict]
                 "measured_value": c.value,
                 "ci95_low": low,
                 "ci95_high": high,
-                "verdict": verdict(paper, sign, c.value, low, high, reference)
-                if c.protocol_met
-                else "inconclusive: a row did not meet the protocol",
+                "verdict": _verdict(c, paper, sign, low, high, reference),
                 "rows": c.rows,
             }
         )
@@ -152,6 +179,16 @@ def _rows(claim: str, key: str, comparisons: Iterator[Comparison]) -> list[dict]
             )
         )
     return out
+
+
+def _verdict(
+    c: Comparison, paper: float, sign: int, low: float, high: float, reference: float
+) -> str:
+    if not c.same_session:
+        return "inconclusive: the rows come from different machine sessions"
+    if not c.protocol_met:
+        return "inconclusive: a row did not meet the protocol"
+    return verdict(paper, sign, c.value, low, high, reference)
 
 
 def _engine(df: pd.DataFrame, backend: str, flag: str | None, on: bool) -> pd.DataFrame:

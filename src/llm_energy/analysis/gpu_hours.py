@@ -7,9 +7,12 @@ modelled from an engine's measured points as
     step(b, i, o)   = c0 + c1 * b + c2 * b * (i + o / 2)  (seconds per further output token)
     full(b, i, o)   = prefill(b, i) + (o - 1) * step(b, i, o)
 
-fitted by least squares, and a point's cost follows the protocol: warm-ups, then prefill and full
-windows of at least ``min_duration_s`` and ``min_repetitions``. Beam search counts as a batch of
-``batch * num_beams`` sequences. Points far outside the measured shapes are extrapolations.
+fitted by least squares, and a point's cost follows the protocol: each of its ``min_trials``
+trials runs warm-ups, then prefill and full windows of at least ``min_duration_s`` and
+``min_repetitions``; the job's control point is measured twice more. Adaptive trials add up to
+``max_trials`` where an interval stays wide, so the estimate is the least the job takes. Beam
+search counts as a batch of ``batch * num_beams`` sequences. Points far outside the measured
+shapes are extrapolations.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.measure.job import JobPlan, PointSpec, ProtocolSpec
+from llm_energy.measure.runner import control_point
 
 MODEL_LOAD_S = 60.0  # model build and engine start per job, a round allowance
 
@@ -72,9 +76,18 @@ def point_seconds(model: TimeModel, point: PointSpec, protocol: ProtocolSpec) ->
 
 
 def job_gpu_hours(model: TimeModel, plan: JobPlan) -> float:
+    """GPU-hours of one job at ``min_trials`` trials per point, its control point included."""
     seconds = MODEL_LOAD_S + plan.protocol.idle_duration_s
-    seconds += sum(point_seconds(model, p, plan.protocol) for p in plan.points)
+    trial_s = [point_seconds(model, p, p.protocol or plan.protocol) for p in plan.points]
+    seconds += sum(trial_s) * plan.protocol.min_trials
+    if plan.protocol.control_point and trial_s:
+        seconds += 2 * trial_s[_control_index(plan.points)]
     return seconds * plan.engine.tensor_parallel_size / 3600.0
+
+
+def _control_index(points: tuple[PointSpec, ...]) -> int:
+    control = control_point(points)
+    return points.index(control) if control in points else 0
 
 
 def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFrame:
@@ -131,6 +144,7 @@ def describe(table: pd.DataFrame) -> str:
     ]
     lines.append(
         f"ESTIMATE (not a measurement): {known.sum() * 60:.0f} GPU-minutes for the "
-        f"{len(known)} of {len(table)} jobs with shipped rows of their model and engine to fit"
+        f"{len(known)} of {len(table)} jobs with shipped rows of their model and engine to fit, "
+        "at the least number of trials per point (adaptive trials may add more)"
     )
     return "\n".join(lines)

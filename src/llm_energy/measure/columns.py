@@ -400,6 +400,12 @@ PROVENANCE = Section(
         Column("python_version", "", "Python"),
         Column("package_version", "", "llm-energy"),
         Column("host", "", "host name"),
+        Column(
+            "machine_session",
+            "",
+            "host name and boot id: rows that share it come from one machine session (rows "
+            "written before it existed are grouped by host and day)",
+        ),
         Column("slurm_job_id", "", "Slurm job id (empty outside Slurm)"),
         Column("git_commit", "", "commit of the code that measured the row (`-dirty` if changed)"),
         Column(

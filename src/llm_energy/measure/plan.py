@@ -155,5 +155,10 @@ def _job(
         selections={
             name: {**o["selections"][name]} for o in mine for name in o.get("selections", {})
         },
+        # Engines with CUDA graphs launch a decoding step as one graph, so a neighbour on the
+        # host's other cores does not stretch their windows; eager engines measure alone.
+        host_shared=config["side_by_side"] == "cuda_graphs"
+        and e["backend"] == "vllm"
+        and bool(e.get("cuda_graphs", False)),
         server_options={k: v for o in mine for k, v in o.get("server_options", {}).items()},
     )

@@ -37,10 +37,21 @@ def git_commit(start: Path | None = None) -> str:
         return "unknown"
 
 
+def machine_session() -> str:
+    """The host and its boot: rows that share it were measured on one machine without a restart
+    between them, the unit within which the study's comparisons are made."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = "unknown"
+    return f"{socket.gethostname()}:{boot}"
+
+
 def job_provenance() -> dict[str, str]:
     """Facts about the run that every row carries."""
     return {
         "host": socket.gethostname(),
+        "machine_session": machine_session(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
         "git_commit": git_commit(),
         "package_version": __version__,

@@ -316,7 +316,7 @@ def run_job(
     return table
 
 
-def _control_point(points: Sequence[PointSpec]) -> PointSpec | None:
+def control_point(points: Sequence[PointSpec]) -> PointSpec | None:
     """The job's control point: its first plain point (no request stream), smallest batch."""
     plain = [p for p in points if p.stream is None]
     return min(plain, key=lambda p: (p.batch_size, p.input_tokens, p.output_tokens), default=None)
@@ -482,7 +482,7 @@ def _measure_points(
             base["gpu_name"] = "none (cpu)" if not plan.device.startswith("cuda") else "unknown"
         oom_bound, fits = _known_bounds(trials, points)
         search = _search_shapes(plan.points, plan.largest_feasible_only)
-        control = _control_point(points) if plan.protocol.control_point else None
+        control = control_point(points) if plan.protocol.control_point else None
         run_started = utc_now()
 
         def measure_control(edge: str) -> None:
