@@ -143,8 +143,10 @@ def test_azure_length_stats_match_plain_pandas(
     path = MIRROR / "traces" / "azure_2023" / file
     df = load_trace(name, path)
     assert len(df) == rows
-    assert list(df.columns) == ["input_tokens", "output_tokens"]
-    assert (df.dtypes == "int64").all()
+    assert list(df.columns) == ["input_tokens", "output_tokens", "arrival_s"]
+    assert (df[["input_tokens", "output_tokens"]].dtypes == "int64").all()
+    # Arrival times: seconds since the first request, in the trace's order.
+    assert df["arrival_s"].iloc[0] == 0 and df["arrival_s"].is_monotonic_increasing
     assert df.attrs["failed_dropped"] == 0
     # Tables 1 and 2 are drawn from the trace's summary: the same numbers, bit for bit.
     stats = _summary(name, df, tmp_path).length_stats()
@@ -197,8 +199,25 @@ def test_burstgpt_drops_failed_requests_by_default(tmp_path: Path) -> None:
     df = load_trace("burstgpt", _burst_csv(tmp_path))
     assert _lengths(df) == [(472, 18), (300, 120), (45, 7), (90, 33)]
     assert df.attrs["failed_dropped"] == 3
-    assert (df.dtypes == "int64").all()
+    assert (df[["input_tokens", "output_tokens"]].dtypes == "int64").all()
     assert list(df.index) == [0, 1, 2, 3]
+
+
+def test_arrival_times_are_kept_where_the_trace_logs_good_ones(tmp_path: Path) -> None:
+    """Seconds since the first request (BurstGPT logs seconds); a trace whose times do not
+    parse keeps its lengths and says why it has no arrival times."""
+    df = load_trace("burstgpt", _burst_csv(tmp_path))
+    assert df["arrival_s"].tolist() == [0.0, 10.0, 15.0, 25.0]
+    path = _write(
+        tmp_path / "a.csv",
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,5,1\n"
+        "2023-11-16 18:15:48.1805900,7,3\n",
+    )
+    assert load_trace("azure_code", path)["arrival_s"].tolist() == pytest.approx([0.0, 1.5])
+    bad = _write(tmp_path / "b.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\nt,5,0\n")
+    df = load_trace("azure_code", bad)
+    assert "arrival_s" not in df.columns
+    assert df.attrs["arrivals_note"] == f"{bad}: line 2: column 'TIMESTAMP': bad time 't'"
 
 
 def test_burstgpt_keeps_failed_requests_on_request(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from llm_energy.analysis.aggregate import (
     shipped_experiments,
 )
 from llm_energy.analysis.workload_estimate import ideal_gpu_key
+from llm_energy.backends import environment
 from llm_energy.config import validate
 from llm_energy.inputs.model_configs import missing_configs
 from llm_energy.families import families, outputs, report_categories
@@ -96,20 +97,23 @@ def seed_command(wildcards):
     )
 
 
-def backend_of(wildcards):
-    return JOBS[wildcards.group].engine.backend
+def environment_of(wildcards):
+    """The environment of the job's backend (a vLLM server's jobs run in vLLM's)."""
+    return environment(JOBS[wildcards.group].engine.backend)
 
 
 def measure_conda_env(wildcards):
     """Each backend has its own environment: vLLM pins its own torch."""
-    return str(Path(workflow.basedir) / "envs" / f"{backend_of(wildcards)}.yaml")
+    return str(Path(workflow.basedir) / "envs" / f"{environment_of(wildcards)}.yaml")
 
 
 def measure_cli(wildcards):
     """The CLI under the interpreter of the job's backend (config `interpreters`)."""
     if USES_CONDA:
         return CLI
-    return cli_command(config["interpreters"][backend_of(wildcards)] or sys.executable)
+    return cli_command(
+        config["interpreters"][environment_of(wildcards)] or sys.executable
+    )
 
 
 def measure_traces(wildcards):

@@ -9,7 +9,9 @@ A backend package provides:
 - ``REQUIRES``: the importable top-level modules it needs;
 - ``create(model, engine, device, dtype) -> Backend``;
 - optionally ``launch(plan, argv, run_job, claim_gpus)``, for engines that run one job as
-  several processes (the default claims the GPUs and runs the job in this process).
+  several processes (the default claims the GPUs and runs the job in this process);
+- optionally ``ENVIRONMENT``, the backend whose environment (``envs/{name}.yaml``, config
+  ``interpreters``) its jobs run in, when it has none of its own.
 """
 
 from __future__ import annotations
@@ -26,15 +28,20 @@ from llm_energy.errors import ConfigError, MissingExtraError
 if TYPE_CHECKING:
     from llm_energy.measure.job import EngineSpec, JobPlan, ModelSpec
 
-BACKENDS = ("transformers", "vllm")
+BACKENDS = ("transformers", "vllm", "vllm_server")
 
-__all__ = ["BACKENDS", "Backend", "launch", "make_backend", "missing_modules"]
+__all__ = ["BACKENDS", "Backend", "environment", "launch", "make_backend", "missing_modules"]
 
 
 def backend_module(name: str) -> ModuleType:
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
     return importlib.import_module(f"llm_energy.backends.{name}")
+
+
+def environment(name: str) -> str:
+    """The backend whose environment runs the jobs of backend ``name`` (its own by default)."""
+    return getattr(backend_module(name), "ENVIRONMENT", name)
 
 
 def missing_modules(name: str) -> list[str]:

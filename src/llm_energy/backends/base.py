@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from llm_energy.errors import ConfigError
 from llm_energy.measure.job import DecodingSpec, EngineSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from llm_energy.measure.serving import RequestRecord
 
 
 class Backend(ABC):
@@ -30,6 +33,10 @@ class Backend(ABC):
         # themselves up front; engines that allocate as they go ignore them.
         self.max_batch_size: int | None = None
         self.max_sequence_tokens: int | None = None
+        # The job's log, for engines whose processes write their own (a server's output).
+        self.log: Callable[[str], None] = print
+        # How the job runs an engine that is a server (JobPlan.server_options).
+        self.server_options: dict[str, Any] = {}
 
     def configure(self, max_batch_size: int, max_sequence_tokens: int) -> None:
         """Size the engine for the job's largest batch and longest sequence (before ``load``)."""
@@ -68,6 +75,15 @@ class Backend(ABC):
         once). Returns the number of tokens the requests asked for."""
         mode = "continuous" if continuous else "static"
         raise ConfigError(f"backend '{self.name}' cannot serve request streams in {mode} batches")
+
+    def replay(
+        self, prepared: Any, output_tokens: Sequence[int], send_times_s: Sequence[float]
+    ) -> list[RequestRecord]:
+        """Send request i at ``send_times_s[i]`` (seconds from the first) to exactly
+        ``output_tokens[i]`` new tokens, however many are in flight, and return each request's
+        timing (:class:`~llm_energy.measure.serving.RequestRecord`), failed ones included.
+        Engines behind a server do; in-process engines serve streams through ``serve``."""
+        raise ConfigError(f"backend '{self.name}' cannot replay requests at their arrival times")
 
     def synchronize(self) -> None:  # noqa: B027 - engines that block need nothing here
         """Wait until the device has finished all queued work."""

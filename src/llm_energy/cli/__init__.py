@@ -237,6 +237,8 @@ def cmd_prepare_trace(args: argparse.Namespace) -> None:
     write_parquet_atomic(df, Path(args.out))
     failed = df.attrs.get("failed_dropped", 0)
     _log(f"{args.name}: {len(df)} requests from {path} ({failed} failed requests dropped)")
+    if "arrival_s" not in df.columns:
+        _log(f"{args.name}: lengths only, {df.attrs['arrivals_note']}")
 
 
 def _summarise_prepared(path: Path, input_bins: list[int], output_bins: list[int]) -> TraceSummary:

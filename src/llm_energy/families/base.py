@@ -148,9 +148,22 @@ class Family:
         """The points this family measures on each of its jobs."""
         raise NotImplementedError(f"family '{self.name}' measures no points")
 
+    def job_points(
+        self,
+        exp: dict[str, Any],
+        config: dict[str, Any],
+        job: tuple[str, str],
+        points: list[PointSpec],
+    ) -> list[PointSpec]:
+        """The points of this family that its job ``(model, engine)`` measures: all of them by
+        default. Families whose jobs differ in what they can measure (a server started with
+        one ``max_num_seqs``) choose here."""
+        return points
+
     def job_options(self, exp: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         """What the family asks of its jobs' run beyond the points (JobPlan fields): see
-        ``JobPlan.largest_feasible_only``, ``ffn_time_share`` and ``selections``."""
+        ``JobPlan.largest_feasible_only``, ``ffn_time_share``, ``selections`` and
+        ``server_options``."""
         return {}
 
     def select(

@@ -60,6 +60,18 @@ class TraceLengths:
             self._tables[trace] = servable(pd.read_parquet(path, columns=columns))
         return self._tables[trace]
 
+    def arrivals(self, trace: str) -> np.ndarray:
+        """The trace's arrival times (seconds since its first request), every request's."""
+        path, _ = self._path(trace)
+        table = pd.read_parquet(path) if path.is_file() else None
+        if table is None or "arrival_s" not in table.columns:
+            self.table(trace)  # names the rule when the file is missing
+            raise InputError(
+                f"{path}: no arrival times (trace '{trace}' logs none, or the file was prepared "
+                "before they were kept: delete it and run again); use arrival poisson"
+            )
+        return np.sort(table["arrival_s"].to_numpy(dtype=float))
+
     def lengths(self, point: PointSpec, seed: int) -> list[tuple[int, int]]:
         """(input, output) lengths of the point's requests, clipped to its input and output
         caps. The draw depends on the trace, the count and the caps, not on the batch size or

@@ -40,6 +40,9 @@ class TraceSource:
     model_column: str | None = None
     log_type_column: str | None = None
     zero_output_is_failure: bool = False  # BurstGPT logs failed requests with 0 response tokens
+    # When each request arrived: a date and time (Azure), or seconds (BurstGPT).
+    timestamp_column: str | None = None
+    timestamp_is_seconds: bool = False
 
 
 _AZURE_URL = "https://raw.githubusercontent.com/Azure/AzurePublicDataset/master/data/"
@@ -47,7 +50,9 @@ _AZURE_URL = "https://raw.githubusercontent.com/Azure/AzurePublicDataset/master/
 
 def _azure(name: str, file: str) -> TraceSource:
     url, rel = _AZURE_URL + file, "traces/azure_2023/" + file
-    return TraceSource(name, url, rel, "ContextTokens", "GeneratedTokens")
+    return TraceSource(
+        name, url, rel, "ContextTokens", "GeneratedTokens", timestamp_column="TIMESTAMP"
+    )
 
 
 TRACES: dict[str, TraceSource] = {
@@ -60,6 +65,8 @@ TRACES: dict[str, TraceSource] = {
         model_column="Model",
         log_type_column="Log Type",
         zero_output_is_failure=True,
+        timestamp_column="Timestamp",
+        timestamp_is_seconds=True,
     ),
     "azure_conversation": _azure("azure_conversation", "AzureLLMInferenceTrace_conv.csv"),
     "azure_code": _azure("azure_code", "AzureLLMInferenceTrace_code.csv"),
@@ -127,6 +134,25 @@ def _lengths(raw: pd.DataFrame, column: str, path: Path) -> pd.Series:
     return lengths
 
 
+def _arrivals(raw: pd.DataFrame, src: TraceSource, path: Path) -> tuple[pd.Series | None, str]:
+    """Seconds from the trace's first request to each, or None and why not. Only served
+    streams need them, so a trace without good times still gives its lengths."""
+    column = src.timestamp_column
+    if column is None or column not in raw.columns:
+        return None, f"{path}: no arrival times (no column {column!r})" if column else ""
+    values = raw[column].str.strip()
+    if src.timestamp_is_seconds:
+        times = pd.to_numeric(values, errors="coerce")
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        times = (parsed - parsed.min()).dt.total_seconds()
+    bad = times.isna()
+    if bad.any():
+        row = bad.idxmax()  # first True
+        return None, f"{path}: line {row + 2}: column '{column}': bad time {values[row]!r}"
+    return (times - times.min()).astype("float64"), ""
+
+
 def load_trace(
     name: str,
     path: str | Path,
@@ -135,7 +161,8 @@ def load_trace(
     log_types: list[str] | None = None,
     failed: Literal["drop", "keep"] = "drop",
 ) -> pd.DataFrame:
-    """The trace's requests as int64 columns ``input_tokens`` and ``output_tokens``.
+    """The trace's requests as int64 columns ``input_tokens`` and ``output_tokens``, and, for
+    traces that log when requests arrived, ``arrival_s``: seconds since the trace's first request.
 
     BurstGPT rows can be filtered by ``Model`` and ``Log Type``; its failed requests (0 response
     tokens) are dropped or kept, and ``df.attrs['failed_dropped']`` says how many were dropped.
@@ -170,6 +197,9 @@ def load_trace(
         )
     inp, out = _lengths(raw, src.input_column, path), _lengths(raw, src.output_column, path)
     df = pd.DataFrame({"input_tokens": inp, "output_tokens": out})
+    arrivals, arrivals_note = _arrivals(raw, src, path)
+    if arrivals is not None:
+        df["arrival_s"] = arrivals
     keep = pd.Series(True, index=raw.index)
     for col, wanted in filters.items():
         keep &= raw[col].str.strip().isin(wanted)
@@ -185,6 +215,7 @@ def load_trace(
         )
     df = df.reset_index(drop=True)
     df.attrs.update(
+        arrivals_note=arrivals_note,
         trace=name,
         source=str(path),
         failed_dropped=dropped,

@@ -37,7 +37,8 @@ IDENTITY = Section(
             "",
             "experiment families the point serves (`input_sweep`, `output_sweep`, `decoding`, "
             "`architectures`, `engine_optimisations`, `online_serving`, `speculative`, "
-            "`tensor_parallel`, `classical_tasks`, `workload_estimates`, `trace_replay`), "
+            "`tensor_parallel`, `classical_tasks`, `workload_estimates`, `trace_replay`, "
+            "`served_traces`), "
             "joined by `+`",
         ),
         Column("group", "", "the job (`{model}__{engine}`)", required=True),
@@ -48,7 +49,12 @@ IDENTITY = Section(
         Column("weights", "", "`random` or `pretrained`", required=True),
         Column("architecture_hash", "", "hash of config.json's architecture keys"),
         Column("engine", "", "engine name of the configuration"),
-        Column("backend", "", "`transformers` or `vllm`", required=True),
+        Column(
+            "backend",
+            "",
+            "`transformers`, `vllm`, or `vllm_server` (vLLM behind `vllm serve`, over HTTP)",
+            required=True,
+        ),
         Column("torch_compile", "", "static KV cache and `torch.compile` (transformers)"),
         Column("cuda_graphs", "", "CUDA graphs on (vLLM; off is `enforce_eager`)"),
         Column("tensor_parallel_size", "GPUs", "GPUs the engine is split over"),
@@ -65,9 +71,21 @@ IDENTITY = Section(
             "serving",
             "",
             "`batch` for a fixed-shape batch; `offline` (static batches) or `online` "
-            "(continuous batching) for a request stream",
+            "(continuous batching) for a request stream; `served` for a stream replayed "
+            "through a server at its arrival times",
         ),
         Column("trace", "", "the trace a request stream's lengths are drawn from"),
+        Column(
+            "request_rate",
+            "requests/s",
+            "a served stream's mean arrival rate (its requests' send times scaled to it)",
+        ),
+        Column(
+            "arrival",
+            "",
+            "a served stream's arrivals: `trace` (the gaps between consecutive requests of the "
+            "trace) or `poisson` (a seeded Poisson process)",
+        ),
         Column(
             "requests",
             "requests",
@@ -96,7 +114,25 @@ IDENTITY = Section(
             "transformers: cache and attention)",
         ),
         Column("kv_cache_tokens", "tokens", "vLLM's KV-cache capacity"),
+        Column(
+            "server_config",
+            "",
+            "a server engine's options as `vllm serve` took them (JSON, flag names with `_`)",
+        ),
     ),
+)
+
+# A served stream's latency over its successful requests: 50th and 99th percentiles, linear
+# interpolation as `vllm bench serve` computes them, each the mean over trials.
+_LATENCY = {
+    "ttft": "time to first token (sent to first token)",
+    "tpot": "time per output token after the first ((last − first token) / (tokens − 1))",
+    "e2e": "end-to-end latency (sent to last token)",
+}
+LATENCY = tuple(
+    Column(f"{name}_{q}_s", "s", f"a served stream: {q} of {what}")
+    for name, what in _LATENCY.items()
+    for q in ("p50", "p99")
 )
 
 RESULTS = Section(
@@ -123,7 +159,12 @@ RESULTS = Section(
             "over the job; the row's results are their mean",
         ),
         Column("trial", "", "in a journal entry: which trial of the point it is"),
-        Column("duration_s", "s", "mean wall time of one batch", required=True),
+        Column(
+            "duration_s",
+            "s",
+            "mean wall time of one batch (a served stream: of its steady-state window)",
+            required=True,
+        ),
         Column(
             "duration_s_ci95",
             "s",
@@ -135,7 +176,12 @@ RESULTS = Section(
             "standard deviation of one batch's wall time within a window (back-to-back "
             "repetitions; mean over trials)",
         ),
-        Column("energy_j", "J", "mean energy of one batch", required=True),
+        Column(
+            "energy_j",
+            "J",
+            "mean energy of one batch (a served stream: over its steady-state window)",
+            required=True,
+        ),
         Column(
             "energy_j_ci95",
             "J",
@@ -178,13 +224,25 @@ RESULTS = Section(
         Column(
             "energy_per_output_token_j",
             "J",
-            "`energy_j / generated_tokens`",
+            "`energy_j / generated_tokens` (a served stream: `energy_j / steady_state_tokens`)",
             required=True,
         ),
         Column(
             "energy_per_request_j",
             "J",
-            "`energy_j / batch_size` (a stream's energy over its `requests`)",
+            "`energy_j / batch_size` (a stream's energy over its `requests`; a served stream's "
+            "`energy_j / steady_state_requests`)",
+        ),
+        Column(
+            "energy_per_request_j_ci95",
+            "J",
+            "a served stream: half-width of the 95 % interval of `energy_per_request_j` over "
+            "trials",
+        ),
+        Column(
+            "energy_per_output_token_j_ci95",
+            "J",
+            "a served stream: the same for `energy_per_output_token_j`",
         ),
         Column(
             "generated_tokens",
@@ -214,6 +272,45 @@ RESULTS = Section(
             "a request stream's requests shortened to the point's caps",
         ),
         Column("stream_bins", "", "a binned replay's requests per `{input}x{output}` bin (JSON)"),
+        *LATENCY,
+        Column(
+            "steady_state_s",
+            "s",
+            "a served stream: its energy window, from the first time it holds its load (the "
+            "time-weighted median of requests in flight while requests arrive) to the last "
+            "request sent (docs/MEASURING.md)",
+        ),
+        Column(
+            "steady_state_fraction",
+            "",
+            "`steady_state_s` over `run_s`: how much of the run the window keeps",
+        ),
+        Column(
+            "steady_state_in_flight",
+            "requests",
+            "the load the window holds: the time-weighted median of requests in flight",
+        ),
+        Column(
+            "steady_state_requests",
+            "requests",
+            "requests served inside the window, each counted by the share of its output "
+            "tokens generated there",
+        ),
+        Column("steady_state_tokens", "tokens", "output tokens generated inside the window"),
+        Column("run_s", "s", "a served stream: first request sent to last response ended"),
+        Column(
+            "requests_failed",
+            "requests",
+            "a served stream's requests that failed (an HTTP error, a broken stream, fewer "
+            "tokens than asked), over all its trials; a trial with more than "
+            "`max_failed_fraction` of them is not used",
+        ),
+        Column("trial_requests_failed", "requests", "failed requests of each trial (JSON list)"),
+        Column(
+            "request_error",
+            "",
+            "the last trial's request errors, each kind with its count (JSON; empty without)",
+        ),
         Column(
             "ffn_time_share",
             "",

@@ -10,7 +10,9 @@ from typing import Any, Literal
 
 Weights = Literal["random", "pretrained"]
 Strategy = Literal["greedy", "beam", "sample"]
-Serving = Literal["offline", "online"]
+# served: through a real OpenAI-compatible server, requests arriving over time (ServedSpec).
+Serving = Literal["offline", "online", "served"]
+Arrival = Literal["trace", "poisson"]
 Prompts = Literal["random", "pg19"]
 DEFAULT_PROMPTS: Prompts = "random"
 
@@ -100,6 +102,24 @@ class StreamSpec:
 
 
 @dataclass(frozen=True)
+class ServedSpec:
+    """How a served stream's requests arrive at the server: at the gaps of consecutive requests
+    of the trace (``trace``) or of a seeded Poisson process (``poisson``), scaled to a mean
+    ``request_rate`` in requests per second."""
+
+    arrival: Arrival
+    request_rate: float
+
+    def __post_init__(self) -> None:
+        # 4 and 4.0 are one rate: ids hash the JSON of the spec, which tells them apart.
+        object.__setattr__(self, "request_rate", float(self.request_rate))
+
+    @property
+    def label(self) -> str:
+        return f"{self.arrival}-r{self.request_rate:g}"
+
+
+@dataclass(frozen=True)
 class PointSpec:
     """One measured point: a batch shape and a decoding strategy, or, with ``stream``, a
     request stream capped at ``batch_size`` in flight, ``input_tokens`` and ``output_tokens``
@@ -115,12 +135,17 @@ class PointSpec:
     prompts: Prompts = DEFAULT_PROMPTS
     # A family's own measurement windows (fewer repetitions, no prefill window), else the job's.
     protocol: ProtocolSpec | None = None
+    # A stream served through a server with requests arriving over time (batch_size is then
+    # the server's max_num_seqs).
+    served: ServedSpec | None = None
 
     @property
     def key(self) -> tuple[Any, ...]:
         shape = (self.batch_size, self.input_tokens, self.output_tokens, self.decoding.name)
         key = shape if self.stream is None else (*shape, self.stream.label)
         key = key if self.prompts == DEFAULT_PROMPTS else (*key, self.prompts)
+        if self.served is not None:
+            key = (*key, self.served.label)
         if self.protocol is not None:
             key = (*key, "protocol", stable_hash(dataclasses.asdict(self.protocol), 8))
         return key
@@ -182,6 +207,9 @@ class JobPlan:
     # Whether the job may share its host with other measurement jobs (engines the host does
     # not bound, with the configuration's side_by_side), else it measures alone.
     host_shared: bool = False
+    # How a job whose engine is a server runs it (health_timeout_s, port,
+    # max_failed_fraction): how the job runs, not what its numbers depend on.
+    server_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def config_hash(self) -> str:
@@ -203,6 +231,7 @@ class JobPlan:
                 stream=StreamSpec.from_dict(p["stream"]) if p.get("stream") else None,
                 prompts=p.get("prompts", DEFAULT_PROMPTS),
                 protocol=ProtocolSpec(**p["protocol"]) if p.get("protocol") else None,
+                served=ServedSpec(**p["served"]) if p.get("served") else None,
             )
             for p in d["points"]
         )
@@ -224,6 +253,7 @@ class JobPlan:
             ffn_time_share=tuple(d.get("ffn_time_share", ())),
             selections={k: dict(v) for k, v in d.get("selections", {}).items()},
             host_shared=bool(d.get("host_shared", False)),
+            server_options=dict(d.get("server_options", {})),
         )
 
     @classmethod

@@ -109,7 +109,7 @@ def plan_study(config: dict[str, Any]) -> dict[str, JobPlan]:
         ]
         for job in jobs:
             bucket = points.setdefault(job, {})
-            for p in family_points:
+            for p in family.job_points(exp, config, job, family_points):
                 _add(bucket, p)
         options[name] = family.job_options(exp, config)
     return {
@@ -160,4 +160,5 @@ def _job(
         host_shared=config["side_by_side"] == "cuda_graphs"
         and e["backend"] == "vllm"
         and bool(e.get("cuda_graphs", False)),
+        server_options={k: v for o in mine for k, v in o.get("server_options", {}).items()},
     )

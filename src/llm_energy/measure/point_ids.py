@@ -10,7 +10,8 @@ Journal`) and each row carries ``point_id_version``.
   gained after those journals were written (prompt sources, request-stream options, a
   family's own protocol, speculative decoding) enter the hash only when they are set, so that
   the journals written before them named the same points.
-- Version 2: every field of the point and of the measurement setup, as they are.
+- Version 2: every field of the point and of the measurement setup, as they are; fields the
+  point gained later (a served stream's arrivals) only when they are set.
 
 Journals and rows without a version are version 1.
 """
@@ -34,6 +35,7 @@ _NOT_MEASUREMENT = (
     "ffn_time_share",
     "selections",
     "host_shared",
+    "server_options",
 )
 
 
@@ -61,6 +63,8 @@ def _prefix(point: PointSpec) -> str:
         prefix += f"_{point.stream.label}"
     if point.prompts != DEFAULT_PROMPTS:
         prefix += f"_{point.prompts}"
+    if point.served is not None:
+        prefix += f"_{point.served.label}"
     return prefix
 
 
@@ -79,6 +83,8 @@ def id_with_setup(point: PointSpec, setup: str, version: int = CURRENT_VERSION) 
             plain(point.protocol),
             setup,
         ]
+        if point.served is not None:
+            ident.append(plain(point.served))
         return f"{_prefix(point)}_v2_{stable_hash(ident, 8)}"
     ident = [dataclasses.asdict(point.decoding), setup]
     if point.stream is not None:
@@ -87,6 +93,8 @@ def id_with_setup(point: PointSpec, setup: str, version: int = CURRENT_VERSION) 
         ident.append({"prompts": point.prompts})
     if point.protocol is not None:
         ident.append({"protocol": dataclasses.asdict(point.protocol)})
+    if point.served is not None:
+        ident.append({"served": dataclasses.asdict(point.served)})
     return f"{_prefix(point)}_{stable_hash(ident, 8)}"
 
 

@@ -20,6 +20,7 @@ from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, ProtocolSpec,
 from llm_energy.measure.point_ids import point_ids
 from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, measure_window
 from llm_energy.measure.provenance import job_provenance, utc_now
+from llm_energy.measure.serving import measure_served_point
 from llm_energy.measure.store import Journal, write_parquet_atomic
 from llm_energy.measure.trials import MEAN_COLUMNS, combine, needs_trial
 from llm_energy.meters import EnergyMeter, make_meter
@@ -49,6 +50,8 @@ def _search_shapes(points: Sequence[PointSpec], searched: Sequence[str]) -> set[
 def _shape_key(point: PointSpec) -> tuple[Any, ...]:
     """Everything but the batch size: points that differ only in batch size share a shape."""
     stream = point.stream.label if point.stream else ""
+    if point.served is not None:
+        stream += f" {point.served.label}"
     return (point.decoding.name, stream, point.input_tokens, point.output_tokens)
 
 
@@ -84,6 +87,11 @@ def point_identity(plan: JobPlan, point: PointSpec) -> dict[str, Any]:
         "trace": point.stream.trace if point.stream else "",
         "requests": point.stream.requests if point.stream else point.batch_size,
         "prompts": point.prompts,
+        **(
+            {"request_rate": point.served.request_rate, "arrival": point.served.arrival}
+            if point.served is not None
+            else {}
+        ),
     }
 
 
@@ -169,6 +177,13 @@ def measure_point(
     proto = point.protocol or plan.protocol
     seed = int(stable_hash([proto.seed, point.key], 8), 16)
     extra: dict[str, Any] = {"prompt_id_modulo": 0}
+    if point.served is not None:
+        foreign = set(meter.foreign_processes() or [])
+        load = HostLoad()
+        load.start()
+        row = measure_served_point(backend, plan, point, meter, idle_power_w, streams, seed)
+        row["peak_memory_gib"] = backend.peak_memory_gib()
+        return _with_contention(row, meter, foreign, load)
     if point.stream is not None:
         if streams is None:
             raise ValueError("a request-stream point needs the prepared traces")
@@ -238,15 +253,23 @@ def measure_point(
     row = result_columns(full, prefill, point, idle_power_w, tokens)
     row.update(extra)
     row["peak_memory_gib"] = backend.peak_memory_gib()
+    row = _with_contention(row, meter, foreign, load)
+    if set(point.experiments) & set(plan.ffn_time_share):
+        # One more run, after the windows: the timers' synchronisation would perturb them.
+        row.update(backend.feed_forward_time_share(full_run))
+    return row
+
+
+def _with_contention(
+    row: dict[str, Any], meter: EnergyMeter, foreign: set[int], load: HostLoad
+) -> dict[str, Any]:
+    """The row with who else used the job's GPUs (before and after its windows) and host."""
     after = meter.foreign_processes()
     row["contention_checked"] = after is not None
     foreign |= set(after or [])
     row["foreign_gpu_pids"] = ",".join(str(p) for p in sorted(foreign))
     row["host_cpu_others_cores"] = load.stop()
     row["contended"] = bool(foreign) or row["host_cpu_others_cores"] > CONTENDED_CORES
-    if set(point.experiments) & set(plan.ffn_time_share):
-        # One more run, after the windows: the timers' synchronisation would perturb them.
-        row.update(backend.feed_forward_time_share(full_run))
     return row
 
 
@@ -411,6 +434,8 @@ def _measure_points(
     arch_hash = architecture_hash(load_config_dict(model_dir))
     t_load = time.perf_counter()
     backend = make_backend(plan.model, plan.engine, plan.device, plan.dtype)
+    backend.log = log
+    backend.server_options = dict(plan.server_options)
     if plan.draft_model is not None:
         backend.draft_dir = str(resolve_model_dir(plan.draft_model, plan.mirror.get("models")))
     # Sized from every point of the plan, not only those left, so that a resumed job runs the
@@ -419,16 +444,21 @@ def _measure_points(
         max(p.batch_size for p in plan.points),
         max(p.input_tokens + p.output_tokens for p in plan.points),
     )
-    backend.load(str(model_dir), proto.seed)
-    log(
-        f"loaded {plan.model.name} ({plan.model.weights} weights, architecture {arch_hash}) "
-        f"on {plan.engine.name} in {time.perf_counter() - t_load:.1f} s"
-    )
-    gpus = plan.engine.tensor_parallel_size
-    uuids = backend.device_uuids() or None
-    cc = plan.meter.codecarbon
-    meter = make_meter(plan.meter.primary, plan.device, uuids, gpus, cc)
-    cross = [make_meter(n, plan.device, uuids, gpus, cc) for n in plan.meter.cross_check]
+    try:
+        backend.load(str(model_dir), proto.seed)
+        log(
+            f"loaded {plan.model.name} ({plan.model.weights} weights, architecture {arch_hash}) "
+            f"on {plan.engine.name} in {time.perf_counter() - t_load:.1f} s"
+        )
+        gpus = plan.engine.tensor_parallel_size
+        uuids = backend.device_uuids() or None
+        cc = plan.meter.codecarbon
+        meter = make_meter(plan.meter.primary, plan.device, uuids, gpus, cc)
+        cross = [make_meter(n, plan.device, uuids, gpus, cc) for n in plan.meter.cross_check]
+    except BaseException:
+        # An engine with processes of its own (a server) does not outlive a failed start.
+        backend.close()
+        raise
     try:
         idle_w = measure_idle_power_w(meter, proto.idle_duration_s)
         log(f"idle power {idle_w:.1f} W over {proto.idle_duration_s:.1f} s ({meter.name})")
@@ -566,6 +596,7 @@ def _progress(
         f"in={point.input_tokens} "
         f"out={point.output_tokens} {point.decoding.name}"
         + (f" {point.stream.label}" if point.stream else "")
+        + (f" {point.served.label}" if point.served else "")
         + (f" {point.prompts} prompts" if point.prompts != "random" else "")
         + ": "
     )
@@ -577,6 +608,15 @@ def _progress(
         head += (
             f"CONTENDED (GPU pids {row['foreign_gpu_pids'] or 'none'}, other processes "
             f"{row['host_cpu_others_cores']:.1f} cores of CPU), "
+        )
+    if point.served is not None:
+        return head + (
+            f"steady state {row['steady_state_s']:.2f} s of {row['run_s']:.2f} s "
+            f"({row['steady_state_in_flight']:g} in flight), {row['energy_per_request_j']:.3f} "
+            f"J/request, TTFT p50 {row['ttft_p50_s']:.3f} s, TPOT p99 {row['tpot_p99_s']:.4f} s, "
+            f"{row['requests_failed']} failed ({row['energy_source']})"
+            + (f"; {row['error']}" if row["error"] else "")
+            + (f"; round ends in ~{eta:.0f} s" if eta == eta else "")
         )
     return head + (
         f"{row['duration_s']:.3f} s, {row['energy_j']:.2f} J, "

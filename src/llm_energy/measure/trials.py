@@ -10,6 +10,11 @@ interval of its energy per batch (of its time, when the meter reads no energy) i
 
 The point's row is the mean over its trials, with the half-width of the 95 % interval
 (Student's t over trials) and every trial's value, so that anything can be recomputed.
+
+A served stream's trial (:mod:`llm_energy.measure.serving`) is one replay whose window is its
+steady state, of a length of its own: it is judged by its energy per request, the window is
+met when the steady state lasts ``min_duration_s``, and its latency percentiles are means over
+trials too.
 """
 
 from __future__ import annotations
@@ -79,15 +84,46 @@ MEAN_COLUMNS = (
 )
 
 
+# Per-trial columns of served streams, averaged over trials as MEAN_COLUMNS are.
+SERVED_MEAN_COLUMNS = (
+    "ttft_p50_s",
+    "ttft_p99_s",
+    "tpot_p50_s",
+    "tpot_p99_s",
+    "e2e_p50_s",
+    "e2e_p99_s",
+    "steady_state_s",
+    "steady_state_fraction",
+    "steady_state_in_flight",
+    "steady_state_requests",
+    "steady_state_tokens",
+    "run_s",
+)
+# Served streams' rows give these intervals too: their windows differ in length between trials,
+# so energy per request, not per window, is what their trials are judged by.
+SERVED_INTERVALS = ("energy_per_request_j", "energy_per_output_token_j")
+
+
+def served(row: dict[str, Any]) -> bool:
+    """Whether the row is a served stream's (a replay with a steady-state window)."""
+    return row.get("serving") == "served"
+
+
 def _quantity(row: dict[str, Any]) -> str:
-    """What a point's trials are judged by: energy, or time when the meter read none."""
+    """What a point's trials are judged by: energy (per request for a served stream), or time
+    when the meter read none."""
     energy = row.get("energy_j")
-    return "energy_j" if energy is not None and not math.isnan(float(energy)) else "duration_s"
+    if energy is None or math.isnan(float(energy)):
+        return "duration_s"
+    return "energy_per_request_j" if served(row) else "energy_j"
 
 
 def window_met(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
     """Whether one trial's window meets the study's protocol: at least ``min_duration_s`` long
-    and ``min_repetitions`` repetitions (a family's own lighter windows do not)."""
+    and ``min_repetitions`` repetitions (a family's own lighter windows do not); a served
+    stream's steady state at least ``min_duration_s`` long."""
+    if served(row):
+        return float(row.get("steady_state_s") or 0.0) >= protocol.min_duration_s
     reps = int(row.get("repetitions") or 0)
     duration = float(row.get("duration_s") or 0.0) * reps
     return reps >= protocol.min_repetitions and duration >= protocol.min_duration_s
@@ -117,6 +153,11 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     measured = [t for t in trials if bool(t.get("feasible")) and int(t.get("repetitions") or 0)]
     row = dict(last)
     row["trials"] = len(measured)
+    if served(last):
+        # Failed requests of every trial, those of trials not used too: never dropped silently.
+        failed = [int(t.get("requests_failed") or 0) for t in trials]
+        row["requests_failed"] = sum(failed)
+        row["trial_requests_failed"] = json.dumps(failed)
     if not measured:
         row.update(
             energy_j_ci95=math.nan,
@@ -127,7 +168,8 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
             protocol_note="not measured: " + str(last.get("error", "")),
         )
         return row
-    for col in MEAN_COLUMNS:
+    is_served = served(last)
+    for col in (*MEAN_COLUMNS, *(SERVED_MEAN_COLUMNS if is_served else ())):
         values = [float(t[col]) for t in measured if t.get(col) is not None]
         row[col] = statistics.fmean(values) if values else math.nan
     row["repetitions"] = min(int(t["repetitions"]) for t in measured)
@@ -135,6 +177,10 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     durations = [float(t["duration_s"]) for t in measured]
     row["energy_j_ci95"] = ci95_half_width(energies)
     row["duration_s_ci95"] = ci95_half_width(durations)
+    if is_served:
+        for col in SERVED_INTERVALS:
+            row[f"{col}_ci95"] = ci95_half_width([float(t[col]) for t in measured])
+
     row["trial_energy_j"] = json.dumps([round(v, 6) for v in energies])
     row["trial_duration_s"] = json.dumps([round(v, 6) for v in durations])
     row["contended"] = any(bool(t.get("contended")) for t in measured)
@@ -148,7 +194,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
             f"or {protocol.min_repetitions} repetitions"
         )
     quantity = _quantity(measured[0])
-    ci = row["energy_j_ci95"] if quantity == "energy_j" else row["duration_s_ci95"]
+    ci = row[f"{quantity}_ci95"]
     if len(measured) > 1 and row[quantity] and ci / abs(row[quantity]) > protocol.target_ci95_rel:
         notes.append(
             f"{quantity} interval ±{100 * ci / abs(row[quantity]):.1f} % after "
