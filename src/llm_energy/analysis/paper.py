@@ -98,15 +98,6 @@ THROUGHPUT_GAINS: dict[tuple[str, str], float] = {
 }
 # Claim 3: the fused expert kernel's time over the dense GEMM's, by batch size.
 EXPERT_KERNEL_SLOWDOWN: dict[int, float] = {1: 0.1970, 8: 0.63}
-# Table 4: each trace's binned estimate over the FLOPs ideal of an A6000 (300 W, 309.7 TFLOPS).
-TABLE4_OVER_IDEAL: dict[tuple[str, str], float] = {
-    ("burstgpt", "pytorch"): 5.0652,
-    ("burstgpt", "vllm"): 0.6375,
-    ("azure_code", "pytorch"): 1.0279,
-    ("azure_code", "vllm"): 0.2659,
-    ("azure_conversation", "pytorch"): 4.9023,
-    ("azure_conversation", "vllm"): 0.6422,
-}
 # Claim 8's "within 26.6 % of the ideal on Azure code": Table 4's vLLM gap, as the claim rounds it.
 WITHIN_IDEAL_AZURE_CODE = 0.266
 
