@@ -17,7 +17,7 @@ import fcntl
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -51,10 +51,9 @@ def _busy_ticks() -> float:
     return sum(ticks[:8]) - idle
 
 
-def process_tree_ticks(root: int) -> float:
-    """CPU ticks (user + system) of ``root`` and every process below it, ended ones too."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, float] = {}
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """Each live process's pid and the fields of its ``/proc/PID/stat`` after the command name
+    (which may hold spaces): state, parent pid, process group, ..."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -62,8 +61,14 @@ def process_tree_ticks(root: int) -> float:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid = int(entry.name)
+        yield int(entry.name), stat[stat.rindex(")") + 2 :].split()
+
+
+def process_tree_ticks(root: int) -> float:
+    """CPU ticks (user + system) of ``root`` and every process below it, ended ones too."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, float] = {}
+    for pid, fields in proc_stats():
         parents[pid] = int(fields[1])
         # utime + stime, and cutime + cstime: children that have ended count as their parent's.
         ticks[pid] = sum(float(x) for x in fields[11:15])

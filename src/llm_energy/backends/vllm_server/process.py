@@ -28,11 +28,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from llm_energy.errors import BackendError
+from llm_energy.measure.host import proc_stats
 
 Log = Callable[[str], None]
 
@@ -86,18 +86,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 def group_pids(pgid: int) -> list[int]:
     """The processes of process group ``pgid`` still alive (not zombies), from /proc."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            pids.append(int(entry.name))
-    return sorted(pids)
+    return sorted(pid for pid, f in proc_stats() if f[0] != "Z" and int(f[2]) == pgid)
 
 
 class ServerProcess:
