@@ -28,6 +28,10 @@ onstart:
     print_estimate()
 
 
+onsuccess:
+    print_against_estimate()
+
+
 rule all:
     default_target: True
     input:

@@ -85,3 +85,24 @@ def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
     each = [point_seconds(TRUE, p, proto) for p in points]
     expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * sum(each) + 2 * each[1]
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
+
+
+def test_after_a_run_each_job_is_set_beside_its_estimate():
+    from llm_energy.analysis.gpu_hours import against_actual, describe_against_actual
+
+    estimated = pd.DataFrame(
+        {
+            "group": ["a", "b", "c"],
+            "points": [3, 3, 3],
+            "gpus": [1, 2, 1],
+            "estimated_gpu_hours": [0.1, 0.2, math.nan],
+            "basis": ["", "", "no measurements"],
+        }
+    )
+    table = against_actual(estimated, {"a": 720.0, "b": 360.0, "c": 60.0})
+    assert table.set_index("group")["actual_gpu_hours"].tolist() == [0.2, 0.2, 60 / 3600]
+    assert table.set_index("group").loc["a", "actual_over_estimate"] == pytest.approx(2.0)
+    text = describe_against_actual(table)
+    assert "a: 12.0 GPU-minutes (estimated ~6.0, actual/estimated 2.00)" in text
+    assert "c: 1.0 GPU-minutes (no estimate)" in text
+    assert "the 2 with an estimate took 24.0 against 18.0 estimated" in text

@@ -43,6 +43,11 @@ def test_smoke_run_writes_measurements_with_provenance(smoke_run):
         assert table[col].astype(str).str.len().gt(0).all(), col
     csv = pd.read_csv(work / "results/aggregate/cpu/measurements.csv")
     assert len(csv) == len(table)
+    # Each measurement job's wall time is kept, and printed after the run beside its estimate.
+    group = table["group"].iloc[0]
+    benchmark = pd.read_csv(work / f"results/benchmarks/measure/cpu/{group}.tsv", sep="\t")
+    assert benchmark["s"].iloc[-1] > 0
+    assert f"  {group}: " in result.stderr and "GPU-minutes" in result.stderr
 
 
 def test_smoke_run_draws_the_figure_and_the_table(smoke_run):

@@ -1,4 +1,5 @@
 import shlex
+import time
 import sys
 from pathlib import Path
 
@@ -441,16 +442,47 @@ def claims_workload_arg(wildcards, input):
     return f"--workload-totals {input.workload}" if input.workload else ""
 
 
+# When this run started: the measurement jobs whose benchmark files are newer ran in it.
+RUN_STARTED = time.time()
+
+
+def _estimate():
+    from llm_energy.analysis.gpu_hours import plan_estimate
+
+    base = Path(workflow.basedir, "resources/measurements")
+    tables = {d.name: sorted(d.glob("*.parquet")) for d in base.iterdir() if d.is_dir()}
+    return plan_estimate(JOBS, tables, HARDWARE)
+
+
 def print_estimate():
     """Before measuring: each job's GPU time, estimated from the shipped rows."""
-    from llm_energy.analysis.gpu_hours import describe, plan_estimate
+    from llm_energy.analysis.gpu_hours import describe
 
     if not JOBS or config["shipped_measurements"]:
         return
-    base = Path(workflow.basedir, "resources/measurements")
-    tables = {d.name: sorted(d.glob("*.parquet")) for d in base.iterdir() if d.is_dir()}
     print(
         f"{len(JOBS)} measurement jobs planned for hardware {HARDWARE}:\n"
-        + describe(plan_estimate(JOBS, tables, HARDWARE)),
+        + describe(_estimate()),
         file=sys.stderr,
     )
+
+
+def print_against_estimate():
+    """After a run: the wall time of each measurement job that ran (its benchmark file)
+    beside the estimate printed before it."""
+    import pandas as pd
+
+    from llm_energy.analysis.gpu_hours import against_actual, describe_against_actual
+
+    if not JOBS or config["shipped_measurements"]:
+        return
+    actual = {}
+    for group in JOBS:
+        tsv = Path(f"results/benchmarks/measure/{HARDWARE}/{group}.tsv")
+        if tsv.exists() and tsv.stat().st_mtime >= RUN_STARTED:
+            actual[group] = float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1])
+    if actual:
+        print(
+            describe_against_actual(against_actual(_estimate(), actual)),
+            file=sys.stderr,
+        )

@@ -22,6 +22,8 @@ rule measure:
         "results/measurements/{hardware}/{group}.parquet",
     log:
         "logs/measure/{hardware}/{group}.log",
+    benchmark:
+        "results/benchmarks/measure/{hardware}/{group}.tsv"
     conda:
         measure_conda_env
     threads: 2

@@ -148,3 +148,36 @@ def describe(table: pd.DataFrame) -> str:
         "at the least number of trials per point (adaptive trials may add more)"
     )
     return "\n".join(lines)
+
+
+def against_actual(estimated: pd.DataFrame, actual_s: dict[str, float]) -> pd.DataFrame:
+    """The estimate of each job that ran beside its wall time (Snakemake's benchmark of the
+    measure rule, ``actual_s`` by group), as GPU-hours both, and actual over estimated."""
+    ran = estimated[estimated["group"].isin(actual_s)].copy()
+    ran["actual_gpu_hours"] = [
+        actual_s[g] * gpus / 3600.0 for g, gpus in zip(ran["group"], ran["gpus"], strict=True)
+    ]
+    ran["actual_over_estimate"] = ran["actual_gpu_hours"] / ran["estimated_gpu_hours"]
+    return ran.reset_index(drop=True)
+
+
+def describe_against_actual(table: pd.DataFrame) -> str:
+    """The comparison as the lines printed after a run."""
+    lines = []
+    for r in table.itertuples():
+        planned = (
+            f"estimated ~{r.estimated_gpu_hours * 60:.1f}, actual/estimated "
+            f"{r.actual_over_estimate:.2f}"
+            if not math.isnan(r.estimated_gpu_hours)
+            else "no estimate"
+        )
+        lines.append(f"  {r.group}: {r.actual_gpu_hours * 60:.1f} GPU-minutes ({planned})")
+    both = table.dropna(subset=["estimated_gpu_hours"])
+    if len(both):
+        lines.append(
+            f"GPU time of the {len(table)} measurement jobs that ran: "
+            f"{table['actual_gpu_hours'].sum() * 60:.1f} GPU-minutes; the {len(both)} with an "
+            f"estimate took {both['actual_gpu_hours'].sum() * 60:.1f} against "
+            f"{both['estimated_gpu_hours'].sum() * 60:.1f} estimated"
+        )
+    return "\n".join(lines)
