@@ -224,6 +224,60 @@ def test_rows_say_when_contention_could_not_be_checked(tiny_config, fake_backend
     assert not table["contended"].any()
 
 
+def test_a_trial_whose_gpu_throttled_marks_its_point_and_says_so(
+    tiny_config, fake_backend, monkeypatch, tmp_path
+):
+    from llm_energy.meters.base import HealthWatch, WindowHealth
+    from llm_energy.meters.null import NullMeter
+
+    windows: list[int] = []
+
+    class Watch(HealthWatch):
+        def stop(self) -> WindowHealth:
+            windows.append(1)
+            # The full window of the job's second point, in its first trial (each trial has a
+            # prefill window and a full window).
+            power_capped = len(windows) == 4
+            return WindowHealth(
+                clock_event_reasons=frozenset({"sw_power_cap"} if power_capped else ()),
+                sm_clock_min_mhz=1200.0 if power_capped else 1980.0,
+                sm_clock_max_mhz=1980.0,
+                gpu_temp_max_c=60.0,
+                ecc_errors_new=0,
+                xid_errors=(),
+                energy_counter_backwards=False,
+            )
+
+    class Watched(NullMeter):
+        def watch(self) -> HealthWatch:
+            return Watch()
+
+    tiny_config["protocol"].update(min_trials=2, max_trials=2)
+    monkeypatch.setattr(runner, "make_meter", lambda *a, **k: Watched())
+    messages: list[str] = []
+    out = tmp_path / "o.parquet"
+    table = runner.run_job(_plan(tiny_config), out, tmp_path / "j", log=messages.append)
+    flagged = table[table["gpu_health"] != "ok"]
+    assert flagged["gpu_health"].tolist() == ["throttled_power"]
+    assert flagged["trial_gpu_health"].tolist() == ['["throttled_power", "ok"]']
+    assert flagged["clock_event_reasons"].tolist() == ["sw_power_cap"]
+    assert flagged["sm_clock_min_mhz"].tolist() == [1200.0]
+    assert (table.loc[table["gpu_health"] == "ok", "clock_event_reasons"] == "").all()
+    assert sum("GPU throttled_power (clock events sw_power_cap" in m for m in messages) == 1
+    pd.testing.assert_frame_equal(pd.read_parquet(out), table)
+
+
+def test_a_meter_that_cannot_see_the_gpus_writes_unknown_not_zeros(
+    tiny_config, fake_backend, tmp_path
+):
+    table = runner.run_job(_plan(tiny_config), tmp_path / "o.parquet", tmp_path / "j", log=print)
+    assert (table["gpu_health"] == "unknown").all()
+    for col in ("sm_clock_min_mhz", "sm_clock_max_mhz", "gpu_temp_max_c"):
+        assert table[col].isna().all(), col
+    for col in ("clock_event_reasons", "ecc_errors_new", "xid_errors", "energy_counter_backwards"):
+        assert table[col].isna().all(), col
+
+
 @pytest.mark.parametrize(
     ("message", "is_oom"),
     [

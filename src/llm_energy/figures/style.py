@@ -12,6 +12,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import ScalarFormatter
 
+from llm_energy.measure.health import FLAGS, flagged, gpu_health
 from llm_energy.measure.store import write_atomic
 
 PALETTE = "viridis"
@@ -28,8 +29,28 @@ def energy_label(df: pd.DataFrame) -> str:
     return ", ".join(kinds) if kinds else "none"
 
 
+def caveats(df: pd.DataFrame) -> str:
+    """What the measured rows drawn fall short of, counted: rows short of the protocol, rows
+    whose GPUs throttled, erred or reset during their windows ("" when none)."""
+    if "feasible" in df and "repetitions" in df:
+        df = df[df["feasible"].fillna(False).astype(bool) & (df["repetitions"].fillna(0) > 0)]
+    notes = []
+    # Rows measured before trials have no protocol_met: missing is not short.
+    short = int(df["protocol_met"].eq(False).sum()) if "protocol_met" in df else 0
+    if short:
+        notes.append(f"{short} of {len(df)} rows short of the protocol")
+    bad = flagged(df)
+    if bad.any():
+        words = gpu_health(df)[bad].str.split("+")
+        counts = ((f, int(words.map(lambda w, f=f: f in w).sum())) for f in FLAGS)
+        named = ", ".join(f"{f} {n}" for f, n in counts if n)
+        notes.append(f"{int(bad.sum())} of {len(df)} rows with GPU health flagged ({named})")
+    return "; ".join(notes)
+
+
 def provenance_note(df: pd.DataFrame) -> str:
-    """One line: what, on which hardware, with which software and weights."""
+    """One line: what, on which hardware, with which software and weights; and a second line
+    with the rows' caveats (:func:`caveats`) when there are any."""
 
     def uniq(col: str) -> str:
         vals = sorted({str(v) for v in df[col].dropna()} - {""}) if col in df else []
@@ -40,6 +61,7 @@ def provenance_note(df: pd.DataFrame) -> str:
         f"{uniq('model')} ({uniq('weights')} weights, {uniq('dtype')}) · {uniq('backend_version')}"
         f" · torch {uniq('torch_version')} · {uniq('gpu_name')} · energy: {energy_label(df)}"
         + (f" · code {', '.join(c for c in commits if c)}" if any(commits) else "")
+        + (f"\n{note}" if (note := caveats(df)) else "")
     )
 
 

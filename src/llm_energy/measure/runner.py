@@ -15,6 +15,7 @@ import pandas as pd
 from llm_energy.backends import Backend, make_backend
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
+from llm_energy.measure import health
 from llm_energy.measure.host import CONTENDED_CORES, HostLoad
 from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, ProtocolSpec, stable_hash
 from llm_energy.measure.point_ids import point_ids
@@ -152,6 +153,7 @@ def infeasible_columns(reason: str) -> dict[str, Any]:
         "prefill_repetitions": 0,
         # What a measured trial gives as numbers, NaN: never a zero for energy not measured.
         **{k: nan for k in (*MEAN_COLUMNS, "generated_tokens", "idle_power_w")},
+        **health.UNKNOWN_COLUMNS,
     }
 
 
@@ -237,6 +239,8 @@ def measure_point(
     extra.update(backend.counter_columns(before, backend.counters(), full.repetitions))
     row = result_columns(full, prefill, point, idle_power_w, tokens)
     row.update(extra)
+    windows = full.health if prefill is None else prefill.health.merge(full.health)
+    row.update(health.window_columns(windows))
     row["peak_memory_gib"] = backend.peak_memory_gib()
     after = meter.foreign_processes()
     row["contention_checked"] = after is not None
@@ -288,6 +292,7 @@ def run_job(
     if len(table):
         table["experiments"] = table["point_id"].map(tags)
         table["prompts"] = table["point_id"].map(sources)
+        table = health.complete(table)
     write_parquet_atomic(table, out)
     log(f"wrote {len(table)} rows to {out}")
     return table
@@ -573,6 +578,11 @@ def _progress(
         return head + f"infeasible ({row['error']})"
     if not row["repetitions"]:
         return head + f"{row['error']}"
+    if row.get("gpu_health") not in (None, health.OK, health.UNKNOWN):
+        head += (
+            f"GPU {row['gpu_health']} (clock events {row['clock_event_reasons'] or 'none'}, "
+            f"{row['gpu_temp_max_c']:.0f} C at most), "
+        )
     if row["contended"]:
         head += (
             f"CONTENDED (GPU pids {row['foreign_gpu_pids'] or 'none'}, other processes "

@@ -9,7 +9,8 @@ interval of its energy per batch (of its time, when the meter reads no energy) i
 ``target_ci95_rel`` of the mean, more, up to ``max_trials``.
 
 The point's row is the mean over its trials, with the half-width of the 95 % interval
-(Student's t over trials) and every trial's value, so that anything can be recomputed.
+(Student's t over trials) and every trial's value, so that anything can be recomputed; its GPU
+health is what any trial saw, with every trial's word (:mod:`llm_energy.measure.health`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from llm_energy.measure import health
 from llm_energy.measure.job import ProtocolSpec
 
 # Student's t, 97.5th percentile, by degrees of freedom (two-sided 95 %).
@@ -123,6 +125,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
             duration_s_ci95=math.nan,
             trial_energy_j="[]",
             trial_duration_s="[]",
+            trial_gpu_health="[]",
             protocol_met=False,
             protocol_note="not measured: " + str(last.get("error", "")),
         )
@@ -138,6 +141,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     row["trial_energy_j"] = json.dumps([round(v, 6) for v in energies])
     row["trial_duration_s"] = json.dumps([round(v, 6) for v in durations])
     row["contended"] = any(bool(t.get("contended")) for t in measured)
+    row.update(health.point_columns(measured))
     notes = []
     if len(measured) < protocol.min_trials:
         notes.append(f"{len(measured)} of {protocol.min_trials} trials")
