@@ -428,3 +428,65 @@ def test_feed_forward_blocks_are_timed_after_the_windows_of_an_architecture_poin
         assert table["ffn_time_share"].between(0.0, 1.0, inclusive="neither").all()
         blocks[job.model.name] = set(table["ffn_block"])
     assert blocks == {"tiny": {"LlamaMLP"}, "moe": {"OlmoeSparseMoeBlock"}}
+
+
+def test_sigterm_stops_the_job_at_the_end_of_a_repetition_and_a_rerun_does_the_rest(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
+    import os
+    import signal
+
+    from llm_energy.measure import stop
+
+    plan = _plan(tiny_config)
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    calls = {"n": 0}
+    real_generate = fake_backend.generate
+
+    def generate(self, prepared, output_tokens, decoding):
+        calls["n"] += 1
+        # Six calls a point (a warm-up each for the full and prefill shapes, two repetitions
+        # in each window): the twelfth is the second point's last repetition.
+        if calls["n"] == 12:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_generate(self, prepared, output_tokens, decoding)
+
+    monkeypatch.setattr(fake_backend, "generate", generate)
+    stop.reset()
+    try:
+        with stop.on_signals(), pytest.raises(stop.Stopped) as stopped:
+            runner.run_job(plan, out, journal, log=lambda m: None)
+    finally:
+        stop.reset()
+    assert str(stopped.value).startswith("stopped by SIGTERM")
+    assert f"the journal {journal} keeps every finished trial" in str(stopped.value)
+    assert calls["n"] == 12  # not one repetition more
+    kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}
+    assert len(kept) == 1  # the first point; the second point's trial was abandoned
+    assert not out.exists()
+    monkeypatch.setattr(fake_backend, "generate", real_generate)
+    messages: list[str] = []
+    table = runner.run_job(plan, out, journal, log=messages.append)
+    assert any(f"{len(kept)} already in the journal" in m for m in messages)
+    # The stop is on record, and the next run says so.
+    (stopped_run,) = [m for m in messages if m.startswith("journal: a run of this job stopped")]
+    assert "stopped by SIGTERM" in stopped_run
+    assert len(table) == len(plan.points) and table["point_id"].is_unique
+    assert {n: (journal / n).read_bytes() for n in kept} == kept
+
+
+def test_an_engine_that_dies_of_the_same_signal_stops_the_job_cleanly(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
+    from llm_energy.measure import stop
+
+    def engine_gone(self, prepared, output_tokens, decoding):
+        stop._record(15, None)  # SIGTERM reached this process and its engine at once
+        raise RuntimeError("EngineDeadError: engine core exited")
+
+    monkeypatch.setattr(fake_backend, "generate", engine_gone)
+    try:
+        with pytest.raises(stop.Stopped, match="ended with RuntimeError: EngineDeadError"):
+            runner.run_job(_plan(tiny_config), tmp_path / "o", tmp_path / "j", log=print)
+    finally:
+        stop.reset()

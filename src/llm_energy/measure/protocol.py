@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from llm_energy.measure import stop
 from llm_energy.measure.job import ProtocolSpec
 from llm_energy.meters.base import EnergyMeter, WindowHealth
 
@@ -89,7 +90,8 @@ def measure_window(
     lasted at least ``per_repetition_energy_min_s`` (never when it is None): a read costs
     milliseconds (about 3.5 ms for NVML on an H100), so per-repetition reads are worth it only
     for repetitions long enough for the counter to resolve them. Cross-check meters see the
-    whole window as one lap.
+    whole window as one lap. A stop asked for by a signal (:mod:`llm_energy.measure.stop`)
+    abandons the window at the end of the current repetition.
     """
     watch = meter.watch()
     try:
@@ -112,6 +114,7 @@ def measure_window(
                 )
             durations.append(dt)
             elapsed += dt
+            stop.check()  # a repetition's end is a safe place to abandon the window
             if per_rep:
                 energies.append(meter.lap().energy_j)
         total = sum(energies) if per_rep else meter.lap().energy_j

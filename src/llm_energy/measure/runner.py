@@ -15,7 +15,7 @@ import pandas as pd
 from llm_energy.backends import Backend, make_backend
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
-from llm_energy.measure import health
+from llm_energy.measure import health, stop
 from llm_energy.measure.host import CONTENDED_CORES, HostLoad
 from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, ProtocolSpec, stable_hash
 from llm_energy.measure.point_ids import point_ids
@@ -227,10 +227,12 @@ def measure_point(
     backend.reset_peak_memory()
     for _ in range(proto.warmup_repetitions):
         full_run()
+        stop.check()
     lap_min_s = proto.per_repetition_energy_min_s
     prefill = None
     if measure_prefill:
         prefill_run()  # warm-up at the prefill shape
+        stop.check()
         prefill = measure_window(prefill_run, meter, proto, per_repetition_energy_min_s=lap_min_s)
     before = backend.counters()
     full = measure_window(
@@ -268,6 +270,8 @@ def run_job(
     classical tasks' lengths in ``tasks_dir``; PG-19 points cut their prompts from the tokens
     in ``pg19_path``."""
     journal = Journal(journal_dir, log=log)
+    for earlier in journal.stops():
+        log(f"journal: a run of this job stopped at {earlier['stopped_at']}: {earlier['reason']}")
     streams = TraceLengths(traces_dir, tasks_dir) if traces_dir is not None else None
     points = _order(select_points(plan, streams, log), plan.largest_feasible_only)
     ids = point_ids(plan, journal.version)
@@ -281,7 +285,16 @@ def run_job(
     )
     if due:
         pg19 = PG19Prompts(pg19_path) if pg19_path is not None else None
-        _measure_points(plan, points, ids, trials, journal, log, streams, pg19)
+        before = sum(len(t) for t in trials.values())
+        try:
+            _measure_points(plan, points, ids, trials, journal, log, streams, pg19)
+        except stop.Stopped as exc:
+            done = sum(len(t) for t in trials.values()) - before
+            journal.record_stop(utc_now(), str(exc))
+            raise stop.Stopped(
+                f"{exc}; the journal {journal_dir} keeps every finished trial ({done} of them "
+                "from this run), and running the job again measures the rest"
+            ) from None
     drift = drift_columns(journal.controls())
     rows = [{**combine(trials[p.key], plan.protocol), **drift} for p in points if trials[p.key]]
     table = pd.DataFrame(rows)
@@ -398,6 +411,12 @@ def unmeasured_columns(reason: str) -> dict[str, Any]:
     return {**infeasible_columns(reason), "feasible": True}
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _measure_points(
     plan: JobPlan,
     points: list[PointSpec],
@@ -486,6 +505,7 @@ def _measure_points(
                 order = np.random.default_rng([proto.seed, round_no]).permutation(len(due))
                 due = [due[i] for i in order]
             for n, point in enumerate(due, start=1):
+                stop.check()
                 trial = journal.next_trial(ids[point.key])
                 row = {
                     **point_identity(plan, point),
@@ -550,7 +570,16 @@ def _measure_trial(
         )
     try:
         row = measure_point(backend, plan, point, meter, cross, idle_w, streams, pg19)
+    except stop.Stopped:
+        raise
     except Exception as exc:
+        if stop.requested():
+            # The signal that stops the job reaches the engine's own processes too (vLLM's
+            # engine, under Slurm), which may end the current call first.
+            raise stop.Stopped(
+                f"stopped by {stop.requested()}; the current window ended with "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
         if not backend.is_out_of_memory(exc):
             raise
         backend.recover()
