@@ -13,6 +13,7 @@ import pytest
 from llm_energy.analysis.aggregate import REQUIRED_COLUMNS
 from llm_energy.backends.base import Backend
 from llm_energy.config import validate
+from llm_energy.errors import DeviceUnusableError
 from llm_energy.measure import runner
 from llm_energy.measure.job import DecodingSpec
 from llm_energy.measure.plan import plan_study
@@ -490,3 +491,139 @@ def test_an_engine_that_dies_of_the_same_signal_stops_the_job_cleanly(
             runner.run_job(_plan(tiny_config), tmp_path / "o", tmp_path / "j", log=print)
     finally:
         stop.reset()
+
+
+# --- CUDA errors inside a window ----------------------------------------------------------------
+
+
+def _cuda_errors(monkeypatch, fake_backend, messages: dict[int, str], recover_error: str = ""):
+    """The fake backend raises ``messages[batch]`` (once per batch) inside the windows, and
+    counts its recoveries (failing them with ``recover_error``)."""
+    raised: set[int] = set()
+    recoveries: list[int] = []
+    real_generate = fake_backend.generate
+
+    def generate(self, prepared, output_tokens, decoding):
+        if prepared in messages and prepared not in raised:
+            raised.add(prepared)
+            raise RuntimeError(messages[prepared] + "\nCUDA kernel errors might be reported...")
+        return real_generate(self, prepared, output_tokens, decoding)
+
+    def recover(self):
+        recoveries.append(1)
+        if recover_error:
+            raise RuntimeError(recover_error)
+
+    monkeypatch.setattr(fake_backend, "generate", generate)
+    monkeypatch.setattr(fake_backend, "recover", recover)
+    return recoveries
+
+
+def test_a_cuda_error_fails_its_point_with_its_message_and_the_job_goes_on(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
+    plan = _plan(tiny_config, batch_sizes=(1, 2, 4))
+    message = "CUDA error: invalid configuration argument"
+    recoveries = _cuda_errors(monkeypatch, fake_backend, {2: message})
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    table = runner.run_job(plan, out, journal, log=print)
+    assert len(table) == len(plan.points) and len(recoveries) == 1
+    failed = table[table["error"].str.startswith("failed: ")]
+    assert failed["error"].tolist() == [f"failed: {message}"]
+    assert failed["feasible"].all() and (failed["repetitions"] == 0).all()
+    assert failed["energy_j"].isna().all() and failed["duration_s"].isna().all()
+    assert failed["protocol_note"].str.startswith("not measured: failed: CUDA error").all()
+    # Batch 4 of the same shape was measured: a device error bounds nothing, unlike memory.
+    same_shape = table[table["input_tokens"] == int(failed["input_tokens"].iloc[0])]
+    same_shape = same_shape[same_shape["output_tokens"] == int(failed["output_tokens"].iloc[0])]
+    assert same_shape.set_index("batch_size").loc[4, "repetitions"] > 0
+    # A rerun measures the failed point again and keeps the rest.
+    kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}
+    messages: list[str] = []
+    again = runner.run_job(plan, out, journal, log=messages.append)
+    assert any("1 trials that failed on a device error are measured again" in m for m in messages)
+    assert not again["error"].str.startswith("failed: ").any()
+    assert (again["repetitions"] > 0).all() and again["point_id"].is_unique
+    assert {n: (journal / n).read_bytes() for n in kept} == kept  # the failed entry stays too
+
+
+@pytest.mark.parametrize(
+    ("messages", "recover_error", "why"),
+    [
+        (
+            {2: "CUDA error: an illegal memory access was encountered"},
+            "",
+            "an error that CUDA keeps for the rest of the process",
+        ),
+        (
+            {2: "CUDA error: device-side assert triggered"},
+            "",
+            "an error that CUDA keeps for the rest of the process",
+        ),
+        (
+            {2: "CUDA error: invalid argument", 4: "CUBLAS_STATUS_EXECUTION_FAILED when calling"},
+            "",
+            "the 2 last trials each ended in one",
+        ),
+        (
+            {2: "CUDA error: launch failure of a kernel"},
+            "CUDA error: unspecified launch failure",
+            "freeing the device failed too (CUDA error: unspecified launch failure)",
+        ),
+    ],
+)
+def test_a_device_that_is_unusable_stops_the_job_with_one_message_and_the_journal_intact(
+    tiny_config, fake_backend, tmp_path, monkeypatch, messages, recover_error, why
+):
+    plan = _plan(tiny_config, batch_sizes=(1, 2, 4))
+    # The first shape's batches in a row: 1, then 2, then 4.
+    plan = dataclasses.replace(plan, points=tuple(p for p in plan.points if p.output_tokens == 4))
+    _cuda_errors(monkeypatch, fake_backend, messages, recover_error)
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    with pytest.raises(DeviceUnusableError) as stopped:
+        runner.run_job(plan, out, journal, log=print)
+    text = str(stopped.value)
+    assert text.startswith("the GPU is unusable after a CUDA error at batch ")
+    assert f"({why})" in text and f"the journal {journal} keeps every finished trial" in text
+    assert "\n" not in text
+    assert not out.exists()
+    entries = [pd.read_parquet(p).iloc[0] for p in journal.glob("*.parquet")]
+    assert any(e["batch_size"] == 1 and e["repetitions"] > 0 for e in entries)
+    assert any(str(e["error"]).startswith("failed: CUDA") for e in entries)
+    # The next run, on a device that works, measures what failed and what was left.
+    monkeypatch.setattr(fake_backend, "generate", FakeBackend.generate)
+    table = runner.run_job(plan, out, journal, log=lambda m: None)
+    assert len(table) == len(plan.points) and (table["repetitions"] > 0).all()
+
+
+def test_the_cli_says_why_a_job_stopped_on_an_unusable_device_in_one_line(capsys, monkeypatch):
+    from llm_energy import cli
+
+    def unusable(args):
+        raise DeviceUnusableError("the GPU is unusable after a CUDA error at batch 8")
+
+    monkeypatch.setattr(cli, "cmd_measure", unusable)
+    assert cli.main(["measure", "--plan", "p.json", "--out", "o.parquet"]) == 2
+    assert capsys.readouterr().err == (
+        "llm-energy: error: the GPU is unusable after a CUDA error at batch 8\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "device", "sticky"),
+    [
+        ("CUDA error: an illegal memory access was encountered", True, True),
+        ("CUDA error: device-side assert triggered", True, True),
+        ("CUDA error: misaligned address", True, True),
+        ("CUDA error: invalid configuration argument", True, False),
+        ("CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasGemmEx`", True, False),
+        ("NCCL error in: ProcessGroupNCCL.cpp:1234, unhandled cuda error", True, False),
+        ("CUDA out of memory. Tried to allocate 2.00 GiB", False, False),
+        ("CUDA error: out of memory", False, False),
+        ("shape mismatch", False, False),
+    ],
+)
+def test_device_errors_are_told_from_running_out_of_memory(message, device, sticky):
+    backend = FakeBackend(None, None, "cuda", "bfloat16")
+    assert backend.is_device_error(RuntimeError(message)) is device
+    assert backend.is_unusable(RuntimeError(message)) is sticky

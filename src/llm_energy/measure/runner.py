@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.backends import Backend, make_backend
+from llm_energy.errors import DeviceUnusableError
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
 from llm_energy.measure import health, stop
@@ -276,6 +278,14 @@ def run_job(
     points = _order(select_points(plan, streams, log), plan.largest_feasible_only)
     ids = point_ids(plan, journal.version)
     trials = {p.key: journal.trials(ids[p.key]) for p in points}
+    # A trial that failed on a device error is measured again: the device may be well now.
+    failed = {k: [t for t in ts if _failed(t)] for k, ts in trials.items()}
+    trials = {k: [t for t in ts if not _failed(t)] for k, ts in trials.items()}
+    if any(failed.values()):
+        log(
+            f"journal: {sum(map(len, failed.values()))} trials that failed on a device error "
+            "are measured again (their entries stay)"
+        )
     due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p))]
     log(
         f"job {plan.group}: {len(points)} points, {len(points) - len(due)} already in the "
@@ -294,6 +304,13 @@ def run_job(
             raise stop.Stopped(
                 f"{exc}; the journal {journal_dir} keeps every finished trial ({done} of them "
                 "from this run), and running the job again measures the rest"
+            ) from None
+        except DeviceUnusableError as exc:
+            journal.record_stop(utc_now(), str(exc))
+            raise DeviceUnusableError(
+                f"{exc}; the job stopped, the journal {journal_dir} keeps every finished "
+                "trial, and running the job again (on another GPU if this one keeps failing) "
+                "measures the rest"
             ) from None
     drift = drift_columns(journal.controls())
     rows = [{**combine(trials[p.key], plan.protocol), **drift} for p in points if trials[p.key]]
@@ -407,14 +424,59 @@ def _known_bounds(trials: dict, points: Sequence[PointSpec]) -> tuple[dict, dict
 
 
 def unmeasured_columns(reason: str) -> dict[str, Any]:
-    """A point left out because a larger batch of its shape fits: feasible, nothing measured."""
+    """A point left out because a larger batch of its shape fits, or whose trial failed:
+    feasible, nothing measured."""
     return {**infeasible_columns(reason), "feasible": True}
+
+
+FAILED = "failed: "
 
 
 def _first_line(exc: BaseException) -> str:
     """An exception's first line, or its type when it says nothing."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _failed(trial: dict[str, Any]) -> bool:
+    """A trial that a device error ended (see :func:`_after_device_error`)."""
+    return str(trial.get("error") or "").startswith(FAILED)
+
+
+@dataclass
+class DeviceFaults:
+    """The job's device errors so far: how many trials in a row ended in one."""
+
+    in_a_row: int = 0
+
+
+def _after_device_error(
+    backend: Backend, point: PointSpec, exc: BaseException, faults: DeviceFaults
+) -> dict[str, Any]:
+    """The row of a trial that a device error ended, once the backend has freed what it can;
+    raises DeviceUnusableError (carrying the row) when the device takes no more work."""
+    message = _first_line(exc)
+    row = unmeasured_columns(FAILED + message)
+    faults.in_a_row += 1
+    where = (
+        f"batch {point.batch_size}, {point.input_tokens} in, {point.output_tokens} out, "
+        f"{point.decoding.name}"
+    )
+    why = ""
+    if backend.is_unusable(exc):
+        why = "an error that CUDA keeps for the rest of the process"
+    elif faults.in_a_row > 1:
+        why = f"the {faults.in_a_row} last trials each ended in one"
+    else:
+        try:
+            backend.recover()
+        except Exception as again:
+            why = f"freeing the device failed too ({_first_line(again)})"
+    if why:
+        raise DeviceUnusableError(
+            f"the GPU is unusable after a CUDA error at {where}: {message} ({why})", row
+        )
+    return row
 
 
 def _measure_points(
@@ -478,6 +540,7 @@ def _measure_points(
         search = _search_shapes(plan.points, plan.largest_feasible_only)
         control = _control_point(points) if plan.protocol.control_point else None
         run_started = utc_now()
+        faults = DeviceFaults()
 
         def measure_control(edge: str) -> None:
             """The control point, measured at the run's start and end: their difference is
@@ -485,9 +548,9 @@ def _measure_points(
             if control is None:
                 return
             row = _measure_trial(
-                backend, plan, control, meter, cross, idle_w, streams, pg19, {}, {}, set()
+                backend, plan, control, meter, cross, idle_w, streams, pg19, {}, {}, set(), faults
             )
-            if not row["feasible"]:
+            if not row["feasible"] or not row["repetitions"]:
                 return
             journal.record_control(run_started, edge, ids[control.key], row)
             log(
@@ -514,8 +577,9 @@ def _measure_points(
                     "point_id_version": journal.version,
                     "trial": trial,
                 }
-                row.update(
-                    _measure_trial(
+                unusable = None
+                try:
+                    measured = _measure_trial(
                         backend,
                         plan,
                         point,
@@ -527,11 +591,16 @@ def _measure_points(
                         oom_bound,
                         fits,
                         search,
+                        faults,
                     )
-                )
+                except DeviceUnusableError as exc:
+                    unusable, measured = exc, exc.row or {}
+                row.update(measured)
                 row["timestamp"] = utc_now()
                 journal.record_trial(ids[point.key], trial, row)
                 trials[point.key].append(row)
+                if unusable is not None:
+                    raise unusable
                 log(
                     _progress(
                         round_no, n, len(due), trial, point, row, time.perf_counter() - t_start
@@ -541,7 +610,10 @@ def _measure_points(
     finally:
         for m in (meter, *cross):
             m.close()
-        backend.close()
+        try:
+            backend.close()
+        except Exception as exc:  # a device that failed may fail to close too: said, not raised
+            log(f"closing the engine failed: {_first_line(exc)}")
 
 
 def _measure_trial(
@@ -556,10 +628,11 @@ def _measure_trial(
     oom_bound: dict,
     fits: dict,
     search: set,
+    faults: DeviceFaults,
 ) -> dict[str, Any]:
     """One trial of one point: measured, or recorded as not attempted (above a batch that ran
-    out of memory), not needed (below the largest feasible batch of a searched shape) or out
-    of memory."""
+    out of memory), not needed (below the largest feasible batch of a searched shape), out
+    of memory, or failed (a device error the device recovered from)."""
     k = _shape_key(point)
     if k in oom_bound and point.batch_size > oom_bound[k]:
         return infeasible_columns(f"not attempted: batch {oom_bound[k]} was already out of memory")
@@ -580,11 +653,14 @@ def _measure_trial(
                 f"stopped by {stop.requested()}; the current window ended with "
                 f"{type(exc).__name__}: {_first_line(exc)}"
             ) from exc
+        if backend.is_device_error(exc):
+            return _after_device_error(backend, point, exc, faults)
         if not backend.is_out_of_memory(exc):
             raise
         backend.recover()
         oom_bound[k] = min(oom_bound.get(k, point.batch_size), point.batch_size)
         return infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}")
+    faults.in_a_row = 0
     fits[k] = max(fits.get(k, point.batch_size), point.batch_size)
     return row
 

@@ -115,8 +115,10 @@ def needs_trial(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> boo
 
 def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[str, Any]:
     """The point's row from its trials' rows (in the order they were measured)."""
-    last = dict(trials[-1])
     measured = [t for t in trials if bool(t.get("feasible")) and int(t.get("repetitions") or 0)]
+    # A measured point's row describes its last measured trial; a trial that failed after it
+    # (a device error) is said in the note.
+    last = dict(measured[-1] if measured else trials[-1])
     row = dict(last)
     row["trials"] = len(measured)
     if not measured:
@@ -142,7 +144,11 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     row["trial_duration_s"] = json.dumps([round(v, 6) for v in durations])
     row["contended"] = any(bool(t.get("contended")) for t in measured)
     row.update(health.point_columns(measured))
-    notes = []
+    notes = [
+        f"trial {i + 1} {t['error']}"
+        for i, t in enumerate(trials)
+        if str(t.get("error") or "").startswith("failed: ")
+    ]
     if len(measured) < protocol.min_trials:
         notes.append(f"{len(measured)} of {protocol.min_trials} trials")
     short = [i + 1 for i, t in enumerate(measured) if not window_met(t, protocol)]

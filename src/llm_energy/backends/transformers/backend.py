@@ -209,6 +209,8 @@ class TransformersBackend(Backend):
     def recover(self) -> None:
         gc.collect()
         if self.device.startswith("cuda"):
+            # Waits for what the failed call queued; raises if the device is gone.
+            self._torch.cuda.synchronize()
             self._torch.cuda.empty_cache()
 
     def reset_peak_memory(self) -> None:
