@@ -6,8 +6,9 @@
 Each pair runs one measured window (the runner's protocol: at least 2 s and 3 repetitions,
 energy read per repetition only for repetitions of 1 s or more) and a bare loop of as many
 ``generate`` calls, in ABBA order so that drift hits both alike. It reports the median of the
-per-pair overheads, and the overhead that the harness's own work accounts for (meter reads and
-clock reads over the window's length), which does not depend on run-to-run noise. This is a
+per-pair overheads, and the overhead that the harness's own work accounts for (meter reads,
+clock reads and the GPU watch's edges over the window's length), which does not depend on
+run-to-run noise; and what the watch saw of the GPUs in the last window. This is a
 benchmark that reports numbers, not a test with a threshold.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from llm_energy.backends import make_backend
 from llm_energy.inputs.prompts import random_prompts
+from llm_energy.measure.health import window_columns
 from llm_energy.measure.job import DecodingSpec, EngineSpec, ModelSpec, ProtocolSpec
 from llm_energy.measure.protocol import measure_window, timed
 from llm_energy.meters import make_meter
@@ -55,6 +57,8 @@ def main() -> None:
     run_once()
     per_rep = timed(run_once) >= protocol.per_repetition_energy_min_s
 
+    windows = []
+
     def measured() -> tuple[float, int]:
         t0 = time.perf_counter()
         window = measure_window(
@@ -63,6 +67,7 @@ def main() -> None:
             protocol,
             per_repetition_energy_min_s=protocol.per_repetition_energy_min_s,
         )
+        windows.append(window)
         return time.perf_counter() - t0, window.repetitions
 
     def bare(reps: int) -> float:
@@ -95,11 +100,18 @@ def main() -> None:
     for _ in range(10_000):
         time.perf_counter()
     clock_s = (time.perf_counter() - t0) / 10_000
+    # The GPU watch of one window at its edges: a sample at each, the ECC counts, its thread.
+    n_watches = 50
+    t0 = time.perf_counter()
+    for _ in range(n_watches):
+        meter.watch().stop()
+    watch_s = (time.perf_counter() - t0) / n_watches
     bare_rep_s = statistics.median(bare_per_rep)
     reps = max(protocol.min_repetitions, -(-protocol.min_duration_s // bare_rep_s))
     reads = 1 + (reps if per_rep else 1)
     window_s = reps * bare_rep_s
-    accounted_pct = 100.0 * (reads * read_s + 2 * reps * clock_s) / window_s
+    accounted_pct = 100.0 * (reads * read_s + 2 * reps * clock_s + watch_s) / window_s
+    health = window_columns(windows[-1].health)
 
     result = {
         "device": args.device,
@@ -112,6 +124,8 @@ def main() -> None:
         "overhead_median_pct": statistics.median(overheads),
         "overhead_accounted_pct": accounted_pct,
         "meter_read_ms": 1000.0 * read_s,
+        "watch_ms": 1000.0 * watch_s,
+        "last_window_health": health,
         **backend.versions(),
     }
     spread = 100.0 * statistics.pstdev(bare_per_rep) / bare_rep_s
@@ -122,7 +136,13 @@ def main() -> None:
         f"  measured - bare      {result['overhead_median_pct']:+.2f} % (median of {args.pairs} "
         f"pairs: {', '.join(f'{o:+.1f}' for o in overheads)})\n"
         f"  accounted for        {accounted_pct:.3f} % ({reads:.0f} meter reads of "
-        f"{1000 * read_s:.2f} ms in a {window_s:.2f} s window)"
+        f"{1000 * read_s:.2f} ms and a GPU watch of {1000 * watch_s:.2f} ms in a "
+        f"{window_s:.2f} s window)\n"
+        f"  last window's GPUs   {health['gpu_health']}: clock events "
+        f"{health['clock_event_reasons']!r}, SM clock {health['sm_clock_min_mhz']:.0f} to "
+        f"{health['sm_clock_max_mhz']:.0f} MHz, at most {health['gpu_temp_max_c']:.0f} C, "
+        f"new ECC errors {health['ecc_errors_new']}, Xid {health['xid_errors']!r}, counter "
+        f"backwards {health['energy_counter_backwards']}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

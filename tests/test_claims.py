@@ -140,3 +140,64 @@ def test_snakemake_claims_runs_offline_from_the_shipped_rows(tmp_path):
     pd.testing.assert_frame_equal(here[text].fillna(""), table[text].fillna(""))
     numbers = ["paper_value", "measured_value", "ci95_low", "ci95_high"]
     pd.testing.assert_frame_equal(here[numbers].astype(float), table[numbers], rtol=1e-8)
+
+
+def _engine_rows(**pytorch_changes) -> pd.DataFrame:
+    """vLLM with CUDA graphs against PyTorch eager at one shape (claim 4), each row with its
+    trials' interval and a healthy GPU unless changed."""
+    common = {
+        "experiments": "engine_optimisations",
+        "model": "m",
+        "batch_size": 8,
+        "input_tokens": 512,
+        "output_tokens": 64,
+        "feasible": True,
+        "repetitions": 3,
+        "protocol_met": True,
+        "gpu_health": "ok",
+        "speculative_model": "",
+        "speculative_acceptance": "",
+        "serving": "batch",
+        "tensor_parallel_size": 1,
+        "decode_energy_j": 1.0,
+        "duration_s_ci95": 0.01,
+    }
+    pytorch = {
+        **common,
+        "engine": "pytorch",
+        "backend": "transformers",
+        "torch_compile": False,
+        "cuda_graphs": False,
+        "energy_j": 100.0,
+        "energy_j_ci95": 1.0,
+        "duration_s": 1.0,
+        "point_id": "pt",
+        **pytorch_changes,
+    }
+    vllm = {
+        **common,
+        "engine": "vllm",
+        "backend": "vllm",
+        "torch_compile": False,
+        "cuda_graphs": True,
+        "energy_j": 40.0,
+        "energy_j_ci95": 0.5,
+        "duration_s": 0.5,
+        "point_id": "vl",
+    }
+    return pd.DataFrame([pytorch, vllm])
+
+
+def _claim4(rows: pd.DataFrame) -> str:
+    table = claims_table(rows)
+    return table[(table["claim"] == "4") & (table["rows"] == "pt vl")]["verdict"].iloc[0]
+
+
+def test_a_comparison_with_a_throttled_row_is_inconclusive_and_says_why():
+    assert not _claim4(_engine_rows()).startswith("inconclusive")
+    verdict = _claim4(_engine_rows(gpu_health="counter_backwards+throttled_power"))
+    assert verdict == "inconclusive: a row's GPU health is counter_backwards, throttled_power"
+    # Rows that cannot tell (older tables, meters without NVML) are not held against a claim.
+    assert not _claim4(_engine_rows(gpu_health="unknown")).startswith("inconclusive")
+    assert not _claim4(_engine_rows().drop(columns="gpu_health")).startswith("inconclusive")
+    assert _claim4(_engine_rows(protocol_met=False)).endswith("did not meet the protocol")

@@ -55,3 +55,47 @@ def test_exclusive_jobs_wait_for_the_host_and_shared_ones_share_it(tmp_path):
     holder.wait(timeout=20)
     assert "waiting for the host" not in shared_out  # shares with the holder at once
     assert "waiting for the host" in alone_out  # measures alone: waits for both
+
+
+def test_a_job_waiting_for_the_host_stops_on_sigterm(tmp_path):
+    import signal
+    import time
+
+    hold = (
+        "import sys, time; from pathlib import Path; "
+        "from llm_energy.measure.host import claim_host; "
+        "claim_host(Path(sys.argv[1]), False, print); print('holding', flush=True); "
+        "time.sleep(60)"
+    )
+    wait = (
+        "import sys; from pathlib import Path; from llm_energy.measure import stop; "
+        "from llm_energy.measure.host import claim_host\n"
+        "with stop.on_signals():\n"
+        "    try:\n"
+        "        claim_host(Path(sys.argv[1]), False, lambda m: print(m, flush=True), 0.05)\n"
+        "    except stop.Stopped as exc:\n"
+        "        print(exc, flush=True); sys.exit(stop.EXIT_STOPPED)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+
+    def start(script: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    holder = start(hold)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        waiter = start(wait)
+        assert "waiting for the host" in waiter.stdout.readline()
+        t0 = time.monotonic()
+        waiter.send_signal(signal.SIGTERM)
+        out, _ = waiter.communicate(timeout=20)
+        assert waiter.returncode == 75 and out.startswith("stopped by SIGTERM")
+        assert time.monotonic() - t0 < 5
+    finally:
+        holder.kill()
+        holder.wait()

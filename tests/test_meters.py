@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -26,7 +27,14 @@ UUIDS = (
 
 
 class NVMLError(Exception):
-    """Stands in for pynvml.NVMLError."""
+    """Stands in for pynvml.NVMLError, whose ``value`` is NVML's return code."""
+
+    def __init__(self, message: str, value: int = 999) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+NOT_SUPPORTED, TIMEOUT, FUNCTION_NOT_FOUND = 3, 10, 13
 
 
 @dataclass
@@ -37,6 +45,10 @@ class FakeGpu:
     energy_mj: int = 1_000_000
     power_limit_mw: int = 700_000
     pids: tuple[int, ...] = ()
+    reasons_mask: int = 0
+    sm_clock_mhz: int = 1980
+    temp_c: int = 45
+    ecc_uncorrected: int | None = 0  # None: ECC not supported
 
 
 @dataclass
@@ -53,6 +65,12 @@ class FakeNvml:
     by_uuid: list[str] = field(default_factory=list)
     by_index: list[int] = field(default_factory=list)
     shutdowns: int = 0
+    new_reasons_call: bool = True  # a driver with nvmlDeviceGetCurrentClocksEventReasons
+    reasons_calls: list[str] = field(default_factory=list)
+    clock_reads: int = 0
+    events_supported: bool = True
+    xid_queue: list[int] = field(default_factory=list)
+    event_sets_freed: int = 0
 
     def _out(self, text: str) -> str | bytes:
         return text.encode() if self.as_bytes else text
@@ -103,6 +121,50 @@ class FakeNvml:
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[SimpleNamespace]:
         return [SimpleNamespace(pid=p, usedGpuMemory=0) for p in handle.pids]
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: FakeGpu) -> int:
+        if not self.new_reasons_call:
+            raise NVMLError("Function Not Found", FUNCTION_NOT_FOUND)
+        self.reasons_calls.append("event")
+        if self.read_error:
+            raise NVMLError("GPU is lost", 15)
+        return handle.reasons_mask
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle: FakeGpu) -> int:
+        self.reasons_calls.append("throttle")
+        return handle.reasons_mask
+
+    def nvmlDeviceGetClockInfo(self, handle: FakeGpu, clock: int) -> int:
+        assert clock == 1  # NVML_CLOCK_SM
+        self.clock_reads += 1
+        return handle.sm_clock_mhz
+
+    def nvmlDeviceGetTemperature(self, handle: FakeGpu, sensor: int) -> int:
+        assert sensor == 0  # NVML_TEMPERATURE_GPU
+        return handle.temp_c
+
+    def nvmlDeviceGetTotalEccErrors(self, handle: FakeGpu, error_type: int, counter: int) -> int:
+        assert (error_type, counter) == (1, 0)  # uncorrected, volatile
+        if handle.ecc_uncorrected is None:
+            raise NVMLError("Not Supported", NOT_SUPPORTED)
+        return handle.ecc_uncorrected
+
+    def nvmlEventSetCreate(self) -> str:
+        if not self.events_supported:
+            raise NVMLError("Not Supported", NOT_SUPPORTED)
+        return "event set"
+
+    def nvmlDeviceRegisterEvents(self, handle: FakeGpu, types: int, events: str) -> None:
+        assert types == 0x8  # Xid critical errors
+
+    def nvmlEventSetWait_v2(self, events: str, timeout_ms: int) -> SimpleNamespace:
+        assert timeout_ms == 0  # a poll, never a wait
+        if not self.xid_queue:
+            raise NVMLError("Timeout", TIMEOUT)
+        return SimpleNamespace(eventType=0x8, eventData=self.xid_queue.pop(0))
+
+    def nvmlEventSetFree(self, events: str) -> None:
+        self.event_sets_freed += 1
 
 
 @pytest.fixture
@@ -423,3 +485,154 @@ def test_codecarbon_windows_do_not_include_the_time_between_them():
     finally:
         meter.close()
     assert 0.5 < second / first < 1.5
+
+
+# --- NVML: the GPUs' health over a window -------------------------------------------------------
+
+
+def _watched(fake: FakeNvml, during, gpu_count: int = 1, interval_s: float = 0.005):
+    """The health of one window over which ``during`` changes the fake GPUs."""
+    meter = NvmlMeter(gpu_count=gpu_count)
+    watch = meter.watch(interval_s=interval_s)
+    meter.start()
+    during()
+    meter.lap()
+    return watch.stop()
+
+
+def _until_sampled(fake: FakeNvml) -> None:
+    """Waits until the background thread has sampled twice more."""
+    seen = fake.clock_reads
+    deadline = time.monotonic() + 5
+    while fake.clock_reads < seen + 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def test_reasons_are_decoded_by_name_and_unknown_bits_kept():
+    from llm_energy.meters.nvml import decode_reasons
+
+    assert decode_reasons(0) == frozenset()
+    assert decode_reasons(0x4 | 0x40 | 0x1) == {"sw_power_cap", "hw_thermal_slowdown", "idle"}
+    assert decode_reasons(0x80 | 0x1000) == {"hw_power_brake", "bit_0x1000"}
+
+
+def test_a_throttle_between_the_windows_edges_is_seen_by_the_sampling_thread(fake):
+    def throttle_for_a_moment():
+        fake.gpus[0].reasons_mask, fake.gpus[0].sm_clock_mhz, fake.gpus[0].temp_c = 0x4, 1410, 71
+        _until_sampled(fake)
+        fake.gpus[0].reasons_mask, fake.gpus[0].sm_clock_mhz, fake.gpus[0].temp_c = 0, 1980, 50
+
+    health = _watched(fake, throttle_for_a_moment)
+    assert health.clock_event_reasons == {"sw_power_cap"}
+    assert (health.sm_clock_min_mhz, health.sm_clock_max_mhz) == (1410, 1980)
+    assert health.gpu_temp_max_c == 71
+    assert health.ecc_errors_new == 0 and health.xid_errors == ()
+    assert health.energy_counter_backwards is False
+    assert "nvml-health" not in {t.name for t in threading.enumerate()}
+
+
+def test_every_gpu_of_the_job_is_watched(fake):
+    def other_gpu_hot():
+        fake.gpus[1].reasons_mask, fake.gpus[1].temp_c = 0x40, 88
+        _until_sampled(fake)
+
+    health = _watched(fake, other_gpu_hot, gpu_count=2)
+    assert health.clock_event_reasons == {"hw_thermal_slowdown"}
+    assert health.gpu_temp_max_c == 88
+    fake.gpus[1].reasons_mask = 0x40
+    assert _watched(fake, lambda: None, gpu_count=1).clock_event_reasons == frozenset()
+
+
+def test_a_driver_without_the_clocks_event_call_is_asked_by_its_older_name(fake):
+    fake.new_reasons_call = False
+    fake.gpus[0].reasons_mask = 0x20
+    health = _watched(fake, lambda: None)
+    assert health.clock_event_reasons == {"sw_thermal_slowdown"}
+    assert set(fake.reasons_calls) == {"throttle"}
+
+
+def test_new_uncorrected_ecc_errors_are_counted_and_unsupported_ecc_is_unknown(fake):
+    fake.gpus[0].ecc_uncorrected = 3  # from before the window: not its own
+
+    def ecc_error():
+        fake.gpus[0].ecc_uncorrected += 2
+
+    assert _watched(fake, ecc_error).ecc_errors_new == 2
+    fake.gpus[0].ecc_uncorrected = None
+    health = _watched(fake, lambda: None)
+    assert health.ecc_errors_new is None  # unknown, not zero
+    assert health.clock_event_reasons == frozenset()  # the rest is still read
+
+
+def test_xid_errors_during_the_window_are_its_own(fake):
+    fake.xid_queue = [31]  # before the window
+
+    def xid():
+        fake.xid_queue.append(79)
+        _until_sampled(fake)
+        fake.xid_queue.append(13)  # collected at the window's end
+
+    assert _watched(fake, xid).xid_errors == (79, 13)
+    fake.events_supported = False
+    assert _watched(fake, lambda: None).xid_errors is None
+
+
+def test_a_counter_that_goes_backwards_marks_its_window_only(fake):
+    meter = NvmlMeter(gpu_count=1)
+    watch = meter.watch()
+    meter.start()
+    fake.gpus[0].energy_mj = 10  # the driver reset the counter
+    meter.lap()
+    assert watch.stop().energy_counter_backwards is True
+    watch = meter.watch()
+    meter.start()
+    fake.advance(0, 5_000)
+    assert meter.lap().energy_j == pytest.approx(5.0)
+    assert watch.stop().energy_counter_backwards is False
+
+
+def test_a_failed_read_makes_the_reasons_of_the_window_unknown(fake):
+    def lost_for_a_moment():
+        fake.read_error = True
+        _until_sampled(fake)
+        fake.read_error = False
+
+    health = _watched(fake, lost_for_a_moment)
+    assert health.clock_event_reasons is None  # not "none seen"
+
+
+def test_the_watch_stops_when_the_window_fails(fake):
+    from llm_energy.measure.job import ProtocolSpec
+    from llm_energy.measure.protocol import measure_window
+
+    meter = NvmlMeter(gpu_count=1)
+
+    def fails():
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        measure_window(fails, meter, ProtocolSpec(min_duration_s=0.0))
+    assert "nvml-health" not in {t.name for t in threading.enumerate()}
+
+
+def test_a_window_carries_its_health_and_meters_that_cannot_see_say_unknown(fake):
+    from llm_energy.measure.health import window_columns
+    from llm_energy.measure.job import ProtocolSpec
+    from llm_energy.measure.protocol import measure_window
+
+    protocol = ProtocolSpec(min_duration_s=0.0, min_repetitions=2)
+    fake.gpus[0].reasons_mask = 0x4 | 0x1
+    window = measure_window(lambda: None, NvmlMeter(gpu_count=1), protocol)
+    columns = window_columns(window.health)
+    assert columns["gpu_health"] == "throttled_power"
+    assert columns["clock_event_reasons"] == "idle,sw_power_cap"
+    assert columns["sm_clock_max_mhz"] == 1980
+    unseen = window_columns(measure_window(lambda: None, NullMeter(), protocol).health)
+    assert unseen["gpu_health"] == "unknown"
+    assert unseen["clock_event_reasons"] is None and unseen["ecc_errors_new"] is None
+    assert math.isnan(unseen["sm_clock_min_mhz"]) and math.isnan(unseen["gpu_temp_max_c"])
+
+
+def test_close_frees_the_xid_event_set(fake):
+    NvmlMeter(gpu_count=1).close()
+    assert fake.event_sets_freed == 1

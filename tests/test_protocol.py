@@ -316,7 +316,11 @@ def test_infeasible_columns_are_nan_not_zero():
     assert row["prefill_repetitions"] == 0
     flags = ("feasible", "error", "repetitions", "prefill_repetitions")
     contention = ("contention_checked", "contended", "foreign_gpu_pids")
-    numeric = [k for k in row if k not in flags + contention]
+    # Nothing ran, so the GPU's health over the window is unknown, never "ok".
+    assert row["gpu_health"] == "unknown" and row["clock_event_reasons"] is None
+    health = ("clock_event_reasons", "ecc_errors_new", "xid_errors")
+    health += ("energy_counter_backwards", "gpu_health")
+    numeric = [k for k in row if k not in flags + contention + health]
     assert row["contention_checked"] is False and row["contended"] is False
     assert "energy_j" in numeric
     assert "peak_memory_gib" in numeric
@@ -335,7 +339,10 @@ def test_infeasible_and_feasible_rows_share_their_measured_columns():
         "foreign_gpu_pids",
         "host_cpu_others_cores",
     }
-    assert set(feasible) | added == set(infeasible)
+    # and the GPU's health over the window, from the meter
+    from llm_energy.measure.health import UNKNOWN_COLUMNS
+
+    assert set(feasible) | added | set(UNKNOWN_COLUMNS) == set(infeasible)
 
 
 # --- idle power ---------------------------------------------------------------------------------

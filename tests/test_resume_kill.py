@@ -1,4 +1,5 @@
-"""A measurement process killed mid-sweep and started again measures every point exactly once."""
+"""A measurement process killed or stopped mid-sweep and started again measures every point
+exactly once."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from _pipeline import measure_command
 
 from llm_energy.config import validate
 from llm_energy.measure.plan import plan_study
+from llm_energy.measure.stop import EXIT_STOPPED
 
 pytestmark = pytest.mark.integration
 
 
-def test_killed_job_resumes_and_measures_each_point_once(tiny_config, root, tmp_path):
+def _started(tiny_config, tmp_path, stdout=subprocess.DEVNULL):
+    """A measurement process of several points, once it has written two of them."""
     tiny_config["protocol"]["min_duration_s"] = 0.25
     tiny_config["experiments"]["controlled_sweeps"]["batch_sizes"] = [1, 2, 4]
     plan = plan_study(validate(tiny_config))["tiny__pytorch"]
@@ -24,24 +27,19 @@ def test_killed_job_resumes_and_measures_each_point_once(tiny_config, root, tmp_
     plan_file.write_text(plan.to_json())
     out, journal = tmp_path / "out.parquet", tmp_path / "journal"
     cmd, env = measure_command(plan_file, out, journal)
-
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         done = list(journal.glob("*.parquet")) if journal.exists() else []
         if len(done) >= 2 or proc.poll() is not None:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "the job finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    before = {p.name: p.stat().st_mtime_ns for p in journal.glob("*.parquet")}
-    assert 2 <= len(before) < len(plan.points)
-    assert not out.exists()
-    # Whatever was being written at the kill never becomes a row.
-    for path in journal.glob("*.parquet"):
-        assert len(pd.read_parquet(path)) == 1
+    assert proc.poll() is None, "the job finished before it could be stopped"
+    return plan, proc, (cmd, env), out, journal
 
+
+def _rerun_measures_only_the_rest(plan, command, out, journal, before):
+    cmd, env = command
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(before)} already in the journal" in rerun.stdout
@@ -53,3 +51,33 @@ def test_killed_job_resumes_and_measures_each_point_once(tiny_config, root, tmp_
     }
     for name, mtime in before.items():
         assert (journal / name).stat().st_mtime_ns == mtime, f"{name} was measured again"
+
+
+def test_killed_job_resumes_and_measures_each_point_once(tiny_config, tmp_path):
+    plan, proc, command, out, journal = _started(tiny_config, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = {p.name: p.stat().st_mtime_ns for p in journal.glob("*.parquet")}
+    assert 2 <= len(before) < len(plan.points)
+    assert not out.exists()
+    # Whatever was being written at the kill never becomes a row.
+    for path in journal.glob("*.parquet"):
+        assert len(pd.read_parquet(path)) == 1
+    _rerun_measures_only_the_rest(plan, command, out, journal, before)
+
+
+def test_sigterm_stops_the_job_at_a_safe_place_and_the_rerun_does_the_rest(tiny_config, tmp_path):
+    plan, proc, command, out, journal = _started(tiny_config, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_STOPPED, stderr[-2000:]
+    # One line says why and what is kept: no traceback.
+    assert "Traceback" not in stderr
+    assert "llm-energy: stopped by SIGTERM" in stderr and str(journal) in stderr
+    before = {p.name: p.stat().st_mtime_ns for p in journal.glob("*.parquet")}
+    assert 2 <= len(before) < len(plan.points)
+    assert not out.exists()
+    for path in journal.glob("*.parquet"):
+        assert len(pd.read_parquet(path)) == 1
+    assert not list(journal.glob(".*.tmp"))  # nothing half written
+    _rerun_measures_only_the_rest(plan, command, out, journal, before)

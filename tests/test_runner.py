@@ -13,6 +13,7 @@ import pytest
 from llm_energy.analysis.aggregate import REQUIRED_COLUMNS
 from llm_energy.backends.base import Backend
 from llm_energy.config import validate
+from llm_energy.errors import DeviceUnusableError
 from llm_energy.measure import runner
 from llm_energy.measure.job import DecodingSpec
 from llm_energy.measure.plan import plan_study
@@ -224,6 +225,60 @@ def test_rows_say_when_contention_could_not_be_checked(tiny_config, fake_backend
     assert not table["contended"].any()
 
 
+def test_a_trial_whose_gpu_throttled_marks_its_point_and_says_so(
+    tiny_config, fake_backend, monkeypatch, tmp_path
+):
+    from llm_energy.meters.base import HealthWatch, WindowHealth
+    from llm_energy.meters.null import NullMeter
+
+    windows: list[int] = []
+
+    class Watch(HealthWatch):
+        def stop(self) -> WindowHealth:
+            windows.append(1)
+            # The full window of the job's second point, in its first trial (each trial has a
+            # prefill window and a full window).
+            power_capped = len(windows) == 4
+            return WindowHealth(
+                clock_event_reasons=frozenset({"sw_power_cap"} if power_capped else ()),
+                sm_clock_min_mhz=1200.0 if power_capped else 1980.0,
+                sm_clock_max_mhz=1980.0,
+                gpu_temp_max_c=60.0,
+                ecc_errors_new=0,
+                xid_errors=(),
+                energy_counter_backwards=False,
+            )
+
+    class Watched(NullMeter):
+        def watch(self) -> HealthWatch:
+            return Watch()
+
+    tiny_config["protocol"].update(min_trials=2, max_trials=2)
+    monkeypatch.setattr(runner, "make_meter", lambda *a, **k: Watched())
+    messages: list[str] = []
+    out = tmp_path / "o.parquet"
+    table = runner.run_job(_plan(tiny_config), out, tmp_path / "j", log=messages.append)
+    flagged = table[table["gpu_health"] != "ok"]
+    assert flagged["gpu_health"].tolist() == ["throttled_power"]
+    assert flagged["trial_gpu_health"].tolist() == ['["throttled_power", "ok"]']
+    assert flagged["clock_event_reasons"].tolist() == ["sw_power_cap"]
+    assert flagged["sm_clock_min_mhz"].tolist() == [1200.0]
+    assert (table.loc[table["gpu_health"] == "ok", "clock_event_reasons"] == "").all()
+    assert sum("GPU throttled_power (clock events sw_power_cap" in m for m in messages) == 1
+    pd.testing.assert_frame_equal(pd.read_parquet(out), table)
+
+
+def test_a_meter_that_cannot_see_the_gpus_writes_unknown_not_zeros(
+    tiny_config, fake_backend, tmp_path
+):
+    table = runner.run_job(_plan(tiny_config), tmp_path / "o.parquet", tmp_path / "j", log=print)
+    assert (table["gpu_health"] == "unknown").all()
+    for col in ("sm_clock_min_mhz", "sm_clock_max_mhz", "gpu_temp_max_c"):
+        assert table[col].isna().all(), col
+    for col in ("clock_event_reasons", "ecc_errors_new", "xid_errors", "energy_counter_backwards"):
+        assert table[col].isna().all(), col
+
+
 @pytest.mark.parametrize(
     ("message", "is_oom"),
     [
@@ -374,3 +429,201 @@ def test_feed_forward_blocks_are_timed_after_the_windows_of_an_architecture_poin
         assert table["ffn_time_share"].between(0.0, 1.0, inclusive="neither").all()
         blocks[job.model.name] = set(table["ffn_block"])
     assert blocks == {"tiny": {"LlamaMLP"}, "moe": {"OlmoeSparseMoeBlock"}}
+
+
+def test_sigterm_stops_the_job_at_the_end_of_a_repetition_and_a_rerun_does_the_rest(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
+    import os
+    import signal
+
+    from llm_energy.measure import stop
+
+    plan = _plan(tiny_config)
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    calls = {"n": 0}
+    real_generate = fake_backend.generate
+
+    def generate(self, prepared, output_tokens, decoding):
+        calls["n"] += 1
+        # Six calls a point (a warm-up each for the full and prefill shapes, two repetitions
+        # in each window): the twelfth is the second point's last repetition.
+        if calls["n"] == 12:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_generate(self, prepared, output_tokens, decoding)
+
+    monkeypatch.setattr(fake_backend, "generate", generate)
+    stop.reset()
+    try:
+        with stop.on_signals(), pytest.raises(stop.Stopped) as stopped:
+            runner.run_job(plan, out, journal, log=lambda m: None)
+    finally:
+        stop.reset()
+    assert str(stopped.value).startswith("stopped by SIGTERM")
+    assert f"the journal {journal} keeps every finished trial" in str(stopped.value)
+    assert calls["n"] == 12  # not one repetition more
+    kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}
+    assert len(kept) == 1  # the first point; the second point's trial was abandoned
+    assert not out.exists()
+    monkeypatch.setattr(fake_backend, "generate", real_generate)
+    messages: list[str] = []
+    table = runner.run_job(plan, out, journal, log=messages.append)
+    assert any(f"{len(kept)} already in the journal" in m for m in messages)
+    # The stop is on record, and the next run says so.
+    (stopped_run,) = [m for m in messages if m.startswith("journal: a run of this job stopped")]
+    assert "stopped by SIGTERM" in stopped_run
+    assert len(table) == len(plan.points) and table["point_id"].is_unique
+    assert {n: (journal / n).read_bytes() for n in kept} == kept
+
+
+def test_an_engine_that_dies_of_the_same_signal_stops_the_job_cleanly(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
+    from llm_energy.measure import stop
+
+    def engine_gone(self, prepared, output_tokens, decoding):
+        stop._record(15, None)  # SIGTERM reached this process and its engine at once
+        raise RuntimeError("EngineDeadError: engine core exited")
+
+    monkeypatch.setattr(fake_backend, "generate", engine_gone)
+    try:
+        with pytest.raises(stop.Stopped, match="ended with RuntimeError: EngineDeadError"):
+            runner.run_job(_plan(tiny_config), tmp_path / "o", tmp_path / "j", log=print)
+    finally:
+        stop.reset()
+
+
+# --- CUDA errors inside a window ----------------------------------------------------------------
+
+
+def _cuda_errors(monkeypatch, fake_backend, messages: dict[int, str], recover_error: str = ""):
+    """The fake backend raises ``messages[batch]`` (once per batch) inside the windows, and
+    counts its recoveries (failing them with ``recover_error``)."""
+    raised: set[int] = set()
+    recoveries: list[int] = []
+    real_generate = fake_backend.generate
+
+    def generate(self, prepared, output_tokens, decoding):
+        if prepared in messages and prepared not in raised:
+            raised.add(prepared)
+            raise RuntimeError(messages[prepared] + "\nCUDA kernel errors might be reported...")
+        return real_generate(self, prepared, output_tokens, decoding)
+
+    def recover(self):
+        recoveries.append(1)
+        if recover_error:
+            raise RuntimeError(recover_error)
+
+    monkeypatch.setattr(fake_backend, "generate", generate)
+    monkeypatch.setattr(fake_backend, "recover", recover)
+    return recoveries
+
+
+def test_a_cuda_error_fails_its_point_with_its_message_and_the_job_goes_on(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
+    plan = _plan(tiny_config, batch_sizes=(1, 2, 4))
+    message = "CUDA error: invalid configuration argument"
+    recoveries = _cuda_errors(monkeypatch, fake_backend, {2: message})
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    table = runner.run_job(plan, out, journal, log=print)
+    assert len(table) == len(plan.points) and len(recoveries) == 1
+    failed = table[table["error"].str.startswith("failed: ")]
+    assert failed["error"].tolist() == [f"failed: {message}"]
+    assert failed["feasible"].all() and (failed["repetitions"] == 0).all()
+    assert failed["energy_j"].isna().all() and failed["duration_s"].isna().all()
+    assert failed["protocol_note"].str.startswith("not measured: failed: CUDA error").all()
+    # Batch 4 of the same shape was measured: a device error bounds nothing, unlike memory.
+    same_shape = table[table["input_tokens"] == int(failed["input_tokens"].iloc[0])]
+    same_shape = same_shape[same_shape["output_tokens"] == int(failed["output_tokens"].iloc[0])]
+    assert same_shape.set_index("batch_size").loc[4, "repetitions"] > 0
+    # A rerun measures the failed point again and keeps the rest.
+    kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}
+    messages: list[str] = []
+    again = runner.run_job(plan, out, journal, log=messages.append)
+    assert any("1 trials that failed on a device error are measured again" in m for m in messages)
+    assert not again["error"].str.startswith("failed: ").any()
+    assert (again["repetitions"] > 0).all() and again["point_id"].is_unique
+    assert {n: (journal / n).read_bytes() for n in kept} == kept  # the failed entry stays too
+
+
+@pytest.mark.parametrize(
+    ("messages", "recover_error", "why"),
+    [
+        (
+            {2: "CUDA error: an illegal memory access was encountered"},
+            "",
+            "an error that CUDA keeps for the rest of the process",
+        ),
+        (
+            {2: "CUDA error: device-side assert triggered"},
+            "",
+            "an error that CUDA keeps for the rest of the process",
+        ),
+        (
+            {2: "CUDA error: invalid argument", 4: "CUBLAS_STATUS_EXECUTION_FAILED when calling"},
+            "",
+            "the 2 last trials each ended in one",
+        ),
+        (
+            {2: "CUDA error: launch failure of a kernel"},
+            "CUDA error: unspecified launch failure",
+            "freeing the device failed too (CUDA error: unspecified launch failure)",
+        ),
+    ],
+)
+def test_a_device_that_is_unusable_stops_the_job_with_one_message_and_the_journal_intact(
+    tiny_config, fake_backend, tmp_path, monkeypatch, messages, recover_error, why
+):
+    plan = _plan(tiny_config, batch_sizes=(1, 2, 4))
+    # The first shape's batches in a row: 1, then 2, then 4.
+    plan = dataclasses.replace(plan, points=tuple(p for p in plan.points if p.output_tokens == 4))
+    _cuda_errors(monkeypatch, fake_backend, messages, recover_error)
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    with pytest.raises(DeviceUnusableError) as stopped:
+        runner.run_job(plan, out, journal, log=print)
+    text = str(stopped.value)
+    assert text.startswith("the GPU is unusable after a CUDA error at batch ")
+    assert f"({why})" in text and f"the journal {journal} keeps every finished trial" in text
+    assert "\n" not in text
+    assert not out.exists()
+    entries = [pd.read_parquet(p).iloc[0] for p in journal.glob("*.parquet")]
+    assert any(e["batch_size"] == 1 and e["repetitions"] > 0 for e in entries)
+    assert any(str(e["error"]).startswith("failed: CUDA") for e in entries)
+    # The next run, on a device that works, measures what failed and what was left.
+    monkeypatch.setattr(fake_backend, "generate", FakeBackend.generate)
+    table = runner.run_job(plan, out, journal, log=lambda m: None)
+    assert len(table) == len(plan.points) and (table["repetitions"] > 0).all()
+
+
+def test_the_cli_says_why_a_job_stopped_on_an_unusable_device_in_one_line(capsys, monkeypatch):
+    from llm_energy import cli
+
+    def unusable(args):
+        raise DeviceUnusableError("the GPU is unusable after a CUDA error at batch 8")
+
+    monkeypatch.setattr(cli, "cmd_measure", unusable)
+    assert cli.main(["measure", "--plan", "p.json", "--out", "o.parquet"]) == 2
+    assert capsys.readouterr().err == (
+        "llm-energy: error: the GPU is unusable after a CUDA error at batch 8\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "device", "sticky"),
+    [
+        ("CUDA error: an illegal memory access was encountered", True, True),
+        ("CUDA error: device-side assert triggered", True, True),
+        ("CUDA error: misaligned address", True, True),
+        ("CUDA error: invalid configuration argument", True, False),
+        ("CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasGemmEx`", True, False),
+        ("NCCL error in: ProcessGroupNCCL.cpp:1234, unhandled cuda error", True, False),
+        ("CUDA out of memory. Tried to allocate 2.00 GiB", False, False),
+        ("CUDA error: out of memory", False, False),
+        ("shape mismatch", False, False),
+    ],
+)
+def test_device_errors_are_told_from_running_out_of_memory(message, device, sticky):
+    backend = FakeBackend(None, None, "cuda", "bfloat16")
+    assert backend.is_device_error(RuntimeError(message)) is device
+    assert backend.is_unusable(RuntimeError(message)) is sticky

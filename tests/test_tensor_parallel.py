@@ -160,3 +160,61 @@ def test_vllm_cpu_workers_get_cores_of_their_own():
     assert cpu_thread_binding(2, [0, 2, 4, 6, 7]) == "0,2|4,6"
     with pytest.raises(BackendError, match="needs at least 4 cores"):
         cpu_thread_binding(4, [0, 1])
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid``, from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(text.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_to_a_two_process_job_stops_every_rank_and_keeps_the_journal(tiny_config, tmp_path):
+    import signal
+    import time
+
+    from llm_energy.measure.stop import EXIT_STOPPED
+
+    config = _tp_config(tiny_config, [2])
+    config["experiments"]["tensor_parallel"]["batch_sizes"] = [1, 2, 4, 8]
+    config["protocol"]["min_duration_s"] = 0.5
+    plan = plan_study(validate(config))["tiny__pytorch-tp2"]
+    plan_file, out, journal = tmp_path / "p.json", tmp_path / "o.parquet", tmp_path / "j"
+    plan_file.write_text(plan.to_json())
+    cmd, env = measure_command(plan_file, out, journal)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while not (journal.is_dir() and list(journal.glob("*.parquet"))):
+        assert proc.poll() is None and time.monotonic() < deadline, "no point was measured"
+        time.sleep(0.1)
+    tree = _descendants(proc.pid)
+    assert len(tree) >= 3  # torchrun and its two ranks
+    proc.send_signal(signal.SIGTERM)  # to the job's first process only, as a user would
+    log = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == EXIT_STOPPED, log[-3000:]
+    assert "stopped by SIGTERM" in log
+    assert not [p for p in tree if _alive(p)], "a rank outlived the job"
+    kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}
+    assert 1 <= len(kept) < len(plan.points)
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    table = pd.read_parquet(out)
+    assert len(table) == len(plan.points) and table["point_id"].is_unique
+    assert {n: (journal / n).read_bytes() for n in kept} == kept

@@ -77,6 +77,21 @@ def test_too_few_trials_or_short_windows_do_not_meet_the_protocol():
     assert row["trials"] == 0 and row["protocol_met"] is False
 
 
+def test_a_trial_that_failed_after_measured_ones_is_said_and_not_averaged():
+    failed = {
+        **_trial(math.nan),
+        "repetitions": 0,
+        "error": "failed: CUDA error: invalid argument",
+        "generated_tokens": math.nan,
+    }
+    measured = [{**_trial(100.0), "generated_tokens": 8}, {**_trial(102.0), "generated_tokens": 8}]
+    row = combine([*measured, failed], PROTOCOL)
+    assert row["trials"] == 2 and row["energy_j"] == pytest.approx(101.0)
+    assert row["generated_tokens"] == 8 and row["error"] == ""  # the last measured trial's
+    assert row["protocol_met"] is False
+    assert row["protocol_note"].startswith("trial 3 failed: CUDA error: invalid argument; ")
+
+
 def test_a_job_measures_every_point_once_before_any_point_twice(
     tiny_config, tmp_path, fake_backend
 ):

@@ -338,3 +338,48 @@ def test_vllm_figures_are_drawn(vllm_workflow):
         assert (work / f"results/figures/cpu/{name}.png").stat().st_size > 20_000, name
     engines = pd.read_csv(work / "results/tables/cpu/engine_optimisations.csv")
     assert set(engines["engine_label"]) == {"PyTorch, eager", "vLLM, eager"}
+
+
+def test_sigterm_stops_a_vllm_job_with_its_engine_process_and_keeps_the_journal(
+    tmp_path, vllm_python
+):
+    import signal
+    import time
+
+    from test_tensor_parallel import _alive, _descendants
+
+    from llm_energy.measure.stop import EXIT_STOPPED
+
+    sweeps = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["vllm"],
+        "batch_sizes": [1, 2, 4],
+        "input_sweep": {"input_tokens": [8, 16], "output_tokens": [4]},
+        "output_sweep": {"output_tokens": [4, 8], "input_tokens": [8]},
+    }
+    tiny = {"tiny": {"hub_id": "local/tiny", "weights": "random", "config": str(TINY)}}
+    job = _cpu_jobs(tiny, {"controlled_sweeps": sweeps}, repetitions=20)["tiny__vllm"]
+    plan_file, out, journal = tmp_path / "p.json", tmp_path / "o.parquet", tmp_path / "j"
+    plan_file.write_text(job.to_json())
+    cmd, _ = measure_command(plan_file, out, journal)
+    cmd[0] = vllm_python
+    proc = subprocess.Popen(cmd, env=_vllm_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600
+    while not (journal.is_dir() and list(journal.glob("*.parquet"))):
+        assert proc.poll() is None and time.monotonic() < deadline, "no point was measured"
+        time.sleep(0.2)
+    engine = _descendants(proc.pid)
+    assert engine, "vLLM's engine runs in a process of its own"
+    proc.send_signal(signal.SIGTERM)  # to the job's process only, as a user would
+    log = proc.communicate(timeout=180)[0].decode()
+    assert proc.returncode == EXIT_STOPPED, log[-3000:]
+    assert "llm-energy: stopped by SIGTERM" in log
+    assert not [p for p in engine if _alive(p)], "vLLM's engine outlived the job"
+    kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}
+    assert 1 <= len(kept) < len(job.points)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_vllm_env())
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]
+    table = pd.read_parquet(out)
+    assert len(table) == len(job.points) and table["point_id"].is_unique
+    assert {n: (journal / n).read_bytes() for n in kept} == kept

@@ -31,3 +31,13 @@ class InputError(LlmEnergyError):
 
 class StoreError(LlmEnergyError):
     """A result or journal file could not be written (a full disk, a lost mount)."""
+
+
+class DeviceUnusableError(LlmEnergyError):
+    """The GPU takes no more work in this process: a CUDA error that CUDA keeps (an illegal
+    memory access, a device-side assert), a second one in a row, or a failed recovery.
+    ``row`` is the failed trial's row, for the journal."""
+
+    def __init__(self, message: str, row: dict | None = None) -> None:
+        super().__init__(message)
+        self.row = row

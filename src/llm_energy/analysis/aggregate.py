@@ -13,6 +13,7 @@ from llm_energy.errors import InputError
 
 if TYPE_CHECKING:
     from llm_energy.families.base import Rows
+from llm_energy.measure import health
 from llm_energy.measure.columns import REQUIRED_COLUMNS
 from llm_energy.measure.store import write_csv_atomic, write_parquet_atomic
 
@@ -29,6 +30,9 @@ def combine(paths: Iterable[Path]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
     table = pd.concat(frames, ignore_index=True)
+    if "gpu_health" in table.columns:
+        # Beside tables measured since, those measured before the GPU was watched read unknown.
+        table = health.complete(table)
     return table.sort_values(
         ["group", "decoding", "input_tokens", "output_tokens", "batch_size"], kind="stable"
     ).reset_index(drop=True)

@@ -6,7 +6,9 @@ each a relative change with its 95 % confidence interval. A row's interval is it
 (``energy_j_ci95``, ``duration_s_ci95``: Student's t over independent trials); the interval of
 a relative change ``b / a - 1`` propagates both to first order,
 ``(b / a) * sqrt((h_a / a)^2 + (h_b / b)^2)``. Rows measured before trials existed carry no
-interval, and their comparisons say so rather than claim more.
+interval, and their comparisons say so rather than claim more. A comparison that uses a row
+short of the protocol, or a row whose GPUs throttled, erred or reset during its windows
+(``gpu_health``, :mod:`llm_energy.measure.health`), is inconclusive and says why.
 
 One rule turns a comparison into a verdict (:func:`verdict`):
 
@@ -33,6 +35,7 @@ import pandas as pd
 from llm_energy.analysis.paper import CLAIMS
 from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.errors import InputError
+from llm_energy.measure.health import FLAGS, row_flags
 
 COLUMNS = (
     "claim",
@@ -77,6 +80,7 @@ class Comparison:
     rows: str
     protocol_met: bool = True
     same_session: bool = True
+    gpu_flags: str = ""
 
 
 def _tagged(df: pd.DataFrame, tag: str) -> pd.DataFrame:
@@ -91,7 +95,15 @@ def _measured(df: pd.DataFrame) -> pd.DataFrame:
 def _met(*rows: pd.Series) -> bool:
     """Rows measured under the trial protocol say whether they met it; older rows have no
     trials, which their missing interval already says."""
-    return all(r.get("protocol_met") is not False for r in rows)
+    met = [r.get("protocol_met") for r in rows]
+    # A table's booleans are numpy's: compared by value, not by identity with False.
+    return all(v is None or pd.isna(v) or bool(v) for v in met)
+
+
+def _flags(*rows: pd.Series) -> str:
+    """The GPU health flags the rows raise (empty for rows that are ok or cannot tell)."""
+    raised = {f for r in rows for f in row_flags(r)}
+    return ", ".join(f for f in FLAGS if f in raised)
 
 
 def _half(row: pd.Series, quantity: str) -> float:
@@ -132,6 +144,7 @@ def relative_change(
             f"{a['point_id']} {b['point_id']}",
             _met(a, b),
             same_session,
+            _flags(a, b),
         )
 
 
@@ -193,6 +206,8 @@ def _verdict(
         return "inconclusive: the rows come from different machine sessions"
     if not c.protocol_met:
         return "inconclusive: a row did not meet the protocol"
+    if c.gpu_flags:
+        return f"inconclusive: a row's GPU health is {c.gpu_flags}"
     return verdict(paper, sign, c.value, low, high, reference)
 
 
@@ -226,6 +241,7 @@ def claims_table(df: pd.DataFrame) -> pd.DataFrame:
                     share * _half(r, "energy_j") / float(r["energy_j"]),
                     str(r["point_id"]),
                     _met(r),
+                    _flags(r),
                 )
             )
     rows += _rows("1", "decode_share", iter(shares))

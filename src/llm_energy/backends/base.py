@@ -12,6 +12,29 @@ from llm_energy.measure.job import DecodingSpec, EngineSpec, ModelSpec
 if TYPE_CHECKING:
     from llm_energy.measure.serving import RequestRecord
 
+# CUDA errors that CUDA keeps ("sticky"): after one, every call in the process fails.
+STICKY_DEVICE_ERRORS = (
+    "illegal memory access",
+    "device-side assert",
+    "unspecified launch failure",
+    "illegal instruction",
+    "misaligned address",
+    "invalid program counter",
+    "hardware stack error",
+    "uncorrectable ecc",
+    "launch timed out",
+)
+# What the errors of CUDA and its libraries say, in torch's and the libraries' words.
+DEVICE_ERRORS = (
+    "cuda error",
+    "cuda driver error",
+    "cuda_error_",
+    "cublas_status_",
+    "cudnn_status_",
+    "nccl error",
+    *STICKY_DEVICE_ERRORS,
+)
+
 
 class Backend(ABC):
     """An inference engine holding one loaded model.
@@ -93,8 +116,21 @@ class Backend(ABC):
         text = str(exc).lower()
         return "out of memory" in text or "can't allocate memory" in text
 
+    def is_device_error(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is an error of the device (CUDA and its libraries) other than
+        running out of memory."""
+        text = str(exc).lower()
+        return not self.is_out_of_memory(exc) and any(s in text for s in DEVICE_ERRORS)
+
+    def is_unusable(self, exc: BaseException) -> bool:
+        """Whether, after the device error ``exc``, the device takes no more work in this
+        process."""
+        text = str(exc).lower()
+        return any(s in text for s in STICKY_DEVICE_ERRORS)
+
     def recover(self) -> None:  # noqa: B027 - optional hook
-        """Free what a failed point left behind so that the sweep can go on."""
+        """Free what a failed point left behind so that the sweep can go on (raises when the
+        device cannot)."""
 
     def reset_peak_memory(self) -> None:  # noqa: B027 - optional hook
         """Start a new peak-memory window."""

@@ -65,7 +65,11 @@ def cmd_measure(args: argparse.Namespace) -> None:
             pg19_path=Path(args.pg19),
         )
 
-    backends.launch(plan, args.argv, run, claim_gpus)
+    from llm_energy.measure import stop
+
+    # SIGTERM (Slurm's preemption, requeue, time limit) stops the job at the next safe place.
+    with stop.on_signals():
+        backends.launch(plan, args.argv, run, claim_gpus)
 
 
 def cmd_seed_journal(args: argparse.Namespace) -> None:
@@ -749,8 +753,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    from llm_energy.measure.stop import EXIT_STOPPED, Stopped
+
     try:
         args.func(args)
+    except Stopped as exc:
+        print(f"llm-energy: {exc}", file=sys.stderr, flush=True)
+        return EXIT_STOPPED
     except LlmEnergyError as exc:
         print(f"llm-energy: error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from llm_energy.analysis.sessions import machine_sessions
+from llm_energy.measure.health import FLAGS, flagged, gpu_health
 
 
 def _text(rows: pd.DataFrame, col: str) -> pd.Series:
@@ -116,7 +117,22 @@ def provenance_note(df: pd.DataFrame, series: pd.Series | None = None) -> str:
         f"{_uniq(df, 'backend_version')} · torch {_uniq(df, 'torch_version')} · "
         f"energy: {energy_label(df) if 'meter' in df else 'n/a'}"
     )
-    return f"{what}\n{gpu_note(df)} · {session_note(df, series)}"
+    note = f"{what}\n{gpu_note(df)} · {session_note(df, series)}"
+    return note + (f"\n{health}" if (health := health_note(df)) else "")
+
+
+def health_note(df: pd.DataFrame) -> str:
+    """How many of the measured rows drawn had their GPU throttle, err or reset during their
+    windows, by flag ("" when none, or when the rows cannot tell)."""
+    if "feasible" in df and "repetitions" in df:
+        df = df[df["feasible"].fillna(False).astype(bool) & (df["repetitions"].fillna(0) > 0)]
+    bad = flagged(df)
+    if not bad.any():
+        return ""
+    words = gpu_health(df)[bad].str.split("+")
+    counts = ((f, int(words.map(lambda w, f=f: f in w).sum())) for f in FLAGS)
+    named = ", ".join(f"{f} {n}" for f, n in counts if n)
+    return f"{int(bad.sum())} of {len(df)} rows with GPU health flagged ({named})"
 
 
 # What names one measurement: its point and when it finished (the same point measured

@@ -361,6 +361,49 @@ RESULTS = Section(
             "the same for its time per batch",
         ),
         Column(
+            "gpu_health",
+            "",
+            "`ok`, `unknown` (the meter cannot see the GPUs: `codecarbon`, `none`; or the row "
+            "predates this column), or the flags the point's windows raised, joined by `+`: "
+            "`counter_backwards` (an energy counter went backwards: a reset), `gpu_error` (a new "
+            "uncorrected ECC error or an Xid), `throttled_thermal`, `throttled_power` (the power "
+            "limit, `sw_power_cap`, or a power brake), `throttled_other`; figures count "
+            "flagged rows in their footer and claims do not use them without saying so",
+        ),
+        Column("trial_gpu_health", "", "every trial's `gpu_health` (JSON list, in order)"),
+        Column(
+            "clock_event_reasons",
+            "",
+            "NVML clock-event (throttle) reasons seen on any of the job's GPUs during the "
+            "point's windows, sampled every 0.1 s, comma-joined (`idle`, `applications_clocks`, "
+            "`sw_power_cap`, `hw_slowdown`, `sync_boost`, `sw_thermal_slowdown`, "
+            "`hw_thermal_slowdown`, `hw_power_brake`, `display_clocks`, `board_limit`, "
+            "`reliability`); empty when none, null when the meter cannot tell",
+        ),
+        Column(
+            "sm_clock_min_mhz", "MHz", "lowest SM clock sampled during the windows (NaN: unknown)"
+        ),
+        Column("sm_clock_max_mhz", "MHz", "highest SM clock sampled during the windows"),
+        Column("gpu_temp_max_c", "°C", "highest GPU temperature sampled during the windows"),
+        Column(
+            "ecc_errors_new",
+            "errors",
+            "uncorrected ECC errors (volatile count) that appeared during the windows; null "
+            "where the GPU cannot report them (ECC off, not supported)",
+        ),
+        Column(
+            "xid_errors",
+            "",
+            "Xid error codes NVML reported during the windows, comma-joined; null where NVML "
+            "cannot deliver them",
+        ),
+        Column(
+            "energy_counter_backwards",
+            "",
+            "whether an energy counter read less than the read before it during the windows "
+            "(null: unknown)",
+        ),
+        Column(
             "host_cpu_others_cores",
             "cores",
             "CPU time that processes outside the job used during the point's trials, in "

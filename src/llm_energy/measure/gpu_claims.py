@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from llm_energy.errors import MeterUnavailableError
+from llm_energy.measure import stop
 
 LOCK_DIR_ENV = "LLM_ENERGY_GPU_LOCKS"
 DEFAULT_LOCK_DIR = Path("/tmp/llm-energy-gpu-locks")
@@ -78,6 +79,7 @@ def claim(
         if not said:
             log(f"waiting for {count} free GPU(s) of {available} (locks in {lock_dir})")
             said = True
+        stop.check()  # a job asked to stop while it waits stops now
         time.sleep(poll_s)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from llm_energy.job_environment import JOB_PID_ENV
+from llm_energy.measure import stop
 
 _HELD: list[IO[str]] = []
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -29,17 +30,28 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 CONTENDED_CORES = 1.0
 
 
-def claim_host(lock_dir: Path, shared: bool, log: Callable[[str], None] = print) -> None:
+def claim_host(
+    lock_dir: Path, shared: bool, log: Callable[[str], None] = print, poll_s: float = 1.0
+) -> None:
     """Hold the host for this process: alone, or with other jobs that may share it."""
     lock_dir.mkdir(parents=True, exist_ok=True)
     handle = open(lock_dir / "host.lock", "a")  # noqa: SIM115 - held for the process's life
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-    try:
-        fcntl.flock(handle, mode | fcntl.LOCK_NB)
-    except BlockingIOError:
-        how = "shares it only with CUDA-graph engines" if shared else "measures alone"
-        log(f"waiting for the host: another measurement job holds it (this job {how}; {lock_dir})")
-        fcntl.flock(handle, mode)
+    said = False
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if not said:
+                how = "shares it only with CUDA-graph engines" if shared else "measures alone"
+                log(
+                    f"waiting for the host: another measurement job holds it (this job {how}; "
+                    f"{lock_dir})"
+                )
+                said = True
+            stop.check()  # a job asked to stop while it waits stops now
+            time.sleep(poll_s)
     _HELD.append(handle)
 
 

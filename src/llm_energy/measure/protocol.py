@@ -9,6 +9,9 @@
    repetition (giving its spread) only when a repetition lasts at least
    ``per_repetition_energy_min_s``: a counter that ticks at 10 Hz cannot resolve shorter ones,
    and each read costs milliseconds. The window mean is exact either way.
+
+Over every window the meter watches the devices (throttling, clocks, temperature, errors; see
+:mod:`llm_energy.measure.health`), from just before the window opens to just after it closes.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from llm_energy.measure import stop
 from llm_energy.measure.job import ProtocolSpec
-from llm_energy.meters.base import EnergyMeter
+from llm_energy.meters.base import EnergyMeter, WindowHealth
 
 
 @dataclass(frozen=True)
@@ -29,13 +33,14 @@ class WindowResult:
 
     ``durations_s`` are host-clock times of each repetition. ``total_energy_j`` is the meter's
     reading over the whole window; ``energies_j`` holds per-repetition readings when they were
-    taken (empty otherwise).
+    taken (empty otherwise). ``health`` is what the meter saw of the devices meanwhile.
     """
 
     durations_s: tuple[float, ...]
     total_energy_j: float
     energies_j: tuple[float, ...] = ()
     cross_check_energy_j: dict[str, float] = field(default_factory=dict)
+    health: WindowHealth = field(default_factory=WindowHealth)
 
     @property
     def repetitions(self) -> int:
@@ -85,34 +90,44 @@ def measure_window(
     lasted at least ``per_repetition_energy_min_s`` (never when it is None): a read costs
     milliseconds (about 3.5 ms for NVML on an H100), so per-repetition reads are worth it only
     for repetitions long enough for the counter to resolve them. Cross-check meters see the
-    whole window as one lap.
+    whole window as one lap. A stop asked for by a signal (:mod:`llm_energy.measure.stop`)
+    abandons the window at the end of the current repetition.
     """
-    for other in cross_check:
-        other.start()
-    meter.start()
-    durations: list[float] = []
-    energies: list[float] = []
-    per_rep = False
-    elapsed = 0.0
-    while len(durations) < protocol.max_repetitions and (
-        len(durations) < protocol.min_repetitions or elapsed < protocol.min_duration_s
-    ):
-        t0 = clock()
-        run_once()
-        dt = clock() - t0
-        if not durations:
-            per_rep = per_repetition_energy_min_s is not None and dt >= per_repetition_energy_min_s
-        durations.append(dt)
-        elapsed += dt
-        if per_rep:
-            energies.append(meter.lap().energy_j)
-    total = sum(energies) if per_rep else meter.lap().energy_j
-    checks = {other.name: other.lap().energy_j for other in cross_check}
+    watch = meter.watch()
+    try:
+        for other in cross_check:
+            other.start()
+        meter.start()
+        durations: list[float] = []
+        energies: list[float] = []
+        per_rep = False
+        elapsed = 0.0
+        while len(durations) < protocol.max_repetitions and (
+            len(durations) < protocol.min_repetitions or elapsed < protocol.min_duration_s
+        ):
+            t0 = clock()
+            run_once()
+            dt = clock() - t0
+            if not durations:
+                per_rep = (
+                    per_repetition_energy_min_s is not None and dt >= per_repetition_energy_min_s
+                )
+            durations.append(dt)
+            elapsed += dt
+            stop.check()  # a repetition's end is a safe place to abandon the window
+            if per_rep:
+                energies.append(meter.lap().energy_j)
+        total = sum(energies) if per_rep else meter.lap().energy_j
+        checks = {other.name: other.lap().energy_j for other in cross_check}
+    finally:
+        # Also when the window fails: the watch's thread must not outlive it.
+        health = watch.stop()
     return WindowResult(
         durations_s=tuple(durations),
         total_energy_j=total,
         energies_j=tuple(energies),
         cross_check_energy_j=checks,
+        health=health,
     )
 
 

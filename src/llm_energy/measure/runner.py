@@ -6,6 +6,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.backends import Backend, make_backend
+from llm_energy.errors import DeviceUnusableError
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
+from llm_energy.measure import health, stop
 from llm_energy.measure.host import CONTENDED_CORES, HostLoad
 from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, ProtocolSpec, stable_hash
 from llm_energy.measure.point_ids import point_ids
@@ -160,6 +163,7 @@ def infeasible_columns(reason: str) -> dict[str, Any]:
         "prefill_repetitions": 0,
         # What a measured trial gives as numbers, NaN: never a zero for energy not measured.
         **{k: nan for k in (*MEAN_COLUMNS, "generated_tokens", "idle_power_w")},
+        **health.UNKNOWN_COLUMNS,
     }
 
 
@@ -240,10 +244,12 @@ def measure_point(
     backend.reset_peak_memory()
     for _ in range(proto.warmup_repetitions):
         full_run()
+        stop.check()
     lap_min_s = proto.per_repetition_energy_min_s
     prefill = None
     if measure_prefill:
         prefill_run()  # warm-up at the prefill shape
+        stop.check()
         prefill = measure_window(prefill_run, meter, proto, per_repetition_energy_min_s=lap_min_s)
     before = backend.counters()
     full = measure_window(
@@ -252,6 +258,8 @@ def measure_point(
     extra.update(backend.counter_columns(before, backend.counters(), full.repetitions))
     row = result_columns(full, prefill, point, idle_power_w, tokens)
     row.update(extra)
+    windows = full.health if prefill is None else prefill.health.merge(full.health)
+    row.update(health.window_columns(windows))
     row["peak_memory_gib"] = backend.peak_memory_gib()
     row = _with_contention(row, meter, foreign, load)
     if set(point.experiments) & set(plan.ffn_time_share):
@@ -287,10 +295,20 @@ def run_job(
     classical tasks' lengths in ``tasks_dir``; PG-19 points cut their prompts from the tokens
     in ``pg19_path``."""
     journal = Journal(journal_dir, log=log)
+    for earlier in journal.stops():
+        log(f"journal: a run of this job stopped at {earlier['stopped_at']}: {earlier['reason']}")
     streams = TraceLengths(traces_dir, tasks_dir) if traces_dir is not None else None
     points = _order(select_points(plan, streams, log), plan.largest_feasible_only)
     ids = point_ids(plan, journal.version)
     trials = {p.key: journal.trials(ids[p.key]) for p in points}
+    # A trial that failed on a device error is measured again: the device may be well now.
+    failed = {k: [t for t in ts if _failed(t)] for k, ts in trials.items()}
+    trials = {k: [t for t in ts if not _failed(t)] for k, ts in trials.items()}
+    if any(failed.values()):
+        log(
+            f"journal: {sum(map(len, failed.values()))} trials that failed on a device error "
+            "are measured again (their entries stay)"
+        )
     due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p))]
     log(
         f"job {plan.group}: {len(points)} points, {len(points) - len(due)} already in the "
@@ -300,7 +318,23 @@ def run_job(
     )
     if due:
         pg19 = PG19Prompts(pg19_path) if pg19_path is not None else None
-        _measure_points(plan, points, ids, trials, journal, log, streams, pg19)
+        before = sum(len(t) for t in trials.values())
+        try:
+            _measure_points(plan, points, ids, trials, journal, log, streams, pg19)
+        except stop.Stopped as exc:
+            done = sum(len(t) for t in trials.values()) - before
+            journal.record_stop(utc_now(), str(exc))
+            raise stop.Stopped(
+                f"{exc}; the journal {journal_dir} keeps every finished trial ({done} of them "
+                "from this run), and running the job again measures the rest"
+            ) from None
+        except DeviceUnusableError as exc:
+            journal.record_stop(utc_now(), str(exc))
+            raise DeviceUnusableError(
+                f"{exc}; the job stopped, the journal {journal_dir} keeps every finished "
+                "trial, and running the job again (on another GPU if this one keeps failing) "
+                "measures the rest"
+            ) from None
     drift = drift_columns(journal.controls())
     rows = [{**combine(trials[p.key], plan.protocol), **drift} for p in points if trials[p.key]]
     table = pd.DataFrame(rows)
@@ -311,6 +345,7 @@ def run_job(
     if len(table):
         table["experiments"] = table["point_id"].map(tags)
         table["prompts"] = table["point_id"].map(sources)
+        table = health.complete(table)
     write_parquet_atomic(table, out)
     log(f"wrote {len(table)} rows to {out}")
     return table
@@ -412,8 +447,59 @@ def _known_bounds(trials: dict, points: Sequence[PointSpec]) -> tuple[dict, dict
 
 
 def unmeasured_columns(reason: str) -> dict[str, Any]:
-    """A point left out because a larger batch of its shape fits: feasible, nothing measured."""
+    """A point left out because a larger batch of its shape fits, or whose trial failed:
+    feasible, nothing measured."""
     return {**infeasible_columns(reason), "feasible": True}
+
+
+FAILED = "failed: "
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _failed(trial: dict[str, Any]) -> bool:
+    """A trial that a device error ended (see :func:`_after_device_error`)."""
+    return str(trial.get("error") or "").startswith(FAILED)
+
+
+@dataclass
+class DeviceFaults:
+    """The job's device errors so far: how many trials in a row ended in one."""
+
+    in_a_row: int = 0
+
+
+def _after_device_error(
+    backend: Backend, point: PointSpec, exc: BaseException, faults: DeviceFaults
+) -> dict[str, Any]:
+    """The row of a trial that a device error ended, once the backend has freed what it can;
+    raises DeviceUnusableError (carrying the row) when the device takes no more work."""
+    message = _first_line(exc)
+    row = unmeasured_columns(FAILED + message)
+    faults.in_a_row += 1
+    where = (
+        f"batch {point.batch_size}, {point.input_tokens} in, {point.output_tokens} out, "
+        f"{point.decoding.name}"
+    )
+    why = ""
+    if backend.is_unusable(exc):
+        why = "an error that CUDA keeps for the rest of the process"
+    elif faults.in_a_row > 1:
+        why = f"the {faults.in_a_row} last trials each ended in one"
+    else:
+        try:
+            backend.recover()
+        except Exception as again:
+            why = f"freeing the device failed too ({_first_line(again)})"
+    if why:
+        raise DeviceUnusableError(
+            f"the GPU is unusable after a CUDA error at {where}: {message} ({why})", row
+        )
+    return row
 
 
 def _measure_points(
@@ -484,6 +570,7 @@ def _measure_points(
         search = _search_shapes(plan.points, plan.largest_feasible_only)
         control = control_point(points) if plan.protocol.control_point else None
         run_started = utc_now()
+        faults = DeviceFaults()
 
         def measure_control(edge: str) -> None:
             """The control point, measured at the run's start and end: their difference is
@@ -491,9 +578,9 @@ def _measure_points(
             if control is None:
                 return
             row = _measure_trial(
-                backend, plan, control, meter, cross, idle_w, streams, pg19, {}, {}, set()
+                backend, plan, control, meter, cross, idle_w, streams, pg19, {}, {}, set(), faults
             )
-            if not row["feasible"]:
+            if not row["feasible"] or not row["repetitions"]:
                 return
             journal.record_control(run_started, edge, ids[control.key], row)
             log(
@@ -511,6 +598,7 @@ def _measure_points(
                 order = np.random.default_rng([proto.seed, round_no]).permutation(len(due))
                 due = [due[i] for i in order]
             for n, point in enumerate(due, start=1):
+                stop.check()
                 trial = journal.next_trial(ids[point.key])
                 row = {
                     **point_identity(plan, point),
@@ -519,8 +607,9 @@ def _measure_points(
                     "point_id_version": journal.version,
                     "trial": trial,
                 }
-                row.update(
-                    _measure_trial(
+                unusable = None
+                try:
+                    measured = _measure_trial(
                         backend,
                         plan,
                         point,
@@ -532,11 +621,16 @@ def _measure_points(
                         oom_bound,
                         fits,
                         search,
+                        faults,
                     )
-                )
+                except DeviceUnusableError as exc:
+                    unusable, measured = exc, exc.row or {}
+                row.update(measured)
                 row["timestamp"] = utc_now()
                 journal.record_trial(ids[point.key], trial, row)
                 trials[point.key].append(row)
+                if unusable is not None:
+                    raise unusable
                 log(
                     _progress(
                         round_no, n, len(due), trial, point, row, time.perf_counter() - t_start
@@ -546,7 +640,10 @@ def _measure_points(
     finally:
         for m in (meter, *cross):
             m.close()
-        backend.close()
+        try:
+            backend.close()
+        except Exception as exc:  # a device that failed may fail to close too: said, not raised
+            log(f"closing the engine failed: {_first_line(exc)}")
 
 
 def _measure_trial(
@@ -561,10 +658,11 @@ def _measure_trial(
     oom_bound: dict,
     fits: dict,
     search: set,
+    faults: DeviceFaults,
 ) -> dict[str, Any]:
     """One trial of one point: measured, or recorded as not attempted (above a batch that ran
-    out of memory), not needed (below the largest feasible batch of a searched shape) or out
-    of memory."""
+    out of memory), not needed (below the largest feasible batch of a searched shape), out
+    of memory, or failed (a device error the device recovered from)."""
     k = _shape_key(point)
     if k in oom_bound and point.batch_size > oom_bound[k]:
         return infeasible_columns(f"not attempted: batch {oom_bound[k]} was already out of memory")
@@ -575,12 +673,24 @@ def _measure_trial(
         )
     try:
         row = measure_point(backend, plan, point, meter, cross, idle_w, streams, pg19)
+    except stop.Stopped:
+        raise
     except Exception as exc:
+        if stop.requested():
+            # The signal that stops the job reaches the engine's own processes too (vLLM's
+            # engine, under Slurm), which may end the current call first.
+            raise stop.Stopped(
+                f"stopped by {stop.requested()}; the current window ended with "
+                f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
+        if backend.is_device_error(exc):
+            return _after_device_error(backend, point, exc, faults)
         if not backend.is_out_of_memory(exc):
             raise
         backend.recover()
         oom_bound[k] = min(oom_bound.get(k, point.batch_size), point.batch_size)
         return infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}")
+    faults.in_a_row = 0
     fits[k] = max(fits.get(k, point.batch_size), point.batch_size)
     return row
 
@@ -604,6 +714,11 @@ def _progress(
         return head + f"infeasible ({row['error']})"
     if not row["repetitions"]:
         return head + f"{row['error']}"
+    if row.get("gpu_health") not in (None, health.OK, health.UNKNOWN):
+        head += (
+            f"GPU {row['gpu_health']} (clock events {row['clock_event_reasons'] or 'none'}, "
+            f"{row['gpu_temp_max_c']:.0f} C at most), "
+        )
     if row["contended"]:
         head += (
             f"CONTENDED (GPU pids {row['foreign_gpu_pids'] or 'none'}, other processes "

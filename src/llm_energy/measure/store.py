@@ -8,6 +8,7 @@ the end, also atomically.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -31,7 +32,12 @@ def write_atomic(path: Path | str, write: Callable[[str], object]) -> None:
         write(tmp)
         # mkstemp makes the file private; give it the permissions a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
+        _sync(tmp)
         os.replace(tmp, path)
+        # The rename too, so that a node that fails next keeps the entry; some network file
+        # systems cannot sync a folder, and their rename is already on the server.
+        with contextlib.suppress(OSError):
+            _sync(path.parent)
     except BaseException as exc:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -39,6 +45,15 @@ def write_atomic(path: Path | str, write: Callable[[str], object]) -> None:
             # A full disk or a lost mount: one line naming the path; what was written stays.
             raise StoreError(f"{path}: cannot write ({exc.strerror or exc})") from exc
         raise
+
+
+def _sync(path: Path | str) -> None:
+    """Flush a file's data, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -117,6 +132,22 @@ class Journal:
         entry = {**row, "run_started": run_started, "edge": edge, "point_id": point_id}
         name = f"control.{run_started.replace(':', '')}.{edge}.parquet"
         write_parquet_atomic(pd.DataFrame([entry]), self.directory / name)
+
+    def record_stop(self, stopped_at: str, reason: str) -> None:
+        """A run of the job that stopped before it finished (a signal, an unusable GPU)."""
+        entry = json.dumps({"stopped_at": stopped_at, "reason": reason}) + "\n"
+        name = f"stop.{stopped_at.replace(':', '')}.json"
+        write_atomic(self.directory / name, lambda tmp: Path(tmp).write_text(entry))
+
+    def stops(self) -> list[dict[str, str]]:
+        """Every stop of the job's runs, oldest first."""
+        stops = []
+        for path in sorted(self.directory.glob("stop.*.json")):
+            try:
+                stops.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:  # damaged, as in trials(): said, left out
+                self.log(f"journal: {path.name} cannot be read ({exc}); left out")
+        return stops
 
     def controls(self) -> pd.DataFrame:
         """Every control measurement of the job's runs."""

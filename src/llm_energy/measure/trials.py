@@ -9,7 +9,8 @@ interval of its energy per batch (of its time, when the meter reads no energy) i
 ``target_ci95_rel`` of the mean, more, up to ``max_trials``.
 
 The point's row is the mean over its trials, with the half-width of the 95 % interval
-(Student's t over trials) and every trial's value, so that anything can be recomputed.
+(Student's t over trials) and every trial's value, so that anything can be recomputed; its GPU
+health is what any trial saw, with every trial's word (:mod:`llm_energy.measure.health`).
 
 A served stream's trial (:mod:`llm_energy.measure.serving`) is one replay whose window is its
 steady state, of a length of its own: it is judged by its energy per request, the window is
@@ -25,6 +26,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from llm_energy.measure import health
 from llm_energy.measure.job import ProtocolSpec
 
 # Student's t, 97.5th percentile, by degrees of freedom (two-sided 95 %).
@@ -149,8 +151,10 @@ def needs_trial(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> boo
 
 def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[str, Any]:
     """The point's row from its trials' rows (in the order they were measured)."""
-    last = dict(trials[-1])
     measured = [t for t in trials if bool(t.get("feasible")) and int(t.get("repetitions") or 0)]
+    # A measured point's row describes its last measured trial; a trial that failed after it
+    # (a device error) is said in the note.
+    last = dict(measured[-1] if measured else trials[-1])
     row = dict(last)
     row["trials"] = len(measured)
     if served(last):
@@ -164,6 +168,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
             duration_s_ci95=math.nan,
             trial_energy_j="[]",
             trial_duration_s="[]",
+            trial_gpu_health="[]",
             protocol_met=False,
             protocol_note="not measured: " + str(last.get("error", "")),
         )
@@ -184,7 +189,12 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     row["trial_energy_j"] = json.dumps([round(v, 6) for v in energies])
     row["trial_duration_s"] = json.dumps([round(v, 6) for v in durations])
     row["contended"] = any(bool(t.get("contended")) for t in measured)
-    notes = []
+    row.update(health.point_columns(measured))
+    notes = [
+        f"trial {i + 1} {t['error']}"
+        for i, t in enumerate(trials)
+        if str(t.get("error") or "").startswith("failed: ")
+    ]
     if len(measured) < protocol.min_trials:
         notes.append(f"{len(measured)} of {protocol.min_trials} trials")
     short = [i + 1 for i, t in enumerate(measured) if not window_met(t, protocol)]

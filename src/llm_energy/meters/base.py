@@ -3,6 +3,10 @@
 A meter measures consecutive *laps*: ``start()`` opens the first lap, each ``lap()`` closes the
 current one and opens the next, and returns its :class:`Measurement`. The protocol calls
 ``lap()`` once per repetition, so the laps of one window add up to the whole window.
+
+A meter that can see the devices also watches them over a window: ``watch()`` starts watching
+and the returned :class:`HealthWatch`'s ``stop()`` gives the window's :class:`WindowHealth`
+(throttling, clocks, temperature, errors). A meter that cannot see them says it does not know.
 """
 
 from __future__ import annotations
@@ -27,6 +31,62 @@ class Measurement:
         return self.energy_j / self.duration_s if self.duration_s > 0 else math.nan
 
 
+@dataclass(frozen=True)
+class WindowHealth:
+    """What the measured devices went through during one window. Anything the meter could not
+    read is None (NaN for numbers): never a zero that was not measured.
+
+    ``clock_event_reasons`` are NVML's clock-event (throttle) reasons seen on any of the GPUs
+    (names as in :data:`llm_energy.meters.nvml.CLOCK_EVENT_REASONS`); ``ecc_errors_new`` the
+    uncorrected ECC errors counted during the window; ``xid_errors`` the Xid codes NVML
+    reported; ``energy_counter_backwards`` whether an energy counter read less than the read
+    before it (a driver or GPU reset).
+    """
+
+    clock_event_reasons: frozenset[str] | None = None
+    sm_clock_min_mhz: float = math.nan
+    sm_clock_max_mhz: float = math.nan
+    gpu_temp_max_c: float = math.nan
+    ecc_errors_new: int | None = None
+    xid_errors: tuple[int, ...] | None = None
+    energy_counter_backwards: bool | None = None
+
+    def merge(self, other: WindowHealth) -> WindowHealth:
+        """Both windows as one: what either saw, and unknown where either could not tell."""
+
+        def both(a: Any, b: Any, join: Any) -> Any:
+            return None if a is None or b is None else join(a, b)
+
+        return WindowHealth(
+            clock_event_reasons=both(
+                self.clock_event_reasons, other.clock_event_reasons, frozenset.union
+            ),
+            sm_clock_min_mhz=_nan_join(min, self.sm_clock_min_mhz, other.sm_clock_min_mhz),
+            sm_clock_max_mhz=_nan_join(max, self.sm_clock_max_mhz, other.sm_clock_max_mhz),
+            gpu_temp_max_c=_nan_join(max, self.gpu_temp_max_c, other.gpu_temp_max_c),
+            ecc_errors_new=both(self.ecc_errors_new, other.ecc_errors_new, int.__add__),
+            xid_errors=both(self.xid_errors, other.xid_errors, tuple.__add__),
+            energy_counter_backwards=both(
+                self.energy_counter_backwards, other.energy_counter_backwards, bool.__or__
+            ),
+        )
+
+
+def _nan_join(join: Any, a: float, b: float) -> float:
+    """``join`` of the two, NaN only when both are NaN: a number read in one window stays."""
+    if math.isnan(a):
+        return b
+    return a if math.isnan(b) else join(a, b)
+
+
+class HealthWatch:
+    """Watches the devices over one window; ``stop()`` ends the watch and returns what it saw.
+    This one sees nothing: every answer is unknown."""
+
+    def stop(self) -> WindowHealth:
+        return WindowHealth()
+
+
 class EnergyMeter(ABC):
     """Measures energy over laps. Subclasses are small and live one per file."""
 
@@ -45,6 +105,10 @@ class EnergyMeter(ABC):
     def info(self) -> dict[str, Any]:
         """Provenance of the meter: version, what exactly it reads, hardware facts."""
         return {}
+
+    def watch(self) -> HealthWatch:
+        """Start watching the measured devices for one window (see :class:`WindowHealth`)."""
+        return HealthWatch()
 
     def foreign_processes(self) -> list[int] | None:
         """PIDs of processes outside this job using the measured devices, or None when the

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from llm_energy.backends.transformers import ranks
 from llm_energy.errors import LlmEnergyError
+from llm_energy.measure import stop
 
 if TYPE_CHECKING:
     from llm_energy.backends.base import Backend
@@ -47,6 +48,11 @@ def launch(
 
     if not ranks.launched():
         code = tensor_parallel.relaunch(argv, size)
+        if code != 0 and stop.requested():
+            raise stop.Stopped(
+                f"stopped by {stop.requested()}: the job's {size} tensor-parallel processes "
+                "stopped, and rank 0 said above what the journal keeps"
+            )
         if code != 0:
             raise LlmEnergyError(f"the job's {size} tensor-parallel processes failed")
         return

@@ -208,7 +208,10 @@ class TransformersBackend(Backend):
 
     def recover(self) -> None:
         gc.collect()
-        if self.device.startswith("cuda"):
+        # A job that never reached the GPU (none there, or its load failed) has nothing to free.
+        if self.device.startswith("cuda") and self._torch.cuda.is_initialized():
+            # Waits for what the failed call queued; raises if the device is gone.
+            self._torch.cuda.synchronize()
             self._torch.cuda.empty_cache()
 
     def reset_peak_memory(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from llm_energy.backends.transformers.backend import TransformersBackend
 from llm_energy.backends.transformers.ranks import local_device, rank, world_size
 from llm_energy.errors import BackendError
 from llm_energy.job_environment import JOB_PID_ENV
+from llm_energy.measure import stop
 from llm_energy.measure.job import DecodingSpec, JobPlan
 
 # Prepared batches each rank keeps (a stream point prepares one per bin).
@@ -64,7 +66,11 @@ def relaunch(argv: Sequence[str], processes: int) -> int:
     ]
     env = {**os.environ, JOB_PID_ENV: str(os.getpid())}
     print(f"tensor parallel over {processes} processes: {' '.join(cmd)}", flush=True)
-    return subprocess.run(cmd, env=env, check=False).returncode
+    child = subprocess.Popen(cmd, env=env)
+    # A SIGTERM sent to this process alone reaches the ranks through torchrun, which gives
+    # them time to stop and then kills what is left.
+    with stop.forwarded_to(child):
+        return child.wait()
 
 
 class RankError(BackendError):
@@ -225,6 +231,10 @@ class TensorParallelDriver(Backend):
 
 def follow(plan: JobPlan) -> None:
     """A rank other than 0: repeat rank 0's calls on this rank's shard until it closes."""
+    # Rank 0 decides when the job stops and then closes this rank: on SIGTERM this rank goes
+    # on following, so that every rank finishes the current call together (torchrun kills a
+    # rank that outlives its grace period).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     ranks = _Ranks(TransformersBackend(plan.model, plan.engine, plan.device, plan.dtype))
     while True:
         op, args = ranks.receive()

@@ -27,6 +27,11 @@ from llm_energy.measure.job import DecodingSpec
 CPU_KV_CACHE_OPTION = "cpu_kv_cache_gib"
 
 
+def _engine_dead(exc: BaseException) -> bool:
+    """vLLM's EngineDeadError, found by name: its module has moved between releases."""
+    return any(type(e).__name__ == "EngineDeadError" for e in (exc, exc.__cause__) if e)
+
+
 class KvCacheCapacityError(RuntimeError):
     """A batch whose KV cache does not fit: vLLM would split it into waves, not run it as one
     batch. Recorded like an out-of-memory point."""
@@ -252,6 +257,13 @@ class VllmBackend(Backend):
 
     def is_out_of_memory(self, exc: BaseException) -> bool:
         return isinstance(exc, KvCacheCapacityError) or super().is_out_of_memory(exc)
+
+    def is_device_error(self, exc: BaseException) -> bool:
+        return _engine_dead(exc) or super().is_device_error(exc)
+
+    def is_unusable(self, exc: BaseException) -> bool:
+        # A CUDA error ends vLLM's engine process, and the engine with it.
+        return _engine_dead(exc) or super().is_unusable(exc)
 
     def counters(self) -> dict[str, float]:
         """Speculative decoding's proposed and accepted draft tokens so far."""

@@ -1,0 +1,91 @@
+"""Stopping a measurement job at the next safe place when it is asked to.
+
+Slurm sends SIGTERM before it kills a job (preemption, ``scontrol requeue``, the time limit,
+``scancel``) and SIGKILL after its ``KillWait``. On SIGTERM a measurement job goes on only to
+the next safe place: the end of the current repetition, which every tensor-parallel rank
+finishes together. There it abandons the current window unwritten, closes its engine (vLLM's
+engine process, the other ranks) and exits with :data:`EXIT_STOPPED`. Every finished trial is
+already in the journal, so a rerun or a requeued job measures only the rest. A job killed
+before it gets there loses nothing more: journal entries are written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from llm_energy.errors import LlmEnergyError
+
+# sysexits.h's EX_TEMPFAIL: the job did not finish and running it again will go on.
+EXIT_STOPPED = 75
+
+# The signal that asked this process to stop, and when (the handler only records it: a job
+# stops where it is safe to, not where the signal lands).
+_REQUEST: dict[str, float | None] = {"signal": None, "at": None}
+
+
+class Stopped(LlmEnergyError):
+    """The job stopped at a safe place because a signal asked it to."""
+
+
+def requested() -> str | None:
+    """The name of the signal that asked this process to stop, or None."""
+    number = _REQUEST["signal"]
+    return signal.Signals(int(number)).name if number is not None else None
+
+
+def check() -> None:
+    """Raise :class:`Stopped` when a stop was asked for: call it at safe places only."""
+    name = requested()
+    if name is not None:
+        waited = time.monotonic() - float(_REQUEST["at"] or 0.0)
+        raise Stopped(
+            f"stopped by {name} (received {waited:.1f} s earlier), the current window abandoned"
+        )
+
+
+def _record(signum: int, frame: FrameType | None) -> None:
+    if _REQUEST["signal"] is None:
+        _REQUEST["at"] = time.monotonic()
+    _REQUEST["signal"] = signum
+
+
+def reset() -> None:
+    """Forget a request (for a process that runs several jobs, such as the tests)."""
+    _REQUEST["signal"] = _REQUEST["at"] = None
+
+
+@contextmanager
+def on_signals(*signals: signal.Signals) -> Iterator[None]:
+    """While inside, SIGTERM (or ``signals``) asks for a stop instead of ending the process."""
+    signals = signals or (signal.SIGTERM,)
+    previous = {s: signal.signal(s, _record) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextmanager
+def forwarded_to(child: subprocess.Popen, *signals: signal.Signals) -> Iterator[None]:
+    """While inside, SIGTERM (or ``signals``) asks for a stop and is passed on to ``child``,
+    which runs the job (torchrun and its ranks); under Slurm the child gets it directly too."""
+    signals = signals or (signal.SIGTERM,)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        first = _REQUEST["signal"] is None
+        _record(signum, frame)
+        if first and child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
