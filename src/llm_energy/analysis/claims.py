@@ -144,7 +144,7 @@ def relative_change(
             f"{a['point_id']} {b['point_id']}",
             _met(a, b),
             same_session,
-            _flags(a, b),
+            gpu_flags=_flags(a, b),
         )
 
 
@@ -241,7 +241,7 @@ def claims_table(df: pd.DataFrame) -> pd.DataFrame:
                     share * _half(r, "energy_j") / float(r["energy_j"]),
                     str(r["point_id"]),
                     _met(r),
-                    _flags(r),
+                    gpu_flags=_flags(r),
                 )
             )
     rows += _rows("1", "decode_share", iter(shares))
