@@ -4,8 +4,8 @@ the adaptive protocol spent against fixed counts.
     python benchmarks/gpu_time_share.py --journals DIR --job-times CSV [--estimate CSV] [--json OUT]
 
 ``DIR`` holds one journal folder per job (``results/journal/{hardware}/{group}``); ``CSV`` has
-``job, started_utc, ended_utc``, one line per run of the job's process (a job resumed from its
-journal has several). A trial's window time is its repetitions times its time per repetition,
+``job, started_utc, ended_utc`` and optionally ``engine_loaded_s`` (the job log's "loaded ... in
+N s"), one line per run of the job's process (a job resumed from its journal has several). A trial's window time is its repetitions times its time per repetition,
 prefill windows included; its warm-up is one repetition more; the rest of the job is engine
 start, the idle-power window, the control point and the harness. ``--estimate`` (the table
 ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and ``estimated_gpu_hours``)
@@ -47,6 +47,7 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         + (float(t["prefill_duration_s"]) if t.get("prefill_repetitions", 0) else 0.0)
         for t in measured
     )
+    loaded_s = float(runs["engine_loaded_s"].sum()) if "engine_loaded_s" in runs else float("nan")
     return {
         "job": journal.name,
         "runs": len(runs),
@@ -57,6 +58,7 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         "job_s": round(wall_s, 1),
         "windows_s": round(windows_s, 1),
         "warmups_s": round(warmups_s, 1),
+        "engine_loaded_s": round(loaded_s, 1),
         "share_in_windows": round(windows_s / wall_s, 3) if wall_s else float("nan"),
     }
 

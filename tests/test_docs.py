@@ -104,3 +104,20 @@ def test_relative_links_exist(page):
         if not (page.parent / path).exists():
             broken.append(target)
     assert not broken, f"{page.relative_to(ROOT)}: broken links {broken}"
+
+
+def test_the_protocol_cost_quoted_in_measuring_md_is_the_benchmarks_output():
+    """Every number of MEASURING.md's paragraph on what the protocol costs is one the
+    benchmark printed or read (benchmarks/gpu_time_share.py, its inputs and output kept in
+    benchmarks/data/)."""
+    import re
+
+    text = (ROOT / "docs/MEASURING.md").read_text()
+    paragraph = text[text.index("**What the protocol costs.**") :].split("\n\n")[0]
+    paragraph = re.sub(r"`[^`]*`|H200", "", paragraph)  # paths, commands, the GPU's name
+    data = ROOT / "benchmarks/data"
+    known = "".join(p.read_text() for p in sorted(data.glob("h200_2026-11-30_*")))
+    known_numbers = set(re.findall(r"\d+(?:\.\d+)?", known))
+    quoted = re.findall(r"\d+(?:\.\d+)?", paragraph)
+    assert len(quoted) > 20
+    assert [q for q in quoted if q not in known_numbers] == []
