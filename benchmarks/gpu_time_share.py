@@ -5,12 +5,12 @@ the adaptive protocol spent against fixed counts.
 
 ``DIR`` holds one journal folder per job (``results/journal/{hardware}/{group}``); ``CSV`` has
 ``job, started_utc, ended_utc`` and optionally ``engine_loaded_s`` (the job log's "loaded ... in
-N s"), one line per run of the job's process (a job resumed from its journal has several). A trial's window time is its repetitions times its time per repetition,
-prefill windows included; its warm-up is one repetition more; the rest of the job is engine
-start, the idle-power window, the control point and the harness. ``--estimate`` (the table
-``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and ``estimated_gpu_hours``)
-adds the planned time beside the actual one. A benchmark that reports numbers, not a test with
-a threshold.
+N s"), one line per run of the job's process (a job resumed from its journal has several). A
+trial's window time is its repetitions times its time per repetition, prefill windows included;
+its warm-up is one repetition more; the rest of the job is engine start, the idle-power window,
+the control point and the harness. ``--estimate`` (the table ``llm-energy estimate-gpu-hours``
+prints, as CSV with ``group`` and ``estimated_gpu_hours``) adds the planned time beside the
+actual one. A benchmark that reports numbers, not a test with a threshold.
 """
 
 from __future__ import annotations
