@@ -4,10 +4,12 @@ with every process it started.
 The server runs in a process group of its own, so that stopping it reaches its engine and
 worker processes too: SIGTERM to the group, then SIGKILL to what is left after a grace period.
 It is stopped when the job ends, fails, or receives SIGTERM (``scancel``, Snakemake stopping
-its jobs): the job's SIGTERM handler stops the group before the job dies of the signal. If the
-job is killed outright, the kernel sends the server SIGTERM (``PR_SET_PDEATHSIG``) and its
-output pipe closes. Its output goes into the job's log, line by line, and its last lines are
-kept for the error of a server that does not become healthy or dies.
+its jobs): the job's SIGTERM handler stops the group, then hands the signal on (to the
+measuring job's stop, :mod:`llm_energy.measure.stop`, which exits 75; elsewhere the process
+dies of it). If the job is killed outright, the kernel sends the server SIGTERM
+(``PR_SET_PDEATHSIG``) and its output pipe closes. Its output goes into the job's log, line by
+line, and its last lines are kept for the error of a server that does not become healthy or
+dies.
 
 Standard library only: the client and vLLM live elsewhere.
 """
