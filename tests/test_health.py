@@ -40,7 +40,8 @@ def _health(reasons=(), ecc=0, xid=(), backwards=False) -> WindowHealth:
     [
         (_health(), "ok"),
         (_health({"idle", "applications_clocks", "sync_boost", "display_clocks"}), "ok"),
-        (_health({"sw_power_cap"}), "throttled_power"),  # an H200 at its power limit
+        (_health({"sw_power_cap"}), "ok"),  # an H200 at its default power limit
+        (_health({"sw_power_cap", "power_limit_lowered"}), "throttled_power"),
         (_health({"hw_power_brake"}), "throttled_power"),
         (_health({"hw_thermal_slowdown", "idle"}), "throttled_thermal"),
         (_health({"sw_thermal_slowdown"}), "throttled_thermal"),
@@ -48,7 +49,7 @@ def _health(reasons=(), ecc=0, xid=(), backwards=False) -> WindowHealth:
         (_health({"bit_0x1000"}), "throttled_other"),  # a reason this release does not know
         (_health(ecc=1), "gpu_error"),
         (_health(xid=(79,)), "gpu_error"),
-        (_health({"sw_power_cap"}, backwards=True), "counter_backwards+throttled_power"),
+        (_health({"hw_power_brake"}, backwards=True), "counter_backwards+throttled_power"),
         (WindowHealth(), "unknown"),  # a meter that cannot see the GPUs
         (_health(ecc=None, xid=None), "ok"),  # no ECC to read does not make the rest unknown
     ],
@@ -82,14 +83,14 @@ def test_windows_of_one_trial_merge_and_unknown_stays_unknown():
 def test_a_point_is_flagged_when_any_trial_was_and_keeps_every_trials_word():
     trials = [
         window_columns(_health({"idle"})),
-        window_columns(_health({"sw_power_cap"}, ecc=0)),
+        window_columns(_health({"sw_power_cap", "power_limit_lowered"}, ecc=0)),
         window_columns(_health(xid=(31,))),
     ]
     trials[1]["sm_clock_min_mhz"] = 990.0
     row = point_columns(trials)
     assert row["gpu_health"] == "gpu_error+throttled_power"
     assert json.loads(row["trial_gpu_health"]) == ["ok", "throttled_power", "gpu_error"]
-    assert row["clock_event_reasons"] == "idle,sw_power_cap"
+    assert row["clock_event_reasons"] == "idle,power_limit_lowered,sw_power_cap"
     assert row["sm_clock_min_mhz"] == 990.0 and row["xid_errors"] == "31"
     assert row["ecc_errors_new"] == 0 and row["energy_counter_backwards"] is False
     healthy = point_columns([window_columns(_health()), window_columns(_health())])
@@ -101,14 +102,14 @@ def test_trials_journaled_before_the_columns_make_the_point_unknown():
     row = point_columns([old, window_columns(_health())])
     assert row["gpu_health"] == "unknown"
     assert row["energy_counter_backwards"] is None
-    assert point_columns([old, window_columns(_health({"sw_power_cap"}))])["gpu_health"] == (
+    assert point_columns([old, window_columns(_health({"hw_power_brake"}))])["gpu_health"] == (
         "throttled_power"
     )
 
 
 def test_unknown_stays_unknown_through_parquet(tmp_path):
     rows = pd.DataFrame(
-        [window_columns(_health({"sw_power_cap"}, ecc=2)), window_columns(WindowHealth())]
+        [window_columns(_health({"hw_power_brake"}, ecc=2)), window_columns(WindowHealth())]
     )
     complete(rows).to_parquet(tmp_path / "t.parquet")
     back = pd.read_parquet(tmp_path / "t.parquet")

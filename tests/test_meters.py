@@ -44,6 +44,7 @@ class FakeGpu:
     name: str = "NVIDIA H100 80GB HBM3"
     energy_mj: int = 1_000_000
     power_limit_mw: int = 700_000
+    default_power_limit_mw: int = 700_000
     pids: tuple[int, ...] = ()
     reasons_mask: int = 0
     sm_clock_mhz: int = 1980
@@ -118,6 +119,9 @@ class FakeNvml:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: FakeGpu) -> int:
         return handle.power_limit_mw
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: FakeGpu) -> int:
+        return handle.default_power_limit_mw
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[SimpleNamespace]:
         return [SimpleNamespace(pid=p, usedGpuMemory=0) for p in handle.pids]
@@ -622,10 +626,17 @@ def test_a_window_carries_its_health_and_meters_that_cannot_see_say_unknown(fake
 
     protocol = ProtocolSpec(min_duration_s=0.0, min_repetitions=2)
     fake.gpus[0].reasons_mask = 0x4 | 0x1
+    # At its default power limit the GPU capping its power is the state being measured.
+    window = measure_window(lambda: None, NvmlMeter(gpu_count=1), protocol)
+    columns = window_columns(window.health)
+    assert columns["gpu_health"] == "ok"
+    assert columns["clock_event_reasons"] == "idle,sw_power_cap"
+    # Under a limit set below the default (nvidia-smi -pl), the same reason is a throttle.
+    fake.gpus[0].power_limit_mw = 300_000
     window = measure_window(lambda: None, NvmlMeter(gpu_count=1), protocol)
     columns = window_columns(window.health)
     assert columns["gpu_health"] == "throttled_power"
-    assert columns["clock_event_reasons"] == "idle,sw_power_cap"
+    assert columns["clock_event_reasons"] == "idle,power_limit_lowered,sw_power_cap"
     assert columns["sm_clock_max_mhz"] == 1980
     unseen = window_columns(measure_window(lambda: None, NullMeter(), protocol).health)
     assert unseen["gpu_health"] == "unknown"

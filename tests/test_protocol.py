@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from llm_energy.measure.health import UNKNOWN_COLUMNS
 from llm_energy.measure.job import PointSpec, ProtocolSpec
 from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, measure_window
 from llm_energy.measure.runner import infeasible_columns, result_columns
@@ -316,15 +317,17 @@ def test_infeasible_columns_are_nan_not_zero():
     assert row["prefill_repetitions"] == 0
     flags = ("feasible", "error", "repetitions", "prefill_repetitions")
     contention = ("contention_checked", "contended", "foreign_gpu_pids")
-    # Nothing ran, so the GPU's health over the window is unknown, never "ok".
-    assert row["gpu_health"] == "unknown" and row["clock_event_reasons"] is None
-    health = ("clock_event_reasons", "ecc_errors_new", "xid_errors")
-    health += ("energy_counter_backwards", "gpu_health")
-    numeric = [k for k in row if k not in flags + contention + health]
+    numeric = [k for k in row if k not in flags + contention + tuple(UNKNOWN_COLUMNS)]
     assert row["contention_checked"] is False and row["contended"] is False
     assert "energy_j" in numeric
     assert "peak_memory_gib" in numeric
     for key in numeric:
+        assert math.isnan(row[key]), key
+    # The GPU was not watched: its health is unknown, never a healthy zero.
+    assert row["gpu_health"] == "unknown"
+    for key in ("clock_event_reasons", "ecc_errors_new", "xid_errors", "energy_counter_backwards"):
+        assert row[key] is None, key
+    for key in ("sm_clock_min_mhz", "sm_clock_max_mhz", "gpu_temp_max_c"):
         assert math.isnan(row[key]), key
 
 
@@ -338,11 +341,9 @@ def test_infeasible_and_feasible_rows_share_their_measured_columns():
         "contended",
         "foreign_gpu_pids",
         "host_cpu_others_cores",
+        *UNKNOWN_COLUMNS,  # the GPU's health over the windows
     }
-    # and the GPU's health over the window, from the meter
-    from llm_energy.measure.health import UNKNOWN_COLUMNS
-
-    assert set(feasible) | added | set(UNKNOWN_COLUMNS) == set(infeasible)
+    assert set(feasible) | added == set(infeasible)
 
 
 # --- idle power ---------------------------------------------------------------------------------

@@ -240,7 +240,9 @@ def test_a_trial_whose_gpu_throttled_marks_its_point_and_says_so(
             # prefill window and a full window).
             power_capped = len(windows) == 4
             return WindowHealth(
-                clock_event_reasons=frozenset({"sw_power_cap"} if power_capped else ()),
+                clock_event_reasons=frozenset(
+                    {"sw_power_cap", "power_limit_lowered"} if power_capped else ()
+                ),
                 sm_clock_min_mhz=1200.0 if power_capped else 1980.0,
                 sm_clock_max_mhz=1980.0,
                 gpu_temp_max_c=60.0,
@@ -261,10 +263,11 @@ def test_a_trial_whose_gpu_throttled_marks_its_point_and_says_so(
     flagged = table[table["gpu_health"] != "ok"]
     assert flagged["gpu_health"].tolist() == ["throttled_power"]
     assert flagged["trial_gpu_health"].tolist() == ['["throttled_power", "ok"]']
-    assert flagged["clock_event_reasons"].tolist() == ["sw_power_cap"]
+    assert flagged["clock_event_reasons"].tolist() == ["power_limit_lowered,sw_power_cap"]
     assert flagged["sm_clock_min_mhz"].tolist() == [1200.0]
     assert (table.loc[table["gpu_health"] == "ok", "clock_event_reasons"] == "").all()
-    assert sum("GPU throttled_power (clock events sw_power_cap" in m for m in messages) == 1
+    capped = "GPU throttled_power (clock events power_limit_lowered,sw_power_cap"
+    assert sum(capped in m for m in messages) == 1
     pd.testing.assert_frame_equal(pd.read_parquet(out), table)
 
 

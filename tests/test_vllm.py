@@ -365,8 +365,13 @@ def test_sigterm_stops_a_vllm_job_with_its_engine_process_and_keeps_the_journal(
     cmd, _ = measure_command(plan_file, out, journal)
     cmd[0] = vllm_python
     proc = subprocess.Popen(cmd, env=_vllm_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def trials() -> list[Path]:
+        found = journal.glob("*.parquet") if journal.is_dir() else []
+        return [p for p in found if not p.name.startswith("control.")]
+
     deadline = time.monotonic() + 600
-    while not (journal.is_dir() and list(journal.glob("*.parquet"))):
+    while not trials():
         assert proc.poll() is None and time.monotonic() < deadline, "no point was measured"
         time.sleep(0.2)
     engine = _descendants(proc.pid)
@@ -375,8 +380,12 @@ def test_sigterm_stops_a_vllm_job_with_its_engine_process_and_keeps_the_journal(
     log = proc.communicate(timeout=180)[0].decode()
     assert proc.returncode == EXIT_STOPPED, log[-3000:]
     assert "llm-energy: stopped by SIGTERM" in log
-    assert not [p for p in engine if _alive(p)], "vLLM's engine outlived the job"
-    kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}
+    # multiprocessing's resource tracker leaves a moment after the job; nothing stays.
+    deadline = time.monotonic() + 15
+    while [p for p in engine if _alive(p)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in engine if _alive(p)], "a process of vLLM's outlived the job"
+    kept = {p.name: p.read_bytes() for p in trials()}
     assert 1 <= len(kept) < len(job.points)
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_vllm_env())
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]

@@ -366,8 +366,9 @@ RESULTS = Section(
             "`ok`, `unknown` (the meter cannot see the GPUs: `codecarbon`, `none`; or the row "
             "predates this column), or the flags the point's windows raised, joined by `+`: "
             "`counter_backwards` (an energy counter went backwards: a reset), `gpu_error` (a new "
-            "uncorrected ECC error or an Xid), `throttled_thermal`, `throttled_power` (the power "
-            "limit, `sw_power_cap`, or a power brake), `throttled_other`; figures count "
+            "uncorrected ECC error or an Xid), `throttled_thermal`, `throttled_power` (a power "
+            "limit below the GPU's default, a power brake, the board's limit; not `sw_power_cap` "
+            "at the default limit), `throttled_other`; figures count "
             "flagged rows in their footer and claims do not use them without saying so",
         ),
         Column("trial_gpu_health", "", "every trial's `gpu_health` (JSON list, in order)"),
@@ -378,7 +379,8 @@ RESULTS = Section(
             "point's windows, sampled every 0.1 s, comma-joined (`idle`, `applications_clocks`, "
             "`sw_power_cap`, `hw_slowdown`, `sync_boost`, `sw_thermal_slowdown`, "
             "`hw_thermal_slowdown`, `hw_power_brake`, `display_clocks`, `board_limit`, "
-            "`reliability`); empty when none, null when the meter cannot tell",
+            "`reliability`; and `power_limit_lowered` beside `sw_power_cap` when the limit was "
+            "set below the GPU's default); empty when none, null when the meter cannot tell",
         ),
         Column(
             "sm_clock_min_mhz", "MHz", "lowest SM clock sampled during the windows (NaN: unknown)"

@@ -12,13 +12,16 @@ before these columns existed), or the flags raised, joined by ``+`` in this orde
 - ``gpu_error``: a new uncorrected ECC error or an Xid error;
 - ``throttled_thermal``: clocks held down for temperature (``hw_thermal_slowdown``,
   ``sw_thermal_slowdown``);
-- ``throttled_power``: clocks held down for power: the power limit (``sw_power_cap``, which an
-  H100 or H200 working at its limit reports), an external power brake, the board's limit;
+- ``throttled_power``: clocks held down for power below what the GPU is made for: a power limit
+  set below the GPU's default (``power_limit_lowered``, which the meter adds to
+  ``sw_power_cap`` when it sees one), an external power brake, the board's limit;
 - ``throttled_other``: a hardware slowdown without one of those reasons, a reliability limit,
   or a reason this release does not know.
 
 The other reasons (idle, application clocks, sync boost, display clocks) say how the clocks
-were chosen, not that the work was held back: they are recorded and raise no flag. ECC and Xid
+were chosen, not that the work was held back: they are recorded and raise no flag. So is
+``sw_power_cap`` at the GPU's default limit: an H100 or H200 that works at its power limit
+reports it, as the study's GPUs did, and that is the state being measured, not a fault. ECC and Xid
 errors that the GPU cannot report (ECC off) leave their columns empty without making the row
 ``unknown``; throttle reasons or the counter check that cannot be read do.
 
@@ -39,8 +42,10 @@ import pandas as pd
 from llm_energy.meters.base import WindowHealth
 
 THERMAL_REASONS = frozenset({"hw_thermal_slowdown", "sw_thermal_slowdown"})
-POWER_REASONS = frozenset({"sw_power_cap", "hw_power_brake", "board_limit"})
-BENIGN_REASONS = frozenset({"idle", "applications_clocks", "sync_boost", "display_clocks"})
+POWER_REASONS = frozenset({"power_limit_lowered", "hw_power_brake", "board_limit"})
+BENIGN_REASONS = frozenset(
+    {"idle", "applications_clocks", "sync_boost", "display_clocks", "sw_power_cap"}
+)
 FLAGS = (
     "counter_backwards",
     "gpu_error",

@@ -204,6 +204,18 @@ class NvmlMeter(EnergyMeter):
     def watch(self, interval_s: float = SAMPLE_INTERVAL_S) -> HealthWatch:
         return NvmlWatch(self, interval_s)
 
+    def power_limit_lowered(self) -> bool:
+        """Whether any of the job's GPUs runs under a power limit below its default (someone
+        set it with ``nvidia-smi -pl``); False where NVML cannot say."""
+        n = self._nvml
+        try:
+            return any(
+                n.nvmlDeviceGetEnforcedPowerLimit(h) < n.nvmlDeviceGetPowerManagementDefaultLimit(h)
+                for h in self._handles
+            )
+        except n.NVMLError:
+            return False
+
     def ecc_uncorrected(self) -> int | None:
         """Uncorrected ECC errors since the driver loaded (volatile), summed over the job's
         GPUs; None where a GPU cannot say (ECC off, not supported)."""
@@ -325,8 +337,11 @@ class NvmlWatch(HealthWatch):
         ecc1 = self._meter.ecc_uncorrected()
         # Volatile counts start again at a driver reload: fewer than before cannot be told.
         known = self._ecc0 is not None and ecc1 is not None and ecc1 >= self._ecc0
+        reasons = decode_reasons(self._mask) if self._reasons_known else None
+        if reasons and "sw_power_cap" in reasons and self._meter.power_limit_lowered():
+            reasons = reasons | {"power_limit_lowered"}
         return WindowHealth(
-            clock_event_reasons=decode_reasons(self._mask) if self._reasons_known else None,
+            clock_event_reasons=reasons,
             sm_clock_min_mhz=min(self._clocks_mhz, default=math.nan),
             sm_clock_max_mhz=max(self._clocks_mhz, default=math.nan),
             gpu_temp_max_c=max(self._temps_c, default=math.nan),
