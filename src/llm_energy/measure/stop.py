@@ -15,8 +15,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
+from typing import Any
 
 from llm_energy.errors import LlmEnergyError
 
@@ -60,22 +61,25 @@ def reset() -> None:
 
 
 @contextmanager
-def on_signals(*signals: signal.Signals) -> Iterator[None]:
-    """While inside, SIGTERM (or ``signals``) asks for a stop instead of ending the process."""
-    signals = signals or (signal.SIGTERM,)
-    previous = {s: signal.signal(s, _record) for s in signals}
+def _handled(handler: Any, signals: tuple[signal.Signals, ...]) -> Iterator[None]:
+    """While inside, ``handler`` handles ``signals`` (SIGTERM when none); then the previous
+    handlers again."""
+    previous = {s: signal.signal(s, handler) for s in signals or (signal.SIGTERM,)}
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
-@contextmanager
-def forwarded_to(child: subprocess.Popen, *signals: signal.Signals) -> Iterator[None]:
+def on_signals(*signals: signal.Signals) -> AbstractContextManager[None]:
+    """While inside, SIGTERM (or ``signals``) asks for a stop instead of ending the process."""
+    return _handled(_record, signals)
+
+
+def forwarded_to(child: subprocess.Popen, *signals: signal.Signals) -> AbstractContextManager[None]:
     """While inside, SIGTERM (or ``signals``) asks for a stop and is passed on to ``child``,
     which runs the job (torchrun and its ranks); under Slurm the child gets it directly too."""
-    signals = signals or (signal.SIGTERM,)
 
     def forward(signum: int, frame: FrameType | None) -> None:
         first = _REQUEST["signal"] is None
@@ -83,9 +87,4 @@ def forwarded_to(child: subprocess.Popen, *signals: signal.Signals) -> Iterator[
         if first and child.poll() is None:
             child.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in signals}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    return _handled(forward, signals)
