@@ -52,13 +52,32 @@ def test_a_job_larger_than_the_machine_is_refused(tmp_path):
         gpus.claim(4, 2, tmp_path)
 
 
-def test_nothing_is_chosen_where_a_scheduler_chose_or_there_is_no_choice(monkeypatch):
+def test_nothing_is_chosen_where_a_scheduler_chose_or_there_is_no_gpu(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     assert gpus.choose_gpus(1) is None
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    monkeypatch.setattr(gpus, "gpu_count", lambda: 1)
+    monkeypatch.setattr(gpus, "gpu_count", lambda: 0)
     assert gpus.choose_gpus(1) is None
     assert "CUDA_VISIBLE_DEVICES" not in __import__("os").environ
+
+
+def test_a_job_that_needs_every_gpu_waits_for_the_jobs_holding_one(monkeypatch, tmp_path):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv(gpus.LOCK_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(gpus, "gpu_count", lambda: 2)
+    held = gpus.claim(1, 2, tmp_path)  # another job's GPU (this process stands in for it)
+    with pytest.raises(MeterUnavailableError, match="no 2 free GPU"):
+        gpus.claim(2, 2, tmp_path, poll_s=0.01, timeout_s=0.05)
+    assert held == [0]
+    for handle in gpus._HELD:
+        handle.close()
+    gpus._HELD.clear()
+    assert gpus.choose_gpus(2) == "0,1"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER")
+    for handle in gpus._HELD:
+        handle.close()
+    gpus._HELD.clear()
 
 
 def test_free_gpus_are_set_for_the_job(monkeypatch, tmp_path):

@@ -435,3 +435,7 @@ def test_only_jobs_of_engines_with_cuda_graphs_share_the_host_and_only_when_allo
     assert not shared["llama-3.1-8b__vllm-eager"] and not shared["llama-3.1-8b__pytorch"]
     config["side_by_side"] = "never"
     assert not any(p.host_shared for p in plan_study(config).values())
+    served = load_config(Path(__file__).resolve().parents[1] / "config/h200_serving.yaml")
+    shared = {g: p.host_shared for g, p in plan_study(served).items()}
+    assert shared["llama-3.1-8b__vllm-served-s64"]
+    assert not shared["llama-3.1-8b__vllm-eager-served-s64"]

@@ -468,6 +468,10 @@ def test_sigterm_stops_the_job_at_the_end_of_a_repetition_and_a_rerun_does_the_r
     kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}
     assert len(kept) == 1  # the first point; the second point's trial was abandoned
     assert not out.exists()
+    # What the stopped job measured, as a table, without an engine: its one finished point.
+    partial = runner.run_job(plan, out, journal, log=lambda m: None, measure=False)
+    assert calls["n"] == 12 and len(partial) == 1
+    assert {n: (journal / n).read_bytes() for n in kept} == kept
     monkeypatch.setattr(fake_backend, "generate", real_generate)
     messages: list[str] = []
     table = runner.run_job(plan, out, journal, log=messages.append)

@@ -38,8 +38,20 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
     plan_path = Path(args.plan)
     plan = _read_plan(plan_path)
-    backends.require(plan.engine.backend, plan.engine.name)
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
+    if args.from_journal:
+        # What a stopped job measured, as its table: nothing is measured, no engine starts.
+        run_job(
+            plan,
+            Path(args.out),
+            journal,
+            log=_log,
+            traces_dir=Path(args.traces),
+            tasks_dir=Path(args.task_lengths),
+            measure=False,
+        )
+        return
+    backends.require(plan.engine.backend, plan.engine.name)
     paths = (plan_path, args.out, journal, args.traces, args.task_lengths, args.pg19)
 
     def claim_gpus() -> None:
@@ -540,6 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--pg19",
         default="results/data/pg19/llama3_tokens.parquet",
         help="prepared PG-19 token ids that pg19 prompts are cut from",
+    )
+    m.add_argument(
+        "--from-journal",
+        action="store_true",
+        help="measure nothing: write the table of the trials the journal holds (a stopped "
+        "job's points with fewer trials than the protocol asks say so in protocol_note)",
     )
     m.set_defaults(func=cmd_measure)
 

@@ -90,12 +90,13 @@ def lock_dir() -> Path:
 
 def choose_gpus(count: int, log: Callable[[str], None] = print) -> str | None:
     """Set CUDA_VISIBLE_DEVICES to ``count`` free GPUs of this machine when nothing chose them
-    (no CUDA_VISIBLE_DEVICES) and there is a choice to make (more GPUs than the job needs).
-    Returns the value set, or None when nothing was changed."""
+    (no CUDA_VISIBLE_DEVICES). A job that needs every GPU of the machine claims them too, so
+    that it waits for the jobs using any of them. Returns the value set, or None when nothing
+    was changed (a scheduler chose, no GPU is seen, or the job needs more than there are)."""
     if "CUDA_VISIBLE_DEVICES" in os.environ:
         return None
     available = gpu_count()
-    if available <= count:
+    if not available or available < count:
         return None
     indices = claim(count, available, lock_dir(), log)
     value = ",".join(str(i) for i in indices)

@@ -158,7 +158,7 @@ def _job(
         # Engines with CUDA graphs launch a decoding step as one graph, so a neighbour on the
         # host's other cores does not stretch their windows; eager engines measure alone.
         host_shared=config["side_by_side"] == "cuda_graphs"
-        and e["backend"] == "vllm"
+        and e["backend"] in ("vllm", "vllm_server")
         and bool(e.get("cuda_graphs", False)),
         server_options={k: v for o in mine for k, v in o.get("server_options", {}).items()},
     )

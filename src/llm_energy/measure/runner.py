@@ -289,11 +289,12 @@ def run_job(
     traces_dir: Path | None = None,
     tasks_dir: Path | None = None,
     pg19_path: Path | None = None,
+    measure: bool = True,
 ) -> pd.DataFrame:
     """Measure every point of ``plan`` not yet in the journal, then write the job's table.
     Request-stream points draw their lengths from the prepared traces in ``traces_dir`` or the
     classical tasks' lengths in ``tasks_dir``; PG-19 points cut their prompts from the tokens
-    in ``pg19_path``."""
+    in ``pg19_path``. Without ``measure``, the table holds what the journal holds."""
     journal = Journal(journal_dir, log=log)
     for earlier in journal.stops():
         log(f"journal: a run of this job stopped at {earlier['stopped_at']}: {earlier['reason']}")
@@ -316,7 +317,12 @@ def run_job(
         f"to measure (at least {plan.protocol.min_trials}, at most {plan.protocol.max_trials} "
         "each)"
     )
-    if due:
+    if due and not measure:
+        log(
+            f"measuring nothing: the table holds the {len(points) - len(due)} points whose "
+            "trials are complete and what the journal holds of the rest"
+        )
+    if due and measure:
         pg19 = PG19Prompts(pg19_path) if pg19_path is not None else None
         before = sum(len(t) for t in trials.values())
         try:
