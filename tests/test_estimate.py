@@ -50,6 +50,14 @@ def test_fit_recovers_the_time_model():
     assert fitted.full_s(16, 1024, 128) == pytest.approx(TRUE.full_s(16, 1024, 128))
 
 
+def test_rows_without_prefill_windows_fit_through_their_full_durations():
+    rows = _rows(TRUE)
+    rows["prefill_duration_s"] = float("nan")  # measured with measure_prefill: false
+    fitted = TimeModel.fit(rows)
+    for shape in ((16, 1024, 128), (1, 64, 8), (256, 512, 64)):
+        assert fitted.full_s(*shape) == pytest.approx(TRUE.full_s(*shape), rel=1e-6)
+
+
 def test_point_seconds_follows_the_protocol():
     proto = ProtocolSpec(min_duration_s=2.0, min_repetitions=3, warmup_repetitions=1)
     point = PointSpec(8, 512, 64)

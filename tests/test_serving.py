@@ -32,13 +32,14 @@ from llm_energy.measure.serving import (
     RequestRecord,
     arrival_times,
     latency_columns,
+    measure_served_point,
     percentile,
     served_columns,
     steady_state,
     window_shares,
 )
 from llm_energy.measure.trials import combine, needs_trial, window_met
-from llm_energy.meters.base import EnergyMeter, Measurement
+from llm_energy.meters.base import EnergyMeter, Measurement, WindowHealth
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -806,3 +807,53 @@ def test_the_server_command_carries_the_engines_options(tmp_path):
     settings = graphs.server_settings(str(tmp_path), seed=0)
     assert settings["enforce_eager"] is False and "load_format" not in settings
     assert "--no-enforce-eager" in graphs.command(settings, 1)
+
+
+class _ThrottledWatch:
+    def stop(self) -> WindowHealth:
+        return WindowHealth(
+            clock_event_reasons=frozenset({"hw_thermal_slowdown"}),
+            sm_clock_min_mhz=1200.0,
+            sm_clock_max_mhz=1980.0,
+            gpu_temp_max_c=87.0,
+            ecc_errors_new=0,
+            xid_errors=(),
+            energy_counter_backwards=False,
+        )
+
+
+class _WatchedMeter(_FakeMeter):
+    def watch(self) -> _ThrottledWatch:
+        return _ThrottledWatch()
+
+
+class _Streams:
+    def draw(self, point, seed):
+        return [(8, 4)] * point.stream.requests, 0
+
+    def arrivals(self, trace):
+        return np.arange(100, dtype=float)
+
+
+class _Server:
+    vocab_size = 100
+
+    def prepare(self, token_ids):
+        return token_ids
+
+    def replay(self, prepared, output_tokens, send_times_s):
+        return [
+            _record(i, s, s + 0.01, s + 0.05, o)
+            for i, (s, o) in enumerate(zip(send_times_s, output_tokens, strict=True))
+        ]
+
+
+def test_a_served_trial_carries_what_the_devices_went_through(tiny_config):
+    job = plan_study(validate(_served_config(tiny_config, request_rates=[200])))[
+        "tiny__vllm-served-s4"
+    ]
+    point = next(p for p in job.points if p.served is not None)
+    row = measure_served_point(_Server(), job, point, _WatchedMeter(), 0.0, _Streams(), 0)
+    assert row["gpu_health"] == "throttled_thermal"
+    assert row["clock_event_reasons"] == "hw_thermal_slowdown"
+    assert (row["sm_clock_min_mhz"], row["gpu_temp_max_c"]) == (1200.0, 87.0)

@@ -37,19 +37,22 @@ class TimeModel:
 
     @classmethod
     def fit(cls, rows: pd.DataFrame) -> TimeModel:
-        rows = rows[rows["feasible"].astype(bool) & rows["prefill_duration_s"].notna()]
+        """One least-squares fit of the five coefficients to every feasible row's full
+        duration (prefill plus ``output_tokens - 1`` decoding steps) and, where a row has one,
+        its prefill duration; rows measured without a prefill window count through their full
+        duration alone."""
+        rows = rows[rows["feasible"].astype(bool) & rows["duration_s"].notna()]
         if len(rows) < 4:
             raise ValueError("at least four feasible measured points are needed to fit")
         b, i, o = (rows[c].to_numpy(float) for c in ("batch_size", "input_tokens", "output_tokens"))
-        a = np.linalg.lstsq(np.c_[np.ones_like(b), b * i], rows["prefill_duration_s"], rcond=None)[
-            0
-        ]
-        decode = rows["output_tokens"] > 1
-        bd, idd, od = b[decode], i[decode], o[decode]
-        per_step = (rows["duration_s"] - rows["prefill_duration_s"])[decode] / (od - 1)
-        design = np.c_[np.ones_like(bd), bd, bd * (idd + od / 2)]
-        c = np.linalg.lstsq(design, per_step, rcond=None)[0]
-        return cls(prefill=(a[0], a[1]), step=(c[0], c[1], c[2]), points=len(rows))
+        steps = o - 1
+        full = np.c_[np.ones_like(b), b * i, steps, steps * b, steps * b * (i + o / 2)]
+        has_prefill = rows["prefill_duration_s"].notna().to_numpy()
+        prefill = np.c_[np.ones_like(b), b * i, np.zeros((len(b), 3))][has_prefill]
+        design = np.r_[full, prefill]
+        target = np.r_[rows["duration_s"].to_numpy(float), rows["prefill_duration_s"][has_prefill]]
+        coef = np.linalg.lstsq(design, target, rcond=None)[0]
+        return cls(prefill=(coef[0], coef[1]), step=tuple(coef[2:]), points=len(rows))
 
     def prefill_s(self, batch: int, input_tokens: int) -> float:
         return max(self.prefill[0] + self.prefill[1] * batch * input_tokens, 1e-3)
@@ -99,7 +102,8 @@ def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFr
             & (measurements["engine"] == plan.engine.name)
         ]
         hours, basis = math.nan, "no measurements of this model and engine"
-        if len(measured) >= 4:
+        usable = measured["feasible"].astype(bool) & measured["duration_s"].notna()
+        if usable.sum() >= 4:
             fitted = TimeModel.fit(measured)
             hours = job_gpu_hours(fitted, plan)
             gpu = ", ".join(sorted(set(measured["gpu_name"].astype(str))))

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llm_energy.errors import BackendError, ConfigError, InputError
+from llm_energy.measure import health
 from llm_energy.measure.job import PointSpec, ServedSpec, stable_hash
 from llm_energy.measure.trials import MEAN_COLUMNS, SERVED_MEAN_COLUMNS
 
@@ -415,12 +416,18 @@ def measure_served_point(
         if failed:
             raise BackendError(f"warm-up: {len(failed)} of {k} requests failed: {failed[0].error}")
     prepared = backend.prepare(prompts)
-    sampler = MeterSampler(meter)
-    sampler.start()
+    # The devices are watched over the whole replay, as over any window (throttling, clocks,
+    # temperature, errors).
+    watch = meter.watch()
     try:
-        records = backend.replay(prepared, outputs, list(send_s))
+        sampler = MeterSampler(meter)
+        sampler.start()
+        try:
+            records = backend.replay(prepared, outputs, list(send_s))
+        finally:
+            timeline = sampler.stop()
     finally:
-        timeline = sampler.stop()
+        seen = watch.stop()
     options = plan.server_options
     row = served_columns(
         records,
@@ -428,6 +435,7 @@ def measure_served_point(
         idle_power_w,
         float(options.get("max_failed_fraction", MAX_FAILED_FRACTION)),
     )
+    row.update(health.window_columns(seen))
     row["clipped_requests"] = clipped
     row["prompt_id_modulo"] = 0
     return row
