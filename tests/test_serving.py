@@ -857,3 +857,22 @@ def test_a_served_trial_carries_what_the_devices_went_through(tiny_config):
     assert row["gpu_health"] == "throttled_thermal"
     assert row["clock_event_reasons"] == "hw_thermal_slowdown"
     assert (row["sm_clock_min_mhz"], row["gpu_temp_max_c"]) == (1200.0, 87.0)
+
+
+def test_each_served_run_is_compared_with_its_offline_estimate_in_the_claims():
+    from llm_energy.analysis.claims import served_comparisons
+
+    rows = _rows()
+    rows["point_id"] = [f"p{i}" for i in range(len(rows))]
+    rows.loc[(rows["request_rate"] == 8.0) & (rows["arrival"] == "poisson"), "protocol_met"] = False
+    found = {(c["condition"], c["verdict"]): c for c in served_comparisons(rows)}
+    assert len(found) == 8
+    low = found[("m, CUDA graphs, max_num_seqs 64, trace arrivals, 1 requests/s", "higher")]
+    assert low["measured_value"] == pytest.approx(2.0)
+    assert low["ci95_high"] - low["measured_value"] == pytest.approx(3.0 * math.hypot(0.1, 0.05))
+    assert low["claim"] == "serving" and len(low["rows"].split()) == 2
+    # A run that did not meet the protocol gives no verdict; neither does a change inside
+    # its interval.
+    verdicts = {v for (condition, v) in found if "poisson arrivals, 8 " in condition}
+    assert verdicts == {"inconclusive: a row did not meet the protocol"}
+    assert served_comparisons(rows[rows["serving"] == "offline"]) == []

@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,28 @@ def verdict(
     if not math.isnan(paper) and low <= paper <= high:
         return "agrees"
     return "agrees in direction"
+
+
+def direction(
+    paper: float, sign: int, value: float, low: float, high: float, reference: float = 0.0
+) -> str:
+    """The verdict of a comparison the paper makes no claim about: which way its interval
+    points from ``reference`` (``paper`` and ``sign`` are unused)."""
+    if math.isnan(value):
+        return "not measured"
+    if math.isnan(low) or math.isnan(high):
+        return "inconclusive: no interval (rows without independent trials)"
+    if low <= reference <= high:
+        return "inconclusive: the interval holds no change"
+    return "higher" if low > reference else "lower"
+
+
+# Comparisons beyond the study's claims: what each compares, claimed by nobody.
+BEYOND = {
+    "served_over_offline": (
+        "energy per request through vllm serve against the same requests in offline batches"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -200,7 +222,13 @@ def _rows(claim: str, key: str, comparisons: Iterator[Comparison]) -> list[dict]
 
 
 def _verdict(
-    c: Comparison, paper: float, sign: int, low: float, high: float, reference: float
+    c: Comparison,
+    paper: float,
+    sign: int,
+    low: float,
+    high: float,
+    reference: float,
+    rule: Callable[..., str] = verdict,
 ) -> str:
     if not c.same_session:
         return "inconclusive: the rows come from different machine sessions"
@@ -208,7 +236,51 @@ def _verdict(
         return "inconclusive: a row did not meet the protocol"
     if c.gpu_flags:
         return f"inconclusive: a row's GPU health is {c.gpu_flags}"
-    return verdict(paper, sign, c.value, low, high, reference)
+    return rule(paper, sign, c.value, low, high, reference)
+
+
+def served_comparisons(df: pd.DataFrame) -> list[dict]:
+    """Each served run's energy per request against the offline estimate of the same
+    requests on the same server (one job, so one machine session), with the ratio's interval
+    from both rows' trials."""
+    from llm_energy.figures.serving import NAME, table_served_traces
+
+    rows = df[df["experiments"].astype(str).str.contains(NAME)]
+    if rows.empty or not (rows["serving"] == "served").any():
+        return []
+    out = []
+    for r in table_served_traces(df).itertuples(index=False):
+        if pd.isna(r.served_over_offline):
+            continue
+        served = rows[rows["point_id"] == r.point_id].iloc[0]
+        same = (rows["serving"] == "offline") & (rows["engine"] == r.engine)
+        for col in ("model", "trace", "requests", "input_tokens", "output_tokens"):
+            same &= rows[col] == served[col]
+        offline = rows[same].iloc[0]
+        c = Comparison(
+            "energy_per_request_j",
+            f"{r.model}, {r.setting}, {r.arrival} arrivals, {r.request_rate:g} requests/s",
+            float(r.served_over_offline) - 1,
+            float(r.served_over_offline_ci95),
+            f"{offline['point_id']} {r.point_id}",
+            _met(offline, served),
+            gpu_flags=_flags(offline, served),
+        )
+        low, high = c.value - c.half_width, c.value + c.half_width
+        out.append(
+            {
+                "claim": "serving",
+                "quantity": f"{BEYOND['served_over_offline']} ({c.quantity})",
+                "condition": c.condition,
+                "paper_value": math.nan,
+                "measured_value": c.value,
+                "ci95_low": low,
+                "ci95_high": high,
+                "verdict": _verdict(c, math.nan, 0, low, high, 0.0, rule=direction),
+                "rows": c.rows,
+            }
+        )
+    return out
 
 
 def _engine(df: pd.DataFrame, backend: str, flag: str | None, on: bool) -> pd.DataFrame:
@@ -317,6 +389,9 @@ def claims_table(df: pd.DataFrame) -> pd.DataFrame:
                 key,
                 relative_change(base, wide, ("model", "engine", "batch_size"), quantity),
             )
+
+    # Beyond the study: serving through a real server against offline batches.
+    rows += served_comparisons(df)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -426,7 +501,10 @@ def restructuredtext(table: pd.DataFrame, hardware: str) -> str:
 MINUS = "\u2212"
 # Shape parts of a condition ("batch_size 8", "batch 8", "512 in", "64 out"): the summary's
 # ranges run over them, the other parts name the series.
-_SHAPE = re.compile(r"^(?:batch(?:_size)? (?P<batch>\d+)|(?P<input>\d+) in|(?P<output>\d+) out)$")
+_SHAPE = re.compile(
+    r"^(?:batch(?:_size)? (?P<batch>\d+)|(?P<input>\d+) in|(?P<output>\d+) out"
+    r"|(?P<rate>[\d.]+) requests/s)$"
+)
 _UNIT = re.compile(r" \((?P<unit>energy_j|duration_s)(?:, (?P<note>[^)]*))?\)$")
 
 
@@ -502,14 +580,14 @@ def _summary_line(
     members: list[tuple[Any, dict[str, str]]],
 ) -> str:
     fmt = _share_pct if claim == "1" else _signed_pct
-    kinds = [k for k in ("batch", "input", "output") if any(k in s for _, s in members)]
+    kinds = [k for k in ("batch", "input", "output", "rate") if any(k in s for _, s in members)]
     fixed = [k for k in kinds if len({s.get(k) for _, s in members}) == 1]
     varying = [k for k in kinds if k not in fixed]
     what = _quantity_words(quantity)
     # A shape every comparison shares names the series, unless the quantity says it.
     shared = [members[0][1][k] for k in fixed if not what.endswith(members[0][1][k])]
     label = ", ".join([series] * bool(series) + shared)
-    head = f"- Claim {claim}, {what}"
+    head = f"- Claim {claim}, {what}" if claim.isdigit() else f"- Beyond the study, {what}"
     head += f"; {label}" if label else ""
     head += f" (paper {paper_pct(paper)})" if paper is not None else ""
     measured = [(r, s) for r, s in members if not pd.isna(r.measured_value)]

@@ -54,6 +54,7 @@ COLUMNS = [
     "protocol_met",
     "energy_source",
     "server_config",
+    "point_id",
 ]
 
 
