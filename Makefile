@@ -61,14 +61,17 @@ format: $(VENV)/.installed
 report: $(VENV)/.installed
 	$(BIN)/snakemake --cores 2 --report results/report.html
 
-# The figures under docs/figures/ ({hardware}_{file}), rebuilt offline from the shipped rows.
+# The figures under docs/figures/ ({hardware}_{file}), rebuilt offline from the shipped rows;
+# the serving figures (fig_serving_*) from the hardware's serving configuration.
 docs-figures: $(VENV)/.installed
 	for hw in h100 h200; do \
-	  $(BIN)/snakemake \
-	    $$(ls docs/figures/$${hw}_*.png | sed "s|docs/figures/$${hw}_|results/figures/$$hw/|") \
-	    --cores 2 --configfile config/$$hw.yaml --config shipped_measurements=true || exit 1; \
-	  for f in docs/figures/$${hw}_*.png; do \
-	    cp results/figures/$$hw/$${f#docs/figures/$${hw}_} $$f; \
+	  for cfg in $$hw $${hw}_serving; do \
+	    if [ $$cfg = $$hw ]; then figs=$$(ls docs/figures/$${hw}_*.png | grep -v _fig_serving); \
+	    else figs=$$(ls docs/figures/$${hw}_fig_serving*.png 2>/dev/null); fi; \
+	    [ -n "$$figs" ] || continue; \
+	    $(BIN)/snakemake $$(echo $$figs | sed "s|docs/figures/$${hw}_|results/figures/$$hw/|g") \
+	      --cores 2 --configfile config/$$cfg.yaml --config shipped_measurements=true || exit 1; \
+	    for f in $$figs; do cp results/figures/$$hw/$${f#docs/figures/$${hw}_} $$f; done; \
 	  done; \
 	done
 

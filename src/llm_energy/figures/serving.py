@@ -136,6 +136,28 @@ def _offline_lines(ax: plt.Axes, sub: pd.DataFrame, colours: dict) -> None:
             ax.axhspan(v - c, v + c, color=colours[setting], alpha=0.12, lw=0)
 
 
+def _unmet(table: pd.DataFrame) -> pd.Series:
+    """Runs that did not meet the protocol (a steady state shorter than the window it asks
+    for, or fewer trials): drawn hollow."""
+    met = table["protocol_met"]
+    return ~met.where(met.notna(), True).astype(bool)
+
+
+def _unmet_note(table: pd.DataFrame) -> str:
+    n = int(_unmet(table).sum())
+    if not n:
+        return ""
+    return (
+        f"\nhollow: {n} of {len(table)} runs did not meet the protocol (steady state under "
+        "its window, or too few trials; protocol_note says which); the claims give them no verdict"
+    )
+
+
+def _hollow(ax: plt.Axes, x: pd.Series, y: pd.Series, marker: str, size: float) -> None:
+    """White-filled markers over runs that did not meet the protocol."""
+    ax.scatter(x, y, marker=marker, s=size, facecolors="white", edgecolors="none", zorder=5)
+
+
 def _title(table: pd.DataFrame) -> str:
     first = table.iloc[0]
     return (
@@ -171,6 +193,8 @@ def fig_serving_rate(df: pd.DataFrame) -> plt.Figure:
                 capsize=2,
                 label=f"{setting}, {arrival} arrivals",
             )
+            unmet = line[_unmet(line)]
+            _hollow(ax, unmet["request_rate"], unmet["energy_per_request_j"], marker, 6)
         _offline_lines(ax, sub, colours)
         rates = sorted(sub["request_rate"].unique())
         ax.set_xscale("log", base=2)
@@ -181,7 +205,7 @@ def fig_serving_rate(df: pd.DataFrame) -> plt.Figure:
         ax.legend(frameon=False, fontsize=7.5)
     fig.suptitle(_title(table), fontweight="bold")
     rows = _rows(df)
-    add_footer(fig, provenance_note(rows) + "\n" + _offline_note(table))
+    add_footer(fig, provenance_note(rows) + "\n" + _offline_note(table) + _unmet_note(table))
     fig.tight_layout()
     return fig
 
@@ -223,6 +247,9 @@ def fig_serving_pareto(df: pd.DataFrame) -> plt.Figure:
                 label=setting,
                 zorder=3,
             )
+            unmet = group[_unmet(group)]
+            marker = ARRIVAL_STYLE.get(str(arrival), ("-", "o"))[1]
+            _hollow(ax, unmet["tpot_p99_ms"], unmet["energy_per_request_j"], marker, 9)
             for r in group.itertuples():
                 ax.annotate(
                     f"{r.request_rate:g}/s",
@@ -258,6 +285,6 @@ def fig_serving_pareto(df: pd.DataFrame) -> plt.Figure:
         ax.set_title(f"{model}, {arrival} arrivals")
         ax.legend(frameon=False, fontsize=7.5)
     fig.suptitle(_title(table), fontweight="bold")
-    add_footer(fig, provenance_note(_rows(df)) + "\n" + _offline_note(table))
+    add_footer(fig, provenance_note(_rows(df)) + "\n" + _offline_note(table) + _unmet_note(table))
     fig.tight_layout()
     return fig
