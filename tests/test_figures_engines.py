@@ -80,6 +80,14 @@ def test_fig5_marks_pytorchs_largest_measured_batch():
             f"{engine}: largest measured\nbatch 64 (batch 256: out of memory;\n"
             "sizes between not tried)"
         ) in marks
+    # Where a search between them found the bound, the mark gives it.
+    rows = _engine_rows()
+    rows.loc[~rows["feasible"].astype(bool), "largest_feasible_batch"] = 160.0
+    marks = [t.get_text() for t in draw("fig5", rows).axes[0].texts]
+    assert (
+        "PyTorch, eager: largest measured\nbatch 64 (batch 256: out of memory;\n"
+        "largest that runs: 160)"
+    ) in marks
 
 
 def _stream_rows() -> pd.DataFrame:

@@ -110,6 +110,26 @@ def test_out_of_memory_point_is_recorded_and_larger_batches_are_not_attempted(
     assert all(b < 4 for b, _ in fake_backend.calls)
 
 
+def test_the_bound_between_the_last_feasible_and_the_first_out_of_memory_batch_is_searched(
+    tiny_config, fake_backend, tmp_path
+):
+    plan = _plan(tiny_config, batch_sizes=(1, 2, 16))
+    fake_backend.oom_batch = 11
+    table = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
+    oom = table[table["batch_size"] == 16]
+    assert len(oom) and not oom["feasible"].any()
+    # Three probes halve 2..16: 9 runs, 12 does not, 10 runs.
+    assert (oom["largest_feasible_batch"] == 10).all()
+    assert (oom["smallest_infeasible_batch"] == 12).all()
+    probed = {b for b, _ in fake_backend.calls} - {1, 2}
+    assert probed == {9, 10}
+    # A rerun finds the bound in the journal and probes nothing.
+    fake_backend.calls.clear()
+    again = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
+    assert fake_backend.calls == []
+    assert (again[again["batch_size"] == 16]["largest_feasible_batch"] == 10).all()
+
+
 def test_a_largest_feasible_search_measures_each_shape_once_largest_first(
     tiny_config, fake_backend, tmp_path
 ):

@@ -74,6 +74,7 @@ def table_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> pd.D
         "output_tokens",
         "feasible",
         "error",
+        *(c for c in ("largest_feasible_batch", "smallest_infeasible_batch") if c in rows),
         energy,
         f"{energy}_ci95",
         time,
@@ -95,8 +96,8 @@ def table_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> pd.D
 def _largest_measured(
     ax: plt.Axes, line: pd.DataFrame, failed: pd.DataFrame, colour: object
 ) -> None:
-    """Marks an engine's largest measured batch where a larger one failed. The rows say which
-    batch sizes were tried, not whether the sizes between were searched: 'largest measured'."""
+    """Marks an engine's largest measured batch where a larger one failed, and the bound a
+    search between them found where the rows have one."""
     top = line.sort_values("batch_size").iloc[-1]
     above = failed[failed["batch_size"] > top["batch_size"]].sort_values("batch_size")
     if above.empty:
@@ -104,11 +105,16 @@ def _largest_measured(
     first = above.iloc[0]
     reason = str(first["error"] or "not feasible").split(":")[0]
     batch = int(top["batch_size"])
+    bound = first.get("largest_feasible_batch")
+    if bound is not None and not pd.isna(bound):
+        between = f"largest that runs: {int(bound):,}"
+    else:
+        between = "sizes between not tried"
     ax.axvline(batch, color=colour, ls=":", lw=1.2)
     # Along the top of the marker line, clear of the lines below.
     ax.annotate(
         f"{top['engine_label']}: largest measured\nbatch {batch:,} (batch "
-        f"{int(first['batch_size']):,}: {reason};\nsizes between not tried)",
+        f"{int(first['batch_size']):,}: {reason};\n{between})",
         (batch, 0.97),
         xycoords=("data", "axes fraction"),
         textcoords="offset points",

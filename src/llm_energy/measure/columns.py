@@ -147,6 +147,18 @@ RESULTS = Section(
         ),
         Column("error", "", "why a point is infeasible or was not measured"),
         Column(
+            "largest_feasible_batch",
+            "",
+            "on an out-of-memory row: the largest batch of its shape that ran, bisected between "
+            "the last feasible batch measured and this one (probes without windows)",
+        ),
+        Column(
+            "smallest_infeasible_batch",
+            "",
+            "on an out-of-memory row: the smallest batch of its shape the search found out of "
+            "memory",
+        ),
+        Column(
             "repetitions",
             "",
             "repetitions in the full window (the smallest over the point's trials)",

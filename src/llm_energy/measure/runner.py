@@ -695,10 +695,65 @@ def _measure_trial(
             raise
         backend.recover()
         oom_bound[k] = min(oom_bound.get(k, point.batch_size), point.batch_size)
-        return infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}")
+        row = infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}")
+        if k in fits and fits[k] < point.batch_size and _searchable(point):
+            low, high = search_batch_bound(backend, plan, point, fits[k], point.batch_size)
+            row.update(largest_feasible_batch=low, smallest_infeasible_batch=high)
+        return row
     faults.in_a_row = 0
     fits[k] = max(fits.get(k, point.batch_size), point.batch_size)
     return row
+
+
+# Probes between a shape's last feasible batch and its first out-of-memory one: each halves the
+# gap (three narrow 512..1,024 to 64).
+BOUND_SEARCH_STEPS = 3
+
+
+def _searchable(point: PointSpec) -> bool:
+    """Points whose batch is one generation of random prompts: a probe can run it alone."""
+    return point.stream is None and point.prompts == "random"
+
+
+def search_batch_bound(
+    backend: Backend,
+    plan: JobPlan,
+    point: PointSpec,
+    feasible: int,
+    infeasible: int,
+    steps: int = BOUND_SEARCH_STEPS,
+    log: Log = print,
+) -> tuple[int, int]:
+    """The largest batch that runs and the smallest that runs out of memory at ``point``'s
+    shape, bisected between ``feasible`` and ``infeasible`` in at most ``steps`` probes. A
+    probe is one generation of the shape at the probed batch, without a window: it tells
+    whether the batch fits, nothing more."""
+    proto = point.protocol or plan.protocol
+    for _ in range(steps):
+        if infeasible - feasible <= 1:
+            break
+        batch = (feasible + infeasible) // 2
+        seed = int(stable_hash([proto.seed, point.key, batch], 8), 16)
+        prompts = random_prompts(backend.vocab_size, batch, point.input_tokens, seed)
+        try:
+            backend.generate(backend.prepare(prompts), point.output_tokens, point.decoding)
+            backend.synchronize()
+            feasible = batch
+        except Exception as exc:
+            if stop.requested():
+                raise stop.Stopped(
+                    f"stopped by {stop.requested()} while probing batch {batch}"
+                ) from exc
+            if not backend.is_out_of_memory(exc):
+                raise
+            backend.recover()
+            infeasible = batch
+        stop.check()
+    log(
+        f"largest feasible batch at in={point.input_tokens} out={point.output_tokens} "
+        f"{point.decoding.name}: {feasible} (batch {infeasible} is out of memory)"
+    )
+    return feasible, infeasible
 
 
 def _progress(
