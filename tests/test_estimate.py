@@ -114,3 +114,13 @@ def test_after_a_run_each_job_is_set_beside_its_estimate():
     assert "a: 12.0 GPU-minutes (estimated ~6.0, actual/estimated 2.00)" in text
     assert "c: 1.0 GPU-minutes (no estimate)" in text
     assert "the 2 with an estimate took 24.0 against 18.0 estimated" in text
+
+
+def test_a_request_stream_costs_a_batch_for_every_batch_of_its_requests():
+    from llm_energy.measure.job import StreamSpec
+
+    proto = ProtocolSpec(min_duration_s=0.0, min_repetitions=1, warmup_repetitions=1)
+    stream = StreamSpec("azure_conversation", 256, "online")
+    point = PointSpec(8, 512, 256, stream=stream, experiments=("online_serving",))
+    one_batch = TRUE.full_s(8, 512, 256)
+    assert point_seconds(TRUE, point, proto) == pytest.approx(2 * 32 * one_batch)

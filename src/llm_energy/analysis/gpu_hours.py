@@ -42,6 +42,8 @@ class TimeModel:
         its prefill duration; rows measured without a prefill window count through their full
         duration alone."""
         rows = rows[rows["feasible"].astype(bool) & rows["duration_s"].notna()]
+        if "serving" in rows:  # one batch per row: a request stream's duration is many
+            rows = rows[rows["serving"].fillna("batch").astype(str) == "batch"]
         if len(rows) < 4:
             raise ValueError("at least four feasible measured points are needed to fit")
         b, i, o = (rows[c].to_numpy(float) for c in ("batch_size", "input_tokens", "output_tokens"))
@@ -69,10 +71,15 @@ def _window_s(rep_s: float, protocol: ProtocolSpec) -> float:
 
 
 def point_seconds(model: TimeModel, point: PointSpec, protocol: ProtocolSpec) -> float:
+    """One trial of ``point``: warm-up, window(s). A request stream's repetition serves all
+    its requests, ``ceil(requests / batch)`` batches each as long as its longest output (the
+    stream's cap): an upper bound for static batches, and for continuous batching too."""
     batch = point.batch_size * max(point.decoding.num_beams, 1)
     full = model.full_s(batch, point.input_tokens, point.output_tokens)
+    if point.stream is not None:
+        full *= math.ceil(point.stream.requests / point.batch_size)
     seconds = protocol.warmup_repetitions * full + _window_s(full, protocol)
-    if protocol.measure_prefill and point.output_tokens > 1:
+    if protocol.measure_prefill and point.output_tokens > 1 and point.stream is None:
         prefill = model.prefill_s(batch, point.input_tokens)
         seconds += prefill + _window_s(prefill, protocol)
     return seconds
@@ -103,6 +110,8 @@ def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFr
         ]
         hours, basis = math.nan, "no measurements of this model and engine"
         usable = measured["feasible"].astype(bool) & measured["duration_s"].notna()
+        if "serving" in measured:
+            usable &= measured["serving"].fillna("batch").astype(str) == "batch"
         if usable.sum() >= 4:
             fitted = TimeModel.fit(measured)
             hours = job_gpu_hours(fitted, plan)
