@@ -267,12 +267,15 @@ def test_task_point_runs_through_transformers_on_the_tiny_model(tiny_config, tmp
     assert row["clipped_requests"] == 1  # the 45-token prompt, cut to the 40-token cap
     assert row["prompts"] == "random" and row["experiments"] == "classical_tasks"
     assert row["duration_s"] > 0
-    lens, outs, concurrency = served[0]
+    # The warm-up serves one batch of the requests; every repetition of the window all of them.
+    warmup, *window = served
+    assert len(warmup[0]) == 4 and warmup[2] == 4
+    lens, outs, concurrency = window[0]
     assert concurrency == 4
     assert sorted(zip(lens, outs, strict=True)) == sorted(
         zip([min(i, 40) for i in inputs], outputs, strict=True)
     )
-    assert all(s == served[0] for s in served)  # every repetition serves the same requests
+    assert all(s == window[0] for s in window)  # every repetition serves the same requests
 
 
 class Recorder(Backend):

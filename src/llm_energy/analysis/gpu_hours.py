@@ -73,12 +73,14 @@ def _window_s(rep_s: float, protocol: ProtocolSpec) -> float:
 def point_seconds(model: TimeModel, point: PointSpec, protocol: ProtocolSpec) -> float:
     """One trial of ``point``: warm-up, window(s). A request stream's repetition serves all
     its requests, ``ceil(requests / batch)`` batches each as long as its longest output (the
-    stream's cap): an upper bound for static batches, and for continuous batching too."""
+    stream's cap): an upper bound for static batches, and for continuous batching too; its
+    warm-up serves one batch."""
     batch = point.batch_size * max(point.decoding.num_beams, 1)
-    full = model.full_s(batch, point.input_tokens, point.output_tokens)
+    one_batch = model.full_s(batch, point.input_tokens, point.output_tokens)
+    full = one_batch
     if point.stream is not None:
         full *= math.ceil(point.stream.requests / point.batch_size)
-    seconds = protocol.warmup_repetitions * full + _window_s(full, protocol)
+    seconds = protocol.warmup_repetitions * one_batch + _window_s(full, protocol)
     if protocol.measure_prefill and point.output_tokens > 1 and point.stream is None:
         prefill = model.prefill_s(batch, point.input_tokens)
         seconds += prefill + _window_s(prefill, protocol)

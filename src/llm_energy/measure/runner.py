@@ -215,6 +215,19 @@ def measure_point(
                 backend.serve(prepared, outputs, point.batch_size, continuous=continuous)
             backend.synchronize()
 
+        # The warm-up serves one batch of each group, not the whole stream: the shapes and
+        # kernels it warms are a batch's, and a stream's window repeats many batches.
+        warm = [
+            (backend.prepare([prompts[k] for k in g[: point.batch_size]]), g[: point.batch_size])
+            for g in groups.values()
+        ]
+
+        def warmup_run() -> None:
+            for prepared, members in warm:
+                outputs = [lengths[k][1] for k in members]
+                backend.serve(prepared, outputs, point.batch_size, continuous=continuous)
+            backend.synchronize()
+
         prefill_run = full_run
         measure_prefill = False
     else:
@@ -237,13 +250,14 @@ def measure_point(
             return run
 
         full_run, prefill_run = generate(point.output_tokens), generate(1)
+        warmup_run = full_run
         measure_prefill = proto.measure_prefill and point.output_tokens > 1
     foreign = set(meter.foreign_processes() or [])
     load = HostLoad()
     load.start()
     backend.reset_peak_memory()
     for _ in range(proto.warmup_repetitions):
-        full_run()
+        warmup_run()
         stop.check()
     lap_min_s = proto.per_repetition_energy_min_s
     prefill = None
