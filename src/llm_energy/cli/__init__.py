@@ -39,8 +39,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
     plan_path = Path(args.plan)
     plan = _read_plan(plan_path)
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
-    if args.from_journal:
-        # What a stopped job measured, as its table: nothing is measured, no engine starts.
+
+    def job(measure: bool = True) -> None:
         run_job(
             plan,
             Path(args.out),
@@ -48,8 +48,13 @@ def cmd_measure(args: argparse.Namespace) -> None:
             log=_log,
             traces_dir=Path(args.traces),
             tasks_dir=Path(args.task_lengths),
-            measure=False,
+            pg19_path=Path(args.pg19),
+            measure=measure,
         )
+
+    if args.from_journal:
+        # What a stopped job measured, as its table: nothing is measured, no engine starts.
+        job(measure=False)
         return
     backends.require(plan.engine.backend, plan.engine.name)
     paths = (plan_path, args.out, journal, args.traces, args.task_lengths, args.pg19)
@@ -67,15 +72,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
             "rerun by hand: llm-energy measure --plan {} --out {} --journal {} --traces {} "
             "--task-lengths {} --pg19 {}".format(*(shlex.quote(str(p)) for p in paths))
         )
-        run_job(
-            plan,
-            Path(args.out),
-            journal,
-            log=_log,
-            traces_dir=Path(args.traces),
-            tasks_dir=Path(args.task_lengths),
-            pg19_path=Path(args.pg19),
-        )
+        job()
 
     from llm_energy.measure import stop
 
