@@ -700,8 +700,9 @@ def _measure_trial(
             # The signal that stops the job reaches the engine's own processes too (vLLM's
             # engine, under Slurm), which may end the current call first.
             raise stop.Stopped(
-                f"stopped by {stop.requested()}; the current window ended with "
-                f"{type(exc).__name__}: {_first_line(exc)}"
+                f"stopped by {stop.requested()}, which reached the engine's own processes too "
+                f"and ended the current window early ({type(exc).__name__}: "
+                f"{_first_line(exc)}); the window is not written"
             ) from exc
         if backend.is_device_error(exc):
             return _after_device_error(backend, point, exc, faults)
