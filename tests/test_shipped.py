@@ -173,11 +173,20 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     qwen = drafted[drafted["model"] == "r1-distill-qwen-32b"]
     assert qwen["engine_detail"].str.contains("draft_vocab=151936->152064").all()
 
-    # The rows measured under the trial protocol: three or more trials each, every one met.
+    # The rows measured under the trial protocol, from two machine sessions: the first's
+    # three or more trials each, every one met; the second's (OLMo on vLLM, the online-serving
+    # job the session's end cut short, the served runs) say why where they fell short.
     trial_rows = table[table["trials"].notna() & table["feasible"].astype(bool)]
-    assert len(trial_rows) == 11 + 11 + 10 + 3 + 3 + 3
-    assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].all()
-    assert (trial_rows["machine_session"] == "vm:6758a46b").all()
+    sessions = trial_rows.groupby("machine_session")
+    assert sessions.size().to_dict() == {
+        "vm:6758a46b": 11 + 11 + 10 + 3 + 3 + 3,
+        "vm:39180068": 3 * 3 + 10 + 2 * 7,
+    }
+    first = sessions.get_group("vm:6758a46b")
+    assert (first["trials"] >= 3).all() and first["protocol_met"].all()
+    short = trial_rows[~trial_rows["protocol_met"].astype(bool)]
+    assert len(short) and short["protocol_note"].str.len().gt(0).all()
+    assert ((trial_rows["trials"] >= 3) | ~trial_rows["protocol_met"].astype(bool)).all()
 
     parallel = pd.read_csv(work / "results/tables/h200/tensor_parallel.csv")
     sizes = parallel.groupby("engine_label")["tensor_parallel_size"].unique()
@@ -194,7 +203,10 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     assert set(tasks["requests"]) == {32}
 
     models = pd.read_csv(work / "results/tables/h200/architectures.csv")
-    share = models.set_index(["model", "batch_size"])["ffn_time_share"]
+    # PyTorch's blocks are timed; vLLM's fused kernels run inside CUDA graphs and are not.
+    timed = models[models["ffn_time_share"].notna()]
+    assert set(models.loc[models["ffn_time_share"].isna(), "engine"]) == {"vllm"}
+    share = timed.set_index(["model", "batch_size"])["ffn_time_share"]
     assert share.between(0.0, 1.0, inclusive="neither").all() and len(share) == 9
     # OLMoE's experts take a larger share of its time than either dense model's MLPs.
     for batch in (1, 8, 64):
