@@ -514,7 +514,9 @@ def test_an_engine_that_dies_of_the_same_signal_stops_the_job_cleanly(
 
     monkeypatch.setattr(fake_backend, "generate", engine_gone)
     try:
-        with pytest.raises(stop.Stopped, match="ended with RuntimeError: EngineDeadError"):
+        with pytest.raises(
+            stop.Stopped, match=r"ended the current window early \(RuntimeError: EngineDeadError"
+        ):
             runner.run_job(_plan(tiny_config), tmp_path / "o", tmp_path / "j", log=print)
     finally:
         stop.reset()

@@ -5,6 +5,7 @@ trials combine, planning, and the server process's life (a stand-in server of a 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import math
 import os
@@ -876,3 +877,11 @@ def test_each_served_run_is_compared_with_its_offline_estimate_in_the_claims():
     verdicts = {v for (condition, v) in found if "poisson arrivals, 8 " in condition}
     assert verdicts == {"inconclusive: a row did not meet the protocol"}
     assert served_comparisons(rows[rows["serving"] == "offline"]) == []
+
+
+def test_the_serving_figures_draw_runs_without_energy_that_missed_the_protocol():
+    from llm_energy.figures.serving import fig_serving_pareto, fig_serving_rate
+
+    rows = _rows().assign(protocol_met=False, energy_per_request_j=math.nan, energy_j=math.nan)
+    for draw in (fig_serving_rate, fig_serving_pareto):
+        draw(rows).savefig(io.BytesIO(), format="png")

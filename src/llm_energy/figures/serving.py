@@ -154,8 +154,18 @@ def _unmet_note(table: pd.DataFrame) -> str:
 
 
 def _hollow(ax: plt.Axes, x: pd.Series, y: pd.Series, marker: str, size: float) -> None:
-    """White-filled markers over runs that did not meet the protocol."""
-    ax.scatter(x, y, marker=marker, s=size, facecolors="white", edgecolors="none", zorder=5)
+    """White-filled markers over runs that did not meet the protocol (those with a value)."""
+    drawn = x.notna() & y.notna()
+    if drawn.any():
+        ax.scatter(
+            x[drawn],
+            y[drawn],
+            marker=marker,
+            s=size,
+            facecolors="white",
+            edgecolors="none",
+            zorder=5,
+        )
 
 
 def _title(table: pd.DataFrame) -> str:
