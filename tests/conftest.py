@@ -17,6 +17,17 @@ TINY_MODEL = ROOT / "resources" / "models" / "tiny-llama" / "config.json"
 MIRROR = ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="module")
+def vllm_python() -> str:
+    """The interpreter of the vLLM environment (make test builds .venv-vllm and names it)."""
+    python = os.environ.get("LLM_ENERGY_VLLM_PYTHON", str(ROOT / ".venv-vllm" / "bin" / "python"))
+    if not Path(python).exists():
+        if os.environ.get("LLM_ENERGY_REQUIRE_VLLM"):
+            pytest.fail(f"no vLLM environment at {python} (make test builds it)")
+        pytest.skip(f"no vLLM environment at {python}; run the suite with make test")
+    return str(Path(python).absolute())
+
+
 def require_mirror(*paths: str) -> Path:
     """The data mirror, once each of ``paths`` (relative to it) exists. Otherwise the test is
     skipped, or fails when LLM_ENERGY_REQUIRE_SHARED=1 (as in CI)."""

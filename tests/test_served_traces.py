@@ -32,17 +32,6 @@ OUTPUTS = ("fig_serving_rate", "fig_serving_pareto", "table_served_traces")
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def vllm_python() -> str:
-    """The interpreter of the vLLM environment (make test builds .venv-vllm and names it)."""
-    python = os.environ.get("LLM_ENERGY_VLLM_PYTHON", str(ROOT / ".venv-vllm" / "bin" / "python"))
-    if not Path(python).exists():
-        if os.environ.get("LLM_ENERGY_REQUIRE_VLLM"):
-            pytest.fail(f"no vLLM environment at {python} (make test builds it)")
-        pytest.skip(f"no vLLM environment at {python}; run the suite with make test")
-    return str(Path(python).absolute())
-
-
 def _config(vllm_python: str) -> dict:
     """config/smoke_serving.yaml measuring time only (energy NaN: no meter)."""
     config = yaml.safe_load((ROOT / CONFIG).read_text())

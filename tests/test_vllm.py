@@ -22,17 +22,6 @@ TEST_CONFIG = "config/test_vllm.yaml"
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def vllm_python() -> str:
-    """The interpreter of the vLLM environment (make test builds .venv-vllm and names it)."""
-    python = os.environ.get("LLM_ENERGY_VLLM_PYTHON", str(ROOT / ".venv-vllm" / "bin" / "python"))
-    if not Path(python).exists():
-        if os.environ.get("LLM_ENERGY_REQUIRE_VLLM"):
-            pytest.fail(f"no vLLM environment at {python} (make test builds it)")
-        pytest.skip(f"no vLLM environment at {python}; run the suite with make test")
-    return str(Path(python).absolute())
-
-
 def _vllm_env() -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
     env["PYTHONPATH"] = str(ROOT / "src")
