@@ -29,6 +29,15 @@ from llm_energy.measure.runner import control_point
 MODEL_LOAD_S = 60.0  # model build and engine start per job, a round allowance
 
 
+def fittable(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows a time model is fitted to: feasible, with a duration, one batch each (a
+    request stream's duration spans many)."""
+    rows = rows[rows["feasible"].astype(bool) & rows["duration_s"].notna()]
+    if "serving" in rows:
+        rows = rows[rows["serving"].fillna("batch").astype(str) == "batch"]
+    return rows
+
+
 @dataclass(frozen=True)
 class TimeModel:
     prefill: tuple[float, float]
@@ -41,9 +50,7 @@ class TimeModel:
         duration (prefill plus ``output_tokens - 1`` decoding steps) and, where a row has one,
         its prefill duration; rows measured without a prefill window count through their full
         duration alone."""
-        rows = rows[rows["feasible"].astype(bool) & rows["duration_s"].notna()]
-        if "serving" in rows:  # one batch per row: a request stream's duration is many
-            rows = rows[rows["serving"].fillna("batch").astype(str) == "batch"]
+        rows = fittable(rows)
         if len(rows) < 4:
             raise ValueError("at least four feasible measured points are needed to fit")
         b, i, o = (rows[c].to_numpy(float) for c in ("batch_size", "input_tokens", "output_tokens"))
@@ -111,10 +118,7 @@ def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFr
             & (measurements["engine"] == plan.engine.name)
         ]
         hours, basis = math.nan, "no measurements of this model and engine"
-        usable = measured["feasible"].astype(bool) & measured["duration_s"].notna()
-        if "serving" in measured:
-            usable &= measured["serving"].fillna("batch").astype(str) == "batch"
-        if usable.sum() >= 4:
+        if len(fittable(measured)) >= 4:
             fitted = TimeModel.fit(measured)
             hours = job_gpu_hours(fitted, plan)
             gpu = ", ".join(sorted(set(measured["gpu_name"].astype(str))))
