@@ -203,31 +203,26 @@ def measure_point(
             extra["stream_bins"] = json.dumps({f"{i}x{o}": len(g) for (i, o), g in groups.items()})
         else:
             groups = {(0, 0): list(range(len(lengths)))}
-        served = [
-            (backend.prepare([prompts[k] for k in g]), [lengths[k][1] for k in g])
-            for g in groups.values()
-        ]
         continuous = stream.serving == "online"
         tokens = sum(o for _, o in lengths)
 
-        def full_run() -> None:
-            for prepared, outputs in served:
-                backend.serve(prepared, outputs, point.batch_size, continuous=continuous)
-            backend.synchronize()
+        def serving(members: list[list[int]]) -> Callable[[], None]:
+            batches = [
+                (backend.prepare([prompts[k] for k in m]), [lengths[k][1] for k in m])
+                for m in members
+            ]
 
+            def run() -> None:
+                for prepared, outputs in batches:
+                    backend.serve(prepared, outputs, point.batch_size, continuous=continuous)
+                backend.synchronize()
+
+            return run
+
+        full_run = serving(list(groups.values()))
         # The warm-up serves one batch of each group, not the whole stream: the shapes and
         # kernels it warms are a batch's, and a stream's window repeats many batches.
-        warm = [
-            (backend.prepare([prompts[k] for k in g[: point.batch_size]]), g[: point.batch_size])
-            for g in groups.values()
-        ]
-
-        def warmup_run() -> None:
-            for prepared, members in warm:
-                outputs = [lengths[k][1] for k in members]
-                backend.serve(prepared, outputs, point.batch_size, continuous=continuous)
-            backend.synchronize()
-
+        warmup_run = serving([g[: point.batch_size] for g in groups.values()])
         prefill_run = full_run
         measure_prefill = False
     else:
