@@ -252,11 +252,9 @@ def served_comparisons(df: pd.DataFrame) -> list[dict]:
     for r in table_served_traces(df).itertuples(index=False):
         if pd.isna(r.served_over_offline):
             continue
-        served = rows[rows["point_id"] == r.point_id].iloc[0]
-        same = (rows["serving"] == "offline") & (rows["engine"] == r.engine)
-        for col in ("model", "trace", "requests", "input_tokens", "output_tokens"):
-            same &= rows[col] == served[col]
-        offline = rows[same].iloc[0]
+        served, offline = (
+            rows[rows["point_id"] == pid].iloc[0] for pid in (r.point_id, r.offline_point_id)
+        )
         c = Comparison(
             "energy_per_request_j",
             f"{r.model}, {r.setting}, {r.arrival} arrivals, {r.request_rate:g} requests/s",

@@ -55,6 +55,7 @@ COLUMNS = [
     "energy_source",
     "server_config",
     "point_id",
+    "offline_point_id",
 ]
 
 
@@ -90,8 +91,9 @@ def table_served_traces(df: pd.DataFrame) -> pd.DataFrame:
     offline["offline_energy_per_request_j"] = offline["energy_per_request_j"]
     ci = offline.get("energy_j_ci95", math.nan)
     offline["offline_energy_per_request_j_ci95"] = ci / offline["requests"]
+    offline["offline_point_id"] = offline.get("point_id", math.nan)
     keep = [*SAME_REQUESTS, *SETTING, "offline_energy_per_request_j"]
-    keep.append("offline_energy_per_request_j_ci95")
+    keep += ["offline_energy_per_request_j_ci95", "offline_point_id"]
     table = served.merge(offline[keep], on=[*SAME_REQUESTS, *SETTING], how="left")
     ratio = table["energy_per_request_j"] / table["offline_energy_per_request_j"]
     rel = np.sqrt(
