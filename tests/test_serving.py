@@ -500,6 +500,9 @@ FAKE_SERVER = textwrap.dedent(
 
     def shutdown(*args):  # as vLLM's server stops its engine on SIGTERM
         engine.terminate()
+        if mode == "linger":  # as uvicorn then waits for a client's open connections
+            print("INFO:     Waiting for connections to close. (CTRL+C to force quit)", flush=True)
+            return
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, shutdown)
@@ -507,7 +510,7 @@ FAKE_SERVER = textwrap.dedent(
 
     class Health(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            self.send_response(200 if mode == "ok" else 503)
+            self.send_response(200 if mode in ("ok", "linger") else 503)
             self.end_headers()
         def log_message(self, *args):
             pass
@@ -527,8 +530,7 @@ def _fake(tmp_path: Path, delay: float = 0.3, mode: str = "ok", **kwargs):
         lambda port: [sys.executable, str(script), str(port), str(delay), mode],
         lambda port: f"http://127.0.0.1:{port}/health",
         log=lines.append,
-        stop_grace_s=5,
-        **kwargs,
+        **{"stop_grace_s": 5, **kwargs},
     )
     return server, lines
 
@@ -544,6 +546,22 @@ def test_the_server_is_healthy_then_stopped_with_its_process_group(tmp_path):
         assert any("fake server starting" in line for line in lines)
     assert group_pids(pgid) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the job's handler is back
+
+
+def test_a_server_that_waits_for_open_connections_is_killed_once_it_says_so(tmp_path):
+    """vLLM's HTTP server, stopped while the job's client holds requests open, waits for them
+    after its engine has gone; the job does not wait out the grace period for it."""
+    from llm_energy.backends.vllm_server.process import WAITING_FOR_CONNECTIONS_S, group_pids
+
+    server, lines = _fake(tmp_path, mode="linger", stop_grace_s=60)
+    server.start()
+    pgid = server.pgid
+    t0 = time.monotonic()
+    server.stop()
+    assert time.monotonic() - t0 < WAITING_FOR_CONNECTIONS_S + 5
+    assert group_pids(pgid) == []
+    assert any("still waits for open connections" in line for line in lines)
+    assert not any("still running after" in line for line in lines)
 
 
 def test_a_server_that_exits_fails_with_its_last_lines(tmp_path):

@@ -40,8 +40,15 @@ Log = Callable[[str], None]
 
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 25
-# vLLM's engine and workers need seconds to leave after SIGTERM; then they are killed.
-STOP_GRACE_S = 30.0
+# vLLM's engine and workers need seconds to leave after SIGTERM; then they are killed. Below
+# Slurm's default KillWait (30 s), so that the job still exits on its own after the server.
+STOP_GRACE_S = 20.0
+# After its engine has stopped, the HTTP server (uvicorn, under vLLM) waits for open connections
+# to close, and says so in this line; those are the job's own client's, which cannot close them
+# while the job stops the server (vLLM 0.26 on an H200 waited until it was killed). Once the line
+# is seen, the server is given WAITING_FOR_CONNECTIONS_S more, then killed.
+WAITING_FOR_CONNECTIONS = "Waiting for connections to close"
+WAITING_FOR_CONNECTIONS_S = 2.0
 # Attempts when the port is taken between choosing it and the server binding it.
 START_ATTEMPTS = 3
 PORT_IN_USE = ("address already in use", "errno 98", "eaddrinuse")
@@ -124,6 +131,7 @@ class ServerProcess:
         self.tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._reader: threading.Thread | None = None
         self._previous: dict[int, Any] = {}
+        self._waiting_for_connections_since: float | None = None
 
     def _say(self, message: str) -> None:
         # Also called from the signal handler, which may interrupt a write to the same log.
@@ -172,6 +180,7 @@ class ServerProcess:
         command = [str(c) for c in self._command(port)]
         self.port = port
         self.tail.clear()
+        self._waiting_for_connections_since = None
         self._say(f"{self.name}: starting on {self.host}:{port}: {' '.join(command)}")
         self.proc = subprocess.Popen(
             command,
@@ -192,6 +201,8 @@ class ServerProcess:
             line = raw.decode(errors="replace").rstrip()
             self.tail.append(line)
             self._say(f"{self.name}| {line}")
+            if WAITING_FOR_CONNECTIONS in line and self._waiting_for_connections_since is None:
+                self._waiting_for_connections_since = time.monotonic()
 
     def _wait_healthy(self) -> None:
         assert self.proc is not None and self.port is not None
@@ -253,22 +264,34 @@ class ServerProcess:
             self._say(f"{self.name}: stopping (process group {pgid})")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_grace_s
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        while (now := time.monotonic()) < started + self.stop_grace_s:
             if proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=0.2)
             if not group_pids(pgid):
                 break
+            waiting = self._waiting_for_connections_since
+            if waiting is not None and now - waiting >= WAITING_FOR_CONNECTIONS_S:
+                self._say(
+                    f"{self.name}: its engine has stopped and it still waits for open "
+                    f"connections {now - started:.1f} s after SIGTERM; killing it"
+                )
+                self._kill_group(pgid)
+                break
             time.sleep(0.2)
         else:
             self._say(f"{self.name}: still running after {self.stop_grace_s:g} s; killing it")
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
+            self._kill_group(pgid)
         if proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
         self._drain()
+
+    @staticmethod
+    def _kill_group(pgid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
 
     # -- signals --------------------------------------------------------------------------------
 
