@@ -7,10 +7,12 @@ the adaptive protocol spent against fixed counts.
 ``job, started_utc, ended_utc`` and optionally ``engine_loaded_s`` (the job log's "loaded ... in
 N s"), one line per run of the job's process (a job resumed from its journal has several). A
 trial's window time is its repetitions times its time per repetition, prefill windows included;
-its warm-up is one repetition more; the rest of the job is engine start, the idle-power window,
-the control point and the harness. ``--estimate`` (the table ``llm-energy estimate-gpu-hours``
-prints, as CSV with ``group`` and ``estimated_gpu_hours``) adds the planned time beside the
-actual one. A benchmark that reports numbers, not a test with a threshold.
+its warm-up is one repetition more (a served trial's window is its replay's steady state, the
+rest of the replay is counted apart, and its warm-up is not timed); the rest of the job is
+engine start, the idle-power window, the control point and the harness. ``--estimate`` (the
+table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
+``estimated_gpu_hours``) adds the planned time beside the actual one. A benchmark that reports
+numbers, not a test with a threshold.
 """
 
 from __future__ import annotations
@@ -40,12 +42,17 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         .sum()
     )
     windows_s = sum(window_seconds(t) for t in measured)
-    # Each trial warms up with one full repetition (warmup_repetitions), and one at the
+    # A served trial's window is its replay's steady state; the rest of the replay (the ramp up
+    # and the tail) runs outside it. Its warm-up, one batch sent at once, is not timed.
+    served = [t for t in measured if not pd.isna(t.get("run_s", float("nan")))]
+    replays_outside_windows_s = sum(float(t["run_s"]) - float(t["duration_s"]) for t in served)
+    # Every other trial warms up with one full repetition (warmup_repetitions), and one at the
     # prefill shape when it measures prefill.
     warmups_s = sum(
         float(t["duration_s"])
         + (float(t["prefill_duration_s"]) if t.get("prefill_repetitions", 0) else 0.0)
         for t in measured
+        if pd.isna(t.get("run_s", float("nan")))
     )
     loaded_s = float(runs["engine_loaded_s"].sum()) if "engine_loaded_s" in runs else float("nan")
     return {
@@ -58,6 +65,7 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         "job_s": round(wall_s, 1),
         "windows_s": round(windows_s, 1),
         "warmups_s": round(warmups_s, 1),
+        "replays_outside_windows_s": round(replays_outside_windows_s, 1),
         "engine_loaded_s": round(loaded_s, 1),
         "share_in_windows": round(windows_s / wall_s, 3) if wall_s else float("nan"),
     }

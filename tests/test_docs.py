@@ -121,10 +121,14 @@ def test_the_protocol_cost_quoted_in_measuring_md_is_the_benchmarks_output():
     quoted = re.findall(r"\d+(?:\.\d+)?", paragraph)
     assert len(quoted) > 20
     assert [q for q in quoted if q not in known_numbers] == []
-    second = text[text.index("**A second session, on one H200**") :].split("\n\n")[0]
-    second = re.sub(r"`[^`]*`|H200|OLMo-\d+B", "", second)
-    known = "".join(p.read_text() for p in sorted(data.glob("h200_2026-11-30b_*")))
-    known_numbers = set(re.findall(r"\d+(?:\.\d+)?", known))
-    quoted = re.findall(r"\d+(?:\.\d+)?", second)
-    assert len(quoted) > 8
-    assert [q for q in quoted if q not in known_numbers] == []
+    for start, files in (
+        ("**A second session, on one H200**", "h200_2026-11-30b_*"),
+        ("**A third session, on two H200s**", "h200_2026-11-30c_*"),
+    ):
+        later = text[text.index(start) :].split("\n\n")[0]
+        later = re.sub(r"`[^`]*`|H200|OLMo-\d+B", "", later)
+        known = "".join(p.read_text() for p in sorted(data.glob(files)))
+        known_numbers = set(re.findall(r"\d+(?:\.\d+)?", known))
+        quoted = re.findall(r"\d+(?:\.\d+)?", later)
+        assert len(quoted) > 8, start
+        assert [q for q in quoted if q not in known_numbers] == [], start

@@ -1,4 +1,5 @@
-"""GPU-time estimate: the fit recovers a known time model; the protocol arithmetic per point."""
+"""GPU-time estimate: the fit recovers a known time model; the protocol arithmetic per point;
+a server's jobs timed by their replays."""
 
 from __future__ import annotations
 
@@ -10,13 +11,22 @@ import pytest
 
 from llm_energy.analysis.gpu_hours import (
     MODEL_LOAD_S,
+    SERVER_START_S,
+    ServedTimeModel,
     TimeModel,
     estimate,
     job_gpu_hours,
     point_seconds,
 )
 from llm_energy.config import validate
-from llm_energy.measure.job import DecodingSpec, PointSpec, ProtocolSpec
+from llm_energy.measure.job import (
+    DecodingSpec,
+    EngineSpec,
+    PointSpec,
+    ProtocolSpec,
+    ServedSpec,
+    StreamSpec,
+)
 from llm_energy.measure.plan import plan_study
 
 TRUE = TimeModel(prefill=(0.02, 1e-5), step=(0.025, 1e-4, 2e-8), points=0)
@@ -124,3 +134,90 @@ def test_a_request_stream_costs_a_batch_for_every_batch_of_its_requests_and_one_
     point = PointSpec(8, 512, 256, stream=stream, experiments=("online_serving",))
     one_batch = TRUE.full_s(8, 512, 256)
     assert point_seconds(TRUE, point, proto) == pytest.approx((1 + 32) * one_batch)
+
+
+def _served_rows(engine: str = "srv-served-s4") -> pd.DataFrame:
+    """Three served runs of 10 requests whose tails (run less (10 - 1) / rate) are 1.0, 1.5
+    and 3.0 s, the last with its run only as steady state over fraction (2.4 s / 0.5), and an
+    offline estimate at 2.0 s a repetition (0.2 s a request)."""
+    nan = float("nan")
+    base = {"model": "tiny", "engine": engine, "gpu_name": "GPU X", "feasible": True}
+    runs = [(2.0, 5.5, nan, nan), (2.0, 6.0, nan, nan), (5.0, nan, 2.4, 0.5)]
+    rows = [
+        {
+            **base,
+            "serving": "served",
+            "requests": 10,
+            "request_rate": rate,
+            "run_s": run_s,
+            "steady_state_s": steady_s,
+            "steady_state_fraction": fraction,
+            "duration_s": 1.0,
+        }
+        for rate, run_s, steady_s, fraction in runs
+    ]
+    rows.append({**base, "serving": "offline", "requests": 10, "duration_s": 2.0})
+    return pd.DataFrame(rows)
+
+
+def _served_plan(tiny_config, engine: str, gpus: int):
+    trials = ProtocolSpec(min_duration_s=2.0, min_repetitions=3, min_trials=2)
+    served = StreamSpec("azure_conversation", 20, "served", vary_input=True)
+    offline = StreamSpec("azure_conversation", 20, "offline", vary_input=True)
+    points = (
+        PointSpec(4, 64, 16, stream=served, protocol=trials, served=ServedSpec("trace", 4)),
+        PointSpec(4, 64, 16, stream=served, protocol=trials, served=ServedSpec("poisson", 10)),
+        PointSpec(4, 64, 16, stream=offline, protocol=trials),
+    )
+    return dataclasses.replace(
+        plan_study(validate(tiny_config))["tiny__pytorch"],
+        engine=EngineSpec(engine, "vllm_server", cuda_graphs=True, tensor_parallel_size=gpus),
+        protocol=ProtocolSpec(idle_duration_s=5.0, min_trials=3, control_point=True),
+        points=points,
+    )
+
+
+def test_a_served_job_costs_its_server_start_and_its_replays(tiny_config):
+    fitted = ServedTimeModel.fit(_served_rows())
+    assert fitted.tail_s == pytest.approx(1.5)  # the median of 1.0, 1.5 and 3.0
+    assert fitted.offline_request_s == pytest.approx(0.2)
+    # Each trial warms up on 4 requests at once (0.8 s); a replay of 20 requests at 4/s sends
+    # them over 19 / 4 s, at 10/s over 1.9 s, then drains 1.5 s; the offline estimate's
+    # window is 3 repetitions of 20 * 0.2 s. Two trials each (the points' protocol), no
+    # control point (no plain point), the server started once.
+    per_trial_s = (0.8 + 4.75 + 1.5) + (0.8 + 1.9 + 1.5) + (0.8 + 3 * 4.0)
+    job_s = SERVER_START_S[True] + 5.0 + 2 * per_trial_s
+    plans = {"exact": _served_plan(tiny_config, "srv-served-s4", 1)}
+    plans["other_tp"] = _served_plan(tiny_config, "srv-served-s4-tp2", 2)
+    table = estimate(plans, _served_rows()).set_index("group")
+    assert table.loc["exact", "estimated_gpu_hours"] * 3600 == pytest.approx(job_s)
+    assert table.loc["exact", "basis"] == (
+        "fitted to 3 served runs and 1 offline run measured on GPU X"
+    )
+    assert table.loc["other_tp", "estimated_gpu_hours"] * 3600 == pytest.approx(2 * job_s)
+    assert "of srv-served-s4 (none of srv-served-s4-tp2" in table.loc["other_tp", "basis"]
+    # Without an offline row a batch at once costs a run's tail per batch of max_num_seqs.
+    no_offline = ServedTimeModel.fit(_served_rows().iloc[:3])
+    assert math.isnan(no_offline.offline_request_s)
+    assert no_offline.batch_s(20, 4) == pytest.approx(5 * 1.5)
+    unmeasured = estimate({"x": _served_plan(tiny_config, "srv-served-s8", 1)}, _served_rows())
+    assert math.isnan(unmeasured["estimated_gpu_hours"].iloc[0])
+
+
+def test_served_rows_and_batch_rows_stay_out_of_each_others_fits(tiny_config):
+    plans = plan_study(validate(tiny_config))
+    plans["served"] = _served_plan(tiny_config, "srv-served-s4", 1)
+    alone = estimate(plans, pd.concat([_rows(TRUE), _served_rows()], ignore_index=True))
+    # Served rows under the offline engine's name, batch rows under the server's.
+    mixed = pd.concat(
+        [
+            _rows(TRUE),
+            _served_rows(),
+            _served_rows(engine="pytorch"),
+            _rows(TRUE).assign(engine="srv-served-s4", duration_s=100.0),
+        ],
+        ignore_index=True,
+    )
+    table = estimate(plans, mixed)
+    pd.testing.assert_frame_equal(table, alone)
+    assert table.set_index("group").loc["tiny__pytorch", "basis"].startswith("fitted to 27 points")

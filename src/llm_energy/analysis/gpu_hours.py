@@ -13,11 +13,18 @@ trials runs warm-ups, then prefill and full windows of at least ``min_duration_s
 ``max_trials`` where an interval stays wide, so the estimate is the least the job takes. Beam
 search counts as a batch of ``batch * num_beams`` sequences. Points far outside the measured
 shapes are extrapolations.
+
+A served job (a ``vllm serve`` replaying requests, :mod:`llm_energy.measure.serving`) is timed
+by its replays instead (:class:`ServedTimeModel`): a run of ``n`` requests at ``rate`` per
+second sends them over ``(n - 1) / rate`` seconds and then drains, ``tail_s``, fitted to the
+served rows of the server engine; the offline estimate serves its requests in static batches at
+a time per request fitted to its rows.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +34,9 @@ from llm_energy.measure.job import JobPlan, PointSpec, ProtocolSpec
 from llm_energy.measure.runner import control_point
 
 MODEL_LOAD_S = 60.0  # model build and engine start per job, a round allowance
+# vllm serve from its start to a healthy server, by CUDA graphs on or off: Llama-3.1-8B on one
+# H200, the job logs' "loaded ... in N s" in benchmarks/data/h200_2026-11-30b_job_times.csv.
+SERVER_START_S = {True: 123.3, False: 62.2}
 
 
 def fittable(rows: pd.DataFrame) -> pd.DataFrame:
@@ -94,31 +104,147 @@ def point_seconds(model: TimeModel, point: PointSpec, protocol: ProtocolSpec) ->
     return seconds
 
 
-def job_gpu_hours(model: TimeModel, plan: JobPlan) -> float:
-    """GPU-hours of one job at ``min_trials`` trials per point, its control point included."""
-    seconds = MODEL_LOAD_S + plan.protocol.idle_duration_s
-    trial_s = [point_seconds(model, p, p.protocol or plan.protocol) for p in plan.points]
-    seconds += sum(trial_s) * plan.protocol.min_trials
-    if plan.protocol.control_point and trial_s:
-        seconds += 2 * trial_s[_control_index(plan.points)]
+def served_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows a :class:`ServedTimeModel` is fitted to: feasible served runs with a request
+    rate and a run length, and offline estimates with a duration; none without a served run.
+    These are never rows that :func:`fittable` takes."""
+    if not {"serving", "request_rate", "requests"} <= set(rows):
+        return rows.iloc[:0]
+    rows = rows[rows["feasible"].astype(bool)]
+    serving = rows["serving"].astype(str)
+    served = rows[serving == "served"]
+    served = served[(served["request_rate"] > 0) & np.isfinite(_run_s(served))]
+    offline = rows[(serving == "offline") & rows["duration_s"].notna() & (rows["requests"] > 0)]
+    return pd.concat([served, offline]) if len(served) else rows.iloc[:0]
+
+
+def _run_s(rows: pd.DataFrame) -> pd.Series:
+    """Each served row's whole run, first request sent to last done: ``run_s``, else its steady
+    state over the fraction of the run it was."""
+    run = rows["steady_state_s"] / rows["steady_state_fraction"]
+    return rows["run_s"].fillna(run) if "run_s" in rows else run
+
+
+@dataclass(frozen=True)
+class ServedTimeModel:
+    """A server's replays: ``n`` requests at ``rate`` per second run ``(n - 1) / rate + tail_s``
+    (sent over the arrival phase, spaced as :func:`~llm_energy.measure.serving.arrival_times`
+    spaces them, then drained); requests present at once, in static batches, take
+    ``offline_request_s`` each (NaN without an offline row)."""
+
+    tail_s: float
+    offline_request_s: float
+    runs: int
+    offline_runs: int
+
+    @classmethod
+    def fit(cls, rows: pd.DataFrame) -> ServedTimeModel:
+        """``tail_s``: the median over the served rows of the run less its arrival phase (a
+        Poisson run's phase is only (n - 1) / rate on average); ``offline_request_s``: the
+        median over the offline rows of a repetition's duration per request."""
+        rows = served_rows(rows)
+        serving = rows["serving"].astype(str)
+        served, offline = rows[serving == "served"], rows[serving == "offline"]
+        if served.empty:
+            raise ValueError("at least one served run is needed to fit")
+        arrival_s = (served["requests"].astype(float) - 1) / served["request_rate"]
+        tail_s = float(np.median(_run_s(served) - arrival_s))
+        per_request_s = offline["duration_s"] / offline["requests"].astype(float)
+        return cls(
+            tail_s=max(tail_s, 0.0),
+            offline_request_s=float(np.median(per_request_s)) if len(offline) else math.nan,
+            runs=len(served),
+            offline_runs=len(offline),
+        )
+
+    def run_s(self, requests: int, request_rate: float) -> float:
+        return (requests - 1) / request_rate + self.tail_s
+
+    def batch_s(self, requests: int, batch_size: int) -> float:
+        """``requests`` present at once, in static batches of ``batch_size``: at the offline
+        time per request, else a run's tail per batch."""
+        if math.isnan(self.offline_request_s):
+            return self.tail_s * math.ceil(requests / batch_size)
+        return self.offline_request_s * requests
+
+
+def served_point_seconds(model: ServedTimeModel, point: PointSpec, protocol: ProtocolSpec) -> float:
+    """One trial of a served job's point: ``warmup_repetitions`` of the stream's first batch
+    (``min(batch_size, requests)`` requests at once), then the replay, or for the offline
+    estimate a window of whole-stream repetitions."""
+    if point.stream is None:
+        raise ValueError("a served job's points are request streams")
+    requests = point.stream.requests
+    warmup_s = protocol.warmup_repetitions * model.batch_s(
+        min(point.batch_size, requests), point.batch_size
+    )
+    if point.served is not None:
+        return warmup_s + model.run_s(requests, point.served.request_rate)
+    return warmup_s + _window_s(model.batch_s(requests, point.batch_size), protocol)
+
+
+def job_gpu_hours(model: TimeModel | ServedTimeModel, plan: JobPlan) -> float:
+    """GPU-hours of one job at each point's ``min_trials`` trials, its control point (the
+    first plain point, if any) included. A served job pays its server's start
+    (``SERVER_START_S``) where others pay ``MODEL_LOAD_S``."""
+    if isinstance(model, ServedTimeModel):
+        seconds, cost = SERVER_START_S[plan.engine.cuda_graphs], served_point_seconds
+    else:
+        seconds, cost = MODEL_LOAD_S, point_seconds
+    seconds += plan.protocol.idle_duration_s
+    protocols = [p.protocol or plan.protocol for p in plan.points]
+    trial_s = [cost(model, p, proto) for p, proto in zip(plan.points, protocols, strict=True)]
+    seconds += sum(s * proto.min_trials for s, proto in zip(trial_s, protocols, strict=True))
+    control = control_point(plan.points)
+    if plan.protocol.control_point and control is not None:
+        seconds += 2 * trial_s[plan.points.index(control)]
     return seconds * plan.engine.tensor_parallel_size / 3600.0
 
 
-def _control_index(points: tuple[PointSpec, ...]) -> int:
-    control = control_point(points)
-    return points.index(control) if control in points else 0
+def _without_tp(engine: str) -> str:
+    return re.sub(r"-tp\d+$", "", engine)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _served_estimate(plan: JobPlan, of_model: pd.DataFrame) -> tuple[float, str]:
+    """(GPU-hours, basis) of a served job, fitted to the served rows of its engine, else to
+    those of the same server (engine, CUDA graphs, max_num_seqs) at another tensor-parallel
+    size."""
+    engine = plan.engine
+    rows = served_rows(of_model[of_model["engine"] == engine.name])
+    other = ""
+    if rows.empty:
+        same = of_model["engine"].astype(str).map(_without_tp) == _without_tp(engine.name)
+        rows = served_rows(of_model[same])
+        other = ", ".join(sorted(set(rows["engine"].astype(str))))
+    if rows.empty:
+        return math.nan, "no measurements of this model and engine"
+    fitted = ServedTimeModel.fit(rows)
+    gpu = ", ".join(sorted(set(rows["gpu_name"].astype(str))))
+    basis = f"fitted to {_plural(fitted.runs, 'served run')}"
+    if fitted.offline_runs:
+        basis += f" and {_plural(fitted.offline_runs, 'offline run')}"
+    basis += f" measured on {gpu}"
+    if other:
+        basis += f", of {other} (none of {engine.name}: the same server at another TP size)"
+    return job_gpu_hours(fitted, plan), basis
 
 
 def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFrame:
-    """GPU-hours per job, for jobs whose (model, engine) has measurements to fit."""
+    """GPU-hours per job, for jobs whose (model, engine) has measurements to fit: a time
+    model of the batch rows (:func:`fittable`), or for a server's jobs its served rows
+    (:func:`served_rows`)."""
     rows = []
     for group, plan in sorted(plans.items()):
-        measured = measurements[
-            (measurements["model"] == plan.model.name)
-            & (measurements["engine"] == plan.engine.name)
-        ]
+        of_model = measurements[measurements["model"] == plan.model.name]
+        measured = of_model[of_model["engine"] == plan.engine.name]
         hours, basis = math.nan, "no measurements of this model and engine"
-        if len(fittable(measured)) >= 4:
+        if plan.engine.backend == "vllm_server":
+            hours, basis = _served_estimate(plan, of_model)
+        elif len(fittable(measured)) >= 4:
             fitted = TimeModel.fit(measured)
             hours = job_gpu_hours(fitted, plan)
             gpu = ", ".join(sorted(set(measured["gpu_name"].astype(str))))

@@ -170,6 +170,16 @@ def _hollow(ax: plt.Axes, x: pd.Series, y: pd.Series, marker: str, size: float) 
         )
 
 
+# Inches of figure width that the legend beside the last panel takes.
+LEGEND_W = 3.4
+
+
+def _legend_beside(ax: plt.Axes) -> None:
+    """One legend, right of the last panel, where it hides no line (every panel draws the same
+    settings in the same colours)."""
+    ax.legend(frameon=False, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+
+
 def _title(table: pd.DataFrame) -> str:
     first = table.iloc[0]
     return (
@@ -187,7 +197,9 @@ def fig_serving_rate(df: pd.DataFrame) -> plt.Figure:
     models = sorted(table["model"].unique())
     settings = sorted(table["setting"].unique())
     colours = _colours(settings)
-    fig, axes = plt.subplots(1, len(models), figsize=(6.6 * len(models), 4.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(5.4 * len(models) + LEGEND_W, 4.6), squeeze=False
+    )
     for ax, model in zip(axes.flat, models, strict=True):
         sub = table[table["model"] == model]
         for (setting, arrival), line in sub.groupby(["setting", "arrival"]):
@@ -214,7 +226,7 @@ def fig_serving_rate(df: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("request rate (requests/s)")
         ax.set_ylabel("energy per request over the steady state (J)")
         ax.set_title(model)
-        ax.legend(frameon=False, fontsize=7.5)
+    _legend_beside(axes.flat[-1])
     fig.suptitle(_title(table), fontweight="bold")
     rows = _rows(df)
     add_footer(fig, provenance_note(rows) + "\n" + _offline_note(table) + _unmet_note(table))
@@ -245,7 +257,9 @@ def fig_serving_pareto(df: pd.DataFrame) -> plt.Figure:
     panels = sorted(table.groupby(["model", "arrival"]).groups)
     settings = sorted(table["setting"].unique())
     colours = _colours(settings)
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.6), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.0 * len(panels) + LEGEND_W, 4.6), squeeze=False
+    )
     for ax, (model, arrival) in zip(axes.flat, panels, strict=True):
         sub = table[(table["model"] == model) & (table["arrival"] == arrival)].copy()
         sub["tpot_p99_ms"] = 1e3 * sub["tpot_p99_s"]
@@ -295,7 +309,7 @@ def fig_serving_pareto(df: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("p99 time per output token (ms)")
         ax.set_ylabel("energy per request over the steady state (J)")
         ax.set_title(f"{model}, {arrival} arrivals")
-        ax.legend(frameon=False, fontsize=7.5)
+    _legend_beside(axes.flat[-1])
     fig.suptitle(_title(table), fontweight="bold")
     add_footer(fig, provenance_note(_rows(df)) + "\n" + _offline_note(table) + _unmet_note(table))
     fig.tight_layout()
