@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -221,3 +223,28 @@ def test_served_rows_and_batch_rows_stay_out_of_each_others_fits(tiny_config):
     table = estimate(plans, mixed)
     pd.testing.assert_frame_equal(table, alone)
     assert table.set_index("group").loc["tiny__pytorch", "basis"].startswith("fitted to 27 points")
+
+
+def test_the_command_prints_each_jobs_minutes_beside_its_gpu_hours(tiny_config, tmp_path):
+    import yaml
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(tiny_config))
+    rows = tmp_path / "rows.parquet"
+    _rows(TRUE).to_parquet(rows)
+    done = subprocess.run(
+        [sys.executable, "-m", "llm_energy", "estimate-gpu-hours", str(config)]
+        + ["--measurements", str(rows)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    plans = plan_study(validate(tiny_config))
+    hours = job_gpu_hours(TRUE, plans["tiny__pytorch"])
+    header, line = [
+        ln.split() for ln in done.stdout.splitlines() if "estimated_job_min" in ln or "tiny__" in ln
+    ][:2]
+    assert header[:5] == ["group", "points", "gpus", "estimated_gpu_hours", "estimated_job_min"]
+    assert line[0] == "tiny__pytorch"
+    assert float(line[3]) == pytest.approx(hours, abs=0.005)
+    assert float(line[4]) == pytest.approx(60 * hours, abs=0.005)

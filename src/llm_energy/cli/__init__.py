@@ -231,6 +231,8 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     jobs = plan_study(_load(args.configfile))
     measured = pd.concat([pd.read_parquet(p) for p in args.measurements], ignore_index=True)
     table = estimate(jobs, measured)
+    # How long each job holds its GPUs, for the run's plan; GPU-hours for the budget.
+    table.insert(4, "estimated_job_min", 60 * table["estimated_gpu_hours"] / table["gpus"])
     _log(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     known = table["estimated_gpu_hours"].dropna()
     _log(
