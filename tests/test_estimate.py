@@ -232,9 +232,9 @@ def test_the_command_prints_each_jobs_minutes_beside_its_gpu_hours(tiny_config, 
     config.write_text(yaml.safe_dump(tiny_config))
     rows = tmp_path / "rows.parquet"
     _rows(TRUE).to_parquet(rows)
+    command = ["estimate-gpu-hours", str(config), "--measurements", str(rows)]
     done = subprocess.run(
-        [sys.executable, "-m", "llm_energy", "estimate-gpu-hours", str(config)]
-        + ["--measurements", str(rows)],
+        [sys.executable, "-m", "llm_energy", *command],
         capture_output=True,
         text=True,
         check=True,
