@@ -167,6 +167,35 @@ def test_of_two_rows_of_one_batch_and_shape_the_estimates_own_then_the_latest_is
     assert by_shape.loc[(32, 8), "energy_per_batch_j"] == 5.5
 
 
+def test_a_throttled_measurement_is_used_only_where_no_healthy_one_is_and_is_counted(tmp_path):
+    """A row whose GPU throttled loses to a healthy row of the same batch and shape, whichever
+    is later; where it is the only one, the bin uses it, the totals count it, and claim 8's
+    comparison is inconclusive."""
+    from llm_energy.analysis.claims import workload_claims
+
+    later = {"timestamp": "2026-11-28T00:00:00+00:00", "gpu_health": "throttled_thermal"}
+    hot = _row("pytorch", 4, 32, 8, 9.0, point_id="hot", **later)
+    rows = [*_pytorch_rows(), hot]
+    chosen = largest_batches(_measurements(tmp_path, rows)).set_index(
+        ["input_tokens", "output_tokens"]
+    )
+    assert chosen.loc[(32, 8), "point_id"] == "pytorch_b4_i32_o8"
+    assert chosen.loc[(32, 8), "gpu_health"] == ""  # measured before the health columns
+    only_hot = [r for r in rows if r["point_id"] != "pytorch_b4_i32_o8"]
+    chosen = largest_batches(_measurements(tmp_path, only_hot))
+    chosen = chosen.set_index(["input_tokens", "output_tokens"])
+    assert chosen.loc[(32, 8), "point_id"] == "hot"
+    vllm = [_row("vllm", b, i, o, 0.5 * e) for b, i, o, e in ((4, 32, 8, 5.0), (1, 128, 8, 4.0))]
+    vllm.append(_row("vllm", 2, 128, 16, 4.0))
+    totals = workload_totals(_estimate(tmp_path, [*only_hot, *vllm])).set_index("engine")
+    assert totals.loc["pytorch", "bins_gpu_health_flagged"] == 1
+    assert totals.loc["vllm", "bins_gpu_health_flagged"] == 0
+    claim = workload_claims(totals.reset_index()).iloc[0]
+    assert claim["verdict"] == "inconclusive: GPU health flagged in the rows of 1 bin"
+    healthy = workload_totals(_estimate(tmp_path, [*rows, *vllm]))
+    assert workload_claims(healthy).iloc[0]["verdict"].startswith("inconclusive: no interval")
+
+
 # --- N / B arithmetic, provenance, dropped requests ----------------------------------------------
 
 

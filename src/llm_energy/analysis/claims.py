@@ -406,6 +406,11 @@ def workload_claims(totals: pd.DataFrame) -> pd.DataFrame:
         if key not in CLAIMS["8"]:
             continue
         paper, sign, what, reference = CLAIMS["8"][key]
+        unhealthy = int(group.get("bins_gpu_health_flagged", pd.Series(0)).fillna(0).sum())
+        judged = verdict(paper, sign, change, math.nan, math.nan, reference)
+        if unhealthy:
+            bins = f"{unhealthy} bin" + ("s" if unhealthy > 1 else "")
+            judged = f"inconclusive: GPU health flagged in the rows of {bins}"
         rows.append(
             {
                 "claim": "8",
@@ -415,7 +420,7 @@ def workload_claims(totals: pd.DataFrame) -> pd.DataFrame:
                 "measured_value": change,
                 "ci95_low": math.nan,
                 "ci95_high": math.nan,
-                "verdict": verdict(paper, sign, change, math.nan, math.nan, reference),
+                "verdict": judged,
                 "rows": "workload_energy.csv",
             }
         )

@@ -41,6 +41,7 @@ from llm_energy.analysis.ideal import (
 )
 from llm_energy.errors import ConfigError, InputError
 from llm_energy.inputs.traces import BinCounts, bin_requests
+from llm_energy.measure.health import flagged
 from llm_energy.measure.job import ModelSpec
 
 MissingBins = Literal["error", "incomplete"]
@@ -63,6 +64,7 @@ PROVENANCE = (
     "gpu_uuids",
     "host",
     "backend",
+    "gpu_health",
 )
 TRACE_COUNTS = ("requests_in_trace", "dropped_input", "dropped_output", "dropped_total")
 
@@ -160,7 +162,10 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
         )
         return choice
     best = int(usable["batch_size"].max())
-    row = _preferred(usable[usable["batch_size"] == best])
+    # A measurement whose GPUs throttled or erred is used only where no other is at hand.
+    at_best = usable[usable["batch_size"] == best]
+    healthy = at_best[~flagged(at_best)]
+    row = _preferred(healthy if len(healthy) else at_best)
     above = rows[~feasible & (rows["batch_size"] > best)]
     choice.update(
         batch_size=best,
@@ -369,6 +374,7 @@ BIN_COLUMNS = [
     "timestamp",
     "host",
     "gpu_uuids",
+    "gpu_health",
     *TRACE_COUNTS,
 ]
 
@@ -433,6 +439,7 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
                 "bins_with_requests": len(group),
                 "bins_measured": len(done),
                 "bins_at_ladder_cap": int((done["batch_limit"] == LADDER_CAP).sum()),
+                "bins_gpu_health_flagged": int(flagged(done).sum()),
                 "missing_bins": ";".join(
                     _bin_label(i, o)
                     for i, o in zip(gap["input_bin"], gap["output_bin"], strict=True)

@@ -176,10 +176,12 @@ def point_columns(trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def gpu_health(df: pd.DataFrame) -> pd.Series:
-    """Each row's word; ``unknown`` for rows without one (tables measured before it)."""
+    """Each row's word; ``unknown`` for rows without one (tables measured before it, and
+    tables that carry it as text, empty where it was missing)."""
     if "gpu_health" not in df.columns:
         return pd.Series(UNKNOWN, index=df.index, dtype=object)
-    return df["gpu_health"].where(df["gpu_health"].notna(), UNKNOWN).astype(str)
+    words = df["gpu_health"]
+    return words.where(words.notna() & (words.astype(str) != ""), UNKNOWN).astype(str)
 
 
 def flagged(df: pd.DataFrame) -> pd.Series:
