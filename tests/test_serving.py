@@ -897,6 +897,38 @@ def test_each_served_run_is_compared_with_its_offline_estimate_in_the_claims():
     assert served_comparisons(rows[rows["serving"] == "offline"]) == []
 
 
+def test_a_server_over_two_gpus_is_compared_with_the_same_server_on_one_in_the_claims():
+    from llm_energy.analysis.claims import served_comparisons
+
+    one = _rows()
+    one = one[one["serving"] == "served"].assign(repetitions=1, machine_session="vm:a")
+    two = one[one["cuda_graphs"]].assign(
+        tensor_parallel_size=2, energy_per_request_j=lambda t: 1.5 * t["energy_per_request_j"]
+    )
+    rows = pd.concat([one, two], ignore_index=True)
+    rows["point_id"] = [f"p{i}" for i in range(len(rows))]
+    found = {
+        c["condition"]: c
+        for c in served_comparisons(rows)
+        if c["quantity"].startswith("energy per request through vllm serve on 2 GPUs against 1")
+    }
+    # Only the CUDA-graph server ran over two GPUs: one comparison per arrival and rate.
+    assert sorted(found) == [
+        f"m, CUDA graphs, max_num_seqs 64, {a} arrivals, {r} requests/s"
+        for a in ("poisson", "trace")
+        for r in (1, 8)
+    ]
+    c = found["m, CUDA graphs, max_num_seqs 64, trace arrivals, 8 requests/s"]
+    assert c["measured_value"] == pytest.approx(0.5)
+    # Relative half-widths in quadrature: 10 % on one GPU, the same joules on 1.5 times more.
+    assert c["ci95_high"] - c["measured_value"] == pytest.approx(1.5 * math.hypot(0.1, 0.1 / 1.5))
+    assert c["verdict"] == "higher"
+    # Rows of two machine sessions give no verdict.
+    rows.loc[rows["tensor_parallel_size"] == 2, "machine_session"] = "vm:b"
+    verdicts = {c["verdict"] for c in served_comparisons(rows) if "on 2 GPUs" in c["quantity"]}
+    assert verdicts == {"inconclusive: the rows come from different machine sessions"}
+
+
 def test_the_serving_figures_draw_runs_without_energy_that_missed_the_protocol():
     from llm_energy.figures.serving import fig_serving_pareto, fig_serving_rate
 
