@@ -248,3 +248,17 @@ def test_the_command_prints_each_jobs_minutes_beside_its_gpu_hours(tiny_config, 
     assert line[0] == "tiny__pytorch"
     assert float(line[3]) == pytest.approx(hours, abs=0.005)
     assert float(line[4]) == pytest.approx(60 * hours, abs=0.005)
+
+
+def test_a_job_pays_the_engine_start_its_rows_measured_once_per_run(tiny_config):
+    """Rows that record engine_load_s replace the round allowance: the median over the runs
+    (each run's value once, whatever its number of rows)."""
+    plans = plan_study(validate(tiny_config))
+    plan = plans["tiny__pytorch"]
+    rows = _rows(TRUE)
+    without = job_gpu_hours(TimeModel.fit(rows), plan)
+    # Three runs: 10 s (most rows), 20 s and 90 s; the median run started in 20 s.
+    rows["engine_load_s"] = [10.0] * (len(rows) - 2) + [20.0, 90.0]
+    fitted = TimeModel.fit(rows)
+    assert fitted.load_s == 20.0
+    assert (without - job_gpu_hours(fitted, plan)) * 3600 == pytest.approx(MODEL_LOAD_S - 20.0)

@@ -48,11 +48,21 @@ def fittable(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
+def measured_load_s(rows: pd.DataFrame) -> float:
+    """The median time the runs behind ``rows`` took to start their engine (``engine_load_s``,
+    one value per run, whatever its number of rows); NaN where no row records it."""
+    if "engine_load_s" not in rows:
+        return math.nan
+    loads = rows["engine_load_s"].dropna().astype(float).unique()
+    return float(np.median(loads)) if len(loads) else math.nan
+
+
 @dataclass(frozen=True)
 class TimeModel:
     prefill: tuple[float, float]
     step: tuple[float, float, float]
     points: int
+    load_s: float = math.nan  # engine start, measured (NaN: MODEL_LOAD_S stands in)
 
     @classmethod
     def fit(cls, rows: pd.DataFrame) -> TimeModel:
@@ -71,7 +81,12 @@ class TimeModel:
         design = np.r_[full, prefill]
         target = np.r_[rows["duration_s"].to_numpy(float), rows["prefill_duration_s"][has_prefill]]
         coef = np.linalg.lstsq(design, target, rcond=None)[0]
-        return cls(prefill=(coef[0], coef[1]), step=tuple(coef[2:]), points=len(rows))
+        return cls(
+            prefill=(coef[0], coef[1]),
+            step=tuple(coef[2:]),
+            points=len(rows),
+            load_s=measured_load_s(rows),
+        )
 
     def prefill_s(self, batch: int, input_tokens: int) -> float:
         return max(self.prefill[0] + self.prefill[1] * batch * input_tokens, 1e-3)
@@ -136,6 +151,7 @@ class ServedTimeModel:
     offline_request_s: float
     runs: int
     offline_runs: int
+    load_s: float = math.nan  # server start, measured (NaN: SERVER_START_S stands in)
 
     @classmethod
     def fit(cls, rows: pd.DataFrame) -> ServedTimeModel:
@@ -155,6 +171,7 @@ class ServedTimeModel:
             offline_request_s=float(np.median(per_request_s)) if len(offline) else math.nan,
             runs=len(served),
             offline_runs=len(offline),
+            load_s=measured_load_s(rows),
         )
 
     def run_s(self, requests: int, request_rate: float) -> float:
@@ -185,12 +202,14 @@ def served_point_seconds(model: ServedTimeModel, point: PointSpec, protocol: Pro
 
 def job_gpu_hours(model: TimeModel | ServedTimeModel, plan: JobPlan) -> float:
     """GPU-hours of one job at each point's ``min_trials`` trials, its control point (the
-    first plain point, if any) included. A served job pays its server's start
-    (``SERVER_START_S``) where others pay ``MODEL_LOAD_S``."""
+    first plain point, if any) included, and the engine's start: as the fitted rows measured
+    it, else ``SERVER_START_S`` for a server and ``MODEL_LOAD_S`` for the others."""
     if isinstance(model, ServedTimeModel):
         seconds, cost = SERVER_START_S[plan.engine.cuda_graphs], served_point_seconds
     else:
         seconds, cost = MODEL_LOAD_S, point_seconds
+    if not math.isnan(model.load_s):
+        seconds = model.load_s
     seconds += plan.protocol.idle_duration_s
     protocols = [p.protocol or plan.protocol for p in plan.points]
     trial_s = [cost(model, p, proto) for p, proto in zip(plan.points, protocols, strict=True)]

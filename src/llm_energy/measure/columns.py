@@ -464,6 +464,12 @@ PROVENANCE = Section(
             "written before it existed are grouped by host and day)",
         ),
         Column("slurm_job_id", "", "Slurm job id (empty outside Slurm)"),
+        Column(
+            "engine_load_s",
+            "s",
+            "how long the run that measured the row took to start its engine (or server) until "
+            "it was ready (NaN in rows written before it was recorded)",
+        ),
         Column("git_commit", "", "commit of the code that measured the row (`-dirty` if changed)"),
         Column(
             "config_hash",

@@ -547,9 +547,10 @@ def _measure_points(
     )
     try:
         backend.load(str(model_dir), proto.seed)
+        load_s = time.perf_counter() - t_load
         log(
             f"loaded {plan.model.name} ({plan.model.weights} weights, architecture {arch_hash}) "
-            f"on {plan.engine.name} in {time.perf_counter() - t_load:.1f} s"
+            f"on {plan.engine.name} in {load_s:.1f} s"
         )
         gpus = plan.engine.tensor_parallel_size
         uuids = backend.device_uuids() or None
@@ -569,6 +570,7 @@ def _measure_points(
             "energy_source": meter.energy_source,
             "cross_check_meters": ",".join(m.name for m in cross),
             "config_hash": plan.config_hash,
+            "engine_load_s": load_s,
             "gpu_name": "",
             "gpu_count": 0,
             "gpu_uuids": "",
