@@ -45,14 +45,14 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     # A served trial's window is its replay's steady state; the rest of the replay (the ramp up
     # and the tail) runs outside it. Its warm-up, one batch sent at once, is not timed.
     served = [t for t in measured if not pd.isna(t.get("run_s", float("nan")))]
+    batches = [t for t in measured if pd.isna(t.get("run_s", float("nan")))]
     replays_outside_windows_s = sum(float(t["run_s"]) - float(t["duration_s"]) for t in served)
     # Every other trial warms up with one full repetition (warmup_repetitions), and one at the
     # prefill shape when it measures prefill.
     warmups_s = sum(
         float(t["duration_s"])
         + (float(t["prefill_duration_s"]) if t.get("prefill_repetitions", 0) else 0.0)
-        for t in measured
-        if pd.isna(t.get("run_s", float("nan")))
+        for t in batches
     )
     loaded_s = float(runs["engine_loaded_s"].sum()) if "engine_loaded_s" in runs else float("nan")
     return {

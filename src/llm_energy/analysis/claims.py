@@ -245,7 +245,12 @@ def served_comparisons(df: pd.DataFrame) -> list[dict]:
     """Each served run's energy per request against the offline estimate of the same
     requests on the same server (one job, so one machine session), with the ratio's interval
     from both rows' trials."""
-    from llm_energy.figures.serving import NAME, setting_label, table_served_traces
+    from llm_energy.figures.serving import (
+        NAME,
+        SAME_REQUESTS,
+        setting_label,
+        table_served_traces,
+    )
 
     rows = df[df["experiments"].astype(str).str.contains(NAME)]
     if rows.empty or not (rows["serving"] == "served").any():
@@ -275,7 +280,7 @@ def served_comparisons(df: pd.DataFrame) -> list[dict]:
         ],
         rate=lambda t: [f"{r:g} requests/s" for r in t["request_rate"]],
     )
-    on = ["model", "setting", "arrival", "rate", "trace", "requests"]
+    on = [*SAME_REQUESTS, "setting", "arrival", "rate"]
     one = served[served["tensor_parallel_size"] == 1]
     for n in sorted(set(served["tensor_parallel_size"]) - {1}):
         more = served[served["tensor_parallel_size"] == n]

@@ -224,6 +224,11 @@ def _without_tp(engine: str) -> str:
     return re.sub(r"-tp\d+$", "", engine)
 
 
+def _gpus(rows: pd.DataFrame) -> str:
+    """The GPUs the rows were measured on, as the basis names them."""
+    return ", ".join(sorted(set(rows["gpu_name"].astype(str))))
+
+
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -242,7 +247,7 @@ def _served_estimate(plan: JobPlan, of_model: pd.DataFrame) -> tuple[float, str]
     if rows.empty:
         return math.nan, "no measurements of this model and engine"
     fitted = ServedTimeModel.fit(rows)
-    gpu = ", ".join(sorted(set(rows["gpu_name"].astype(str))))
+    gpu = _gpus(rows)
     basis = f"fitted to {_plural(fitted.runs, 'served run')}"
     if fitted.offline_runs:
         basis += f" and {_plural(fitted.offline_runs, 'offline run')}"
@@ -266,7 +271,7 @@ def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFr
         elif len(fittable(measured)) >= 4:
             fitted = TimeModel.fit(measured)
             hours = job_gpu_hours(fitted, plan)
-            gpu = ", ".join(sorted(set(measured["gpu_name"].astype(str))))
+            gpu = _gpus(measured)
             basis = f"fitted to {fitted.points} points measured on {gpu}"
         rows.append(
             {
