@@ -11,8 +11,8 @@ its warm-up is one repetition more (a served trial's window is its replay's stea
 rest of the replay is counted apart, and its warm-up is not timed); the rest of the job is
 engine start, the idle-power window, the control point and the harness. ``--estimate`` (the
 table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
-``estimated_gpu_hours``) adds the planned time beside the actual one. A benchmark that reports
-numbers, not a test with a threshold.
+``estimated_gpu_hours``, and ``estimated_job_min`` or ``gpus``) adds each job's planned wall time
+beside the actual one. A benchmark that reports numbers, not a test with a threshold.
 """
 
 from __future__ import annotations
@@ -86,8 +86,14 @@ def main() -> None:
     ]
     table = pd.DataFrame(rows)
     if args.estimate:
-        est = pd.read_csv(args.estimate).set_index("group")["estimated_gpu_hours"]
-        table["estimated_s"] = table["job"].map(est * 3600).round(0)
+        # Beside job_s, the job's own wall time (a job over two GPUs spends twice its GPU time).
+        est = pd.read_csv(args.estimate).set_index("group")
+        if "estimated_job_min" in est:
+            job_s = est["estimated_job_min"] * 60
+        else:
+            job_s = est["estimated_gpu_hours"] * 3600 / est.get("gpus", 1)
+        table["estimated_job_s"] = table["job"].map(job_s).round(0)
+        table["actual_over_estimated"] = (table["job_s"] / table["estimated_job_s"]).round(2)
     total = table[["job_s", "windows_s"]].sum()
     print(table.to_markdown(index=False))
     print(

@@ -758,6 +758,17 @@ def test_the_serving_configurations_plan_their_servers():
         assert job.device == "cuda" and job.meter.primary == "nvml"
         assert all(p.protocol.min_trials == 3 for p in job.points)
     assert {j.engine.cuda_graphs for j in h200.values()} == {True, False}
+    # The two-GPU layer plans the CUDA-graph server alone, over two GPUs, with the same points.
+    layered = load_config(
+        ROOT / "config" / "h200_serving.yaml", ROOT / "config" / "h200_serving_tp2.yaml"
+    )
+    tp2 = plan_study(layered)
+    assert list(tp2) == ["llama-3.1-8b__vllm-served-s64-tp2"]
+    job = tp2["llama-3.1-8b__vllm-served-s64-tp2"]
+    assert job.engine.tensor_parallel_size == 2 and job.engine.cuda_graphs
+    assert job.engine.options["disable_custom_all_reduce"] is True
+    one_gpu = h200["llama-3.1-8b__vllm-served-s64"]
+    assert [p.served for p in job.points] == [p.served for p in one_gpu.points]
     smoke = plan_study(load_config(ROOT / "config" / "smoke_serving.yaml"))
     assert list(smoke) == ["tiny-llama__vllm-eager-served-s4"]
     study = load_config(ROOT / "config" / "config.yaml")
