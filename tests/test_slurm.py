@@ -8,6 +8,7 @@ Every Slurm and Snakemake call is bounded by a timeout so that a hang fails inst
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -294,4 +295,9 @@ def test_a_failing_job_reports_its_reason_and_other_jobs_finish(tmp_path):
     assert "Error in rule measure" in log and "broken__pytorch" in log
     job_log = (work / "logs/measure/cpu/broken__pytorch.log").read_text()
     assert "resources/models/broken/config.json: not a readable config.json" in job_log
+    # The profile submits a failed job again; an attempt after one that failed on its input
+    # stops at once with that failure (the log is the last attempt's).
+    assert "(attempt 3 stops at once: attempt 1 failed so at" in job_log
+    record = work / "results/journal/cpu/broken__pytorch/failed_attempt.json"
+    assert json.loads(record.read_text())["error"] == "InputError"
     assert (work / "results/measurements/cpu/tiny-llama__pytorch.parquet").is_file()

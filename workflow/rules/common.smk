@@ -139,6 +139,12 @@ def measure_pg19(wildcards):
     return []
 
 
+def attempt_number(wildcards, attempt):
+    """Which attempt at the job this is (retries): the measure command stops a retry at once
+    when the attempt before failed on its input."""
+    return attempt
+
+
 def gpus_for(wildcards):
     plan = JOBS[wildcards.group]
     return plan.engine.tensor_parallel_size if plan.device.startswith("cuda") else 0

@@ -29,6 +29,7 @@ rule measure:
     threads: 2
     resources:
         gpu=gpus_for,
+        attempt=attempt_number,
         runtime=240,
         mem_mb=32000,
     params:
@@ -39,4 +40,4 @@ rule measure:
         "{params.seed}"
         "{params.cli} measure --plan {input.plan} --out {output} --journal {params.journal} "
         "--traces results/data/traces --task-lengths results/data/task_lengths "
-        "--pg19 results/data/pg19/llama3_tokens.parquet > {log} 2>&1"
+        "--pg19 results/data/pg19/llama3_tokens.parquet --attempt {resources.attempt} > {log} 2>&1"

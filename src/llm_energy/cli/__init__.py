@@ -33,7 +33,6 @@ def _read_plan(path: Path) -> JobPlan:
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
-    from llm_energy import backends
     from llm_energy.measure.runner import run_job
 
     plan_path = Path(args.plan)
@@ -56,6 +55,21 @@ def cmd_measure(args: argparse.Namespace) -> None:
         # What a stopped job measured, as its table: nothing is measured, no engine starts.
         job(measure=False)
         return
+    from llm_energy.measure import attempts
+
+    # A retry of a job that failed on its input stops at once with that failure.
+    plan_text = plan_path.read_text()
+    attempts.check(journal, plan_text, args.attempt)
+    try:
+        _measure(args, plan, plan_path, journal, job)
+    except attempts.NOT_RETRIED as exc:
+        attempts.record(journal, plan_text, args.attempt, exc)
+        raise
+
+
+def _measure(args: argparse.Namespace, plan: JobPlan, plan_path: Path, journal: Path, job) -> None:
+    from llm_energy import backends
+
     backends.require(plan.engine.backend, plan.engine.name)
     paths = (plan_path, args.out, journal, args.traces, args.task_lengths, args.pg19)
 
@@ -557,6 +571,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="measure nothing: write the table of the trials the journal holds (a stopped "
         "job's points with fewer trials than the protocol asks say so in protocol_note)",
+    )
+    m.add_argument(
+        "--attempt",
+        type=int,
+        default=1,
+        help="which attempt at this job this is (Snakemake's retries): a later attempt of a job "
+        "whose attempt failed on its input (a malformed trace, a missing extra) stops at once "
+        "with that failure; attempt 1 tries again",
     )
     m.set_defaults(func=cmd_measure)
 

@@ -1,0 +1,83 @@
+"""A retried measurement job that failed on its input stops at once with the first failure;
+one that failed otherwise is tried again (src/llm_energy/measure/attempts.py, through the CLI).
+The same under a real Slurm: tests/test_slurm.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llm_energy import backends, cli
+from llm_energy.config import validate
+from llm_energy.errors import BackendError, InputError, LlmEnergyError, MissingExtraError
+from llm_energy.measure import attempts
+from llm_energy.measure.plan import plan_study
+
+
+@pytest.fixture
+def plan_file(tiny_config, tmp_path) -> Path:
+    path = tmp_path / "plan.json"
+    path.write_text(plan_study(validate(tiny_config))["tiny__pytorch"].to_json())
+    return path
+
+
+class Require:
+    """backends.require that raises the given error, counting its calls."""
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error, self.calls = error, 0
+
+    def __call__(self, backend: str, engine: str | None = None) -> None:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+
+
+def _measure(plan_file: Path, attempt: int) -> int:
+    journal = plan_file.parent / "journal"
+    out = plan_file.parent / "out.parquet"
+    argv = ["measure", "--plan", str(plan_file), "--out", str(out), "--journal", str(journal)]
+    return cli.main([*argv, "--attempt", str(attempt)])
+
+
+def test_a_retry_of_a_job_that_failed_on_its_input_stops_at_once(plan_file, monkeypatch, capsys):
+    missing = Require(MissingExtraError("the pytorch engine needs pip install 'llm-energy[x]'"))
+    monkeypatch.setattr(backends, "require", missing)
+    assert _measure(plan_file, 1) == 2
+    record = json.loads((plan_file.parent / "journal" / attempts.RECORD).read_text())
+    assert record["error"] == "MissingExtraError" and record["attempt"] == 1
+    capsys.readouterr()
+
+    # Attempts 2 and 3 do not start the job: the same message, and why they stopped.
+    for attempt in (2, 3):
+        assert _measure(plan_file, attempt) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(
+            "llm-energy: error: the pytorch engine needs pip install 'llm-energy[x]'\n"
+        )
+        assert f"(attempt {attempt} stops at once: attempt 1 failed so at " in err
+        assert "with a MissingExtraError, which a retry cannot change" in err
+    assert missing.calls == 1
+
+    # A new run (attempt 1) forgets the record: the fixed environment is tried.
+    fixed = Require(BackendError("the model did not load"))
+    monkeypatch.setattr(backends, "require", fixed)
+    assert _measure(plan_file, 1) == 2
+    assert fixed.calls == 1
+    # That failure is one a retry may change: no record, and attempt 2 runs the job again.
+    assert not (plan_file.parent / "journal" / attempts.RECORD).exists()
+    assert _measure(plan_file, 2) == 2
+    assert fixed.calls == 2
+
+
+def test_a_record_of_another_plan_does_not_stop_the_job(plan_file, tmp_path):
+    journal = tmp_path / "journal"
+    attempts.record(journal, "another plan", 1, InputError("malformed trace x.csv, line 3"))
+    attempts.check(journal, plan_file.read_text(), 2)  # runs
+    with pytest.raises(LlmEnergyError, match=r"malformed trace x\.csv, line 3"):
+        attempts.check(journal, "another plan", 2)
+    # A failure a retry may change is not written down.
+    attempts.record(tmp_path / "other", "plan", 1, BackendError("server not healthy"))
+    assert not (tmp_path / "other").exists()
