@@ -775,6 +775,15 @@ def test_the_serving_configurations_plan_their_servers():
     assert study["experiments"]["served_traces"]["enabled"] is False
 
 
+def test_a_servers_name_over_any_number_of_gpus_is_one_name():
+    from llm_energy.families.served_traces import served_engine, server_over_any_gpus
+
+    names = {served_engine("vllm-eager", 64, size) for size in (1, 2, 4)}
+    assert len(names) == 3
+    assert {server_over_any_gpus(n) for n in names} == {"vllm-eager-served-s64"}
+    assert server_over_any_gpus(served_engine("vllm-tp2x", 16, 1)) == "vllm-tp2x-served-s16"
+
+
 def test_the_server_backend_names_its_extra_and_runs_in_vllms_environment(monkeypatch):
     import importlib.util
 

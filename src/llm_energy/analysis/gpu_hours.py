@@ -24,7 +24,6 @@ a time per request fitted to its rows.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,10 +219,6 @@ def job_gpu_hours(model: TimeModel | ServedTimeModel, plan: JobPlan) -> float:
     return seconds * plan.engine.tensor_parallel_size / 3600.0
 
 
-def _without_tp(engine: str) -> str:
-    return re.sub(r"-tp\d+$", "", engine)
-
-
 def _gpus(rows: pd.DataFrame) -> str:
     """The GPUs the rows were measured on, as the basis names them."""
     return ", ".join(sorted(set(rows["gpu_name"].astype(str))))
@@ -241,7 +236,9 @@ def _served_estimate(plan: JobPlan, of_model: pd.DataFrame) -> tuple[float, str]
     rows = served_rows(of_model[of_model["engine"] == engine.name])
     other = ""
     if rows.empty:
-        same = of_model["engine"].astype(str).map(_without_tp) == _without_tp(engine.name)
+        from llm_energy.families.served_traces import server_over_any_gpus as server
+
+        same = of_model["engine"].astype(str).map(server) == server(engine.name)
         rows = served_rows(of_model[same])
         other = ", ".join(sorted(set(rows["engine"].astype(str))))
     if rows.empty:

@@ -4,6 +4,7 @@ static batches through the same server as the offline estimate."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,14 @@ DRAW = "llm_energy.figures.serving"
 
 
 def served_engine(engine: str, max_num_seqs: int, size: int) -> str:
+    """The name of the server of ``engine`` with ``max_num_seqs`` over ``size`` GPUs."""
     return f"{engine}-served-s{max_num_seqs}" + (f"-tp{size}" if size > 1 else "")
+
+
+def server_over_any_gpus(name: str) -> str:
+    """A server's name (:func:`served_engine`) without its GPU count: one name for the same
+    server over any number of GPUs."""
+    return re.sub(r"-tp\d+$", "", name)
 
 
 class ServedTraces(Family):
