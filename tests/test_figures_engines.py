@@ -90,6 +90,15 @@ def test_fig5_marks_pytorchs_largest_measured_batch():
     ) in marks
 
 
+def test_fig5_says_which_of_the_papers_engines_its_rows_lack():
+    rows = _engine_rows()
+    texts = " ".join(t.get_text() for t in draw("fig5", rows).texts)
+    assert "no rows of" not in texts
+    without_compile = rows[rows["engine"] != "pytorch-compile"]
+    texts = " ".join(t.get_text() for t in draw("fig5", without_compile).texts)
+    assert "no rows of PyTorch, torch.compile in these measurements" in texts
+
+
 def _stream_rows() -> pd.DataFrame:
     rows = []
     for b, off, on in ((2, 100.0, 80.0), (8, 50.0, 52.0)):
