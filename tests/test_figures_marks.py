@@ -325,7 +325,7 @@ def test_fig4_sets_the_papers_claim_beside_ours():
     (box,) = fig.axes[0].texts
     assert box.get_text().splitlines() == [
         "paper: OLMoE up to +54.2 % vs OLMo-1B",
-        "here: +50 % (b1), +50 % (b8)",
+        "here: +50.0 % (b1), +50.0 % (b8)",
         "paper: below OLMo-7B; here below at 2 of 2 batch sizes",
     ]
 

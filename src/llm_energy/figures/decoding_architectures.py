@@ -254,7 +254,7 @@ def _paper_moe(ax: plt.Axes, rows: pd.DataFrame) -> list[str]:
         return []
     paper = CLAIMS["3"]["over_olmo_1b"][0]
     ours = (by[MOE] / by[SMALL] - 1).dropna()
-    here = ", ".join(f"{100 * v:+.0f} % (b{b})" for b, v in ours.items())
+    here = ", ".join(f"{100 * v:+.1f} % (b{b})" for b, v in ours.items())
     lines = [f"paper: OLMoE up to {100 * paper:+.1f} % vs OLMo-1B", f"here: {here}"]
     if LARGE in by:
         below = (by[MOE] < by[LARGE]).loc[ours.index]
