@@ -80,8 +80,14 @@ def fig_engine_instances(rows: pd.DataFrame) -> plt.Figure:
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(ticks, labels, fontsize=8)
         ax.set_title(f"batch {batch}")
-    axes[0].set_ylabel("energy per batch, % from the engine's mean over starts")
-    fig.suptitle("The same point after fresh engine starts: windows (dots) and start means (bars)")
+    axes[0].set_ylabel("energy per batch (%),\nfrom the engine's mean over starts")
+    shape = rows.iloc[0]
+    fig.suptitle(
+        f"The same point after fresh engine starts ({shape['model']}, "
+        f"{int(shape['input_tokens'])} in / {int(shape['output_tokens'])} out): "
+        "windows (dots) and start means (bars)",
+        fontweight="bold",
+    )
     add_footer(fig, provenance_note(rows, rows["engine_label"]))
     fig.tight_layout()
     return fig
