@@ -662,6 +662,7 @@ def _rows(offline: bool = True) -> pd.DataFrame:
         "energy_source": "measured",
         "meter": "nvml",
         "trials": 3,
+        "repetitions": 1,
         "protocol_met": True,
         "requests_failed": 0,
         "server_config": "{}",
@@ -904,7 +905,11 @@ def test_each_served_run_is_compared_with_its_offline_estimate_in_the_claims():
     rows = _rows()
     rows["point_id"] = [f"p{i}" for i in range(len(rows))]
     rows.loc[(rows["request_rate"] == 8.0) & (rows["arrival"] == "poisson"), "protocol_met"] = False
-    found = {(c["condition"], c["verdict"]): c for c in served_comparisons(rows)}
+    found = {
+        (c["condition"], c["verdict"]): c
+        for c in served_comparisons(rows)
+        if "offline batches" in c["quantity"]
+    }
     assert len(found) == 8
     low = found[("m, CUDA graphs, max_num_seqs 64, trace arrivals, 1 requests/s", "higher")]
     assert low["measured_value"] == pytest.approx(2.0)
@@ -947,6 +952,29 @@ def test_a_server_over_two_gpus_is_compared_with_the_same_server_on_one_in_the_c
     rows.loc[rows["tensor_parallel_size"] == 2, "machine_session"] = "vm:b"
     verdicts = {c["verdict"] for c in served_comparisons(rows) if "on 2 GPUs" in c["quantity"]}
     assert verdicts == {"inconclusive: the rows come from different machine sessions"}
+
+
+def test_a_server_without_cuda_graphs_is_compared_with_the_same_server_with_them():
+    from llm_energy.analysis.claims import served_comparisons
+
+    rows = _rows()
+    rows = rows[rows["serving"] == "served"].assign(machine_session="vm:a")
+    rows["point_id"] = [f"p{i}" for i in range(len(rows))]
+    found = {
+        c["condition"]: c
+        for c in served_comparisons(rows)
+        if "without CUDA graphs against with them" in c["quantity"]
+    }
+    assert sorted(found) == [
+        f"m, max_num_seqs 64, {a} arrivals, {r} requests/s"
+        for a in ("poisson", "trace")
+        for r in (1, 8)
+    ]
+    c = found["m, max_num_seqs 64, trace arrivals, 1 requests/s"]
+    # The eager rows spend 1.3 times the joules, each side with a 10 % half-width.
+    assert c["measured_value"] == pytest.approx(0.3)
+    assert c["ci95_high"] - c["measured_value"] == pytest.approx(1.3 * math.hypot(0.1, 0.1))
+    assert c["verdict"] == "higher"
 
 
 def test_the_serving_figures_draw_runs_without_energy_that_missed_the_protocol():

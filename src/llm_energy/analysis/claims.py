@@ -92,6 +92,7 @@ BEYOND = {
         "energy per request through vllm serve against the same requests in offline batches"
     ),
     "served_tensor_parallel": "energy per request through vllm serve on {n} GPUs against 1",
+    "served_eager": ("energy per request through vllm serve without CUDA graphs against with them"),
 }
 
 
@@ -289,6 +290,17 @@ def served_comparisons(df: pd.DataFrame) -> list[dict]:
             r = one[one["point_id"] == c.rows.split()[0]].iloc[0]
             condition = f"{r['model']}, {r['setting']}, {r['arrival']} arrivals, {r['rate']}"
             out.append(_beyond(what, dataclasses.replace(c, condition=condition)))
+    # The same server without CUDA graphs (same max_num_seqs and GPUs), the same requests.
+    on = [*SAME_REQUESTS, "batch_size", "tensor_parallel_size", "arrival", "rate"]
+    graphs = served[served["cuda_graphs"].astype(bool)]
+    eager = served[~served["cuda_graphs"].astype(bool)]
+    for c in relative_change(graphs, eager, on, "energy_per_request_j"):
+        r = graphs[graphs["point_id"] == c.rows.split()[0]].iloc[0]
+        server = f"max_num_seqs {int(r['batch_size'])}"
+        if int(r["tensor_parallel_size"]) > 1:
+            server += f", TP {int(r['tensor_parallel_size'])}"
+        condition = f"{r['model']}, {server}, {r['arrival']} arrivals, {r['rate']}"
+        out.append(_beyond(BEYOND["served_eager"], dataclasses.replace(c, condition=condition)))
     return out
 
 
