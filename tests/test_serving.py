@@ -922,6 +922,19 @@ def test_each_served_run_is_compared_with_its_offline_estimate_in_the_claims():
     assert served_comparisons(rows[rows["serving"] == "offline"]) == []
 
 
+def _served_claims(rows: pd.DataFrame, what: str) -> dict[str, dict]:
+    """The served comparisons of the claims whose quantity says ``what``, by condition."""
+    from llm_energy.analysis.claims import served_comparisons
+
+    return {c["condition"]: c for c in served_comparisons(rows) if what in c["quantity"]}
+
+
+def _each_arrival_and_rate(setting: str) -> list[str]:
+    return [
+        f"m, {setting}, {a} arrivals, {r} requests/s" for a in ("poisson", "trace") for r in (1, 8)
+    ]
+
+
 def test_a_server_over_two_gpus_is_compared_with_the_same_server_on_one_in_the_claims():
     from llm_energy.analysis.claims import served_comparisons
 
@@ -932,17 +945,9 @@ def test_a_server_over_two_gpus_is_compared_with_the_same_server_on_one_in_the_c
     )
     rows = pd.concat([one, two], ignore_index=True)
     rows["point_id"] = [f"p{i}" for i in range(len(rows))]
-    found = {
-        c["condition"]: c
-        for c in served_comparisons(rows)
-        if c["quantity"].startswith("energy per request through vllm serve on 2 GPUs against 1")
-    }
+    found = _served_claims(rows, "through vllm serve on 2 GPUs against 1")
     # Only the CUDA-graph server ran over two GPUs: one comparison per arrival and rate.
-    assert sorted(found) == [
-        f"m, CUDA graphs, max_num_seqs 64, {a} arrivals, {r} requests/s"
-        for a in ("poisson", "trace")
-        for r in (1, 8)
-    ]
+    assert sorted(found) == _each_arrival_and_rate("CUDA graphs, max_num_seqs 64")
     c = found["m, CUDA graphs, max_num_seqs 64, trace arrivals, 8 requests/s"]
     assert c["measured_value"] == pytest.approx(0.5)
     # Relative half-widths in quadrature: 10 % on one GPU, the same joules on 1.5 times more.
@@ -955,21 +960,11 @@ def test_a_server_over_two_gpus_is_compared_with_the_same_server_on_one_in_the_c
 
 
 def test_a_server_without_cuda_graphs_is_compared_with_the_same_server_with_them():
-    from llm_energy.analysis.claims import served_comparisons
-
     rows = _rows()
     rows = rows[rows["serving"] == "served"].assign(machine_session="vm:a")
     rows["point_id"] = [f"p{i}" for i in range(len(rows))]
-    found = {
-        c["condition"]: c
-        for c in served_comparisons(rows)
-        if "without CUDA graphs against with them" in c["quantity"]
-    }
-    assert sorted(found) == [
-        f"m, max_num_seqs 64, {a} arrivals, {r} requests/s"
-        for a in ("poisson", "trace")
-        for r in (1, 8)
-    ]
+    found = _served_claims(rows, "without CUDA graphs against with them")
+    assert sorted(found) == _each_arrival_and_rate("max_num_seqs 64")
     c = found["m, max_num_seqs 64, trace arrivals, 1 requests/s"]
     # The eager rows spend 1.3 times the joules, each side with a 10 % half-width.
     assert c["measured_value"] == pytest.approx(0.3)
