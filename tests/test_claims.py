@@ -108,6 +108,50 @@ def test_rows_of_two_machine_sessions_give_no_verdict():
     assert same[same["claim"] == "4"].iloc[0]["verdict"] == "agrees in direction"
 
 
+def test_decodes_share_takes_its_interval_from_each_trials_prefill_window():
+    """Claim 1 on a row that keeps every trial's prefill window: the share's mean and interval
+    are those of the trials' own shares; without them, the energy's relative interval."""
+    import json
+
+    from llm_energy.measure.trials import ci95_half_width
+
+    full, prefill = [100.0, 104.0, 96.0], [10.0, 12.0, 11.0]
+    row = {
+        **_row("p", 100.0, "h1:aaaa"),
+        "experiments": "output_sweep",
+        "engine": "vllm",
+        "input_tokens": 512,
+        "output_tokens": 64,
+        "protocol_met": True,
+        "decode_energy_j": 89.0,
+        "model": "m",
+        "backend": "vllm",
+        "torch_compile": False,
+        "cuda_graphs": True,
+        "speculative_model": "",
+        "speculative_acceptance": "",
+        "serving": "batch",
+        "tensor_parallel_size": 1,
+        "trial_energy_j": json.dumps(full),
+        "trial_prefill_energy_j": json.dumps(prefill),
+    }
+    (claim1,) = claims_table(pd.DataFrame([row])).query("claim == '1'").itertuples()
+    shares = [(f - p) / f for f, p in zip(full, prefill, strict=True)]
+    assert claim1.measured_value == pytest.approx(sum(shares) / 3)
+    half = ci95_half_width(shares)
+    assert claim1.ci95_high - claim1.measured_value == pytest.approx(half)
+    assert claim1.verdict.startswith("agrees")  # well above one half
+    # The same row without per-trial prefill values: the share of the means, the energy's
+    # relative interval.
+    (plain,) = (
+        claims_table(pd.DataFrame([{**row, "trial_prefill_energy_j": "[]"}]))
+        .query("claim == '1'")
+        .itertuples()
+    )
+    assert plain.measured_value == pytest.approx(0.89)
+    assert plain.ci95_high - plain.measured_value == pytest.approx(0.89 * 0.01)
+
+
 def test_the_shipped_h100_rows_give_every_claim_they_measure():
     rows = pd.concat(
         [pd.read_parquet(p) for p in glob.glob(str(ROOT / "resources/measurements/h100/*"))],

@@ -164,6 +164,24 @@ def test_fig10_shows_duration_when_no_row_has_energy(tidy):
     assert list(line.get_ydata()) == pytest.approx([0.016, 0.064, 0.256])
 
 
+def test_fig10_draws_the_phases_intervals_where_the_rows_keep_them(tidy):
+    def footer(fig):
+        return " ".join(t.get_text() for t in fig.texts)
+
+    assert "no interval (these rows keep no prefill window per trial" in footer(_fig10(tidy))
+    kept = tidy.assign(
+        prefill_energy_j_ci95=0.1 * tidy["prefill_energy_j"],
+        decode_energy_j_ci95=0.1 * tidy["decode_energy_j"],
+    )
+    fig = _fig10(kept)
+    assert "no prefill window per trial" not in footer(fig)
+    bars = [c for ax in _visible(fig) for c in ax.containers]
+    assert len(bars) == 4 * len(BATCHES)  # an error bar set per line of every panel
+    # One row without them: said for that row only.
+    kept.loc[kept.index[0], "prefill_energy_j_ci95"] = math.nan
+    assert "no interval where a row keeps no prefill window per trial" in footer(_fig10(kept))
+
+
 def test_fig10_leaves_out_infeasible_rows(tidy):
     # The rows keep positive numbers, so that only the feasible flag can leave them out.
     oom = {"feasible": False, "error": "out of memory"}

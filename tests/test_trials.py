@@ -67,6 +67,24 @@ def test_the_row_is_the_mean_with_its_interval_and_every_trial():
     assert "interval ±" in row["protocol_note"]  # wider than ±3 %: said, not hidden
 
 
+def test_the_row_keeps_each_trials_prefill_window_and_the_phases_intervals():
+    trials = [
+        {**_trial(e), "prefill_energy_j": p, "prefill_duration_s": 0.1, "decode_energy_j": e - p}
+        for e, p in ((100.0, 10.0), (104.0, 12.0), (96.0, 11.0))
+    ]
+    row = combine(trials, PROTOCOL)
+    assert json.loads(row["trial_prefill_energy_j"]) == [10.0, 12.0, 11.0]
+    assert json.loads(row["trial_prefill_duration_s"]) == [0.1, 0.1, 0.1]
+    assert row["prefill_energy_j_ci95"] == pytest.approx(ci95_half_width([10.0, 12.0, 11.0]))
+    assert row["decode_energy_j_ci95"] == pytest.approx(ci95_half_width([90.0, 92.0, 85.0]))
+    assert row["prefill_duration_s_ci95"] == pytest.approx(0.0)
+    assert math.isnan(row["decode_duration_s_ci95"])  # no trial gave it
+    # Trials without a prefill window: no interval, no per-trial values, never zeros.
+    plain = combine([_trial(100.0), _trial(101.0), _trial(99.0)], PROTOCOL)
+    assert json.loads(plain["trial_prefill_energy_j"]) == []
+    assert math.isnan(plain["prefill_energy_j_ci95"]) and math.isnan(plain["decode_energy_j_ci95"])
+
+
 def test_too_few_trials_or_short_windows_do_not_meet_the_protocol():
     two = combine([_trial(100.0), _trial(101.0)], PROTOCOL)
     assert two["protocol_met"] is False and "2 of 3 trials" in two["protocol_note"]

@@ -37,6 +37,7 @@ from llm_energy.analysis.paper import CLAIMS
 from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.errors import InputError
 from llm_energy.measure.health import FLAGS, row_flags
+from llm_energy.measure.trials import ci95_half_width, trial_values
 
 COLUMNS = (
     "claim",
@@ -135,6 +136,19 @@ def _half(row: pd.Series, quantity: str) -> float:
     col = f"{quantity}_ci95"
     value = row.get(col, math.nan)
     return float(value) if value is not None and not pd.isna(value) else math.nan
+
+
+def _decode_share(row: pd.Series) -> tuple[float, float]:
+    """Decode's share of a batch's energy and the half-width of its 95 % interval: over the
+    trials' own shares where the row keeps each trial's prefill window, else the share of the
+    means with the energy's relative interval (the prefill window's spread left out)."""
+    full = trial_values(row.get("trial_energy_j"))
+    prefill = trial_values(row.get("trial_prefill_energy_j"))
+    if len(full) >= 2 and len(prefill) == len(full) and all(f > 0 for f in full):
+        shares = [(f - p) / f for f, p in zip(full, prefill, strict=True)]
+        return sum(shares) / len(shares), ci95_half_width(shares)
+    share = float(row["decode_energy_j"] / row["energy_j"])
+    return share, share * _half(row, "energy_j") / float(row["energy_j"])
 
 
 def relative_change(
@@ -340,14 +354,14 @@ def claims_table(df: pd.DataFrame) -> pd.DataFrame:
     shares = []
     for _, r in sweep.iterrows():
         if r["output_tokens"] >= 64 and r["energy_j"] > 0 and not pd.isna(r["decode_energy_j"]):
-            share = float(r["decode_energy_j"] / r["energy_j"])
+            share, half = _decode_share(r)
             shares.append(
                 Comparison(
                     "energy_j",
                     f"{r['engine']}, batch {r['batch_size']}, {r['input_tokens']} in, "
                     f"{r['output_tokens']} out",
                     share,
-                    share * _half(r, "energy_j") / float(r["energy_j"]),
+                    half,
                     str(r["point_id"]),
                     _met(r),
                     gpu_flags=_flags(r),

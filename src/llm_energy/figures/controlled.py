@@ -58,7 +58,11 @@ def fig_controlled_sweeps(
     has_energy = df["energy_j"].notna().any()
     quantity, unit = ("energy", "J") if has_energy else ("duration", "s")
     for phase in ("prefill", "decode"):
-        df[f"{phase}_value"] = df[f"{phase}_{quantity}_{unit.lower()}"]
+        column = f"{phase}_{quantity}_{unit.lower()}"
+        df[f"{phase}_value"] = df[column]
+        # Rows that keep each trial's prefill window carry the phases' intervals.
+        ci = f"{column}_ci95"
+        df[f"{phase}_value_ci95"] = pd.to_numeric(df[ci], errors="coerce") if ci in df else np.nan
     panels = _panels(df, main_only)
     ncols = min(len(panels), 3)
     nrows = int(np.ceil(len(panels) / ncols))
@@ -81,12 +85,19 @@ def fig_controlled_sweeps(
         ax.set_visible(False)
     top_legend(fig, axes.flat[0])
     fig.suptitle(title, y=1.08, fontweight="bold")
-    notes = [
-        provenance_note(df, "batch " + df["batch_size"].astype(str)),
-        *marks.notes(),
-        f"prefill and decode {quantity}: no interval drawn (trials repeat the full generation; "
-        "the prefill window is measured once per trial and not kept per trial)",
-    ]
+    notes = [provenance_note(df, "batch " + df["batch_size"].astype(str)), *marks.notes()]
+    kept = df[["prefill_value_ci95", "decode_value_ci95"]].notna().all(axis=1)
+    why = "measured before rows kept them, or in one trial"
+    if not kept.any():
+        notes.append(
+            f"prefill and decode {quantity}: no interval (these rows keep no prefill window "
+            f"per trial: {why})"
+        )
+    elif not kept.all():
+        notes.append(
+            f"prefill and decode {quantity}: no interval where a row keeps no prefill window "
+            f"per trial ({why})"
+        )
     if len(infeasible):
         shapes = ", ".join(
             f"batch {r.batch_size} × {r.input_tokens} in / {r.output_tokens} out"

@@ -5,7 +5,6 @@ so that all of this shows, and count what they marked for the footer."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from matplotlib.colors import to_rgb
 from llm_energy.figures.provenance import session_names
 from llm_energy.figures.style import Look
 from llm_energy.measure.job import ProtocolSpec
-from llm_energy.measure.trials import ci95_half_width
+from llm_energy.measure.trials import ci95_half_width, trial_values
 
 # A window shorter than this is below what a 10 Hz energy counter resolves (the protocol's
 # threshold for reading energy per repetition).
@@ -42,12 +41,7 @@ def _trial_half(rows: pd.DataFrame, quantity: str) -> pd.Series:
 
 
 def _half_from_trials(values: object) -> float:
-    if not isinstance(values, str) or not values.startswith("["):
-        return math.nan
-    try:
-        return ci95_half_width([float(v) for v in json.loads(values)])
-    except (TypeError, ValueError):
-        return math.nan
+    return ci95_half_width(trial_values(values))
 
 
 def _relative(rows: pd.DataFrame, quantity: str) -> pd.Series:

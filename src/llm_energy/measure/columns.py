@@ -202,6 +202,38 @@ RESULTS = Section(
         Column("trial_energy_j", "J", "every trial's energy per batch (JSON list, in order)"),
         Column("trial_duration_s", "s", "every trial's time per batch (JSON list, in order)"),
         Column(
+            "trial_prefill_energy_j",
+            "J",
+            "every trial's prefill-window energy per batch (JSON list, in order; empty when a "
+            "trial measured no prefill window); a trial's decode energy is its `trial_energy_j` "
+            "less this",
+        ),
+        Column(
+            "trial_prefill_duration_s",
+            "s",
+            "every trial's prefill-window time per batch (JSON list, in order; empty as above)",
+        ),
+        Column(
+            "prefill_energy_j_ci95",
+            "J",
+            "half-width of the 95 % confidence interval of `prefill_energy_j` over trials",
+        ),
+        Column(
+            "decode_energy_j_ci95",
+            "J",
+            "half-width of the 95 % confidence interval of `decode_energy_j` over trials",
+        ),
+        Column(
+            "prefill_duration_s_ci95",
+            "s",
+            "half-width of the 95 % confidence interval of `prefill_duration_s` over trials",
+        ),
+        Column(
+            "decode_duration_s_ci95",
+            "s",
+            "half-width of the 95 % confidence interval of `decode_duration_s` over trials",
+        ),
+        Column(
             "protocol_met",
             "",
             "whether the point had at least `min_trials` trials, each a window of at least "

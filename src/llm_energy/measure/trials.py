@@ -58,6 +58,17 @@ def t975(df: int) -> float:
     return T975[max(k for k in T975 if k <= df)]
 
 
+def trial_values(cell: object) -> list[float]:
+    """A row's per-trial column (``trial_energy_j`` and its like, a JSON list) as numbers;
+    empty for a row without one or one that cannot be read."""
+    if not isinstance(cell, str) or not cell.startswith("["):
+        return []
+    try:
+        return [float(v) for v in json.loads(cell)]
+    except (TypeError, ValueError):
+        return []
+
+
 def ci95_half_width(values: Sequence[float]) -> float:
     """Half-width of the 95 % confidence interval of the mean of ``values`` (NaN for fewer
     than two values or any NaN)."""
@@ -101,6 +112,11 @@ SERVED_MEAN_COLUMNS = (
     "steady_state_tokens",
     "run_s",
 )
+# The prefill window's quantities, measured in every trial that measures prefill, and the
+# decode ones derived from them (full minus prefill): intervals over trials, and the prefill
+# window's value of every trial (decode's is the full window's less it).
+PHASE_INTERVALS = ("prefill_energy_j", "decode_energy_j", "prefill_duration_s", "decode_duration_s")
+PHASE_TRIALS = ("prefill_energy_j", "prefill_duration_s")
 # Served streams' rows give these intervals too: their windows differ in length between trials,
 # so energy per request, not per window, is what their trials are judged by.
 SERVED_INTERVALS = ("energy_per_request_j", "energy_per_output_token_j")
@@ -168,6 +184,8 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
             duration_s_ci95=math.nan,
             trial_energy_j="[]",
             trial_duration_s="[]",
+            **{f"{col}_ci95": math.nan for col in PHASE_INTERVALS},
+            **{f"trial_{col}": "[]" for col in PHASE_TRIALS},
             trial_gpu_health="[]",
             protocol_met=False,
             protocol_note="not measured: " + str(last.get("error", "")),
@@ -188,6 +206,12 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
 
     row["trial_energy_j"] = json.dumps([round(v, 6) for v in energies])
     row["trial_duration_s"] = json.dumps([round(v, 6) for v in durations])
+    for col in PHASE_INTERVALS:
+        values = [math.nan if t.get(col) is None else float(t[col]) for t in measured]
+        row[f"{col}_ci95"] = ci95_half_width(values)  # NaN unless every trial measured it
+        if col in PHASE_TRIALS:
+            kept = not any(math.isnan(v) for v in values)
+            row[f"trial_{col}"] = json.dumps([round(v, 6) for v in values] if kept else [])
     row["contended"] = any(bool(t.get("contended")) for t in measured)
     row.update(health.point_columns(measured))
     notes = [
