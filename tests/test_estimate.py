@@ -126,6 +126,9 @@ def test_after_a_run_each_job_is_set_beside_its_estimate():
     assert "a: 12.0 GPU-minutes (estimated ~6.0, actual/estimated 2.00)" in text
     assert "c: 1.0 GPU-minutes (no estimate)" in text
     assert "the 2 with an estimate took 24.0 against 18.0 estimated" in text
+    # Jobs that ran on the CPU (a smoke run) count CPU-minutes.
+    on_cpu = describe_against_actual(table.assign(device="cpu"))
+    assert "c: 1.0 CPU-minutes (no estimate)" in on_cpu and "GPU" not in on_cpu
 
 
 def test_a_request_stream_costs_a_batch_for_every_batch_of_its_requests_and_one_to_warm_up():

@@ -91,10 +91,13 @@ def test_the_workflow_serves_the_requests_and_draws_them(served_workflow):
     # Every request served, none failed.
     assert served["requests"].eq(12).all() and served["requests_failed"].eq(0).all()
     assert (served["repetitions"] == 1).all() and served["feasible"].all()
-    # Latency: percentiles in order, first token before the last.
+    # Latency: percentiles in order, first token before the last. A request whose tokens all
+    # reached the client in one chunk (a loaded CPU server streams several steps at once) has
+    # no time between its first and last token: its time per output token is 0, not missing.
     for name in ("ttft", "tpot", "e2e"):
-        assert (served[f"{name}_p50_s"] > 0).all()
+        assert (served[f"{name}_p50_s"] >= (0 if name == "tpot" else 1e-9)).all(), name
         assert (served[f"{name}_p50_s"] <= served[f"{name}_p99_s"]).all()
+    assert (served["tpot_p99_s"] > 0).any()
     assert (served["ttft_p50_s"] < served["e2e_p50_s"]).all()
     # The steady state lies inside the run and keeps part of it.
     assert (served["steady_state_s"] > 0).all()

@@ -47,7 +47,7 @@ def test_smoke_run_writes_measurements_with_provenance(smoke_run):
     group = table["group"].iloc[0]
     benchmark = pd.read_csv(work / f"results/benchmarks/measure/cpu/{group}.tsv", sep="\t")
     assert benchmark["s"].iloc[-1] > 0
-    assert f"  {group}: " in result.stderr and "GPU-minutes" in result.stderr
+    assert f"  {group}: " in result.stderr and "CPU-minutes" in result.stderr
 
 
 def test_smoke_run_draws_the_figure_and_the_table(smoke_run):

@@ -277,9 +277,16 @@ def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFr
                 "gpus": plan.engine.tensor_parallel_size,
                 "estimated_gpu_hours": hours,
                 "basis": basis,
+                "device": plan.device,
             }
         )
     return pd.DataFrame(rows)
+
+
+def _unit(devices: object) -> str:
+    """GPU-minutes for jobs on GPUs, CPU-minutes for jobs that ran on the CPU (a smoke run)."""
+    known = pd.Series(devices, dtype=object).dropna().astype(str)
+    return "CPU" if len(known) and not known.str.startswith("cuda").any() else "GPU"
 
 
 def plan_estimate(
@@ -291,7 +298,8 @@ def plan_estimate(
     labels = [hardware] if tables.get(hardware) else sorted(tables)
     paths = [p for label in labels for p in tables.get(label, [])]
     if not paths:
-        return pd.DataFrame(columns=["group", "points", "gpus", "estimated_gpu_hours", "basis"])
+        columns = ["group", "points", "gpus", "estimated_gpu_hours", "basis", "device"]
+        return pd.DataFrame(columns=columns)
     measured = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
     return estimate(plans, measured)
 
@@ -302,14 +310,16 @@ def describe(table: pd.DataFrame) -> str:
     lines = [
         f"  {r.group}: {r.points} points, "
         + (
-            f"~{r.estimated_gpu_hours * 60:.0f} GPU-minutes ({r.basis})"
+            f"~{r.estimated_gpu_hours * 60:.0f} {_unit([getattr(r, 'device', None)])}-minutes "
+            f"({r.basis})"
             if not math.isnan(r.estimated_gpu_hours)
             else r.basis
         )
         for r in table.itertuples()
     ]
     lines.append(
-        f"ESTIMATE (not a measurement): {known.sum() * 60:.0f} GPU-minutes for the "
+        f"ESTIMATE (not a measurement): {known.sum() * 60:.0f} "
+        f"{_unit(table.get('device'))}-minutes for the "
         f"{len(known)} of {len(table)} jobs with shipped rows of their model and engine to fit, "
         "at the least number of trials per point (adaptive trials may add more)"
     )
@@ -337,12 +347,14 @@ def describe_against_actual(table: pd.DataFrame) -> str:
             if not math.isnan(r.estimated_gpu_hours)
             else "no estimate"
         )
-        lines.append(f"  {r.group}: {r.actual_gpu_hours * 60:.1f} GPU-minutes ({planned})")
+        unit = _unit([getattr(r, "device", None)])
+        lines.append(f"  {r.group}: {r.actual_gpu_hours * 60:.1f} {unit}-minutes ({planned})")
     both = table.dropna(subset=["estimated_gpu_hours"])
+    unit = _unit(table.get("device"))
     if len(both):
         lines.append(
-            f"GPU time of the {len(table)} measurement jobs that ran: "
-            f"{table['actual_gpu_hours'].sum() * 60:.1f} GPU-minutes; the {len(both)} with an "
+            f"{unit} time of the {len(table)} measurement jobs that ran: "
+            f"{table['actual_gpu_hours'].sum() * 60:.1f} {unit}-minutes; the {len(both)} with an "
             f"estimate took {both['actual_gpu_hours'].sum() * 60:.1f} against "
             f"{both['estimated_gpu_hours'].sum() * 60:.1f} estimated"
         )
