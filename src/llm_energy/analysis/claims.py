@@ -263,6 +263,7 @@ def served_comparisons(df: pd.DataFrame) -> list[dict]:
     from llm_energy.figures.serving import (
         NAME,
         SAME_REQUESTS,
+        server_label,
         setting_label,
         table_served_traces,
     )
@@ -310,9 +311,7 @@ def served_comparisons(df: pd.DataFrame) -> list[dict]:
     eager = served[~served["cuda_graphs"].astype(bool)]
     for c in relative_change(graphs, eager, on, "energy_per_request_j"):
         r = graphs[graphs["point_id"] == c.rows.split()[0]].iloc[0]
-        server = f"max_num_seqs {int(r['batch_size'])}"
-        if int(r["tensor_parallel_size"]) > 1:
-            server += f", TP {int(r['tensor_parallel_size'])}"
+        server = server_label(r["batch_size"], r["tensor_parallel_size"])
         condition = f"{r['model']}, {server}, {r['arrival']} arrivals, {r['rate']}"
         out.append(_beyond(BEYOND["served_eager"], dataclasses.replace(c, condition=condition)))
     return out

@@ -59,9 +59,14 @@ COLUMNS = [
 ]
 
 
+def server_label(max_num_seqs: int, size: int) -> str:
+    """A server's size as the figures and claims name it: its max_num_seqs and its GPUs."""
+    return f"max_num_seqs {int(max_num_seqs)}" + (f", TP {int(size)}" if size > 1 else "")
+
+
 def setting_label(cuda_graphs: bool, max_num_seqs: int, size: int) -> str:
     graphs = "CUDA graphs" if cuda_graphs else "eager"
-    return f"{graphs}, max_num_seqs {int(max_num_seqs)}" + (f", TP {int(size)}" if size > 1 else "")
+    return f"{graphs}, {server_label(max_num_seqs, size)}"
 
 
 def _rows(df: pd.DataFrame) -> pd.DataFrame:
