@@ -221,7 +221,9 @@ def test_intervals_are_drawn_where_the_rows_have_trials(name):
 def test_the_sweeps_say_their_prefill_and_decode_have_no_interval(name):
     fig = draw(name, _rows(name, trials=True))
     assert _error_bars(fig) == 0
-    assert "prefill and decode energy: no interval drawn" in _footer(fig)
+    assert "prefill and decode energy: no interval (these rows keep no prefill window" in (
+        _footer(fig)
+    )
 
 
 @pytest.mark.parametrize("name", FIGURES)

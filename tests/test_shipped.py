@@ -173,10 +173,11 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     qwen = drafted[drafted["model"] == "r1-distill-qwen-32b"]
     assert qwen["engine_detail"].str.contains("draft_vocab=151936->152064").all()
 
-    # The rows measured under the trial protocol, from four machine sessions: the first's
+    # The rows measured under the trial protocol, from five machine sessions: the first's
     # three or more trials each, every one met; the second's (OLMo on vLLM, the online-serving
     # job the session's end cut short) and the third's (PyTorch over 1 and 2 GPUs) say why
-    # where they fell short; the fourth's (the served runs over 1 and 2 GPUs) all met.
+    # where they fell short; the fourth's (the served runs over 1 and 2 GPUs) and the fifth's
+    # (OLMo on PyTorch) all met.
     trial_rows = table[table["trials"].notna() & table["feasible"].astype(bool)]
     sessions = trial_rows.groupby("machine_session")
     assert sessions.size().to_dict() == {
@@ -184,8 +185,9 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:39180068": 3 * 3 + 10,
         "vm:88c784be": 3 + 3,
         "vm:5bb49998": 3 * 7,
+        "vm:357bc63c": 3 * 3,
     }
-    for session in ("vm:6758a46b", "vm:5bb49998"):
+    for session in ("vm:6758a46b", "vm:5bb49998", "vm:357bc63c"):
         rows = sessions.get_group(session)
         assert (rows["trials"] >= 3).all() and rows["protocol_met"].all(), session
     short = trial_rows[~trial_rows["protocol_met"].astype(bool)]
@@ -207,12 +209,22 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     assert set(tasks["requests"]) == {32}
 
     models = pd.read_csv(work / "results/tables/h200/architectures.csv")
-    # PyTorch's blocks are timed; vLLM's fused kernels run inside CUDA graphs and are not.
-    timed = models[models["ffn_time_share"].notna()]
-    assert set(models.loc[models["ffn_time_share"].isna(), "engine"]) == {"vllm"}
-    share = timed.set_index(["model", "batch_size"])["ffn_time_share"]
+    # Claim 3's models on both engines in trials, each engine's three from one session's code.
+    assert (models["trials"] >= 3).all() and len(models) == 3 * 3 * 2
+    assert (models.groupby("engine")["git_commit"].nunique() == 1).all()
+
+
+def test_h200_feed_forward_shares_before_trials():
+    """The feed-forward blocks' share of a generation's time, measured on PyTorch eager before
+    the trial protocol (the trial session did not time them): OLMoE's experts take a larger
+    share of its time than either dense model's MLPs, at every batch."""
+    root = Path(__file__).resolve().parents[1] / "resources/measurements/repeats"
+    models = pd.concat(
+        pd.read_parquet(root / "h200_before_trials" / f"{name}__pytorch.parquet")
+        for name in ("olmo-1b", "olmo-7b", "olmoe-1b-7b")
+    )
+    share = models.set_index(["model", "batch_size"])["ffn_time_share"]
     assert share.between(0.0, 1.0, inclusive="neither").all() and len(share) == 9
-    # OLMoE's experts take a larger share of its time than either dense model's MLPs.
     for batch in (1, 8, 64):
         assert share["olmoe-1b-7b", batch] > max(share["olmo-1b", batch], share["olmo-7b", batch])
 
