@@ -14,11 +14,13 @@ import pytest
 from llm_energy.analysis.gpu_hours import (
     MODEL_LOAD_S,
     SERVER_START_S,
+    MeasuredShapes,
     ServedTimeModel,
     TimeModel,
     estimate,
     job_gpu_hours,
     point_seconds,
+    stream_request_seconds,
 )
 from llm_energy.config import validate
 from llm_energy.measure.job import (
@@ -107,6 +109,32 @@ def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
 
 
+def test_a_job_with_too_few_points_to_fit_is_timed_by_its_own_measured_shapes(tiny_config):
+    proto = ProtocolSpec(min_trials=3, control_point=True, measure_prefill=False)
+    points = (PointSpec(1, 512, 64), PointSpec(8, 512, 64), PointSpec(64, 512, 64))
+    plan = dataclasses.replace(
+        plan_study(validate(tiny_config))["tiny__pytorch"], protocol=proto, points=points
+    )
+    rows = _rows(TRUE)
+    three = rows[(rows["input_tokens"] == 512) & (rows["output_tokens"] == 64)]
+    # Each shape twice (two sessions): its median; no prefill window: a token's share.
+    doubled = pd.concat([three, three.assign(duration_s=three["duration_s"] * 3)])
+    shapes = MeasuredShapes.of(doubled.assign(prefill_duration_s=float("nan")))
+    assert shapes.points == 3 and shapes.covers(plan)
+    assert shapes.full_s(8, 512, 64) == pytest.approx(2 * TRUE.full_s(8, 512, 64))
+    assert shapes.prefill_s(8, 512) == pytest.approx(2 * TRUE.full_s(8, 512, 64) / 64)
+    table = estimate({"tiny__pytorch": plan}, three).set_index("group")
+    row = table.loc["tiny__pytorch"]
+    each = [point_seconds(TRUE, p, proto) for p in points]
+    expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * sum(each) + 2 * each[0]
+    assert row["estimated_gpu_hours"] * 3600 == pytest.approx(expected)
+    assert row["basis"] == "timed by its 3 points as measured on GPU X"
+    # A shape the rows lack (or a request stream): no estimate rather than a guess.
+    wider = dataclasses.replace(plan, points=(*points, PointSpec(2, 512, 64)))
+    assert not shapes.covers(wider)
+    assert math.isnan(estimate({"w": wider}, three)["estimated_gpu_hours"].iloc[0])
+
+
 def test_after_a_run_each_job_is_set_beside_its_estimate():
     from llm_energy.analysis.gpu_hours import against_actual, describe_against_actual
 
@@ -139,6 +167,46 @@ def test_a_request_stream_costs_a_batch_for_every_batch_of_its_requests_and_one_
     point = PointSpec(8, 512, 256, stream=stream, experiments=("online_serving",))
     one_batch = TRUE.full_s(8, 512, 256)
     assert point_seconds(TRUE, point, proto) == pytest.approx((1 + 32) * one_batch)
+
+
+def test_a_measured_stream_is_timed_per_request_at_its_batch_or_the_nearest_smaller_one():
+    from llm_energy.measure.job import StreamSpec
+
+    def stream_row(trace, batch, requests, seconds, **extra):
+        return {
+            "serving": "offline", "trace": trace, "batch_size": batch, "requests": requests,
+            "input_tokens": 4096, "output_tokens": 1024, "duration_s": seconds,
+            "feasible": True, **extra,
+        }  # fmt: skip
+
+    rows = pd.DataFrame(
+        [
+            stream_row("translation", 1, 32, 32.0),  # 1.0 s a request
+            stream_row("translation", 1, 32, 48.0),  # median of the two: 1.25 s
+            stream_row("translation", 32, 32, 1.6),  # 0.05 s
+            stream_row("translation", 8, 32, 9.9, feasible=False),
+            stream_row("translation", 8, 32, 9.9, stream_bins='{"512x64": 32}'),
+            {**stream_row("translation", 8, 32, 0.3), "serving": "batch"},
+        ]
+    )
+    times = stream_request_seconds(rows)
+    assert times == {("translation", "offline", 4096, 1024): {1: 1.25, 32: 0.05}}
+    proto = ProtocolSpec(min_duration_s=2.0, min_repetitions=1, warmup_repetitions=1)
+    model = dataclasses.replace(TRUE, streams=times)
+
+    def task(batch, trace="translation"):
+        stream = StreamSpec(trace, 1024, "offline", vary_input=True)
+        return PointSpec(batch, 4096, 1024, stream=stream, experiments=("classical_tasks",))
+
+    # 1,024 requests at 1.25 s each, and a warm-up of one batch (one request).
+    assert point_seconds(model, task(1), proto) == pytest.approx(1024 * 1.25 + 1.25)
+    # Batch 128 takes batch 32's time per request; its warm-up is one batch of 128.
+    assert point_seconds(model, task(128), proto) == pytest.approx(1024 * 0.05 + 128 * 0.05)
+    # Batch 8 is timed at batch 1's (the nearest smaller measured batch).
+    assert point_seconds(model, task(8), proto) == pytest.approx(1024 * 1.25 + 8 * 1.25)
+    # A stream never measured falls back to batches at its caps.
+    caps = TRUE.full_s(8, 4096, 1024)
+    assert point_seconds(model, task(8, "summarization"), proto) == pytest.approx(129 * caps)
 
 
 def _served_rows(engine: str = "srv-served-s4") -> pd.DataFrame:

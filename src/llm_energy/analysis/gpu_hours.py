@@ -7,10 +7,15 @@ modelled from an engine's measured points as
     step(b, i, o)   = c0 + c1 * b + c2 * b * (i + o / 2)  (seconds per further output token)
     full(b, i, o)   = prefill(b, i) + (o - 1) * step(b, i, o)
 
-fitted by least squares, and a point's cost follows the protocol: each of its ``min_trials``
-trials runs warm-ups, then prefill and full windows of at least ``min_duration_s`` and
-``min_repetitions``; the job's control point is measured twice more. Adaptive trials add up to
-``max_trials`` where an interval stays wide, so the estimate is the least the job takes. Beam
+fitted by least squares. A request stream, such as a classical task's examples, is timed by
+the time per request of the same stream measured at the same or the nearest smaller batch where
+rows have it (:func:`stream_request_seconds`), else as batches at the stream's length caps. A
+job whose model and engine have fewer than four measured points (the three batch sizes of Fig
+4) is timed instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
+point's cost follows the protocol: each of its ``min_trials`` trials runs warm-ups, then prefill
+and full windows of at least ``min_duration_s`` and ``min_repetitions``; the job's control point
+is measured twice more. Adaptive trials add up to ``max_trials`` where an interval stays wide, so
+the estimate is the least the job takes. Beam
 search counts as a batch of ``batch * num_beams`` sequences. Points far outside the measured
 shapes are extrapolations.
 
@@ -23,6 +28,7 @@ a time per request fitted to its rows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -62,6 +68,7 @@ class TimeModel:
     step: tuple[float, float, float]
     points: int
     load_s: float = math.nan  # engine start, measured (NaN: MODEL_LOAD_S stands in)
+    streams: StreamTimes = dataclasses.field(default_factory=dict)
 
     @classmethod
     def fit(cls, rows: pd.DataFrame) -> TimeModel:
@@ -96,21 +103,125 @@ class TimeModel:
         return self.prefill_s(batch, input_tokens) + (output_tokens - 1) * step
 
 
+# A stream's measured seconds per request, by (trace, serving, input cap, output cap), then
+# by batch size.
+StreamTimes = dict[tuple[str, str, int, int], dict[int, float]]
+
+
+def stream_request_seconds(rows: pd.DataFrame) -> StreamTimes:
+    """Each request stream's measured time per request (a repetition's duration over its
+    requests, the median over rows), by the stream (trace, static or continuous batching, and
+    its length caps) and its batch size. Binned replays, whose bins are served apart, are left
+    out."""
+    if not {"serving", "trace", "requests"} <= set(rows):
+        return {}
+    rows = rows[rows["feasible"].astype(bool) & rows["duration_s"].notna()]
+    rows = rows[rows["serving"].isin(["offline", "online"]) & (rows["requests"] > 0)]
+    if "stream_bins" in rows:
+        rows = rows[rows["stream_bins"].fillna("").astype(str).isin(["", "{}"])]
+    per_request = rows["duration_s"].astype(float) / rows["requests"].astype(float)
+    keys = ["trace", "serving", "input_tokens", "output_tokens", "batch_size"]
+    medians = per_request.groupby([rows[k] for k in keys]).median()
+    times: StreamTimes = {}
+    for (trace, serving, cap_in, cap_out, batch), seconds in medians.items():
+        stream = (str(trace), str(serving), int(cap_in), int(cap_out))
+        times.setdefault(stream, {})[int(batch)] = float(seconds)
+    return times
+
+
+def measured_stream_s(times: StreamTimes, point: PointSpec) -> float:
+    """One repetition of ``point``'s stream at its measured time per request: at the same batch
+    size, else at the nearest smaller one measured (an upper bound where larger batches serve a
+    request faster); NaN where neither was measured."""
+    stream = point.stream
+    if stream is None or stream.binned:
+        return math.nan
+    batches = times.get((stream.trace, stream.serving, point.input_tokens, point.output_tokens))
+    below = [b for b in batches or {} if b <= point.batch_size]
+    if not below:
+        return math.nan
+    return batches[max(below)] * stream.requests
+
+
+def _sequences(rows: pd.DataFrame) -> pd.Series:
+    """Sequences per batch: the batch size, times the beams of beam search."""
+    beams = rows["num_beams"] if "num_beams" in rows else pd.Series(1, index=rows.index)
+    return rows["batch_size"].astype(int) * beams.fillna(1).clip(lower=1).astype(int)
+
+
+@dataclass(frozen=True)
+class MeasuredShapes:
+    """Each measured shape's own times, for a job whose model and engine have too few points to
+    fit a :class:`TimeModel` but whose points were all measured before: a batch's full duration
+    by (sequences, input, output), the median over the rows of that shape; its prefill by
+    (sequences, input), the rows' prefill window where they had one, else one output token's
+    share of the full batch (less than a prefill takes, so the estimate errs low)."""
+
+    full: dict[tuple[int, int, int], float]
+    prefill: dict[tuple[int, int], float]
+    points: int
+    load_s: float = math.nan
+    streams: StreamTimes = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> MeasuredShapes:
+        rows = fittable(rows)
+        shape = pd.DataFrame(
+            {
+                "sequences": _sequences(rows),
+                "input_tokens": rows["input_tokens"].astype(int),
+                "output_tokens": rows["output_tokens"].astype(int),
+                "full": rows["duration_s"].astype(float),
+                "prefill": rows["prefill_duration_s"]
+                .astype(float)
+                .fillna(rows["duration_s"].astype(float) / rows["output_tokens"].astype(float)),
+            }
+        )
+        full = shape.groupby(["sequences", "input_tokens", "output_tokens"])["full"].median()
+        prefill = shape.groupby(["sequences", "input_tokens"])["prefill"].median()
+        return cls(
+            full={tuple(map(int, k)): float(v) for k, v in full.items()},
+            prefill={tuple(map(int, k)): float(v) for k, v in prefill.items()},
+            points=len(full),
+            load_s=measured_load_s(rows),
+        )
+
+    def covers(self, plan: JobPlan) -> bool:
+        """Whether every point of ``plan`` is a measured shape (and none a request stream)."""
+        return bool(plan.points) and all(
+            p.stream is None
+            and (p.batch_size * max(p.decoding.num_beams, 1), p.input_tokens, p.output_tokens)
+            in self.full
+            for p in plan.points
+        )
+
+    def prefill_s(self, batch: int, input_tokens: int) -> float:
+        return self.prefill[(batch, input_tokens)]
+
+    def full_s(self, batch: int, input_tokens: int, output_tokens: int) -> float:
+        return self.full[(batch, input_tokens, output_tokens)]
+
+
 def _window_s(rep_s: float, protocol: ProtocolSpec) -> float:
     reps = max(protocol.min_repetitions, math.ceil(protocol.min_duration_s / rep_s))
     return min(reps, protocol.max_repetitions) * rep_s
 
 
-def point_seconds(model: TimeModel, point: PointSpec, protocol: ProtocolSpec) -> float:
+def point_seconds(
+    model: TimeModel | MeasuredShapes, point: PointSpec, protocol: ProtocolSpec
+) -> float:
     """One trial of ``point``: warm-up, window(s). A request stream's repetition serves all
-    its requests, ``ceil(requests / batch)`` batches each as long as its longest output (the
-    stream's cap): an upper bound for static batches, and for continuous batching too; its
-    warm-up serves one batch."""
+    its requests: at the stream's measured time per request (:func:`measured_stream_s`), else
+    as ``ceil(requests / batch)`` batches each at the stream's length caps (an upper bound for
+    static batches, and for continuous batching too); its warm-up serves one batch."""
     batch = point.batch_size * max(point.decoding.num_beams, 1)
     one_batch = model.full_s(batch, point.input_tokens, point.output_tokens)
     full = one_batch
     if point.stream is not None:
-        full *= math.ceil(point.stream.requests / point.batch_size)
+        batches = math.ceil(point.stream.requests / point.batch_size)
+        measured = measured_stream_s(model.streams, point)
+        full = measured if not math.isnan(measured) else full * batches
+        one_batch = full / batches
     seconds = protocol.warmup_repetitions * one_batch + _window_s(full, protocol)
     if protocol.measure_prefill and point.output_tokens > 1 and point.stream is None:
         prefill = model.prefill_s(batch, point.input_tokens)
@@ -199,7 +310,7 @@ def served_point_seconds(model: ServedTimeModel, point: PointSpec, protocol: Pro
     return warmup_s + _window_s(model.batch_s(requests, point.batch_size), protocol)
 
 
-def job_gpu_hours(model: TimeModel | ServedTimeModel, plan: JobPlan) -> float:
+def job_gpu_hours(model: TimeModel | MeasuredShapes | ServedTimeModel, plan: JobPlan) -> float:
     """GPU-hours of one job at each point's ``min_trials`` trials, its control point (the
     first plain point, if any) included, and the engine's start: as the fitted rows measured
     it, else ``SERVER_START_S`` for a server and ``MODEL_LOAD_S`` for the others."""
@@ -256,8 +367,9 @@ def _served_estimate(plan: JobPlan, of_model: pd.DataFrame) -> tuple[float, str]
 
 def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFrame:
     """GPU-hours per job, for jobs whose (model, engine) has measurements to fit: a time
-    model of the batch rows (:func:`fittable`), or for a server's jobs its served rows
-    (:func:`served_rows`)."""
+    model of the batch rows (:func:`fittable`), or with fewer than four of them the measured
+    times of the job's own shapes (:class:`MeasuredShapes`), or for a server's jobs its served
+    rows (:func:`served_rows`)."""
     rows = []
     for group, plan in sorted(plans.items()):
         of_model = measurements[measurements["model"] == plan.model.name]
@@ -266,10 +378,17 @@ def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFr
         if plan.engine.backend == "vllm_server":
             hours, basis = _served_estimate(plan, of_model)
         elif len(fittable(measured)) >= 4:
-            fitted = TimeModel.fit(measured)
+            streams = stream_request_seconds(measured)
+            fitted = dataclasses.replace(TimeModel.fit(measured), streams=streams)
             hours = job_gpu_hours(fitted, plan)
             gpu = _gpus(measured)
             basis = f"fitted to {fitted.points} points measured on {gpu}"
+            timed = sum(not math.isnan(measured_stream_s(streams, p)) for p in plan.points)
+            if timed:
+                basis += f"; {_plural(timed, 'request stream')} at measured times per request"
+        elif len(fittable(measured)) and (shapes := MeasuredShapes.of(measured)).covers(plan):
+            hours = job_gpu_hours(shapes, plan)
+            basis = f"timed by its {shapes.points} points as measured on {_gpus(measured)}"
         rows.append(
             {
                 "group": group,
