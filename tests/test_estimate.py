@@ -174,10 +174,16 @@ def test_a_measured_stream_is_timed_per_request_at_its_batch_or_the_nearest_smal
 
     def stream_row(trace, batch, requests, seconds, **extra):
         return {
-            "serving": "offline", "trace": trace, "batch_size": batch, "requests": requests,
-            "input_tokens": 4096, "output_tokens": 1024, "duration_s": seconds,
-            "feasible": True, **extra,
-        }  # fmt: skip
+            "serving": "offline",
+            "trace": trace,
+            "batch_size": batch,
+            "requests": requests,
+            "input_tokens": 4096,
+            "output_tokens": 1024,
+            "duration_s": seconds,
+            "feasible": True,
+            **extra,
+        }
 
     rows = pd.DataFrame(
         [
