@@ -298,6 +298,11 @@ def test_a_failing_job_reports_its_reason_and_other_jobs_finish(tmp_path):
     # The profile submits a failed job again; an attempt after one that failed on its input
     # stops at once with that failure (the log is the last attempt's).
     assert "(attempt 3 stops at once: attempt 1 failed so at" in job_log
-    record = work / "results/journal/cpu/broken__pytorch/failed_attempt.json"
+    journal = work / "results/journal/cpu/broken__pytorch"
+    record = journal / "failed_attempt.json"
     assert json.loads(record.read_text())["error"] == "InputError"
+    # Snakemake cleared the log before each attempt; the journal kept every attempt's.
+    first = (journal / "attempt-1.log").read_text()
+    assert "not a readable config.json" in first and "stops at once" not in first
+    assert "(attempt 3 stops at once" in (journal / "attempt-3.log").read_text()
     assert (work / "results/measurements/cpu/tiny-llama__pytorch.parquet").is_file()

@@ -36,8 +36,14 @@ rule measure:
         cli=measure_cli,
         journal="results/journal/{hardware}/{group}",
         seed=seed_command,
+    # Snakemake clears a job's log before it runs the job again: the journal keeps a copy of
+    # each attempt's log, whatever its outcome, and the job exits with the attempt's status.
     shell:
         "{params.seed}"
         "{params.cli} measure --plan {input.plan} --out {output} --journal {params.journal} "
         "--traces results/data/traces --task-lengths results/data/task_lengths "
-        "--pg19 results/data/pg19/llama3_tokens.parquet --attempt {resources.attempt} > {log} 2>&1"
+        "--pg19 results/data/pg19/llama3_tokens.parquet --attempt {resources.attempt} "
+        "> {log} 2>&1 || status=$?; "
+        "if [ -f {log} ]; then mkdir -p {params.journal} && "
+        "cp {log} {params.journal}/attempt-{resources.attempt}.log; fi; "
+        "exit ${{status:-0}}"
