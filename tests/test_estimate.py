@@ -135,6 +135,33 @@ def test_a_job_with_too_few_points_to_fit_is_timed_by_its_own_measured_shapes(ti
     assert math.isnan(estimate({"w": wider}, three)["estimated_gpu_hours"].iloc[0])
 
 
+def test_a_job_costs_only_the_trials_its_journal_leaves(tiny_config):
+    from llm_energy.analysis.gpu_hours import describe
+
+    proto = ProtocolSpec(min_trials=3, control_point=True)
+    points = (PointSpec(1, 128, 8), PointSpec(8, 512, 64))
+    plan = dataclasses.replace(
+        plan_study(validate(tiny_config))["tiny__pytorch"], protocol=proto, points=points
+    )
+    each = [point_seconds(TRUE, p, proto) for p in points]
+    start = MODEL_LOAD_S + proto.idle_duration_s
+    # The control point (batch 1) is measured twice by any run, its trials done or not.
+    left = {points[0].key: 0, points[1].key: 2}
+    expected = start + 2 * each[1] + 2 * each[0]
+    assert job_gpu_hours(TRUE, plan, left) * 3600 == pytest.approx(expected)
+    assert job_gpu_hours(TRUE, plan, {p.key: 0 for p in points}) == 0.0
+    table = estimate(
+        {"j": plan, "done": plan},
+        _rows(TRUE).assign(model=plan.model.name),
+        {"j": left, "done": {p.key: 0 for p in points}},
+    ).set_index("group")
+    assert table.loc["j", "points_left"] == 1
+    assert table.loc["done", "estimated_gpu_hours"] == 0.0
+    text = describe(table.reset_index())
+    assert "j: 1 of 2 points left, ~" in text
+    assert "done: 0 of 2 points left, ~0 CPU-minutes (every point already measured)" in text
+
+
 def test_after_a_run_each_job_is_set_beside_its_estimate():
     from llm_energy.analysis.gpu_hours import against_actual, describe_against_actual
 

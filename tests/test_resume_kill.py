@@ -13,6 +13,7 @@ from _pipeline import measure_command
 
 from llm_energy.config import validate
 from llm_energy.measure.plan import plan_study
+from llm_energy.measure.runner import trials_left
 from llm_energy.measure.stop import EXIT_STOPPED
 
 pytestmark = pytest.mark.integration
@@ -39,6 +40,9 @@ def _started(tiny_config, tmp_path, stdout=subprocess.DEVNULL):
 
 
 def _rerun_measures_only_the_rest(plan, command, out, journal, before):
+    # What the GPU-time estimate counts as left is what the rerun measures.
+    left = trials_left(plan, journal)
+    assert sum(n > 0 for n in left.values()) == len(plan.points) - len(before)
     cmd, env = command
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr

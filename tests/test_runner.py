@@ -406,6 +406,66 @@ def test_a_journal_seeded_from_a_table_measured_elsewhere_measures_only_the_rest
     assert {b for b, _ in fake_backend.calls} == {2}
 
 
+def test_a_seeded_row_stands_whole_and_a_row_below_the_protocol_is_measured_again(
+    tiny_config, fake_backend, tmp_path
+):
+    tiny_config["protocol"].update(min_trials=3, max_trials=3)
+    small = _plan(tiny_config, batch_sizes=(1,))
+    shipped = runner.run_job(small, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
+    assert (shipped["trials"] == 3).all()
+    big = _plan(tiny_config, batch_sizes=(1, 2))
+
+    # Complete rows are copied whole: no trial of this job is added to them, and the table
+    # gives them as the shipped table has them.
+    fake_backend.calls = []
+    assert runner.seed_journal(big, [tmp_path / "a.parquet"], tmp_path / "b") == len(shipped)
+    table = runner.run_job(big, tmp_path / "b.parquet", tmp_path / "b", log=lambda m: None)
+    assert {b for b, _ in fake_backend.calls} == {2}
+    copied = table.set_index("point_id").loc[shipped["point_id"]]
+    for column in ("trials", "duration_s", "duration_s_ci95", "trial_duration_s", "timestamp"):
+        assert copied[column].tolist() == shipped[column].tolist(), column
+    assert (copied["seeded_from"] == str(tmp_path / "a.parquet")).all()
+    assert table.loc[table["batch_size"] == 2, "seeded_from"].isna().all()
+
+    # A row measured before trials (one window, no interval) is not copied: its point is
+    # measured again, all three trials in this job.
+    before = shipped.drop(columns=["trials", "duration_s_ci95", "trial_duration_s"])
+    before.to_parquet(tmp_path / "before.parquet")
+    assert runner.seed_journal(big, [tmp_path / "before.parquet"], tmp_path / "c") == 0
+    fake_backend.calls = []
+    table = runner.run_job(big, tmp_path / "c.parquet", tmp_path / "c", log=lambda m: None)
+    assert {b for b, _ in fake_backend.calls} == {1, 2}
+    assert (table["trials"] == 3).all() and "seeded_from" not in table
+
+
+def test_the_trials_left_are_what_the_journal_and_the_seeded_rows_leave(
+    tiny_config, fake_backend, tmp_path
+):
+    tiny_config["protocol"].update(min_trials=3, max_trials=3)
+    small = _plan(tiny_config, batch_sizes=(1,))
+    runner.run_job(small, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
+    big = _plan(tiny_config, batch_sizes=(1, 2))
+    batch = {p.key: p.batch_size for p in big.points}
+
+    # Nothing measured: every point's three trials, and nothing is written.
+    fresh = tmp_path / "fresh"
+    assert set(runner.trials_left(big, fresh).values()) == {3}
+    assert not fresh.exists()
+    # The journal of the smaller job completes the batch-1 points; so do the rows that
+    # seeding would copy into an empty journal.
+    for left in (
+        runner.trials_left(big, tmp_path / "a"),
+        runner.trials_left(big, fresh, [tmp_path / "a.parquet"]),
+    ):
+        assert {k: n for k, n in left.items()} == {k: 3 * (b == 2) for k, b in batch.items()}
+    # A point with one of its trials in the journal needs two more.
+    one = next(iter(runner.point_ids(small).values()))
+    (tmp_path / "a" / f"{one}.t2.parquet").unlink()
+    (tmp_path / "a" / f"{one}.t3.parquet").unlink()
+    left = runner.trials_left(big, tmp_path / "a")
+    assert sorted(left.values()).count(2) == 1
+
+
 def test_feed_forward_blocks_are_timed_after_the_windows_of_an_architecture_point(
     tiny_config, tmp_path
 ):

@@ -452,12 +452,24 @@ def claims_workload_arg(wildcards, input):
 RUN_STARTED = time.time()
 
 
+# The estimate printed before the run, which the lines after it compare the jobs with.
+ESTIMATE_BEFORE = []
+
+
 def _estimate():
+    """Each job's GPU time, fitted to the shipped rows, for the trials its journal (and, with
+    resume_from_shipped, the shipped rows it is seeded with) leaves to measure."""
     from llm_energy.analysis.gpu_hours import plan_estimate
+    from llm_energy.measure.runner import trials_left
 
     base = Path(workflow.basedir, "resources/measurements")
     tables = {d.name: sorted(d.glob("*.parquet")) for d in base.iterdir() if d.is_dir()}
-    return plan_estimate(JOBS, tables, HARDWARE)
+    seeds = shipped_tables(HARDWARE) if config["resume_from_shipped"] else []
+    left = {
+        group: trials_left(plan, Path(f"results/journal/{HARDWARE}/{group}"), seeds)
+        for group, plan in JOBS.items()
+    }
+    return plan_estimate(JOBS, tables, HARDWARE, left)
 
 
 def print_estimate():
@@ -466,9 +478,10 @@ def print_estimate():
 
     if not JOBS or config["shipped_measurements"]:
         return
+    ESTIMATE_BEFORE[:] = [_estimate()]
     print(
         f"{len(JOBS)} measurement jobs planned for hardware {HARDWARE}:\n"
-        + describe(_estimate()),
+        + describe(ESTIMATE_BEFORE[0]),
         file=sys.stderr,
     )
 
@@ -488,7 +501,8 @@ def print_against_estimate():
         if tsv.exists() and tsv.stat().st_mtime >= RUN_STARTED:
             actual[group] = float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1])
     if actual:
+        before = ESTIMATE_BEFORE[0] if ESTIMATE_BEFORE else _estimate()
         print(
-            describe_against_actual(against_actual(_estimate(), actual)),
+            describe_against_actual(against_actual(before, actual)),
             file=sys.stderr,
         )

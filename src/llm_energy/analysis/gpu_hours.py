@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -310,10 +311,27 @@ def served_point_seconds(model: ServedTimeModel, point: PointSpec, protocol: Pro
     return warmup_s + _window_s(model.batch_s(requests, point.batch_size), protocol)
 
 
-def job_gpu_hours(model: TimeModel | MeasuredShapes | ServedTimeModel, plan: JobPlan) -> float:
-    """GPU-hours of one job at each point's ``min_trials`` trials, its control point (the
-    first plain point, if any) included, and the engine's start: as the fitted rows measured
-    it, else ``SERVER_START_S`` for a server and ``MODEL_LOAD_S`` for the others."""
+# Trials each point still needs, by point key: what the job's journal (and the shipped rows
+# it would be seeded with) leave to measure (llm_energy.measure.runner.trials_left).
+TrialsLeft = Mapping[tuple, int]
+
+
+def job_gpu_hours(
+    model: TimeModel | MeasuredShapes | ServedTimeModel,
+    plan: JobPlan,
+    left: TrialsLeft | None = None,
+) -> float:
+    """GPU-hours of one job at each point's ``min_trials`` trials (or the trials ``left``
+    says it still needs), its control point (the first plain point, if any) included, and
+    the engine's start: as the fitted rows measured it, else ``SERVER_START_S`` for a server
+    and ``MODEL_LOAD_S`` for the others. A job with no trial left does not start: 0."""
+    protocols = [p.protocol or plan.protocol for p in plan.points]
+    trials = [
+        proto.min_trials if left is None else left.get(p.key, proto.min_trials)
+        for p, proto in zip(plan.points, protocols, strict=True)
+    ]
+    if not any(trials):
+        return 0.0
     if isinstance(model, ServedTimeModel):
         seconds, cost = SERVER_START_S[plan.engine.cuda_graphs], served_point_seconds
     else:
@@ -321,12 +339,15 @@ def job_gpu_hours(model: TimeModel | MeasuredShapes | ServedTimeModel, plan: Job
     if not math.isnan(model.load_s):
         seconds = model.load_s
     seconds += plan.protocol.idle_duration_s
-    protocols = [p.protocol or plan.protocol for p in plan.points]
-    trial_s = [cost(model, p, proto) for p, proto in zip(plan.points, protocols, strict=True)]
-    seconds += sum(s * proto.min_trials for s, proto in zip(trial_s, protocols, strict=True))
+    trial_s = [
+        cost(model, p, proto) if n else 0.0
+        for p, proto, n in zip(plan.points, protocols, trials, strict=True)
+    ]
+    seconds += sum(s * n for s, n in zip(trial_s, trials, strict=True))
     control = control_point(plan.points)
     if plan.protocol.control_point and control is not None:
-        seconds += 2 * trial_s[plan.points.index(control)]
+        index = plan.points.index(control)
+        seconds += 2 * (trial_s[index] or cost(model, control, protocols[index]))
     return seconds * plan.engine.tensor_parallel_size / 3600.0
 
 
@@ -339,7 +360,9 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _served_estimate(plan: JobPlan, of_model: pd.DataFrame) -> tuple[float, str]:
+def _served_estimate(
+    plan: JobPlan, of_model: pd.DataFrame, left: TrialsLeft | None = None
+) -> tuple[float, str]:
     """(GPU-hours, basis) of a served job, fitted to the served rows of its engine, else to
     those of the same server (engine, CUDA graphs, max_num_seqs) at another tensor-parallel
     size."""
@@ -362,37 +385,49 @@ def _served_estimate(plan: JobPlan, of_model: pd.DataFrame) -> tuple[float, str]
     basis += f" measured on {gpu}"
     if other:
         basis += f", of {other} (none of {engine.name}: the same server at another TP size)"
-    return job_gpu_hours(fitted, plan), basis
+    return job_gpu_hours(fitted, plan, left), basis
 
 
-def estimate(plans: dict[str, JobPlan], measurements: pd.DataFrame) -> pd.DataFrame:
+def estimate(
+    plans: dict[str, JobPlan],
+    measurements: pd.DataFrame,
+    left: Mapping[str, TrialsLeft] | None = None,
+) -> pd.DataFrame:
     """GPU-hours per job, for jobs whose (model, engine) has measurements to fit: a time
     model of the batch rows (:func:`fittable`), or with fewer than four of them the measured
     times of the job's own shapes (:class:`MeasuredShapes`), or for a server's jobs its served
-    rows (:func:`served_rows`)."""
+    rows (:func:`served_rows`). With ``left`` (by group), each job costs only the trials its
+    journal leaves to measure; ``points_left`` counts the points that need one."""
     rows = []
     for group, plan in sorted(plans.items()):
+        mine = None if left is None else left.get(group)
         of_model = measurements[measurements["model"] == plan.model.name]
         measured = of_model[of_model["engine"] == plan.engine.name]
         hours, basis = math.nan, "no measurements of this model and engine"
-        if plan.engine.backend == "vllm_server":
-            hours, basis = _served_estimate(plan, of_model)
+        points_left = (
+            len(plan.points) if mine is None else sum(mine.get(p.key, 1) > 0 for p in plan.points)
+        )
+        if not points_left:
+            hours, basis = 0.0, "every point already measured"
+        elif plan.engine.backend == "vllm_server":
+            hours, basis = _served_estimate(plan, of_model, mine)
         elif len(fittable(measured)) >= 4:
             streams = stream_request_seconds(measured)
             fitted = dataclasses.replace(TimeModel.fit(measured), streams=streams)
-            hours = job_gpu_hours(fitted, plan)
+            hours = job_gpu_hours(fitted, plan, mine)
             gpu = _gpus(measured)
             basis = f"fitted to {fitted.points} points measured on {gpu}"
             timed = sum(not math.isnan(measured_stream_s(streams, p)) for p in plan.points)
             if timed:
                 basis += f"; {_plural(timed, 'request stream')} at measured times per request"
         elif len(fittable(measured)) and (shapes := MeasuredShapes.of(measured)).covers(plan):
-            hours = job_gpu_hours(shapes, plan)
+            hours = job_gpu_hours(shapes, plan, mine)
             basis = f"timed by its {shapes.points} points as measured on {_gpus(measured)}"
         rows.append(
             {
                 "group": group,
                 "points": len(plan.points),
+                "points_left": points_left,
                 "gpus": plan.engine.tensor_parallel_size,
                 "estimated_gpu_hours": hours,
                 "basis": basis,
@@ -409,7 +444,10 @@ def _unit(devices: object) -> str:
 
 
 def plan_estimate(
-    plans: dict[str, JobPlan], tables: dict[str, list[str]], hardware: str
+    plans: dict[str, JobPlan],
+    tables: dict[str, list[str]],
+    hardware: str,
+    left: Mapping[str, TrialsLeft] | None = None,
 ) -> pd.DataFrame:
     """:func:`estimate` fitted to the shipped rows of ``hardware`` when ``tables`` (shipped
     job tables by hardware label) has any, else to those of every label; ``basis`` says which.
@@ -417,17 +455,23 @@ def plan_estimate(
     labels = [hardware] if tables.get(hardware) else sorted(tables)
     paths = [p for label in labels for p in tables.get(label, [])]
     if not paths:
-        columns = ["group", "points", "gpus", "estimated_gpu_hours", "basis", "device"]
-        return pd.DataFrame(columns=columns)
+        columns = ["group", "points", "points_left", "gpus", "estimated_gpu_hours", "basis"]
+        return pd.DataFrame(columns=[*columns, "device"])
     measured = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    return estimate(plans, measured)
+    return estimate(plans, measured, left)
+
+
+def _points(row: object) -> str:
+    """A job's points, and how many of them are left where its journal holds some."""
+    points, left = row.points, getattr(row, "points_left", row.points)
+    return f"{points} points" if left == points else f"{left} of {points} points left"
 
 
 def describe(table: pd.DataFrame) -> str:
     """The estimate as the lines printed before a run."""
     known = table["estimated_gpu_hours"].dropna()
     lines = [
-        f"  {r.group}: {r.points} points, "
+        f"  {r.group}: {_points(r)}, "
         + (
             f"~{r.estimated_gpu_hours * 60:.0f} {_unit([getattr(r, 'device', None)])}-minutes "
             f"({r.basis})"

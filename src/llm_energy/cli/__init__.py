@@ -244,9 +244,17 @@ def cmd_estimate(args: argparse.Namespace) -> None:
 
     jobs = plan_study(_load(args.configfile))
     measured = pd.concat([pd.read_parquet(p) for p in args.measurements], ignore_index=True)
-    table = estimate(jobs, measured)
+    left = None
+    if args.journals:
+        from llm_energy.measure.runner import trials_left
+
+        left = {g: trials_left(plan, Path(args.journals) / g) for g, plan in jobs.items()}
+    table = estimate(jobs, measured, left)
+    if left is None:
+        table = table.drop(columns="points_left")
     # How long each job holds its GPUs, for the run's plan; GPU-hours for the budget.
-    table.insert(4, "estimated_job_min", 60 * table["estimated_gpu_hours"] / table["gpus"])
+    at = table.columns.get_loc("estimated_gpu_hours") + 1
+    table.insert(at, "estimated_job_min", 60 * table["estimated_gpu_hours"] / table["gpus"])
     _log(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     known = table["estimated_gpu_hours"].dropna()
     _log(
@@ -785,6 +793,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("estimate-gpu-hours", help="estimate each job's GPU time from measurements")
     e.add_argument("configfile", nargs="+")
     e.add_argument("--measurements", nargs="+", required=True, help="measured tables to fit")
+    e.add_argument(
+        "--journals",
+        help="the jobs' journal folders (results/journal/HARDWARE): estimate only the trials "
+        "they leave to measure",
+    )
     e.set_defaults(func=cmd_estimate)
     return p
 

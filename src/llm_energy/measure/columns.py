@@ -509,6 +509,12 @@ PROVENANCE = Section(
             "hash of the job's configuration when the row was measured (model, engine, "
             "protocol, points)",
         ),
+        Column(
+            "seeded_from",
+            "",
+            "the table a row was copied from into its job's journal (`resume_from_shipped`): "
+            "the row as that table has it, its trials included; empty when the job measured it",
+        ),
         Column("point_id", "", "names the point's journal file"),
         Column(
             "point_id_version",

@@ -25,7 +25,7 @@ from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, meas
 from llm_energy.measure.provenance import job_provenance, utc_now
 from llm_energy.measure.serving import measure_served_point
 from llm_energy.measure.store import Journal, write_parquet_atomic
-from llm_energy.measure.trials import MEAN_COLUMNS, combine, needs_trial
+from llm_energy.measure.trials import MEAN_COLUMNS, combine, needs_trial, seeded
 from llm_energy.meters import EnergyMeter, make_meter
 
 Log = Callable[[str], None]
@@ -351,7 +351,12 @@ def run_job(
                 "measures the rest"
             ) from None
     drift = drift_columns(journal.controls())
-    rows = [{**combine(trials[p.key], plan.protocol), **drift} for p in points if trials[p.key]]
+    # A copied row keeps its own session's drift; the others get this job's.
+    rows = [
+        {**combine(trials[p.key], plan.protocol), **({} if seeded(trials[p.key]) else drift)}
+        for p in points
+        if trials[p.key]
+    ]
     table = pd.DataFrame(rows)
     # Which experiments a point serves is the plan's to say, also for points measured earlier;
     # so is its prompt source (rows measured before sources existed used random prompts).
@@ -413,15 +418,29 @@ def select_points(plan: JobPlan, streams: TraceLengths | None, log: Log) -> list
     return points
 
 
-def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> int:
-    """Copy into the job's journal the rows of ``tables`` (job tables measured elsewhere, such
-    as the shipped ones) that are points of ``plan`` under the same measurement setup, so that
-    the job measures only the rest. Rows are matched by the id version they carry and filed
-    under the journal's. Points already in the journal are kept. Returns how many rows were
-    copied."""
-    journal = Journal(journal_dir)
-    mine = point_ids(plan, journal.version)
-    copied = 0
+def complete(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
+    """Whether a row measured elsewhere stands for its point under ``protocol``: a point not
+    measured (out of memory, not attempted), or one measured in at least ``min_trials``
+    trials that met the protocol (a row measured before trials counts as one). A row with
+    fewer is not: the point is measured again, all its trials in this job, never topped up
+    with trials of another session."""
+    if not bool(row.get("feasible")) or not int(row.get("repetitions") or 0):
+        return True
+    trials = row.get("trials")
+    if trials is None or pd.isna(trials):
+        return protocol.min_trials <= 1
+    met = row.get("protocol_met")
+    return int(trials) >= protocol.min_trials and (met is None or bool(met))
+
+
+def _seedable(
+    plan: JobPlan, tables: Sequence[Path], version: int
+) -> dict[str, tuple[dict[str, Any], Path]]:
+    """The rows of ``tables`` that :func:`seed_journal` would copy, by the point id (of
+    ``version``) they would be filed under, first table first; with the table each came from."""
+    mine = point_ids(plan, version)
+    protocols = {p.key: _protocol(plan, p) for p in plan.points}
+    found: dict[str, tuple[dict[str, Any], Path]] = {}
     for path in tables:
         table = pd.read_parquet(path)
         if "point_id" not in table.columns:
@@ -431,17 +450,64 @@ def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> in
             if "point_id_version" in table.columns
             else pd.Series(1, index=table.index)
         )
-        for version in sorted(set(versions)):
-            theirs = {pid: key for key, pid in point_ids(plan, version).items()}
-            rows = table[(versions == version) & table["point_id"].isin(theirs)]
+        for their_version in sorted(set(versions)):
+            theirs = {pid: key for key, pid in point_ids(plan, their_version).items()}
+            rows = table[(versions == their_version) & table["point_id"].isin(theirs)]
             for _, row in rows.iterrows():
-                pid = mine[theirs[row["point_id"]]]
-                if not journal.has(pid):
-                    journal.record(
-                        pid, {**row.to_dict(), "point_id": pid, "point_id_version": journal.version}
-                    )
-                    copied += 1
+                key = theirs[row["point_id"]]
+                if mine[key] not in found and complete(row.to_dict(), protocols[key]):
+                    found[mine[key]] = (row.to_dict(), Path(path))
+    return found
+
+
+def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> int:
+    """Copy into the job's journal the rows of ``tables`` (job tables measured elsewhere, such
+    as the shipped ones) that are points of ``plan`` under the same measurement setup and
+    complete under its protocol (:func:`complete`), so that the job measures only the rest.
+    A copied row is the point's, whole (``seeded_from`` names its table): the job adds no
+    trial to it. Rows are matched by the id version they carry and filed under the
+    journal's. Points already in the journal are kept. Returns how many rows were copied."""
+    journal = Journal(journal_dir)
+    copied = 0
+    for pid, (row, path) in _seedable(plan, tables, journal.version).items():
+        if not journal.has(pid):
+            entry = {
+                **row,
+                "point_id": pid,
+                "point_id_version": journal.version,
+                "seeded_from": str(path),
+            }
+            journal.record(pid, entry)
+            copied += 1
     return copied
+
+
+def trials_left(plan: JobPlan, journal_dir: Path, tables: Sequence[Path] = ()) -> dict[tuple, int]:
+    """Trials each point of ``plan`` still needs (by point key): none where the job's journal
+    (or a row of ``tables`` that :func:`seed_journal` would copy) completes it, else at least
+    its ``min_trials`` less the trials the journal holds, and one more where the interval is
+    still wide. What a run that starts now would measure, before its points are selected from
+    the traces; nothing is written."""
+    from llm_energy.measure.point_ids import CURRENT_VERSION
+
+    marker = journal_dir / Journal.MARKER
+    journal = None
+    if marker.is_file() or any(journal_dir.glob("*.parquet")):
+        journal = Journal(journal_dir)
+    version = journal.version if journal is not None else CURRENT_VERSION
+    seeded_ids = set(_seedable(plan, tables, version)) if tables else set()
+    ids = point_ids(plan, version)
+    left = {}
+    for point in plan.points:
+        proto = _protocol(plan, point)
+        pid = ids[point.key]
+        have = journal.trials(pid) if journal is not None else []
+        have = [t for t in have if not _failed(t)]
+        if (not have and pid in seeded_ids) or not needs_trial(have, proto):
+            left[point.key] = 0
+        else:
+            left[point.key] = max(proto.min_trials - len(have), 1)
+    return left
 
 
 def _known_bounds(trials: dict, points: Sequence[PointSpec]) -> tuple[dict, dict]:

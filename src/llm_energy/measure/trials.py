@@ -147,12 +147,21 @@ def window_met(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
     return reps >= protocol.min_repetitions and duration >= protocol.min_duration_s
 
 
+def seeded(trials: Sequence[dict[str, Any]]) -> bool:
+    """Whether the point's journal holds a row copied from a table measured elsewhere
+    (``seeded_from``): that row is the point's, whole, and no trial is added to it."""
+    return any(str(t.get("seeded_from") or "") for t in trials)
+
+
 def needs_trial(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> bool:
     """Whether a point with these trials so far needs another: fewer than ``min_trials``, or
     an interval wider than the target and fewer than ``max_trials``. A point that was not
-    measured (out of memory, not attempted, not needed) needs none."""
+    measured (out of memory, not attempted, not needed), or whose row was copied from a table
+    measured elsewhere, needs none."""
     if not trials:
         return True
+    if seeded(trials):
+        return False
     if not all(bool(t.get("feasible")) and int(t.get("repetitions") or 0) > 0 for t in trials):
         return False
     if len(trials) < protocol.min_trials:
@@ -166,7 +175,10 @@ def needs_trial(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> boo
 
 
 def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[str, Any]:
-    """The point's row from its trials' rows (in the order they were measured)."""
+    """The point's row from its trials' rows (in the order they were measured); a row copied
+    from a table measured elsewhere as that table has it."""
+    if seeded(trials):
+        return dict(next(t for t in trials if str(t.get("seeded_from") or "")))
     measured = [t for t in trials if bool(t.get("feasible")) and int(t.get("repetitions") or 0)]
     # A measured point's row describes its last measured trial; a trial that failed after it
     # (a device error) is said in the note.
