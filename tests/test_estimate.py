@@ -98,13 +98,18 @@ def test_estimate_covers_measured_engines_and_says_which_are_not(tiny_config):
     assert "no measurements" in other["basis"].iloc[0]
 
 
-def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
-    proto = ProtocolSpec(min_trials=3, control_point=True)
-    points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
+def _job(tiny_config, proto, points):
+    """A job of ``points`` under ``proto``, and each point's seconds per trial."""
     plan = dataclasses.replace(
         plan_study(validate(tiny_config))["tiny__pytorch"], protocol=proto, points=points
     )
-    each = [point_seconds(TRUE, p, proto) for p in points]
+    return plan, [point_seconds(TRUE, p, proto) for p in points]
+
+
+def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
+    proto = ProtocolSpec(min_trials=3, control_point=True)
+    points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
+    plan, each = _job(tiny_config, proto, points)
     expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * sum(each) + 2 * each[1]
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
 
@@ -112,9 +117,7 @@ def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
 def test_a_job_with_too_few_points_to_fit_is_timed_by_its_own_measured_shapes(tiny_config):
     proto = ProtocolSpec(min_trials=3, control_point=True, measure_prefill=False)
     points = (PointSpec(1, 512, 64), PointSpec(8, 512, 64), PointSpec(64, 512, 64))
-    plan = dataclasses.replace(
-        plan_study(validate(tiny_config))["tiny__pytorch"], protocol=proto, points=points
-    )
+    plan, each = _job(tiny_config, proto, points)
     rows = _rows(TRUE)
     three = rows[(rows["input_tokens"] == 512) & (rows["output_tokens"] == 64)]
     # Each shape twice (two sessions): its median; no prefill window: a token's share.
@@ -125,7 +128,6 @@ def test_a_job_with_too_few_points_to_fit_is_timed_by_its_own_measured_shapes(ti
     assert shapes.prefill_s(8, 512) == pytest.approx(2 * TRUE.full_s(8, 512, 64) / 64)
     table = estimate({"tiny__pytorch": plan}, three).set_index("group")
     row = table.loc["tiny__pytorch"]
-    each = [point_seconds(TRUE, p, proto) for p in points]
     expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * sum(each) + 2 * each[0]
     assert row["estimated_gpu_hours"] * 3600 == pytest.approx(expected)
     assert row["basis"] == "timed by its 3 points as measured on GPU X"
@@ -140,10 +142,7 @@ def test_a_job_costs_only_the_trials_its_journal_leaves(tiny_config):
 
     proto = ProtocolSpec(min_trials=3, control_point=True)
     points = (PointSpec(1, 128, 8), PointSpec(8, 512, 64))
-    plan = dataclasses.replace(
-        plan_study(validate(tiny_config))["tiny__pytorch"], protocol=proto, points=points
-    )
-    each = [point_seconds(TRUE, p, proto) for p in points]
+    plan, each = _job(tiny_config, proto, points)
     start = MODEL_LOAD_S + proto.idle_duration_s
     # The control point (batch 1) is measured twice by any run, its trials done or not.
     left = {points[0].key: 0, points[1].key: 2}
