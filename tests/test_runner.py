@@ -436,6 +436,10 @@ def test_a_seeded_row_stands_whole_and_a_row_below_the_protocol_is_measured_agai
     table = runner.run_job(big, tmp_path / "c.parquet", tmp_path / "c", log=lambda m: None)
     assert {b for b, _ in fake_backend.calls} == {1, 2}
     assert (table["trials"] == 3).all() and "seeded_from" not in table
+    # Nor is a row whose trial a device error ended.
+    failed = shipped.assign(error="failed: CUDA error: unspecified launch failure")
+    failed.assign(repetitions=0).to_parquet(tmp_path / "failed.parquet")
+    assert runner.seed_journal(big, [tmp_path / "failed.parquet"], tmp_path / "d") == 0
 
 
 def test_the_trials_left_are_what_the_journal_and_the_seeded_rows_leave(

@@ -423,7 +423,9 @@ def complete(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
     measured (out of memory, not attempted), or one measured in at least ``min_trials``
     trials that met the protocol (a row measured before trials counts as one). A row with
     fewer is not: the point is measured again, all its trials in this job, never topped up
-    with trials of another session."""
+    with trials of another session. Nor is a trial a device error ended."""
+    if _failed(row):
+        return False
     if not bool(row.get("feasible")) or not int(row.get("repetitions") or 0):
         return True
     trials = row.get("trials")
