@@ -229,6 +229,25 @@ def test_h200_feed_forward_shares_before_trials():
         assert share["olmoe-1b-7b", batch] > max(share["olmo-1b", batch], share["olmo-7b", batch])
 
 
+def test_the_olmo_trial_rows_are_the_points_of_the_configuration_that_measured_them():
+    """config/h200.yaml with config/h200_three_trials.yaml names the shipped OLMo PyTorch rows'
+    points (the protocol is part of a point's id): a run that resumes from the shipped rows
+    measures none of them again."""
+    from llm_energy.config import load_config
+    from llm_energy.measure.plan import plan_study
+    from llm_energy.measure.runner import trials_left
+
+    root = Path(__file__).resolve().parents[1]
+    jobs = plan_study(
+        load_config(str(root / "config/h200.yaml"), str(root / "config/h200_three_trials.yaml"))
+    )
+    shipped = sorted((root / "resources/measurements/h200").glob("trials__olmo*__pytorch.parquet"))
+    assert len(shipped) == 3
+    for model in ("olmo-1b", "olmo-7b", "olmoe-1b-7b"):
+        left = trials_left(jobs[f"{model}__pytorch"], root / "no-journal", shipped)
+        assert list(left.values()) == [0, 0, 0], model
+
+
 def test_repeated_h200_points_agree_across_machines():
     """The vLLM points over 1 and 2 GPUs measured on two machines of the same type, before the
     trial protocol: the repeats are the same points (same measurement setup) and agree within
