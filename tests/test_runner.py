@@ -459,7 +459,7 @@ def test_the_trials_left_are_what_the_journal_and_the_seeded_rows_leave(
     # seeding would copy into an empty journal.
     for left in (
         runner.trials_left(big, tmp_path / "a"),
-        runner.trials_left(big, fresh, [tmp_path / "a.parquet"]),
+        runner.trials_left(big, fresh, runner.read_tables([tmp_path / "a.parquet"])),
     ):
         assert {k: n for k, n in left.items()} == {k: 3 * (b == 2) for k, b in batch.items()}
     # A point with one of its trials in the journal needs two more.

@@ -235,7 +235,7 @@ def test_the_olmo_trial_rows_are_the_points_of_the_configuration_that_measured_t
     measures none of them again."""
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
-    from llm_energy.measure.runner import trials_left
+    from llm_energy.measure.runner import read_tables, trials_left
 
     root = Path(__file__).resolve().parents[1]
     jobs = plan_study(
@@ -243,6 +243,7 @@ def test_the_olmo_trial_rows_are_the_points_of_the_configuration_that_measured_t
     )
     shipped = sorted((root / "resources/measurements/h200").glob("trials__olmo*__pytorch.parquet"))
     assert len(shipped) == 3
+    shipped = read_tables(shipped)
     for model in ("olmo-1b", "olmo-7b", "olmoe-1b-7b"):
         left = trials_left(jobs[f"{model}__pytorch"], root / "no-journal", shipped)
         assert list(left.values()) == [0, 0, 0], model

@@ -435,16 +435,23 @@ def complete(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
     return int(trials) >= protocol.min_trials and (met is None or bool(met))
 
 
+Tables = Sequence[tuple[Path, pd.DataFrame]]
+
+
+def read_tables(paths: Sequence[Path | str]) -> Tables:
+    """Job tables measured elsewhere, each with its path, read once for every job they seed."""
+    return [(Path(p), pd.read_parquet(p)) for p in paths]
+
+
 def _seedable(
-    plan: JobPlan, tables: Sequence[Path], version: int
+    plan: JobPlan, tables: Tables, version: int
 ) -> dict[str, tuple[dict[str, Any], Path]]:
     """The rows of ``tables`` that :func:`seed_journal` would copy, by the point id (of
     ``version``) they would be filed under, first table first; with the table each came from."""
     mine = point_ids(plan, version)
     protocols = {p.key: _protocol(plan, p) for p in plan.points}
     found: dict[str, tuple[dict[str, Any], Path]] = {}
-    for path in tables:
-        table = pd.read_parquet(path)
+    for path, table in tables:
         if "point_id" not in table.columns:
             continue
         versions = (
@@ -458,7 +465,7 @@ def _seedable(
             for _, row in rows.iterrows():
                 key = theirs[row["point_id"]]
                 if mine[key] not in found and complete(row.to_dict(), protocols[key]):
-                    found[mine[key]] = (row.to_dict(), Path(path))
+                    found[mine[key]] = (row.to_dict(), path)
     return found
 
 
@@ -471,7 +478,7 @@ def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> in
     journal's. Points already in the journal are kept. Returns how many rows were copied."""
     journal = Journal(journal_dir)
     copied = 0
-    for pid, (row, path) in _seedable(plan, tables, journal.version).items():
+    for pid, (row, path) in _seedable(plan, read_tables(tables), journal.version).items():
         if not journal.has(pid):
             entry = {
                 **row,
@@ -484,12 +491,12 @@ def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> in
     return copied
 
 
-def trials_left(plan: JobPlan, journal_dir: Path, tables: Sequence[Path] = ()) -> dict[tuple, int]:
+def trials_left(plan: JobPlan, journal_dir: Path, tables: Tables = ()) -> dict[tuple, int]:
     """Trials each point of ``plan`` still needs (by point key): none where the job's journal
-    (or a row of ``tables`` that :func:`seed_journal` would copy) completes it, else at least
-    its ``min_trials`` less the trials the journal holds, and one more where the interval is
-    still wide. What a run that starts now would measure, before its points are selected from
-    the traces; nothing is written."""
+    (or a row of ``tables``, as :func:`read_tables` reads them, that :func:`seed_journal`
+    would copy) completes it, else at least its ``min_trials`` less the trials the journal
+    holds, and one more where the interval is still wide. What a run that starts now would
+    measure, before its points are selected from the traces; nothing is written."""
     from llm_energy.measure.point_ids import CURRENT_VERSION
 
     marker = journal_dir / Journal.MARKER

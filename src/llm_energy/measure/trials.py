@@ -147,10 +147,14 @@ def window_met(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
     return reps >= protocol.min_repetitions and duration >= protocol.min_duration_s
 
 
+def _copied(trial: dict[str, Any]) -> bool:
+    return bool(str(trial.get("seeded_from") or ""))
+
+
 def seeded(trials: Sequence[dict[str, Any]]) -> bool:
     """Whether the point's journal holds a row copied from a table measured elsewhere
     (``seeded_from``): that row is the point's, whole, and no trial is added to it."""
-    return any(str(t.get("seeded_from") or "") for t in trials)
+    return any(map(_copied, trials))
 
 
 def needs_trial(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> bool:
@@ -178,7 +182,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     """The point's row from its trials' rows (in the order they were measured); a row copied
     from a table measured elsewhere as that table has it."""
     if seeded(trials):
-        return dict(next(t for t in trials if str(t.get("seeded_from") or "")))
+        return dict(next(filter(_copied, trials)))
     measured = [t for t in trials if bool(t.get("feasible")) and int(t.get("repetitions") or 0)]
     # A measured point's row describes its last measured trial; a trial that failed after it
     # (a device error) is said in the note.
