@@ -305,8 +305,16 @@ def test_a_served_job_costs_its_server_start_and_its_replays(tiny_config):
     no_offline = ServedTimeModel.fit(_served_rows().iloc[:3])
     assert math.isnan(no_offline.offline_request_s)
     assert no_offline.batch_s(20, 4) == pytest.approx(5 * 1.5)
-    unmeasured = estimate({"x": _served_plan(tiny_config, "srv-served-s8", 1)}, _served_rows())
-    assert math.isnan(unmeasured["estimated_gpu_hours"].iloc[0])
+    # Another max_num_seqs of the same engine: that server's rows, said so; another engine's
+    # server has none.
+    plans = {"other_seqs": _served_plan(tiny_config, "srv-served-s8", 1)}
+    plans["other_engine"] = _served_plan(tiny_config, "srv2-served-s4", 1)
+    table = estimate(plans, _served_rows()).set_index("group")
+    assert table.loc["other_seqs", "estimated_gpu_hours"] * 3600 == pytest.approx(job_s)
+    assert table.loc["other_seqs", "basis"].endswith(
+        "of srv-served-s4 (none of srv-served-s8: the same engine's server at another max_num_seqs)"
+    )
+    assert math.isnan(table.loc["other_engine", "estimated_gpu_hours"])
 
 
 def test_served_rows_and_batch_rows_stay_out_of_each_others_fits(tiny_config):

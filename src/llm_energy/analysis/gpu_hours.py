@@ -365,26 +365,29 @@ def _served_estimate(
 ) -> tuple[float, str]:
     """(GPU-hours, basis) of a served job, fitted to the served rows of its engine, else to
     those of the same server (engine, CUDA graphs, max_num_seqs) at another tensor-parallel
-    size."""
-    engine = plan.engine
-    rows = served_rows(of_model[of_model["engine"] == engine.name])
-    other = ""
-    if rows.empty:
-        from llm_energy.families.served_traces import server_over_any_gpus as server
+    size, else to those of the same engine's servers at another max_num_seqs."""
+    from llm_energy.families.served_traces import engine_of_server, server_over_any_gpus
 
-        same = of_model["engine"].astype(str).map(server) == server(engine.name)
-        rows = served_rows(of_model[same])
-        other = ", ".join(sorted(set(rows["engine"].astype(str))))
+    engine = plan.engine
+    rows, other = served_rows(of_model[of_model["engine"] == engine.name]), ""
+    names = of_model["engine"].astype(str)
+    fallbacks = (
+        (server_over_any_gpus, "the same server at another TP size"),
+        (engine_of_server, "the same engine's server at another max_num_seqs"),
+    )
+    for same, what in fallbacks:
+        if not rows.empty:
+            break
+        rows = served_rows(of_model[names.map(same) == same(engine.name)])
+        measured = ", ".join(sorted(set(rows["engine"].astype(str))))
+        other = f", of {measured} (none of {engine.name}: {what})"
     if rows.empty:
         return math.nan, "no measurements of this model and engine"
     fitted = ServedTimeModel.fit(rows)
-    gpu = _gpus(rows)
     basis = f"fitted to {_plural(fitted.runs, 'served run')}"
     if fitted.offline_runs:
         basis += f" and {_plural(fitted.offline_runs, 'offline run')}"
-    basis += f" measured on {gpu}"
-    if other:
-        basis += f", of {other} (none of {engine.name}: the same server at another TP size)"
+    basis += f" measured on {_gpus(rows)}{other}"
     return job_gpu_hours(fitted, plan, left), basis
 
 

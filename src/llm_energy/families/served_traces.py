@@ -29,6 +29,12 @@ def server_over_any_gpus(name: str) -> str:
     return re.sub(r"-tp\d+$", "", name)
 
 
+def engine_of_server(name: str) -> str:
+    """A server's name (:func:`served_engine`) without its max_num_seqs and GPU count: one
+    name for the servers of one engine, whatever their settings."""
+    return re.sub(r"-s\d+(-tp\d+)?$", "", name)
+
+
 class ServedTraces(Family):
     name = NAME
     description = (
