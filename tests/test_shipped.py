@@ -285,6 +285,23 @@ def test_served_points_measured_in_two_sessions_agree():
         assert (ratio - 1).abs().max() < bound, (engine, ratio.round(3).tolist())
 
 
+def test_served_points_repeated_through_snakemake_on_fresh_machines_agree():
+    """The one-GPU served points measured again through snakemake, each server on a fresh
+    machine of its own: energy per request within 10 % of the shipped rows at every point
+    (resources/measurements/README.md gives the spread), and every row meets the protocol."""
+    root = Path(__file__).resolve().parents[1] / "resources/measurements"
+    sessions = {"vllm-served-s64": "vm:b6d77f89", "vllm-eager-served-s64": "vm:8c833ee4"}
+    for engine, session in sessions.items():
+        name = f"served__llama-3.1-8b__{engine}.parquet"
+        shipped = pd.read_parquet(root / "h200" / name).set_index("point_id")
+        repeat = pd.read_parquet(root / "repeats/h200_served_2026-12-01" / name)
+        repeat = repeat.set_index("point_id").loc[shipped.index]
+        assert set(repeat["machine_session"]) == {session}
+        assert repeat["protocol_met"].all() and (repeat["trials"] >= 3).all()
+        ratio = repeat["energy_per_request_j"] / shipped["energy_per_request_j"]
+        assert (ratio - 1).abs().max() < 0.10, (engine, ratio.round(3).tolist())
+
+
 def test_a_figure_this_configuration_has_no_rows_for_names_the_one_that_has(tmp_path):
     """Fig 8 under config/h100.yaml: the H100 tables hold no classical-task rows, so the dry run
     stops before any job with one message that points at the configuration whose do."""
