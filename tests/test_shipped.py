@@ -266,18 +266,24 @@ def test_repeated_h200_points_agree_across_machines():
             assert ratio.between(0.9, 1.1).all(), (name, column, ratio.tolist())
 
 
+def _served_repeat(engine: str, folder: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The shipped H200 served rows of ``engine`` and the same points from
+    ``resources/measurements/repeats/<folder>``, both indexed by point id, in one order."""
+    root = Path(__file__).resolve().parents[1] / "resources/measurements"
+    name = f"served__llama-3.1-8b__{engine}.parquet"
+    shipped = pd.read_parquet(root / "h200" / name).set_index("point_id")
+    repeat = pd.read_parquet(root / "repeats" / folder / name).set_index("point_id")
+    return shipped, repeat.loc[shipped.index]
+
+
 def test_served_points_measured_in_two_sessions_agree():
     """The served points over 1 and 2 GPUs, measured in two machine sessions of two H200s (the
     earlier by llm-energy measure, the shipped one through snakemake): energy per request
     agrees within 8 % for the CUDA-graph servers and within 13 % for the eager one, as
     resources/measurements/README.md says."""
-    root = Path(__file__).resolve().parents[1] / "resources/measurements"
     bounds = {"vllm-served-s64": 0.08, "vllm-served-s64-tp2": 0.08, "vllm-eager-served-s64": 0.13}
     for engine, bound in bounds.items():
-        name = f"served__llama-3.1-8b__{engine}.parquet"
-        shipped = pd.read_parquet(root / "h200" / name).set_index("point_id")
-        earlier = pd.read_parquet(root / "repeats/h200_served_earlier_session" / name)
-        earlier = earlier.set_index("point_id").loc[shipped.index]
+        shipped, earlier = _served_repeat(engine, "h200_served_earlier_session")
         assert len(shipped) == 7
         assert set(shipped["machine_session"]) == {"vm:5bb49998"}
         assert set(earlier["machine_session"]) == {"vm:88c784be"}
@@ -289,13 +295,9 @@ def test_served_points_repeated_through_snakemake_on_fresh_machines_agree():
     """The one-GPU served points measured again through snakemake, each server on a fresh
     machine of its own: energy per request within 10 % of the shipped rows at every point
     (resources/measurements/README.md gives the spread), and every row meets the protocol."""
-    root = Path(__file__).resolve().parents[1] / "resources/measurements"
     sessions = {"vllm-served-s64": "vm:b6d77f89", "vllm-eager-served-s64": "vm:8c833ee4"}
     for engine, session in sessions.items():
-        name = f"served__llama-3.1-8b__{engine}.parquet"
-        shipped = pd.read_parquet(root / "h200" / name).set_index("point_id")
-        repeat = pd.read_parquet(root / "repeats/h200_served_2026-12-01" / name)
-        repeat = repeat.set_index("point_id").loc[shipped.index]
+        shipped, repeat = _served_repeat(engine, "h200_served_2026-12-01")
         assert set(repeat["machine_session"]) == {session}
         assert repeat["protocol_met"].all() and (repeat["trials"] >= 3).all()
         ratio = repeat["energy_per_request_j"] / shipped["energy_per_request_j"]
