@@ -98,6 +98,26 @@ def test_estimate_covers_measured_engines_and_says_which_are_not(tiny_config):
     assert "no measurements" in other["basis"].iloc[0]
 
 
+def test_a_compiled_engine_without_rows_is_timed_by_the_same_backend_without_compile(tiny_config):
+    tiny_config["engines"]["pytorch-compile"] = {"backend": "transformers", "torch_compile": True}
+    tiny_config["engines"]["vllm"] = {"backend": "vllm"}
+    tiny_config["experiments"]["controlled_sweeps"]["engines"] = ["pytorch", "pytorch-compile"]
+    plans = plan_study(validate(tiny_config))
+    rows = _rows(TRUE).assign(backend="transformers", torch_compile=False, tensor_parallel_size=1)
+    vllm_rows = rows.assign(engine="vllm", backend="vllm", duration_s=100.0)
+    table = estimate(plans, pd.concat([rows, vllm_rows], ignore_index=True)).set_index("group")
+    eager, compiled = table.loc["tiny__pytorch"], table.loc["tiny__pytorch-compile"]
+    assert compiled["estimated_gpu_hours"] == pytest.approx(eager["estimated_gpu_hours"])
+    assert compiled["basis"] == (
+        eager["basis"] + ", of pytorch (none of pytorch-compile: the same backend without "
+        "torch.compile; the compile time is not in it)"
+    )
+    # Once the compiled engine has rows of its own, they are its basis.
+    own = rows.assign(engine="pytorch-compile", torch_compile=True)
+    table = estimate(plans, pd.concat([rows, own], ignore_index=True)).set_index("group")
+    assert table.loc["tiny__pytorch-compile", "basis"] == "fitted to 27 points measured on GPU X"
+
+
 def _job(tiny_config, proto, points):
     """A job of ``points`` under ``proto``, and each point's seconds per trial."""
     plan = dataclasses.replace(

@@ -12,10 +12,11 @@ the time per request of the same stream measured at the same or the nearest smal
 rows have it (:func:`stream_request_seconds`), else as batches at the stream's length caps. A
 job whose model and engine have fewer than four measured points (the three batch sizes of Fig
 4) is timed instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
-point's cost follows the protocol: each of its ``min_trials`` trials runs warm-ups, then prefill
-and full windows of at least ``min_duration_s`` and ``min_repetitions``; the job's control point
-is measured twice more. Adaptive trials add up to ``max_trials`` where an interval stays wide, so
-the estimate is the least the job takes. Beam
+``torch.compile`` engine with no rows of its own is timed by the same backend's rows without it,
+its compile time left out. A point's cost follows the protocol: each of its ``min_trials``
+trials runs warm-ups, then prefill and full windows of at least ``min_duration_s`` and
+``min_repetitions``; the job's control point is measured twice more. Adaptive trials add up to
+``max_trials`` where an interval stays wide, so the estimate is the least the job takes. Beam
 search counts as a batch of ``batch * num_beams`` sequences. Points far outside the measured
 shapes are extrapolations.
 
@@ -391,6 +392,27 @@ def _served_estimate(
     return job_gpu_hours(fitted, plan, left), basis
 
 
+def _uncompiled_stand_in(plan: JobPlan, of_model: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """For a ``torch.compile`` engine with no rows of its own: the rows of the same model on
+    the same backend and number of GPUs without ``torch.compile``, and what the basis says of
+    them. Compiled generation runs no slower than eager, so the windows are timed at most; the
+    compile itself is not in the estimate."""
+    engine = plan.engine
+    if not engine.torch_compile or "torch_compile" not in of_model:
+        return of_model.iloc[:0], ""
+    rows = of_model[
+        (of_model["backend"].astype(str) == engine.backend)
+        & ~of_model["torch_compile"].fillna(False).astype(bool)
+        & (of_model["tensor_parallel_size"].fillna(1).astype(int) == engine.tensor_parallel_size)
+    ]
+    measured = ", ".join(sorted(set(rows["engine"].astype(str))))
+    note = (
+        f", of {measured} (none of {engine.name}: the same backend without torch.compile; "
+        "the compile time is not in it)"
+    )
+    return rows, note
+
+
 def estimate(
     plans: dict[str, JobPlan],
     measurements: pd.DataFrame,
@@ -406,6 +428,9 @@ def estimate(
         mine = None if left is None else left.get(group)
         of_model = measurements[measurements["model"] == plan.model.name]
         measured = of_model[of_model["engine"] == plan.engine.name]
+        stand_in = ""
+        if measured.empty:
+            measured, stand_in = _uncompiled_stand_in(plan, of_model)
         hours, basis = math.nan, "no measurements of this model and engine"
         points_left = (
             len(plan.points) if mine is None else sum(mine.get(p.key, 1) > 0 for p in plan.points)
@@ -423,9 +448,11 @@ def estimate(
             timed = sum(not math.isnan(measured_stream_s(streams, p)) for p in plan.points)
             if timed:
                 basis += f"; {_plural(timed, 'request stream')} at measured times per request"
+            basis += stand_in
         elif len(fittable(measured)) and (shapes := MeasuredShapes.of(measured)).covers(plan):
             hours = job_gpu_hours(shapes, plan, mine)
             basis = f"timed by its {shapes.points} points as measured on {_gpus(measured)}"
+            basis += stand_in
         rows.append(
             {
                 "group": group,
