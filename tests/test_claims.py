@@ -136,6 +136,7 @@ def test_decodes_share_takes_its_interval_from_each_trials_prefill_window():
         "trial_prefill_energy_j": json.dumps(prefill),
     }
     (claim1,) = claims_table(pd.DataFrame([row])).query("claim == '1'").itertuples()
+    assert claim1.condition == "m, vllm, batch 1, 512 in, 64 out"
     shares = [(f - p) / f for f, p in zip(full, prefill, strict=True)]
     assert claim1.measured_value == pytest.approx(sum(shares) / 3)
     half = ci95_half_width(shares)

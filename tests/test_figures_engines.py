@@ -90,6 +90,27 @@ def test_fig5_marks_pytorchs_largest_measured_batch():
     ) in marks
 
 
+def test_fig5_draws_an_engine_measured_in_two_sessions_as_a_line_for_each():
+    rows = _engine_rows().assign(
+        machine_session="vm:new", git_commit="bbbbbbb", timestamp="2026-12-01T10:00:00+00:00"
+    )
+    earlier = rows[rows["engine"] == "pytorch"].assign(
+        machine_session="vm:old", git_commit="aaaaaaa", timestamp="2026-11-30T08:00:00+00:00"
+    )
+    earlier["energy_per_request_j"] *= 1.1
+    ax = draw("fig5", pd.concat([rows, earlier], ignore_index=True)).axes[0]
+    labels = [h.get_label() for h in ax.get_legend().legend_handles]
+    # The latest session's line first; no line joins the two, so no point is tagged.
+    assert labels[:2] == ["PyTorch, eager (git bbbbbbb)", "PyTorch, eager (git aaaaaaa)"]
+    assert len(ax.get_lines()) == 5 + 2
+    marks = [t.get_text() for t in ax.texts]
+    assert all("largest measured" in text for text in marks)
+    # One mark per PyTorch engine, from the latest session; two at one batch stack.
+    assert len(marks) == 2
+    offsets = sorted(t.xyann[1] for t in ax.texts)
+    assert offsets[0] < offsets[1]
+
+
 def test_fig5_says_which_of_the_papers_engines_its_rows_lack():
     rows = _engine_rows()
     texts = " ".join(t.get_text() for t in draw("fig5", rows).texts)

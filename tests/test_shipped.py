@@ -176,8 +176,9 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # The rows measured under the trial protocol, from five machine sessions: the first's
     # three or more trials each, every one met; the second's (OLMo on vLLM, the online-serving
     # job the session's end cut short) and the third's (PyTorch over 1 and 2 GPUs) say why
-    # where they fell short; the fourth's (the served runs over 1 and 2 GPUs) and the fifth's
-    # (OLMo on PyTorch) all met.
+    # where they fell short; the fourth's (the served runs over 1 and 2 GPUs), the fifth's
+    # (OLMo on PyTorch) and the sixth's (PyTorch eager and compiled ladders, Qwen1.5-32B) all
+    # met; claim 1's Llama points on a second machine that day were cut short and say so.
     trial_rows = table[table["trials"].notna() & table["feasible"].astype(bool)]
     sessions = trial_rows.groupby("machine_session")
     assert sessions.size().to_dict() == {
@@ -186,8 +187,10 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:88c784be": 3 + 3,
         "vm:5bb49998": 3 * 7,
         "vm:357bc63c": 3 * 3,
+        "vm:fd69deb4": 10 + 10 + 6,
+        "vm:c77e44a6": 6,
     }
-    for session in ("vm:6758a46b", "vm:5bb49998", "vm:357bc63c"):
+    for session in ("vm:6758a46b", "vm:5bb49998", "vm:357bc63c", "vm:fd69deb4"):
         rows = sessions.get_group(session)
         assert (rows["trials"] >= 3).all() and rows["protocol_met"].all(), session
     short = trial_rows[~trial_rows["protocol_met"].astype(bool)]
@@ -247,6 +250,47 @@ def test_the_olmo_trial_rows_are_the_points_of_the_configuration_that_measured_t
     for model in ("olmo-1b", "olmo-7b", "olmoe-1b-7b"):
         left = trials_left(jobs[f"{model}__pytorch"], root / "no-journal", shipped)
         assert list(left.values()) == [0, 0, 0], model
+
+
+def test_the_compiled_ladder_and_its_eager_baseline_share_one_session():
+    """Claim 5's torch.compile comparison on the H200: PyTorch eager and compiled over batch 1
+    to 1,024 in one machine session, each with its largest feasible batch bisected; the eager
+    ladder agrees within 7 % with the one measured beside vLLM on another machine."""
+    root = Path(__file__).resolve().parents[1] / "resources/measurements/h200"
+    eager, compiled, before = (
+        pd.read_parquet(root / f"{name}.parquet").set_index("batch_size")
+        for name in (
+            "compile__llama-3.1-8b__pytorch",
+            "compile__llama-3.1-8b__pytorch-compile",
+            "trials__llama-3.1-8b__pytorch",
+        )
+    )
+    for rows in (eager, compiled):
+        assert set(rows["machine_session"]) == {"vm:fd69deb4"}
+        assert list(rows.index) == [2**k for k in range(11)]
+        ran = rows[rows["feasible"].astype(bool)]
+        assert (ran["trials"] >= 3).all() and ran["protocol_met"].all()
+        assert rows.loc[1024, "largest_feasible_batch"] == 512
+        assert rows.loc[1024, "smallest_infeasible_batch"] == 576
+    assert compiled["torch_compile"].all() and not eager["torch_compile"].any()
+    assert set(before["machine_session"]) == {"vm:6758a46b"}
+    change = (eager["energy_j"] / before["energy_j"] - 1).dropna()
+    assert len(change) == 10 and change.abs().max() < 0.07
+
+
+def test_the_qwen_rows_are_points_of_the_whole_grid():
+    """Qwen1.5-32B's shipped PyTorch rows (config/h200_qwen.yaml's points) are points of
+    config/h200_grid.yaml alone too: a resumed grid run measures none of them again."""
+    from llm_energy.config import load_config
+    from llm_energy.measure.plan import plan_study
+    from llm_energy.measure.runner import read_tables, trials_left
+
+    root = Path(__file__).resolve().parents[1]
+    job = plan_study(load_config(str(root / "config/h200_grid.yaml")))["qwen1.5-32b__pytorch"]
+    shipped = read_tables([root / "resources/measurements/h200/grid__qwen1.5-32b__pytorch.parquet"])
+    left = trials_left(job, root / "no-journal", shipped)
+    done = [key for key, n in left.items() if n == 0]
+    assert len(done) == 6 and len(left) > 6
 
 
 def test_repeated_h200_points_agree_across_machines():

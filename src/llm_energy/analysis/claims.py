@@ -357,7 +357,8 @@ def claims_table(df: pd.DataFrame) -> pd.DataFrame:
             shares.append(
                 Comparison(
                     "energy_j",
-                    f"{r['engine']}, batch {r['batch_size']}, {r['input_tokens']} in, "
+                    f"{r['model']}, {r['engine']}, batch {r['batch_size']}, "
+                    f"{r['input_tokens']} in, "
                     f"{r['output_tokens']} out",
                     share,
                     half,

@@ -3,11 +3,14 @@ CUDA graphs (the study's Fig 5), and vLLM's continuous batching against static b
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from llm_energy.analysis.paper import CLAIMS
+from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.figures.points import (
     Marks,
     met_protocol,
@@ -94,14 +97,15 @@ def table_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> pd.D
 
 
 def _largest_measured(
-    ax: plt.Axes, line: pd.DataFrame, failed: pd.DataFrame, colour: object
-) -> None:
+    ax: plt.Axes, line: pd.DataFrame, failed: pd.DataFrame, colour: object, below: int = 0
+) -> bool:
     """Marks an engine's largest measured batch where a larger one failed, and the bound a
-    search between them found where the rows have one."""
+    search between them found where the rows have one; ``below`` notes already at that
+    batch push this one down. Whether it marked one."""
     top = line.sort_values("batch_size").iloc[-1]
     above = failed[failed["batch_size"] > top["batch_size"]].sort_values("batch_size")
     if above.empty:
-        return
+        return False
     first = above.iloc[0]
     reason = str(first["error"] or "not feasible").split(":")[0]
     batch = int(top["batch_size"])
@@ -118,12 +122,25 @@ def _largest_measured(
         (batch, 0.97),
         xycoords=("data", "axes fraction"),
         textcoords="offset points",
-        xytext=(-5, 0),
+        xytext=(-5, -36 * below),
         ha="right",
         va="top",
         fontsize=7.5,
         color=colour,
     )
+    return True
+
+
+def _session_lines(line: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """An engine's rows as lines of one machine session each, the latest first, each named
+    by its session where there are several."""
+    sessions = session_names(line)
+    if sessions.nunique() < 2:
+        return [("", line)]
+    stamps = line["timestamp"] if "timestamp" in line else pd.Series(pd.NaT, index=line.index)
+    when = pd.to_datetime(stamps, utc=True, errors="coerce")
+    latest = when.groupby(sessions, sort=False).max().sort_values(ascending=False, kind="stable")
+    return [(f" ({name})", line[sessions == name]) for name in latest.index]
 
 
 def fig_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Figure:
@@ -142,17 +159,26 @@ def fig_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Fi
         sub = table[table["model"] == model]
         feasible = sub[sub["feasible"].astype(bool)]
         sessions = session_names(feasible)
+        marked: dict[int, int] = {}
         for label in labels:
-            line = feasible[feasible["engine_label"] == label]
-            if line.empty:
+            engine_rows = feasible[feasible["engine_label"] == label]
+            if engine_rows.empty:
                 continue
-            tag = ""
-            if sessions.nunique() > 1:  # say which session each compared line comes from
-                tag = f" ({', '.join(dict.fromkeys(sessions[line.index]))})"
-            plot_line(ax, line, "batch_size", energy, engine_looks[label], label + tag, marks, 1e-3)
-            failed = sub[(sub["engine_label"] == label) & ~sub["feasible"].astype(bool)]
-            if label.startswith("PyTorch"):
-                _largest_measured(ax, line, failed, engine_looks[label].colour)
+            # An engine measured in several sessions: a line for each, the earlier ones thin,
+            # so that no line joins two sessions.
+            for n, (tag, line) in enumerate(_session_lines(engine_rows)):
+                look = engine_looks[label]
+                if n:
+                    look = dataclasses.replace(look, linestyle=(0, (1, 3)))
+                if not tag and sessions.nunique() > 1:  # which session each line comes from
+                    tag = f" ({', '.join(dict.fromkeys(sessions[line.index]))})"
+                plot_line(ax, line, "batch_size", energy, look, label + tag, marks, 1e-3)
+                failed = sub[(sub["engine_label"] == label) & ~sub["feasible"].astype(bool)]
+                failed = failed[machine_sessions(failed).isin(set(machine_sessions(line)))]
+                if label.startswith("PyTorch") and not n:
+                    batch = int(line["batch_size"].max())
+                    if _largest_measured(ax, line, failed, look.colour, marked.get(batch, 0)):
+                        marked[batch] = marked.get(batch, 0) + 1
         log2_batch_axis(ax, sorted(sub["batch_size"].unique()))
         ax.set_yscale("log")
         shape = sub.iloc[0]
