@@ -118,6 +118,48 @@ def test_a_compiled_engine_without_rows_is_timed_by_the_same_backend_without_com
     assert table.loc["tiny__pytorch-compile", "basis"] == "fitted to 27 points measured on GPU X"
 
 
+def test_a_model_without_rows_is_timed_by_another_models_rows_scaled_to_its_architecture(
+    tiny_config, tmp_path
+):
+    import json
+
+    from conftest import TINY_MODEL
+
+    from llm_energy.analysis.flops import Architecture
+    from llm_energy.inputs.model_configs import load_config_dict
+
+    # A model twice as deep and twice as wide in its feed-forward blocks.
+    small = load_config_dict(TINY_MODEL.parent)
+    big = {**small, "num_hidden_layers": 2 * small["num_hidden_layers"]}
+    big["intermediate_size"] = 2 * small["intermediate_size"]
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big/config.json").write_text(json.dumps(big))
+    tiny_config["models"]["big"] = {"hub_id": "local/big", "config": str(tmp_path / "big")}
+    tiny_config["experiments"]["controlled_sweeps"]["models"] = ["tiny", "big"]
+    plans = plan_study(validate(tiny_config))
+    rows = _rows(TRUE).assign(hub_id="local/tiny")
+    table = estimate(plans, rows).set_index("group")
+    source, target = Architecture.from_config(small), Architecture.from_config(big)
+    expected = job_gpu_hours(TRUE.scaled(source, target), plans["big__pytorch"])
+    assert table.loc["big__pytorch", "estimated_gpu_hours"] == pytest.approx(expected, rel=1e-3)
+    assert expected > table.loc["tiny__pytorch", "estimated_gpu_hours"]
+    flops = target.linear_flops_per_token() / source.linear_flops_per_token()
+    assert table.loc["big__pytorch", "basis"] == (
+        "fitted to 27 points of tiny measured on GPU X, scaled to big (none of its own: "
+        f"layers x2.00, FLOPs per token x{flops:.2f})"
+    )
+    # Each term scales by its own ratio.
+    scaled = TRUE.scaled(source, target)
+    assert scaled.step[0] == pytest.approx(2 * TRUE.step[0])
+    assert scaled.prefill[1] == pytest.approx(flops * TRUE.prefill[1])
+    assert scaled.step[2] == pytest.approx(2 * TRUE.step[2])  # twice the layers' attention
+    # Without a config.json of the model on this machine, there is no estimate.
+    tiny_config["models"]["big"] = {"hub_id": "nowhere/big"}
+    plans = plan_study(validate(tiny_config))
+    table = estimate(plans, rows).set_index("group")
+    assert math.isnan(table.loc["big__pytorch", "estimated_gpu_hours"])
+
+
 def _job(tiny_config, proto, points):
     """A job of ``points`` under ``proto``, and each point's seconds per trial."""
     plan = dataclasses.replace(

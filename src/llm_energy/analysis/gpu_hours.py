@@ -13,12 +13,13 @@ rows have it (:func:`stream_request_seconds`), else as batches at the stream's l
 job whose model and engine have fewer than four measured points (the three batch sizes of Fig
 4) is timed instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
 ``torch.compile`` engine with no rows of its own is timed by the same backend's rows without it,
-its compile time left out. A point's cost follows the protocol: each of its ``min_trials``
-trials runs warm-ups, then prefill and full windows of at least ``min_duration_s`` and
-``min_repetitions``; the job's control point is measured twice more. Adaptive trials add up to
-``max_trials`` where an interval stays wide, so the estimate is the least the job takes. Beam
-search counts as a batch of ``batch * num_beams`` sequences. Points far outside the measured
-shapes are extrapolations.
+its compile time left out; a model with no rows on its engine by another model's, scaled to its
+architecture (:meth:`TimeModel.scaled`). A point's cost follows the protocol: each of its
+``min_trials`` trials runs warm-ups, then prefill and full windows of at least
+``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more.
+Adaptive trials add up to ``max_trials`` where an interval stays wide, so the estimate is the
+least the job takes. Beam search counts as a batch of ``batch * num_beams`` sequences. Points far
+outside the measured shapes are extrapolations.
 
 A served job (a ``vllm serve`` replaying requests, :mod:`llm_energy.measure.serving`) is timed
 by its replays instead (:class:`ServedTimeModel`): a run of ``n`` requests at ``rate`` per
@@ -37,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from llm_energy.measure.job import JobPlan, PointSpec, ProtocolSpec
+from llm_energy.analysis.flops import Architecture
+from llm_energy.measure.job import JobPlan, ModelSpec, PointSpec, ProtocolSpec
 from llm_energy.measure.runner import control_point
 
 MODEL_LOAD_S = 60.0  # model build and engine start per job, a round allowance
@@ -94,6 +96,23 @@ class TimeModel:
             step=tuple(coef[2:]),
             points=len(rows),
             load_s=measured_load_s(rows),
+        )
+
+    def scaled(self, source: Architecture, target: Architecture) -> TimeModel:
+        """The model of another architecture on the same engine: the terms that do not grow
+        with the batch (kernel launches, one per layer) by the ratio of layers, those that grow
+        with its tokens by the ratio of projection and feed-forward FLOPs per token, the one
+        that grows with its cached tokens by the ratio of attention widths. The engine start and
+        the request streams are the source's."""
+        layers = target.layers / source.layers
+        flops = target.linear_flops_per_token() / source.linear_flops_per_token()
+        attention = target.attention_flops(1, 1) / source.attention_flops(1, 1)
+        c0, c1, c2 = self.step
+        return dataclasses.replace(
+            self,
+            prefill=(self.prefill[0] * layers, self.prefill[1] * flops),
+            step=(c0 * layers, c1 * flops, c2 * attention),
+            streams={},
         )
 
     def prefill_s(self, batch: int, input_tokens: int) -> float:
@@ -413,6 +432,54 @@ def _uncompiled_stand_in(plan: JobPlan, of_model: pd.DataFrame) -> tuple[pd.Data
     return rows, note
 
 
+def _local_architecture(spec: ModelSpec, mirror: str | None) -> Architecture | None:
+    """A model's architecture from a config.json already on this machine, else None."""
+    from llm_energy.inputs.model_configs import load_config_dict, local_config_path
+
+    path = local_config_path(spec, mirror)
+    if path is None or not path.is_file():
+        return None
+    return Architecture.from_config(load_config_dict(path.parent))
+
+
+def _scaled_from_another_model(
+    plan: JobPlan,
+    measurements: pd.DataFrame,
+    known: Mapping[str, ModelSpec],
+    left: TrialsLeft | None = None,
+) -> tuple[float, str]:
+    """(GPU-hours, basis) of a job whose model has no rows on its engine: the time model of
+    the engine's rows of the model with most of them, scaled to the job's architecture
+    (:meth:`TimeModel.scaled`); NaN where no config.json of the two lies on this machine.
+    ``known``: the configuration's models, by name (a model of the rows outside it is looked
+    up by its hub id)."""
+    nothing = (math.nan, "no measurements of this model and engine")
+    mirror = plan.mirror.get("models")
+    target = _local_architecture(plan.model, mirror)
+    if target is None or "hub_id" not in measurements:
+        return nothing
+    engine = measurements[
+        (measurements["engine"] == plan.engine.name) & (measurements["model"] != plan.model.name)
+    ]
+    counts = fittable(engine).groupby("model").size().sort_values(ascending=False, kind="stable")
+    for name in counts[counts >= 4].index:
+        rows = engine[engine["model"] == name]
+        spec = known.get(name) or ModelSpec(name, str(rows["hub_id"].iloc[0]))
+        source = _local_architecture(spec, mirror)
+        if source is None:
+            continue
+        fitted = TimeModel.fit(rows)
+        layers = target.layers / source.layers
+        flops = target.linear_flops_per_token() / source.linear_flops_per_token()
+        basis = (
+            f"fitted to {fitted.points} points of {name} measured on {_gpus(rows)}, scaled to "
+            f"{plan.model.name} (none of its own: layers x{layers:.2f}, "
+            f"FLOPs per token x{flops:.2f})"
+        )
+        return job_gpu_hours(fitted.scaled(source, target), plan, left), basis
+    return nothing
+
+
 def estimate(
     plans: dict[str, JobPlan],
     measurements: pd.DataFrame,
@@ -453,6 +520,9 @@ def estimate(
             hours = job_gpu_hours(shapes, plan, mine)
             basis = f"timed by its {shapes.points} points as measured on {_gpus(measured)}"
             basis += stand_in
+        elif measured.empty:
+            known = {p.model.name: p.model for p in plans.values()}
+            hours, basis = _scaled_from_another_model(plan, measurements, known, mine)
         rows.append(
             {
                 "group": group,

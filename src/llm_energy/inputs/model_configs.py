@@ -43,6 +43,24 @@ def resolve_model_dir(spec: ModelSpec, mirror: str | None) -> Path:
     return _download(spec)
 
 
+def local_config_path(spec: ModelSpec, mirror: str | None) -> Path | None:
+    """The model's config.json where it already lies on this machine (its own ``config``, the
+    mirror, the hub's cache), never fetched; None where it lies nowhere."""
+    try:
+        if spec.config or (mirror and (Path(mirror) / mirror_dir_name(spec.hub_id)).is_dir()):
+            return resolve_model_dir(spec, mirror) / "config.json"
+    except ConfigError:
+        return None
+    try:
+        import huggingface_hub
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    cached = huggingface_hub.try_to_load_from_cache(
+        spec.hub_id, "config.json", revision=spec.revision
+    )
+    return Path(cached) if isinstance(cached, str) else None
+
+
 def missing_configs(jobs: Iterable[JobPlan]) -> list[str]:
     """Models of the jobs whose local ``config`` holds no config.json. (A model without one is
     read from the mirror or the hub when its job starts, which a plan made offline cannot
