@@ -293,6 +293,32 @@ def test_the_qwen_rows_are_points_of_the_whole_grid():
     assert len(done) == 6 and len(left) > 6
 
 
+SIXTH_SESSION = {
+    "compile__llama-3.1-8b__pytorch": (["h200_engines_compile.yaml"], 11),
+    "compile__llama-3.1-8b__pytorch-compile": (["h200_engines_compile.yaml"], 11),
+    "sweeps__llama-3.1-8b__pytorch": (["h200_three_trials.yaml", "h200_claim1.yaml"], 3),
+}
+
+
+@pytest.mark.parametrize("table", sorted(SIXTH_SESSION))
+def test_the_sixth_sessions_rows_are_the_points_of_their_configuration(table):
+    """The configuration layers in config/ name the points of the sixth session's tables: a
+    run that resumes from the shipped rows keeps every row that met the protocol and measures
+    the others (the claim 1 rows the session's end cut short) again."""
+    from llm_energy.config import load_config
+    from llm_energy.measure.plan import plan_study
+    from llm_energy.measure.runner import read_tables, trials_left
+
+    root = Path(__file__).resolve().parents[1]
+    layers, complete = SIXTH_SESSION[table]
+    files = [str(root / "config/h200.yaml"), *(str(root / "config" / name) for name in layers)]
+    job = plan_study(load_config(*files))[table.split("__", 1)[1]]
+    path = root / f"resources/measurements/h200/{table}.parquet"
+    left = trials_left(job, root / "no-journal", read_tables([path]))
+    assert len(left) == len(pd.read_parquet(path))
+    assert sum(n == 0 for n in left.values()) == complete
+
+
 def test_repeated_h200_points_agree_across_machines():
     """The vLLM points over 1 and 2 GPUs measured on two machines of the same type, before the
     trial protocol: the repeats are the same points (same measurement setup) and agree within
