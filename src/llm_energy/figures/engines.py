@@ -164,7 +164,7 @@ def fig_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Fi
             engine_rows = feasible[feasible["engine_label"] == label]
             if engine_rows.empty:
                 continue
-            # An engine measured in several sessions: a line for each, the earlier ones thin,
+            # An engine measured in several sessions: a line for each, the earlier ones dotted,
             # so that no line joins two sessions.
             for n, (tag, line) in enumerate(_session_lines(engine_rows)):
                 look = engine_looks[label]
