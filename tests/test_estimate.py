@@ -153,7 +153,11 @@ def test_a_model_without_rows_is_timed_by_another_models_rows_scaled_to_its_arch
     assert scaled.step[0] == pytest.approx(2 * TRUE.step[0])
     assert scaled.prefill[1] == pytest.approx(flops * TRUE.prefill[1])
     assert scaled.step[2] == pytest.approx(2 * TRUE.step[2])  # twice the layers' attention
-    # Without a config.json of the model on this machine, there is no estimate.
+    # Without a readable config.json of the model on this machine, there is no estimate (the
+    # job itself says what is wrong with it).
+    (tmp_path / "big/config.json").write_text('{"model_type": "llama", ')
+    table = estimate(plans, rows).set_index("group")
+    assert math.isnan(table.loc["big__pytorch", "estimated_gpu_hours"])
     tiny_config["models"]["big"] = {"hub_id": "nowhere/big"}
     plans = plan_study(validate(tiny_config))
     table = estimate(plans, rows).set_index("group")
@@ -435,3 +439,17 @@ def test_a_job_pays_the_engine_start_its_rows_measured_once_per_run(tiny_config)
     fitted = TimeModel.fit(rows)
     assert fitted.load_s == 20.0
     assert (without - job_gpu_hours(fitted, plan)) * 3600 == pytest.approx(MODEL_LOAD_S - 20.0)
+
+
+def test_the_estimate_reads_a_config_json_only_where_it_already_lies(tmp_path):
+    from llm_energy.inputs.model_configs import local_config_path
+    from llm_energy.measure.job import ModelSpec
+
+    mirror = tmp_path / "mirror"
+    (mirror / "org__m").mkdir(parents=True)
+    spec = ModelSpec("m", "org/m")
+    assert local_config_path(spec, str(mirror)) is None  # a folder without it: no download
+    (mirror / "org__m/config.json").write_text("{}")
+    assert local_config_path(spec, str(mirror)) == mirror / "org__m/config.json"
+    own = ModelSpec("m", "org/m", config=str(tmp_path / "nowhere"))
+    assert local_config_path(own, str(mirror)) is None  # its own config first, and only it

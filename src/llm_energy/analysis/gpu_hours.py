@@ -433,13 +433,18 @@ def _uncompiled_stand_in(plan: JobPlan, of_model: pd.DataFrame) -> tuple[pd.Data
 
 
 def _local_architecture(spec: ModelSpec, mirror: str | None) -> Architecture | None:
-    """A model's architecture from a config.json already on this machine, else None."""
+    """A model's architecture from a config.json already on this machine, else None (also
+    where it cannot be read: a plan is no place to fail the job that will say so)."""
+    from llm_energy.errors import InputError
     from llm_energy.inputs.model_configs import load_config_dict, local_config_path
 
     path = local_config_path(spec, mirror)
     if path is None or not path.is_file():
         return None
-    return Architecture.from_config(load_config_dict(path.parent))
+    try:
+        return Architecture.from_config(load_config_dict(path.parent))
+    except (InputError, KeyError, TypeError, ZeroDivisionError):
+        return None
 
 
 def _scaled_from_another_model(

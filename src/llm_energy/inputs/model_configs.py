@@ -46,11 +46,12 @@ def resolve_model_dir(spec: ModelSpec, mirror: str | None) -> Path:
 def local_config_path(spec: ModelSpec, mirror: str | None) -> Path | None:
     """The model's config.json where it already lies on this machine (its own ``config``, the
     mirror, the hub's cache), never fetched; None where it lies nowhere."""
-    try:
-        if spec.config or (mirror and (Path(mirror) / mirror_dir_name(spec.hub_id)).is_dir()):
-            return resolve_model_dir(spec, mirror) / "config.json"
-    except ConfigError:
-        return None
+    if spec.config:
+        path = Path(spec.config)
+        path = path if path.name == "config.json" else path / "config.json"
+        return path if path.is_file() else None
+    if mirror and (Path(mirror) / mirror_dir_name(spec.hub_id) / "config.json").is_file():
+        return Path(mirror) / mirror_dir_name(spec.hub_id) / "config.json"
     try:
         import huggingface_hub
     except ImportError:  # pragma: no cover - depends on the environment
