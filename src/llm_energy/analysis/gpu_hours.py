@@ -66,6 +66,16 @@ def measured_load_s(rows: pd.DataFrame) -> float:
     return float(np.median(loads)) if len(loads) else math.nan
 
 
+def scale_ratios(source: Architecture, target: Architecture) -> tuple[float, float, float]:
+    """Target over source: layers, projection and feed-forward FLOPs per token, attention
+    width (FLOPs of one query against one key)."""
+    return (
+        target.layers / source.layers,
+        target.linear_flops_per_token() / source.linear_flops_per_token(),
+        target.attention_flops(1, 1) / source.attention_flops(1, 1),
+    )
+
+
 @dataclass(frozen=True)
 class TimeModel:
     prefill: tuple[float, float]
@@ -102,11 +112,10 @@ class TimeModel:
         """The model of another architecture on the same engine: the terms that do not grow
         with the batch (kernel launches, one per layer) by the ratio of layers, those that grow
         with its tokens by the ratio of projection and feed-forward FLOPs per token, the one
-        that grows with its cached tokens by the ratio of attention widths. The engine start and
-        the request streams are the source's."""
-        layers = target.layers / source.layers
-        flops = target.linear_flops_per_token() / source.linear_flops_per_token()
-        attention = target.attention_flops(1, 1) / source.attention_flops(1, 1)
+        that grows with its cached tokens by the ratio of attention widths
+        (:func:`scale_ratios`). The engine start is the source's; the request streams, the
+        source's own, are dropped."""
+        layers, flops, attention = scale_ratios(source, target)
         c0, c1, c2 = self.step
         return dataclasses.replace(
             self,
@@ -439,7 +448,7 @@ def _local_architecture(spec: ModelSpec, mirror: str | None) -> Architecture | N
     from llm_energy.inputs.model_configs import load_config_dict, local_config_path
 
     path = local_config_path(spec, mirror)
-    if path is None or not path.is_file():
+    if path is None:
         return None
     try:
         return Architecture.from_config(load_config_dict(path.parent))
@@ -474,8 +483,7 @@ def _scaled_from_another_model(
         if source is None:
             continue
         fitted = TimeModel.fit(rows)
-        layers = target.layers / source.layers
-        flops = target.linear_flops_per_token() / source.linear_flops_per_token()
+        layers, flops, _ = scale_ratios(source, target)
         basis = (
             f"fitted to {fitted.points} points of {name} measured on {_gpus(rows)}, scaled to "
             f"{plan.model.name} (none of its own: layers x{layers:.2f}, "
@@ -496,6 +504,7 @@ def estimate(
     rows (:func:`served_rows`). With ``left`` (by group), each job costs only the trials its
     journal leaves to measure; ``points_left`` counts the points that need one."""
     rows = []
+    known = {p.model.name: p.model for p in plans.values()}
     for group, plan in sorted(plans.items()):
         mine = None if left is None else left.get(group)
         of_model = measurements[measurements["model"] == plan.model.name]
@@ -526,7 +535,6 @@ def estimate(
             basis = f"timed by its {shapes.points} points as measured on {_gpus(measured)}"
             basis += stand_in
         elif measured.empty:
-            known = {p.model.name: p.model for p in plans.values()}
             hours, basis = _scaled_from_another_model(plan, measurements, known, mine)
         rows.append(
             {

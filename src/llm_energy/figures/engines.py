@@ -97,15 +97,19 @@ def table_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> pd.D
 
 
 def _largest_measured(
-    ax: plt.Axes, line: pd.DataFrame, failed: pd.DataFrame, colour: object, below: int = 0
-) -> bool:
+    ax: plt.Axes,
+    line: pd.DataFrame,
+    failed: pd.DataFrame,
+    colour: object,
+    marked: dict[int, int],
+) -> None:
     """Marks an engine's largest measured batch where a larger one failed, and the bound a
-    search between them found where the rows have one; ``below`` notes already at that
-    batch push this one down. Whether it marked one."""
+    search between them found where the rows have one; ``marked`` counts the marks already
+    at each batch, which push this one down."""
     top = line.sort_values("batch_size").iloc[-1]
     above = failed[failed["batch_size"] > top["batch_size"]].sort_values("batch_size")
     if above.empty:
-        return False
+        return
     first = above.iloc[0]
     reason = str(first["error"] or "not feasible").split(":")[0]
     batch = int(top["batch_size"])
@@ -122,13 +126,13 @@ def _largest_measured(
         (batch, 0.97),
         xycoords=("data", "axes fraction"),
         textcoords="offset points",
-        xytext=(-5, -36 * below),
+        xytext=(-5, -36 * marked.get(batch, 0)),
         ha="right",
         va="top",
         fontsize=7.5,
         color=colour,
     )
-    return True
+    marked[batch] = marked.get(batch, 0) + 1
 
 
 def _session_lines(line: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -173,12 +177,10 @@ def fig_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Fi
                 if not tag and sessions.nunique() > 1:  # which session each line comes from
                     tag = f" ({', '.join(dict.fromkeys(sessions[line.index]))})"
                 plot_line(ax, line, "batch_size", energy, look, label + tag, marks, 1e-3)
-                failed = sub[(sub["engine_label"] == label) & ~sub["feasible"].astype(bool)]
-                failed = failed[machine_sessions(failed).isin(set(machine_sessions(line)))]
-                if label.startswith("PyTorch") and not n:
-                    batch = int(line["batch_size"].max())
-                    if _largest_measured(ax, line, failed, look.colour, marked.get(batch, 0)):
-                        marked[batch] = marked.get(batch, 0) + 1
+                if label.startswith("PyTorch") and not n:  # the latest session's bound
+                    failed = sub[(sub["engine_label"] == label) & ~sub["feasible"].astype(bool)]
+                    failed = failed[machine_sessions(failed).isin(set(machine_sessions(line)))]
+                    _largest_measured(ax, line, failed, look.colour, marked)
         log2_batch_axis(ax, sorted(sub["batch_size"].unique()))
         ax.set_yscale("log")
         shape = sub.iloc[0]

@@ -23,13 +23,18 @@ def mirror_dir_name(hub_id: str) -> str:
     return hub_id.replace("/", "__")
 
 
+def own_config_folder(config: str) -> Path:
+    """The folder of a model's own ``config``, given as its config.json or as the folder."""
+    path = Path(config)
+    return path.parent if path.name == "config.json" else path
+
+
 def resolve_model_dir(spec: ModelSpec, mirror: str | None) -> Path:
     """A local folder holding the model's config.json (and its weights when pretrained)."""
     if spec.config:
-        path = Path(spec.config)
-        folder = path.parent if path.name == "config.json" else path
+        folder = own_config_folder(spec.config)
         if not (folder / "config.json").is_file():
-            raise ConfigError(f"model '{spec.name}': no config.json at {path}")
+            raise ConfigError(f"model '{spec.name}': no config.json at {spec.config}")
         return folder
     if mirror:
         folder = Path(mirror) / mirror_dir_name(spec.hub_id)
@@ -47,11 +52,12 @@ def local_config_path(spec: ModelSpec, mirror: str | None) -> Path | None:
     """The model's config.json where it already lies on this machine (its own ``config``, the
     mirror, the hub's cache), never fetched; None where it lies nowhere."""
     if spec.config:
-        path = Path(spec.config)
-        path = path if path.name == "config.json" else path / "config.json"
+        path = own_config_folder(spec.config) / "config.json"
         return path if path.is_file() else None
-    if mirror and (Path(mirror) / mirror_dir_name(spec.hub_id) / "config.json").is_file():
-        return Path(mirror) / mirror_dir_name(spec.hub_id) / "config.json"
+    if mirror:
+        path = Path(mirror) / mirror_dir_name(spec.hub_id) / "config.json"
+        if path.is_file():
+            return path
     try:
         import huggingface_hub
     except ImportError:  # pragma: no cover - depends on the environment
@@ -71,8 +77,7 @@ def missing_configs(jobs: Iterable[JobPlan]) -> list[str]:
         for spec in (job.model, job.draft_model):
             if spec is None or not spec.config:
                 continue
-            path = Path(spec.config)
-            where = (path.parent if path.name == "config.json" else path) / "config.json"
+            where = own_config_folder(spec.config) / "config.json"
             line = f"model '{spec.name}': no config.json at {where}"
             if not where.is_file() and line not in missing:
                 missing.append(line)
