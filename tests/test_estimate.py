@@ -146,11 +146,16 @@ def test_a_model_without_rows_is_timed_by_another_models_rows_scaled_to_its_arch
     flops = target.linear_flops_per_token() / source.linear_flops_per_token()
     assert table.loc["big__pytorch", "basis"] == (
         "fitted to 27 points of tiny measured on GPU X, scaled to big (none of its own: "
-        f"layers x2.00, FLOPs per token x{flops:.2f})"
+        f"layers x2.00, FLOPs per token x{flops:.2f}, an eager step by layers)"
     )
-    # Each term scales by its own ratio.
+    # Each term scales by its own ratio; a decoding step's constant term by the layers where
+    # the host launches every layer's kernels (eager), by the FLOPs per token where a graph
+    # replays them and reading the weights bounds it.
     scaled = TRUE.scaled(source, target)
     assert scaled.step[0] == pytest.approx(2 * TRUE.step[0])
+    graphed = TRUE.scaled(source, target, graphed=True)
+    assert graphed.step[0] == pytest.approx(flops * TRUE.step[0])
+    assert graphed.step[1:] == scaled.step[1:] and graphed.prefill == scaled.prefill
     assert scaled.prefill[1] == pytest.approx(flops * TRUE.prefill[1])
     assert scaled.step[2] == pytest.approx(2 * TRUE.step[2])  # twice the layers' attention
     # Without a readable config.json of the model on this machine, there is no estimate (the
@@ -163,6 +168,36 @@ def test_a_model_without_rows_is_timed_by_another_models_rows_scaled_to_its_arch
     table = estimate(plans, rows).set_index("group")
     assert math.isnan(table.loc["big__pytorch", "estimated_gpu_hours"])
 
+
+
+def test_a_graphed_engine_scales_its_step_by_the_flops_of_the_model_without_rows(
+    tiny_config, tmp_path
+):
+    import json
+
+    from conftest import TINY_MODEL
+
+    from llm_energy.analysis.flops import Architecture
+    from llm_energy.inputs.model_configs import load_config_dict
+
+    small = load_config_dict(TINY_MODEL.parent)
+    big = {**small, "num_hidden_layers": 2 * small["num_hidden_layers"]}
+    big["intermediate_size"] = 4 * small["intermediate_size"]
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big/config.json").write_text(json.dumps(big))
+    tiny_config["models"]["big"] = {"hub_id": "local/big", "config": str(tmp_path / "big")}
+    tiny_config["engines"]["vllm"] = {"backend": "vllm", "cuda_graphs": True}
+    sweeps = tiny_config["experiments"]["controlled_sweeps"]
+    sweeps["models"], sweeps["engines"] = ["tiny", "big"], ["vllm"]
+    plans = plan_study(validate(tiny_config))
+    rows = _rows(TRUE).assign(hub_id="local/tiny", engine="vllm", backend="vllm")
+    table = estimate(plans, rows).set_index("group")
+    source, target = Architecture.from_config(small), Architecture.from_config(big)
+    expected = job_gpu_hours(TRUE.scaled(source, target, graphed=True), plans["big__vllm"])
+    assert table.loc["big__vllm", "estimated_gpu_hours"] == pytest.approx(expected, rel=1e-3)
+    assert table.loc["big__vllm", "basis"].endswith(", a graphed step by FLOPs)")
+    eager = job_gpu_hours(TRUE.scaled(source, target), plans["big__vllm"])
+    assert expected > eager
 
 def _job(tiny_config, proto, points):
     """A job of ``points`` under ``proto``, and each point's seconds per trial."""
