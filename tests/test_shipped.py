@@ -178,7 +178,9 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # job the session's end cut short) and the third's (PyTorch over 1 and 2 GPUs) say why
     # where they fell short; the fourth's (the served runs over 1 and 2 GPUs), the fifth's
     # (OLMo on PyTorch) and the sixth's (PyTorch eager and compiled ladders, Qwen1.5-32B) all
-    # met; claim 1's Llama points on a second machine that day were cut short and say so.
+    # met; the seventh's (claim 1's Llama points on PyTorch) were cut short, and the eighth
+    # measured the three rows that fell short again, with claim 1 on vLLM and Qwen1.5-32B's
+    # first grid points on vLLM. Every row the aggregate keeps from them met the protocol.
     trial_rows = table[table["trials"].notna() & table["feasible"].astype(bool)]
     sessions = trial_rows.groupby("machine_session")
     assert sessions.size().to_dict() == {
@@ -188,9 +190,11 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:5bb49998": 3 * 7,
         "vm:357bc63c": 3 * 3,
         "vm:fd69deb4": 10 + 10 + 6,
-        "vm:c77e44a6": 6,
+        "vm:c77e44a6": 3,
+        "vm:fb0e2555": 3 + 6 + 6,
     }
-    for session in ("vm:6758a46b", "vm:5bb49998", "vm:357bc63c", "vm:fd69deb4"):
+    met = ("vm:6758a46b", "vm:5bb49998", "vm:357bc63c", "vm:fd69deb4", "vm:c77e44a6", "vm:fb0e2555")
+    for session in met:
         rows = sessions.get_group(session)
         assert (rows["trials"] >= 3).all() and rows["protocol_met"].all(), session
     short = trial_rows[~trial_rows["protocol_met"].astype(bool)]
@@ -278,39 +282,41 @@ def test_the_compiled_ladder_and_its_eager_baseline_share_one_session():
     assert len(change) == 10 and change.abs().max() < 0.07
 
 
-def test_the_qwen_rows_are_points_of_the_whole_grid():
-    """Qwen1.5-32B's shipped PyTorch rows (config/h200_qwen.yaml's points) are points of
+@pytest.mark.parametrize("engine", ["pytorch", "vllm"])
+def test_the_qwen_rows_are_points_of_the_whole_grid(engine):
+    """Qwen1.5-32B's shipped rows on each engine (config/h200_qwen.yaml's points) are points of
     config/h200_grid.yaml alone too: a resumed grid run measures none of them again."""
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
     from llm_energy.measure.runner import read_tables, trials_left
 
     root = Path(__file__).resolve().parents[1]
-    job = plan_study(load_config(str(root / "config/h200_grid.yaml")))["qwen1.5-32b__pytorch"]
-    shipped = read_tables([root / "resources/measurements/h200/grid__qwen1.5-32b__pytorch.parquet"])
-    left = trials_left(job, root / "no-journal", shipped)
+    job = plan_study(load_config(str(root / "config/h200_grid.yaml")))[f"qwen1.5-32b__{engine}"]
+    table = root / f"resources/measurements/h200/grid__qwen1.5-32b__{engine}.parquet"
+    left = trials_left(job, root / "no-journal", read_tables([table]))
     done = [key for key, n in left.items() if n == 0]
     assert len(done) == 6 and len(left) > 6
 
 
-SIXTH_SESSION = {
+LAYERED_TABLES = {
     "compile__llama-3.1-8b__pytorch": (["h200_engines_compile.yaml"], 11),
     "compile__llama-3.1-8b__pytorch-compile": (["h200_engines_compile.yaml"], 11),
-    "sweeps__llama-3.1-8b__pytorch": (["h200_three_trials.yaml", "h200_claim1.yaml"], 3),
+    "sweeps__llama-3.1-8b__pytorch": (["h200_three_trials.yaml", "h200_claim1.yaml"], 6),
+    "sweeps__llama-3.1-8b__vllm": (["h200_three_trials.yaml", "h200_claim1.yaml"], 6),
 }
 
 
-@pytest.mark.parametrize("table", sorted(SIXTH_SESSION))
-def test_the_sixth_sessions_rows_are_the_points_of_their_configuration(table):
-    """The configuration layers in config/ name the points of the sixth session's tables: a
+@pytest.mark.parametrize("table", sorted(LAYERED_TABLES))
+def test_the_layered_tables_rows_are_the_points_of_their_configuration(table):
+    """The configuration layers in config/ name the points of the tables measured with them: a
     run that resumes from the shipped rows keeps every row that met the protocol and measures
-    the others (the claim 1 rows the session's end cut short) again."""
+    nothing of them again."""
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
     from llm_energy.measure.runner import read_tables, trials_left
 
     root = Path(__file__).resolve().parents[1]
-    layers, complete = SIXTH_SESSION[table]
+    layers, complete = LAYERED_TABLES[table]
     files = [str(root / "config/h200.yaml"), *(str(root / "config" / name) for name in layers)]
     job = plan_study(load_config(*files))[table.split("__", 1)[1]]
     path = root / f"resources/measurements/h200/{table}.parquet"
