@@ -169,7 +169,6 @@ def test_a_model_without_rows_is_timed_by_another_models_rows_scaled_to_its_arch
     assert math.isnan(table.loc["big__pytorch", "estimated_gpu_hours"])
 
 
-
 def test_a_graphed_engine_scales_its_step_by_the_flops_of_the_model_without_rows(
     tiny_config, tmp_path
 ):
@@ -198,6 +197,7 @@ def test_a_graphed_engine_scales_its_step_by_the_flops_of_the_model_without_rows
     assert table.loc["big__vllm", "basis"].endswith(", a graphed step by FLOPs)")
     eager = job_gpu_hours(TRUE.scaled(source, target), plans["big__vllm"])
     assert expected > eager
+
 
 def _job(tiny_config, proto, points):
     """A job of ``points`` under ``proto``, and each point's seconds per trial."""

@@ -180,7 +180,8 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # (OLMo on PyTorch) and the sixth's (PyTorch eager and compiled ladders, Qwen1.5-32B) all
     # met; the seventh's (claim 1's Llama points on PyTorch) were cut short, and the eighth
     # measured the three rows that fell short again, with claim 1 on vLLM and Qwen1.5-32B's
-    # first grid points on vLLM. Every row the aggregate keeps from them met the protocol.
+    # first grid points on vLLM; the ninth's are the four decoding strategies on PyTorch eager.
+    # Every row the aggregate keeps from the last five met the protocol.
     trial_rows = table[table["trials"].notna() & table["feasible"].astype(bool)]
     sessions = trial_rows.groupby("machine_session")
     assert sessions.size().to_dict() == {
@@ -192,8 +193,12 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:fd69deb4": 10 + 10 + 6,
         "vm:c77e44a6": 3,
         "vm:fb0e2555": 3 + 6 + 6,
+        "vm:7d766c16": 4 * 4,
     }
-    met = ("vm:6758a46b", "vm:5bb49998", "vm:357bc63c", "vm:fd69deb4", "vm:c77e44a6", "vm:fb0e2555")
+    met = (
+        *("vm:6758a46b", "vm:5bb49998", "vm:357bc63c", "vm:fd69deb4"),
+        *("vm:c77e44a6", "vm:fb0e2555", "vm:7d766c16"),
+    )
     for session in met:
         rows = sessions.get_group(session)
         assert (rows["trials"] >= 3).all() and rows["protocol_met"].all(), session
@@ -303,6 +308,7 @@ LAYERED_TABLES = {
     "compile__llama-3.1-8b__pytorch-compile": (["h200_engines_compile.yaml"], 11),
     "sweeps__llama-3.1-8b__pytorch": (["h200_three_trials.yaml", "h200_claim1.yaml"], 6),
     "sweeps__llama-3.1-8b__vllm": (["h200_three_trials.yaml", "h200_claim1.yaml"], 6),
+    "decoding__llama-3.1-8b__pytorch": (["h200_three_trials.yaml", "h200_decoding.yaml"], 16),
 }
 
 
