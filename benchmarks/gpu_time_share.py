@@ -7,12 +7,12 @@ the adaptive protocol spent against fixed counts.
 ``job, started_utc, ended_utc`` and optionally ``engine_loaded_s`` (the job log's "loaded ... in
 N s"), one line per run of the job's process (a job resumed from its journal has several). A
 trial's window time is its repetitions times its time per repetition, prefill windows included;
-its warm-up is one repetition more (a served trial's window is its replay's steady state, the
-rest of the replay is counted apart, and its warm-up is not timed); the rest of the job is
-engine start, the idle-power window, the control point and the harness. ``--estimate`` (the
-table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
-``estimated_gpu_hours``, and ``estimated_job_min`` or ``gpus``) adds each job's planned wall time
-beside the actual one. A benchmark that reports numbers, not a test with a threshold.
+its warm-up, where it had one, is one repetition more (a served trial's window is its replay's
+steady state, the rest of the replay is counted apart, and its warm-up is not timed); the rest
+of the job is engine start, the idle-power window, the control point and the harness.
+``--estimate`` (the table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
+``estimated_gpu_hours``, and ``estimated_job_min`` or ``gpus``) adds each job's planned wall
+time beside the actual one. A benchmark that reports numbers, not a test with a threshold.
 """
 
 from __future__ import annotations
@@ -48,11 +48,13 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     batches = [t for t in measured if pd.isna(t.get("run_s", float("nan")))]
     replays_outside_windows_s = sum(float(t["run_s"]) - float(t["duration_s"]) for t in served)
     # Every other trial warms up with one full repetition (warmup_repetitions), and one at the
-    # prefill shape when it measures prefill.
+    # prefill shape when it measures prefill; without warmup_every_trial, only a point's first
+    # trial in each engine instance does (``warmed_up``; trials written before it all did).
     warmups_s = sum(
         float(t["duration_s"])
         + (float(t["prefill_duration_s"]) if t.get("prefill_repetitions", 0) else 0.0)
         for t in batches
+        if bool(t.get("warmed_up", True))
     )
     loaded_s = float(runs["engine_loaded_s"].sum()) if "engine_loaded_s" in runs else float("nan")
     return {

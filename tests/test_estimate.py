@@ -215,6 +215,24 @@ def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
 
 
+def test_a_job_that_warms_each_point_up_once_costs_one_warm_up_per_point(tiny_config):
+    proto = ProtocolSpec(min_trials=3, control_point=True, warmup_every_trial=False)
+    points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
+    plan, warm = _job(tiny_config, proto, points)
+    cold = [point_seconds(TRUE, p, proto, warm_up=False) for p in points]
+    # A warm-up is one full generation and one prefill.
+    for p, w, c in zip(points, warm, cold, strict=True):
+        assert w - c == pytest.approx(
+            TRUE.full_s(p.batch_size, p.input_tokens, p.output_tokens)
+            + TRUE.prefill_s(p.batch_size, p.input_tokens)
+        )
+    # The control point warms up at the run's start; its trials and its end do not.
+    expected = MODEL_LOAD_S + proto.idle_duration_s + warm[0] + 2 * cold[0] + warm[1] + 4 * cold[1]
+    assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
+    every = dataclasses.replace(plan, protocol=dataclasses.replace(proto, warmup_every_trial=True))
+    assert job_gpu_hours(TRUE, every) > job_gpu_hours(TRUE, plan)
+
+
 def test_a_job_with_too_few_points_to_fit_is_timed_by_its_own_measured_shapes(tiny_config):
     proto = ProtocolSpec(min_trials=3, control_point=True, measure_prefill=False)
     points = (PointSpec(1, 512, 64), PointSpec(8, 512, 64), PointSpec(64, 512, 64))

@@ -3,6 +3,7 @@ job that spreads its trials over rounds."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -180,3 +181,34 @@ def test_the_control_point_at_a_runs_start_and_end_gives_every_row_the_drift(
     assert control.batch_size == 1
     assert table["control_drift_duration"].notna().all()
     assert table["control_drift_energy"].isna().all()  # meter 'none': no energy to drift
+
+
+@pytest.mark.parametrize("every_trial", [True, False])
+def test_without_a_warm_up_every_trial_a_point_warms_up_before_its_first_trial_only(
+    tiny_config, tmp_path, fake_backend, every_trial
+):
+    tiny_config["protocol"].update(
+        min_trials=3,
+        max_trials=3,
+        min_repetitions=1,
+        min_duration_s=0.0,
+        measure_prefill=False,
+        control_point=False,
+        warmup_every_trial=every_trial,
+    )
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    table = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
+    warmed = table["trial_warmed_up"].map(json.loads)
+    assert "warmed_up" not in table.columns
+    if every_trial:
+        assert (warmed.map(tuple) == (True, True, True)).all()
+        calls_per_point = 3 * 2  # each trial: one warm-up generation, one window of one
+    else:
+        assert (warmed.map(tuple) == (True, False, False)).all()
+        calls_per_point = 2 + 1 + 1
+    assert len(fake_backend.calls) == calls_per_point * len(plan.points)
+    # The warm-up policy is part of a point's id only where it is not the default, so that
+    # the rows measured before it existed keep theirs.
+    default = dataclasses.replace(plan.protocol, warmup_every_trial=True)
+    ids = runner.point_ids(dataclasses.replace(plan, protocol=default))
+    assert (set(table["point_id"]) == set(ids.values())) == every_trial

@@ -244,12 +244,17 @@ def _window_s(rep_s: float, protocol: ProtocolSpec) -> float:
 
 
 def point_seconds(
-    model: TimeModel | MeasuredShapes, point: PointSpec, protocol: ProtocolSpec
+    model: TimeModel | MeasuredShapes,
+    point: PointSpec,
+    protocol: ProtocolSpec,
+    warm_up: bool = True,
 ) -> float:
-    """One trial of ``point``: warm-up, window(s). A request stream's repetition serves all
-    its requests: at the stream's measured time per request (:func:`measured_stream_s`), else
-    as ``ceil(requests / batch)`` batches each at the stream's length caps (an upper bound for
-    static batches, and for continuous batching too); its warm-up serves one batch."""
+    """One trial of ``point``: warm-up (unless ``warm_up`` is off), window(s). A request
+    stream's repetition serves all its requests: at the stream's measured time per request
+    (:func:`measured_stream_s`), else as ``ceil(requests / batch)`` batches each at the
+    stream's length caps (an upper bound for static batches, and for continuous batching
+    too); its warm-up serves one batch."""
+    warmups = protocol.warmup_repetitions if warm_up else 0
     batch = point.batch_size * max(point.decoding.num_beams, 1)
     one_batch = model.full_s(batch, point.input_tokens, point.output_tokens)
     full = one_batch
@@ -258,10 +263,10 @@ def point_seconds(
         measured = measured_stream_s(model.streams, point)
         full = measured if not math.isnan(measured) else full * batches
         one_batch = full / batches
-    seconds = protocol.warmup_repetitions * one_batch + _window_s(full, protocol)
+    seconds = warmups * one_batch + _window_s(full, protocol)
     if protocol.measure_prefill and point.output_tokens > 1 and point.stream is None:
         prefill = model.prefill_s(batch, point.input_tokens)
-        seconds += prefill + _window_s(prefill, protocol)
+        seconds += (prefill if warm_up else 0.0) + _window_s(prefill, protocol)
     return seconds
 
 
@@ -359,7 +364,9 @@ def job_gpu_hours(
     """GPU-hours of one job at each point's ``min_trials`` trials (or the trials ``left``
     says it still needs), its control point (the first plain point, if any) included, and
     the engine's start: as the fitted rows measured it, else ``SERVER_START_S`` for a server
-    and ``MODEL_LOAD_S`` for the others. A job with no trial left does not start: 0."""
+    and ``MODEL_LOAD_S`` for the others. Without ``warmup_every_trial``, a point warms up
+    before its first trial only (the control point before its first measurement, at the
+    run's start). A job with no trial left does not start: 0."""
     protocols = [p.protocol or plan.protocol for p in plan.points]
     trials = [
         proto.min_trials if left is None else left.get(p.key, proto.min_trials)
@@ -374,15 +381,20 @@ def job_gpu_hours(
     if not math.isnan(model.load_s):
         seconds = model.load_s
     seconds += plan.protocol.idle_duration_s
-    trial_s = [
-        cost(model, p, proto) if n else 0.0
-        for p, proto, n in zip(plan.points, protocols, trials, strict=True)
-    ]
-    seconds += sum(s * n for s, n in zip(trial_s, trials, strict=True))
-    control = control_point(plan.points)
-    if plan.protocol.control_point and control is not None:
-        index = plan.points.index(control)
-        seconds += 2 * (trial_s[index] or cost(model, control, protocols[index]))
+
+    def warm_and_cold_s(point: PointSpec, proto: ProtocolSpec) -> tuple[float, float]:
+        """A trial with its warm-up and one without (the same where every trial has one)."""
+        warm = cost(model, point, proto)
+        if proto.warmup_every_trial or cost is not point_seconds:
+            return warm, warm
+        return warm, point_seconds(model, point, proto, warm_up=False)
+
+    control = control_point(plan.points) if plan.protocol.control_point else None
+    for point, proto, n in zip(plan.points, protocols, trials, strict=True):
+        measurements = n + (2 if point is control else 0)
+        if measurements:
+            warm, cold = warm_and_cold_s(point, proto)
+            seconds += warm + (measurements - 1) * cold
     return seconds * plan.engine.tensor_parallel_size / 3600.0
 
 

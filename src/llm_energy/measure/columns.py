@@ -202,6 +202,13 @@ RESULTS = Section(
         Column("trial_energy_j", "J", "every trial's energy per batch (JSON list, in order)"),
         Column("trial_duration_s", "s", "every trial's time per batch (JSON list, in order)"),
         Column(
+            "trial_warmed_up",
+            "",
+            "whether each trial had its warm-up right before its windows (JSON list, in order): "
+            "every trial does unless `warmup_every_trial` is off, where only a point's first "
+            "trial in each engine instance does",
+        ),
+        Column(
             "trial_prefill_energy_j",
             "J",
             "every trial's prefill-window energy per batch (JSON list, in order; empty when a "

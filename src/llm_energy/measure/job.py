@@ -169,6 +169,9 @@ class ProtocolSpec:
     target_ci95_rel: float = 0.03
     # One more measurement of the job's control point at each run's start and end.
     control_point: bool = True
+    # False: a point warms up before its first trial in an engine instance only; its later
+    # trials, whose shapes the engine has run, go straight to their windows.
+    warmup_every_trial: bool = True
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,10 @@ Journal`) and each row carries ``point_id_version``.
 - Version 2: every field of the point and of the measurement setup, as they are; fields the
   point gained later (a served stream's arrivals) only when they are set.
 
+In both, protocol fields added after the shipped tables (:data:`LATER_PROTOCOL_DEFAULTS`)
+enter the hash only where they differ from their default, so that the points measured before
+them keep their ids.
+
 Journals and rows without a version are version 1.
 """
 
@@ -25,6 +29,9 @@ from llm_energy.measure.job import DEFAULT_PROMPTS, JobPlan, PointSpec, plain, s
 
 CURRENT_VERSION = 2
 VERSIONS = (1, 2)
+# Protocol fields added after the shipped tables were measured, with the default that those
+# tables were measured under.
+LATER_PROTOCOL_DEFAULTS = {"warmup_every_trial": True}
 # Plan fields that say which points a job measures and how it runs them, not what a point's
 # numbers depend on.
 _NOT_MEASUREMENT = (
@@ -39,9 +46,16 @@ _NOT_MEASUREMENT = (
 )
 
 
+def _protocol(protocol: dict[str, Any]) -> dict[str, Any]:
+    """A protocol's fields as its id takes them: the later ones only where they are set."""
+    later = LATER_PROTOCOL_DEFAULTS
+    return {k: v for k, v in protocol.items() if k not in later or later[k] != v}
+
+
 def measurement_hash(plan: JobPlan, version: int = CURRENT_VERSION) -> str:
     """Hash of the job's measurement setup."""
     setup = {k: v for k, v in plain(plan).items() if k not in _NOT_MEASUREMENT}
+    setup["protocol"] = _protocol(setup["protocol"])
     if version == 1:
         # Speculative decoding's fields stay out when unset.
         if setup["draft_model"] is None:
@@ -80,7 +94,7 @@ def id_with_setup(point: PointSpec, setup: str, version: int = CURRENT_VERSION) 
             plain(point.decoding),
             plain(point.stream),
             point.prompts,
-            plain(point.protocol),
+            None if point.protocol is None else _protocol(plain(point.protocol)),
             setup,
         ]
         if point.served is not None:
@@ -92,7 +106,7 @@ def id_with_setup(point: PointSpec, setup: str, version: int = CURRENT_VERSION) 
     if point.prompts != DEFAULT_PROMPTS:
         ident.append({"prompts": point.prompts})
     if point.protocol is not None:
-        ident.append({"protocol": dataclasses.asdict(point.protocol)})
+        ident.append({"protocol": _protocol(dataclasses.asdict(point.protocol))})
     if point.served is not None:
         ident.append({"served": dataclasses.asdict(point.served)})
     return f"{_prefix(point)}_{stable_hash(ident, 8)}"

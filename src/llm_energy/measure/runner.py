@@ -176,8 +176,11 @@ def measure_point(
     idle_power_w: float,
     streams: TraceLengths | None = None,
     pg19: PG19Prompts | None = None,
+    warmed: set[tuple] | None = None,
 ) -> dict[str, Any]:
-    """Warm up and measure one point; raises whatever the backend raises (OOM included)."""
+    """Warm up and measure one point; raises whatever the backend raises (OOM included).
+    ``warmed``: the keys of the points this engine instance has warmed up; with
+    ``warmup_every_trial`` off, a point in it goes straight to its windows."""
     proto = point.protocol or plan.protocol
     seed = int(stable_hash([proto.seed, point.key], 8), 16)
     extra: dict[str, Any] = {"prompt_id_modulo": 0}
@@ -251,21 +254,26 @@ def measure_point(
     load = HostLoad()
     load.start()
     backend.reset_peak_memory()
-    for _ in range(proto.warmup_repetitions):
+    warm_up = proto.warmup_every_trial or warmed is None or point.key not in warmed
+    for _ in range(proto.warmup_repetitions if warm_up else 0):
         warmup_run()
         stop.check()
     lap_min_s = proto.per_repetition_energy_min_s
     prefill = None
     if measure_prefill:
-        prefill_run()  # warm-up at the prefill shape
-        stop.check()
+        if warm_up:
+            prefill_run()  # warm-up at the prefill shape
+            stop.check()
         prefill = measure_window(prefill_run, meter, proto, per_repetition_energy_min_s=lap_min_s)
     before = backend.counters()
     full = measure_window(
         full_run, meter, proto, cross_check, per_repetition_energy_min_s=lap_min_s
     )
     extra.update(backend.counter_columns(before, backend.counters(), full.repetitions))
+    if warmed is not None:
+        warmed.add(point.key)
     row = result_columns(full, prefill, point, idle_power_w, tokens)
+    row["warmed_up"] = warm_up
     row.update(extra)
     windows = full.health if prefill is None else prefill.health.merge(full.health)
     row.update(health.window_columns(windows))
@@ -663,6 +671,7 @@ def _measure_points(
         control = control_point(points) if plan.protocol.control_point else None
         run_started = utc_now()
         faults = DeviceFaults()
+        warmed: set[tuple] = set()  # the points this engine instance has warmed up
 
         def measure_control(edge: str) -> None:
             """The control point, measured at the run's start and end: their difference is
@@ -670,7 +679,19 @@ def _measure_points(
             if control is None:
                 return
             row = _measure_trial(
-                backend, plan, control, meter, cross, idle_w, streams, pg19, {}, {}, set(), faults
+                backend,
+                plan,
+                control,
+                meter,
+                cross,
+                idle_w,
+                streams,
+                pg19,
+                {},
+                {},
+                set(),
+                faults,
+                warmed,
             )
             if not row["feasible"] or not row["repetitions"]:
                 return
@@ -714,6 +735,7 @@ def _measure_points(
                         fits,
                         search,
                         faults,
+                        warmed,
                     )
                 except DeviceUnusableError as exc:
                     unusable, measured = exc, exc.row or {}
@@ -751,6 +773,7 @@ def _measure_trial(
     fits: dict,
     search: set,
     faults: DeviceFaults,
+    warmed: set[tuple] | None = None,
 ) -> dict[str, Any]:
     """One trial of one point: measured, or recorded as not attempted (above a batch that ran
     out of memory), not needed (below the largest feasible batch of a searched shape), out
@@ -764,7 +787,7 @@ def _measure_trial(
             "batch is needed"
         )
     try:
-        row = measure_point(backend, plan, point, meter, cross, idle_w, streams, pg19)
+        row = measure_point(backend, plan, point, meter, cross, idle_w, streams, pg19, warmed)
     except stop.Stopped:
         raise
     except Exception as exc:

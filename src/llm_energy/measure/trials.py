@@ -188,6 +188,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     # (a device error) is said in the note.
     last = dict(measured[-1] if measured else trials[-1])
     row = dict(last)
+    row.pop("warmed_up", None)  # the last trial's alone; trial_warmed_up has every trial's
     row["trials"] = len(measured)
     if served(last):
         # Failed requests of every trial, those of trials not used too: never dropped silently.
@@ -200,6 +201,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
             duration_s_ci95=math.nan,
             trial_energy_j="[]",
             trial_duration_s="[]",
+            trial_warmed_up="[]",
             **{f"{col}_ci95": math.nan for col in PHASE_INTERVALS},
             **{f"trial_{col}": "[]" for col in PHASE_TRIALS},
             trial_gpu_health="[]",
@@ -222,6 +224,8 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
 
     row["trial_energy_j"] = json.dumps([round(v, 6) for v in energies])
     row["trial_duration_s"] = json.dumps([round(v, 6) for v in durations])
+    # Trials written before warm-ups could be skipped all had one.
+    row["trial_warmed_up"] = json.dumps([bool(t.get("warmed_up", True)) for t in measured])
     for col in PHASE_INTERVALS:
         values = [math.nan if t.get(col) is None else float(t[col]) for t in measured]
         row[f"{col}_ci95"] = ci95_half_width(values)  # NaN unless every trial measured it
