@@ -149,6 +149,32 @@ def test_fig10_lines_carry_the_swept_values(tidy):
     assert list(decode.get_ydata()) == pytest.approx([4.0, 16.0, 64.0])
 
 
+def test_fig10_gives_each_model_a_row_of_panels_and_no_line_joins_two_models(tidy):
+    big = tidy.assign(model="big", prefill_energy_j=10 * tidy["prefill_energy_j"])
+    fig = _fig10(pd.concat([tidy, big], ignore_index=True))
+    axes = _visible(fig)
+    assert [ax.get_title() for ax in axes] == [
+        f"{model}: {panel}"
+        for model in ("big", "tiny")
+        for panel in (
+            "prefill, 8 output tokens",
+            "prefill, 32 output tokens",
+            "decode, 64 input tokens",
+            "decode, 512 input tokens",
+        )
+    ]
+    for ax in axes:
+        lines = ax.get_lines()
+        assert sorted(line.get_label() for line in lines) == ["batch 1", "batch 4"]
+        # One point per swept length: a line holds one model's rows.
+        assert all(len(set(line.get_xdata())) == len(line.get_xdata()) for line in lines)
+    prefill = {line.get_label(): line for line in axes[0].get_lines()}["batch 4"]
+    ours = {line.get_label(): line for line in axes[4].get_lines()}["batch 4"]
+    assert list(prefill.get_ydata()) == pytest.approx(10 * ours.get_ydata())
+    # The legend names each batch size once.
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["batch 1", "batch 4"]
+
+
 def test_fig10_shows_duration_when_no_row_has_energy(tidy):
     for col in ("energy_j", "prefill_energy_j", "decode_energy_j"):
         tidy[col] = math.nan

@@ -151,6 +151,9 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     result = run_snakemake(work, *args, "--config", "shipped_measurements=true", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in (
+        "fig2_controlled_sweeps_vllm",
+        "fig10_controlled_sweeps_pytorch",
+        "fig11_controlled_sweeps_vllm_all_lengths",
         "fig3_decoding_strategies",
         "fig4_architectures",
         "fig5_engine_optimisations",

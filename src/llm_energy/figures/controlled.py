@@ -1,5 +1,6 @@
 """Controlled sweeps: prefill energy against input length and decode energy against output
-length, one line per batch size, log-log (the study's Figs 2, 10 and 11)."""
+length, one line per batch size, log-log, a row of panels per model (the study's Figs 2, 10
+and 11)."""
 
 from __future__ import annotations
 
@@ -63,27 +64,38 @@ def fig_controlled_sweeps(
         # Rows that keep each trial's prefill window carry the phases' intervals.
         ci = f"{column}_ci95"
         df[f"{phase}_value_ci95"] = pd.to_numeric(df[ci], errors="coerce") if ci in df else np.nan
-    panels = _panels(df, main_only)
-    ncols = min(len(panels), 3)
-    nrows = int(np.ceil(len(panels) / ncols))
+    # A line joins the points of one model: each model gets a row of panels of its own.
+    models = sorted(df["model"].unique())
+    by_model = [(m, _panels(df[df["model"] == m], main_only)) for m in models]
+    ncols = min(max(len(p) for _, p in by_model), 3)
+    slots: list[tuple[str, tuple[str, str, str, int, pd.DataFrame]] | None] = []
+    for model, model_panels in by_model:
+        rows_needed = int(np.ceil(len(model_panels) / ncols))
+        slots += [(model, panel) for panel in model_panels]
+        slots += [None] * (rows_needed * ncols - len(model_panels))
+    nrows = len(slots) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)
     batch_sizes = sorted(df["batch_size"].unique())
     batch_looks = looks(batch_sizes)
     marks = Marks()
-    for ax, (name, x, phase, _, rows) in zip(axes.flat, panels, strict=False):
+    for ax, slot in zip(axes.flat, slots, strict=True):
+        if slot is None:
+            ax.set_visible(False)
+            continue
+        model, (name, x, phase, _, rows) = slot
         for b in batch_sizes:
             sub = rows[rows["batch_size"] == b]
-            plot_line(ax, sub, x, f"{phase}_value", batch_looks[b], f"batch {b}", marks)
+            label = f"batch {b}"
+            line = f"{model}, {label}" if len(models) > 1 else label
+            plot_line(ax, sub, x, f"{phase}_value", batch_looks[b], label, marks, name=line)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.set_xticks(sorted(rows[x].unique()))
-        ax.set_title(name)
+        ax.set_title(f"{model}: {name}" if len(models) > 1 else name)
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel(f"{phase} {quantity} per batch ({unit})")
-    for ax in axes.flat[len(panels) :]:
-        ax.set_visible(False)
-    top_legend(fig, axes.flat[0])
+    top_legend(fig, *(ax for ax in axes.flat if ax.get_visible()))
     fig.suptitle(title, y=1.08, fontweight="bold")
     notes = [provenance_note(df, "batch " + df["batch_size"].astype(str)), *marks.notes()]
     kept = df[["prefill_value_ci95", "decode_value_ci95"]].notna().all(axis=1)

@@ -215,9 +215,14 @@ def legend_entries(ax: plt.Axes) -> tuple[list, list[str]]:
     return plain, labels
 
 
-def top_legend(fig: plt.Figure, ax: plt.Axes, ncol: int = 8) -> None:
-    """One legend for all panels, above them, from the first panel's lines."""
-    handles, labels = legend_entries(ax)
+def top_legend(fig: plt.Figure, *axes: plt.Axes, ncol: int = 8) -> None:
+    """One legend for all panels, above them, from the given panels' lines (each label once,
+    in the order the panels first show it)."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*legend_entries(ax), strict=True):
+            entries.setdefault(label, handle)
+    handles, labels = list(entries.values()), list(entries)
     fig.legend(
         handles,
         labels,
