@@ -118,9 +118,10 @@ def test_a_compiled_engine_without_rows_is_timed_by_the_same_backend_without_com
     assert table.loc["tiny__pytorch-compile", "basis"] == "fitted to 27 points measured on GPU X"
 
 
-def test_a_model_without_rows_is_timed_by_another_models_rows_scaled_to_its_architecture(
-    tiny_config, tmp_path
-):
+def _a_bigger_model(tiny_config, tmp_path, wider: int):
+    """The tiny model twice as deep and ``wider`` times as wide in its feed-forward blocks,
+    as model 'big' of the configuration, with its config.json in ``tmp_path``; the two
+    architectures."""
     import json
 
     from conftest import TINY_MODEL
@@ -128,18 +129,23 @@ def test_a_model_without_rows_is_timed_by_another_models_rows_scaled_to_its_arch
     from llm_energy.analysis.flops import Architecture
     from llm_energy.inputs.model_configs import load_config_dict
 
-    # A model twice as deep and twice as wide in its feed-forward blocks.
     small = load_config_dict(TINY_MODEL.parent)
     big = {**small, "num_hidden_layers": 2 * small["num_hidden_layers"]}
-    big["intermediate_size"] = 2 * small["intermediate_size"]
+    big["intermediate_size"] = wider * small["intermediate_size"]
     (tmp_path / "big").mkdir()
     (tmp_path / "big/config.json").write_text(json.dumps(big))
     tiny_config["models"]["big"] = {"hub_id": "local/big", "config": str(tmp_path / "big")}
     tiny_config["experiments"]["controlled_sweeps"]["models"] = ["tiny", "big"]
+    return Architecture.from_config(small), Architecture.from_config(big)
+
+
+def test_a_model_without_rows_is_timed_by_another_models_rows_scaled_to_its_architecture(
+    tiny_config, tmp_path
+):
+    source, target = _a_bigger_model(tiny_config, tmp_path, wider=2)
     plans = plan_study(validate(tiny_config))
     rows = _rows(TRUE).assign(hub_id="local/tiny")
     table = estimate(plans, rows).set_index("group")
-    source, target = Architecture.from_config(small), Architecture.from_config(big)
     expected = job_gpu_hours(TRUE.scaled(source, target), plans["big__pytorch"])
     assert table.loc["big__pytorch", "estimated_gpu_hours"] == pytest.approx(expected, rel=1e-3)
     assert expected > table.loc["tiny__pytorch", "estimated_gpu_hours"]
@@ -172,26 +178,12 @@ def test_a_model_without_rows_is_timed_by_another_models_rows_scaled_to_its_arch
 def test_a_graphed_engine_scales_its_step_by_the_flops_of_the_model_without_rows(
     tiny_config, tmp_path
 ):
-    import json
-
-    from conftest import TINY_MODEL
-
-    from llm_energy.analysis.flops import Architecture
-    from llm_energy.inputs.model_configs import load_config_dict
-
-    small = load_config_dict(TINY_MODEL.parent)
-    big = {**small, "num_hidden_layers": 2 * small["num_hidden_layers"]}
-    big["intermediate_size"] = 4 * small["intermediate_size"]
-    (tmp_path / "big").mkdir()
-    (tmp_path / "big/config.json").write_text(json.dumps(big))
-    tiny_config["models"]["big"] = {"hub_id": "local/big", "config": str(tmp_path / "big")}
+    source, target = _a_bigger_model(tiny_config, tmp_path, wider=4)
     tiny_config["engines"]["vllm"] = {"backend": "vllm", "cuda_graphs": True}
-    sweeps = tiny_config["experiments"]["controlled_sweeps"]
-    sweeps["models"], sweeps["engines"] = ["tiny", "big"], ["vllm"]
+    tiny_config["experiments"]["controlled_sweeps"]["engines"] = ["vllm"]
     plans = plan_study(validate(tiny_config))
     rows = _rows(TRUE).assign(hub_id="local/tiny", engine="vllm", backend="vllm")
     table = estimate(plans, rows).set_index("group")
-    source, target = Architecture.from_config(small), Architecture.from_config(big)
     expected = job_gpu_hours(TRUE.scaled(source, target, graphed=True), plans["big__vllm"])
     assert table.loc["big__vllm", "estimated_gpu_hours"] == pytest.approx(expected, rel=1e-3)
     assert table.loc["big__vllm", "basis"].endswith(", a graphed step by FLOPs)")

@@ -25,6 +25,13 @@ BATCHES = (1, 4)
 # input sweep: these input lengths at each fixed output length, and the reverse
 INPUT_SWEEP = {"input_tokens": (16, 64, 256), "output_tokens": (8, 32)}
 OUTPUT_SWEEP = {"output_tokens": (8, 32, 128), "input_tokens": (64, 512)}
+# Fig 10's panels for these sweeps: one per fixed length of the other dimension.
+PANELS = [
+    "prefill, 8 output tokens",
+    "prefill, 32 output tokens",
+    "decode, 64 input tokens",
+    "decode, 512 input tokens",
+]
 
 
 def _row(batch: int, inp: int, out: int, experiments: str, **kw) -> dict:
@@ -113,12 +120,7 @@ def test_fig10_has_one_panel_per_fixed_length_and_one_line_per_batch(tidy):
     axes = _visible(fig)
     # 2 fixed output lengths (prefill panels) + 2 fixed input lengths (decode panels)
     assert len(axes) == 4
-    assert [ax.get_title() for ax in axes] == [
-        "prefill, 8 output tokens",
-        "prefill, 32 output tokens",
-        "decode, 64 input tokens",
-        "decode, 512 input tokens",
-    ]
+    assert [ax.get_title() for ax in axes] == PANELS
     for ax in axes:
         lines = ax.get_lines()
         assert len(lines) == len(BATCHES)
@@ -154,14 +156,7 @@ def test_fig10_gives_each_model_a_row_of_panels_and_no_line_joins_two_models(tid
     fig = _fig10(pd.concat([tidy, big], ignore_index=True))
     axes = _visible(fig)
     assert [ax.get_title() for ax in axes] == [
-        f"{model}: {panel}"
-        for model in ("big", "tiny")
-        for panel in (
-            "prefill, 8 output tokens",
-            "prefill, 32 output tokens",
-            "decode, 64 input tokens",
-            "decode, 512 input tokens",
-        )
+        f"{model}: {panel}" for model in ("big", "tiny") for panel in PANELS
     ]
     for ax in axes:
         lines = ax.get_lines()
