@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -720,3 +721,18 @@ def test_device_errors_are_told_from_running_out_of_memory(message, device, stic
     backend = FakeBackend(None, None, "cuda", "bfloat16")
     assert backend.is_device_error(RuntimeError(message)) is device
     assert backend.is_unusable(RuntimeError(message)) is sticky
+
+
+def test_each_row_records_the_environment_variables_that_change_how_its_engine_runs(
+    tiny_config, fake_backend, monkeypatch, tmp_path
+):
+    from llm_energy.measure.provenance import ENGINE_ENVIRONMENT_PREFIXES
+
+    for name in list(os.environ):
+        if name.startswith(ENGINE_ENVIRONMENT_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("VLLM_USE_FLASHINFER_SAMPLER", "0")
+    monkeypatch.setenv("NCCL_P2P_DISABLE", "1")
+    monkeypatch.setenv("HF_TOKEN", "secret")  # not an engine setting: not recorded
+    table = runner.run_job(_plan(tiny_config), tmp_path / "o.parquet", tmp_path / "j", log=print)
+    assert set(table["engine_environment"]) == {"NCCL_P2P_DISABLE=1,VLLM_USE_FLASHINFER_SAMPLER=0"}

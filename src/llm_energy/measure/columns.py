@@ -504,6 +504,14 @@ PROVENANCE = Section(
         ),
         Column("slurm_job_id", "", "Slurm job id (empty outside Slurm)"),
         Column(
+            "engine_environment",
+            "",
+            "the environment variables of the job that change how its engine runs (`VLLM_`, "
+            "`PYTORCH_`, `TORCH`, `CUDA_` and `NCCL_` ones, such as "
+            "`VLLM_USE_FLASHINFER_SAMPLER`), `NAME=value` comma-joined; the engine's own "
+            "settings included (null in rows written before it was recorded)",
+        ),
+        Column(
             "engine_load_s",
             "s",
             "how long the run that measured the row took to start its engine (or server) until "

@@ -47,6 +47,18 @@ def machine_session() -> str:
     return f"{socket.gethostname()}:{boot}"
 
 
+# Environment variables that change how an engine runs (vLLM's switches, PyTorch's and CUDA's
+# allocator and device settings, NCCL's transport): each row records those set for its job.
+ENGINE_ENVIRONMENT_PREFIXES = ("VLLM_", "PYTORCH_", "TORCH", "CUDA_", "NCCL_")
+
+
+def engine_environment() -> str:
+    """The job's engine-affecting environment variables, ``NAME=value`` comma-joined in name
+    order (empty where none is set)."""
+    names = sorted(n for n in os.environ if n.startswith(ENGINE_ENVIRONMENT_PREFIXES))
+    return ",".join(f"{n}={os.environ[n]}" for n in names)
+
+
 def job_provenance() -> dict[str, str]:
     """Facts about the run that every row carries."""
     return {
@@ -56,6 +68,7 @@ def job_provenance() -> dict[str, str]:
         "git_commit": git_commit(),
         "package_version": __version__,
         "python_version": platform.python_version(),
+        "engine_environment": engine_environment(),
     }
 
 
