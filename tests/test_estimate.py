@@ -98,6 +98,31 @@ def test_estimate_covers_measured_engines_and_says_which_are_not(tiny_config):
     assert "no measurements" in other["basis"].iloc[0]
 
 
+def test_the_basis_says_when_its_rows_cannot_tell_prefill_from_decoding(tiny_config):
+    sweeps = tiny_config["experiments"]["controlled_sweeps"]
+    sweeps["input_sweep"]["input_tokens"] = [8, 512]
+    sweeps["output_sweep"]["input_tokens"] = [512]
+    plans = plan_study(validate(tiny_config))
+    rows = _rows(TRUE)
+    assert "prefill" not in estimate(plans, rows)["basis"].iloc[0]
+    # One input length and no prefill window: the fit splits the time between prefill and
+    # decoding as it may, and the plan's other input lengths are said to be at risk.
+    one = rows[rows["input_tokens"] == 512].assign(prefill_duration_s=float("nan"))
+    basis = estimate(plans, one)["basis"].iloc[0]
+    assert basis.endswith(
+        "; its rows, all 512 tokens in and without prefill windows, cannot tell prefill from "
+        "decoding, so other input lengths' prefill may be under- or overestimated"
+    )
+    only_512 = {
+        group: dataclasses.replace(
+            plan, points=tuple(p for p in plan.points if p.input_tokens == 512)
+        )
+        for group, plan in plans.items()
+    }
+    assert all(plan.points for plan in only_512.values())
+    assert "prefill" not in estimate(only_512, one)["basis"].iloc[0]
+
+
 def test_a_compiled_engine_without_rows_is_timed_by_the_same_backend_without_compile(tiny_config):
     tiny_config["engines"]["pytorch-compile"] = {"backend": "transformers", "torch_compile": True}
     tiny_config["engines"]["vllm"] = {"backend": "vllm"}

@@ -83,6 +83,9 @@ class TimeModel:
     points: int
     load_s: float = math.nan  # engine start, measured (NaN: MODEL_LOAD_S stands in)
     streams: StreamTimes = dataclasses.field(default_factory=dict)
+    # The one input length of fitted rows without a prefill window, whose fit cannot tell
+    # prefill from decoding (0: the rows can).
+    inseparable_input: int = 0
 
     @classmethod
     def fit(cls, rows: pd.DataFrame) -> TimeModel:
@@ -101,11 +104,26 @@ class TimeModel:
         design = np.r_[full, prefill]
         target = np.r_[rows["duration_s"].to_numpy(float), rows["prefill_duration_s"][has_prefill]]
         coef = np.linalg.lstsq(design, target, rcond=None)[0]
+        inputs = set(i.astype(int))
         return cls(
             prefill=(coef[0], coef[1]),
             step=tuple(coef[2:]),
             points=len(rows),
             load_s=measured_load_s(rows),
+            inseparable_input=inputs.pop() if len(inputs) == 1 and not has_prefill.any() else 0,
+        )
+
+    def caveat(self, plan: JobPlan) -> str:
+        """What the basis says when the fitted rows cannot time the plan's prefill: all of
+        one input length without a prefill window, and the plan has other input lengths."""
+        if not self.inseparable_input:
+            return ""
+        if {p.input_tokens for p in plan.points} <= {self.inseparable_input}:
+            return ""
+        return (
+            f"; its rows, all {self.inseparable_input} tokens in and without prefill windows, "
+            "cannot tell prefill from decoding, so other input lengths' prefill may be "
+            "under- or overestimated"
         )
 
     def scaled(
@@ -510,6 +528,7 @@ def _scaled_from_another_model(
             f"{plan.model.name} (none of its own: layers x{layers:.2f}, "
             f"FLOPs per token x{flops:.2f}"
             + (", a graphed step by FLOPs)" if graphed else ", an eager step by layers)")
+            + fitted.caveat(plan)
         )
         return job_gpu_hours(fitted.scaled(source, target, graphed=graphed), plan, left), basis
     return nothing
@@ -547,7 +566,7 @@ def estimate(
             fitted = dataclasses.replace(TimeModel.fit(measured), streams=streams)
             hours = job_gpu_hours(fitted, plan, mine)
             gpu = _gpus(measured)
-            basis = f"fitted to {fitted.points} points measured on {gpu}"
+            basis = f"fitted to {fitted.points} points measured on {gpu}" + fitted.caveat(plan)
             timed = sum(not math.isnan(measured_stream_s(streams, p)) for p in plan.points)
             if timed:
                 basis += f"; {_plural(timed, 'request stream')} at measured times per request"
