@@ -520,9 +520,7 @@ def _scaled_from_another_model(
             continue
         fitted = TimeModel.fit(rows)
         layers, flops, _ = scale_ratios(source, target)
-        graphed = plan.engine.torch_compile or (
-            plan.engine.backend in ("vllm", "vllm_server") and plan.engine.cuda_graphs
-        )
+        graphed = plan.engine.torch_compile or plan.engine.launches_graphs
         basis = (
             f"fitted to {fitted.points} points of {name} measured on {_gpus(rows)}, scaled to "
             f"{plan.model.name} (none of its own: layers x{layers:.2f}, "

@@ -54,6 +54,12 @@ class EngineSpec:
     # backends.vllm_backend.padded_draft_config).
     pad_draft_vocabulary: bool = False
 
+    @property
+    def launches_graphs(self) -> bool:
+        """Whether a decoding step launches as one CUDA graph (vLLM, served or not, with CUDA
+        graphs) rather than kernel by kernel from the host."""
+        return self.backend in ("vllm", "vllm_server") and self.cuda_graphs
+
 
 @dataclass(frozen=True)
 class DecodingSpec:
@@ -170,7 +176,8 @@ class ProtocolSpec:
     # One more measurement of the job's control point at each run's start and end.
     control_point: bool = True
     # False: a point warms up before its first trial in an engine instance only; its later
-    # trials, whose shapes the engine has run, go straight to their windows.
+    # trials, whose shapes the engine has run, go straight to their windows. Points served
+    # through a server warm up before every trial either way.
     warmup_every_trial: bool = True
 
 

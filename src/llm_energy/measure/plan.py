@@ -131,6 +131,7 @@ def _job(
     mine = [o for name, o in options.items() if tags & set(families()[name].tags)]
     m = config["models"][model]
     e = dict(config["engines"][engine])
+    engine_spec = EngineSpec(name=engine, **e)
     meter = config["meter"]
     return JobPlan(
         group=group_id(model, engine),
@@ -138,7 +139,7 @@ def _job(
         device=config["device"],
         dtype=config["dtype"],
         model=ModelSpec(name=model, **m),
-        engine=EngineSpec(name=engine, **e),
+        engine=engine_spec,
         draft_model=ModelSpec(name=e["draft"], **config["models"][e["draft"]])
         if e.get("draft")
         else None,
@@ -157,8 +158,6 @@ def _job(
         },
         # Engines with CUDA graphs launch a decoding step as one graph, so a neighbour on the
         # host's other cores does not stretch their windows; eager engines measure alone.
-        host_shared=config["side_by_side"] == "cuda_graphs"
-        and e["backend"] in ("vllm", "vllm_server")
-        and bool(e.get("cuda_graphs", False)),
+        host_shared=config["side_by_side"] == "cuda_graphs" and engine_spec.launches_graphs,
         server_options={k: v for o in mine for k, v in o.get("server_options", {}).items()},
     )
