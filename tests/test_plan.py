@@ -463,3 +463,17 @@ def test_the_fig11_layer_plans_a_part_of_the_grids_job_with_the_same_point_ids()
     ids = point_ids(job)
     whole = point_ids(grid["llama-3.1-8b__vllm"])
     assert len(ids) == len(job.points) and set(ids.values()) <= set(whole.values())
+
+
+def test_the_warm_up_comparison_layer_plans_six_of_fig11s_points_warmed_up_every_trial():
+    """config/h200_warmup_ab.yaml measures six shapes of the Fig 11 job with a warm-up before
+    every trial, so that benchmarks/warmup_ab.py can set them beside the same shapes of the
+    Fig 11 job measured with config/h200_warmup_once.yaml."""
+    root = Path(__file__).resolve().parents[1] / "config"
+    base = (root / "h200_grid.yaml", root / "h200_fig11.yaml")
+    every = plan_study(load_config(*base, root / "h200_warmup_ab.yaml"))["llama-3.1-8b__vllm"]
+    once = plan_study(load_config(*base, root / "h200_warmup_once.yaml"))["llama-3.1-8b__vllm"]
+    shapes = {(p.batch_size, p.input_tokens, p.output_tokens) for p in every.points}
+    assert len(shapes) == 6
+    assert shapes <= {(p.batch_size, p.input_tokens, p.output_tokens) for p in once.points}
+    assert every.protocol.warmup_every_trial and not once.protocol.warmup_every_trial
