@@ -170,6 +170,31 @@ def test_fig10_gives_each_model_a_row_of_panels_and_no_line_joins_two_models(tid
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["batch 1", "batch 4"]
 
 
+def test_fig10_draws_a_batch_measured_in_two_sessions_as_a_line_for_each(tidy):
+    """A batch size whose rows come from two machine sessions gets a line per session, named
+    by it, the same in every panel; a batch from one session keeps its plain name; no line
+    joins two sessions; token counts read 1k, not 1024."""
+    tidy = tidy.assign(
+        git_commit="a" * 40, machine_session="vm:aaaa", timestamp="2026-12-01T10:00:00+00:00"
+    )
+    later = tidy[tidy["batch_size"] == 1].assign(
+        git_commit="b" * 40,
+        machine_session="vm:bbbb",
+        timestamp="2026-12-01T12:00:00+00:00",
+        input_tokens=lambda d: d["input_tokens"] * 4,
+    )
+    fig = _fig10(pd.concat([tidy, later], ignore_index=True))
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["batch 1 (git bbbbbbb)", "batch 1 (git aaaaaaa)", "batch 4"]
+    prefill = _visible(fig)[0]
+    lines = {line.get_label(): line for line in prefill.get_lines()}
+    assert list(lines["batch 1 (git bbbbbbb)"].get_xdata()) == [64, 256, 1024]
+    assert list(lines["batch 1 (git aaaaaaa)"].get_xdata()) == [16, 64, 256]
+    earlier, latest = (lines[f"batch 1 (git {c * 7})"] for c in "ab")
+    assert earlier.get_linestyle() != latest.get_linestyle()
+    assert [t.get_text() for t in prefill.get_xticklabels()] == ["16", "64", "256", "1k"]
+
+
 def test_fig10_shows_duration_when_no_row_has_energy(tidy):
     for col in ("energy_j", "prefill_energy_j", "decode_energy_j"):
         tidy[col] = math.nan

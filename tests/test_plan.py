@@ -468,11 +468,11 @@ def test_the_fig11_layer_plans_a_part_of_the_grids_job_with_the_same_point_ids()
 def test_the_warm_up_comparison_layer_plans_six_of_fig11s_points_warmed_up_every_trial():
     """config/h200_warmup_ab.yaml measures six shapes of the Fig 11 job with a warm-up before
     every trial, so that benchmarks/warmup_ab.py can set them beside the same shapes of the
-    Fig 11 job measured with config/h200_warmup_once.yaml."""
+    Fig 11 job, which warms each point up once, as the whole grid does."""
     root = Path(__file__).resolve().parents[1] / "config"
     base = (root / "h200_grid.yaml", root / "h200_fig11.yaml")
     every = plan_study(load_config(*base, root / "h200_warmup_ab.yaml"))["llama-3.1-8b__vllm"]
-    once = plan_study(load_config(*base, root / "h200_warmup_once.yaml"))["llama-3.1-8b__vllm"]
+    once = plan_study(load_config(*base))["llama-3.1-8b__vllm"]
     shapes = {(p.batch_size, p.input_tokens, p.output_tokens) for p in every.points}
     assert len(shapes) == 6
     assert shapes <= {(p.batch_size, p.input_tokens, p.output_tokens) for p in once.points}

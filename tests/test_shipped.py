@@ -167,6 +167,33 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     assert table["gpu_name"].eq("NVIDIA H200").all()
     assert set(table["energy_source"]) == {"measured"}
 
+    # Fig 11 from GPU rows: vLLM with CUDA graphs at batch 1 over the paper's whole ranges,
+    # input 8 to 32,768 at two output lengths and output 8 to 4,096 at two input lengths.
+    grid = table[
+        table["experiments"].str.contains("_sweep")
+        & table["cuda_graphs"].astype(bool)
+        & (table["model"] == "llama-3.1-8b")
+        & (table["batch_size"] == 1)
+    ]
+    inputs = grid[grid["experiments"].str.contains("input_sweep")]
+    outputs = grid[grid["experiments"].str.contains("output_sweep")]
+    assert (
+        (
+            inputs.groupby("output_tokens")["input_tokens"].agg(["min", "max"]).loc[[8, 64]]
+            == [8, 32768]
+        )
+        .all()
+        .all()
+    )
+    assert (
+        (
+            outputs.groupby("input_tokens")["output_tokens"].agg(["min", "max"]).loc[[64, 512]]
+            == [8, 4096]
+        )
+        .all()
+        .all()
+    )
+
     spec = table[table["experiments"].str.split("+").map(lambda t: "speculative" in t)]
     assert set(spec["model"]) == {"llama-3.1-8b", "r1-distill-qwen-32b"}
     drafted = spec[spec["speculative_model"] != ""]
@@ -183,8 +210,9 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # (OLMo on PyTorch) and the sixth's (PyTorch eager and compiled ladders, Qwen1.5-32B) all
     # met; the seventh's (claim 1's Llama points on PyTorch) were cut short, and the eighth
     # measured the three rows that fell short again, with claim 1 on vLLM and Qwen1.5-32B's
-    # first grid points on vLLM; the ninth's are the four decoding strategies on PyTorch eager.
-    # Every row the aggregate keeps from the last five met the protocol.
+    # first grid points on vLLM; the ninth's are the four decoding strategies on PyTorch eager;
+    # the tenth's, Fig 11's 42 points of the grid on vLLM. Every row the aggregate keeps from
+    # the last six met the protocol.
     trial_rows = table[table["trials"].notna() & table["feasible"].astype(bool)]
     sessions = trial_rows.groupby("machine_session")
     assert sessions.size().to_dict() == {
@@ -197,10 +225,11 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:c77e44a6": 3,
         "vm:fb0e2555": 3 + 6 + 6,
         "vm:7d766c16": 4 * 4,
+        "vm:6f095c0f": 42,
     }
     met = (
         *("vm:6758a46b", "vm:5bb49998", "vm:357bc63c", "vm:fd69deb4"),
-        *("vm:c77e44a6", "vm:fb0e2555", "vm:7d766c16"),
+        *("vm:c77e44a6", "vm:fb0e2555", "vm:7d766c16", "vm:6f095c0f"),
     )
     for session in met:
         rows = sessions.get_group(session)
@@ -290,20 +319,31 @@ def test_the_compiled_ladder_and_its_eager_baseline_share_one_session():
     assert len(change) == 10 and change.abs().max() < 0.07
 
 
-@pytest.mark.parametrize("engine", ["pytorch", "vllm"])
-def test_the_qwen_rows_are_points_of_the_whole_grid(engine):
-    """Qwen1.5-32B's shipped rows on each engine (config/h200_qwen.yaml's points) are points of
-    config/h200_grid.yaml alone too: a resumed grid run measures none of them again."""
+@pytest.mark.parametrize(
+    ("table", "layers", "complete"),
+    [
+        ("grid__llama-3.1-8b__vllm", [], 42),
+        ("grid__qwen1.5-32b__pytorch", ["h200_qwen.yaml"], 6),
+        ("grid__qwen1.5-32b__vllm", ["h200_qwen.yaml"], 6),
+    ],
+)
+def test_the_grid_rows_are_points_of_the_grid(table, layers, complete):
+    """The shipped grid rows are points of config/h200_grid.yaml (with the layer they were
+    measured with): a resumed run measures none of them again and only the rest of the grid.
+    Llama-3.1-8B's Fig 11 rows are points of the whole grid; Qwen1.5-32B's, measured with a
+    warm-up before every trial, of config/h200_qwen.yaml, which keeps that setting."""
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
     from llm_energy.measure.runner import read_tables, trials_left
 
     root = Path(__file__).resolve().parents[1]
-    job = plan_study(load_config(str(root / "config/h200_grid.yaml")))[f"qwen1.5-32b__{engine}"]
-    table = root / f"resources/measurements/h200/grid__qwen1.5-32b__{engine}.parquet"
-    left = trials_left(job, root / "no-journal", read_tables([table]))
+    files = [str(root / "config" / name) for name in ("h200_grid.yaml", *layers)]
+    job = plan_study(load_config(*files))[table.split("__", 1)[1]]
+    path = root / f"resources/measurements/h200/{table}.parquet"
+    left = trials_left(job, root / "no-journal", read_tables([path]))
     done = [key for key, n in left.items() if n == 0]
-    assert len(done) == 6 and len(left) > 6
+    assert len(done) == complete == len(pd.read_parquet(path))
+    assert len(left) > complete or layers
 
 
 LAYERED_TABLES = {

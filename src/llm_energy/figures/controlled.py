@@ -1,16 +1,26 @@
 """Controlled sweeps: prefill energy against input length and decode energy against output
-length, one line per batch size, log-log, a row of panels per model (the study's Figs 2, 10
-and 11)."""
+length, one line per batch size and machine session, log-log, a row of panels per model (the
+study's Figs 2, 10 and 11)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import FuncFormatter
 
 from llm_energy.figures.points import Marks, plot_line
-from llm_energy.figures.style import add_footer, looks, provenance_note, setup, top_legend
+from llm_energy.figures.provenance import session_names
+from llm_energy.figures.style import (
+    Look,
+    add_footer,
+    looks,
+    provenance_note,
+    setup,
+    top_legend,
+)
 
 
 def _panels(df: pd.DataFrame, main_only: bool) -> list[tuple[str, str, str, int, pd.DataFrame]]:
@@ -28,6 +38,36 @@ def _panels(df: pd.DataFrame, main_only: bool) -> list[tuple[str, str, str, int,
         rows = outp[outp["input_tokens"] == inp_len]
         panels.append((f"decode, {inp_len} input tokens", "output_tokens", "decode", inp_len, rows))
     return panels
+
+
+def _lines(df: pd.DataFrame) -> dict[tuple[int, str], tuple[Look, str]]:
+    """The look and legend label of each (batch size, machine session) line, the same in every
+    panel: a batch measured in one session is "batch 8"; one measured in several gets a line
+    for each, named by its session, the latest solid and the earlier ones dotted, so that no
+    line joins two sessions. Adds the ``_session`` column to ``df``."""
+    df["_session"] = session_names(df)
+    stamps = df["timestamp"] if "timestamp" in df else pd.Series(pd.NaT, index=df.index)
+    df["_when"] = pd.to_datetime(stamps, utc=True, errors="coerce")
+    batch_sizes = sorted(df["batch_size"].unique())
+    batch_looks = looks(batch_sizes)
+    lines = {}
+    for b in batch_sizes:
+        rows = df[df["batch_size"] == b]
+        latest = rows.groupby("_session")["_when"].max().sort_values(ascending=False)
+        for n, session in enumerate(latest.index):
+            look, label = batch_looks[b], f"batch {b}"
+            if len(latest) > 1:
+                label += f" ({session})"
+            if n:
+                look = dataclasses.replace(look, linestyle=(0, (1, 2)))
+            lines[(b, session)] = (look, label)
+    return lines
+
+
+def _tokens(value: float, _: object = None) -> str:
+    """A token count as a tick label: 512, 1k, 32k."""
+    n = round(value)
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
 def sweep_rows(df: pd.DataFrame, backend: str) -> pd.Series:
@@ -64,6 +104,7 @@ def fig_controlled_sweeps(
         # Rows that keep each trial's prefill window carry the phases' intervals.
         ci = f"{column}_ci95"
         df[f"{phase}_value_ci95"] = pd.to_numeric(df[ci], errors="coerce") if ci in df else np.nan
+    lines = _lines(df)
     # A line joins the points of one model: each model gets a row of panels of its own.
     models = sorted(df["model"].unique())
     by_model = [(m, _panels(df[df["model"] == m], main_only)) for m in models]
@@ -75,23 +116,21 @@ def fig_controlled_sweeps(
         slots += [None] * (rows_needed * ncols - len(model_panels))
     nrows = len(slots) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False)
-    batch_sizes = sorted(df["batch_size"].unique())
-    batch_looks = looks(batch_sizes)
     marks = Marks()
     for ax, slot in zip(axes.flat, slots, strict=True):
         if slot is None:
             ax.set_visible(False)
             continue
         model, (name, x, phase, _, rows) = slot
-        for b in batch_sizes:
-            sub = rows[rows["batch_size"] == b]
-            label = f"batch {b}"
+        for (b, session), (look, label) in lines.items():
+            sub = rows[(rows["batch_size"] == b) & (rows["_session"] == session)]
             line = f"{model}, {label}" if len(models) > 1 else label
-            plot_line(ax, sub, x, f"{phase}_value", batch_looks[b], label, marks, name=line)
+            plot_line(ax, sub, x, f"{phase}_value", look, label, marks, name=line)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(_tokens))
         ax.set_xticks(sorted(rows[x].unique()))
+        ax.minorticks_off()
         ax.set_title(f"{model}: {name}" if len(models) > 1 else name)
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel(f"{phase} {quantity} per batch ({unit})")

@@ -18,6 +18,7 @@ from llm_energy.figures.points import (
     plot_line,
     ratio_half_width,
     relative_half_width,
+    session_lines,
     window_s,
     with_evidence,
 )
@@ -135,18 +136,6 @@ def _largest_measured(
     marked[batch] = marked.get(batch, 0) + 1
 
 
-def _session_lines(line: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """An engine's rows as lines of one machine session each, the latest first, each named
-    by its session where there are several."""
-    sessions = session_names(line)
-    if sessions.nunique() < 2:
-        return [("", line)]
-    stamps = line["timestamp"] if "timestamp" in line else pd.Series(pd.NaT, index=line.index)
-    when = pd.to_datetime(stamps, utc=True, errors="coerce")
-    latest = when.groupby(sessions, sort=False).max().sort_values(ascending=False, kind="stable")
-    return [(f" ({name})", line[sessions == name]) for name in latest.index]
-
-
 def fig_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Figure:
     """Energy of ``samples`` requests (scaled from each measured batch) against batch size,
     one line per engine, with each PyTorch engine's largest measured batch marked where a
@@ -170,7 +159,7 @@ def fig_engine_optimisations(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Fi
                 continue
             # An engine measured in several sessions: a line for each, the earlier ones dotted,
             # so that no line joins two sessions.
-            for n, (tag, line) in enumerate(_session_lines(engine_rows)):
+            for n, (tag, line) in enumerate(session_lines(engine_rows)):
                 look = engine_looks[label]
                 if n:
                     look = dataclasses.replace(look, linestyle=(0, (1, 3)))

@@ -250,6 +250,19 @@ def plot_line(
         marks.joined.append(f"{name or label}: {spans}")
 
 
+def session_lines(line: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The rows of one line as lines of one machine session each, the latest first, each named
+    by its session (`` (git abc1234)``) where there are several, so that no line joins two
+    sessions."""
+    sessions = session_names(line)
+    if sessions.nunique() < 2:
+        return [("", line)]
+    stamps = line["timestamp"] if "timestamp" in line else pd.Series(pd.NaT, index=line.index)
+    when = pd.to_datetime(stamps, utc=True, errors="coerce")
+    latest = when.groupby(sessions, sort=False).max().sort_values(ascending=False, kind="stable")
+    return [(f" ({name})", line[sessions == name]) for name in latest.index]
+
+
 def plot_bars(
     ax: plt.Axes,
     at: Sequence[float],
