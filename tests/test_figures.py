@@ -183,9 +183,12 @@ def test_fig10_draws_a_batch_measured_in_two_sessions_as_a_line_for_each(tidy):
         timestamp="2026-12-01T12:00:00+00:00",
         input_tokens=lambda d: d["input_tokens"] * 4,
     )
-    fig = _fig10(pd.concat([tidy, later], ignore_index=True))
+    # Another model measured in the earlier session alone: its lines keep their plain names.
+    other = tidy.assign(model="zz")
+    fig = _fig10(pd.concat([tidy, later, other], ignore_index=True))
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == ["batch 1 (git bbbbbbb)", "batch 1 (git aaaaaaa)", "batch 4"]
+    assert legend == ["batch 1 (git bbbbbbb)", "batch 1 (git aaaaaaa)", "batch 1", "batch 4"]
+    assert {line.get_label() for line in _visible(fig)[-1].get_lines()} == {"batch 1", "batch 4"}
     prefill = _visible(fig)[0]
     lines = {line.get_label(): line for line in prefill.get_lines()}
     assert list(lines["batch 1 (git bbbbbbb)"].get_xdata()) == [64, 256, 1024]

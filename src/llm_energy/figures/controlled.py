@@ -40,19 +40,17 @@ def _panels(df: pd.DataFrame, main_only: bool) -> list[tuple[str, str, str, int,
     return panels
 
 
-def _lines(df: pd.DataFrame) -> dict[tuple[int, str], tuple[Look, str]]:
-    """The look and legend label of each (batch size, machine session) line, the same in every
-    panel: a batch measured in one session is "batch 8"; one measured in several gets a line
-    for each, named by its session, the latest solid and the earlier ones dotted, so that no
-    line joins two sessions. Adds the ``_session`` column to ``df``."""
+def _lines(df: pd.DataFrame) -> dict[tuple[str, int, str], tuple[Look, str]]:
+    """The look and legend label of each (model, batch size, machine session) line, the same in
+    every panel of the model: a model's batch measured in one session is "batch 8"; one
+    measured in several gets a line for each, named by its session, the latest solid and the
+    earlier ones dotted, so that no line joins two sessions. Adds ``_session`` to ``df``."""
     df["_session"] = session_names(df)
     stamps = df["timestamp"] if "timestamp" in df else pd.Series(pd.NaT, index=df.index)
     df["_when"] = pd.to_datetime(stamps, utc=True, errors="coerce")
-    batch_sizes = sorted(df["batch_size"].unique())
-    batch_looks = looks(batch_sizes)
+    batch_looks = looks(sorted(df["batch_size"].unique()))
     lines = {}
-    for b in batch_sizes:
-        rows = df[df["batch_size"] == b]
+    for (model, b), rows in df.groupby(["model", "batch_size"], sort=True):
         latest = rows.groupby("_session")["_when"].max().sort_values(ascending=False)
         for n, session in enumerate(latest.index):
             look, label = batch_looks[b], f"batch {b}"
@@ -60,7 +58,7 @@ def _lines(df: pd.DataFrame) -> dict[tuple[int, str], tuple[Look, str]]:
                 label += f" ({session})"
             if n:
                 look = dataclasses.replace(look, linestyle=(0, (1, 2)))
-            lines[(b, session)] = (look, label)
+            lines[(model, b, session)] = (look, label)
     return lines
 
 
@@ -122,7 +120,9 @@ def fig_controlled_sweeps(
             ax.set_visible(False)
             continue
         model, (name, x, phase, _, rows) = slot
-        for (b, session), (look, label) in lines.items():
+        for (of, b, session), (look, label) in lines.items():
+            if of != model:
+                continue
             sub = rows[(rows["batch_size"] == b) & (rows["_session"] == session)]
             line = f"{model}, {label}" if len(models) > 1 else label
             plot_line(ax, sub, x, f"{phase}_value", look, label, marks, name=line)
@@ -134,7 +134,15 @@ def fig_controlled_sweeps(
         ax.set_title(f"{model}: {name}" if len(models) > 1 else name)
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel(f"{phase} {quantity} per batch ({unit})")
-    top_legend(fig, *(ax for ax in axes.flat if ax.get_visible()))
+    # Labels that name a session are long: at most five to a row.
+    named = any("(" in label for _, label in lines.values())
+    by_batch = sorted(lines.items(), key=lambda line: line[0][1])
+    top_legend(
+        fig,
+        *(ax for ax in axes.flat if ax.get_visible()),
+        ncol=5 if named else 8,
+        order=[label for _, (_, label) in by_batch],
+    )
     fig.suptitle(title, y=1.08, fontweight="bold")
     notes = [provenance_note(df, "batch " + df["batch_size"].astype(str)), *marks.notes()]
     kept = df[["prefill_value_ci95", "decode_value_ci95"]].notna().all(axis=1)

@@ -215,14 +215,16 @@ def legend_entries(ax: plt.Axes) -> tuple[list, list[str]]:
     return plain, labels
 
 
-def top_legend(fig: plt.Figure, *axes: plt.Axes, ncol: int = 8) -> None:
+def top_legend(fig: plt.Figure, *axes: plt.Axes, ncol: int = 8, order: Sequence[str] = ()) -> None:
     """One legend for all panels, above them, from the given panels' lines (each label once,
-    in the order the panels first show it)."""
+    in ``order`` where it names the label, else in the order the panels first show it)."""
     entries: dict[str, object] = {}
     for ax in axes:
         for handle, label in zip(*legend_entries(ax), strict=True):
             entries.setdefault(label, handle)
-    handles, labels = list(entries.values()), list(entries)
+    rank = {label: n for n, label in enumerate(order)}
+    labels = sorted(entries, key=lambda label: rank.get(label, len(rank)))
+    handles = [entries[label] for label in labels]
     fig.legend(
         handles,
         labels,
