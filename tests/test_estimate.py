@@ -232,6 +232,44 @@ def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
 
 
+def test_adaptive_trials_are_expected_at_the_trials_per_point_the_engines_rows_took(tiny_config):
+    """Beside the least a job takes (min_trials a point), the estimate gives the job at the
+    mean number of trials its engine's rows took, within min_trials and max_trials; a point
+    its journal holds costs the rest of them; rows without trials add nothing."""
+    from llm_energy.analysis.gpu_hours import describe, trials_per_point
+
+    proto = ProtocolSpec(min_trials=3, max_trials=6, control_point=True)
+    points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
+    plan, each = _job(tiny_config, proto, points)
+    rows = _rows(TRUE).assign(model=plan.model.name)
+    assert math.isnan(trials_per_point(rows))
+    rows["trials"] = [3, 6] * (len(rows) // 2) + [3] * (len(rows) % 2)
+    assert trials_per_point(rows) == pytest.approx(rows["trials"].mean())
+    start = MODEL_LOAD_S + proto.idle_duration_s
+    assert job_gpu_hours(TRUE, plan, trials=4.0) * 3600 == pytest.approx(
+        start + 4 * sum(each) + 2 * each[1]
+    )
+    # Within the protocol's bounds.
+    assert job_gpu_hours(TRUE, plan, trials=9.0) == pytest.approx(
+        job_gpu_hours(TRUE, plan, trials=6)
+    )
+    assert job_gpu_hours(TRUE, plan, trials=2.0) == pytest.approx(job_gpu_hours(TRUE, plan))
+    # A point with two trials left of three is expected to take one more beyond them.
+    left = {points[0].key: 2, points[1].key: 0}
+    assert job_gpu_hours(TRUE, plan, left, trials=4.0) * 3600 == pytest.approx(
+        start + 3 * each[0] + 2 * each[1]
+    )
+    row = estimate({"j": plan}, rows).iloc[0]
+    assert row["trials_per_point"] == pytest.approx(rows["trials"].mean())
+    assert row["expected_gpu_hours"] > row["estimated_gpu_hours"]
+    minutes = row["expected_gpu_hours"] * 60
+    assert f", ~{minutes:.1f} at the {row['trials_per_point']:.1f} trials a point its rows took (" in (
+        describe(estimate({"j": plan}, rows))
+    )
+    plain = estimate({"j": plan}, rows.drop(columns="trials")).iloc[0]
+    assert plain["expected_gpu_hours"] == plain["estimated_gpu_hours"]
+
+
 def test_a_job_that_warms_each_point_up_once_costs_one_warm_up_per_point(tiny_config):
     proto = ProtocolSpec(min_trials=3, control_point=True, warmup_every_trial=False)
     points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
@@ -314,6 +352,11 @@ def test_after_a_run_each_job_is_set_beside_its_estimate():
     assert table.set_index("group").loc["a", "actual_over_estimate"] == pytest.approx(2.0)
     text = describe_against_actual(table)
     assert "a: 12.0 GPU-minutes (estimated ~6.0, actual/estimated 2.00)" in text
+    # Beside the estimate at adaptive trials, where the rows gave one.
+    adaptive = estimated.assign(expected_gpu_hours=[0.15, 0.2, math.nan], trials_per_point=4.5)
+    text_adaptive = describe_against_actual(against_actual(adaptive, {"a": 720.0}))
+    assert "(estimated ~6.0, actual/estimated 2.00; ~9.0 with adaptive trials, " in text_adaptive
+    assert "actual/expected 1.33)" in text_adaptive
     assert "c: 1.0 GPU-minutes (no estimate)" in text
     assert "the 2 with an estimate took 24.0 against 18.0 estimated" in text
     # Jobs that ran on the CPU (a smoke run) count CPU-minutes.

@@ -18,7 +18,8 @@ architecture (:meth:`TimeModel.scaled`). A point's cost follows the protocol: ea
 ``min_trials`` trials runs warm-ups, then prefill and full windows of at least
 ``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more.
 Adaptive trials add up to ``max_trials`` where an interval stays wide, so the estimate is the
-least the job takes. Beam search counts as a batch of ``batch * num_beams`` sequences. Points far
+least the job takes; beside it, the job at the mean number of trials the engine's rows took
+(:func:`trials_per_point`), what adaptive trials are expected to cost. Beam search counts as a batch of ``batch * num_beams`` sequences. Points far
 outside the measured shapes are extrapolations.
 
 A served job (a ``vllm serve`` replaying requests, :mod:`llm_energy.measure.serving`) is timed
@@ -55,6 +56,15 @@ def fittable(rows: pd.DataFrame) -> pd.DataFrame:
     if "serving" in rows:
         rows = rows[rows["serving"].fillna("batch").astype(str) == "batch"]
     return rows
+
+
+def trials_per_point(rows: pd.DataFrame) -> float:
+    """The mean number of trials of the fittable rows measured in independent trials (NaN
+    where none was): how many adaptive trials the engine took."""
+    if "trials" not in rows:
+        return math.nan
+    trials = pd.to_numeric(fittable(rows)["trials"], errors="coerce").dropna()
+    return float(trials.mean()) if len(trials) else math.nan
 
 
 def measured_load_s(rows: pd.DataFrame) -> float:
@@ -378,19 +388,27 @@ def job_gpu_hours(
     model: TimeModel | MeasuredShapes | ServedTimeModel,
     plan: JobPlan,
     left: TrialsLeft | None = None,
+    trials: float = math.nan,
 ) -> float:
     """GPU-hours of one job at each point's ``min_trials`` trials (or the trials ``left``
     says it still needs), its control point (the first plain point, if any) included, and
     the engine's start: as the fitted rows measured it, else ``SERVER_START_S`` for a server
-    and ``MODEL_LOAD_S`` for the others. Without ``warmup_every_trial``, a point warms up
-    before its first trial only (the control point before its first measurement, at the
-    run's start). A job with no trial left does not start: 0."""
+    and ``MODEL_LOAD_S`` for the others. With ``trials`` (a mean number of trials per point,
+    :func:`trials_per_point`), each point costs that many, within its protocol's
+    ``min_trials`` and ``max_trials``; a point its journal holds costs the rest of them.
+    Without ``warmup_every_trial``, a point warms up before its first trial only (the
+    control point before its first measurement, at the run's start). A job with no trial
+    left does not start: 0."""
     protocols = [p.protocol or plan.protocol for p in plan.points]
-    trials = [
-        proto.min_trials if left is None else left.get(p.key, proto.min_trials)
-        for p, proto in zip(plan.points, protocols, strict=True)
-    ]
-    if not any(trials):
+
+    def count(point: PointSpec, proto: ProtocolSpec) -> float:
+        least = proto.min_trials
+        extra = 0.0 if math.isnan(trials) else min(max(trials, least), proto.max_trials) - least
+        needed = least if left is None else left.get(point.key, least)
+        return needed + extra if needed else 0
+
+    trials_each = [count(p, proto) for p, proto in zip(plan.points, protocols, strict=True)]
+    if not any(trials_each):
         return 0.0
     if isinstance(model, ServedTimeModel):
         seconds, cost = SERVER_START_S[plan.engine.cuda_graphs], served_point_seconds
@@ -408,7 +426,7 @@ def job_gpu_hours(
         return warm, point_seconds(model, point, proto, warm_up=False)
 
     control = control_point(plan.points) if plan.protocol.control_point else None
-    for point, proto, n in zip(plan.points, protocols, trials, strict=True):
+    for point, proto, n in zip(plan.points, protocols, trials_each, strict=True):
         measurements = n + (2 if point is control else 0)
         if measurements:
             warm, cold = warm_and_cold_s(point, proto)
@@ -552,6 +570,7 @@ def estimate(
         if measured.empty:
             measured, stand_in = _uncompiled_stand_in(plan, of_model)
         hours, basis = math.nan, "no measurements of this model and engine"
+        adaptive, expected = math.nan, math.nan
         points_left = (
             len(plan.points) if mine is None else sum(mine.get(p.key, 1) > 0 for p in plan.points)
         )
@@ -563,6 +582,8 @@ def estimate(
             streams = stream_request_seconds(measured)
             fitted = dataclasses.replace(TimeModel.fit(measured), streams=streams)
             hours = job_gpu_hours(fitted, plan, mine)
+            adaptive = trials_per_point(measured)
+            expected = job_gpu_hours(fitted, plan, mine, adaptive)
             gpu = _gpus(measured)
             basis = f"fitted to {fitted.points} points measured on {gpu}" + fitted.caveat(plan)
             timed = sum(not math.isnan(measured_stream_s(streams, p)) for p in plan.points)
@@ -571,6 +592,8 @@ def estimate(
             basis += stand_in
         elif len(fittable(measured)) and (shapes := MeasuredShapes.of(measured)).covers(plan):
             hours = job_gpu_hours(shapes, plan, mine)
+            adaptive = trials_per_point(measured)
+            expected = job_gpu_hours(shapes, plan, mine, adaptive)
             basis = f"timed by its {shapes.points} points as measured on {_gpus(measured)}"
             basis += stand_in
         elif measured.empty:
@@ -582,6 +605,9 @@ def estimate(
                 "points_left": points_left,
                 "gpus": plan.engine.tensor_parallel_size,
                 "estimated_gpu_hours": hours,
+                # At the trials per point its engine's rows took, where they were in trials.
+                "trials_per_point": adaptive,
+                "expected_gpu_hours": hours if math.isnan(expected) else expected,
                 "basis": basis,
                 "device": plan.device,
             }
@@ -607,7 +633,8 @@ def plan_estimate(
     labels = [hardware] if tables.get(hardware) else sorted(tables)
     paths = [p for label in labels for p in tables.get(label, [])]
     if not paths:
-        columns = ["group", "points", "points_left", "gpus", "estimated_gpu_hours", "basis"]
+        columns = ["group", "points", "points_left", "gpus", "estimated_gpu_hours"]
+        columns += ["trials_per_point", "expected_gpu_hours", "basis"]
         return pd.DataFrame(columns=[*columns, "device"])
     measured = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
     return estimate(plans, measured, left)
@@ -619,14 +646,22 @@ def _points(row: object) -> str:
     return f"{points} points" if left == points else f"{left} of {points} points left"
 
 
+def _adaptive(row: object) -> str:
+    """What adaptive trials are expected to add, where the engine's rows say."""
+    expected = getattr(row, "expected_gpu_hours", math.nan)
+    if not expected > 1.05 * row.estimated_gpu_hours:  # NaN, or within 5 %
+        return ""
+    return f", ~{expected * 60:.1f} at the {row.trials_per_point:.1f} trials a point its rows took"
+
+
 def describe(table: pd.DataFrame) -> str:
     """The estimate as the lines printed before a run."""
     known = table["estimated_gpu_hours"].dropna()
     lines = [
         f"  {r.group}: {_points(r)}, "
         + (
-            f"~{r.estimated_gpu_hours * 60:.0f} {_unit([getattr(r, 'device', None)])}-minutes "
-            f"({r.basis})"
+            f"~{r.estimated_gpu_hours * 60:.0f} {_unit([getattr(r, 'device', None)])}-minutes"
+            f"{_adaptive(r)} ({r.basis})"
             if not math.isnan(r.estimated_gpu_hours)
             else r.basis
         )
@@ -649,6 +684,8 @@ def against_actual(estimated: pd.DataFrame, actual_s: dict[str, float]) -> pd.Da
         actual_s[g] * gpus / 3600.0 for g, gpus in zip(ran["group"], ran["gpus"], strict=True)
     ]
     ran["actual_over_estimate"] = ran["actual_gpu_hours"] / ran["estimated_gpu_hours"]
+    if "expected_gpu_hours" in ran:
+        ran["actual_over_expected"] = ran["actual_gpu_hours"] / ran["expected_gpu_hours"]
     return ran.reset_index(drop=True)
 
 
@@ -662,6 +699,12 @@ def describe_against_actual(table: pd.DataFrame) -> str:
             if not math.isnan(r.estimated_gpu_hours)
             else "no estimate"
         )
+        expected = getattr(r, "expected_gpu_hours", math.nan)
+        if not math.isnan(expected) and _adaptive(r):
+            planned += (
+                f"; ~{expected * 60:.1f} with adaptive trials, actual/expected "
+                f"{r.actual_over_expected:.2f}"
+            )
         unit = _unit([getattr(r, "device", None)])
         lines.append(f"  {r.group}: {r.actual_gpu_hours * 60:.1f} {unit}-minutes ({planned})")
     both = table.dropna(subset=["estimated_gpu_hours"])
