@@ -262,10 +262,8 @@ def test_adaptive_trials_are_expected_at_the_trials_per_point_the_engines_rows_t
     row = estimate({"j": plan}, rows).iloc[0]
     assert row["trials_per_point"] == pytest.approx(rows["trials"].mean())
     assert row["expected_gpu_hours"] > row["estimated_gpu_hours"]
-    minutes = row["expected_gpu_hours"] * 60
-    assert f", ~{minutes:.1f} at the {row['trials_per_point']:.1f} trials a point its rows took (" in (
-        describe(estimate({"j": plan}, rows))
-    )
+    said = f", ~{row['expected_gpu_hours'] * 60:.1f} at the {row['trials_per_point']:.1f} "
+    assert said + "trials a point its rows took (" in describe(estimate({"j": plan}, rows))
     plain = estimate({"j": plan}, rows.drop(columns="trials")).iloc[0]
     assert plain["expected_gpu_hours"] == plain["estimated_gpu_hours"]
 

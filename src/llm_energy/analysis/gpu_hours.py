@@ -19,8 +19,9 @@ architecture (:meth:`TimeModel.scaled`). A point's cost follows the protocol: ea
 ``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more.
 Adaptive trials add up to ``max_trials`` where an interval stays wide, so the estimate is the
 least the job takes; beside it, the job at the mean number of trials the engine's rows took
-(:func:`trials_per_point`), what adaptive trials are expected to cost. Beam search counts as a batch of ``batch * num_beams`` sequences. Points far
-outside the measured shapes are extrapolations.
+(:func:`trials_per_point`), what adaptive trials are expected to cost. Beam search counts as
+a batch of ``batch * num_beams`` sequences. Points far outside the measured shapes are
+extrapolations.
 
 A served job (a ``vllm serve`` replaying requests, :mod:`llm_energy.measure.serving`) is timed
 by its replays instead (:class:`ServedTimeModel`): a run of ``n`` requests at ``rate`` per
