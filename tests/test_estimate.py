@@ -64,6 +64,22 @@ def test_fit_recovers_the_time_model():
     assert fitted.full_s(16, 1024, 128) == pytest.approx(TRUE.full_s(16, 1024, 128))
 
 
+def test_the_fit_finds_prefills_quadratic_term_where_the_rows_span_the_inputs():
+    """Attention makes a long input's prefill grow faster than the input: with three or more
+    input lengths the fit recovers a term in b * i^2; with fewer, or where it would come out
+    negative, it leaves the term out rather than bend the line the wrong way."""
+    quadratic = dataclasses.replace(TRUE, prefill_quadratic=1e-9)
+    rows = _rows(quadratic)
+    fitted = TimeModel.fit(rows)
+    assert fitted.prefill_quadratic == pytest.approx(1e-9, rel=1e-6)
+    assert fitted.prefill_s(64, 32768) == pytest.approx(quadratic.prefill_s(64, 32768))
+    assert fitted.prefill_s(64, 32768) > TRUE.prefill_s(64, 32768) * 1.5
+    two_lengths = rows[rows["input_tokens"] != 2048]
+    assert TimeModel.fit(two_lengths).prefill_quadratic == 0.0
+    concave = _rows(dataclasses.replace(TRUE, prefill_quadratic=-1e-10))
+    assert TimeModel.fit(concave).prefill_quadratic == 0.0
+
+
 def test_rows_without_prefill_windows_fit_through_their_full_durations():
     rows = _rows(TRUE)
     rows["prefill_duration_s"] = float("nan")  # measured with measure_prefill: false

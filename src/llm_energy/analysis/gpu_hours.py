@@ -3,25 +3,26 @@
 This is an *estimate* for planning cluster allocations, never a measurement. Generation time is
 modelled from an engine's measured points as
 
-    prefill(b, i)   = a0 + a1 * b * i                    (seconds for one batch, one token out)
+    prefill(b, i)   = a0 + a1 * b * i + a2 * b * i^2     (seconds for one batch, one token out)
     step(b, i, o)   = c0 + c1 * b + c2 * b * (i + o / 2)  (seconds per further output token)
     full(b, i, o)   = prefill(b, i) + (o - 1) * step(b, i, o)
 
-fitted by least squares. A request stream, such as a classical task's examples, is timed by
-the time per request of the same stream measured at the same or the nearest smaller batch where
-rows have it (:func:`stream_request_seconds`), else as batches at the stream's length caps. A
-job whose model and engine have fewer than four measured points (the three batch sizes of Fig
-4) is timed instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
-``torch.compile`` engine with no rows of its own is timed by the same backend's rows without it,
-its compile time left out; a model with no rows on its engine by another model's, scaled to its
-architecture (:meth:`TimeModel.scaled`). A point's cost follows the protocol: each of its
-``min_trials`` trials runs warm-ups, then prefill and full windows of at least
-``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more.
-Adaptive trials add up to ``max_trials`` where an interval stays wide, so the estimate is the
-least the job takes; beside it, the job at the mean number of trials the engine's rows took
-(:func:`trials_per_point`), what adaptive trials are expected to cost. Beam search counts as
-a batch of ``batch * num_beams`` sequences. Points far outside the measured shapes are
-extrapolations.
+fitted by least squares; ``a2``, attention's cost quadratic in the input, only where the rows
+hold three or more input lengths and it comes out positive. A request stream, such as a
+classical task's examples, is timed by the time per request of the same stream measured at the
+same or the nearest smaller batch where rows have it (:func:`stream_request_seconds`), else as
+batches at the stream's length caps. A job whose model and engine have fewer than four measured
+points (the three batch sizes of Fig 4) is timed instead by those points where they are its own
+shapes (:class:`MeasuredShapes`). A ``torch.compile`` engine with no rows of its own is timed by
+the same backend's rows without it, its compile time left out; a model with no rows on its
+engine by another model's, scaled to its architecture (:meth:`TimeModel.scaled`). A point's cost
+follows the protocol: each of its ``min_trials`` trials runs warm-ups, then prefill and full
+windows of at least ``min_duration_s`` and ``min_repetitions``; the job's control point is
+measured twice more. Adaptive trials add up to ``max_trials`` where an interval stays wide, so
+the estimate is the least the job takes; beside it, the job at the mean number of trials the
+engine's rows took (:func:`trials_per_point`), what adaptive trials are expected to cost. Beam
+search counts as a batch of ``batch * num_beams`` sequences. Points far outside the measured
+shapes are extrapolations.
 
 A served job (a ``vllm serve`` replaying requests, :mod:`llm_energy.measure.serving`) is timed
 by its replays instead (:class:`ServedTimeModel`): a run of ``n`` requests at ``rate`` per
@@ -97,6 +98,8 @@ class TimeModel:
     # The one input length of fitted rows without a prefill window, whose fit cannot tell
     # prefill from decoding (0: the rows can).
     inseparable_input: int = 0
+    # Prefill's term in b * i^2 (attention over the input), 0 where the rows cannot show it.
+    prefill_quadratic: float = 0.0
 
     @classmethod
     def fit(cls, rows: pd.DataFrame) -> TimeModel:
@@ -109,19 +112,24 @@ class TimeModel:
             raise ValueError("at least four feasible measured points are needed to fit")
         b, i, o = (rows[c].to_numpy(float) for c in ("batch_size", "input_tokens", "output_tokens"))
         steps = o - 1
-        full = np.c_[np.ones_like(b), b * i, steps, steps * b, steps * b * (i + o / 2)]
+        # Columns: a0, a1, a2, c0, c1, c2.
+        full = np.c_[np.ones_like(b), b * i, b * i * i, steps, steps * b, steps * b * (i + o / 2)]
         has_prefill = rows["prefill_duration_s"].notna().to_numpy()
-        prefill = np.c_[np.ones_like(b), b * i, np.zeros((len(b), 3))][has_prefill]
+        prefill = np.c_[np.ones_like(b), b * i, b * i * i, np.zeros((len(b), 3))][has_prefill]
         design = np.r_[full, prefill]
         target = np.r_[rows["duration_s"].to_numpy(float), rows["prefill_duration_s"][has_prefill]]
-        coef = np.linalg.lstsq(design, target, rcond=None)[0]
         inputs = set(i.astype(int))
+        coef = np.linalg.lstsq(design, target, rcond=None)[0]
+        if len(inputs) < 3 or not coef[2] > 0:
+            kept = [0, 1, 3, 4, 5]
+            coef = np.insert(np.linalg.lstsq(design[:, kept], target, rcond=None)[0], 2, 0.0)
         return cls(
             prefill=(coef[0], coef[1]),
-            step=tuple(coef[2:]),
+            step=tuple(coef[3:]),
             points=len(rows),
             load_s=measured_load_s(rows),
             inseparable_input=inputs.pop() if len(inputs) == 1 and not has_prefill.any() else 0,
+            prefill_quadratic=float(coef[2]),
         )
 
     def caveat(self, plan: JobPlan) -> str:
@@ -141,8 +149,9 @@ class TimeModel:
         self, source: Architecture, target: Architecture, *, graphed: bool = False
     ) -> TimeModel:
         """The model of another architecture on the same engine: the terms that grow with the
-        batch's tokens by the ratio of projection and feed-forward FLOPs per token, the one
-        that grows with its cached tokens by the ratio of attention widths, and a decoding
+        batch's tokens by the ratio of projection and feed-forward FLOPs per token, those of
+        attention (over the cached tokens, and prefill's quadratic one) by the ratio of
+        attention widths, and a decoding
         step's constant term by what bounds a small batch's step (:func:`scale_ratios`).
         ``graphed`` (CUDA graphs, a compiled graph): reading the weights, so the ratio of FLOPs
         per token (of parameters); eager: the host launching each layer's kernels, so the
@@ -155,12 +164,14 @@ class TimeModel:
         return dataclasses.replace(
             self,
             prefill=(self.prefill[0] * layers, self.prefill[1] * flops),
+            prefill_quadratic=self.prefill_quadratic * attention,
             step=(c0 * (flops if graphed else layers), c1 * flops, c2 * attention),
             streams={},
         )
 
     def prefill_s(self, batch: int, input_tokens: int) -> float:
-        return max(self.prefill[0] + self.prefill[1] * batch * input_tokens, 1e-3)
+        linear = self.prefill[0] + self.prefill[1] * batch * input_tokens
+        return max(linear + self.prefill_quadratic * batch * input_tokens**2, 1e-3)
 
     def full_s(self, batch: int, input_tokens: int, output_tokens: int) -> float:
         c0, c1, c2 = self.step
