@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from llm_energy.analysis.claims import direction, relative_change
+from llm_energy.figures.points import ratio_half_width
 from llm_energy.measure.trials import ci95_half_width
 
 ON = ("batch_size", "input_tokens", "output_tokens")
@@ -66,8 +66,8 @@ def within_rows(first: pd.DataFrame, quantity: str = "energy_j") -> pd.DataFrame
             continue
         mean_cold, mean_warm = sum(cold) / len(cold), sum(warm) / len(warm)
         ratio = mean_cold / mean_warm
-        half = ratio * math.hypot(
-            ci95_half_width(cold) / mean_cold, ci95_half_width(warm) / mean_warm
+        half = ratio_half_width(
+            ratio, ci95_half_width(warm) / mean_warm, ci95_half_width(cold) / mean_cold
         )
         change = ratio - 1
         rows.append(

@@ -711,10 +711,9 @@ def describe_against_actual(table: pd.DataFrame) -> str:
             if not math.isnan(r.estimated_gpu_hours)
             else "no estimate"
         )
-        expected = getattr(r, "expected_gpu_hours", math.nan)
-        if not math.isnan(expected) and _adaptive(r):
+        if _adaptive(r):
             planned += (
-                f"; ~{expected * 60:.1f} with adaptive trials, actual/expected "
+                f"; ~{r.expected_gpu_hours * 60:.1f} with adaptive trials, actual/expected "
                 f"{r.actual_over_expected:.2f}"
             )
         unit = _unit([getattr(r, "device", None)])

@@ -256,9 +256,9 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     at = table.columns.get_loc("estimated_gpu_hours") + 1
     table.insert(at, "estimated_job_min", 60 * table["estimated_gpu_hours"] / table["gpus"])
     # With adaptive trials, at the trials per point the engine's rows took.
-    table["expected_job_min"] = 60 * table.pop("expected_gpu_hours") / table["gpus"]
     table.insert(at + 1, "trials_per_point", table.pop("trials_per_point"))
-    table.insert(at + 2, "expected_job_min", table.pop("expected_job_min"))
+    expected_min = 60 * table.pop("expected_gpu_hours") / table["gpus"]
+    table.insert(at + 2, "expected_job_min", expected_min)
     _log(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     known = table["estimated_gpu_hours"].dropna()
     _log(

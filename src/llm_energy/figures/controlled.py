@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
-from llm_energy.figures.points import Marks, plot_line
+from llm_energy.figures.points import Marks, latest_first, plot_line
 from llm_energy.figures.provenance import session_names
 from llm_energy.figures.style import (
     Look,
@@ -46,13 +46,11 @@ def _lines(df: pd.DataFrame) -> dict[tuple[str, int, str], tuple[Look, str]]:
     measured in several gets a line for each, named by its session, the latest solid and the
     earlier ones dotted, so that no line joins two sessions. Adds ``_session`` to ``df``."""
     df["_session"] = session_names(df)
-    stamps = df["timestamp"] if "timestamp" in df else pd.Series(pd.NaT, index=df.index)
-    df["_when"] = pd.to_datetime(stamps, utc=True, errors="coerce")
     batch_looks = looks(sorted(df["batch_size"].unique()))
     lines = {}
     for (model, b), rows in df.groupby(["model", "batch_size"], sort=True):
-        latest = rows.groupby("_session")["_when"].max().sort_values(ascending=False)
-        for n, session in enumerate(latest.index):
+        latest = latest_first(rows, rows["_session"])
+        for n, session in enumerate(latest):
             look, label = batch_looks[b], f"batch {b}"
             if len(latest) > 1:
                 label += f" ({session})"

@@ -257,10 +257,16 @@ def session_lines(line: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     sessions = session_names(line)
     if sessions.nunique() < 2:
         return [("", line)]
-    stamps = line["timestamp"] if "timestamp" in line else pd.Series(pd.NaT, index=line.index)
+    return [(f" ({name})", line[sessions == name]) for name in latest_first(line, sessions)]
+
+
+def latest_first(rows: pd.DataFrame, sessions: pd.Series) -> list[str]:
+    """The sessions of ``rows`` (``sessions``, one name per row), the one whose last row was
+    measured latest first; without timestamps, in the order the rows name them."""
+    stamps = rows["timestamp"] if "timestamp" in rows else pd.Series(pd.NaT, index=rows.index)
     when = pd.to_datetime(stamps, utc=True, errors="coerce")
     latest = when.groupby(sessions, sort=False).max().sort_values(ascending=False, kind="stable")
-    return [(f" ({name})", line[sessions == name]) for name in latest.index]
+    return list(latest.index)
 
 
 def plot_bars(
