@@ -22,8 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from llm_energy.analysis.claims import direction, relative_change
-from llm_energy.figures.points import ratio_half_width
-from llm_energy.measure.trials import ci95_half_width
+from llm_energy.measure.trials import ci95_half_width, ratio_half_width
 
 ON = ("batch_size", "input_tokens", "output_tokens")
 

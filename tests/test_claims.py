@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 from _pipeline import copy_pipeline, run_snakemake
 
-from llm_energy.analysis.claims import claims_table, relative_change, shipped_claims, verdict
+from llm_energy.analysis.claims import (
+    claims_table,
+    relative_change,
+    shipped_claims,
+    summary,
+    verdict,
+)
 from llm_energy.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,3 +254,36 @@ def test_a_comparison_with_a_throttled_row_is_inconclusive_and_says_why():
     assert not _claim4(_engine_rows(gpu_health="unknown")).startswith("inconclusive")
     assert not _claim4(_engine_rows().drop(columns="gpu_health")).startswith("inconclusive")
     assert _claim4(_engine_rows(protocol_met=False)).endswith("did not meet the protocol")
+
+
+def test_a_shape_measured_in_two_sessions_gives_a_share_for_each_named_by_its_session():
+    """Claim 1 lists each session's share of one shape apart, each condition naming its
+    session; a shape of one session keeps its plain condition, and the summary says where its
+    lowest and highest shares come from."""
+    common = {
+        "experiments": "output_sweep",
+        "model": "m",
+        "engine": "vllm",
+        "backend": "vllm",
+        "input_tokens": 512,
+        "output_tokens": 64,
+        "protocol_met": True,
+        "speculative_model": "",
+        "speculative_acceptance": "",
+        "serving": "batch",
+        "tensor_parallel_size": 1,
+    }
+    rows = pd.DataFrame(
+        [
+            {**_row("early", 100.0, "vm:aaaa"), **common, "decode_energy_j": 90.0},
+            {**_row("late", 100.0, "vm:bbbb"), **common, "decode_energy_j": 92.0},
+            {**_row("alone", 100.0, "vm:bbbb"), **common, "batch_size": 8, "decode_energy_j": 70.0},
+        ]
+    )
+    claim1 = claims_table(rows).query("claim == '1'").set_index("rows")
+    assert claim1.loc["early", "condition"] == "m, vllm, batch 1, 512 in, 64 out, session vm:aaaa"
+    assert claim1.loc["late", "condition"] == "m, vllm, batch 1, 512 in, 64 out, session vm:bbbb"
+    assert claim1.loc["alone", "condition"] == "m, vllm, batch 8, 512 in, 64 out"
+    line = summary(claims_table(rows).query("claim == '1'"))
+    assert "70.0 % [69.3 %, 70.7 %] (batch 8)" in line
+    assert "92.0 % [91.1 %, 92.9 %] (batch 1, session vm:bbbb)" in line

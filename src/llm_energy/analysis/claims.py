@@ -37,7 +37,7 @@ from llm_energy.analysis.paper import CLAIMS
 from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.errors import InputError
 from llm_energy.measure.health import FLAGS, row_flags
-from llm_energy.measure.trials import ci95_half_width, trial_values
+from llm_energy.measure.trials import ci95_half_width, ratio_half_width, trial_values
 
 COLUMNS = (
     "claim",
@@ -179,7 +179,7 @@ def relative_change(
             quantity,
             f"{label}{condition}",
             ratio - 1,
-            ratio * math.hypot(rel_a, rel_b),
+            ratio_half_width(ratio, rel_a, rel_b),
             f"{a['point_id']} {b['point_id']}",
             _met(a, b),
             same_session,
@@ -350,23 +350,28 @@ def claims_table(df: pd.DataFrame) -> pd.DataFrame:
 
     # 1. Decode dominates energy except for the shortest outputs.
     sweep = _measured(_tagged(df, "output_sweep"))
+    sweep = sweep[(sweep["output_tokens"] >= 64) & (sweep["energy_j"] > 0)]
+    sweep = sweep[sweep["decode_energy_j"].notna()]
+    # A shape measured in several machine sessions gives one share per session, each named.
+    shape = ["model", "engine", "batch_size", "input_tokens", "output_tokens"]
+    sweep = sweep.assign(_session=machine_sessions(sweep))
+    sessions_of_shape = sweep.groupby(shape)["_session"].transform("nunique")
     shares = []
-    for _, r in sweep.iterrows():
-        if r["output_tokens"] >= 64 and r["energy_j"] > 0 and not pd.isna(r["decode_energy_j"]):
-            share, half = _decode_share(r)
-            shares.append(
-                Comparison(
-                    "energy_j",
-                    f"{r['model']}, {r['engine']}, batch {r['batch_size']}, "
-                    f"{r['input_tokens']} in, "
-                    f"{r['output_tokens']} out",
-                    share,
-                    half,
-                    str(r["point_id"]),
-                    _met(r),
-                    gpu_flags=_flags(r),
-                )
+    for (_, r), sessions in zip(sweep.iterrows(), sessions_of_shape, strict=True):
+        share, half = _decode_share(r)
+        measured_on = f", session {r['_session']}" if sessions > 1 else ""
+        shares.append(
+            Comparison(
+                "energy_j",
+                f"{r['model']}, {r['engine']}, batch {r['batch_size']}, "
+                f"{r['input_tokens']} in, {r['output_tokens']} out{measured_on}",
+                share,
+                half,
+                str(r["point_id"]),
+                _met(r),
+                gpu_flags=_flags(r),
             )
+        )
     rows += _rows("1", "decode_share", iter(shares))
 
     # 2. Speculative decoding against the target alone.
@@ -559,7 +564,7 @@ MINUS = "\u2212"
 # ranges run over them, the other parts name the series.
 _SHAPE = re.compile(
     r"^(?:batch(?:_size)? (?P<batch>\d+)|(?P<input>\d+) in|(?P<output>\d+) out"
-    r"|(?P<rate>[\d.]+) requests/s)$"
+    r"|(?P<rate>[\d.]+) requests/s|(?P<session>session \S+))$"
 )
 _UNIT = re.compile(r" \((?P<unit>energy_j|duration_s)(?:, (?P<note>[^)]*))?\)$")
 
@@ -636,7 +641,8 @@ def _summary_line(
     members: list[tuple[Any, dict[str, str]]],
 ) -> str:
     fmt = _share_pct if claim == "1" else _signed_pct
-    kinds = [k for k in ("batch", "input", "output", "rate") if any(k in s for _, s in members)]
+    kinds = ("batch", "input", "output", "rate", "session")
+    kinds = [k for k in kinds if any(k in s for _, s in members)]
     fixed = [k for k in kinds if len({s.get(k) for _, s in members}) == 1]
     varying = [k for k in kinds if k not in fixed]
     what = _quantity_words(quantity)
@@ -654,7 +660,7 @@ def _summary_line(
         value = fmt(r.measured_value)
         if not pd.isna(r.ci95_low):
             value += f" [{fmt(r.ci95_low)}, {fmt(r.ci95_high)}]"
-        where = ", ".join(shape[k] for k in varying)
+        where = ", ".join(shape[k] for k in varying if k in shape)
         return f"{value} ({where})" if where else value
 
     low = min(measured, key=lambda m: m[0].measured_value)

@@ -16,7 +16,6 @@ from llm_energy.figures.points import (
     met_protocol,
     plot_bars,
     plot_line,
-    ratio_half_width,
     relative_half_width,
     session_lines,
     window_s,
@@ -35,6 +34,7 @@ from llm_energy.figures.style import (
     scaled_label,
     setup,
 )
+from llm_energy.measure.trials import ratio_half_width
 
 SAMPLES = 1024  # the study normalises Fig 5 to 1,024 requests
 

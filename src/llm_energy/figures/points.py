@@ -5,7 +5,6 @@ so that all of this shows, and count what they marked for the footer."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -75,12 +74,6 @@ def half_width(rows: pd.DataFrame, column: str) -> pd.Series:
     if own is not None:
         return pd.to_numeric(own, errors="coerce")
     return relative_half_width(rows, column) * pd.to_numeric(rows[column], errors="coerce").abs()
-
-
-def ratio_half_width(ratio: float, rel_a: float, rel_b: float) -> float:
-    """The 95 % half-width of ``b / a`` from the relative half-widths of ``a`` and ``b``, to
-    first order (independent trials)."""
-    return abs(ratio) * math.hypot(rel_a, rel_b)
 
 
 def met_protocol(rows: pd.DataFrame) -> pd.Series:

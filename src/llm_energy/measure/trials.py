@@ -77,6 +77,12 @@ def ci95_half_width(values: Sequence[float]) -> float:
     return t975(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
 
 
+def ratio_half_width(ratio: float, rel_a: float, rel_b: float) -> float:
+    """The 95 % half-width of ``b / a`` from the relative half-widths of ``a`` and ``b``, to
+    first order (independent trials)."""
+    return abs(ratio) * math.hypot(rel_a, rel_b)
+
+
 # Per-trial columns that the point's row gives as the mean over trials.
 MEAN_COLUMNS = (
     "duration_s",
