@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,6 +20,7 @@ from llm_energy.analysis.gpu_hours import (
     TimeModel,
     estimate,
     job_gpu_hours,
+    nonnegative_lstsq,
     point_seconds,
     stream_request_seconds,
 )
@@ -78,6 +80,35 @@ def test_the_fit_finds_prefills_quadratic_term_where_the_rows_span_the_inputs():
     assert TimeModel.fit(two_lengths).prefill_quadratic == 0.0
     concave = _rows(dataclasses.replace(TRUE, prefill_quadratic=-1e-10))
     assert TimeModel.fit(concave).prefill_quadratic == 0.0
+
+
+def test_no_term_of_the_fit_comes_out_negative():
+    """A host-bound engine's steps (eager PyTorch: the same time at every batch, with noise)
+    whose unconstrained fit makes a cache term negative: that term is 0 and the rest refitted,
+    so a long context never makes a step faster; a fit that is all positive stays as it is."""
+    rng = np.random.default_rng(0)
+    rows = _rows(dataclasses.replace(TRUE, step=(0.025, 0.0, 0.0)))
+    rows["duration_s"] *= 1 + 0.05 * rng.standard_normal(len(rows))
+    rows["duration_s"] -= (
+        1e-5 * rows["batch_size"] * rows["input_tokens"] * rows["output_tokens"] / 64
+    )
+    fitted = TimeModel.fit(rows)
+    assert min(fitted.step) >= 0 and min(fitted.prefill) >= 0
+    assert fitted.step[2] == 0.0
+    assert fitted.full_s(64, 32768, 64) >= fitted.full_s(64, 512, 64)
+    design = rng.random((20, 3))
+    assert nonnegative_lstsq(design, design @ [1.0, 2.0, 3.0]) == pytest.approx([1.0, 2.0, 3.0])
+    clipped = nonnegative_lstsq(design, design @ [1.0, -2.0, 3.0])
+    assert clipped[1] == 0.0 and (clipped >= 0).all()
+
+
+def test_beam_search_rows_fit_as_batches_of_their_sequences():
+    """A beam search row of batch b and k beams is a batch of b * k sequences to the fit, as it
+    is to the estimate of its point."""
+    rows = _rows(TRUE)
+    beams = rows[rows["batch_size"] == 8].assign(batch_size=2, num_beams=4)
+    fitted = TimeModel.fit(pd.concat([rows.assign(num_beams=1), beams], ignore_index=True))
+    assert fitted.step == pytest.approx(TRUE.step, rel=1e-6)
 
 
 def test_rows_without_prefill_windows_fit_through_their_full_durations():

@@ -88,6 +88,39 @@ def scale_ratios(source: Architecture, target: Architecture) -> tuple[float, flo
     )
 
 
+def nonnegative_lstsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least squares with every coefficient at least 0 (Lawson and Hanson's active set), on
+    columns scaled to unit norm: an unconstrained fit that comes out all positive is kept as
+    it is; otherwise the terms that would be negative are 0 and the others refitted."""
+    unconstrained = np.linalg.lstsq(design, target, rcond=None)[0]
+    if (unconstrained >= 0).all():
+        return unconstrained
+    scale = np.linalg.norm(design, axis=0)
+    scale[scale == 0] = 1.0
+    a = design / scale
+    x = np.zeros(a.shape[1])
+    free = np.zeros(a.shape[1], dtype=bool)
+    tol = 1e-10 * max(1.0, float(np.abs(a.T @ target).max()))
+    for _ in range(3 * a.shape[1]):
+        gradient = a.T @ (target - a @ x)
+        if free.all() or gradient[~free].max() <= tol:
+            break
+        free[np.argmax(np.where(free, -np.inf, gradient))] = True
+        while True:
+            trial = np.zeros_like(x)
+            trial[free] = np.linalg.lstsq(a[:, free], target, rcond=None)[0]
+            if (trial[free] > 0).all():
+                x = trial
+                break
+            blocking = free & (trial <= 0)
+            gap = x[blocking] - trial[blocking]
+            step = float(np.min(np.divide(x[blocking], gap, out=np.zeros_like(gap), where=gap > 0)))
+            x = x + step * (trial - x)
+            free &= x > tol
+            x[~free] = 0.0
+    return x / scale
+
+
 @dataclass(frozen=True)
 class TimeModel:
     prefill: tuple[float, float]
@@ -103,14 +136,17 @@ class TimeModel:
 
     @classmethod
     def fit(cls, rows: pd.DataFrame) -> TimeModel:
-        """One least-squares fit of the five coefficients to every feasible row's full
+        """One least-squares fit of the six coefficients to every feasible row's full
         duration (prefill plus ``output_tokens - 1`` decoding steps) and, where a row has one,
         its prefill duration; rows measured without a prefill window count through their full
-        duration alone."""
+        duration alone. A batch is its sequences (beams included). No coefficient is negative
+        (no term makes a batch faster: :func:`nonnegative_lstsq`), and prefill's quadratic term
+        is fitted only where the rows hold three or more input lengths."""
         rows = fittable(rows)
         if len(rows) < 4:
             raise ValueError("at least four feasible measured points are needed to fit")
-        b, i, o = (rows[c].to_numpy(float) for c in ("batch_size", "input_tokens", "output_tokens"))
+        b = _sequences(rows).to_numpy(float)
+        i, o = (rows[c].to_numpy(float) for c in ("input_tokens", "output_tokens"))
         steps = o - 1
         # Columns: a0, a1, a2, c0, c1, c2.
         full = np.c_[np.ones_like(b), b * i, b * i * i, steps, steps * b, steps * b * (i + o / 2)]
@@ -119,10 +155,9 @@ class TimeModel:
         design = np.r_[full, prefill]
         target = np.r_[rows["duration_s"].to_numpy(float), rows["prefill_duration_s"][has_prefill]]
         inputs = set(i.astype(int))
-        coef = np.linalg.lstsq(design, target, rcond=None)[0]
-        if len(inputs) < 3 or not coef[2] > 0:
-            kept = [0, 1, 3, 4, 5]
-            coef = np.insert(np.linalg.lstsq(design[:, kept], target, rcond=None)[0], 2, 0.0)
+        kept = [0, 1, 2, 3, 4, 5] if len(inputs) >= 3 else [0, 1, 3, 4, 5]
+        coef = np.zeros(design.shape[1])
+        coef[kept] = nonnegative_lstsq(design[:, kept], target)
         return cls(
             prefill=(coef[0], coef[1]),
             step=tuple(coef[3:]),
