@@ -1,0 +1,92 @@
+"""How well the GPU-time plan's time model (:class:`llm_energy.analysis.gpu_hours.TimeModel`)
+times the rows it is fitted to, per (GPU, model, engine) with four or more fittable rows: the
+relative error of a batch's full duration in the fit to every row (in sample), and with each
+row left out of the fit that predicts it (leave-one-out, what a plan of an unmeasured point
+can expect at a measured shape's neighbours).
+
+    python benchmarks/time_model_fit.py TABLE.parquet [TABLE.parquet ...] [--out TABLE.md]
+
+The plan printed before a job is the sum of such predictions over its points; where the error
+is wide, so is the plan. A benchmark that reports numbers, not a test with a threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llm_energy.analysis.gpu_hours import TimeModel, _sequences, fittable
+
+
+def _errors(model: TimeModel, rows: pd.DataFrame) -> np.ndarray:
+    shapes = zip(_sequences(rows), rows["input_tokens"], rows["output_tokens"], strict=True)
+    predicted = np.array([model.full_s(int(b), int(i), int(o)) for b, i, o in shapes])
+    return predicted / rows["duration_s"].to_numpy(float) - 1
+
+
+def fit_errors(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per (GPU, model, engine): rows fitted, median and largest |relative error| in
+    sample and left out."""
+    lines = []
+    for (gpu, model, engine), group in fittable(rows).groupby(["gpu_name", "model", "engine"]):
+        group = group.reset_index(drop=True)
+        if len(group) < 4:
+            continue
+        inside = np.abs(_errors(TimeModel.fit(group), group))
+        left_out = np.array(
+            [
+                abs(_errors(TimeModel.fit(group.drop(index=k)), group.iloc[[k]])[0])
+                for k in range(len(group))
+            ]
+            if len(group) > 4
+            else [np.nan]
+        )
+        lines.append(
+            {
+                "gpu": gpu,
+                "model": model,
+                "engine": engine,
+                "rows": len(group),
+                "median_error_in_sample": float(np.median(inside)),
+                "max_error_in_sample": float(inside.max()),
+                "median_error_left_out": float(np.nanmedian(left_out)),
+                "max_error_left_out": float(np.nanmax(left_out)),
+            }
+        )
+    return pd.DataFrame(lines)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    head = (
+        "| GPU | model | engine | rows | median error, in sample | largest | "
+        "median error, left out | largest |\n|---|---|---|---|---|---|---|---|\n"
+    )
+
+    def pct(v: float) -> str:
+        return "—" if np.isnan(v) else f"{100 * v:.1f} %"
+
+    return head + "".join(
+        f"| {r.gpu} | {r.model} | {r.engine} | {r.rows} | {pct(r.median_error_in_sample)} | "
+        f"{pct(r.max_error_in_sample)} | {pct(r.median_error_left_out)} | "
+        f"{pct(r.max_error_left_out)} |\n"
+        for r in table.itertuples(index=False)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tables", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    rows = pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True)
+    text = markdown(fit_errors(rows))
+    if args.out:
+        args.out.write_text(text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
