@@ -3,6 +3,13 @@ coefficient of variation over trials of energy and of time per batch for every r
 two or more trials, sorted by window length, and the spread by window-length band.
 
     python benchmarks/trial_spread.py TABLE.parquet [TABLE.parquet ...] [--out TABLE.md]
+    python benchmarks/trial_spread.py LONGER.parquet --against SHORTER.parquet [--out TABLE.md]
+
+With ``--against``, the same shapes measured with two window lengths (a job layered with a
+longer ``min_duration_s``, config/h200_window_ab.yaml, beside the job it repeats), shape by
+shape: each one's window, trials, spread, interval reached and seconds spent in windows, and
+its energy per batch in the longer windows over the shorter (a window's length should not
+change it).
 
 A row's interval is Student's t over its trials, so the spread decides how many trials a point
 needs to reach the protocol's target (``target_ci95_rel``). Where energy spreads more than time,
@@ -19,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from llm_energy.measure.trials import ratio_half_width
 
 BANDS_S = (0.0, 2.5, 5.0, float("inf"))
 
@@ -43,6 +52,7 @@ def spread(rows: pd.DataFrame) -> pd.DataFrame:
                 "energy_cv": rows["trial_energy_j"].map(_cv),
                 "duration_cv": rows["trial_duration_s"].map(_cv),
                 "energy_ci95_rel": rows["energy_j_ci95"] / rows["energy_j"],
+                "energy_j": rows["energy_j"],
             }
         )
         .sort_values("window_s")
@@ -65,14 +75,63 @@ def by_band(table: pd.DataFrame) -> pd.DataFrame:
     ).rename_axis("window_s")
 
 
+SHAPE = ["batch_size", "input_tokens", "output_tokens"]
+
+
+def side_by_side(longer: pd.DataFrame, shorter: pd.DataFrame) -> pd.DataFrame:
+    """The shapes both tables measured, one line each: window, trials, energy spread and
+    interval in each, the seconds their windows took (trials x window), and the longer
+    windows' energy per batch over the shorter ones' with its 95 % interval."""
+    both = spread(longer).merge(spread(shorter), on=SHAPE, suffixes=("_longer", "_shorter"))
+    ratio = both["energy_j_longer"] / both["energy_j_shorter"]
+    half = [
+        ratio_half_width(r, x, y)
+        for r, x, y in zip(
+            ratio, both["energy_ci95_rel_longer"], both["energy_ci95_rel_shorter"], strict=True
+        )
+    ]
+    out = both[SHAPE].copy()
+    for side in ("shorter", "longer"):
+        out[f"window_s_{side}"] = both[f"window_s_{side}"]
+        out[f"trials_{side}"] = both[f"trials_{side}"]
+        out[f"energy_cv_{side}"] = both[f"energy_cv_{side}"]
+        out[f"energy_ci95_rel_{side}"] = both[f"energy_ci95_rel_{side}"]
+        out[f"window_seconds_{side}"] = both[f"trials_{side}"] * both[f"window_s_{side}"]
+    out["energy_ratio"] = ratio
+    out["energy_ratio_ci95"] = half
+    return out
+
+
+def _percent(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    return table.assign(**{c: (100 * table[c]).map("{:.2f} %".format) for c in columns})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("tables", type=Path, nargs="+")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--against", type=Path, help="the same shapes measured in shorter windows")
     args = ap.parse_args()
+    if args.against:
+        longer = pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True)
+        table = side_by_side(longer, pd.read_parquet(args.against))
+        cv = [c for c in table.columns if c.startswith(("energy_cv", "energy_ci95_rel"))]
+        text = _percent(table, cv).to_markdown(index=False, floatfmt=".3f")
+        seconds = table.filter(like="window_seconds").sum()
+        text += (
+            f"\n\nSeconds in windows: {seconds['window_seconds_shorter']:.1f} in the shorter, "
+            f"{seconds['window_seconds_longer']:.1f} in the longer; rows within ±3 %: "
+            f"{(table['energy_ci95_rel_shorter'] <= 0.03).sum()} and "
+            f"{(table['energy_ci95_rel_longer'] <= 0.03).sum()} of {len(table)}."
+        )
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return
     table = spread(pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True))
-    percent = ("energy_cv", "duration_cv", "energy_ci95_rel")
-    shown = table.assign(**{c: (100 * table[c]).map("{:.2f} %".format) for c in percent})
+    shown = _percent(
+        table.drop(columns="energy_j"), ["energy_cv", "duration_cv", "energy_ci95_rel"]
+    )
     bands = by_band(table)
     bands_shown = bands.assign(
         **{c: (100 * bands[c]).map("{:.2f} %".format) for c in bands.columns if c != "rows"}

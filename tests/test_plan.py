@@ -12,7 +12,7 @@ from llm_energy.config import load_config, validate
 from llm_energy.errors import ConfigError
 from llm_energy.measure.job import DecodingSpec, JobPlan, PointSpec, stable_hash
 from llm_energy.measure.plan import plan_study, resolve_meter, trace_inputs
-from llm_energy.measure.point_ids import id_with_setup, measurement_hash
+from llm_energy.measure.point_ids import id_with_setup, measurement_hash, point_ids
 
 
 def _plan(config: dict) -> dict[str, JobPlan]:
@@ -444,7 +444,6 @@ def test_only_jobs_of_engines_with_cuda_graphs_share_the_host_and_only_when_allo
 def test_the_fig11_layer_plans_a_part_of_the_grids_job_with_the_same_point_ids():
     """config/h200_fig11.yaml on config/h200_grid.yaml: Llama-3.1-8B on vLLM at batch 1 over
     the full ranges; its points carry the grid job's ids, so its journal is the grid's."""
-    from llm_energy.measure.point_ids import point_ids
 
     root = Path(__file__).resolve().parents[1] / "config"
     grid = plan_study(load_config(root / "h200_grid.yaml"))
@@ -477,3 +476,18 @@ def test_the_warm_up_comparison_layer_plans_six_of_fig11s_points_warmed_up_every
     assert len(shapes) == 6
     assert shapes <= {(p.batch_size, p.input_tokens, p.output_tokens) for p in once.points}
     assert every.protocol.warmup_every_trial and not once.protocol.warmup_every_trial
+
+
+def test_the_window_comparison_layer_plans_nine_of_fig11s_points_in_longer_windows():
+    """config/h200_window_ab.yaml measures nine shapes of the Fig 11 job in windows of at least
+    6 s, under ids of their own, so that benchmarks/trial_spread.py --against can set them
+    beside the same shapes of the Fig 11 job's 2 s windows."""
+    root = Path(__file__).resolve().parents[1] / "config"
+    base = (root / "h200_grid.yaml", root / "h200_fig11.yaml")
+    longer = plan_study(load_config(*base, root / "h200_window_ab.yaml"))["llama-3.1-8b__vllm"]
+    shorter = plan_study(load_config(*base))["llama-3.1-8b__vllm"]
+    shapes = {(p.batch_size, p.input_tokens, p.output_tokens) for p in longer.points}
+    assert len(shapes) == 9
+    assert shapes <= {(p.batch_size, p.input_tokens, p.output_tokens) for p in shorter.points}
+    assert (longer.protocol.min_duration_s, shorter.protocol.min_duration_s) == (6.0, 2.0)
+    assert not set(point_ids(longer).values()) & set(point_ids(shorter).values())
