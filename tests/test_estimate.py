@@ -611,24 +611,3 @@ def test_the_estimate_reads_a_config_json_only_where_it_already_lies(tmp_path):
     assert local_config_path(spec, str(mirror)) == mirror / "org__m/config.json"
     own = ModelSpec("m", "org/m", config=str(tmp_path / "nowhere"))
     assert local_config_path(own, str(mirror)) is None  # its own config first, and only it
-
-
-def test_the_fit_benchmark_reports_each_engines_error_in_and_out_of_sample():
-    """benchmarks/time_model_fit.py: rows the model times exactly give no error, in sample or
-    with each row left out; rows with noise give their error in both."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks/time_model_fit.py"
-    spec = importlib.util.spec_from_file_location("time_model_fit", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    rows = _rows(TRUE)
-    (exact,) = bench.fit_errors(rows).itertuples()
-    assert exact.rows == len(rows)
-    assert exact.max_error_in_sample == pytest.approx(0, abs=1e-9)
-    assert exact.max_error_left_out == pytest.approx(0, abs=1e-9)
-    noisy = rows.assign(duration_s=rows["duration_s"] * np.where(rows.index % 2, 1.1, 0.9))
-    (line,) = bench.fit_errors(noisy).itertuples()
-    assert 0.01 < line.median_error_in_sample < line.max_error_left_out
-    assert "| GPU X | tiny | pytorch | 27 |" in bench.markdown(bench.fit_errors(noisy))

@@ -1,0 +1,74 @@
+"""The benchmarks' own logic (benchmarks/*.py are scripts, loaded here from their files)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_estimate import TRUE, _rows
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_fit_benchmark_reports_each_engines_error_in_and_out_of_sample():
+    """time_model_fit.py: rows the model times exactly give no error, in sample or with each
+    row left out; rows with noise give their error in both."""
+    bench = _load("time_model_fit")
+    rows = _rows(TRUE)
+    (exact,) = bench.fit_errors(rows).itertuples()
+    assert exact.rows == len(rows)
+    assert exact.max_error_in_sample == pytest.approx(0, abs=1e-9)
+    assert exact.max_error_left_out == pytest.approx(0, abs=1e-9)
+    noisy = rows.assign(duration_s=rows["duration_s"] * np.where(rows.index % 2, 1.1, 0.9))
+    (line,) = bench.fit_errors(noisy).itertuples()
+    assert 0.01 < line.median_error_in_sample < line.max_error_left_out
+    assert "| GPU X | tiny | pytorch | 27 |" in bench.markdown(bench.fit_errors(noisy))
+
+
+def _trial_rows(trials: dict[tuple[int, int], list[float]], window_s: float) -> pd.DataFrame:
+    from llm_energy.measure.trials import ci95_half_width
+
+    return pd.DataFrame(
+        [
+            {
+                "batch_size": 1,
+                "input_tokens": i,
+                "output_tokens": o,
+                "trials": len(energy),
+                "repetitions": 10,
+                "duration_s": window_s / 10,
+                "energy_j": float(np.mean(energy)),
+                "energy_j_ci95": ci95_half_width(energy),
+                "trial_energy_j": json.dumps(energy),
+                "trial_duration_s": json.dumps([window_s / 10] * len(energy)),
+            }
+            for (i, o), energy in trials.items()
+        ]
+    )
+
+
+def test_the_window_comparison_sets_each_shape_beside_itself():
+    """trial_spread.py --against: shape by shape, whatever order the tables hold them in,
+    each side's window, trials, spread and seconds in windows, and the energy ratio."""
+    bench = _load("trial_spread")
+    shorter = _trial_rows({(8, 8): [10.0, 10.6, 9.4, 10.3, 9.7, 10.0], (64, 8): [20.0] * 3}, 2.0)
+    longer = _trial_rows({(64, 8): [20.2, 20.2, 20.2], (8, 8): [10.1, 9.9, 10.0]}, 6.0)
+    table = bench.side_by_side(longer, shorter).set_index("input_tokens")
+    assert table.loc[8, "trials_shorter"] == 6 and table.loc[8, "trials_longer"] == 3
+    assert table.loc[8, "window_seconds_shorter"] == pytest.approx(12.0)
+    assert table.loc[8, "window_seconds_longer"] == pytest.approx(18.0)
+    assert table.loc[8, "energy_cv_longer"] < table.loc[8, "energy_cv_shorter"]
+    assert table.loc[8, "energy_ratio"] == pytest.approx(1.0)
+    assert table.loc[64, "energy_ratio"] == pytest.approx(1.01)
