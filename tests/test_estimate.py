@@ -18,8 +18,10 @@ from llm_energy.analysis.gpu_hours import (
     MeasuredShapes,
     ServedTimeModel,
     TimeModel,
+    describe,
     estimate,
     job_gpu_hours,
+    longest_trial,
     nonnegative_lstsq,
     point_seconds,
     stream_request_seconds,
@@ -143,6 +145,24 @@ def test_estimate_covers_measured_engines_and_says_which_are_not(tiny_config):
     other = estimate(plans, _rows(TRUE).assign(engine="vllm"))
     assert math.isnan(other["estimated_gpu_hours"].iloc[0])
     assert "no measurements" in other["basis"].iloc[0]
+
+
+def test_the_plan_names_a_jobs_longest_trial_where_it_is_long(tiny_config):
+    """A trial is what the journal keeps: the estimate gives each job's longest trial, and the
+    plan names it where it passes LONG_TRIAL_MIN, so that an allocation can be sized to it."""
+    plans = plan_study(validate(tiny_config))
+    plan = plans["tiny__pytorch"]
+    table = estimate(plans, _rows(TRUE))
+    row = table.set_index("group").loc["tiny__pytorch"]
+    seconds, point = longest_trial(TRUE, plan)
+    assert row["longest_trial_min"] == pytest.approx(seconds / 60, rel=1e-3)
+    assert seconds == max(point_seconds(TRUE, p, p.protocol or plan.protocol) for p in plan.points)
+    assert row["longest_trial"].startswith(f"batch {point.batch_size}, {point.input_tokens} in")
+    assert "longest trial" not in describe(table)  # seconds, not minutes
+    slow = _rows(dataclasses.replace(TRUE, step=(60.0, 0.0, 0.0)))
+    text = describe(estimate(plans, slow))
+    assert f"; its longest trial ({row['longest_trial']}) takes ~" in text
+    assert "a job stopped inside a trial measures it again from its start" in text
 
 
 def test_the_basis_says_when_its_rows_cannot_tell_prefill_from_decoding(tiny_config):

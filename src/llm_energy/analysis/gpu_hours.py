@@ -490,10 +490,8 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _served_estimate(
-    plan: JobPlan, of_model: pd.DataFrame, left: TrialsLeft | None = None
-) -> tuple[float, str]:
-    """(GPU-hours, basis) of a served job, fitted to the served rows of its engine, else to
+def _served_model(plan: JobPlan, of_model: pd.DataFrame) -> tuple[ServedTimeModel | None, str]:
+    """(time model, basis) of a served job, fitted to the served rows of its engine, else to
     those of the same server (engine, CUDA graphs, max_num_seqs) at another tensor-parallel
     size, else to those of the same engine's servers at another max_num_seqs."""
     from llm_energy.families.served_traces import engine_of_server, server_over_any_gpus
@@ -512,13 +510,13 @@ def _served_estimate(
         measured = ", ".join(sorted(set(rows["engine"].astype(str))))
         other = f", of {measured} (none of {engine.name}: {what})"
     if rows.empty:
-        return math.nan, "no measurements of this model and engine"
+        return None, NO_ROWS
     fitted = ServedTimeModel.fit(rows)
     basis = f"fitted to {_plural(fitted.runs, 'served run')}"
     if fitted.offline_runs:
         basis += f" and {_plural(fitted.offline_runs, 'offline run')}"
     basis += f" measured on {_gpus(rows)}{other}"
-    return job_gpu_hours(fitted, plan, left), basis
+    return fitted, basis
 
 
 def _uncompiled_stand_in(plan: JobPlan, of_model: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -558,17 +556,14 @@ def _local_architecture(spec: ModelSpec, mirror: str | None) -> Architecture | N
 
 
 def _scaled_from_another_model(
-    plan: JobPlan,
-    measurements: pd.DataFrame,
-    known: Mapping[str, ModelSpec],
-    left: TrialsLeft | None = None,
-) -> tuple[float, str]:
-    """(GPU-hours, basis) of a job whose model has no rows on its engine: the time model of
+    plan: JobPlan, measurements: pd.DataFrame, known: Mapping[str, ModelSpec]
+) -> tuple[TimeModel | None, str]:
+    """(time model, basis) of a job whose model has no rows on its engine: the time model of
     the engine's rows of the model with most of them, scaled to the job's architecture
     (:meth:`TimeModel.scaled`); NaN where no config.json of the two lies on this machine.
     ``known``: the configuration's models, by name (a model of the rows outside it is looked
     up by its hub id)."""
-    nothing = (math.nan, "no measurements of this model and engine")
+    nothing = (None, NO_ROWS)
     mirror = plan.mirror.get("models")
     target = _local_architecture(plan.model, mirror)
     if target is None or "hub_id" not in measurements:
@@ -593,8 +588,70 @@ def _scaled_from_another_model(
             + (", a graphed step by FLOPs)" if graphed else ", an eager step by layers)")
             + fitted.caveat(plan)
         )
-        return job_gpu_hours(fitted.scaled(source, target, graphed=graphed), plan, left), basis
+        return fitted.scaled(source, target, graphed=graphed), basis
     return nothing
+
+
+NO_ROWS = "no measurements of this model and engine"
+# A trial is what the journal keeps: a job stopped inside one measures it again from its start.
+# Past this, the plan names a job's longest trial, so that its allocation can be sized to it.
+LONG_TRIAL_MIN = 10.0
+
+
+def _time_model(
+    plan: JobPlan,
+    measurements: pd.DataFrame,
+    known: Mapping[str, ModelSpec],
+) -> tuple[TimeModel | MeasuredShapes | ServedTimeModel | None, str, pd.DataFrame]:
+    """The model that times ``plan``, what the basis says of it, and the rows whose trials
+    per point say what adaptive trials cost (empty where there are none of its own)."""
+    of_model = measurements[measurements["model"] == plan.model.name]
+    measured = of_model[of_model["engine"] == plan.engine.name]
+    stand_in = ""
+    if measured.empty:
+        measured, stand_in = _uncompiled_stand_in(plan, of_model)
+    if plan.engine.backend == "vllm_server":
+        return (*_served_model(plan, of_model), measured.iloc[:0])
+    if len(fittable(measured)) >= 4:
+        streams = stream_request_seconds(measured)
+        fitted = dataclasses.replace(TimeModel.fit(measured), streams=streams)
+        basis = f"fitted to {fitted.points} points measured on {_gpus(measured)}"
+        basis += fitted.caveat(plan)
+        timed = sum(not math.isnan(measured_stream_s(streams, p)) for p in plan.points)
+        if timed:
+            basis += f"; {_plural(timed, 'request stream')} at measured times per request"
+        return fitted, basis + stand_in, measured
+    if len(fittable(measured)) and (shapes := MeasuredShapes.of(measured)).covers(plan):
+        basis = f"timed by its {shapes.points} points as measured on {_gpus(measured)}"
+        return shapes, basis + stand_in, measured
+    if measured.empty:
+        return (*_scaled_from_another_model(plan, measurements, known), measured)
+    return None, NO_ROWS, measured.iloc[:0]
+
+
+def longest_trial(
+    model: TimeModel | MeasuredShapes | ServedTimeModel,
+    plan: JobPlan,
+    left: TrialsLeft | None = None,
+) -> tuple[float, PointSpec | None]:
+    """The seconds of the job's longest trial (with its warm-up) among the points it still
+    measures, and that point."""
+    cost = served_point_seconds if isinstance(model, ServedTimeModel) else point_seconds
+    longest, which = 0.0, None
+    for point in plan.points:
+        if left is not None and not left.get(point.key, 1):
+            continue
+        seconds = cost(model, point, point.protocol or plan.protocol)
+        if seconds > longest:
+            longest, which = seconds, point
+    return longest, which
+
+
+def _label(point: PointSpec | None) -> str:
+    if point is None:
+        return ""
+    what = point.stream.label if point.stream is not None else point.decoding.name
+    return f"batch {point.batch_size}, {point.input_tokens} in, {point.output_tokens} out, {what}"
 
 
 def estimate(
@@ -605,46 +662,29 @@ def estimate(
     """GPU-hours per job, for jobs whose (model, engine) has measurements to fit: a time
     model of the batch rows (:func:`fittable`), or with fewer than four of them the measured
     times of the job's own shapes (:class:`MeasuredShapes`), or for a server's jobs its served
-    rows (:func:`served_rows`). With ``left`` (by group), each job costs only the trials its
-    journal leaves to measure; ``points_left`` counts the points that need one."""
+    rows (:func:`served_rows`), or for a model with no rows on its engine another model's,
+    scaled. With ``left`` (by group), each job costs only the trials its journal leaves to
+    measure; ``points_left`` counts the points that need one. Beside the hours, the job's
+    longest trial (:func:`longest_trial`)."""
     rows = []
     known = {p.model.name: p.model for p in plans.values()}
     for group, plan in sorted(plans.items()):
         mine = None if left is None else left.get(group)
-        of_model = measurements[measurements["model"] == plan.model.name]
-        measured = of_model[of_model["engine"] == plan.engine.name]
-        stand_in = ""
-        if measured.empty:
-            measured, stand_in = _uncompiled_stand_in(plan, of_model)
-        hours, basis = math.nan, "no measurements of this model and engine"
-        adaptive, expected = math.nan, math.nan
+        hours, expected, adaptive = math.nan, math.nan, math.nan
+        longest_s, longest = math.nan, None
         points_left = (
             len(plan.points) if mine is None else sum(mine.get(p.key, 1) > 0 for p in plan.points)
         )
         if not points_left:
             hours, basis = 0.0, "every point already measured"
-        elif plan.engine.backend == "vllm_server":
-            hours, basis = _served_estimate(plan, of_model, mine)
-        elif len(fittable(measured)) >= 4:
-            streams = stream_request_seconds(measured)
-            fitted = dataclasses.replace(TimeModel.fit(measured), streams=streams)
-            hours = job_gpu_hours(fitted, plan, mine)
-            adaptive = trials_per_point(measured)
-            expected = job_gpu_hours(fitted, plan, mine, adaptive)
-            gpu = _gpus(measured)
-            basis = f"fitted to {fitted.points} points measured on {gpu}" + fitted.caveat(plan)
-            timed = sum(not math.isnan(measured_stream_s(streams, p)) for p in plan.points)
-            if timed:
-                basis += f"; {_plural(timed, 'request stream')} at measured times per request"
-            basis += stand_in
-        elif len(fittable(measured)) and (shapes := MeasuredShapes.of(measured)).covers(plan):
-            hours = job_gpu_hours(shapes, plan, mine)
-            adaptive = trials_per_point(measured)
-            expected = job_gpu_hours(shapes, plan, mine, adaptive)
-            basis = f"timed by its {shapes.points} points as measured on {_gpus(measured)}"
-            basis += stand_in
-        elif measured.empty:
-            hours, basis = _scaled_from_another_model(plan, measurements, known, mine)
+        else:
+            model, basis, own = _time_model(plan, measurements, known)
+            if model is not None:
+                hours = job_gpu_hours(model, plan, mine)
+                adaptive = trials_per_point(own) if len(own) else math.nan
+                if not math.isnan(adaptive):
+                    expected = job_gpu_hours(model, plan, mine, adaptive)
+                longest_s, longest = longest_trial(model, plan, mine)
         rows.append(
             {
                 "group": group,
@@ -655,6 +695,8 @@ def estimate(
                 # At the trials per point its engine's rows took, where they were in trials.
                 "trials_per_point": adaptive,
                 "expected_gpu_hours": hours if math.isnan(expected) else expected,
+                "longest_trial_min": longest_s / 60,
+                "longest_trial": _label(longest),
                 "basis": basis,
                 "device": plan.device,
             }
@@ -701,6 +743,17 @@ def _adaptive(row: object) -> str:
     return f", ~{expected * 60:.1f} at the {row.trials_per_point:.1f} trials a point its rows took"
 
 
+def _long_trial(row: object) -> str:
+    """The job's longest trial, where it is longer than :data:`LONG_TRIAL_MIN`."""
+    minutes = getattr(row, "longest_trial_min", math.nan)
+    if not minutes > LONG_TRIAL_MIN:
+        return ""
+    return (
+        f"; its longest trial ({row.longest_trial}) takes ~{minutes:.0f} minutes, and a job "
+        "stopped inside a trial measures it again from its start"
+    )
+
+
 def describe(table: pd.DataFrame) -> str:
     """The estimate as the lines printed before a run."""
     known = table["estimated_gpu_hours"].dropna()
@@ -708,7 +761,7 @@ def describe(table: pd.DataFrame) -> str:
         f"  {r.group}: {_points(r)}, "
         + (
             f"~{r.estimated_gpu_hours * 60:.0f} {_unit([getattr(r, 'device', None)])}-minutes"
-            f"{_adaptive(r)} ({r.basis})"
+            f"{_adaptive(r)} ({r.basis}){_long_trial(r)}"
             if not math.isnan(r.estimated_gpu_hours)
             else r.basis
         )

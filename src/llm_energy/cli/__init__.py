@@ -259,6 +259,8 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     table.insert(at + 1, "trials_per_point", table.pop("trials_per_point"))
     expected_min = 60 * table.pop("expected_gpu_hours") / table["gpus"]
     table.insert(at + 2, "expected_job_min", expected_min)
+    table.insert(at + 3, "longest_trial_min", table.pop("longest_trial_min"))
+    table = table.drop(columns="longest_trial")
     _log(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     known = table["estimated_gpu_hours"].dropna()
     _log(
