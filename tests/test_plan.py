@@ -491,3 +491,23 @@ def test_the_window_comparison_layer_plans_nine_of_fig11s_points_in_longer_windo
     assert shapes <= {(p.batch_size, p.input_tokens, p.output_tokens) for p in shorter.points}
     assert (longer.protocol.min_duration_s, shorter.protocol.min_duration_s) == (6.0, 2.0)
     assert not set(point_ids(longer).values()) & set(point_ids(shorter).values())
+
+
+def test_the_claim6_and_tasks_layers_plan_their_families_alone():
+    """config/h200_claim6.yaml: claim 6's ten points (offline and online at five batch sizes)
+    in one vLLM job, the same points as config/h200.yaml's; config/h200_tasks.yaml: the four
+    classical tasks at batch 8 and 128, 1,024 examples each, on both engines."""
+    root = Path(__file__).resolve().parents[1] / "config"
+    full = plan_study(load_config(root / "h200.yaml"))
+    (claim6,) = plan_study(load_config(root / "h200.yaml", root / "h200_claim6.yaml")).values()
+    assert len(claim6.points) == 10
+    assert {p.experiments for p in claim6.points} == {("online_serving",)}
+    assert {p.stream.serving for p in claim6.points} == {"offline", "online"}
+    assert set(point_ids(claim6).values()) <= set(point_ids(full[claim6.group]).values())
+    tasks = plan_study(load_config(root / "h200.yaml", root / "h200_tasks.yaml"))
+    assert sorted(tasks) == ["llama-3.1-8b__pytorch", "llama-3.1-8b__vllm"]
+    for job in tasks.values():
+        assert len(job.points) == 8
+        assert {p.batch_size for p in job.points} == {8, 128}
+        assert {p.stream.requests for p in job.points} == {1024}
+        assert set(point_ids(job).values()) <= set(point_ids(full[job.group]).values())
