@@ -464,17 +464,24 @@ def test_the_fig11_layer_plans_a_part_of_the_grids_job_with_the_same_point_ids()
     assert len(ids) == len(job.points) and set(ids.values()) <= set(whole.values())
 
 
+def _beside_fig11(layer: str) -> tuple[JobPlan, JobPlan, int]:
+    """Fig 11's job with a comparison layer on it, the job itself, and how many of the job's
+    shapes the layer measures (each one of the job's)."""
+    root = Path(__file__).resolve().parents[1] / "config"
+    base = (root / "h200_grid.yaml", root / "h200_fig11.yaml")
+    layered = plan_study(load_config(*base, root / layer))["llama-3.1-8b__vllm"]
+    job = plan_study(load_config(*base))["llama-3.1-8b__vllm"]
+    shapes = {(p.batch_size, p.input_tokens, p.output_tokens) for p in layered.points}
+    assert shapes <= {(p.batch_size, p.input_tokens, p.output_tokens) for p in job.points}
+    return layered, job, len(shapes)
+
+
 def test_the_warm_up_comparison_layer_plans_six_of_fig11s_points_warmed_up_every_trial():
     """config/h200_warmup_ab.yaml measures six shapes of the Fig 11 job with a warm-up before
     every trial, so that benchmarks/warmup_ab.py can set them beside the same shapes of the
     Fig 11 job, which warms each point up once, as the whole grid does."""
-    root = Path(__file__).resolve().parents[1] / "config"
-    base = (root / "h200_grid.yaml", root / "h200_fig11.yaml")
-    every = plan_study(load_config(*base, root / "h200_warmup_ab.yaml"))["llama-3.1-8b__vllm"]
-    once = plan_study(load_config(*base))["llama-3.1-8b__vllm"]
-    shapes = {(p.batch_size, p.input_tokens, p.output_tokens) for p in every.points}
-    assert len(shapes) == 6
-    assert shapes <= {(p.batch_size, p.input_tokens, p.output_tokens) for p in once.points}
+    every, once, shapes = _beside_fig11("h200_warmup_ab.yaml")
+    assert shapes == 6
     assert every.protocol.warmup_every_trial and not once.protocol.warmup_every_trial
 
 
@@ -482,13 +489,8 @@ def test_the_window_comparison_layer_plans_nine_of_fig11s_points_in_longer_windo
     """config/h200_window_ab.yaml measures nine shapes of the Fig 11 job in windows of at least
     6 s, under ids of their own, so that benchmarks/trial_spread.py --against can set them
     beside the same shapes of the Fig 11 job's 2 s windows."""
-    root = Path(__file__).resolve().parents[1] / "config"
-    base = (root / "h200_grid.yaml", root / "h200_fig11.yaml")
-    longer = plan_study(load_config(*base, root / "h200_window_ab.yaml"))["llama-3.1-8b__vllm"]
-    shorter = plan_study(load_config(*base))["llama-3.1-8b__vllm"]
-    shapes = {(p.batch_size, p.input_tokens, p.output_tokens) for p in longer.points}
-    assert len(shapes) == 9
-    assert shapes <= {(p.batch_size, p.input_tokens, p.output_tokens) for p in shorter.points}
+    longer, shorter, shapes = _beside_fig11("h200_window_ab.yaml")
+    assert shapes == 9
     assert (longer.protocol.min_duration_s, shorter.protocol.min_duration_s) == (6.0, 2.0)
     assert not set(point_ids(longer).values()) & set(point_ids(shorter).values())
 
