@@ -16,12 +16,15 @@ from llm_energy.analysis.gpu_hours import (
     MODEL_LOAD_S,
     SERVER_START_S,
     MeasuredShapes,
+    MemoryModel,
     ServedTimeModel,
     TimeModel,
+    counted_points,
     describe,
     estimate,
     job_gpu_hours,
     longest_trial,
+    memory_limits,
     nonnegative_lstsq,
     point_seconds,
     stream_request_seconds,
@@ -631,3 +634,68 @@ def test_the_estimate_reads_a_config_json_only_where_it_already_lies(tmp_path):
     assert local_config_path(spec, str(mirror)) == mirror / "org__m/config.json"
     own = ModelSpec("m", "org/m", config=str(tmp_path / "nowhere"))
     assert local_config_path(own, str(mirror)) is None  # its own config first, and only it
+
+
+def _memory_rows(model: str, peaks: dict[int, float], out_of_memory: tuple[int, ...] = ()):
+    """Rows of ``model`` at 512 in, 64 out: each batch's measured peak memory, and batches
+    that ran out of memory."""
+    rows = _rows(TRUE)
+    rows = rows[(rows["input_tokens"] == 512) & (rows["output_tokens"] == 64)].iloc[:1]
+    ran = [rows.assign(batch_size=b, peak_memory_gib=p) for b, p in peaks.items()]
+    failed = [
+        rows.assign(batch_size=b, feasible=False, error="out of memory: CUDA out of memory")
+        for b in out_of_memory
+    ]
+    return pd.concat([*ran, *failed], ignore_index=True).assign(model=model)
+
+
+def test_the_plan_leaves_out_the_batches_the_rows_say_do_not_fit():
+    """vLLM: a batch fits where its tokens fit the KV cache the rows report. Other engines: a
+    line through the measured peaks, up to what the least batch that ran out of memory would
+    have taken on it; a model that never ran out takes that limit from another model's rows on
+    the same GPU, and without any, every batch fits."""
+    vllm = MemoryModel.of(_rows(TRUE).assign(kv_cache_tokens=576 * 100))
+    assert vllm.fits(PointSpec(100, 512, 64)) and not vllm.fits(PointSpec(101, 512, 64))
+    beams = DecodingSpec("beam", "beam", num_beams=4)
+    assert not vllm.fits(PointSpec(26, 512, 64, beams))
+    # 10 GiB of weights and 1 MiB per token: batch 1,024 (576 Ki tokens) would take 586 GiB.
+    gib = 1 / 1024
+    small = _memory_rows("small", {b: 10 + gib * 576 * b for b in (1, 64, 256)}, (1024,))
+    line = MemoryModel.of(small)
+    assert line.base_gib == pytest.approx(10) and line.gib_per_token == pytest.approx(gib)
+    assert line.limit_gib == pytest.approx(10 + 576)
+    assert line.fits(PointSpec(512, 512, 64)) and not line.fits(PointSpec(1024, 512, 64))
+    assert not line.fits(PointSpec(64, 16384, 64))
+    # A larger model that never ran out of memory, on the same GPU: 100 GiB of weights.
+    large = _memory_rows("large", {b: 100 + gib * 576 * b for b in (1, 8)})
+    assert MemoryModel.of(large).fits(PointSpec(1024, 32768, 64))  # nothing says otherwise
+    limits = memory_limits(pd.concat([small, large], ignore_index=True))
+    assert limits == {"GPU X": pytest.approx(586)}
+    bounded = MemoryModel.of(large, limits["GPU X"])
+    assert bounded.fits(PointSpec(512, 512, 64)) and not bounded.fits(PointSpec(1024, 512, 64))
+    assert MemoryModel.of(large, limits["GPU X"]).limit_gib == pytest.approx(586)
+    assert bounded.fits(PointSpec(4, 0, 0, stream=StreamSpec("t", "offline", 64)))
+
+
+def test_a_searched_shape_costs_its_largest_feasible_batch_alone(tiny_config):
+    """A shape searched for its largest feasible batch (the workload bins) costs the largest
+    batch that fits; a plain shape costs every batch that fits; one above the fit, nothing."""
+    proto = ProtocolSpec(min_trials=3, control_point=False, measure_prefill=False)
+    bins = tuple(PointSpec(b, 512, 64, experiments=("workload_estimates",)) for b in (16, 64, 256))
+    sweep = tuple(PointSpec(b, 1024, 64, experiments=("input_sweep",)) for b in (16, 64, 256))
+    plan, _ = _job(tiny_config, proto, bins + sweep)
+    plan = dataclasses.replace(plan, largest_feasible_only=("workload_estimates",))
+    assert counted_points(plan) == [bins[2], *sweep]
+    fits = MemoryModel(kv_cache_tokens=100 * 576)
+    assert counted_points(plan, fits) == [bins[1], sweep[0]]
+    assert job_gpu_hours(TRUE, plan, fits=fits) * 3600 == pytest.approx(
+        MODEL_LOAD_S
+        + proto.idle_duration_s
+        + 3 * sum(point_seconds(TRUE, p, proto) for p in (bins[1], sweep[0]))
+    )
+    table = estimate({"tiny__pytorch": plan}, _rows(TRUE).assign(kv_cache_tokens=100 * 576))
+    assert (
+        table["basis"]
+        .iloc[0]
+        .endswith("; 3 points left out as out of memory by vLLM's KV-cache capacity")
+    )

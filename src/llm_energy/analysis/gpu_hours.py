@@ -7,22 +7,27 @@ modelled from an engine's measured points as
     step(b, i, o)   = c0 + c1 * b + c2 * b * (i + o / 2)  (seconds per further output token)
     full(b, i, o)   = prefill(b, i) + (o - 1) * step(b, i, o)
 
-fitted by least squares; ``a2``, attention's cost quadratic in the input, only where the rows
-hold three or more input lengths and it comes out positive. A request stream, such as a
-classical task's examples, is timed by the time per request of the same stream measured at the
-same or the nearest smaller batch where rows have it (:func:`stream_request_seconds`), else as
-batches at the stream's length caps. A job whose model and engine have fewer than four measured
-points (the three batch sizes of Fig 4) is timed instead by those points where they are its own
-shapes (:class:`MeasuredShapes`). A ``torch.compile`` engine with no rows of its own is timed by
-the same backend's rows without it, its compile time left out; a model with no rows on its
-engine by another model's, scaled to its architecture (:meth:`TimeModel.scaled`). A point's cost
-follows the protocol: each of its ``min_trials`` trials runs warm-ups, then prefill and full
-windows of at least ``min_duration_s`` and ``min_repetitions``; the job's control point is
-measured twice more. Adaptive trials add up to ``max_trials`` where an interval stays wide, so
-the estimate is the least the job takes; beside it, the job at the mean number of trials the
-engine's rows took (:func:`trials_per_point`), what adaptive trials are expected to cost. Beam
-search counts as a batch of ``batch * num_beams`` sequences. Points far outside the measured
-shapes are extrapolations.
+fitted by least squares with no coefficient below zero (:func:`nonnegative_lstsq`); ``a2``,
+attention's cost quadratic in the input, only where the rows hold three or more input lengths. A
+request stream, such as a classical task's examples, is timed by the time per request of the
+same stream measured at the same or the nearest smaller batch where rows have it
+(:func:`stream_request_seconds`), else as batches at the stream's length caps. A job whose model
+and engine have fewer than four measured points (the three batch sizes of Fig 4) is timed
+instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
+``torch.compile`` engine with no rows of its own is timed by the same backend's rows without it,
+its compile time left out; a model with no rows on its engine by another model's, scaled to its
+architecture (:meth:`TimeModel.scaled`). A point's cost follows the protocol: each of its
+``min_trials`` trials runs warm-ups, then prefill and full windows of at least
+``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more.
+Adaptive trials add up to ``max_trials`` where an interval stays wide, so the estimate is the
+least the job takes; beside it, the job at the mean number of trials the engine's rows took
+(:func:`trials_per_point`), what adaptive trials are expected to cost. Beam search counts as a
+batch of ``batch * num_beams`` sequences. Points far outside the measured shapes are
+extrapolations. A batch the engine's rows say does not fit (:class:`MemoryModel`: vLLM's
+KV-cache capacity, or a line through the measured peak memory up to what the GPU held) costs
+nothing, as its out-of-memory attempt and the larger batches of its shape, not attempted, cost
+next to nothing; a shape searched for its largest feasible batch costs only that batch
+(:func:`counted_points`).
 
 A served job (a ``vllm serve`` replaying requests, :mod:`llm_energy.measure.serving`) is timed
 by its replays instead (:class:`ServedTimeModel`): a run of ``n`` requests at ``rate`` per
@@ -43,7 +48,7 @@ import pandas as pd
 
 from llm_energy.analysis.flops import Architecture
 from llm_energy.measure.job import JobPlan, ModelSpec, PointSpec, ProtocolSpec
-from llm_energy.measure.runner import control_point
+from llm_energy.measure.runner import control_point, search_shapes, shape_key
 
 MODEL_LOAD_S = 60.0  # model build and engine start per job, a round allowance
 # vllm serve from its start to a healthy server, by CUDA graphs on or off: Llama-3.1-8B on one
@@ -313,6 +318,108 @@ class MeasuredShapes:
         return self.full[(batch, input_tokens, output_tokens)]
 
 
+@dataclass(frozen=True)
+class MemoryModel:
+    """Which batches fit the GPU, from an engine's rows, by the tokens a batch holds (its
+    sequences, beams included, times input plus output): within vLLM's KV-cache capacity; for
+    other engines, below the peak memory that the least such batch that ran out of memory would
+    take, the peak a line through the measured ones. Where no row ran out of memory, every
+    batch counts as fitting. Request streams always do (their batches are the trace's)."""
+
+    kv_cache_tokens: float = math.inf
+    base_gib: float = 0.0
+    gib_per_token: float = 0.0
+    limit_gib: float = math.inf
+
+    def fits(self, point: PointSpec) -> bool:
+        if point.stream is not None or point.served is not None:
+            return True
+        sequences = point.batch_size * max(point.decoding.num_beams, 1)
+        tokens = sequences * (point.input_tokens + point.output_tokens)
+        if tokens > self.kv_cache_tokens:
+            return False
+        return self.base_gib + self.gib_per_token * tokens < self.limit_gib
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, limit_gib: float = math.inf) -> MemoryModel:
+        """From one engine's rows; ``limit_gib`` (:func:`memory_limits`): where none of them
+        ran out of memory, the limit another engine's rows found on the same GPU."""
+        rows = _batch_rows(rows)
+        if "kv_cache_tokens" in rows and rows["kv_cache_tokens"].notna().any():
+            return cls(kv_cache_tokens=float(rows["kv_cache_tokens"].median()))
+        line = _peak_line(rows)
+        if line is None:
+            return cls()
+        base, per_token = line
+        out_of_memory = _out_of_memory(rows)
+        if out_of_memory.any():
+            limit_gib = base + per_token * float(_tokens(rows)[out_of_memory].min())
+        return cls(base_gib=base, gib_per_token=per_token, limit_gib=limit_gib)
+
+
+def _batch_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    if "serving" in rows:
+        rows = rows[rows["serving"].fillna("batch").astype(str) == "batch"]
+    return rows
+
+
+def _tokens(rows: pd.DataFrame) -> pd.Series:
+    """The tokens each row's batch holds (sequences, beams included, times input plus output)."""
+    return _sequences(rows) * (rows["input_tokens"] + rows["output_tokens"]).astype(int)
+
+
+def _out_of_memory(rows: pd.DataFrame) -> pd.Series:
+    if "error" not in rows:
+        return pd.Series(False, index=rows.index)
+    error = rows["error"].fillna("").astype(str)
+    return ~rows["feasible"].astype(bool) & error.str.startswith("out of memory")
+
+
+def _peak_line(rows: pd.DataFrame) -> tuple[float, float] | None:
+    """The measured peak memory as a line in the batch's tokens (GiB, GiB per token), where
+    the rows hold peaks at two or more token counts."""
+    if "peak_memory_gib" not in rows:
+        return None
+    peak = pd.to_numeric(rows["peak_memory_gib"], errors="coerce")
+    ran = rows["feasible"].astype(bool) & peak.notna()
+    tokens = _tokens(rows)[ran].to_numpy(float)
+    if len(set(tokens)) < 2:
+        return None
+    base, per_token = nonnegative_lstsq(np.c_[np.ones(len(tokens)), tokens], peak[ran].to_numpy())
+    return float(base), float(per_token)
+
+
+def memory_limits(measurements: pd.DataFrame) -> dict[str, float]:
+    """Per GPU name, the least peak memory (GiB) that a batch that ran out of memory would
+    have taken, on the line of its own engine's measured peaks: about what the GPU holds."""
+    limits: dict[str, float] = {}
+    rows = _batch_rows(measurements)
+    for (gpu, _, _), group in rows.groupby(["gpu_name", "model", "engine"]):
+        out_of_memory = _out_of_memory(group)
+        line = _peak_line(group) if out_of_memory.any() else None
+        if line is None:
+            continue
+        limit = line[0] + line[1] * float(_tokens(group)[out_of_memory].min())
+        limits[str(gpu)] = min(limits.get(str(gpu), math.inf), limit)
+    return limits
+
+
+def counted_points(plan: JobPlan, fits: MemoryModel | None = None) -> list[PointSpec]:
+    """The points a job spends time on: those that fit (``fits``; an out-of-memory attempt,
+    and the points above it, recorded as not attempted, cost next to nothing), and of a shape
+    searched for its largest feasible batch only that batch (the largest, where nothing says
+    which fit: the one the search tries first, and the longest)."""
+    points = [p for p in plan.points if fits is None or fits.fits(p)]
+    searched = search_shapes(plan.points, plan.largest_feasible_only)
+    largest: dict[tuple, int] = {}
+    for p in points:
+        if shape_key(p) in searched:
+            largest[shape_key(p)] = max(largest.get(shape_key(p), 0), p.batch_size)
+    return [
+        p for p in points if shape_key(p) not in searched or p.batch_size == largest[shape_key(p)]
+    ]
+
+
 def _window_s(rep_s: float, protocol: ProtocolSpec) -> float:
     reps = max(protocol.min_repetitions, math.ceil(protocol.min_duration_s / rep_s))
     return min(reps, protocol.max_repetitions) * rep_s
@@ -436,6 +543,7 @@ def job_gpu_hours(
     plan: JobPlan,
     left: TrialsLeft | None = None,
     trials: float = math.nan,
+    fits: MemoryModel | None = None,
 ) -> float:
     """GPU-hours of one job at each point's ``min_trials`` trials (or the trials ``left``
     says it still needs), its control point (the first plain point, if any) included, and
@@ -445,8 +553,9 @@ def job_gpu_hours(
     ``min_trials`` and ``max_trials``; a point its journal holds costs the rest of them.
     Without ``warmup_every_trial``, a point warms up before its first trial only (the
     control point before its first measurement, at the run's start). A job with no trial
-    left does not start: 0."""
-    protocols = [p.protocol or plan.protocol for p in plan.points]
+    left does not start: 0. Only the points that :func:`counted_points` counts cost time."""
+    points = counted_points(plan, fits)
+    protocols = [p.protocol or plan.protocol for p in points]
 
     def count(point: PointSpec, proto: ProtocolSpec) -> float:
         least = proto.min_trials
@@ -454,7 +563,7 @@ def job_gpu_hours(
         needed = least if left is None else left.get(point.key, least)
         return needed + extra if needed else 0
 
-    trials_each = [count(p, proto) for p, proto in zip(plan.points, protocols, strict=True)]
+    trials_each = [count(p, proto) for p, proto in zip(points, protocols, strict=True)]
     if not any(trials_each):
         return 0.0
     if isinstance(model, ServedTimeModel):
@@ -473,7 +582,7 @@ def job_gpu_hours(
         return warm, point_seconds(model, point, proto, warm_up=False)
 
     control = control_point(plan.points) if plan.protocol.control_point else None
-    for point, proto, n in zip(plan.points, protocols, trials_each, strict=True):
+    for point, proto, n in zip(points, protocols, trials_each, strict=True):
         measurements = n + (2 if point is control else 0)
         if measurements:
             warm, cold = warm_and_cold_s(point, proto)
@@ -633,18 +742,34 @@ def longest_trial(
     model: TimeModel | MeasuredShapes | ServedTimeModel,
     plan: JobPlan,
     left: TrialsLeft | None = None,
+    fits: MemoryModel | None = None,
 ) -> tuple[float, PointSpec | None]:
     """The seconds of the job's longest trial (with its warm-up) among the points it still
-    measures, and that point."""
+    measures (:func:`counted_points`), and that point."""
     cost = served_point_seconds if isinstance(model, ServedTimeModel) else point_seconds
     longest, which = 0.0, None
-    for point in plan.points:
+    for point in counted_points(plan, fits):
         if left is not None and not left.get(point.key, 1):
             continue
         seconds = cost(model, point, point.protocol or plan.protocol)
         if seconds > longest:
             longest, which = seconds, point
     return longest, which
+
+
+def _infeasible(plan: JobPlan, fits: MemoryModel | None) -> str:
+    """What the basis says of the points that the engine's rows say do not fit."""
+    if fits is None:
+        return ""
+    left_out = sum(not fits.fits(p) for p in plan.points)
+    if not left_out:
+        return ""
+    by = (
+        "vLLM's KV-cache capacity"
+        if math.isfinite(fits.kv_cache_tokens)
+        else "a line through its rows' peak memory, up to what this GPU held"
+    )
+    return f"; {_plural(left_out, 'point')} left out as out of memory by {by}"
 
 
 def _label(point: PointSpec | None) -> str:
@@ -668,6 +793,7 @@ def estimate(
     longest trial (:func:`longest_trial`)."""
     rows = []
     known = {p.model.name: p.model for p in plans.values()}
+    limits = memory_limits(measurements) if "gpu_name" in measurements else {}
     for group, plan in sorted(plans.items()):
         mine = None if left is None else left.get(group)
         hours, expected, adaptive = math.nan, math.nan, math.nan
@@ -679,12 +805,17 @@ def estimate(
             hours, basis = 0.0, "every point already measured"
         else:
             model, basis, own = _time_model(plan, measurements, known)
+            fits = None
+            if len(own):
+                limit = limits.get(str(own["gpu_name"].iloc[0]), math.inf)
+                fits = MemoryModel.of(own, limit)
             if model is not None:
-                hours = job_gpu_hours(model, plan, mine)
+                hours = job_gpu_hours(model, plan, mine, fits=fits)
                 adaptive = trials_per_point(own) if len(own) else math.nan
                 if not math.isnan(adaptive):
-                    expected = job_gpu_hours(model, plan, mine, adaptive)
-                longest_s, longest = longest_trial(model, plan, mine)
+                    expected = job_gpu_hours(model, plan, mine, adaptive, fits)
+                longest_s, longest = longest_trial(model, plan, mine, fits)
+                basis += _infeasible(plan, fits)
         rows.append(
             {
                 "group": group,

@@ -34,23 +34,25 @@ Log = Callable[[str], None]
 def _order(points: Sequence[PointSpec], searched: Sequence[str] = ()) -> list[PointSpec]:
     """Smaller batches first at each shape, so that an out-of-memory batch bounds the rest;
     larger first at shapes whose points all want only the largest feasible batch."""
-    search = _search_shapes(points, searched)
+    search = search_shapes(points, searched)
     return sorted(
         points,
-        key=lambda p: (_shape_key(p), -p.batch_size if _shape_key(p) in search else p.batch_size),
+        key=lambda p: (shape_key(p), -p.batch_size if shape_key(p) in search else p.batch_size),
     )
 
 
-def _search_shapes(points: Sequence[PointSpec], searched: Sequence[str]) -> set[tuple[Any, ...]]:
-    """Shapes at which every point serves only ``searched`` experiments."""
-    shapes = {_shape_key(p) for p in points}
+def search_shapes(points: Sequence[PointSpec], searched: Sequence[str]) -> set[tuple[Any, ...]]:
+    """Shapes at which every point serves only ``searched`` experiments (none without any)."""
+    if not searched:
+        return set()
+    shapes = {shape_key(p) for p in points}
     for p in points:
         if not set(p.experiments) <= set(searched):
-            shapes.discard(_shape_key(p))
+            shapes.discard(shape_key(p))
     return shapes
 
 
-def _shape_key(point: PointSpec) -> tuple[Any, ...]:
+def shape_key(point: PointSpec) -> tuple[Any, ...]:
     """Everything but the batch size: points that differ only in batch size share a shape."""
     stream = point.stream.label if point.stream else ""
     if point.served is not None:
@@ -536,7 +538,7 @@ def _known_bounds(trials: dict, points: Sequence[PointSpec]) -> tuple[dict, dict
         if not trials.get(p.key):
             continue
         row = trials[p.key][0]
-        k = _shape_key(p)
+        k = shape_key(p)
         if not bool(row["feasible"]) and str(row["error"]).startswith("out of memory"):
             oom[k] = min(oom.get(k, p.batch_size), p.batch_size)
         elif bool(row["feasible"]) and row["repetitions"] > 0:
@@ -667,7 +669,7 @@ def _measure_points(
         if not base["gpu_name"]:
             base["gpu_name"] = "none (cpu)" if not plan.device.startswith("cuda") else "unknown"
         oom_bound, fits = _known_bounds(trials, points)
-        search = _search_shapes(plan.points, plan.largest_feasible_only)
+        search = search_shapes(plan.points, plan.largest_feasible_only)
         control = control_point(points) if plan.protocol.control_point else None
         run_started = utc_now()
         faults = DeviceFaults()
@@ -778,7 +780,7 @@ def _measure_trial(
     """One trial of one point: measured, or recorded as not attempted (above a batch that ran
     out of memory), not needed (below the largest feasible batch of a searched shape), out
     of memory, or failed (a device error the device recovered from)."""
-    k = _shape_key(point)
+    k = shape_key(point)
     if k in oom_bound and point.batch_size > oom_bound[k]:
         return infeasible_columns(f"not attempted: batch {oom_bound[k]} was already out of memory")
     if k in search and point.batch_size < fits.get(k, 0):
