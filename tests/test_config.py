@@ -131,6 +131,25 @@ def test_experiment_naming_an_undefined_model(tiny_config):
     assert "'huge'" in str(exc.value)
 
 
+def test_only_experiments_keeps_the_families_it_names_and_turns_the_others_off(tiny_config):
+    """A layer that measures part of a configuration names the families it keeps; a name that
+    is no family is one clear error."""
+    tiny_config["experiments"]["engine_optimisations"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "batch_sizes": [1],
+    }
+    both = validate(tiny_config)["experiments"]
+    assert both["controlled_sweeps"]["enabled"] and both["engine_optimisations"]["enabled"]
+    kept = validate({**tiny_config, "only_experiments": ["engine_optimisations"]})
+    assert not kept["experiments"]["controlled_sweeps"]["enabled"]
+    assert kept["experiments"]["engine_optimisations"]["batch_sizes"] == [1]
+    assert not kept["experiments"]["architectures"]["enabled"]
+    with pytest.raises(ConfigError, match="only_experiments names 'sweeps', not an experiment"):
+        validate({**tiny_config, "only_experiments": ["sweeps"]})
+
+
 def test_experiment_naming_an_undefined_engine(tiny_config):
     tiny_config["experiments"]["controlled_sweeps"]["engines"] = ["vllm"]
     with pytest.raises(ConfigError, match=r"experiments\.controlled_sweeps\.engines") as exc:

@@ -513,3 +513,20 @@ def test_the_claim6_and_tasks_layers_plan_their_families_alone():
         assert {p.batch_size for p in job.points} == {8, 128}
         assert {p.stream.requests for p in job.points} == {1024}
         assert set(point_ids(job).values()) <= set(point_ids(full[job.group]).values())
+
+
+def test_the_workloads_layer_plans_every_bin_searched_for_its_largest_batch():
+    """config/h200_workloads.yaml: claim 8's points alone, the bins of both Azure traces on
+    both engines, each shape searched for its largest feasible batch, and the replay on vLLM;
+    the same points as config/h200.yaml's."""
+    root = Path(__file__).resolve().parents[1] / "config"
+    full = plan_study(load_config(root / "h200.yaml"))
+    jobs = plan_study(load_config(root / "h200.yaml", root / "h200_workloads.yaml"))
+    assert sorted(jobs) == ["llama-3.1-8b__pytorch", "llama-3.1-8b__vllm"]
+    for job in jobs.values():
+        experiments = {e for p in job.points for e in p.experiments}
+        assert experiments <= {"workload_estimates", "trace_replay"}
+        assert job.largest_feasible_only == ("workload_estimates",)
+        assert {p.batch_size for p in job.points if p.stream is None} == {16, 64, 256, 1024}
+        assert set(point_ids(job).values()) <= set(point_ids(full[job.group]).values())
+    assert any(p.stream is not None for p in jobs["llama-3.1-8b__vllm"].points)

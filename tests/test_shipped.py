@@ -446,8 +446,9 @@ def test_a_figure_this_configuration_has_no_rows_for_names_the_one_that_has(tmp_
     args = ("-n", "--cores", "1", "--configfile", "config/h200.yaml")
     result = run_snakemake(work, *args, "--config", "shipped_measurements=true", "--", "fig8")
     assert result.returncode == 0, result.stderr[-3000:]
-    # Fig 1 is made by the workload estimate, which config/h200.yaml does not enable: the hint
-    # names the figure and the configuration that makes it.
+    # Fig 1 is made by the workload estimate, which config/h200_grid.yaml does not enable: the
+    # hint names the figure and the configuration that makes it.
+    args = ("-n", "--cores", "1", "--configfile", "config/h200_grid.yaml")
     result = run_snakemake(work, *args, "--config", "shipped_measurements=true", "--", "fig1")
     assert result.returncode != 0
     message = result.stdout + result.stderr

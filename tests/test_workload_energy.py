@@ -563,3 +563,27 @@ def test_schema_defaults_of_the_family(tiny_config):
     tiny_config["experiments"]["workload_estimates"] = {"missing_bins": "zero"}
     with pytest.raises(ConfigError, match=r"workload_estimates\.missing_bins"):
         validate(tiny_config)
+
+
+def test_claim_8_compares_only_totals_of_every_bin():
+    """Totals of the bins measured so far cover different requests on each engine: claim 8
+    makes no comparison of them and says how much of the trace each covers."""
+    from llm_energy.analysis.claims import workload_claims
+
+    totals = pd.DataFrame(
+        {
+            "trace": ["azure_code", "azure_code"],
+            "engine": ["pytorch", "vllm"],
+            "energy_j": [100.0, 50.0],
+            "complete": [False, True],
+            "requests_covered_fraction": [0.02, 1.0],
+        }
+    )
+    (claim,) = workload_claims(totals).itertuples()
+    assert math.isnan(claim.measured_value)
+    assert (
+        claim.verdict
+        == "not measured: bins missing (vllm 100 %, pytorch 2 % of the requests measured)"
+    )
+    complete = workload_claims(totals.assign(complete=True)).iloc[0]
+    assert complete["measured_value"] == pytest.approx(-0.5)

@@ -453,20 +453,31 @@ def claims_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def workload_claims(totals: pd.DataFrame) -> pd.DataFrame:
     """Claim 8 from the workload estimate's totals (``workload_energy.csv``): each trace's
-    energy on vLLM against PyTorch. The estimate sums measured batches; it has no interval."""
+    energy on vLLM against PyTorch. The estimate sums measured batches; it has no interval.
+    Totals of bins measured so far (``complete`` false) cover different requests on the two
+    engines: no comparison, the requests each covers said instead."""
     rows = []
     for trace, group in totals.groupby("trace"):
-        by_engine = group.set_index("engine")["energy_j"]
-        if "pytorch" not in by_engine or "vllm" not in by_engine:
+        by_engine = group.set_index("engine")
+        if "pytorch" not in by_engine.index or "vllm" not in by_engine.index:
             continue
-        change = float(by_engine["vllm"] / by_engine["pytorch"] - 1)
         key = f"fall_{trace}"
         if key not in CLAIMS["8"]:
             continue
         paper, sign, what, reference = CLAIMS["8"][key]
+        change = float(by_engine.loc["vllm", "energy_j"] / by_engine.loc["pytorch", "energy_j"] - 1)
         unhealthy = int(group.get("bins_gpu_health_flagged", pd.Series(0)).fillna(0).sum())
         judged = verdict(paper, sign, change, math.nan, math.nan, reference)
-        if unhealthy:
+        complete = by_engine.get("complete", pd.Series(True, index=by_engine.index))
+        if not complete.fillna(True).astype(bool).all():
+            covered = by_engine.get("requests_covered_fraction")
+            change, judged = (
+                math.nan,
+                "not measured: bins missing ("
+                + ", ".join(f"{e} {100 * float(covered[e]):.0f} %" for e in ("vllm", "pytorch"))
+                + " of the requests measured)",
+            )
+        elif unhealthy:
             bins = f"{unhealthy} bin" + ("s" if unhealthy > 1 else "")
             judged = f"inconclusive: GPU health flagged in the rows of {bins}"
         rows.append(

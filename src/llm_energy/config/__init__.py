@@ -99,8 +99,24 @@ def validate(config: dict[str, Any], schema: dict[str, Any] | None = None) -> di
     )
     if errors:
         raise ConfigError(_describe(errors[0]))
+    _keep_only(filled)
     _check_references(filled)
     return filled
+
+
+def _keep_only(config: dict[str, Any]) -> None:
+    """``only_experiments``: every other family off, each named one as configured."""
+    keep = config.get("only_experiments") or []
+    experiments = config.get("experiments", {})
+    unknown = sorted(set(keep) - set(experiments))
+    if unknown:
+        raise ConfigError(
+            f"config: only_experiments names {', '.join(map(repr, unknown))}, not an experiment "
+            f"family (known: {', '.join(sorted(experiments))})"
+        )
+    for name, block in experiments.items():
+        if keep and name not in keep:
+            block["enabled"] = False
 
 
 def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
