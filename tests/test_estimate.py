@@ -332,8 +332,9 @@ def test_adaptive_trials_are_expected_at_the_trials_per_point_the_engines_rows_t
     row = estimate({"j": plan}, rows).iloc[0]
     assert row["trials_per_point"] == pytest.approx(rows["trials"].mean())
     assert row["expected_gpu_hours"] > row["estimated_gpu_hours"]
-    said = f", ~{row['expected_gpu_hours'] * 60:.1f} at the {row['trials_per_point']:.1f} "
-    assert said + "trials a point its rows took (" in describe(estimate({"j": plan}, rows))
+    said = f", ~{row['expected_gpu_hours'] * 60:.1f} with as many trials as its rows took in "
+    said += f"windows as long ({row['trials_per_point']:.1f} a point on average) ("
+    assert said in describe(estimate({"j": plan}, rows))
     plain = estimate({"j": plan}, rows.drop(columns="trials")).iloc[0]
     assert plain["expected_gpu_hours"] == plain["estimated_gpu_hours"]
 
@@ -698,4 +699,28 @@ def test_a_searched_shape_costs_its_largest_feasible_batch_alone(tiny_config):
         table["basis"]
         .iloc[0]
         .endswith("; 3 points left out as out of memory by vLLM's KV-cache capacity")
+    )
+
+
+def test_adaptive_trials_are_expected_by_the_length_of_each_points_window(tiny_config):
+    """Short windows spread more between trials: the expected job gives each point the mean
+    trials of the engine's rows whose windows were as long as its own; rows of a job stopped
+    before its least number of trials say nothing and are left out."""
+    from llm_energy.analysis.gpu_hours import TrialsByWindow, trials_per_point, window_seconds
+
+    rows = _rows(TRUE).assign(repetitions=1, protocol_met=True)
+    window = rows["duration_s"]
+    rows["trials"] = np.where(window < 2.5, 6, 3)
+    stopped = rows.iloc[:4].assign(trials=1, protocol_met=False)
+    with_stopped = pd.concat([rows, stopped], ignore_index=True)
+    assert trials_per_point(with_stopped) == pytest.approx(rows["trials"].mean())
+    by_window = TrialsByWindow.of(with_stopped)
+    assert by_window.at(1.0) == 6 and by_window.at(30.0) == 3
+    proto = ProtocolSpec(min_trials=3, max_trials=6, control_point=False, measure_prefill=False)
+    short, long = PointSpec(1, 128, 8), PointSpec(64, 2048, 256)
+    assert window_seconds(TRUE, short, proto) < 2.5 < 5 < window_seconds(TRUE, long, proto)
+    plan, each = _job(tiny_config, proto, (short, long))
+    start = MODEL_LOAD_S + proto.idle_duration_s
+    assert job_gpu_hours(TRUE, plan, trials=by_window) * 3600 == pytest.approx(
+        start + 6 * each[0] + 3 * each[1]
     )

@@ -20,14 +20,14 @@ architecture (:meth:`TimeModel.scaled`). A point's cost follows the protocol: ea
 ``min_trials`` trials runs warm-ups, then prefill and full windows of at least
 ``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more.
 Adaptive trials add up to ``max_trials`` where an interval stays wide, so the estimate is the
-least the job takes; beside it, the job at the mean number of trials the engine's rows took
-(:func:`trials_per_point`), what adaptive trials are expected to cost. Beam search counts as a
-batch of ``batch * num_beams`` sequences. Points far outside the measured shapes are
-extrapolations. A batch the engine's rows say does not fit (:class:`MemoryModel`: vLLM's
-KV-cache capacity, or a line through the measured peak memory up to what the GPU held) costs
-nothing, as its out-of-memory attempt and the larger batches of its shape, not attempted, cost
-next to nothing; a shape searched for its largest feasible batch costs only that batch
-(:func:`counted_points`).
+least the job takes; beside it, each point at the mean number of trials the engine's rows took
+in windows as long as its own (:class:`TrialsByWindow`), what adaptive trials are expected to
+cost. Beam search counts as a batch of ``batch * num_beams`` sequences. Points far outside the
+measured shapes are extrapolations. A batch the engine's rows say does not fit
+(:class:`MemoryModel`: vLLM's KV-cache capacity, or a line through the measured peak memory up
+to what the GPU held) costs nothing, as its out-of-memory attempt and the larger batches of its
+shape, not attempted, cost next to nothing; a shape searched for its largest feasible batch
+costs only that batch (:func:`counted_points`).
 
 A served job (a ``vllm serve`` replaying requests, :mod:`llm_energy.measure.serving`) is timed
 by its replays instead (:class:`ServedTimeModel`): a run of ``n`` requests at ``rate`` per
@@ -65,13 +65,62 @@ def fittable(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def trials_per_point(rows: pd.DataFrame) -> float:
-    """The mean number of trials of the fittable rows measured in independent trials (NaN
-    where none was): how many adaptive trials the engine took."""
+def _complete(rows: pd.DataFrame) -> pd.DataFrame:
+    """The fittable rows measured in trials that met the protocol's least number of them (a
+    job stopped before that says nothing of how many a point needs)."""
     if "trials" not in rows:
-        return math.nan
-    trials = pd.to_numeric(fittable(rows)["trials"], errors="coerce").dropna()
-    return float(trials.mean()) if len(trials) else math.nan
+        return rows.iloc[:0]
+    rows = fittable(rows)
+    rows = rows[pd.to_numeric(rows["trials"], errors="coerce").notna()]
+    if "protocol_met" in rows:
+        rows = rows[rows["protocol_met"].map(lambda v: v is None or pd.isna(v) or bool(v))]
+    return rows
+
+
+def trials_per_point(rows: pd.DataFrame) -> float:
+    """The mean number of trials of the fittable rows measured in independent trials that met
+    the protocol (NaN where none did): how many adaptive trials the engine took."""
+    rows = _complete(rows)
+    return float(pd.to_numeric(rows["trials"]).mean()) if len(rows) else math.nan
+
+
+# Window lengths (s) that part the rows by how far their trials spread: in windows of about
+# 2 s the energy drawn differs more from trial to trial, so adaptive trials add more of them
+# (benchmarks/trial_spread.py).
+WINDOW_BANDS_S = (2.5, 5.0)
+
+
+@dataclass(frozen=True)
+class TrialsByWindow:
+    """The mean trials per point the engine's rows took (:func:`trials_per_point`), by the
+    length of their window (:data:`WINDOW_BANDS_S`); a band without rows takes the mean of
+    all."""
+
+    means: tuple[float, ...]
+    overall: float
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> TrialsByWindow:
+        rows = _complete(rows)
+        if rows.empty:
+            return cls((math.nan,) * (len(WINDOW_BANDS_S) + 1), math.nan)
+        trials = pd.to_numeric(rows["trials"]).to_numpy(float)
+        overall = float(trials.mean())
+        window = np.full(len(rows), np.nan)
+        if "repetitions" in rows:
+            window = (rows["repetitions"] * rows["duration_s"]).to_numpy(float)
+        band = np.where(
+            np.isnan(window), -1, np.searchsorted(WINDOW_BANDS_S, np.nan_to_num(window), "right")
+        )
+        means = tuple(
+            float(trials[band == k].mean()) if (band == k).any() else math.nan
+            for k in range(len(WINDOW_BANDS_S) + 1)
+        )
+        return cls(means, overall)
+
+    def at(self, window_s: float) -> float:
+        mean = self.means[int(np.searchsorted(WINDOW_BANDS_S, window_s, side="right"))]
+        return self.overall if math.isnan(mean) else mean
 
 
 def measured_load_s(rows: pd.DataFrame) -> float:
@@ -425,6 +474,30 @@ def _window_s(rep_s: float, protocol: ProtocolSpec) -> float:
     return min(reps, protocol.max_repetitions) * rep_s
 
 
+def _repetition_s(model: TimeModel | MeasuredShapes, point: PointSpec) -> tuple[float, float]:
+    """One batch of ``point`` and one repetition of its window (the whole stream for a
+    request stream), in seconds."""
+    batch = point.batch_size * max(point.decoding.num_beams, 1)
+    one_batch = model.full_s(batch, point.input_tokens, point.output_tokens)
+    if point.stream is None:
+        return one_batch, one_batch
+    batches = math.ceil(point.stream.requests / point.batch_size)
+    measured = measured_stream_s(model.streams, point)
+    full = measured if not math.isnan(measured) else one_batch * batches
+    return full / batches, full
+
+
+def window_seconds(
+    model: TimeModel | MeasuredShapes | ServedTimeModel, point: PointSpec, protocol: ProtocolSpec
+) -> float:
+    """How long ``point``'s measurement window lasts (its full window, not its prefill one)."""
+    if isinstance(model, ServedTimeModel):
+        return served_point_seconds(
+            model, point, dataclasses.replace(protocol, warmup_repetitions=0)
+        )
+    return _window_s(_repetition_s(model, point)[1], protocol)
+
+
 def point_seconds(
     model: TimeModel | MeasuredShapes,
     point: PointSpec,
@@ -438,13 +511,7 @@ def point_seconds(
     too); its warm-up serves one batch."""
     warmups = protocol.warmup_repetitions if warm_up else 0
     batch = point.batch_size * max(point.decoding.num_beams, 1)
-    one_batch = model.full_s(batch, point.input_tokens, point.output_tokens)
-    full = one_batch
-    if point.stream is not None:
-        batches = math.ceil(point.stream.requests / point.batch_size)
-        measured = measured_stream_s(model.streams, point)
-        full = measured if not math.isnan(measured) else full * batches
-        one_batch = full / batches
+    one_batch, full = _repetition_s(model, point)
     seconds = warmups * one_batch + _window_s(full, protocol)
     if protocol.measure_prefill and point.output_tokens > 1 and point.stream is None:
         prefill = model.prefill_s(batch, point.input_tokens)
@@ -542,15 +609,16 @@ def job_gpu_hours(
     model: TimeModel | MeasuredShapes | ServedTimeModel,
     plan: JobPlan,
     left: TrialsLeft | None = None,
-    trials: float = math.nan,
+    trials: float | TrialsByWindow = math.nan,
     fits: MemoryModel | None = None,
 ) -> float:
     """GPU-hours of one job at each point's ``min_trials`` trials (or the trials ``left``
     says it still needs), its control point (the first plain point, if any) included, and
     the engine's start: as the fitted rows measured it, else ``SERVER_START_S`` for a server
     and ``MODEL_LOAD_S`` for the others. With ``trials`` (a mean number of trials per point,
-    :func:`trials_per_point`), each point costs that many, within its protocol's
-    ``min_trials`` and ``max_trials``; a point its journal holds costs the rest of them.
+    :func:`trials_per_point`, or one by the point's window, :class:`TrialsByWindow`), each
+    point costs that many, within its protocol's ``min_trials`` and ``max_trials``; a point
+    its journal holds costs the rest of them.
     Without ``warmup_every_trial``, a point warms up before its first trial only (the
     control point before its first measurement, at the run's start). A job with no trial
     left does not start: 0. Only the points that :func:`counted_points` counts cost time."""
@@ -559,7 +627,10 @@ def job_gpu_hours(
 
     def count(point: PointSpec, proto: ProtocolSpec) -> float:
         least = proto.min_trials
-        extra = 0.0 if math.isnan(trials) else min(max(trials, least), proto.max_trials) - least
+        mean = trials
+        if isinstance(trials, TrialsByWindow):
+            mean = trials.at(window_seconds(model, point, proto))
+        extra = 0.0 if math.isnan(mean) else min(max(mean, least), proto.max_trials) - least
         needed = least if left is None else left.get(point.key, least)
         return needed + extra if needed else 0
 
@@ -813,7 +884,8 @@ def estimate(
                 hours = job_gpu_hours(model, plan, mine, fits=fits)
                 adaptive = trials_per_point(own) if len(own) else math.nan
                 if not math.isnan(adaptive):
-                    expected = job_gpu_hours(model, plan, mine, adaptive, fits)
+                    by_window = TrialsByWindow.of(own)
+                    expected = job_gpu_hours(model, plan, mine, by_window, fits)
                 longest_s, longest = longest_trial(model, plan, mine, fits)
                 basis += _infeasible(plan, fits)
         rows.append(
@@ -871,7 +943,10 @@ def _adaptive(row: object) -> str:
     expected = getattr(row, "expected_gpu_hours", math.nan)
     if not expected > 1.05 * row.estimated_gpu_hours:  # NaN, or within 5 %
         return ""
-    return f", ~{expected * 60:.1f} at the {row.trials_per_point:.1f} trials a point its rows took"
+    return (
+        f", ~{expected * 60:.1f} with as many trials as its rows took in windows as long "
+        f"({row.trials_per_point:.1f} a point on average)"
+    )
 
 
 def _long_trial(row: object) -> str:
