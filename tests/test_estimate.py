@@ -724,3 +724,47 @@ def test_adaptive_trials_are_expected_by_the_length_of_each_points_window(tiny_c
     assert job_gpu_hours(TRUE, plan, trials=by_window) * 3600 == pytest.approx(
         start + 6 * each[0] + 3 * each[1]
     )
+
+
+def test_the_points_of_a_job_add_up_to_its_expected_time(tiny_config):
+    """point_costs lists a job's points, each with one trial's minutes, the trials expected in
+    a window as long as its own and their minutes; with the engine's start (and no control
+    point) they add up to the expected job. A batch that does not fit costs nothing."""
+    from llm_energy.analysis.gpu_hours import TrialsByWindow, point_costs
+
+    proto = ProtocolSpec(min_trials=3, max_trials=6, control_point=False, measure_prefill=False)
+    points = (PointSpec(1, 128, 8), PointSpec(64, 2048, 256), PointSpec(512, 2048, 256))
+    plan, each = _job(tiny_config, proto, points)
+    rows = _rows(TRUE).assign(
+        model=plan.model.name, repetitions=1, protocol_met=True, kv_cache_tokens=64 * 2304
+    )
+    rows["trials"] = np.where(rows["duration_s"] < 2.5, 6, 3)
+    table = point_costs(plan, rows)
+    assert list(table["fits"]) == [True, True, False]
+    assert list(table["counted"]) == [True, True, False]
+    assert list(table["trials"][:2]) == [6.0, 3.0]
+    assert table["trial_min"].iloc[0] == pytest.approx(each[0] / 60)
+    assert table["minutes"].iloc[2] == 0.0
+    expected = job_gpu_hours(
+        TRUE, plan, trials=TrialsByWindow.of(rows), fits=MemoryModel(kv_cache_tokens=64 * 2304)
+    )
+    start = MODEL_LOAD_S + proto.idle_duration_s
+    assert (start / 60 + table["minutes"].sum()) / 60 == pytest.approx(expected, rel=0.02)
+
+
+def test_the_command_lists_one_jobs_points_or_names_the_jobs(tiny_config, tmp_path, capsys):
+    import yaml
+
+    from llm_energy.cli import main
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    table = tmp_path / "rows.parquet"
+    _rows(TRUE).assign(model="tiny").to_parquet(table)
+    args = ["estimate-gpu-hours", str(path), "--measurements", str(table), "--points"]
+    assert main([*args, "nope"]) != 0
+    assert "--points nope: no such job (the jobs: tiny__pytorch)" in capsys.readouterr().err
+    assert main([*args, "tiny__pytorch"]) == 0
+    printed = capsys.readouterr()
+    assert "tiny__pytorch, point by point:" in printed.out + printed.err
+    assert "batch 1, 8 in, 8 out, greedy" in printed.out + printed.err

@@ -907,6 +907,52 @@ def estimate(
     return pd.DataFrame(rows)
 
 
+def point_costs(plan: JobPlan, measurements: pd.DataFrame) -> pd.DataFrame:
+    """One line per point of ``plan``: what it measures, whether the engine's rows say it fits
+    and whether the job spends time on it (:func:`counted_points`), one trial's minutes with
+    its warm-up, the trials adaptive trials are expected to take in a window as long as its
+    own (:class:`TrialsByWindow`), and the minutes of those trials; what to measure first
+    where a session is short. Empty where no rows time the job."""
+    known = {plan.model.name: plan.model}
+    model, _, own = _time_model(plan, measurements, known)
+    columns = ["point", "experiments", "fits", "counted", "trial_min", "trials", "minutes"]
+    if model is None:
+        return pd.DataFrame(columns=columns)
+    limits = memory_limits(measurements) if "gpu_name" in measurements else {}
+    fits = (
+        MemoryModel.of(own, limits.get(str(own["gpu_name"].iloc[0]), math.inf))
+        if len(own)
+        else None
+    )
+    by_window = TrialsByWindow.of(own) if len(own) else None
+    counted = {p.key for p in counted_points(plan, fits)}
+    cost = served_point_seconds if isinstance(model, ServedTimeModel) else point_seconds
+    lines = []
+    for point in plan.points:
+        proto = point.protocol or plan.protocol
+        warm = cost(model, point, proto)
+        cold = warm
+        if cost is point_seconds and not proto.warmup_every_trial:
+            cold = point_seconds(model, point, proto, warm_up=False)
+        trials = float(proto.min_trials)
+        if by_window is not None and not math.isnan(by_window.overall):
+            mean = by_window.at(window_seconds(model, point, proto))
+            trials = min(max(mean, proto.min_trials), proto.max_trials)
+        spent = point.key in counted
+        lines.append(
+            {
+                "point": _label(point),
+                "experiments": "+".join(point.experiments),
+                "fits": fits is None or fits.fits(point),
+                "counted": spent,
+                "trial_min": warm / 60,
+                "trials": trials,
+                "minutes": (warm + (trials - 1) * cold) / 60 if spent else 0.0,
+            }
+        )
+    return pd.DataFrame(lines, columns=columns)
+
+
 def _unit(devices: object) -> str:
     """GPU-minutes for jobs on GPUs, CPU-minutes for jobs that ran on the CPU (a smoke run)."""
     known = pd.Series(devices, dtype=object).dropna().astype(str)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llm_energy.errors import LlmEnergyError
+from llm_energy.errors import ConfigError, LlmEnergyError
 
 if TYPE_CHECKING:
     from llm_energy.analysis.flops import Architecture
@@ -267,6 +267,16 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         f"ESTIMATE (not a measurement): {len(table)} GPU jobs, {table['points'].sum()} points; "
         f"{known.sum():.2f} GPU-hours for the {len(known)} jobs with measurements to fit"
     )
+    if args.points:
+        from llm_energy.analysis.gpu_hours import point_costs
+
+        if args.points not in jobs:
+            raise ConfigError(
+                f"--points {args.points}: no such job (the jobs: {', '.join(sorted(jobs))})"
+            )
+        points = point_costs(jobs[args.points], measured)
+        _log(f"\n{args.points}, point by point:")
+        _log(points.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
 def cmd_prepare_trace(args: argparse.Namespace) -> None:
@@ -803,6 +813,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--journals",
         help="the jobs' journal folders (results/journal/HARDWARE): estimate only the trials "
         "they leave to measure",
+    )
+    e.add_argument(
+        "--points",
+        metavar="GROUP",
+        help="also list one job's points: whether each fits, one trial's minutes, the trials "
+        "expected and their minutes",
     )
     e.set_defaults(func=cmd_estimate)
     return p
