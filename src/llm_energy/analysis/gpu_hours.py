@@ -438,10 +438,20 @@ def _peak_line(rows: pd.DataFrame) -> tuple[float, float] | None:
     return float(base), float(per_token)
 
 
+def _memory_model(own: pd.DataFrame, limits: Mapping[str, float]) -> MemoryModel | None:
+    """The memory model of an engine's own rows (None without any), bounded where they never
+    ran out of memory by what their GPU held (``limits``, :func:`memory_limits`)."""
+    if own.empty:
+        return None
+    return MemoryModel.of(own, limits.get(str(own["gpu_name"].iloc[0]), math.inf))
+
+
 def memory_limits(measurements: pd.DataFrame) -> dict[str, float]:
     """Per GPU name, the least peak memory (GiB) that a batch that ran out of memory would
     have taken, on the line of its own engine's measured peaks: about what the GPU holds."""
     limits: dict[str, float] = {}
+    if "gpu_name" not in measurements:
+        return limits
     rows = _batch_rows(measurements)
     for (gpu, _, _), group in rows.groupby(["gpu_name", "model", "engine"]):
         out_of_memory = _out_of_memory(group)
@@ -864,7 +874,7 @@ def estimate(
     longest trial (:func:`longest_trial`)."""
     rows = []
     known = {p.model.name: p.model for p in plans.values()}
-    limits = memory_limits(measurements) if "gpu_name" in measurements else {}
+    limits = memory_limits(measurements)
     for group, plan in sorted(plans.items()):
         mine = None if left is None else left.get(group)
         hours, expected, adaptive = math.nan, math.nan, math.nan
@@ -876,10 +886,7 @@ def estimate(
             hours, basis = 0.0, "every point already measured"
         else:
             model, basis, own = _time_model(plan, measurements, known)
-            fits = None
-            if len(own):
-                limit = limits.get(str(own["gpu_name"].iloc[0]), math.inf)
-                fits = MemoryModel.of(own, limit)
+            fits = _memory_model(own, limits)
             if model is not None:
                 hours = job_gpu_hours(model, plan, mine, fits=fits)
                 adaptive = trials_per_point(own) if len(own) else math.nan
@@ -918,12 +925,7 @@ def point_costs(plan: JobPlan, measurements: pd.DataFrame) -> pd.DataFrame:
     columns = ["point", "experiments", "fits", "counted", "trial_min", "trials", "minutes"]
     if model is None:
         return pd.DataFrame(columns=columns)
-    limits = memory_limits(measurements) if "gpu_name" in measurements else {}
-    fits = (
-        MemoryModel.of(own, limits.get(str(own["gpu_name"].iloc[0]), math.inf))
-        if len(own)
-        else None
-    )
+    fits = _memory_model(own, memory_limits(measurements))
     by_window = TrialsByWindow.of(own) if len(own) else None
     counted = {p.key for p in counted_points(plan, fits)}
     cost = served_point_seconds if isinstance(model, ServedTimeModel) else point_seconds
