@@ -80,8 +80,7 @@ def _complete(rows: pd.DataFrame) -> pd.DataFrame:
 def trials_per_point(rows: pd.DataFrame) -> float:
     """The mean number of trials of the fittable rows measured in independent trials that met
     the protocol (NaN where none did): how many adaptive trials the engine took."""
-    rows = _complete(rows)
-    return float(pd.to_numeric(rows["trials"]).mean()) if len(rows) else math.nan
+    return TrialsByWindow.of(rows).overall
 
 
 # Window lengths (s) that part the rows by how far their trials spread: in windows of about
@@ -452,14 +451,10 @@ def memory_limits(measurements: pd.DataFrame) -> dict[str, float]:
     limits: dict[str, float] = {}
     if "gpu_name" not in measurements:
         return limits
-    rows = _batch_rows(measurements)
-    for (gpu, _, _), group in rows.groupby(["gpu_name", "model", "engine"]):
-        out_of_memory = _out_of_memory(group)
-        line = _peak_line(group) if out_of_memory.any() else None
-        if line is None:
-            continue
-        limit = line[0] + line[1] * float(_tokens(group)[out_of_memory].min())
-        limits[str(gpu)] = min(limits.get(str(gpu), math.inf), limit)
+    for (gpu, _, _), group in measurements.groupby(["gpu_name", "model", "engine"]):
+        limit = MemoryModel.of(group).limit_gib
+        if math.isfinite(limit):
+            limits[str(gpu)] = min(limits.get(str(gpu), math.inf), limit)
     return limits
 
 
@@ -610,6 +605,37 @@ def served_point_seconds(model: ServedTimeModel, point: PointSpec, protocol: Pro
     return warmup_s + _window_s(model.batch_s(requests, point.batch_size), protocol)
 
 
+def _trial_seconds(
+    model: TimeModel | MeasuredShapes | ServedTimeModel, point: PointSpec, protocol: ProtocolSpec
+) -> tuple[float, float]:
+    """One trial of ``point`` with its warm-up, and one without (the same where every trial
+    has one, and for a server's replays)."""
+    if isinstance(model, ServedTimeModel):
+        seconds = served_point_seconds(model, point, protocol)
+        return seconds, seconds
+    warm = point_seconds(model, point, protocol)
+    if protocol.warmup_every_trial:
+        return warm, warm
+    return warm, point_seconds(model, point, protocol, warm_up=False)
+
+
+def _expected_trials(
+    trials: float | TrialsByWindow,
+    model: TimeModel | MeasuredShapes | ServedTimeModel,
+    point: PointSpec,
+    protocol: ProtocolSpec,
+) -> float:
+    """The trials ``point`` is expected to take: ``trials`` (a mean, or one by the point's
+    window) within the protocol's ``min_trials`` and ``max_trials``; ``min_trials`` where
+    nothing says."""
+    mean = trials
+    if isinstance(trials, TrialsByWindow):
+        mean = trials.at(window_seconds(model, point, protocol))
+    if math.isnan(mean):
+        return float(protocol.min_trials)
+    return min(max(mean, protocol.min_trials), protocol.max_trials)
+
+
 # Trials each point still needs, by point key: what the job's journal (and the shipped rows
 # it would be seeded with) leave to measure (llm_energy.measure.runner.trials_left).
 TrialsLeft = Mapping[tuple, int]
@@ -637,10 +663,7 @@ def job_gpu_hours(
 
     def count(point: PointSpec, proto: ProtocolSpec) -> float:
         least = proto.min_trials
-        mean = trials
-        if isinstance(trials, TrialsByWindow):
-            mean = trials.at(window_seconds(model, point, proto))
-        extra = 0.0 if math.isnan(mean) else min(max(mean, least), proto.max_trials) - least
+        extra = _expected_trials(trials, model, point, proto) - least
         needed = least if left is None else left.get(point.key, least)
         return needed + extra if needed else 0
 
@@ -648,25 +671,18 @@ def job_gpu_hours(
     if not any(trials_each):
         return 0.0
     if isinstance(model, ServedTimeModel):
-        seconds, cost = SERVER_START_S[plan.engine.cuda_graphs], served_point_seconds
+        seconds = SERVER_START_S[plan.engine.cuda_graphs]
     else:
-        seconds, cost = MODEL_LOAD_S, point_seconds
+        seconds = MODEL_LOAD_S
     if not math.isnan(model.load_s):
         seconds = model.load_s
     seconds += plan.protocol.idle_duration_s
-
-    def warm_and_cold_s(point: PointSpec, proto: ProtocolSpec) -> tuple[float, float]:
-        """A trial with its warm-up and one without (the same where every trial has one)."""
-        warm = cost(model, point, proto)
-        if proto.warmup_every_trial or cost is not point_seconds:
-            return warm, warm
-        return warm, point_seconds(model, point, proto, warm_up=False)
 
     control = control_point(plan.points) if plan.protocol.control_point else None
     for point, proto, n in zip(points, protocols, trials_each, strict=True):
         measurements = n + (2 if point is control else 0)
         if measurements:
-            warm, cold = warm_and_cold_s(point, proto)
+            warm, cold = _trial_seconds(model, point, proto)
             seconds += warm + (measurements - 1) * cold
     return seconds * plan.engine.tensor_parallel_size / 3600.0
 
@@ -827,12 +843,11 @@ def longest_trial(
 ) -> tuple[float, PointSpec | None]:
     """The seconds of the job's longest trial (with its warm-up) among the points it still
     measures (:func:`counted_points`), and that point."""
-    cost = served_point_seconds if isinstance(model, ServedTimeModel) else point_seconds
     longest, which = 0.0, None
     for point in counted_points(plan, fits):
         if left is not None and not left.get(point.key, 1):
             continue
-        seconds = cost(model, point, point.protocol or plan.protocol)
+        seconds = _trial_seconds(model, point, point.protocol or plan.protocol)[0]
         if seconds > longest:
             longest, which = seconds, point
     return longest, which
@@ -889,9 +904,9 @@ def estimate(
             fits = _memory_model(own, limits)
             if model is not None:
                 hours = job_gpu_hours(model, plan, mine, fits=fits)
-                adaptive = trials_per_point(own) if len(own) else math.nan
+                by_window = TrialsByWindow.of(own)
+                adaptive = by_window.overall
                 if not math.isnan(adaptive):
-                    by_window = TrialsByWindow.of(own)
                     expected = job_gpu_hours(model, plan, mine, by_window, fits)
                 longest_s, longest = longest_trial(model, plan, mine, fits)
                 basis += _infeasible(plan, fits)
@@ -926,20 +941,13 @@ def point_costs(plan: JobPlan, measurements: pd.DataFrame) -> pd.DataFrame:
     if model is None:
         return pd.DataFrame(columns=columns)
     fits = _memory_model(own, memory_limits(measurements))
-    by_window = TrialsByWindow.of(own) if len(own) else None
+    by_window = TrialsByWindow.of(own)
     counted = {p.key for p in counted_points(plan, fits)}
-    cost = served_point_seconds if isinstance(model, ServedTimeModel) else point_seconds
     lines = []
     for point in plan.points:
         proto = point.protocol or plan.protocol
-        warm = cost(model, point, proto)
-        cold = warm
-        if cost is point_seconds and not proto.warmup_every_trial:
-            cold = point_seconds(model, point, proto, warm_up=False)
-        trials = float(proto.min_trials)
-        if by_window is not None and not math.isnan(by_window.overall):
-            mean = by_window.at(window_seconds(model, point, proto))
-            trials = min(max(mean, proto.min_trials), proto.max_trials)
+        warm, cold = _trial_seconds(model, point, proto)
+        trials = _expected_trials(by_window, model, point, proto)
         spent = point.key in counted
         lines.append(
             {
