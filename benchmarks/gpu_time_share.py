@@ -7,9 +7,10 @@ the adaptive protocol spent against fixed counts.
 ``job, started_utc, ended_utc`` and optionally ``engine_loaded_s`` (the job log's "loaded ... in
 N s"), one line per run of the job's process (a job resumed from its journal has several). A
 trial's window time is its repetitions times its time per repetition, prefill windows included;
-its warm-up, where it had one, is one repetition more (a served trial's window is its replay's
-steady state, the rest of the replay is counted apart, and its warm-up is not timed); the rest
-of the job is engine start, the idle-power window, the control point and the harness.
+its warm-up, where it had one, is one repetition more (a request stream's, one batch of each
+of its groups, at that batch's share of the stream's requests; a served trial's window is its
+replay's steady state, the rest of the replay is counted apart, and its warm-up is not timed);
+the rest of the job is engine start, the idle-power window, the control point and the harness.
 ``--estimate`` (the table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
 ``estimated_gpu_hours``, and ``estimated_job_min`` or ``gpus``) adds each job's planned wall
 time beside the actual one. A benchmark that reports numbers, not a test with a threshold.
@@ -32,6 +33,23 @@ def window_seconds(trial: pd.Series) -> float:
     return seconds
 
 
+def warmup_seconds(trial: pd.Series) -> float:
+    """A trial's warm-up: one repetition of its window, and one at the prefill shape when it
+    measures prefill. A request stream warms up on one batch of each of its groups (the whole
+    stream, or each bin of a binned replay), counted at that batch's share of the stream's
+    requests, since the warm-up itself is not timed."""
+    seconds = float(trial["duration_s"])
+    requests = trial.get("requests", 0)
+    if trial.get("trace", "") and requests and not pd.isna(requests):
+        bins = trial.get("stream_bins")
+        sizes = json.loads(bins).values() if isinstance(bins, str) and bins else [requests]
+        batch = int(trial["batch_size"])
+        return seconds * sum(min(batch, int(n)) for n in sizes) / float(requests)
+    if trial.get("prefill_repetitions", 0) and not pd.isna(trial.get("prefill_duration_s")):
+        seconds += float(trial["prefill_duration_s"])
+    return seconds
+
+
 def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     trials = [pd.read_parquet(p).iloc[0] for p in sorted(journal.glob("*.t*.parquet"))]
     measured = [t for t in trials if bool(t["feasible"]) and int(t["repetitions"] or 0) > 0]
@@ -47,15 +65,9 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     served = [t for t in measured if not pd.isna(t.get("run_s", float("nan")))]
     batches = [t for t in measured if pd.isna(t.get("run_s", float("nan")))]
     replays_outside_windows_s = sum(float(t["run_s"]) - float(t["duration_s"]) for t in served)
-    # Every other trial warms up with one full repetition (warmup_repetitions), and one at the
-    # prefill shape when it measures prefill; without warmup_every_trial, only a point's first
-    # trial in each engine instance does (``warmed_up``; trials written before it all did).
-    warmups_s = sum(
-        float(t["duration_s"])
-        + (float(t["prefill_duration_s"]) if t.get("prefill_repetitions", 0) else 0.0)
-        for t in batches
-        if bool(t.get("warmed_up", True))
-    )
+    # Without warmup_every_trial, only a point's first trial in each engine instance warms up
+    # (``warmed_up``; trials written before it all did).
+    warmups_s = sum(warmup_seconds(t) for t in batches if bool(t.get("warmed_up", True)))
     loaded_s = float(runs["engine_loaded_s"].sum()) if "engine_loaded_s" in runs else float("nan")
     return {
         "job": journal.name,

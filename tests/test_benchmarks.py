@@ -72,3 +72,17 @@ def test_the_window_comparison_sets_each_shape_beside_itself():
     assert table.loc[8, "energy_cv_longer"] < table.loc[8, "energy_cv_shorter"]
     assert table.loc[8, "energy_ratio"] == pytest.approx(1.0)
     assert table.loc[64, "energy_ratio"] == pytest.approx(1.01)
+
+
+def test_a_request_streams_warm_up_counts_one_batch_of_each_group():
+    """gpu_time_share.py: a static point's warm-up is one more repetition (and one prefill);
+    a request stream's is one batch of each group, at that batch's share of its requests."""
+    bench = _load("gpu_time_share")
+    static = pd.Series(
+        {"duration_s": 0.5, "prefill_repetitions": 10, "prefill_duration_s": 0.05, "trace": ""}
+    )
+    assert bench.warmup_seconds(static) == pytest.approx(0.55)
+    stream = {"duration_s": 8.0, "requests": 256, "batch_size": 64, "trace": "azure_conversation"}
+    assert bench.warmup_seconds(pd.Series(stream)) == pytest.approx(2.0)
+    binned = {**stream, "batch_size": 16, "stream_bins": json.dumps({"0x0": 200, "1x0": 8})}
+    assert bench.warmup_seconds(pd.Series(binned)) == pytest.approx(8.0 * (16 + 8) / 256)

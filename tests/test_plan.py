@@ -471,9 +471,12 @@ def _beside_fig11(layer: str) -> tuple[JobPlan, JobPlan, int]:
     base = (root / "h200_grid.yaml", root / "h200_fig11.yaml")
     layered = plan_study(load_config(*base, root / layer))["llama-3.1-8b__vllm"]
     job = plan_study(load_config(*base))["llama-3.1-8b__vllm"]
-    shapes = {(p.batch_size, p.input_tokens, p.output_tokens) for p in layered.points}
-    assert shapes <= {(p.batch_size, p.input_tokens, p.output_tokens) for p in job.points}
-    return layered, job, len(shapes)
+    assert _shapes(layered) <= _shapes(job)
+    return layered, job, len(_shapes(layered))
+
+
+def _shapes(job: JobPlan) -> set[tuple[int, int, int]]:
+    return {(p.batch_size, p.input_tokens, p.output_tokens) for p in job.points}
 
 
 def test_the_warm_up_comparison_layer_plans_six_of_fig11s_points_warmed_up_every_trial():
@@ -485,14 +488,20 @@ def test_the_warm_up_comparison_layer_plans_six_of_fig11s_points_warmed_up_every
     assert every.protocol.warmup_every_trial and not once.protocol.warmup_every_trial
 
 
-def test_the_window_comparison_layer_plans_nine_of_fig11s_points_in_longer_windows():
-    """config/h200_window_ab.yaml measures nine shapes of the Fig 11 job in windows of at least
-    6 s, under ids of their own, so that benchmarks/trial_spread.py --against can set them
-    beside the same shapes of the Fig 11 job's 2 s windows."""
-    longer, shorter, shapes = _beside_fig11("h200_window_ab.yaml")
+def test_the_window_comparison_layers_plan_nine_of_fig11s_points_in_2_and_6_s_windows():
+    """config/h200_window_ab.yaml measures nine shapes of the Fig 11 job in its 2 s windows,
+    under the Fig 11 job's own point ids; config/h200_window_6s.yaml layered on it measures the
+    same shapes in windows of at least 6 s, under ids of their own, so that
+    benchmarks/trial_spread.py --against can set the two beside each other."""
+    shorter, job, shapes = _beside_fig11("h200_window_ab.yaml")
     assert shapes == 9
+    assert set(point_ids(shorter).values()) <= set(point_ids(job).values())
+    root = Path(__file__).resolve().parents[1] / "config"
+    layers = ("h200_grid.yaml", "h200_fig11.yaml", "h200_window_ab.yaml", "h200_window_6s.yaml")
+    (longer,) = plan_study(load_config(*(root / name for name in layers))).values()
     assert (longer.protocol.min_duration_s, shorter.protocol.min_duration_s) == (6.0, 2.0)
     assert not set(point_ids(longer).values()) & set(point_ids(shorter).values())
+    assert _shapes(longer) == _shapes(shorter)
 
 
 def test_the_claim6_and_tasks_layers_plan_their_families_alone():
