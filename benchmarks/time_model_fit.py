@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llm_energy.analysis.gpu_hours import TimeModel, _sequences, fittable
+from llm_energy.analysis.gpu_hours import TimeModel, fittable, sequences_per_batch
 
 
 def _errors(model: TimeModel, rows: pd.DataFrame) -> np.ndarray:
-    shapes = zip(_sequences(rows), rows["input_tokens"], rows["output_tokens"], strict=True)
+    shapes = zip(
+        sequences_per_batch(rows), rows["input_tokens"], rows["output_tokens"], strict=True
+    )
     predicted = np.array([model.full_s(int(b), int(i), int(o)) for b, i, o in shapes])
     return predicted / rows["duration_s"].to_numpy(float) - 1
 

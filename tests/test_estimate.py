@@ -659,6 +659,15 @@ def test_the_plan_leaves_out_the_batches_the_rows_say_do_not_fit():
     assert vllm.fits(PointSpec(100, 512, 64)) and not vllm.fits(PointSpec(101, 512, 64))
     beams = DecodingSpec("beam", "beam", num_beams=4)
     assert not vllm.fits(PointSpec(26, 512, 64, beams))
+    # Each sequence takes whole KV-cache blocks: 570 tokens take 36 blocks of 16 (576 tokens),
+    # 580 take 37 (592), so 100 such sequences no longer fit; the rows' engine detail names the
+    # block where they have it: 560 tokens take 35 blocks of 16 but 18 of 32 (576 tokens).
+    assert vllm.kv_block_tokens == 16 and vllm.fits(PointSpec(100, 506, 64))
+    assert not vllm.fits(PointSpec(100, 516, 64))
+    rows = _rows(TRUE).assign(kv_cache_tokens=560 * 100)
+    assert MemoryModel.of(rows).fits(PointSpec(100, 496, 64))
+    detailed = rows.assign(engine_detail="vLLM max_num_seqs=8 kv_block_tokens=32")
+    assert not MemoryModel.of(detailed).fits(PointSpec(100, 496, 64))
     # 10 GiB of weights and 1 MiB per token: batch 1,024 (576 Ki tokens) would take 586 GiB.
     gib = 1 / 1024
     small = _memory_rows("small", {b: 10 + gib * 576 * b for b in (1, 64, 256)}, (1024,))

@@ -269,6 +269,9 @@ def test_workflow_measures_with_the_real_vllm_engine(vllm_workflow):
     assert vllm["energy_source"].eq("estimate").all()
     assert vllm["engine_detail"].str.contains("prefix_caching=False").all()
     assert vllm["kv_cache_tokens"].gt(0).all()
+    # The cache's block, which the GPU-time plan rounds each sequence up to.
+    block = vllm["engine_detail"].str.extract(r"kv_block_tokens=(\d+)", expand=False).astype(int)
+    assert (block > 0).all() and (vllm["kv_cache_tokens"].astype(int) % block == 0).all()
     sweeps = vllm[vllm["experiments"].str.contains("_sweep")]
     assert len(sweeps) == 15  # 3 batch sizes x (3 input + 3 output lengths - 1 shared)
     engines = table[table["experiments"].str.contains("engine_optimisations")]

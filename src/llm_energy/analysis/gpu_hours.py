@@ -198,7 +198,7 @@ class TimeModel:
         rows = fittable(rows)
         if len(rows) < 4:
             raise ValueError("at least four feasible measured points are needed to fit")
-        b = _sequences(rows).to_numpy(float)
+        b = sequences_per_batch(rows).to_numpy(float)
         i, o = (rows[c].to_numpy(float) for c in ("input_tokens", "output_tokens"))
         steps = o - 1
         # Columns: a0, a1, a2, c0, c1, c2.
@@ -307,7 +307,7 @@ def measured_stream_s(times: StreamTimes, point: PointSpec) -> float:
     return batches[max(below)] * stream.requests
 
 
-def _sequences(rows: pd.DataFrame) -> pd.Series:
+def sequences_per_batch(rows: pd.DataFrame) -> pd.Series:
     """Sequences per batch: the batch size, times the beams of beam search."""
     beams = rows["num_beams"] if "num_beams" in rows else pd.Series(1, index=rows.index)
     return rows["batch_size"].astype(int) * beams.fillna(1).clip(lower=1).astype(int)
@@ -332,7 +332,7 @@ class MeasuredShapes:
         rows = fittable(rows)
         shape = pd.DataFrame(
             {
-                "sequences": _sequences(rows),
+                "sequences": sequences_per_batch(rows),
                 "input_tokens": rows["input_tokens"].astype(int),
                 "output_tokens": rows["output_tokens"].astype(int),
                 "full": rows["duration_s"].astype(float),
@@ -366,15 +366,22 @@ class MeasuredShapes:
         return self.full[(batch, input_tokens, output_tokens)]
 
 
+# The KV-cache block vLLM allocates on CUDA by default, for rows written before their engine
+# detail named it (`kv_block_tokens=`).
+VLLM_BLOCK_TOKENS = 16
+
+
 @dataclass(frozen=True)
 class MemoryModel:
     """Which batches fit the GPU, from an engine's rows, by the tokens a batch holds (its
-    sequences, beams included, times input plus output): within vLLM's KV-cache capacity; for
-    other engines, below the peak memory that the least such batch that ran out of memory would
-    take, the peak a line through the measured ones. Where no row ran out of memory, every
-    batch counts as fitting. Request streams always do (their batches are the trace's)."""
+    sequences, beams included, times input plus output): within vLLM's KV-cache capacity, each
+    sequence taking whole blocks of ``kv_block_tokens`` as the engine allocates them; for other
+    engines, below the peak memory that the least such batch that ran out of memory would take,
+    the peak a line through the measured ones. Where no row ran out of memory, every batch
+    counts as fitting. Request streams always do (their batches are the trace's)."""
 
     kv_cache_tokens: float = math.inf
+    kv_block_tokens: int = VLLM_BLOCK_TOKENS
     base_gib: float = 0.0
     gib_per_token: float = 0.0
     limit_gib: float = math.inf
@@ -384,7 +391,8 @@ class MemoryModel:
             return True
         sequences = point.batch_size * max(point.decoding.num_beams, 1)
         tokens = sequences * (point.input_tokens + point.output_tokens)
-        if tokens > self.kv_cache_tokens:
+        block = self.kv_block_tokens
+        if sequences * block * math.ceil(tokens / sequences / block) > self.kv_cache_tokens:
             return False
         return self.base_gib + self.gib_per_token * tokens < self.limit_gib
 
@@ -394,7 +402,12 @@ class MemoryModel:
         ran out of memory, the limit another engine's rows found on the same GPU."""
         rows = _batch_rows(rows)
         if "kv_cache_tokens" in rows and rows["kv_cache_tokens"].notna().any():
-            return cls(kv_cache_tokens=float(rows["kv_cache_tokens"].median()))
+            detail = rows.get("engine_detail", pd.Series("", index=rows.index)).astype(str)
+            block = detail.str.extract(r"kv_block_tokens=(\d+)", expand=False).dropna()
+            return cls(
+                kv_cache_tokens=float(rows["kv_cache_tokens"].median()),
+                kv_block_tokens=int(block.iloc[0]) if len(block) else VLLM_BLOCK_TOKENS,
+            )
         line = _peak_line(rows)
         if line is None:
             return cls()
@@ -413,7 +426,7 @@ def _batch_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _tokens(rows: pd.DataFrame) -> pd.Series:
     """The tokens each row's batch holds (sequences, beams included, times input plus output)."""
-    return _sequences(rows) * (rows["input_tokens"] + rows["output_tokens"]).astype(int)
+    return sequences_per_batch(rows) * (rows["input_tokens"] + rows["output_tokens"]).astype(int)
 
 
 def _out_of_memory(rows: pd.DataFrame) -> pd.Series:

@@ -293,7 +293,8 @@ class VllmBackend(Backend):
             "engine_detail": (
                 f"vLLM max_num_seqs={s['max_num_seqs']} max_model_len={s['max_model_len']} "
                 f"max_num_batched_tokens={s['max_num_batched_tokens']} "
-                f"enforce_eager={s['enforce_eager']} prefix_caching=False"
+                f"enforce_eager={s['enforce_eager']} prefix_caching=False "
+                f"kv_block_tokens={self._block_tokens}"
                 + (
                     f" speculative=draft_model:{self.engine.draft}:{self.engine.speculative_tokens}"
                     if self.engine.draft
