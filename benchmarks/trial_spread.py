@@ -4,12 +4,13 @@ two or more trials, sorted by window length, and the spread by window-length ban
 
     python benchmarks/trial_spread.py TABLE.parquet [TABLE.parquet ...] [--out TABLE.md]
     python benchmarks/trial_spread.py LONGER.parquet --against SHORTER.parquet [--out TABLE.md]
+    python benchmarks/trial_spread.py ONE.parquet --against OTHER.parquet --names ONE OTHER
 
-With ``--against``, the same shapes measured with two window lengths (a job layered with a
-longer ``min_duration_s``, config/h200_window_ab.yaml, beside the job it repeats), shape by
-shape: each one's window, trials, spread, interval reached and seconds spent in windows, and
-its energy per batch in the longer windows over the shorter (a window's length should not
-change it).
+With ``--against``, the same shapes measured with two window lengths (config/h200_window_6s.yaml
+layered on config/h200_window_ab.yaml, beside the job without it), shape by shape: each one's
+window, trials, spread, interval reached and seconds spent in windows, and its energy per batch
+in the longer windows over the shorter (a window's length should not change it). ``--names``
+labels the two sides otherwise, for any two tables of the same shapes (two machines, say).
 
 A row's interval is Student's t over its trials, so the spread decides how many trials a point
 needs to reach the protocol's target (``target_ci95_rel``). Where energy spreads more than time,
@@ -78,20 +79,24 @@ def by_band(table: pd.DataFrame) -> pd.DataFrame:
 SHAPE = ["batch_size", "input_tokens", "output_tokens"]
 
 
-def side_by_side(longer: pd.DataFrame, shorter: pd.DataFrame) -> pd.DataFrame:
+def side_by_side(
+    one: pd.DataFrame, other: pd.DataFrame, names: tuple[str, str] = ("longer", "shorter")
+) -> pd.DataFrame:
     """The shapes both tables measured, one line each: window, trials, energy spread and
-    interval in each, the seconds their windows took (trials x window), and the longer
-    windows' energy per batch over the shorter ones' with its 95 % interval."""
-    both = spread(longer).merge(spread(shorter), on=SHAPE, suffixes=("_longer", "_shorter"))
-    ratio = both["energy_j_longer"] / both["energy_j_shorter"]
+    interval in each, the seconds their windows took (trials x window), and ``one``'s energy
+    per batch over ``other``'s with its 95 % interval. ``names`` suffix each side's columns:
+    by default the longer windows (``one``) against the shorter."""
+    a, b = names
+    both = spread(one).merge(spread(other), on=SHAPE, suffixes=(f"_{a}", f"_{b}"))
+    ratio = both[f"energy_j_{a}"] / both[f"energy_j_{b}"]
     half = [
         ratio_half_width(r, x, y)
         for r, x, y in zip(
-            ratio, both["energy_ci95_rel_longer"], both["energy_ci95_rel_shorter"], strict=True
+            ratio, both[f"energy_ci95_rel_{a}"], both[f"energy_ci95_rel_{b}"], strict=True
         )
     ]
     out = both[SHAPE].copy()
-    for side in ("shorter", "longer"):
+    for side in (b, a):
         out[f"window_s_{side}"] = both[f"window_s_{side}"]
         out[f"trials_{side}"] = both[f"trials_{side}"]
         out[f"energy_cv_{side}"] = both[f"energy_cv_{side}"]
@@ -111,18 +116,27 @@ def main() -> None:
     ap.add_argument("tables", type=Path, nargs="+")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--against", type=Path, help="the same shapes measured in shorter windows")
+    ap.add_argument(
+        "--names",
+        nargs=2,
+        default=("longer", "shorter"),
+        metavar=("TABLES", "AGAINST"),
+        help="what the two sides are, for their columns (default: longer shorter)",
+    )
     args = ap.parse_args()
     if args.against:
-        longer = pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True)
-        table = side_by_side(longer, pd.read_parquet(args.against))
+        one = pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True)
+        a, b = args.names
+        table = side_by_side(one, pd.read_parquet(args.against), (a, b))
         cv = [c for c in table.columns if c.startswith(("energy_cv", "energy_ci95_rel"))]
         text = _percent(table, cv).to_markdown(index=False, floatfmt=".3f")
         seconds = table.filter(like="window_seconds").sum()
         text += (
-            f"\n\nSeconds in windows: {seconds['window_seconds_shorter']:.1f} in the shorter, "
-            f"{seconds['window_seconds_longer']:.1f} in the longer; rows within ±3 %: "
-            f"{(table['energy_ci95_rel_shorter'] <= 0.03).sum()} and "
-            f"{(table['energy_ci95_rel_longer'] <= 0.03).sum()} of {len(table)}."
+            f"\n\nSeconds in windows: {seconds[f'window_seconds_{b}']:.1f} in {b}, "
+            f"{seconds[f'window_seconds_{a}']:.1f} in {a}; rows within ±3 %: "
+            f"{(table[f'energy_ci95_rel_{b}'] <= 0.03).sum()} and "
+            f"{(table[f'energy_ci95_rel_{a}'] <= 0.03).sum()} of {len(table)}; "
+            f"energy_ratio is {a} over {b}."
         )
         print(text)
         if args.out:

@@ -72,6 +72,10 @@ def test_the_window_comparison_sets_each_shape_beside_itself():
     assert table.loc[8, "energy_cv_longer"] < table.loc[8, "energy_cv_shorter"]
     assert table.loc[8, "energy_ratio"] == pytest.approx(1.0)
     assert table.loc[64, "energy_ratio"] == pytest.approx(1.01)
+    # Named sides, for two tables of the same shapes from two machines.
+    named = bench.side_by_side(longer, shorter, ("b", "a")).set_index("input_tokens")
+    assert named.loc[8, "trials_a"] == 6 and named.loc[8, "trials_b"] == 3
+    assert named["energy_ratio"].tolist() == table["energy_ratio"].tolist()
 
 
 def test_a_request_streams_warm_up_counts_one_batch_of_each_group():
