@@ -41,450 +41,70 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from llm_energy.analysis.flops import Architecture
+from llm_energy.analysis.gpu_hours.memory import (
+    MemoryModel,
+    counted_points,
+    engine_memory_model,
+    memory_limits,
+)
+from llm_energy.analysis.gpu_hours.time_models import (
+    MeasuredShapes,
+    ServedTimeModel,
+    TimeModel,
+    TrialsByWindow,
+    fittable,
+    measured_stream_s,
+    nonnegative_lstsq,
+    scale_ratios,
+    sequences_per_batch,
+    served_rows,
+    stream_request_seconds,
+    trials_per_point,
+)
 from llm_energy.measure.job import JobPlan, ModelSpec, PointSpec, ProtocolSpec
-from llm_energy.measure.runner import control_point, search_shapes, shape_key
+from llm_energy.measure.runner import control_point
+
+__all__ = [
+    "LONG_TRIAL_MIN",
+    "MODEL_LOAD_S",
+    "NO_ROWS",
+    "SERVER_START_S",
+    "MeasuredShapes",
+    "MemoryModel",
+    "ServedTimeModel",
+    "TimeModel",
+    "TrialsByWindow",
+    "TrialsLeft",
+    "against_actual",
+    "counted_points",
+    "describe",
+    "describe_against_actual",
+    "estimate",
+    "fittable",
+    "job_gpu_hours",
+    "longest_trial",
+    "memory_limits",
+    "nonnegative_lstsq",
+    "plan_estimate",
+    "point_costs",
+    "point_seconds",
+    "sequences_per_batch",
+    "served_point_seconds",
+    "stream_request_seconds",
+    "trials_per_point",
+    "window_seconds",
+]
 
 MODEL_LOAD_S = 60.0  # model build and engine start per job, a round allowance
+
+
 # vllm serve from its start to a healthy server, by CUDA graphs on or off: Llama-3.1-8B on one
 # H200, the job logs' "loaded ... in N s" in benchmarks/data/h200_2026-11-30b_job_times.csv.
 SERVER_START_S = {True: 123.3, False: 62.2}
-
-
-def fittable(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows a time model is fitted to: feasible, with a duration, one batch each (a
-    request stream's duration spans many)."""
-    rows = rows[rows["feasible"].astype(bool) & rows["duration_s"].notna()]
-    if "serving" in rows:
-        rows = rows[rows["serving"].fillna("batch").astype(str) == "batch"]
-    return rows
-
-
-def _complete(rows: pd.DataFrame) -> pd.DataFrame:
-    """The fittable rows measured in trials that met the protocol's least number of them (a
-    job stopped before that says nothing of how many a point needs)."""
-    if "trials" not in rows:
-        return rows.iloc[:0]
-    rows = fittable(rows)
-    rows = rows[pd.to_numeric(rows["trials"], errors="coerce").notna()]
-    if "protocol_met" in rows:
-        rows = rows[rows["protocol_met"].map(lambda v: v is None or pd.isna(v) or bool(v))]
-    return rows
-
-
-def trials_per_point(rows: pd.DataFrame) -> float:
-    """The mean number of trials of the fittable rows measured in independent trials that met
-    the protocol (NaN where none did): how many adaptive trials the engine took."""
-    return TrialsByWindow.of(rows).overall
-
-
-# Window lengths (s) that part the rows by how far their trials spread: in windows of about
-# 2 s the energy drawn differs more from trial to trial, so adaptive trials add more of them
-# (benchmarks/trial_spread.py).
-WINDOW_BANDS_S = (2.5, 5.0)
-
-
-@dataclass(frozen=True)
-class TrialsByWindow:
-    """The mean trials per point the engine's rows took (:func:`trials_per_point`), by the
-    length of their window (:data:`WINDOW_BANDS_S`); a band without rows takes the mean of
-    all."""
-
-    means: tuple[float, ...]
-    overall: float
-
-    @classmethod
-    def of(cls, rows: pd.DataFrame) -> TrialsByWindow:
-        rows = _complete(rows)
-        if rows.empty:
-            return cls((math.nan,) * (len(WINDOW_BANDS_S) + 1), math.nan)
-        trials = pd.to_numeric(rows["trials"]).to_numpy(float)
-        overall = float(trials.mean())
-        window = np.full(len(rows), np.nan)
-        if "repetitions" in rows:
-            window = (rows["repetitions"] * rows["duration_s"]).to_numpy(float)
-        band = np.where(
-            np.isnan(window), -1, np.searchsorted(WINDOW_BANDS_S, np.nan_to_num(window), "right")
-        )
-        means = tuple(
-            float(trials[band == k].mean()) if (band == k).any() else math.nan
-            for k in range(len(WINDOW_BANDS_S) + 1)
-        )
-        return cls(means, overall)
-
-    def at(self, window_s: float) -> float:
-        mean = self.means[int(np.searchsorted(WINDOW_BANDS_S, window_s, side="right"))]
-        return self.overall if math.isnan(mean) else mean
-
-
-def measured_load_s(rows: pd.DataFrame) -> float:
-    """The median time the runs behind ``rows`` took to start their engine (``engine_load_s``,
-    one value per run, whatever its number of rows); NaN where no row records it."""
-    if "engine_load_s" not in rows:
-        return math.nan
-    loads = rows["engine_load_s"].dropna().astype(float).unique()
-    return float(np.median(loads)) if len(loads) else math.nan
-
-
-def scale_ratios(source: Architecture, target: Architecture) -> tuple[float, float, float]:
-    """Target over source: layers, projection and feed-forward FLOPs per token, attention
-    width (FLOPs of one query against one key)."""
-    return (
-        target.layers / source.layers,
-        target.linear_flops_per_token() / source.linear_flops_per_token(),
-        target.attention_flops(1, 1) / source.attention_flops(1, 1),
-    )
-
-
-def nonnegative_lstsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least squares with every coefficient at least 0 (Lawson and Hanson's active set), on
-    columns scaled to unit norm: an unconstrained fit that comes out all positive is kept as
-    it is; otherwise the terms that would be negative are 0 and the others refitted."""
-    unconstrained = np.linalg.lstsq(design, target, rcond=None)[0]
-    if (unconstrained >= 0).all():
-        return unconstrained
-    scale = np.linalg.norm(design, axis=0)
-    scale[scale == 0] = 1.0
-    a = design / scale
-    x = np.zeros(a.shape[1])
-    free = np.zeros(a.shape[1], dtype=bool)
-    tol = 1e-10 * max(1.0, float(np.abs(a.T @ target).max()))
-    for _ in range(3 * a.shape[1]):
-        gradient = a.T @ (target - a @ x)
-        if free.all() or gradient[~free].max() <= tol:
-            break
-        free[np.argmax(np.where(free, -np.inf, gradient))] = True
-        while True:
-            trial = np.zeros_like(x)
-            trial[free] = np.linalg.lstsq(a[:, free], target, rcond=None)[0]
-            if (trial[free] > 0).all():
-                x = trial
-                break
-            blocking = free & (trial <= 0)
-            gap = x[blocking] - trial[blocking]
-            step = float(np.min(np.divide(x[blocking], gap, out=np.zeros_like(gap), where=gap > 0)))
-            x = x + step * (trial - x)
-            free &= x > tol
-            x[~free] = 0.0
-    return x / scale
-
-
-@dataclass(frozen=True)
-class TimeModel:
-    prefill: tuple[float, float]
-    step: tuple[float, float, float]
-    points: int
-    load_s: float = math.nan  # engine start, measured (NaN: MODEL_LOAD_S stands in)
-    streams: StreamTimes = dataclasses.field(default_factory=dict)
-    # The one input length of fitted rows without a prefill window, whose fit cannot tell
-    # prefill from decoding (0: the rows can).
-    inseparable_input: int = 0
-    # Prefill's term in b * i^2 (attention over the input), 0 where the rows cannot show it.
-    prefill_quadratic: float = 0.0
-
-    @classmethod
-    def fit(cls, rows: pd.DataFrame) -> TimeModel:
-        """One least-squares fit of the six coefficients to every feasible row's full
-        duration (prefill plus ``output_tokens - 1`` decoding steps) and, where a row has one,
-        its prefill duration; rows measured without a prefill window count through their full
-        duration alone. A batch is its sequences (beams included). No coefficient is negative
-        (no term makes a batch faster: :func:`nonnegative_lstsq`), and prefill's quadratic term
-        is fitted only where the rows hold three or more input lengths."""
-        rows = fittable(rows)
-        if len(rows) < 4:
-            raise ValueError("at least four feasible measured points are needed to fit")
-        b = sequences_per_batch(rows).to_numpy(float)
-        i, o = (rows[c].to_numpy(float) for c in ("input_tokens", "output_tokens"))
-        steps = o - 1
-        # Columns: a0, a1, a2, c0, c1, c2.
-        full = np.c_[np.ones_like(b), b * i, b * i * i, steps, steps * b, steps * b * (i + o / 2)]
-        has_prefill = rows["prefill_duration_s"].notna().to_numpy()
-        prefill = np.c_[np.ones_like(b), b * i, b * i * i, np.zeros((len(b), 3))][has_prefill]
-        design = np.r_[full, prefill]
-        target = np.r_[rows["duration_s"].to_numpy(float), rows["prefill_duration_s"][has_prefill]]
-        inputs = set(i.astype(int))
-        kept = [0, 1, 2, 3, 4, 5] if len(inputs) >= 3 else [0, 1, 3, 4, 5]
-        coef = np.zeros(design.shape[1])
-        coef[kept] = nonnegative_lstsq(design[:, kept], target)
-        return cls(
-            prefill=(coef[0], coef[1]),
-            step=tuple(coef[3:]),
-            points=len(rows),
-            load_s=measured_load_s(rows),
-            inseparable_input=inputs.pop() if len(inputs) == 1 and not has_prefill.any() else 0,
-            prefill_quadratic=float(coef[2]),
-        )
-
-    def caveat(self, plan: JobPlan) -> str:
-        """What the basis says when the fitted rows cannot time the plan's prefill: all of
-        one input length without a prefill window, and the plan has other input lengths."""
-        if not self.inseparable_input:
-            return ""
-        if {p.input_tokens for p in plan.points} <= {self.inseparable_input}:
-            return ""
-        return (
-            f"; its rows, all {self.inseparable_input} tokens in and without prefill windows, "
-            "cannot tell prefill from decoding, so other input lengths' prefill may be "
-            "under- or overestimated"
-        )
-
-    def scaled(
-        self, source: Architecture, target: Architecture, *, graphed: bool = False
-    ) -> TimeModel:
-        """The model of another architecture on the same engine: the terms that grow with the
-        batch's tokens by the ratio of projection and feed-forward FLOPs per token, those of
-        attention (over the cached tokens, and prefill's quadratic one) by the ratio of
-        attention widths, and a decoding
-        step's constant term by what bounds a small batch's step (:func:`scale_ratios`).
-        ``graphed`` (CUDA graphs, a compiled graph): reading the weights, so the ratio of FLOPs
-        per token (of parameters); eager: the host launching each layer's kernels, so the
-        ratio of layers. Measured on one H200 at batch 1, 512/64: Qwen1.5-32B's batch took
-        3.6 times Llama-3.1-8B's on vLLM with CUDA graphs (FLOPs per token x4.44, layers x2)
-        and 1.3 times on PyTorch eager. The engine start is the source's; the request streams,
-        the source's own, are dropped."""
-        layers, flops, attention = scale_ratios(source, target)
-        c0, c1, c2 = self.step
-        return dataclasses.replace(
-            self,
-            prefill=(self.prefill[0] * layers, self.prefill[1] * flops),
-            prefill_quadratic=self.prefill_quadratic * attention,
-            step=(c0 * (flops if graphed else layers), c1 * flops, c2 * attention),
-            streams={},
-        )
-
-    def prefill_s(self, batch: int, input_tokens: int) -> float:
-        linear = self.prefill[0] + self.prefill[1] * batch * input_tokens
-        return max(linear + self.prefill_quadratic * batch * input_tokens**2, 1e-3)
-
-    def full_s(self, batch: int, input_tokens: int, output_tokens: int) -> float:
-        c0, c1, c2 = self.step
-        step = max(c0 + c1 * batch + c2 * batch * (input_tokens + output_tokens / 2), 1e-4)
-        return self.prefill_s(batch, input_tokens) + (output_tokens - 1) * step
-
-
-# A stream's measured seconds per request, by (trace, serving, input cap, output cap), then
-# by batch size.
-StreamTimes = dict[tuple[str, str, int, int], dict[int, float]]
-
-
-def stream_request_seconds(rows: pd.DataFrame) -> StreamTimes:
-    """Each request stream's measured time per request (a repetition's duration over its
-    requests, the median over rows), by the stream (trace, static or continuous batching, and
-    its length caps) and its batch size. Binned replays, whose bins are served apart, are left
-    out."""
-    if not {"serving", "trace", "requests"} <= set(rows):
-        return {}
-    rows = rows[rows["feasible"].astype(bool) & rows["duration_s"].notna()]
-    rows = rows[rows["serving"].isin(["offline", "online"]) & (rows["requests"] > 0)]
-    if "stream_bins" in rows:
-        rows = rows[rows["stream_bins"].fillna("").astype(str).isin(["", "{}"])]
-    per_request = rows["duration_s"].astype(float) / rows["requests"].astype(float)
-    keys = ["trace", "serving", "input_tokens", "output_tokens", "batch_size"]
-    medians = per_request.groupby([rows[k] for k in keys]).median()
-    times: StreamTimes = {}
-    for (trace, serving, cap_in, cap_out, batch), seconds in medians.items():
-        stream = (str(trace), str(serving), int(cap_in), int(cap_out))
-        times.setdefault(stream, {})[int(batch)] = float(seconds)
-    return times
-
-
-def measured_stream_s(times: StreamTimes, point: PointSpec) -> float:
-    """One repetition of ``point``'s stream at its measured time per request: at the same batch
-    size, else at the nearest smaller one measured (an upper bound where larger batches serve a
-    request faster); NaN where neither was measured."""
-    stream = point.stream
-    if stream is None or stream.binned:
-        return math.nan
-    batches = times.get((stream.trace, stream.serving, point.input_tokens, point.output_tokens))
-    below = [b for b in batches or {} if b <= point.batch_size]
-    if not below:
-        return math.nan
-    return batches[max(below)] * stream.requests
-
-
-def sequences_per_batch(rows: pd.DataFrame) -> pd.Series:
-    """Sequences per batch: the batch size, times the beams of beam search."""
-    beams = rows["num_beams"] if "num_beams" in rows else pd.Series(1, index=rows.index)
-    return rows["batch_size"].astype(int) * beams.fillna(1).clip(lower=1).astype(int)
-
-
-@dataclass(frozen=True)
-class MeasuredShapes:
-    """Each measured shape's own times, for a job whose model and engine have too few points to
-    fit a :class:`TimeModel` but whose points were all measured before: a batch's full duration
-    by (sequences, input, output), the median over the rows of that shape; its prefill by
-    (sequences, input), the rows' prefill window where they had one, else one output token's
-    share of the full batch (less than a prefill takes, so the estimate errs low)."""
-
-    full: dict[tuple[int, int, int], float]
-    prefill: dict[tuple[int, int], float]
-    points: int
-    load_s: float = math.nan
-    streams: StreamTimes = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def of(cls, rows: pd.DataFrame) -> MeasuredShapes:
-        rows = fittable(rows)
-        shape = pd.DataFrame(
-            {
-                "sequences": sequences_per_batch(rows),
-                "input_tokens": rows["input_tokens"].astype(int),
-                "output_tokens": rows["output_tokens"].astype(int),
-                "full": rows["duration_s"].astype(float),
-                "prefill": rows["prefill_duration_s"]
-                .astype(float)
-                .fillna(rows["duration_s"].astype(float) / rows["output_tokens"].astype(float)),
-            }
-        )
-        full = shape.groupby(["sequences", "input_tokens", "output_tokens"])["full"].median()
-        prefill = shape.groupby(["sequences", "input_tokens"])["prefill"].median()
-        return cls(
-            full={tuple(map(int, k)): float(v) for k, v in full.items()},
-            prefill={tuple(map(int, k)): float(v) for k, v in prefill.items()},
-            points=len(full),
-            load_s=measured_load_s(rows),
-        )
-
-    def covers(self, plan: JobPlan) -> bool:
-        """Whether every point of ``plan`` is a measured shape (and none a request stream)."""
-        return bool(plan.points) and all(
-            p.stream is None
-            and (p.batch_size * max(p.decoding.num_beams, 1), p.input_tokens, p.output_tokens)
-            in self.full
-            for p in plan.points
-        )
-
-    def prefill_s(self, batch: int, input_tokens: int) -> float:
-        return self.prefill[(batch, input_tokens)]
-
-    def full_s(self, batch: int, input_tokens: int, output_tokens: int) -> float:
-        return self.full[(batch, input_tokens, output_tokens)]
-
-
-# The KV-cache block vLLM allocates on CUDA by default, for rows written before their engine
-# detail named it (`kv_block_tokens=`).
-VLLM_BLOCK_TOKENS = 16
-
-
-@dataclass(frozen=True)
-class MemoryModel:
-    """Which batches fit the GPU, from an engine's rows, by the tokens a batch holds (its
-    sequences, beams included, times input plus output): within vLLM's KV-cache capacity, each
-    sequence taking whole blocks of ``kv_block_tokens`` as the engine allocates them; for other
-    engines, below the peak memory that the least such batch that ran out of memory would take,
-    the peak a line through the measured ones. Where no row ran out of memory, every batch
-    counts as fitting. Request streams always do (their batches are the trace's)."""
-
-    kv_cache_tokens: float = math.inf
-    kv_block_tokens: int = VLLM_BLOCK_TOKENS
-    base_gib: float = 0.0
-    gib_per_token: float = 0.0
-    limit_gib: float = math.inf
-
-    def fits(self, point: PointSpec) -> bool:
-        if point.stream is not None or point.served is not None:
-            return True
-        sequences = point.batch_size * max(point.decoding.num_beams, 1)
-        tokens = sequences * (point.input_tokens + point.output_tokens)
-        block = self.kv_block_tokens
-        if sequences * block * math.ceil(tokens / sequences / block) > self.kv_cache_tokens:
-            return False
-        return self.base_gib + self.gib_per_token * tokens < self.limit_gib
-
-    @classmethod
-    def of(cls, rows: pd.DataFrame, limit_gib: float = math.inf) -> MemoryModel:
-        """From one engine's rows; ``limit_gib`` (:func:`memory_limits`): where none of them
-        ran out of memory, the limit another engine's rows found on the same GPU."""
-        rows = _batch_rows(rows)
-        if "kv_cache_tokens" in rows and rows["kv_cache_tokens"].notna().any():
-            detail = rows.get("engine_detail", pd.Series("", index=rows.index)).astype(str)
-            block = detail.str.extract(r"kv_block_tokens=(\d+)", expand=False).dropna()
-            return cls(
-                kv_cache_tokens=float(rows["kv_cache_tokens"].median()),
-                kv_block_tokens=int(block.iloc[0]) if len(block) else VLLM_BLOCK_TOKENS,
-            )
-        line = _peak_line(rows)
-        if line is None:
-            return cls()
-        base, per_token = line
-        out_of_memory = _out_of_memory(rows)
-        if out_of_memory.any():
-            limit_gib = base + per_token * float(_tokens(rows)[out_of_memory].min())
-        return cls(base_gib=base, gib_per_token=per_token, limit_gib=limit_gib)
-
-
-def _batch_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    if "serving" in rows:
-        rows = rows[rows["serving"].fillna("batch").astype(str) == "batch"]
-    return rows
-
-
-def _tokens(rows: pd.DataFrame) -> pd.Series:
-    """The tokens each row's batch holds (sequences, beams included, times input plus output)."""
-    return sequences_per_batch(rows) * (rows["input_tokens"] + rows["output_tokens"]).astype(int)
-
-
-def _out_of_memory(rows: pd.DataFrame) -> pd.Series:
-    if "error" not in rows:
-        return pd.Series(False, index=rows.index)
-    error = rows["error"].fillna("").astype(str)
-    return ~rows["feasible"].astype(bool) & error.str.startswith("out of memory")
-
-
-def _peak_line(rows: pd.DataFrame) -> tuple[float, float] | None:
-    """The measured peak memory as a line in the batch's tokens (GiB, GiB per token), where
-    the rows hold peaks at two or more token counts."""
-    if "peak_memory_gib" not in rows:
-        return None
-    peak = pd.to_numeric(rows["peak_memory_gib"], errors="coerce")
-    ran = rows["feasible"].astype(bool) & peak.notna()
-    tokens = _tokens(rows)[ran].to_numpy(float)
-    if len(set(tokens)) < 2:
-        return None
-    base, per_token = nonnegative_lstsq(np.c_[np.ones(len(tokens)), tokens], peak[ran].to_numpy())
-    return float(base), float(per_token)
-
-
-def _memory_model(own: pd.DataFrame, limits: Mapping[str, float]) -> MemoryModel | None:
-    """The memory model of an engine's own rows (None without any), bounded where they never
-    ran out of memory by what their GPU held (``limits``, :func:`memory_limits`)."""
-    if own.empty:
-        return None
-    return MemoryModel.of(own, limits.get(str(own["gpu_name"].iloc[0]), math.inf))
-
-
-def memory_limits(measurements: pd.DataFrame) -> dict[str, float]:
-    """Per GPU name, the least peak memory (GiB) that a batch that ran out of memory would
-    have taken, on the line of its own engine's measured peaks: about what the GPU holds."""
-    limits: dict[str, float] = {}
-    if "gpu_name" not in measurements:
-        return limits
-    for (gpu, _, _), group in measurements.groupby(["gpu_name", "model", "engine"]):
-        limit = MemoryModel.of(group).limit_gib
-        if math.isfinite(limit):
-            limits[str(gpu)] = min(limits.get(str(gpu), math.inf), limit)
-    return limits
-
-
-def counted_points(plan: JobPlan, fits: MemoryModel | None = None) -> list[PointSpec]:
-    """The points a job spends time on: those that fit (``fits``; an out-of-memory attempt,
-    and the points above it, recorded as not attempted, cost next to nothing), and of a shape
-    searched for its largest feasible batch only that batch (the largest, where nothing says
-    which fit: the one the search tries first, and the longest)."""
-    points = [p for p in plan.points if fits is None or fits.fits(p)]
-    searched = search_shapes(plan.points, plan.largest_feasible_only)
-    largest: dict[tuple, int] = {}
-    for p in points:
-        if shape_key(p) in searched:
-            largest[shape_key(p)] = max(largest.get(shape_key(p), 0), p.batch_size)
-    return [
-        p for p in points if shape_key(p) not in searched or p.batch_size == largest[shape_key(p)]
-    ]
 
 
 def _window_s(rep_s: float, protocol: ProtocolSpec) -> float:
@@ -535,72 +155,6 @@ def point_seconds(
         prefill = model.prefill_s(batch, point.input_tokens)
         seconds += (prefill if warm_up else 0.0) + _window_s(prefill, protocol)
     return seconds
-
-
-def served_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """The rows a :class:`ServedTimeModel` is fitted to: feasible served runs with a request
-    rate and a run length, and offline estimates with a duration; none without a served run.
-    These are never rows that :func:`fittable` takes."""
-    if not {"serving", "request_rate", "requests"} <= set(rows):
-        return rows.iloc[:0]
-    rows = rows[rows["feasible"].astype(bool)]
-    serving = rows["serving"].astype(str)
-    served = rows[serving == "served"]
-    served = served[(served["request_rate"] > 0) & np.isfinite(_run_s(served))]
-    offline = rows[(serving == "offline") & rows["duration_s"].notna() & (rows["requests"] > 0)]
-    return pd.concat([served, offline]) if len(served) else rows.iloc[:0]
-
-
-def _run_s(rows: pd.DataFrame) -> pd.Series:
-    """Each served row's whole run, first request sent to last done: ``run_s``, else its steady
-    state over the fraction of the run it was."""
-    run = rows["steady_state_s"] / rows["steady_state_fraction"]
-    return rows["run_s"].fillna(run) if "run_s" in rows else run
-
-
-@dataclass(frozen=True)
-class ServedTimeModel:
-    """A server's replays: ``n`` requests at ``rate`` per second run ``(n - 1) / rate + tail_s``
-    (sent over the arrival phase, spaced as :func:`~llm_energy.measure.serving.arrival_times`
-    spaces them, then drained); requests present at once, in static batches, take
-    ``offline_request_s`` each (NaN without an offline row)."""
-
-    tail_s: float
-    offline_request_s: float
-    runs: int
-    offline_runs: int
-    load_s: float = math.nan  # server start, measured (NaN: SERVER_START_S stands in)
-
-    @classmethod
-    def fit(cls, rows: pd.DataFrame) -> ServedTimeModel:
-        """``tail_s``: the median over the served rows of the run less its arrival phase (a
-        Poisson run's phase is only (n - 1) / rate on average); ``offline_request_s``: the
-        median over the offline rows of a repetition's duration per request."""
-        rows = served_rows(rows)
-        serving = rows["serving"].astype(str)
-        served, offline = rows[serving == "served"], rows[serving == "offline"]
-        if served.empty:
-            raise ValueError("at least one served run is needed to fit")
-        arrival_s = (served["requests"].astype(float) - 1) / served["request_rate"]
-        tail_s = float(np.median(_run_s(served) - arrival_s))
-        per_request_s = offline["duration_s"] / offline["requests"].astype(float)
-        return cls(
-            tail_s=max(tail_s, 0.0),
-            offline_request_s=float(np.median(per_request_s)) if len(offline) else math.nan,
-            runs=len(served),
-            offline_runs=len(offline),
-            load_s=measured_load_s(rows),
-        )
-
-    def run_s(self, requests: int, request_rate: float) -> float:
-        return (requests - 1) / request_rate + self.tail_s
-
-    def batch_s(self, requests: int, batch_size: int) -> float:
-        """``requests`` present at once, in static batches of ``batch_size``: at the offline
-        time per request, else a run's tail per batch."""
-        if math.isnan(self.offline_request_s):
-            return self.tail_s * math.ceil(requests / batch_size)
-        return self.offline_request_s * requests
 
 
 def served_point_seconds(model: ServedTimeModel, point: PointSpec, protocol: ProtocolSpec) -> float:
@@ -812,6 +366,8 @@ def _scaled_from_another_model(
 
 
 NO_ROWS = "no measurements of this model and engine"
+
+
 # A trial is what the journal keeps: a job stopped inside one measures it again from its start.
 # Past this, the plan names a job's longest trial, so that its allocation can be sized to it.
 LONG_TRIAL_MIN = 10.0
@@ -914,7 +470,7 @@ def estimate(
             hours, basis = 0.0, "every point already measured"
         else:
             model, basis, own = _time_model(plan, measurements, known)
-            fits = _memory_model(own, limits)
+            fits = engine_memory_model(own, limits)
             if model is not None:
                 hours = job_gpu_hours(model, plan, mine, fits=fits)
                 by_window = TrialsByWindow.of(own)
@@ -953,7 +509,7 @@ def point_costs(plan: JobPlan, measurements: pd.DataFrame) -> pd.DataFrame:
     columns = ["point", "experiments", "fits", "counted", "trial_min", "trials", "minutes"]
     if model is None:
         return pd.DataFrame(columns=columns)
-    fits = _memory_model(own, memory_limits(measurements))
+    fits = engine_memory_model(own, memory_limits(measurements))
     by_window = TrialsByWindow.of(own)
     counted = {p.key for p in counted_points(plan, fits)}
     lines = []
