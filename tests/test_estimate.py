@@ -300,6 +300,12 @@ def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
     plan, each = _job(tiny_config, proto, points)
     expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * sum(each) + 2 * each[1]
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
+    # A job of request streams alone measures a plain batch of one of its own, twice.
+    streams = (PointSpec(8, 1024, 128, stream=StreamSpec("t", 64, "offline")),)
+    plan, each = _job(tiny_config, proto, streams)
+    control = point_seconds(TRUE, PointSpec(1, 512, 64), proto)
+    expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * each[0] + 2 * control
+    assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
 
 
 def test_adaptive_trials_are_expected_at_the_trials_per_point_the_engines_rows_took(tiny_config):

@@ -614,3 +614,34 @@ def test_workflow_measures_tasks_with_pg19_sweeps_and_draws_fig8(tmp_path):
     assert (work / "results/figures/cpu/fig8_classical_tasks.png").stat().st_size > 10_000
     log = (work / "logs/measure/cpu/tiny-llama__pytorch.log").read_text()
     assert "--task-lengths results/data/task_lengths" in log
+
+
+def test_a_job_of_request_streams_alone_measures_a_control_point_of_its_own(tiny_config, tmp_path):
+    """A job whose points are all request streams (here one classical task) has no plain point
+    to control its run with: it measures a batch of one at 512 in and 64 out, cut to its
+    longest stream's caps, at the run's start and end, and every row says the drift."""
+    tiny_config["protocol"]["control_point"] = True
+    config = _tasks_config(tiny_config, tasks=["translation"], batch_sizes=[4], max_input_tokens=40)
+    job = plan_study(config)["tiny__pytorch"]
+    control = runner.control_point(job.points)
+    (stream,) = job.points
+    assert control is not None and control.stream is None and control not in job.points
+    assert (control.batch_size, control.input_tokens) == (1, 40)
+    assert control.output_tokens == min(64, stream.output_tokens)
+    _lengths_table(tmp_path / "tasks", "translation", [12, 30, 7], [3, 5, 2])
+    journal = tmp_path / "journal"
+    table = runner.run_job(
+        job,
+        tmp_path / "out.parquet",
+        journal,
+        log=lambda m: None,
+        traces_dir=tmp_path / "traces",
+        tasks_dir=tmp_path / "tasks",
+    )
+    assert sorted(p.name.split(".")[-2] for p in journal.glob("control.*.parquet")) == [
+        "end",
+        "start",
+    ]
+    (row,) = table.to_dict("records")
+    assert row["control_point_id"].startswith("b1_i40_")
+    assert row["control_drift_duration"] == row["control_drift_duration"]  # not NaN

@@ -20,7 +20,7 @@ from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, ran
 from llm_energy.measure import health, stop
 from llm_energy.measure.host import CONTENDED_CORES, HostLoad
 from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, ProtocolSpec, stable_hash
-from llm_energy.measure.point_ids import point_ids
+from llm_energy.measure.point_ids import point_id, point_ids
 from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, measure_window
 from llm_energy.measure.provenance import job_provenance, utc_now
 from llm_energy.measure.serving import measure_served_point
@@ -381,10 +381,28 @@ def run_job(
     return table
 
 
+# The shape of the control point of a job made of request streams alone (classical tasks, claim
+# 6's streams, workload bins): a plain batch of one, cut to the job's longest stream's caps so
+# that the job's engine holds it.
+STREAM_JOB_CONTROL = (512, 64)
+
+
 def control_point(points: Sequence[PointSpec]) -> PointSpec | None:
-    """The job's control point: its first plain point (no request stream), smallest batch."""
-    plain = [p for p in points if p.stream is None]
-    return min(plain, key=lambda p: (p.batch_size, p.input_tokens, p.output_tokens), default=None)
+    """The job's control point: its plain point (no request stream) of the smallest batch and
+    shape; in a job of request streams alone, a plain batch of one at
+    :data:`STREAM_JOB_CONTROL`'s lengths, cut to its longest stream's caps. Served jobs have
+    none."""
+    plain = [p for p in points if p.stream is None and p.served is None]
+    if plain:
+        return min(plain, key=lambda p: (p.batch_size, p.input_tokens, p.output_tokens))
+    streams = [p for p in points if p.stream is not None and p.served is None]
+    if not streams or len(streams) < len(points):
+        return None
+    longest = max(streams, key=lambda p: (p.input_tokens + p.output_tokens, p.input_tokens))
+    tokens_in, tokens_out = STREAM_JOB_CONTROL
+    return PointSpec(
+        1, min(tokens_in, longest.input_tokens), min(tokens_out, longest.output_tokens)
+    )
 
 
 def drift_columns(controls: pd.DataFrame) -> dict[str, Any]:
@@ -697,7 +715,8 @@ def _measure_points(
             )
             if not row["feasible"] or not row["repetitions"]:
                 return
-            journal.record_control(run_started, edge, ids[control.key], row)
+            control_id = ids.get(control.key) or point_id(plan, control, journal.version)
+            journal.record_control(run_started, edge, control_id, row)
             log(
                 f"control point at the run's {edge}: {row['duration_s']:.3f} s, "
                 f"{row['energy_j']:.2f} J"

@@ -38,6 +38,7 @@ a time per request fitted to its rows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -216,8 +217,9 @@ def job_gpu_hours(
     fits: MemoryModel | None = None,
 ) -> float:
     """GPU-hours of one job at each point's ``min_trials`` trials (or the trials ``left``
-    says it still needs), its control point (the first plain point, if any) included, and
-    the engine's start: as the fitted rows measured it, else ``SERVER_START_S`` for a server
+    says it still needs), its control point (:func:`control_point`: its smallest plain point,
+    or in a job of request streams a batch of one of its own) included, and the engine's
+    start: as the fitted rows measured it, else ``SERVER_START_S`` for a server
     and ``MODEL_LOAD_S`` for the others. With ``trials`` (a mean number of trials per point,
     :func:`trials_per_point`, or one by the point's window, :class:`TrialsByWindow`), each
     point costs that many, within its protocol's ``min_trials`` and ``max_trials``; a point
@@ -247,10 +249,15 @@ def job_gpu_hours(
 
     control = control_point(plan.points) if plan.protocol.control_point else None
     for point, proto, n in zip(points, protocols, trials_each, strict=True):
-        measurements = n + (2 if point is control else 0)
+        measurements = n + (2 if point == control else 0)
         if measurements:
             warm, cold = _trial_seconds(model, point, proto)
             seconds += warm + (measurements - 1) * cold
+    if control is not None and control not in plan.points:
+        # A job of request streams measures a plain control point of its own, twice.
+        with contextlib.suppress(KeyError):  # shapes a MeasuredShapes model never measured
+            warm, cold = _trial_seconds(model, control, plan.protocol)
+            seconds += warm + cold
     return seconds * plan.engine.tensor_parallel_size / 3600.0
 
 
