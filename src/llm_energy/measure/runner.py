@@ -382,7 +382,7 @@ def run_job(
 
 
 # The shape of the control point of a job made of request streams alone (classical tasks, claim
-# 6's streams, workload bins): a plain batch of one, cut to the job's longest stream's caps so
+# 6's streams, trace replays): a plain batch of one, cut to the job's longest stream's caps so
 # that the job's engine holds it.
 STREAM_JOB_CONTROL = (512, 64)
 
