@@ -38,11 +38,11 @@ class MemoryModel:
         if point.stream is not None or point.served is not None:
             return True
         sequences = point.batch_size * max(point.decoding.num_beams, 1)
-        tokens = sequences * (point.input_tokens + point.output_tokens)
-        block = self.kv_block_tokens
-        if sequences * block * math.ceil(tokens / sequences / block) > self.kv_cache_tokens:
+        per_sequence = point.input_tokens + point.output_tokens
+        blocks = math.ceil(per_sequence / self.kv_block_tokens)
+        if sequences * blocks * self.kv_block_tokens > self.kv_cache_tokens:
             return False
-        return self.base_gib + self.gib_per_token * tokens < self.limit_gib
+        return self.base_gib + self.gib_per_token * sequences * per_sequence < self.limit_gib
 
     @classmethod
     def of(cls, rows: pd.DataFrame, limit_gib: float = math.inf) -> MemoryModel:
