@@ -203,16 +203,17 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     qwen = drafted[drafted["model"] == "r1-distill-qwen-32b"]
     assert qwen["engine_detail"].str.contains("draft_vocab=151936->152064").all()
 
-    # The rows measured under the trial protocol, from eleven machine sessions, each row's
+    # The rows measured under the trial protocol, from twelve machine sessions, each row's
     # trials from one: the first's (the engine ladders), the second's (OLMo on vLLM), the
     # third's (PyTorch over 1 and 2 GPUs), the fourth's (the served runs over 1 and 2 GPUs), the
     # fifth's (OLMo on PyTorch), the sixth's (PyTorch eager and compiled ladders, Qwen1.5-32B),
     # the seventh's (claim 1's Llama points on PyTorch, three of them measured again in the
-    # eighth, with claim 1 on vLLM and Qwen1.5-32B's first grid points on vLLM), the ninth's
-    # (the four decoding strategies on PyTorch eager), the tenth's (Fig 11's 42 points of the
-    # grid on vLLM) and the eleventh's (claim 6's request streams in one fresh job, replacing
-    # the second's, which the session's end cut short). Every row the aggregate keeps has three
-    # or more trials and met the protocol.
+    # eighth, with Qwen1.5-32B's first grid points on vLLM), the ninth's (the four decoding
+    # strategies on PyTorch eager), the tenth's (Fig 11's 42 points of the grid on vLLM), the
+    # eleventh's (claim 6's request streams in one fresh job, replacing the second's, which the
+    # session's end cut short) and the twelfth's (the classical tasks at 1,024 examples on vLLM,
+    # and claim 1 on vLLM with up to six trials, replacing the eighth's three). Every row the
+    # aggregate keeps has three or more trials and met the protocol.
     trial_rows = table[table["trials"].notna() & table["feasible"].astype(bool)]
     assert trial_rows.groupby("machine_session").size().to_dict() == {
         "vm:6758a46b": 11 + 11 + 10 + 3 + 3 + 3,
@@ -222,10 +223,11 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:357bc63c": 3 * 3,
         "vm:fd69deb4": 10 + 10 + 6,
         "vm:c77e44a6": 3,
-        "vm:fb0e2555": 3 + 6 + 6,
+        "vm:fb0e2555": 3 + 6,
         "vm:7d766c16": 4 * 4,
         "vm:6f095c0f": 42,
         "vm:04b4822d": 10,
+        "vm:eae7f299": 8 + 6,
     }
     assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].astype(bool).all()
 
@@ -240,8 +242,11 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         assert rows["energy_per_batch_j"].is_monotonic_increasing
 
     tasks = pd.read_csv(work / "results/tables/h200/classical_tasks.csv")
-    assert tasks["feasible"].all() and len(tasks) == 4 * 3 * 2
-    assert set(tasks["requests"]) == {32}
+    # PyTorch's 32 examples of each task at batch 1, 8 and 32 (before the trial protocol), and
+    # vLLM's 1,024 at batch 8 and 128 in trials.
+    assert tasks["feasible"].all() and len(tasks) == 4 * 3 + 4 * 2
+    examples = tasks.groupby("engine")["requests"].unique().map(set).to_dict()
+    assert examples == {"pytorch": {32}, "vllm": {1024}}
 
     models = pd.read_csv(work / "results/tables/h200/architectures.csv")
     # Claim 3's models on both engines in trials, each engine's three from one session's code.
@@ -341,9 +346,10 @@ LAYERED_TABLES = {
     "compile__llama-3.1-8b__pytorch": (["h200_engines_compile.yaml"], 11),
     "compile__llama-3.1-8b__pytorch-compile": (["h200_engines_compile.yaml"], 11),
     "sweeps__llama-3.1-8b__pytorch": (["h200_three_trials.yaml", "h200_claim1.yaml"], 6),
-    "sweeps__llama-3.1-8b__vllm": (["h200_three_trials.yaml", "h200_claim1.yaml"], 6),
+    "sweeps__llama-3.1-8b__vllm": (["h200_claim1.yaml"], 6),
     "decoding__llama-3.1-8b__pytorch": (["h200_three_trials.yaml", "h200_decoding.yaml"], 16),
     "online__llama-3.1-8b__vllm": (["h200_claim6.yaml"], 10),
+    "tasks__llama-3.1-8b__vllm": (["h200_tasks.yaml"], 8),
 }
 
 
