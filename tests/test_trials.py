@@ -212,3 +212,38 @@ def test_without_a_warm_up_every_trial_a_point_warms_up_before_its_first_trial_o
     default = dataclasses.replace(plan.protocol, warmup_every_trial=True)
     ids = runner.point_ids(dataclasses.replace(plan, protocol=default))
     assert (set(table["point_id"]) == set(ids.values())) == every_trial
+
+
+def test_a_journal_resumed_on_another_machine_keeps_each_rows_trials_from_one_session(
+    tiny_config, tmp_path, fake_backend, monkeypatch
+):
+    """A point that another machine session left short of its minimum is measured again here
+    from its first trial (the earlier trials kept aside); one that session completed is kept
+    as it is, with no trial of this session added."""
+    from llm_energy.measure import provenance
+
+    tiny_config["protocol"].update(min_trials=3, max_trials=3)
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    journal = tmp_path / "journal"
+    monkeypatch.setattr(provenance, "machine_session", lambda: "elsewhere:aaaa")
+    runner.run_job(plan, tmp_path / "out.parquet", journal, log=lambda m: None)
+    short, *complete_ = sorted({p.name.split(".t")[0] for p in journal.glob("*.t*.parquet")})
+    (journal / f"{short}.t3.parquet").unlink()  # that session's device time ran out
+
+    monkeypatch.setattr(provenance, "machine_session", lambda: "here:bbbb")
+    messages: list[str] = []
+    table = runner.run_job(plan, tmp_path / "out.parquet", journal, log=messages.append)
+    rows = table.set_index("point_id")
+    assert rows.loc[short, "machine_session"] == "here:bbbb"
+    assert (rows.loc[complete_, "machine_session"] == "elsewhere:aaaa").all()
+    assert (rows["trials"] == 3).all()
+    again = [pd.read_parquet(p).iloc[0] for p in journal.glob(f"{short}.t*.parquet")]
+    assert sorted(r["trial"] for r in again) == [1, 2, 3]
+    assert {r["machine_session"] for r in again} == {"here:bbbb"}
+    kept = journal / "other_sessions" / "elsewhere_aaaa"
+    assert sorted(p.name for p in kept.iterdir()) == [f"{short}.t1.parquet", f"{short}.t2.parquet"]
+    said = " ".join(messages)
+    assert "1 points hold fewer than 3 trials, measured in machine session elsewhere:aaaa" in said
+    assert "elsewhere:aaaa completed are kept as it left them" in said
+    assert not any("trial 4" in m for m in messages)
+    assert sum("] trial " in m for m in messages) == 3  # the short point's three, no other

@@ -17,7 +17,7 @@ from llm_energy.backends import Backend, make_backend
 from llm_energy.errors import DeviceUnusableError
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
-from llm_energy.measure import health, stop
+from llm_energy.measure import health, provenance, stop
 from llm_energy.measure.host import CONTENDED_CORES, HostLoad
 from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, ProtocolSpec, stable_hash
 from llm_energy.measure.point_ids import point_id, point_ids
@@ -25,7 +25,13 @@ from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, meas
 from llm_energy.measure.provenance import job_provenance, utc_now
 from llm_energy.measure.serving import measure_served_point
 from llm_energy.measure.store import Journal, write_parquet_atomic
-from llm_energy.measure.trials import MEAN_COLUMNS, combine, needs_trial, seeded
+from llm_energy.measure.trials import (
+    MEAN_COLUMNS,
+    combine,
+    needs_trial,
+    seeded,
+    sessions_other_than,
+)
 from llm_energy.meters import EnergyMeter, make_meter
 
 Log = Callable[[str], None]
@@ -329,7 +335,10 @@ def run_job(
             f"journal: {sum(map(len, failed.values()))} trials that failed on a device error "
             "are measured again (their entries stay)"
         )
-    due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p))]
+    here = provenance.machine_session()
+    if measure:
+        _set_aside_other_sessions(plan, points, ids, trials, journal, here, log)
+    due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p), here)]
     log(
         f"job {plan.group}: {len(points)} points, {len(points) - len(due)} already in the "
         f"journal {journal_dir} (point ids version {journal.version}), {len(due)} with trials "
@@ -379,6 +388,50 @@ def run_job(
     write_parquet_atomic(table, out)
     log(f"wrote {len(table)} rows to {out}")
     return table
+
+
+def _set_aside_other_sessions(
+    plan: JobPlan,
+    points: Sequence[PointSpec],
+    ids: dict,
+    trials: dict[tuple, list[dict[str, Any]]],
+    journal: Journal,
+    session: str,
+    log: Log,
+) -> None:
+    """A journal carried to another machine (a job resumed on another node, a copied journal)
+    holds trials of another machine session. A point with fewer than ``min_trials`` of them
+    is measured again here from its first trial, its earlier trials kept under the journal's
+    ``other_sessions/``; one with enough is complete as that session left it
+    (:func:`needs_trial`). Either way a row's trials come from one machine session."""
+    redo: dict[str, list[str]] = {}
+    kept: set[str] = set()
+    for point in points:
+        have = trials[point.key]
+        others = sessions_other_than(have, session) if have and not seeded(have) else []
+        if not others:
+            continue
+        measured = [t for t in have if bool(t.get("feasible")) and int(t.get("repetitions") or 0)]
+        if len(measured) < _protocol(plan, point).min_trials and len(measured) == len(have):
+            folder = "+".join(o.replace(":", "_") for o in others)
+            journal.set_aside(ids[point.key], folder)
+            trials[point.key] = []
+            redo.setdefault(", ".join(others), []).append(ids[point.key])
+        else:
+            kept.update(others)
+    for others, pids in redo.items():
+        log(
+            f"journal: {len(pids)} points hold fewer than {plan.protocol.min_trials} trials, "
+            f"measured in machine session {others}, not this one ({session}): they are "
+            f"measured again here from their first trial, the earlier trials kept under "
+            f"{journal.directory / 'other_sessions'}, so that a row's trials come from one "
+            "machine session"
+        )
+    if kept:
+        log(
+            f"journal: points whose trials machine session {', '.join(sorted(kept))} "
+            "completed are kept as it left them, with no trial of this session added"
+        )
 
 
 # The shape of the control point of a job made of request streams alone (classical tasks, claim
@@ -524,7 +577,9 @@ def trials_left(plan: JobPlan, journal_dir: Path, tables: Tables = ()) -> dict[t
     (or a row of ``tables``, as :func:`read_tables` reads them, that :func:`seed_journal`
     would copy) completes it, else at least its ``min_trials`` less the trials the journal
     holds, and one more where the interval is still wide. What a run that starts now would
-    measure, before its points are selected from the traces; nothing is written."""
+    measure, before its points are selected from the traces; nothing is written. Trials of
+    every machine session count here: where the job will run is not known yet (a run on
+    another machine measures short points again from their first trial)."""
     from llm_energy.measure.point_ids import CURRENT_VERSION
 
     marker = journal_dir / Journal.MARKER
@@ -689,6 +744,7 @@ def _measure_points(
         oom_bound, fits = _known_bounds(trials, points)
         search = search_shapes(plan.points, plan.largest_feasible_only)
         control = control_point(points) if plan.protocol.control_point else None
+        here = provenance.machine_session()
         run_started = utc_now()
         faults = DeviceFaults()
         warmed: set[tuple] = set()  # the points this engine instance has warmed up
@@ -725,7 +781,7 @@ def _measure_points(
         measure_control("start")
         t_start = time.perf_counter()
         for round_no in range(1, max(_protocol(plan, p).max_trials for p in points) + 1):
-            due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p))]
+            due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p), here)]
             if not due:
                 break
             if round_no > 1:

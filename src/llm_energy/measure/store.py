@@ -167,6 +167,24 @@ class Journal:
                 numbered[int(number)] = path
         return numbered
 
+    def set_aside(self, point_id: str, folder: str) -> Path:
+        """Move the point's entries (its trials, and a row written before trials existed) to
+        ``other_sessions/<folder>/`` of the journal, kept there, out of the point's trials: its
+        next trial is its first again. Returns that folder."""
+        aside = self.directory / "other_sessions" / folder
+        aside.mkdir(parents=True, exist_ok=True)
+        entries = [*self._numbered(point_id).values()]
+        if self._path(point_id).is_file():
+            entries.append(self._path(point_id))
+        for path in entries:
+            target = aside / path.name
+            n = 1
+            while target.exists():
+                n += 1
+                target = aside / f"{path.name}.{n}"
+            path.rename(target)
+        return aside
+
     def next_trial(self, point_id: str) -> int:
         """The number the point's next trial is filed under (after every file, damaged ones
         moved aside included, so that none is overwritten)."""

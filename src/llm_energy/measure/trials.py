@@ -163,11 +163,22 @@ def seeded(trials: Sequence[dict[str, Any]]) -> bool:
     return any(map(_copied, trials))
 
 
-def needs_trial(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> bool:
+def sessions_other_than(trials: Sequence[dict[str, Any]], session: str) -> list[str]:
+    """The machine sessions other than ``session`` that measured some of these trials (rows
+    written before ``machine_session`` existed count as another's)."""
+    return sorted({str(t.get("machine_session") or "unknown") for t in trials} - {session})
+
+
+def needs_trial(
+    trials: Sequence[dict[str, Any]], protocol: ProtocolSpec, session: str | None = None
+) -> bool:
     """Whether a point with these trials so far needs another: fewer than ``min_trials``, or
     an interval wider than the target and fewer than ``max_trials``. A point that was not
     measured (out of memory, not attempted, not needed), or whose row was copied from a table
-    measured elsewhere, needs none."""
+    measured elsewhere, needs none. Measuring in machine ``session``, a point whose
+    ``min_trials`` or more trials another session measured needs none either: a row's trials
+    come from one machine session, and two machines of one type differ by more than the
+    trials within one see. (Fewer trials of another session are the runner's to set aside.)"""
     if not trials:
         return True
     if seeded(trials):
@@ -176,6 +187,8 @@ def needs_trial(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> boo
         return False
     if len(trials) < protocol.min_trials:
         return True
+    if session is not None and sessions_other_than(trials, session):
+        return False
     if len(trials) >= protocol.max_trials:
         return False
     quantity = _quantity(trials[0])
