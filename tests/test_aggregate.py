@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from llm_energy.analysis import aggregate
 from llm_energy.analysis.aggregate import configs_shipping
 from llm_energy.families import Rows
 
@@ -46,3 +47,26 @@ def test_configs_shipping_reads_each_configs_hardware_label(tmp_path):
     assert configs_shipping(DECODING, configs, shipped) == []
     # The asking configuration's own label is left out, whatever its file is called.
     assert configs_shipping(any_backend, configs, shipped, "gpu-a") == ["config/b.yaml"]
+
+
+def test_rows_measured_before_the_trial_protocol_say_so(tmp_path):
+    """The aggregate notes rows without trials as measured before the protocol, leaving their
+    protocol_met empty; trial rows and infeasible rows keep their own."""
+    from test_figures import _row
+
+    from llm_energy.analysis.aggregate import BEFORE_TRIALS
+
+    old = _row(1, 16, 8, "input_sweep")
+    rows = {
+        "before": old,
+        "trial": {**_row(8, 16, 8, "input_sweep"), "trials": 3.0, "protocol_met": True},
+        "infeasible": {**_row(64, 16, 8, "input_sweep"), "feasible": False, "repetitions": 0},
+    }
+    paths = []
+    for name, row in rows.items():
+        paths.append(tmp_path / f"{name}.parquet")
+        pd.DataFrame([row]).to_parquet(paths[-1], index=False)
+    table = aggregate.combine(paths).set_index("batch_size")
+    assert table.loc[1, "protocol_note"] == BEFORE_TRIALS
+    assert pd.isna(table.loc[1, "protocol_met"])
+    assert table.loc[[8, 64], "protocol_note"].fillna("").eq("").all()

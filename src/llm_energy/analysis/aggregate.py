@@ -33,9 +33,30 @@ def combine(paths: Iterable[Path]) -> pd.DataFrame:
     if "gpu_health" in table.columns:
         # Beside tables measured since, those measured before the GPU was watched read unknown.
         table = health.complete(table)
+    table = _say_before_trials(table)
     return table.sort_values(
         ["group", "decoding", "input_tokens", "output_tokens", "batch_size"], kind="stable"
     ).reset_index(drop=True)
+
+
+BEFORE_TRIALS = "measured before the trial protocol: one window, no trials, no interval"
+
+
+def _say_before_trials(table: pd.DataFrame) -> pd.DataFrame:
+    """Beside rows measured in trials, those measured before the trial protocol say so in
+    ``protocol_note`` (their ``protocol_met`` stays empty: no protocol was asked of them, and
+    their missing interval keeps them out of every verdict). A table without trials at all is
+    left as it is."""
+    if "trials" not in table:
+        return table
+    measured = table["feasible"].astype(bool) & (table["repetitions"].fillna(0) > 0)
+    before = measured & table["trials"].isna()
+    if not before.any():
+        return table
+    table = table.copy()
+    note = table["protocol_note"] if "protocol_note" in table else pd.Series("", table.index)
+    table["protocol_note"] = note.astype(object).where(~before, BEFORE_TRIALS)
+    return table
 
 
 def write(table: pd.DataFrame, parquet: Path, csv: Path | None = None) -> None:

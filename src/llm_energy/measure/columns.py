@@ -250,7 +250,8 @@ RESULTS = Section(
         Column(
             "protocol_note",
             "",
-            "what the point's trials fell short of, or how wide its interval is",
+            "what the point's trials fell short of, or how wide its interval is; in an aggregate "
+            "that holds trial rows, that a row was measured before the trial protocol",
         ),
         Column(
             "energy_std_j",
