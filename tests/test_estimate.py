@@ -629,6 +629,52 @@ def test_a_job_pays_the_engine_start_its_rows_measured_once_per_run(tiny_config)
     assert (without - job_gpu_hours(fitted, plan)) * 3600 == pytest.approx(MODEL_LOAD_S - 20.0)
 
 
+def test_a_job_longer_than_its_allocation_takes_more_runs_each_starting_again():
+    """Each run past the first pays the engine start again and loses, on average, half the
+    job's longest trial (the one its time limit stops); a trial that cannot fit one run after
+    the start never finishes."""
+    from llm_energy.analysis.gpu_hours import allocations
+
+    assert allocations(500.0, 70.0, 60.0, 555.0) == (1.0, 500.0)
+    # 730 s of trials, 520 s of them per run once 70 s start and 30 s are lost: two runs.
+    runs, seconds = allocations(800.0, 70.0, 60.0, 555.0)
+    assert runs == 2.0 and seconds == pytest.approx(730.0 + 2 * 70.0 + 30.0)
+    # 2,930 s of trials: six runs hold 6 * 485 - 5 * 30 = 2,760 s of them, seven 3,215 s.
+    runs, seconds = allocations(3000.0, 70.0, 60.0, 555.0)
+    assert runs == 7.0 and seconds == pytest.approx(2930.0 + 7 * 70.0 + 6 * 30.0)
+    assert allocations(3000.0, 70.0, 500.0, 555.0) == (math.inf, math.inf)
+
+
+def test_the_command_says_the_runs_each_job_takes_within_an_allocation(tiny_config, tmp_path):
+    import yaml
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(tiny_config))
+    rows = tmp_path / "rows.parquet"
+    _rows(TRUE).to_parquet(rows)
+    from llm_energy.analysis.gpu_hours import longest_trial, start_seconds
+
+    plan = plan_study(validate(tiny_config))["tiny__pytorch"]
+    job_s = 3600 * job_gpu_hours(TRUE, plan)
+    start_s, longest_s = start_seconds(TRUE, plan), longest_trial(TRUE, plan)[0]
+    assert job_s - start_s > 3 * longest_s  # room for a run that stops inside a trial
+    minutes = job_s / 60
+    shorter = (start_s + longest_s + 0.5 * (job_s - start_s)) / 60
+    base = ["estimate-gpu-hours", str(config), "--measurements", str(rows)]
+    for limit, runs in ((2 * minutes, 1), (shorter, 2)):
+        done = subprocess.run(
+            [sys.executable, "-m", "llm_energy", *base, "--allocation-min", f"{limit}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        lines = [ln.split() for ln in done.stdout.splitlines() if "tiny__" in ln or "group" in ln]
+        header, line = lines[0], next(ln for ln in lines if ln[0] == "tiny__pytorch")
+        assert float(line[header.index("allocations")]) == runs
+        allocated = float(line[header.index("allocated_job_min")])
+        assert (allocated > minutes) if runs > 1 else allocated == pytest.approx(minutes, abs=0.01)
+
+
 def test_the_estimate_reads_a_config_json_only_where_it_already_lies(tmp_path):
     from llm_energy.inputs.model_configs import local_config_path
     from llm_energy.measure.job import ModelSpec

@@ -249,7 +249,8 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         from llm_energy.measure.runner import trials_left
 
         left = {g: trials_left(plan, Path(args.journals) / g) for g, plan in jobs.items()}
-    table = estimate(jobs, measured, left)
+    allocation_s = None if args.allocation_min is None else 60 * args.allocation_min
+    table = estimate(jobs, measured, left, allocation_s)
     if left is None:
         table = table.drop(columns="points_left")
     # How long each job holds its GPUs, for the run's plan; GPU-hours for the budget.
@@ -260,6 +261,12 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     expected_min = 60 * table.pop("expected_gpu_hours") / table["gpus"]
     table.insert(at + 2, "expected_job_min", expected_min)
     table.insert(at + 3, "longest_trial_min", table.pop("longest_trial_min"))
+    if allocation_s is not None:
+        # Over allocations of --allocation-min each: every run starts its engine again and
+        # loses the trial its time limit stops.
+        table.insert(at + 4, "allocations", table.pop("allocations"))
+        allocated_min = 60 * table.pop("allocated_gpu_hours") / table["gpus"]
+        table.insert(at + 5, "allocated_job_min", allocated_min)
     table = table.drop(columns="longest_trial")
     _log(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     known = table["estimated_gpu_hours"].dropna()
@@ -267,6 +274,14 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         f"ESTIMATE (not a measurement): {len(table)} GPU jobs, {table['points'].sum()} points; "
         f"{known.sum():.2f} GPU-hours for the {len(known)} jobs with measurements to fit"
     )
+    if allocation_s is not None:
+        never = table[table["allocations"] == float("inf")]["group"].tolist()
+        if never:
+            _log(
+                f"{', '.join(never)}: a trial longer than an allocation of "
+                f"{args.allocation_min:g} min after the engine start never finishes; give "
+                "these jobs longer allocations"
+            )
     if args.points:
         from llm_energy.analysis.gpu_hours import point_costs
 
@@ -813,6 +828,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--journals",
         help="the jobs' journal folders (results/journal/HARDWARE): estimate only the trials "
         "they leave to measure",
+    )
+    e.add_argument(
+        "--allocation-min",
+        type=float,
+        help="the time limit of one run of a job (a Slurm job's runtime, a lent machine's "
+        "call), in minutes: also say how many runs each job takes and its minutes over them",
     )
     e.add_argument(
         "--points",

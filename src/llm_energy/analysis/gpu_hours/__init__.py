@@ -81,6 +81,7 @@ __all__ = [
     "TrialsByWindow",
     "TrialsLeft",
     "against_actual",
+    "allocations",
     "counted_points",
     "describe",
     "describe_against_actual",
@@ -95,6 +96,7 @@ __all__ = [
     "point_seconds",
     "sequences_per_batch",
     "served_point_seconds",
+    "start_seconds",
     "stream_request_seconds",
     "trials_per_point",
     "window_seconds",
@@ -239,13 +241,7 @@ def job_gpu_hours(
     trials_each = [count(p, proto) for p, proto in zip(points, protocols, strict=True)]
     if not any(trials_each):
         return 0.0
-    if isinstance(model, ServedTimeModel):
-        seconds = SERVER_START_S[plan.engine.cuda_graphs]
-    else:
-        seconds = MODEL_LOAD_S
-    if not math.isnan(model.load_s):
-        seconds = model.load_s
-    seconds += plan.protocol.idle_duration_s
+    seconds = start_seconds(model, plan)
 
     control = control_point(plan.points) if plan.protocol.control_point else None
     for point, proto, n in zip(points, protocols, trials_each, strict=True):
@@ -259,6 +255,39 @@ def job_gpu_hours(
             warm, cold = _trial_seconds(model, control, plan.protocol)
             seconds += warm + cold
     return seconds * plan.engine.tensor_parallel_size / 3600.0
+
+
+def start_seconds(model: TimeModel | MeasuredShapes | ServedTimeModel, plan: JobPlan) -> float:
+    """What every run of the job spends before its first trial: the engine's start, as the
+    fitted rows measured it (else ``SERVER_START_S`` for a server, ``MODEL_LOAD_S`` for the
+    others), and the idle-power window."""
+    if not math.isnan(model.load_s):
+        seconds = model.load_s
+    elif isinstance(model, ServedTimeModel):
+        seconds = SERVER_START_S[plan.engine.cuda_graphs]
+    else:
+        seconds = MODEL_LOAD_S
+    return seconds + plan.protocol.idle_duration_s
+
+
+def allocations(
+    job_s: float, start_s: float, longest_trial_s: float, allocation_s: float
+) -> tuple[float, float]:
+    """How many allocations of ``allocation_s`` seconds (a Slurm job's time limit, a lent
+    machine's call) a job of ``job_s`` seconds takes, one start of ``start_s`` included, and
+    its seconds over all of them. Every run starts the engine again, and every run that its
+    time limit ends stops inside a trial, whose work is lost: half the job's longest trial,
+    on average. A job whose longest trial does not fit one allocation after the start never
+    finishes: ``inf`` both."""
+    if job_s <= allocation_s:
+        return 1.0, job_s
+    lost = longest_trial_s / 2
+    usable = allocation_s - start_s - lost
+    if longest_trial_s > allocation_s - start_s or usable <= 0:
+        return math.inf, math.inf
+    work = job_s - start_s
+    runs = float(max(2, math.ceil((work - lost) / usable)))
+    return runs, work + runs * start_s + (runs - 1) * lost
 
 
 def _gpus(rows: pd.DataFrame) -> str:
@@ -455,6 +484,7 @@ def estimate(
     plans: dict[str, JobPlan],
     measurements: pd.DataFrame,
     left: Mapping[str, TrialsLeft] | None = None,
+    allocation_s: float | None = None,
 ) -> pd.DataFrame:
     """GPU-hours per job, for jobs whose (model, engine) has measurements to fit: a time
     model of the batch rows (:func:`fittable`), or with fewer than four of them the measured
@@ -462,14 +492,16 @@ def estimate(
     rows (:func:`served_rows`), or for a model with no rows on its engine another model's,
     scaled. With ``left`` (by group), each job costs only the trials its journal leaves to
     measure; ``points_left`` counts the points that need one. Beside the hours, the job's
-    longest trial (:func:`longest_trial`)."""
+    longest trial (:func:`longest_trial`). With ``allocation_s`` (the time limit of one run),
+    the runs each job takes at its expected trials and its hours over them
+    (:func:`allocations`)."""
     rows = []
     known = {p.model.name: p.model for p in plans.values()}
     limits = memory_limits(measurements)
     for group, plan in sorted(plans.items()):
         mine = None if left is None else left.get(group)
         hours, expected, adaptive = math.nan, math.nan, math.nan
-        longest_s, longest = math.nan, None
+        longest_s, longest, start_s = math.nan, None, math.nan
         points_left = (
             len(plan.points) if mine is None else sum(mine.get(p.key, 1) > 0 for p in plan.points)
         )
@@ -485,23 +517,35 @@ def estimate(
                 if not math.isnan(adaptive):
                     expected = job_gpu_hours(model, plan, mine, by_window, fits)
                 longest_s, longest = longest_trial(model, plan, mine, fits)
+                start_s = start_seconds(model, plan)
                 basis += _infeasible(plan, fits)
-        rows.append(
-            {
-                "group": group,
-                "points": len(plan.points),
-                "points_left": points_left,
-                "gpus": plan.engine.tensor_parallel_size,
-                "estimated_gpu_hours": hours,
-                # At the trials per point its engine's rows took, where they were in trials.
-                "trials_per_point": adaptive,
-                "expected_gpu_hours": hours if math.isnan(expected) else expected,
-                "longest_trial_min": longest_s / 60,
-                "longest_trial": _label(longest),
-                "basis": basis,
-                "device": plan.device,
-            }
-        )
+        gpus = plan.engine.tensor_parallel_size
+        expected = hours if math.isnan(expected) else expected
+        row = {
+            "group": group,
+            "points": len(plan.points),
+            "points_left": points_left,
+            "gpus": gpus,
+            "estimated_gpu_hours": hours,
+            # At the trials per point its engine's rows took, where they were in trials.
+            "trials_per_point": adaptive,
+            "expected_gpu_hours": expected,
+            "longest_trial_min": longest_s / 60,
+            "longest_trial": _label(longest),
+            "basis": basis,
+            "device": plan.device,
+        }
+        if allocation_s is not None:
+            runs, seconds = math.nan, math.nan
+            if expected == 0:
+                runs, seconds = 0.0, 0.0
+            elif not math.isnan(expected):
+                runs, seconds = allocations(
+                    expected * 3600 / gpus, start_s, longest_s, allocation_s
+                )
+            row["allocations"] = runs
+            row["allocated_gpu_hours"] = seconds * gpus / 3600
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
