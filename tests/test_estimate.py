@@ -636,7 +636,7 @@ def test_a_job_longer_than_its_allocation_takes_more_runs_each_starting_again():
     from llm_energy.analysis.gpu_hours import allocations
 
     assert allocations(500.0, 70.0, 60.0, 555.0) == (1.0, 500.0)
-    # 730 s of trials, 520 s of them per run once 70 s start and 30 s are lost: two runs.
+    # 730 s of trials, 455 s of them per run (555 s less the 70 s start and 30 s lost): two.
     runs, seconds = allocations(800.0, 70.0, 60.0, 555.0)
     assert runs == 2.0 and seconds == pytest.approx(730.0 + 2 * 70.0 + 30.0)
     # 2,930 s of trials: six runs hold 6 * 485 - 5 * 30 = 2,760 s of them, seven 3,215 s.
@@ -648,12 +648,12 @@ def test_a_job_longer_than_its_allocation_takes_more_runs_each_starting_again():
 def test_the_command_says_the_runs_each_job_takes_within_an_allocation(tiny_config, tmp_path):
     import yaml
 
+    from llm_energy.analysis.gpu_hours import longest_trial, start_seconds
+
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(tiny_config))
     rows = tmp_path / "rows.parquet"
     _rows(TRUE).to_parquet(rows)
-    from llm_energy.analysis.gpu_hours import longest_trial, start_seconds
-
     plan = plan_study(validate(tiny_config))["tiny__pytorch"]
     job_s = 3600 * job_gpu_hours(TRUE, plan)
     start_s, longest_s = start_seconds(TRUE, plan), longest_trial(TRUE, plan)[0]

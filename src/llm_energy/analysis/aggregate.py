@@ -39,6 +39,11 @@ def combine(paths: Iterable[Path]) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+def measured(table: pd.DataFrame) -> pd.Series:
+    """Which rows hold a measurement: feasible, with at least one repetition."""
+    return table["feasible"].astype(bool) & (table["repetitions"].fillna(0) > 0)
+
+
 BEFORE_TRIALS = "measured before the trial protocol: one window, no trials, no interval"
 
 
@@ -49,8 +54,7 @@ def _say_before_trials(table: pd.DataFrame) -> pd.DataFrame:
     left as it is."""
     if "trials" not in table:
         return table
-    measured = table["feasible"].astype(bool) & (table["repetitions"].fillna(0) > 0)
-    before = measured & table["trials"].isna()
+    before = measured(table) & table["trials"].isna()
     if not before.any():
         return table
     table = table.copy()

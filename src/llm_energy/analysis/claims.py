@@ -33,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 
+from llm_energy.analysis import aggregate
 from llm_energy.analysis.paper import CLAIMS
 from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.errors import InputError
@@ -115,7 +116,7 @@ def _tagged(df: pd.DataFrame, tag: str) -> pd.DataFrame:
 
 
 def _measured(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["feasible"].astype(bool) & (df["repetitions"].fillna(0) > 0)]
+    return df[aggregate.measured(df)]
 
 
 def _met(*rows: pd.Series) -> bool:
@@ -755,7 +756,6 @@ def shipped_rows(root: Path, hardware: str) -> pd.DataFrame:
     """The measurements table that ``snakemake --config shipped_measurements=true`` aggregates
     for ``hardware``: every shipped table of the label, rows of other labels left out, read back
     from Parquet as the rules read it."""
-    from llm_energy.analysis import aggregate
 
     tables = sorted((Path(root) / "resources/measurements" / hardware).glob("*.parquet"))
     rows = aggregate.combine(tables)

@@ -411,8 +411,8 @@ def _set_aside_other_sessions(
         others = sessions_other_than(have, session) if have and not seeded(have) else []
         if not others:
             continue
-        measured = [t for t in have if bool(t.get("feasible")) and int(t.get("repetitions") or 0)]
-        if len(measured) < _protocol(plan, point).min_trials and len(measured) == len(have):
+        # Still short of its minimum: another session's trials are all it has.
+        if needs_trial(have, _protocol(plan, point), session):
             folder = "+".join(o.replace(":", "_") for o in others)
             journal.set_aside(ids[point.key], folder)
             trials[point.key] = []
@@ -744,7 +744,7 @@ def _measure_points(
         oom_bound, fits = _known_bounds(trials, points)
         search = search_shapes(plan.points, plan.largest_feasible_only)
         control = control_point(points) if plan.protocol.control_point else None
-        here = provenance.machine_session()
+        here = base["machine_session"]
         run_started = utc_now()
         faults = DeviceFaults()
         warmed: set[tuple] = set()  # the points this engine instance has warmed up
