@@ -673,6 +673,13 @@ def test_the_command_says_the_runs_each_job_takes_within_an_allocation(tiny_conf
         assert float(line[header.index("allocations")]) == runs
         allocated = float(line[header.index("allocated_job_min")])
         assert (allocated > minutes) if runs > 1 else allocated == pytest.approx(minutes, abs=0.01)
+    refused = subprocess.run(
+        [sys.executable, "-m", "llm_energy", *base, "--allocation-min", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0
+    assert "--allocation-min 0: give a time limit above 0 min" in refused.stderr
 
 
 def test_the_estimate_reads_a_config_json_only_where_it_already_lies(tmp_path):

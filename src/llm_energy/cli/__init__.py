@@ -242,6 +242,9 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     from llm_energy.analysis.gpu_hours import estimate
     from llm_energy.measure.plan import plan_study
 
+    if args.allocation_min is not None and not args.allocation_min > 0:
+        minutes = f"{args.allocation_min:g}"
+        raise ConfigError(f"--allocation-min {minutes}: give a time limit above 0 min")
     jobs = plan_study(_load(args.configfile))
     measured = pd.concat([pd.read_parquet(p) for p in args.measurements], ignore_index=True)
     left = None
