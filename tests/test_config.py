@@ -298,3 +298,36 @@ def test_booleans_given_as_strings_on_the_command_line_are_read_as_booleans():
     assert validate({"shipped_measurements": "False"})["shipped_measurements"] is False
     with pytest.raises(ConfigError, match="shipped_measurements"):
         validate({"shipped_measurements": "yes"})
+
+
+@pytest.mark.parametrize("value", [1, 8, None])
+def test_points_in_flight_is_a_positive_integer_or_null(tiny_config, value):
+    assert validate(tiny_config)["protocol"]["points_in_flight"] is None  # the default
+    tiny_config["protocol"]["points_in_flight"] = value
+    assert validate(tiny_config)["protocol"]["points_in_flight"] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (0, "0 is less than the minimum of 1"),
+        (-2, "-2 is less than the minimum of 1"),
+        ("8", "'8' is not of type 'integer', 'null'"),
+        (2.5, "2.5 is not of type 'integer', 'null'"),
+        (True, "True is not of type 'integer', 'null'"),
+    ],
+)
+def test_points_in_flight_of_another_value_is_one_error_naming_it(tiny_config, value, says):
+    tiny_config["protocol"]["points_in_flight"] = value
+    with pytest.raises(ConfigError) as exc:
+        validate(tiny_config)
+    assert str(exc.value) == f"config: 'protocol.points_in_flight' {says}"
+
+
+def test_points_in_flight_orders_a_whole_job_so_a_family_protocol_does_not_take_it(tiny_config):
+    tiny_config["experiments"]["controlled_sweeps"]["protocol"] = {"points_in_flight": 2}
+    with pytest.raises(ConfigError) as exc:
+        validate(tiny_config)
+    assert str(exc.value).startswith(
+        "config: unknown key 'experiments.controlled_sweeps.protocol.points_in_flight'"
+    )

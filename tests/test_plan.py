@@ -539,3 +539,54 @@ def test_the_workloads_layer_plans_every_bin_searched_for_its_largest_batch():
         assert {p.batch_size for p in job.points if p.stream is None} == {16, 64, 256, 1024}
         assert set(point_ids(job).values()) <= set(point_ids(full[job.group]).values())
     assert any(p.stream is not None for p in jobs["llama-3.1-8b__vllm"].points)
+
+
+def test_points_in_flight_names_no_point_and_no_setup():
+    """Point keys (which seed prompts), point ids of both versions and the configuration hash
+    are those computed before points_in_flight existed, whatever its value: journals and
+    shipped rows stay valid."""
+    from llm_energy.measure.job import EngineSpec, MeterSpec, ModelSpec, ProtocolSpec
+    from llm_energy.measure.point_ids import point_id
+
+    window = ProtocolSpec(min_repetitions=1, measure_prefill=False)
+    plan = JobPlan(
+        group="m__e",
+        hardware="h200",
+        device="cuda",
+        dtype="bfloat16",
+        model=ModelSpec("m", "org/m"),
+        engine=EngineSpec("e", "vllm", cuda_graphs=True),
+        meter=MeterSpec(),
+        protocol=ProtocolSpec(),
+        points=(PointSpec(8, 512, 64), PointSpec(16, 256, 32, protocol=window)),
+    )
+    for n in (None, 1, 8):
+        scheduled = dataclasses.replace(
+            plan,
+            protocol=dataclasses.replace(plan.protocol, points_in_flight=n),
+            points=(
+                plan.points[0],
+                dataclasses.replace(
+                    plan.points[1], protocol=dataclasses.replace(window, points_in_flight=n)
+                ),
+            ),
+        )
+        assert scheduled.config_hash == "4ddbd00d8eae"
+        plain_point, windowed = scheduled.points
+        assert stable_hash(list(plain_point.key)) == "61c19c75cc47"
+        assert stable_hash(list(windowed.key)) == "02f4a13cb703"
+        assert point_id(scheduled, plain_point, 1) == "b8_i512_o64_greedy_39c069f2"
+        assert point_id(scheduled, plain_point, 2) == "b8_i512_o64_greedy_v2_333d2f60"
+        assert point_id(scheduled, windowed, 1) == "b16_i256_o32_greedy_04659b91"
+        assert point_id(scheduled, windowed, 2) == "b16_i256_o32_greedy_v2_8d9e8e5b"
+
+
+def test_points_in_flight_is_the_jobs_and_no_familys(tiny_config):
+    tiny_config["protocol"]["points_in_flight"] = 4
+    tiny_config["experiments"]["controlled_sweeps"]["protocol"] = {"min_repetitions": 1}
+    job = _plan(tiny_config)["tiny__pytorch"]
+    assert job.protocol.points_in_flight == 4
+    assert {p.protocol.points_in_flight for p in job.points} == {None}
+    assert {p.protocol.min_repetitions for p in job.points} == {1}
+    again = JobPlan.from_json(job.to_json())
+    assert again == job and again.protocol.points_in_flight == 4

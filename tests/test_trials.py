@@ -8,13 +8,20 @@ import json
 import math
 import statistics
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_runner import FakeBackend, QuietHost, _plan
 
 from llm_energy.measure import runner
 from llm_energy.measure.job import ProtocolSpec
-from llm_energy.measure.trials import ci95_half_width, combine, needs_trial, t975
+from llm_energy.measure.trials import (
+    TrialSchedule,
+    ci95_half_width,
+    combine,
+    needs_trial,
+    t975,
+)
 
 
 @pytest.fixture
@@ -146,7 +153,9 @@ def test_a_damaged_journal_entry_is_moved_aside_and_only_its_trial_measured_agai
     table = runner.run_job(plan, tmp_path / "out.parquet", journal, log=messages.append)
     assert any(f"{victim.name} cannot be read" in m for m in messages)
     assert (journal / f"{victim.name}.damaged").is_file()  # kept, renamed
-    assert any("[round 1, 1/1] trial 2" in m for m in messages)  # only that point, once more
+    # Only that point, once more, after which every point is done.
+    place = f"[pass 1, 1/1; points {len(plan.points)} done, 0 in flight, 0 waiting]"
+    assert any(f"{place} trial 2 " in m for m in messages)
     assert {p.name: p.read_bytes() for p in entries[1:]} == kept  # the rest byte for byte
     assert len(table) == len(plan.points) and table["trials"].eq(1).all()
 
@@ -247,3 +256,268 @@ def test_a_journal_resumed_on_another_machine_keeps_each_rows_trials_from_one_se
     assert "elsewhere:aaaa completed are kept as it left them" in said
     assert not any("trial 4" in m for m in messages)
     assert sum("] trial " in m for m in messages) == 3  # the short point's three, no other
+
+
+# --- points in flight ---------------------------------------------------------------------------
+
+
+def _rounds_before_points_in_flight(points, needs, seed, most_trials):
+    """The order of a run's trials as the runner took them before ``points_in_flight``: every
+    due point in the planned order, then rounds over the points still due, each in the order
+    of ``[seed, round]``. The caller records each trial before asking for the next."""
+    for round_no in range(1, most_trials + 1):
+        due = [p for p in points if needs(p)]
+        if not due:
+            return
+        if round_no > 1:
+            order = np.random.default_rng([seed, round_no]).permutation(len(due))
+            due = [due[i] for i in order]
+        yield from due
+
+
+def _scheduled(schedule):
+    """Every point of ``schedule``'s passes, one trial each, in order; a pass is worked out
+    once the previous one has been recorded."""
+    for order in schedule.passes():
+        yield from order
+
+
+def _measured(needed: dict, order_of_trials):
+    """Runs ``order_of_trials`` (a generator over points) with each point due while it has
+    fewer trials than ``needed`` says; the points in the order their trials ran."""
+    had = dict.fromkeys(needed, 0)
+    ran = []
+
+    def needs(p):
+        return had[p] < needed[p]
+
+    for p in order_of_trials(needs):
+        had[p] += 1
+        ran.append(p)
+    return ran
+
+
+@pytest.mark.parametrize("points_in_flight", [None, 9, 50])
+def test_with_every_point_in_flight_the_trials_run_in_the_rounds_of_before(points_in_flight):
+    planned = list("abcdefghi")
+    # Some points complete before the run, some need more trials than the run's cap allows.
+    needed = dict(zip(planned, (3, 0, 1, 5, 2, 3, 0, 4, 2), strict=True))
+    before = _measured(needed, lambda needs: _rounds_before_points_in_flight(planned, needs, 11, 4))
+    now = _measured(
+        needed,
+        lambda needs: iter(
+            _scheduled(TrialSchedule(planned, needs, 11, points_in_flight, most_trials=4))
+        ),
+    )
+    assert now == before
+    assert before[:7] == list("acdefhi")  # the first round: the due points as planned
+    assert before.count("d") == 4  # held to the run's cap, as before
+
+
+def test_a_schedule_keeps_at_most_its_points_in_flight_and_first_trials_as_planned():
+    planned = list("abcdef")
+    needed = {"a": 3, "b": 1, "c": 2, "d": 3, "e": 1, "f": 2}
+    had = dict.fromkeys(planned, 0)
+    schedule = TrialSchedule(planned, lambda p: had[p] < needed[p], seed=0, points_in_flight=2)
+    passes, counts = [], []
+    for order in schedule.passes():
+        passes.append(order)
+        for p in order:
+            had[p] += 1
+        counts.append(schedule.counts())
+    assert had == needed
+    # A point enters when one leaves, and its first trial comes before the others' next.
+    assert passes[0] == ["a", "b"] and passes[1] == ["c", "a"]
+    assert sorted(passes[2]) == ["a", "c"]
+    assert passes[3] == ["d", "e"] and passes[4] == ["f", "d"]
+    assert sorted(passes[5]) == ["d", "f"] and len(passes) == 6
+    assert list(dict.fromkeys(p for order in passes for p in order)) == planned
+    # (done, in flight, waiting) after each pass.
+    assert counts == [(1, 1, 4), (1, 2, 3), (3, 0, 3), (4, 1, 1), (4, 2, 0), (6, 0, 0)]
+
+
+def test_a_schedule_asks_for_at_least_one_point_in_flight():
+    with pytest.raises(ValueError, match="points_in_flight must be at least 1, not 0"):
+        TrialSchedule(["a"], lambda p: True, seed=0, points_in_flight=0)
+
+
+def _one_shape(tiny_config, batch_sizes):
+    """A plan of one shape (8 tokens in, 4 out) at ``batch_sizes``."""
+    sweeps = tiny_config["experiments"]["controlled_sweeps"]
+    sweeps["input_sweep"] = {"input_tokens": [8], "output_tokens": [4]}
+    sweeps["output_sweep"] = {"output_tokens": [4], "input_tokens": [8]}
+    plan = _plan(tiny_config, batch_sizes)
+    assert len(plan.points) == len(batch_sizes)
+    return plan
+
+
+def _with_points_in_flight(plan, n):
+    return dataclasses.replace(
+        plan, protocol=dataclasses.replace(plan.protocol, points_in_flight=n)
+    )
+
+
+@pytest.fixture
+def trial_order(monkeypatch):
+    """The keys of the points whose trials the runner measures, in order."""
+    order: list[tuple] = []
+    measure = runner._measure_trial
+
+    def recorded(backend, plan, point, *args, **kwargs):
+        order.append(point.key)
+        return measure(backend, plan, point, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "_measure_trial", recorded)
+    return order
+
+
+@pytest.mark.parametrize("points_in_flight", [None, 6, 100])
+def test_a_job_with_every_point_in_flight_measures_in_the_order_of_before(
+    tiny_config, tmp_path, fake_backend, monkeypatch, trial_order, points_in_flight
+):
+    """The runner, with each point needing its own number of trials, measures them in the
+    order the runner took before points_in_flight existed."""
+    tiny_config["protocol"].update(min_trials=1, max_trials=3, seed=5)
+    plan = _with_points_in_flight(_plan(tiny_config, batch_sizes=(1, 2)), points_in_flight)
+    assert len(plan.points) == 6
+    ids = runner.point_ids(plan)
+    needed = {ids[p.key]: 1 + i % 4 for i, p in enumerate(sorted(plan.points, key=str))}
+    # Needs 4 for one point: held to max_trials, 3, by the run's cap on its trials.
+    monkeypatch.setattr(
+        runner,
+        "needs_trial",
+        lambda trials, protocol, session=None: (
+            not trials or len(trials) < needed[trials[0]["point_id"]]
+        ),
+    )
+    runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
+    planned = runner._order(list(plan.points), plan.largest_feasible_only)
+    need_by_key = {p.key: min(needed[ids[p.key]], 3) for p in planned}
+    before = _measured(
+        need_by_key,
+        lambda needs: _rounds_before_points_in_flight(
+            [p.key for p in planned], needs, seed=5, most_trials=3
+        ),
+    )
+    assert trial_order == before
+    assert len(set(trial_order[:6])) == 6 and len(trial_order) > 6
+
+
+def _in_flight_at_once(order: list) -> int:
+    """The most points whose trials had begun and not ended at one time."""
+    first = {p: order.index(p) for p in order}
+    last = {p: len(order) - 1 - order[::-1].index(p) for p in order}
+    return max(sum(first[p] <= i <= last[p] for p in first) for i in range(len(order)))
+
+
+def test_a_job_with_two_points_in_flight_measures_them_two_at_a_time(
+    tiny_config, tmp_path, fake_backend, trial_order
+):
+    tiny_config["protocol"].update(min_trials=3, max_trials=3)
+    plan = _with_points_in_flight(_one_shape(tiny_config, (1, 2, 3, 4, 5)), 2)
+    messages: list[str] = []
+    table = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", messages.append)
+    assert len(trial_order) == 15 and _in_flight_at_once(trial_order) == 2
+    planned = [p.key for p in runner._order(list(plan.points))]
+    assert list(dict.fromkeys(trial_order)) == planned  # first trials as planned
+    assert (table["trials"] == 3).all() and table["protocol_met"].all()
+    progress = [m for m in messages if "] trial " in m]
+    assert progress[0].startswith("[pass 1, 1/2; points 0 done, 2 in flight, 3 waiting] trial 1")
+    assert "14 trials left at min_trials" in progress[0]
+    assert progress[-1].startswith("[pass ")
+    assert "points 5 done, 0 in flight, 0 waiting] trial 3" in progress[-1]
+    assert progress[-1].endswith("pass ends in ~0 s, 0 trials left at min_trials")
+
+
+@pytest.mark.parametrize("points_in_flight", [None, 1, 2])
+def test_first_trials_keep_the_planned_order_that_out_of_memory_bounds_rely_on(
+    tiny_config, tmp_path, fake_backend, monkeypatch, points_in_flight
+):
+    """Smaller batches first: batch 4 runs out of memory and batch 8 is never tried; a
+    searched shape tries its largest batch first, and batch 1 is never measured."""
+    tiny_config["protocol"].update(min_trials=2, max_trials=2)
+    monkeypatch.setattr(FakeBackend, "oom_batch", 4)
+    plan = _with_points_in_flight(_one_shape(tiny_config, (1, 2, 4, 8)), points_in_flight)
+    table = runner.run_job(plan, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
+    rows = table.set_index("batch_size")
+    assert rows.loc[4, "error"].startswith("out of memory")
+    assert rows.loc[8, "error"].startswith("not attempted: batch 4")
+    assert {b for b, _ in fake_backend.calls} <= {1, 2, 3}  # 3: the bound's one probe
+    assert list(rows.loc[[1, 2], "trials"]) == [2, 2]
+
+    searched = dataclasses.replace(plan, largest_feasible_only=("input_sweep", "output_sweep"))
+    table = runner.run_job(searched, tmp_path / "b.parquet", tmp_path / "b", log=lambda m: None)
+    rows = table.set_index("batch_size")
+    assert rows.loc[8, "error"].startswith("out of memory")
+    assert rows.loc[4, "error"].startswith("out of memory")
+    assert rows.loc[2, "trials"] == 2
+    assert rows.loc[1, "error"].startswith("not measured: batch 2 of this shape fits")
+    assert {b for b, _ in fake_backend.calls} == {2}
+
+
+def _cut_and_resumed_elsewhere(plan, tmp_path, monkeypatch, cut_in_trial: int) -> set[str]:
+    """Runs ``plan`` in one machine session until SIGTERM arrives inside its trial number
+    ``cut_in_trial``, then again in another session to its end; the points whose trials of
+    the first session were set aside (measured again from their first trial)."""
+    import os
+    import signal
+
+    from llm_energy.measure import provenance, stop
+
+    journal = tmp_path / f"journal-{cut_in_trial}"
+    measure = runner._measure_trial
+    calls = {"n": 0}
+
+    def cut(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == cut_in_trial:
+            os.kill(os.getpid(), signal.SIGTERM)  # the allocation's time limit
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(provenance, "machine_session", lambda: "first:aaaa")
+    monkeypatch.setattr(runner, "_measure_trial", cut)
+    stop.reset()
+    try:
+        with stop.on_signals(), pytest.raises(stop.Stopped):
+            runner.run_job(plan, tmp_path / "out.parquet", journal, log=lambda m: None)
+    finally:
+        stop.reset()
+    monkeypatch.setattr(runner, "_measure_trial", measure)
+    monkeypatch.setattr(provenance, "machine_session", lambda: "second:bbbb")
+    table = runner.run_job(plan, tmp_path / "out.parquet", journal, log=lambda m: None)
+    assert (table["trials"] == 3).all()
+    aside = journal / "other_sessions" / "first_aaaa"
+    return {p.name.split(".t")[0] for p in aside.glob("*.parquet")}
+
+
+def test_a_job_cut_at_any_trial_and_resumed_elsewhere_loses_at_most_its_points_in_flight(
+    tiny_config, tmp_path, fake_backend, monkeypatch
+):
+    tiny_config["protocol"].update(min_trials=3, max_trials=3)
+    plan = _one_shape(tiny_config, (1, 2, 3, 4, 5, 6))
+    two = _with_points_in_flight(plan, 2)
+    lost = [_cut_and_resumed_elsewhere(two, tmp_path, monkeypatch, cut) for cut in range(2, 19)]
+    assert max(map(len, lost)) == 2 and min(map(len, lost)) == 0
+    # Every point in flight at once: a cut after the first pass loses every point.
+    assert len(_cut_and_resumed_elsewhere(plan, tmp_path / "all", monkeypatch, 9)) == 6
+
+
+def test_points_in_flight_leaves_journals_and_shipped_rows_valid(
+    tiny_config, tmp_path, fake_backend
+):
+    """A journal or a table measured without points_in_flight completes the same job with
+    it: the setting orders trials, it names no point."""
+    tiny_config["protocol"].update(min_trials=2, max_trials=2)
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    table = runner.run_job(plan, out, journal, log=lambda m: None)
+    two = _with_points_in_flight(plan, 2)
+    assert runner.point_ids(two) == runner.point_ids(plan)
+    fake_backend.calls = ["sentinel"]
+    messages: list[str] = []
+    again = runner.run_job(two, tmp_path / "again.parquet", journal, log=messages.append)
+    assert fake_backend.calls == ["sentinel"]  # nothing measured, no engine loaded
+    assert any(f"{len(plan.points)} already in the journal" in m for m in messages)
+    assert again["point_id"].tolist() == table["point_id"].tolist()
+    left = runner.trials_left(two, tmp_path / "no-journal", runner.read_tables([out]))
+    assert set(left.values()) == {0}

@@ -153,7 +153,8 @@ class PointSpec:
         if self.served is not None:
             key = (*key, self.served.label)
         if self.protocol is not None:
-            key = (*key, "protocol", stable_hash(dataclasses.asdict(self.protocol), 8))
+            measured_by = without_scheduling(dataclasses.asdict(self.protocol))
+            key = (*key, "protocol", stable_hash(measured_by, 8))
         return key
 
 
@@ -179,6 +180,25 @@ class ProtocolSpec:
     # trials, whose shapes the engine has run, go straight to their windows. Points served
     # through a server warm up before every trial either way.
     warmup_every_trial: bool = True
+    # At most this many points have trials under way at once (None: every point of the job),
+    # so that a run cut short leaves at most this many points short of min_trials (see
+    # trials.TrialSchedule). The job's protocol alone sets it. It orders the trials and
+    # changes no trial, so it is one of the SCHEDULING_FIELDS and no column of the rows: a
+    # row's trials are the same measurements in any order, and each trial's timestamp says
+    # when it ran.
+    points_in_flight: int | None = None
+
+
+# Protocol fields that say in which order a job measures its trials, not how a trial measures
+# a point: they enter no hash that names a point or a setup (PointSpec.key, which also seeds a
+# point's prompts; JobPlan.config_hash; the point ids of llm_energy.measure.point_ids), so that
+# setting or changing one leaves every journal and every shipped row valid.
+SCHEDULING_FIELDS = frozenset({"points_in_flight"})
+
+
+def without_scheduling(protocol: dict[str, Any]) -> dict[str, Any]:
+    """A protocol's fields (as a dict) less :data:`SCHEDULING_FIELDS`: what it measures by."""
+    return {k: v for k, v in protocol.items() if k not in SCHEDULING_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -223,8 +243,14 @@ class JobPlan:
 
     @property
     def config_hash(self) -> str:
-        """Hash of everything that determines this job's numbers (not of the whole config file)."""
-        return stable_hash(plain(self))
+        """Hash of everything that determines this job's numbers (not of the whole config file);
+        the order of its trials (:data:`SCHEDULING_FIELDS`) does not."""
+        setup = plain(self)
+        setup["protocol"] = without_scheduling(setup["protocol"])
+        for point in setup["points"]:
+            if point["protocol"] is not None:
+                point["protocol"] = without_scheduling(point["protocol"])
+        return stable_hash(setup)
 
     def to_json(self) -> str:
         return json.dumps(plain(self), indent=2, sort_keys=True)

@@ -15,7 +15,8 @@ Journal`) and each row carries ``point_id_version``.
 
 In both, protocol fields added after the shipped tables (:data:`LATER_PROTOCOL_DEFAULTS`)
 enter the hash only where they differ from their default, so that the points measured before
-them keep their ids.
+them keep their ids; the fields that only order a job's trials
+(:data:`~llm_energy.measure.job.SCHEDULING_FIELDS`) never enter it.
 
 Journals and rows without a version are version 1.
 """
@@ -25,7 +26,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from llm_energy.measure.job import DEFAULT_PROMPTS, JobPlan, PointSpec, plain, stable_hash
+from llm_energy.measure.job import (
+    DEFAULT_PROMPTS,
+    JobPlan,
+    PointSpec,
+    plain,
+    stable_hash,
+    without_scheduling,
+)
 
 CURRENT_VERSION = 2
 VERSIONS = (1, 2)
@@ -47,9 +55,11 @@ _NOT_MEASUREMENT = (
 
 
 def _protocol(protocol: dict[str, Any]) -> dict[str, Any]:
-    """A protocol's fields as its id takes them: the later ones only where they are set."""
+    """A protocol's fields as its id takes them: the later ones only where they are set, the
+    scheduling ones never."""
     later = LATER_PROTOCOL_DEFAULTS
-    return {k: v for k, v in protocol.items() if k not in later or later[k] != v}
+    measured_by = without_scheduling(protocol)
+    return {k: v for k, v in measured_by.items() if k not in later or later[k] != v}
 
 
 def measurement_hash(plan: JobPlan, version: int = CURRENT_VERSION) -> str:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from llm_energy.backends import Backend, make_backend
@@ -27,7 +26,9 @@ from llm_energy.measure.serving import measure_served_point
 from llm_energy.measure.store import Journal, write_parquet_atomic
 from llm_energy.measure.trials import (
     MEAN_COLUMNS,
+    TrialSchedule,
     combine,
+    least_trials_left,
     needs_trial,
     seeded,
     sessions_other_than,
@@ -595,10 +596,7 @@ def trials_left(plan: JobPlan, journal_dir: Path, tables: Tables = ()) -> dict[t
         pid = ids[point.key]
         have = journal.trials(pid) if journal is not None else []
         have = [t for t in have if not _failed(t)]
-        if (not have and pid in seeded_ids) or not needs_trial(have, proto):
-            left[point.key] = 0
-        else:
-            left[point.key] = max(proto.min_trials - len(have), 1)
+        left[point.key] = 0 if not have and pid in seeded_ids else least_trials_left(have, proto)
     return left
 
 
@@ -685,9 +683,11 @@ def _measure_points(
     streams: TraceLengths | None = None,
     pg19: PG19Prompts | None = None,
 ) -> None:
-    """Measure trials until no point needs one: every point due once in the planned order,
-    then the points still due in a seeded shuffled order, round after round, so that what
-    changes over the job lands in each point's spread rather than in one point."""
+    """Measure trials until no point needs one, pass after pass over the points in flight
+    (:class:`~llm_energy.measure.trials.TrialSchedule`, at most the protocol's
+    ``points_in_flight`` of them): first trials in the planned order, later ones in a seeded
+    shuffled order, so that what changes over the job lands in each point's spread rather
+    than in one point."""
     proto = plan.protocol
     model_dir = resolve_model_dir(plan.model, plan.mirror.get("models"))
     arch_hash = architecture_hash(load_config_dict(model_dir))
@@ -779,15 +779,16 @@ def _measure_points(
             )
 
         measure_control("start")
-        t_start = time.perf_counter()
-        for round_no in range(1, max(_protocol(plan, p).max_trials for p in points) + 1):
-            due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p), here)]
-            if not due:
-                break
-            if round_no > 1:
-                order = np.random.default_rng([proto.seed, round_no]).permutation(len(due))
-                due = [due[i] for i in order]
-            for n, point in enumerate(due, start=1):
+        schedule = TrialSchedule(
+            points,
+            lambda p: needs_trial(trials[p.key], _protocol(plan, p), here),
+            proto.seed,
+            proto.points_in_flight,
+            most_trials=max(_protocol(plan, p).max_trials for p in points),
+        )
+        for order in schedule.passes():
+            pass_started = time.perf_counter()
+            for n, point in enumerate(order, start=1):
                 stop.check()
                 trial = journal.next_trial(ids[point.key])
                 row = {
@@ -822,9 +823,20 @@ def _measure_points(
                 trials[point.key].append(row)
                 if unusable is not None:
                     raise unusable
+                done, in_flight, waiting = schedule.counts()
+                owed = sum(
+                    least_trials_left(trials[p.key], _protocol(plan, p), here)
+                    for p in schedule.still_due()
+                )
+                pass_left_s = (time.perf_counter() - pass_started) / n * (len(order) - n)
                 log(
                     _progress(
-                        round_no, n, len(due), trial, point, row, time.perf_counter() - t_start
+                        f"[pass {schedule.number}, {n}/{len(order)}; points {done} done, "
+                        f"{in_flight} in flight, {waiting} waiting]",
+                        trial,
+                        point,
+                        row,
+                        f"pass ends in ~{pass_left_s:.0f} s, {owed} trials left at min_trials",
                     )
                 )
         measure_control("end")
@@ -943,14 +955,13 @@ def search_batch_bound(
     return feasible, infeasible
 
 
-def _progress(
-    round_no: int, n: int, total: int, trial: int, point: PointSpec, row: dict, elapsed_s: float
-) -> str:
-    """One line per trial. The estimate of the time left covers this round only: how many
-    trials later rounds need depends on the intervals."""
-    eta = elapsed_s / n * (total - n) if round_no == 1 else math.nan
+def _progress(place: str, trial: int, point: PointSpec, row: dict, outlook: str) -> str:
+    """One line per trial: where the run is (``place``), the trial, and what is left
+    (``outlook``). The time estimate covers the current pass only, whose trials are known;
+    the trials left are counted as each point's ``min_trials`` asks: a point whose interval
+    stays wide takes more, a batch found not to fit or not to be needed fewer."""
     head = (
-        f"[round {round_no}, {n}/{total}] trial {trial} batch={point.batch_size} "
+        f"{place} trial {trial} batch={point.batch_size} "
         f"in={point.input_tokens} "
         f"out={point.output_tokens} {point.decoding.name}"
         + (f" {point.stream.label}" if point.stream else "")
@@ -959,9 +970,9 @@ def _progress(
         + ": "
     )
     if not row["feasible"]:
-        return head + f"infeasible ({row['error']})"
+        return head + f"infeasible ({row['error']}); {outlook}"
     if not row["repetitions"]:
-        return head + f"{row['error']}"
+        return head + f"{row['error']}; {outlook}"
     if row.get("gpu_health") not in (None, health.OK, health.UNKNOWN):
         head += (
             f"GPU {row['gpu_health']} (clock events {row['clock_event_reasons'] or 'none'}, "
@@ -979,10 +990,10 @@ def _progress(
             f"J/request, TTFT p50 {row['ttft_p50_s']:.3f} s, TPOT p99 {row['tpot_p99_s']:.4f} s, "
             f"{row['requests_failed']} failed ({row['energy_source']})"
             + (f"; {row['error']}" if row["error"] else "")
-            + (f"; round ends in ~{eta:.0f} s" if eta == eta else "")
+            + f"; {outlook}"
         )
     return head + (
         f"{row['duration_s']:.3f} s, {row['energy_j']:.2f} J, "
         f"{row['energy_per_output_token_j']:.4f} J/token ({row['repetitions']} reps, "
-        f"{row['energy_source']})" + (f"; round ends in ~{eta:.0f} s" if eta == eta else "")
+        f"{row['energy_source']}); {outlook}"
     )

@@ -4,7 +4,8 @@ A trial is one full measurement of a point: warm-up at its shape, then its windo
 :mod:`llm_energy.measure.protocol`). The repetitions inside one window run back to back, so
 their spread hides what changes between moments of a job (a busy host, a neighbour, drift);
 trials of one point are spread over the job instead: every point once, then again in a seeded
-shuffled order, and so on. A point gets at least ``min_trials`` and, while the 95 % confidence
+shuffled order, and so on (:class:`TrialSchedule`; with ``points_in_flight``, over that many
+points at a time). A point gets at least ``min_trials`` and, while the 95 % confidence
 interval of its energy per batch (of its time, when the meter reads no energy) is wider than
 ``target_ci95_rel`` of the mean, more, up to ``max_trials``.
 
@@ -23,8 +24,11 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Sequence
-from typing import Any
+from collections import Counter, deque
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import numpy as np
 
 from llm_energy.measure import health
 from llm_energy.measure.job import ProtocolSpec
@@ -195,6 +199,100 @@ def needs_trial(
     values = [float(t[quantity]) for t in trials]
     mean = statistics.fmean(values)
     return not mean or ci95_half_width(values) / abs(mean) > protocol.target_ci95_rel
+
+
+def least_trials_left(
+    trials: Sequence[dict[str, Any]], protocol: ProtocolSpec, session: str | None = None
+) -> int:
+    """The fewest trials a point with these trials so far still takes: none where it needs
+    none (:func:`needs_trial`), else what it lacks of ``min_trials``, and at least one."""
+    if not needs_trial(trials, protocol, session):
+        return 0
+    return max(protocol.min_trials - len(trials), 1)
+
+
+Point = TypeVar("Point", bound=Hashable)
+
+
+class TrialSchedule(Generic[Point]):
+    """The order of one run's trials, pass after pass (:meth:`passes`).
+
+    A set of points is in flight, at most ``points_in_flight`` of them (None: every point).
+    Before each pass, the points that no longer need a trial leave it (``due`` says which
+    do, read again then) and the next due points of the planned order enter, as many as
+    there is room for. A pass is one trial of each point in flight: first the points that
+    entered for this pass, in the planned order, then those in flight since an earlier pass
+    in a seeded shuffled order (``np.random.default_rng([seed, pass number])``). Every point
+    that has no trial yet enters before its first trial, so first trials follow the planned
+    order over the whole run: a searched shape tries its largest batch first, and a batch that
+    runs out of memory bounds the larger ones of its shape before they are tried.
+
+    With every point in flight, pass 1 is every due point in the planned order and pass ``k``
+    the points still due in the order of ``[seed, k]``: rounds over the whole job. With ``N``,
+    a run cut at any moment leaves at most ``N`` points with some but not all of their trials
+    (a run on another machine measures those again, :func:`needs_trial`), and a point's
+    trials are spread over the passes of its ``N`` points, not over the whole job.
+
+    A point has at most ``most_trials`` trials in one run (None: as many as ``due`` asks).
+    """
+
+    def __init__(
+        self,
+        planned: Sequence[Point],
+        due: Callable[[Point], bool],
+        seed: int,
+        points_in_flight: int | None = None,
+        most_trials: int | None = None,
+    ) -> None:
+        self.planned = list(planned)
+        self.due = due
+        self.seed = seed
+        if points_in_flight is not None and points_in_flight < 1:
+            raise ValueError(f"points_in_flight must be at least 1, not {points_in_flight}")
+        self.room = len(self.planned) if points_in_flight is None else int(points_in_flight)
+        self.most_trials = most_trials
+        # Due points not yet in flight, in the planned order; their trials change only once
+        # they are, so they stay due until then.
+        self.waiting: deque[Point] = deque(p for p in self.planned if due(p))
+        self.in_flight: list[Point] = []  # in the planned order
+        self.trials_here: Counter[Point] = Counter()
+        self.number = 0  # of the current pass
+
+    def _still_due(self, point: Point) -> bool:
+        if self.most_trials is not None and self.trials_here[point] >= self.most_trials:
+            return False
+        return self.due(point)
+
+    def passes(self) -> Iterator[list[Point]]:
+        """Each pass's points in the order their trials are measured. A pass is worked out
+        when the previous one has been measured: call for the next only then."""
+        while True:
+            staying = [p for p in self.in_flight if self._still_due(p)]
+            entering: list[Point] = []
+            while len(staying) + len(entering) < self.room and self.waiting:
+                entering.append(self.waiting.popleft())
+            # Entering points come later in the planned order than any earlier one.
+            self.in_flight = staying + entering
+            if not self.in_flight:
+                return
+            self.number += 1
+            if staying:
+                shuffled = np.random.default_rng([self.seed, self.number])
+                staying = [staying[i] for i in shuffled.permutation(len(staying))]
+            order = entering + staying
+            yield order
+            self.trials_here.update(order)
+
+    def counts(self) -> tuple[int, int, int]:
+        """Points done (no trial left to them in this run), in flight (a trial still due) and
+        waiting to enter, out of every planned point."""
+        in_flight = sum(map(self._still_due, self.in_flight))
+        waiting = len(self.waiting)
+        return len(self.planned) - in_flight - waiting, in_flight, waiting
+
+    def still_due(self) -> list[Point]:
+        """The points in flight that a trial is still due to, and those waiting."""
+        return [p for p in self.in_flight if self._still_due(p)] + list(self.waiting)
 
 
 def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[str, Any]:
