@@ -523,7 +523,7 @@ PROVENANCE = Section(
             "config_hash",
             "",
             "hash of the job's configuration when the row was measured (model, engine, "
-            "protocol, points)",
+            "protocol, points; not `points_in_flight`, which only orders the job's trials)",
         ),
         Column(
             "seeded_from",
