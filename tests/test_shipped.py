@@ -203,7 +203,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     qwen = drafted[drafted["model"] == "r1-distill-qwen-32b"]
     assert qwen["engine_detail"].str.contains("draft_vocab=151936->152064").all()
 
-    # The rows measured under the trial protocol, from twelve machine sessions, each row's
+    # The rows measured under the trial protocol, from thirteen machine sessions, each row's
     # trials from one: the first's (the engine ladders), the second's (OLMo on vLLM), the
     # third's (PyTorch over 1 and 2 GPUs), the fourth's (the served runs over 1 and 2 GPUs), the
     # fifth's (OLMo on PyTorch), the sixth's (PyTorch eager and compiled ladders, Qwen1.5-32B),
@@ -212,9 +212,15 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # strategies on PyTorch eager), the tenth's (Fig 11's 42 points of the grid on vLLM), the
     # eleventh's (claim 6's request streams in one fresh job, replacing the second's, which the
     # session's end cut short) and the twelfth's (the classical tasks at 1,024 examples on vLLM,
-    # and claim 1 on vLLM with up to six trials, replacing the eighth's three). Every row the
-    # aggregate keeps has three or more trials and met the protocol.
+    # and claim 1 on vLLM with up to six trials, replacing the eighth's three) and the
+    # thirteenth's (the R1-Distill-Qwen-32B pair, and the first classical tasks at batch 1 on
+    # vLLM). Every row the aggregate keeps has three or more trials and met the protocol, but
+    # the batch-1 translation row, which the thirteenth session's device time cut short.
     trial_rows = table[table["trials"].notna() & table["feasible"].astype(bool)]
+    short = trial_rows[~trial_rows["protocol_met"].astype(bool)]
+    assert short[["trace", "batch_size", "trials"]].values.tolist() == [["translation", 1, 2]]
+    assert short["protocol_note"].tolist() == ["2 of 3 trials"]
+    trial_rows = trial_rows.drop(short.index)
     assert trial_rows.groupby("machine_session").size().to_dict() == {
         "vm:6758a46b": 11 + 11 + 10 + 3 + 3 + 3,
         "vm:39180068": 3 * 3,
@@ -228,6 +234,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:6f095c0f": 42,
         "vm:04b4822d": 10,
         "vm:eae7f299": 8 + 6,
+        "vm:0a9bac5a": 3 * 3 + 1,
     }
     assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].astype(bool).all()
 
@@ -243,8 +250,8 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
 
     tasks = pd.read_csv(work / "results/tables/h200/classical_tasks.csv")
     # PyTorch's 32 examples of each task at batch 1, 8 and 32 (before the trial protocol), and
-    # vLLM's 1,024 at batch 8 and 128 in trials.
-    assert tasks["feasible"].all() and len(tasks) == 4 * 3 + 4 * 2
+    # vLLM's 1,024 at batch 8 and 128 in trials, and at batch 1 for two tasks so far.
+    assert tasks["feasible"].all() and len(tasks) == 4 * 3 + 4 * 2 + 2
     examples = tasks.groupby("engine")["requests"].unique().map(set).to_dict()
     assert examples == {"pytorch": {32}, "vllm": {1024}}
 
@@ -350,6 +357,13 @@ LAYERED_TABLES = {
     "decoding__llama-3.1-8b__pytorch": (["h200_three_trials.yaml", "h200_decoding.yaml"], 16),
     "online__llama-3.1-8b__vllm": (["h200_claim6.yaml"], 10),
     "tasks__llama-3.1-8b__vllm": (["h200_tasks.yaml"], 8),
+    "tasks-batch1__llama-3.1-8b__vllm": (["h200_tasks_batch1.yaml"], 1),
+    "spec__r1-distill-qwen-32b__vllm": (["h200_speculative.yaml"], 3),
+    "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4": (["h200_speculative.yaml"], 3),
+    "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4-forced": (
+        ["h200_speculative.yaml"],
+        3,
+    ),
 }
 
 
@@ -357,18 +371,21 @@ LAYERED_TABLES = {
 def test_the_layered_tables_rows_are_the_points_of_their_configuration(table):
     """The configuration layers in config/ name the points of the tables measured with them: a
     run that resumes from the shipped rows keeps every row that met the protocol and measures
-    nothing of them again."""
+    nothing of them again. A table of a job not yet finished holds some of its points."""
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
     from llm_energy.measure.runner import read_tables, trials_left
 
     root = Path(__file__).resolve().parents[1]
+    from llm_energy.measure.point_ids import CURRENT_VERSION, point_ids
+
     layers, complete = LAYERED_TABLES[table]
     files = [str(root / "config/h200.yaml"), *(str(root / "config" / name) for name in layers)]
     job = plan_study(load_config(*files))[table.split("__", 1)[1]]
     path = root / f"resources/measurements/h200/{table}.parquet"
+    rows = pd.read_parquet(path)
     left = trials_left(job, root / "no-journal", read_tables([path]))
-    assert len(left) == len(pd.read_parquet(path))
+    assert set(rows["point_id"]) <= set(point_ids(job, CURRENT_VERSION).values())
     assert sum(n == 0 for n in left.values()) == complete
 
 
