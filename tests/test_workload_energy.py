@@ -522,6 +522,34 @@ def test_plan_shares_points_with_other_families(tiny_config):
     assert by_shape[(4, 32, 8)].experiments == ("workload_estimates",)
 
 
+def test_bins_plans_only_the_chosen_bins_with_the_ids_of_the_whole_plan(tiny_config):
+    """A part of the bins at a time: the chosen bins' points, in the whole plan's order and
+    with the ids the whole plan gives them, so that parts measured in several runs join."""
+    from llm_energy.measure.point_ids import point_ids
+
+    tiny_config["experiments"]["controlled_sweeps"]["enabled"] = False
+    whole = plan_study(validate(_estimates_config(tiny_config)))["tiny__pytorch"]
+    part = plan_study(validate(_estimates_config(tiny_config, bins=[[128, 8], [32, 32]])))
+    part = part["tiny__pytorch"]
+    chosen = [p for p in whole.points if (p.input_tokens, p.output_tokens) in {(128, 8), (32, 32)}]
+    assert [p.key for p in part.points] == [p.key for p in chosen] and len(chosen) == 6
+    whole_ids, part_ids = point_ids(whole), point_ids(part)
+    assert all(part_ids[p.key] == whole_ids[p.key] for p in part.points)
+
+
+def test_bins_outside_the_traces_bins_is_one_error_naming_them(tiny_config):
+    config = validate(_estimates_config(tiny_config, bins=[[32, 8], [64, 8], [128, 512]]))
+    with pytest.raises(ConfigError) as error:
+        plan_study(config)
+    assert str(error.value) == (
+        "config: experiments.workload_estimates.bins: [64, 8], [128, 512] not among the bins "
+        "of experiments.workload_traces (input_bins 32 128, output_bins 8 16 32)"
+    )
+    tiny_config["experiments"]["workload_estimates"]["bins"] = [[32]]
+    with pytest.raises(ConfigError, match=r"workload_estimates\.bins"):
+        validate(tiny_config)
+
+
 def test_occupied_bins_only_plans_every_bin_and_the_job_measures_the_occupied(
     tiny_config, tmp_path
 ):

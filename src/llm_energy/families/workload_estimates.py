@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from llm_energy.errors import ConfigError
 from llm_energy.families.base import GREEDY, Family, figure, table
 from llm_energy.inputs.prompts import TraceLengths
 from llm_energy.measure.job import PointSpec
@@ -45,6 +46,19 @@ occupied_bins_only:
     (the job reads the traces when it starts; planning lists every bin); false measures
     every bin.
   default: false
+bins:
+  type: [array, "null"]
+  items:
+    type: array
+    items: {type: integer, minimum: 1}
+    minItems: 2
+    maxItems: 2
+  description: >
+    Measure only these [input bin, output bin] pairs of experiments.workload_traces' bins
+    (null: every bin). One part of the bins at a time, so that a part fits one allocation
+    and both engines measure it in one machine session; the estimate reads every measured
+    bin, whichever run measured it.
+  default: null
 missing_bins:
   type: string
   enum: [error, incomplete]
@@ -102,10 +116,24 @@ ideal_gpu:
 
     def points(self, exp: dict[str, Any], config: dict[str, Any]) -> Iterator[PointSpec]:
         traces = config["experiments"]["workload_traces"]
-        for i in traces["input_bins"]:
-            for o in traces["output_bins"]:
-                for b in exp["batch_sizes"]:
-                    yield PointSpec(b, i, o, GREEDY, (NAME,))
+        every = [(i, o) for i in traces["input_bins"] for o in traces["output_bins"]]
+        chosen = every if exp["bins"] is None else {(int(i), int(o)) for i, o in exp["bins"]}
+        unknown = sorted(set(chosen) - set(every))
+        if unknown:
+            raise ConfigError(
+                f"{self.where('bins')}: "
+                + ", ".join(f"[{i}, {o}]" for i, o in unknown)
+                + " not among the bins of experiments.workload_traces (input_bins "
+                + " ".join(map(str, traces["input_bins"]))
+                + ", output_bins "
+                + " ".join(map(str, traces["output_bins"]))
+                + ")"
+            )
+        for i, o in every:
+            if (i, o) not in chosen:
+                continue
+            for b in exp["batch_sizes"]:
+                yield PointSpec(b, i, o, GREEDY, (NAME,))
 
     def job_options(self, exp: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         options: dict[str, Any] = {}
