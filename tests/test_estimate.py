@@ -836,3 +836,86 @@ def test_the_command_lists_one_jobs_points_or_names_the_jobs(tiny_config, tmp_pa
     printed = capsys.readouterr()
     assert "tiny__pytorch, point by point:" in printed.out + printed.err
     assert "batch 1, 8 in, 8 out, greedy" in printed.out + printed.err
+
+
+def test_workload_bins_go_into_parts_that_fit_with_every_jobs_start():
+    """Bins in the traces' order, each part at most its minutes with every job's engine start
+    counted once; a bin that alone outlasts a part gets one of its own."""
+    from llm_energy.analysis.gpu_hours.parts import workload_parts
+
+    by_bin = pd.DataFrame(
+        [
+            ("a__pytorch", 32, 8, 2.0),
+            ("a__vllm", 32, 8, 1.0),
+            ("a__pytorch", 32, 16, 1.0),
+            ("a__vllm", 32, 16, 1.0),
+            ("a__pytorch", 128, 8, 9.0),
+            ("a__vllm", 128, 8, 4.0),
+            ("a__pytorch", 128, 16, 0.5),
+        ],
+        columns=["group", "input_bin", "output_bin", "minutes"],
+    )
+    starts = {"a__pytorch": 1.0, "a__vllm": 2.0}
+    parts = workload_parts(by_bin, starts, part_min=10.0)
+    assert [p.bins for p in parts] == [[(32, 8), (32, 16)], [(128, 8)], [(128, 16)]]
+    assert parts[0].minutes == {"a__pytorch": 3.0, "a__vllm": 2.0}
+    assert parts[2].minutes == {"a__pytorch": 0.5, "a__vllm": 0.0}
+    with pytest.raises(ValueError, match="a part of 0 min holds nothing"):
+        workload_parts(by_bin, starts, part_min=0)
+
+
+def test_the_command_writes_each_part_as_a_layer_that_plans_its_bins_alone(
+    tiny_config, tmp_path, capsys
+):
+    """estimate-gpu-hours --workload-parts: every bin in exactly one part, each part's layer
+    over the configuration plans that part's bins of the estimate and no other family's
+    points, with the ids the whole plan gives them."""
+    import yaml
+
+    from llm_energy.cli import main
+    from llm_energy.config import load_config
+    from llm_energy.measure.point_ids import point_ids
+
+    tiny_config["experiments"]["workload_traces"] = {
+        "traces": ["azure_code"],
+        "input_bins": [128, 512, 2048],
+        "output_bins": [8, 64, 256],
+    }
+    tiny_config["experiments"]["workload_estimates"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "batch_sizes": [1, 8, 64],
+        "missing_bins": "incomplete",
+    }
+    base = tmp_path / "tiny.yaml"
+    base.write_text(yaml.safe_dump(tiny_config))
+    table = tmp_path / "rows.parquet"
+    _rows(TRUE).assign(model="tiny").to_parquet(table)
+    folder = tmp_path / "parts"
+    args = ["estimate-gpu-hours", str(base), "--measurements", str(table), "--workload-parts"]
+    assert main([*args, "0"]) != 0
+    assert "--workload-parts 0: give minutes above 0" in capsys.readouterr().err
+    assert main([*args, "2", "--workload-parts-dir", str(folder)]) == 0
+    printed = capsys.readouterr()
+    assert "the workload bins in parts of at most 2 min (ESTIMATE):" in printed.out + printed.err
+
+    whole = plan_study(load_config(str(base)))["tiny__pytorch"]
+    whole_ids = point_ids(whole)
+    layers = sorted(folder.glob("part*.yaml"), key=lambda p: int(p.stem[4:]))
+    assert len(layers) > 1
+    seen = []
+    for layer in layers:
+        bins = [
+            tuple(b)
+            for b in yaml.safe_load(layer.read_text())["experiments"]["workload_estimates"]["bins"]
+        ]
+        seen += bins
+        part = plan_study(load_config(str(base), str(layer)))
+        assert list(part) == ["tiny__pytorch"]
+        points = part["tiny__pytorch"].points
+        assert {(p.input_tokens, p.output_tokens) for p in points} == set(bins)
+        assert {p.experiments for p in points} == {("workload_estimates",)}
+        ids = point_ids(part["tiny__pytorch"])
+        assert all(ids[p.key] == whole_ids[p.key] for p in points)
+    assert seen == [(i, o) for i in (128, 512, 2048) for o in (8, 64, 256)]

@@ -541,6 +541,36 @@ def test_the_workloads_layer_plans_every_bin_searched_for_its_largest_batch():
     assert any(p.stream is not None for p in jobs["llama-3.1-8b__vllm"].points)
 
 
+def test_the_workloads_parts_and_the_replay_are_the_workloads_layers_points():
+    """config/h200_workloads_parts/partN.yaml (written by estimate-gpu-hours
+    --workload-parts) and config/h200_replay.yaml: each bin in one part, on both engines, and
+    together with the replay the points of config/h200_workloads.yaml, with its ids."""
+    root = Path(__file__).resolve().parents[1] / "config"
+    base = (root / "h200.yaml", root / "h200_workloads.yaml")
+    whole = plan_study(load_config(*base))
+    ids = {g: set(point_ids(job).values()) for g, job in whole.items()}
+    parts = sorted((root / "h200_workloads_parts").glob("part*.yaml"))
+    assert len(parts) > 1
+    covered: dict[str, set[str]] = {g: set() for g in whole}
+    bins_of_parts = []
+    for part in parts:
+        jobs = plan_study(load_config(*base, part))
+        assert sorted(jobs) == sorted(whole)
+        bins = {(p.input_tokens, p.output_tokens) for p in jobs["llama-3.1-8b__vllm"].points}
+        assert {
+            (p.input_tokens, p.output_tokens) for p in jobs["llama-3.1-8b__pytorch"].points
+        } == bins
+        bins_of_parts.append(bins)
+        for g, job in jobs.items():
+            covered[g] |= set(point_ids(job).values())
+    every = set().union(*bins_of_parts)
+    assert sum(map(len, bins_of_parts)) == len(every) == 56
+    replay = plan_study(load_config(root / "h200.yaml", root / "h200_replay.yaml"))
+    assert sorted(replay) == ["llama-3.1-8b__vllm"]
+    covered["llama-3.1-8b__vllm"] |= set(point_ids(replay["llama-3.1-8b__vllm"]).values())
+    assert covered == ids
+
+
 def test_points_in_flight_names_no_point_and_no_setup():
     """Point keys (which seed prompts), point ids of both versions and the configuration hash
     are those computed before points_in_flight existed, whatever its value: journals and

@@ -295,6 +295,48 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         points = point_costs(jobs[args.points], measured)
         _log(f"\n{args.points}, point by point:")
         _log(points.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.workload_parts is not None:
+        _workload_parts(args, measured)
+
+
+def _workload_parts(args: argparse.Namespace, measured: object) -> None:
+    """The workload estimate's bins in parts of at most ``--workload-parts`` minutes over
+    every engine's job, printed, and with ``--workload-parts-dir`` written as layers. The
+    parts are planned as their layers measure them: the estimate's family alone, so that no
+    other family's points (the replay's batches of its bins) count."""
+    from llm_energy.analysis.gpu_hours.parts import (
+        LAYER_EXPERIMENTS,
+        bin_minutes,
+        describe_parts,
+        part_layer,
+        total_minutes,
+        workload_parts,
+    )
+    from llm_energy.config import validate
+    from llm_energy.measure.plan import plan_study
+
+    if not args.workload_parts > 0:
+        raise ConfigError(f"--workload-parts {args.workload_parts:g}: give minutes above 0")
+    config = _load(args.configfile)
+    config["only_experiments"] = list(LAYER_EXPERIMENTS)
+    jobs = plan_study(validate(config))
+    by_bin, starts = bin_minutes(jobs, measured)
+    if by_bin.empty:
+        raise ConfigError(
+            "--workload-parts: no job of the configuration measures workload_estimates points "
+            "that the measurements can time"
+        )
+    parts = workload_parts(by_bin, starts, args.workload_parts)
+    _log(f"\nthe workload bins in parts of at most {args.workload_parts:g} min (ESTIMATE):")
+    _log(describe_parts(parts, starts, args.workload_parts))
+    _log(f"{len(parts)} parts, {total_minutes(parts, starts):.1f} min in all")
+    if args.workload_parts_dir:
+        folder = Path(args.workload_parts_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, part in enumerate(parts, start=1):
+            text = part_layer(part, n, len(parts), args.configfile, starts)
+            (folder / f"part{n}.yaml").write_text(text)
+        _log(f"{len(parts)} layers -> {folder}/part1.yaml ... part{len(parts)}.yaml")
 
 
 def cmd_prepare_trace(args: argparse.Namespace) -> None:
@@ -843,6 +885,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GROUP",
         help="also list one job's points: whether each fits, one trial's minutes, the trials "
         "expected and their minutes",
+    )
+    e.add_argument(
+        "--workload-parts",
+        type=float,
+        metavar="MIN",
+        help="split the workload estimate's bins into parts of at most MIN minutes over every "
+        "engine's job (engine starts included), so that each part is measured on both engines "
+        "in one machine session",
+    )
+    e.add_argument(
+        "--workload-parts-dir",
+        metavar="DIR",
+        help="write each part as a configuration layer DIR/partN.yaml "
+        "(experiments.workload_estimates.bins)",
     )
     e.set_defaults(func=cmd_estimate)
     return p

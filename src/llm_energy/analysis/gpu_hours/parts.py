@@ -1,0 +1,171 @@
+"""The workload estimate's bins in parts that each fit one run of every engine's job.
+
+Claim 8 compares one trace's binned energy on two engines, and two machines of one GPU type can
+differ by more than a job's trials resolve, so each bin's two engines are best measured in one
+machine session. Where the whole estimate outlasts one allocation (a Slurm job's runtime, a lent
+machine's session), it is measured a part at a time: each part a set of bins
+(``experiments.workload_estimates.bins``) whose points, on every engine's job, take no longer
+than the allocation by the GPU-time estimate, engine starts included. Bins go into parts in
+the traces' order (input bin, then output bin); a bin that alone outlasts the allocation gets a
+part of its own, and the table says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from llm_energy.measure.job import JobPlan
+
+FAMILY = "workload_estimates"
+# What a part's layer measures: the traces' bins and the estimate, no other family.
+LAYER_EXPERIMENTS = ("workload_traces", FAMILY)
+
+Bin = tuple[int, int]
+
+
+@dataclass
+class Part:
+    """One part: its bins, and the estimated minutes of each job's points over them."""
+
+    bins: list[Bin] = field(default_factory=list)
+    minutes: dict[str, float] = field(default_factory=dict)
+
+    def points_min(self) -> float:
+        return sum(self.minutes.values())
+
+
+def bin_minutes(
+    plans: Mapping[str, JobPlan], measurements: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per (job, bin): the estimated minutes of the job's workload points of that bin
+    (:func:`~llm_energy.analysis.gpu_hours.point_costs`), and per job the minutes of one
+    engine start and idle window (:func:`~llm_energy.analysis.gpu_hours.start_seconds`). Jobs
+    without workload points, or without rows to time them, are left out."""
+    from llm_energy.analysis.gpu_hours import _time_model, point_costs, start_seconds
+
+    lines, starts = [], {}
+    for group, plan in plans.items():
+        own = [FAMILY in p.experiments for p in plan.points]
+        if not any(own):
+            continue
+        costs = point_costs(plan, measurements)
+        if costs.empty:
+            continue
+        model = _time_model(plan, measurements, {plan.model.name: plan.model})[0]
+        starts[group] = start_seconds(model, plan) / 60
+        for point, mine, minutes in zip(plan.points, own, costs["minutes"], strict=True):
+            if mine:
+                lines.append((group, point.input_tokens, point.output_tokens, float(minutes)))
+    table = pd.DataFrame(lines, columns=["group", "input_bin", "output_bin", "minutes"])
+    table = table.groupby(["group", "input_bin", "output_bin"], as_index=False)["minutes"].sum()
+    return table, starts
+
+
+def workload_parts(
+    by_bin: pd.DataFrame, starts: Mapping[str, float], part_min: float
+) -> list[Part]:
+    """The bins of ``by_bin`` (:func:`bin_minutes`) in parts of at most ``part_min`` minutes
+    each, every job's engine start counted once per part."""
+    if not part_min > 0:
+        raise ValueError(f"a part of {part_min:g} min holds nothing")
+    room = part_min - sum(starts.values())
+    groups = sorted(starts)
+    minutes = by_bin.pivot_table(
+        index=["input_bin", "output_bin"], columns="group", values="minutes", aggfunc="sum"
+    ).reindex(columns=groups, fill_value=0.0)
+    minutes = minutes.fillna(0.0).sort_index()
+    parts: list[Part] = []
+    current = Part()
+    for (i, o), row in minutes.iterrows():
+        cost = float(row.sum())
+        if current.bins and current.points_min() + cost > room:
+            parts.append(current)
+            current = Part()
+        current.bins.append((int(i), int(o)))
+        for group in groups:
+            current.minutes[group] = current.minutes.get(group, 0.0) + float(row[group])
+    if current.bins:
+        parts.append(current)
+    return parts
+
+
+def describe_parts(parts: Sequence[Part], starts: Mapping[str, float], part_min: float) -> str:
+    """One line per part: its bins, each job's minutes with its engine start, the total."""
+    lines = []
+    for n, part in enumerate(parts, start=1):
+        jobs = {g: m + starts[g] for g, m in part.minutes.items()}
+        total = sum(jobs.values())
+        over = f" (over {part_min:g} min: one bin alone)" if total > part_min else ""
+        lines.append(
+            {
+                "part": n,
+                "bins": len(part.bins),
+                "first_bin": "{} in, {} out".format(*part.bins[0]),
+                "last_bin": "{} in, {} out".format(*part.bins[-1]),
+                **{f"{g}_min": m for g, m in jobs.items()},
+                "total_min": total,
+                "note": over.strip(),
+            }
+        )
+    return pd.DataFrame(lines).to_string(index=False, float_format=lambda v: f"{v:.1f}")
+
+
+def part_layer(
+    part: Part, n: int, count: int, configfiles: Sequence[str], starts: Mapping[str, float]
+) -> str:
+    """A configuration layer that measures one part's bins alone (``only_experiments`` keeps
+    the traces' bins and the estimate, so no other family's points join the part)."""
+    jobs = ", ".join(f"{g} {m + starts[g]:.1f} min" for g, m in sorted(part.minutes.items()))
+    total = sum(part.minutes.values()) + sum(starts.values())
+    layers = " ".join(configfiles)
+    header = (
+        f"Part {n} of {count} of the workload estimate's bins ({len(part.bins)} bins): about "
+        f"{total:.1f} min by the GPU-time estimate ({jobs}; engine starts included). Layered "
+        f"on {layers}:"
+    )
+    pairs = [f"[{i}, {o}]" for i, o in part.bins]
+    return (
+        "\n".join(_wrapped(header.split(" "), "# ", " "))
+        + f"\n#   snakemake --configfile {layers} <this file> --resources gpu=1\n"
+        + f"only_experiments: [{', '.join(LAYER_EXPERIMENTS)}]\n"
+        + "experiments:\n"
+        + f"  {FAMILY}:\n"
+        + "\n".join(_wrapped(pairs, "    bins: [", ", ", "      ", "]"))
+        + "\n"
+    )
+
+
+def _wrapped(
+    pieces: Sequence[str],
+    first: str,
+    joint: str,
+    later: str | None = None,
+    end: str = "",
+    width: int = 99,
+) -> list[str]:
+    """``pieces`` joined by ``joint`` into lines of at most ``width`` characters, the first
+    line opening with ``first``, the others with ``later`` (``first`` where None), the last
+    closed by ``end``."""
+    later = first if later is None else later
+    lines, line = [], first
+    for piece in pieces:
+        fresh = line in (first, later)
+        candidate = line + piece if fresh else line + joint + piece
+        if len(candidate) + len(joint.rstrip()) > width and not fresh:
+            lines.append(line + joint.rstrip())
+            line = later + piece
+        else:
+            line = candidate
+    lines.append(line + end)
+    return lines
+
+
+def total_minutes(parts: Sequence[Part], starts: Mapping[str, float]) -> float:
+    """Every part's points and engine starts."""
+    if not parts:
+        return math.nan
+    return sum(p.points_min() for p in parts) + len(parts) * sum(starts.values())
