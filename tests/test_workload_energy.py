@@ -587,3 +587,89 @@ def test_claim_8_compares_only_totals_of_every_bin():
     )
     complete = workload_claims(totals.assign(complete=True)).iloc[0]
     assert complete["measured_value"] == pytest.approx(-0.5)
+
+
+# --- intervals and machine sessions --------------------------------------------------------------
+
+
+def _two_bin_trace() -> pd.DataFrame:
+    """8 requests in bin (32, 8) and 4 in (128, 16)."""
+    return pd.DataFrame([(32, 8)] * 8 + [(128, 16)] * 4, columns=["input_tokens", "output_tokens"])
+
+
+def _rows_in_trials(vllm_session_of_128x16: str = "vm:bbbb") -> list[dict]:
+    """Both engines at both bins in 3 trials each: bin (32, 8) in session vm:aaaa, bin
+    (128, 16) in vm:bbbb (its vLLM row in the session given)."""
+
+    def tried(engine, batch, inp, out, energy_j, ci95_j, session):
+        return _row(
+            engine, batch, inp, out, energy_j, energy_j_ci95=ci95_j, trials=3,
+            protocol_met=True, machine_session=session, host=session.split(":")[0],
+        )  # fmt: skip
+
+    return [
+        # PyTorch: 8 requests / batch 4 = 2 batches of 5 +- 0.15 J; 4 / 2 = 2 of 8 +- 0.2 J.
+        tried("pytorch", 4, 32, 8, 5.0, 0.15, "vm:aaaa"),
+        tried("pytorch", 2, 128, 16, 8.0, 0.2, "vm:bbbb"),
+        _row("pytorch", 4, 128, 16, None, machine_session="vm:bbbb"),
+        # vLLM: one batch of 4 +- 0.2 J and one of 6 +- 0.15 J.
+        tried("vllm", 8, 32, 8, 4.0, 0.2, "vm:aaaa"),
+        tried("vllm", 4, 128, 16, 6.0, 0.15, vllm_session_of_128x16),
+    ]
+
+
+def _estimate_two_bins(tmp_path: Path, rows: list[dict], **kw) -> pd.DataFrame:
+    return estimate_workloads(
+        {"azure_code": bin_requests(_two_bin_trace(), INPUT_BINS, OUTPUT_BINS)},
+        _measurements(tmp_path, rows),
+        {"tiny": TINY},
+        H100,
+        **kw,
+    )
+
+
+def test_each_bin_carries_its_rows_interval_and_session_and_the_total_their_root_sum_square(
+    tmp_path,
+):
+    bins = _estimate_two_bins(tmp_path, _rows_in_trials())
+    by_bin = bins.set_index(["engine", "input_bin", "output_bin"])
+    pytorch = by_bin.loc["pytorch"]
+    assert pytorch.loc[(32, 8), "energy_per_batch_ci95_j"] == 0.15
+    assert pytorch.loc[(32, 8), "energy_ci95_j"] == pytest.approx(2 * 0.15)
+    assert pytorch.loc[(128, 16), "energy_per_batch_ci95_j"] == 0.2
+    assert pytorch.loc[(128, 16), "energy_ci95_j"] == pytest.approx(2 * 0.2)
+    assert pytorch["machine_session"].to_dict() == {(32, 8): "vm:aaaa", (128, 16): "vm:bbbb"}
+    assert by_bin.loc[("vllm", 128, 16), "energy_ci95_j"] == pytest.approx(0.15)
+    totals = workload_totals(bins).set_index("engine")
+    # PyTorch: 2 x 5 + 2 x 8 = 26 J, +- sqrt(0.3^2 + 0.4^2) = 0.5 J.
+    assert totals.loc["pytorch", "energy_j"] == pytest.approx(26.0)
+    assert totals.loc["pytorch", "energy_ci95_j"] == pytest.approx(0.5)
+    # vLLM: 4 + 6 = 10 J, +- sqrt(0.2^2 + 0.15^2) = 0.25 J.
+    assert totals.loc["vllm", "energy_j"] == pytest.approx(10.0)
+    assert totals.loc["vllm", "energy_ci95_j"] == pytest.approx(0.25)
+    assert totals.loc["pytorch", "machine_sessions"] == "vm:aaaa;vm:bbbb"
+    assert totals.loc["pytorch", "sessions"] == 2
+
+
+def test_a_bin_without_an_interval_leaves_the_total_without_one(tmp_path):
+    rows = _rows_in_trials()
+    rows[3] = {**rows[3], "energy_j_ci95": math.nan, "trials": math.nan}
+    bins = _estimate_two_bins(tmp_path, rows)
+    vllm = bins[bins["engine"] == "vllm"].set_index(["input_bin", "output_bin"])
+    assert math.isnan(vllm.loc[(32, 8), "energy_per_batch_ci95_j"])
+    assert math.isnan(vllm.loc[(32, 8), "energy_ci95_j"])
+    assert vllm.loc[(128, 16), "energy_ci95_j"] == pytest.approx(0.15)
+    totals = workload_totals(bins).set_index("engine")
+    assert math.isnan(totals.loc["vllm", "energy_ci95_j"])
+    assert totals.loc["pytorch", "energy_ci95_j"] == pytest.approx(0.5)
+
+
+def test_rows_without_trials_or_sessions_give_bins_without_intervals(tmp_path):
+    bins = _estimate(tmp_path, _pytorch_rows())
+    assert bins["energy_per_batch_ci95_j"].isna().all()
+    assert bins["energy_ci95_j"].isna().all()
+    # Without machine_session, the session is told by host and commit, as the claims tell it.
+    assert set(bins["machine_session"]) == {"@commit-"}
+    total = workload_totals(bins).iloc[0]
+    assert math.isnan(total["energy_ci95_j"])
+    assert (total["machine_sessions"], total["sessions"]) == ("@commit-", 1)
