@@ -15,8 +15,11 @@ from llm_energy.analysis.claims import (
     claims_table,
     relative_change,
     shipped_claims,
+    shipped_rows,
+    shipped_workload_bins,
     summary,
     verdict,
+    workload_claims,
 )
 from llm_energy.config import load_config
 
@@ -176,6 +179,28 @@ def test_the_shipped_h100_rows_give_every_claim_they_measure():
     assert table["verdict"].str.startswith(("inconclusive", "not measured")).all()
     # Claim 1 reads one row per share: its session is never in question.
     assert table[table["claim"] == "1"]["verdict"].str.startswith("inconclusive: no interval").all()
+
+
+def test_claim_8_of_the_shipped_h100_rows_gives_the_value_without_an_interval():
+    """The H100 bins predate trials, and ten of Azure code's bins pair rows of two sessions
+    (told apart by commit): without an interval, claim 8 gives the value alone, as it did
+    before it carried intervals."""
+    from llm_energy.analysis.workload_estimate import workload_totals
+
+    config = load_config(ROOT / "config" / "h100.yaml")
+    bins = shipped_workload_bins(config, shipped_rows(ROOT, "h100"), ROOT)
+    assert bins["energy_ci95_j"].isna().all()
+    totals = workload_totals(bins).set_index(["trace", "engine"])
+    assert totals["energy_ci95_j"].isna().all()
+    assert set(totals["machine_sessions"]) == {"vm@7bc5219;vm@7d9f91f"}
+    claims = workload_claims(bins).set_index("condition")
+    code = claims.loc["azure_code, vllm against pytorch"]
+    energy = totals["energy_j"]
+    expected = energy["azure_code", "vllm"] / energy["azure_code", "pytorch"] - 1
+    assert code["measured_value"] == pytest.approx(expected)
+    assert f"{100 * code['measured_value']:+.1f}" == "-32.4"
+    assert math.isnan(code["ci95_low"]) and math.isnan(code["ci95_high"])
+    assert set(claims["verdict"]) == {"inconclusive: no interval (rows without independent trials)"}
 
 
 @pytest.mark.integration

@@ -187,12 +187,13 @@ def test_a_throttled_measurement_is_used_only_where_no_healthy_one_is_and_is_cou
     assert chosen.loc[(32, 8), "point_id"] == "hot"
     vllm = [_row("vllm", b, i, o, 0.5 * e) for b, i, o, e in ((4, 32, 8, 5.0), (1, 128, 8, 4.0))]
     vllm.append(_row("vllm", 2, 128, 16, 4.0))
-    totals = workload_totals(_estimate(tmp_path, [*only_hot, *vllm])).set_index("engine")
+    bins = _estimate(tmp_path, [*only_hot, *vllm])
+    totals = workload_totals(bins).set_index("engine")
     assert totals.loc["pytorch", "bins_gpu_health_flagged"] == 1
     assert totals.loc["vllm", "bins_gpu_health_flagged"] == 0
-    claim = workload_claims(totals.reset_index()).iloc[0]
+    claim = workload_claims(bins).iloc[0]
     assert claim["verdict"] == "inconclusive: GPU health flagged in the rows of 1 bin"
-    healthy = workload_totals(_estimate(tmp_path, [*rows, *vllm]))
+    healthy = _estimate(tmp_path, [*rows, *vllm])
     assert workload_claims(healthy).iloc[0]["verdict"].startswith("inconclusive: no interval")
 
 
@@ -593,25 +594,198 @@ def test_schema_defaults_of_the_family(tiny_config):
         validate(tiny_config)
 
 
-def test_claim_8_compares_only_totals_of_every_bin():
+def test_claim_8_compares_only_totals_of_every_bin(tmp_path):
     """Totals of the bins measured so far cover different requests on each engine: claim 8
     makes no comparison of them and says how much of the trace each covers."""
     from llm_energy.analysis.claims import workload_claims
 
-    totals = pd.DataFrame(
-        {
-            "trace": ["azure_code", "azure_code"],
-            "engine": ["pytorch", "vllm"],
-            "energy_j": [100.0, 50.0],
-            "complete": [False, True],
-            "requests_covered_fraction": [0.02, 1.0],
-        }
-    )
-    (claim,) = workload_claims(totals).itertuples()
+    bins = _estimate(tmp_path, _with_partial_vllm(), missing="incomplete")
+    (claim,) = workload_claims(bins).itertuples()
     assert math.isnan(claim.measured_value)
+    assert math.isnan(claim.ci95_low) and math.isnan(claim.ci95_high)
     assert (
         claim.verdict
-        == "not measured: bins missing (vllm 100 %, pytorch 2 % of the requests measured)"
+        == "not measured: bins missing (vllm 28 %, pytorch 100 % of the requests measured)"
     )
-    complete = workload_claims(totals.assign(complete=True)).iloc[0]
-    assert complete["measured_value"] == pytest.approx(-0.5)
+
+
+# --- intervals and machine sessions --------------------------------------------------------------
+
+
+def _two_bin_trace() -> pd.DataFrame:
+    """8 requests in bin (32, 8) and 4 in (128, 16)."""
+    return pd.DataFrame([(32, 8)] * 8 + [(128, 16)] * 4, columns=["input_tokens", "output_tokens"])
+
+
+def _rows_in_trials(vllm_session_of_128x16: str = "vm:bbbb") -> list[dict]:
+    """Both engines at both bins in 3 trials each: bin (32, 8) in session vm:aaaa, bin
+    (128, 16) in vm:bbbb (its vLLM row in the session given)."""
+
+    def tried(engine, batch, inp, out, energy_j, ci95_j, session):
+        return _row(
+            engine, batch, inp, out, energy_j, energy_j_ci95=ci95_j, trials=3,
+            protocol_met=True, machine_session=session, host=session.split(":")[0],
+        )  # fmt: skip
+
+    return [
+        # PyTorch: 8 requests / batch 4 = 2 batches of 5 +- 0.15 J; 4 / 2 = 2 of 8 +- 0.2 J.
+        tried("pytorch", 4, 32, 8, 5.0, 0.15, "vm:aaaa"),
+        tried("pytorch", 2, 128, 16, 8.0, 0.2, "vm:bbbb"),
+        _row("pytorch", 4, 128, 16, None, machine_session="vm:bbbb"),
+        # vLLM: one batch of 4 +- 0.2 J and one of 6 +- 0.15 J.
+        tried("vllm", 8, 32, 8, 4.0, 0.2, "vm:aaaa"),
+        tried("vllm", 4, 128, 16, 6.0, 0.15, vllm_session_of_128x16),
+    ]
+
+
+def _estimate_two_bins(tmp_path: Path, rows: list[dict], **kw) -> pd.DataFrame:
+    return estimate_workloads(
+        {"azure_code": bin_requests(_two_bin_trace(), INPUT_BINS, OUTPUT_BINS)},
+        _measurements(tmp_path, rows),
+        {"tiny": TINY},
+        H100,
+        **kw,
+    )
+
+
+def test_each_bin_carries_its_rows_interval_and_session_and_the_total_their_root_sum_square(
+    tmp_path,
+):
+    bins = _estimate_two_bins(tmp_path, _rows_in_trials())
+    by_bin = bins.set_index(["engine", "input_bin", "output_bin"])
+    pytorch = by_bin.loc["pytorch"]
+    assert pytorch.loc[(32, 8), "energy_per_batch_ci95_j"] == 0.15
+    assert pytorch.loc[(32, 8), "energy_ci95_j"] == pytest.approx(2 * 0.15)
+    assert pytorch.loc[(128, 16), "energy_per_batch_ci95_j"] == 0.2
+    assert pytorch.loc[(128, 16), "energy_ci95_j"] == pytest.approx(2 * 0.2)
+    assert pytorch["machine_session"].to_dict() == {(32, 8): "vm:aaaa", (128, 16): "vm:bbbb"}
+    assert by_bin.loc[("vllm", 128, 16), "energy_ci95_j"] == pytest.approx(0.15)
+    totals = workload_totals(bins).set_index("engine")
+    # PyTorch: 2 x 5 + 2 x 8 = 26 J, +- sqrt(0.3^2 + 0.4^2) = 0.5 J.
+    assert totals.loc["pytorch", "energy_j"] == pytest.approx(26.0)
+    assert totals.loc["pytorch", "energy_ci95_j"] == pytest.approx(0.5)
+    # vLLM: 4 + 6 = 10 J, +- sqrt(0.2^2 + 0.15^2) = 0.25 J.
+    assert totals.loc["vllm", "energy_j"] == pytest.approx(10.0)
+    assert totals.loc["vllm", "energy_ci95_j"] == pytest.approx(0.25)
+    assert totals.loc["pytorch", "machine_sessions"] == "vm:aaaa;vm:bbbb"
+    assert totals.loc["pytorch", "sessions"] == 2
+
+
+def test_a_bin_without_an_interval_leaves_the_total_without_one(tmp_path):
+    rows = _rows_in_trials()
+    rows[3] = {**rows[3], "energy_j_ci95": math.nan, "trials": math.nan}
+    bins = _estimate_two_bins(tmp_path, rows)
+    vllm = bins[bins["engine"] == "vllm"].set_index(["input_bin", "output_bin"])
+    assert math.isnan(vllm.loc[(32, 8), "energy_per_batch_ci95_j"])
+    assert math.isnan(vllm.loc[(32, 8), "energy_ci95_j"])
+    assert vllm.loc[(128, 16), "energy_ci95_j"] == pytest.approx(0.15)
+    totals = workload_totals(bins).set_index("engine")
+    assert math.isnan(totals.loc["vllm", "energy_ci95_j"])
+    assert totals.loc["pytorch", "energy_ci95_j"] == pytest.approx(0.5)
+
+
+def test_rows_without_trials_or_sessions_give_bins_without_intervals(tmp_path):
+    bins = _estimate(tmp_path, _pytorch_rows())
+    assert bins["energy_per_batch_ci95_j"].isna().all()
+    assert bins["energy_ci95_j"].isna().all()
+    # Without machine_session, the session is told by host and commit, as the claims tell it.
+    assert set(bins["machine_session"]) == {"@commit-"}
+    total = workload_totals(bins).iloc[0]
+    assert math.isnan(total["energy_ci95_j"])
+    assert (total["machine_sessions"], total["sessions"]) == ("@commit-", 1)
+
+
+def test_claim_8_has_an_interval_when_each_bins_two_engines_share_a_session(tmp_path):
+    from llm_energy.analysis.claims import workload_claims
+
+    bins = _estimate_two_bins(tmp_path, _rows_in_trials())
+    (claim,) = workload_claims(bins).itertuples()
+    half = (10 / 26) * math.hypot(0.5 / 26, 0.25 / 10)
+    assert claim.measured_value == pytest.approx(10 / 26 - 1)  # -61.5 %
+    assert half == pytest.approx(0.01213, abs=1e-5)
+    assert claim.ci95_low == pytest.approx(10 / 26 - 1 - half)
+    assert claim.ci95_high == pytest.approx(10 / 26 - 1 + half)
+    # The paper's -37.58 % lies outside [-62.8 %, -60.3 %]; the direction is the paper's.
+    assert claim.verdict == "agrees in direction"
+    assert claim.condition == (
+        "azure_code, vllm against pytorch, bins from 2 machine sessions, "
+        "each bin's two engines from one"
+    )
+    assert claim.rows == "workload_energy_bins.csv"
+
+
+def test_claim_8_is_inconclusive_when_a_bins_two_engines_come_from_two_sessions(tmp_path):
+    from llm_energy.analysis.claims import workload_claims
+
+    bins = _estimate_two_bins(tmp_path, _rows_in_trials(vllm_session_of_128x16="vm:cccc"))
+    (claim,) = workload_claims(bins).itertuples()
+    assert claim.verdict == "inconclusive: the rows come from different machine sessions"
+    assert claim.measured_value == pytest.approx(10 / 26 - 1)
+    assert claim.ci95_high - claim.ci95_low == pytest.approx(2 * 0.012131, abs=1e-5)
+    assert claim.condition == (
+        "azure_code, vllm against pytorch, bins from 3 machine sessions, "
+        "the two engines of 1 of 2 bins from different ones"
+    )
+
+
+def test_claim_8_without_intervals_gives_the_value_alone_as_before(tmp_path):
+    """Rows without trials (the H100 rows): the value, no interval, and no session count,
+    whichever sessions the bins come from."""
+    from llm_energy.analysis.claims import workload_claims
+
+    vllm = [
+        _row("vllm", 8, 32, 8, 4.0, host="vm", git_commit="other-commit"),
+        _row("vllm", 2, 128, 8, 5.0),
+        _row("vllm", 4, 128, 16, 8.0),
+    ]
+    bins = _estimate(tmp_path, [*_pytorch_rows(), *vllm])
+    (claim,) = workload_claims(bins).itertuples()
+    # vLLM: 5/8 x 4 + 3/2 x 5 + 10/4 x 8 = 30 J against PyTorch's 58.25 J.
+    assert claim.measured_value == pytest.approx(30 / 58.25 - 1)
+    assert math.isnan(claim.ci95_low) and math.isnan(claim.ci95_high)
+    assert claim.verdict == "inconclusive: no interval (rows without independent trials)"
+    assert claim.condition == "azure_code, vllm against pytorch"
+
+
+def test_incomplete_totals_in_trials_are_not_compared(tmp_path):
+    from llm_energy.analysis.claims import workload_claims
+
+    rows = [r for r in _rows_in_trials() if r["point_id"] != "vllm_b4_i128_o16"]
+    bins = _estimate_two_bins(tmp_path, rows, missing="incomplete")
+    (claim,) = workload_claims(bins).itertuples()
+    assert math.isnan(claim.measured_value) and math.isnan(claim.ci95_low)
+    assert claim.condition == "azure_code, vllm against pytorch"
+    assert claim.verdict == (
+        "not measured: bins missing (vllm 67 %, pytorch 100 % of the requests measured)"
+    )
+
+
+def test_the_claims_command_reads_claim_8_from_the_bins_file(tmp_path):
+    from llm_energy.analysis.claims import workload_claims
+
+    bins = _estimate_two_bins(tmp_path, _rows_in_trials())
+    path = tmp_path / "bins.csv"
+    bins.to_csv(path, index=False)
+    measurements = tmp_path / "measurements.parquet"
+    # Rows with the columns the other claims read, none of which they compare.
+    pd.DataFrame(_rows_in_trials()).assign(
+        repetitions=3,
+        decode_energy_j=math.nan,
+        speculative_model="",
+        speculative_acceptance="",
+        serving="batch",
+        tensor_parallel_size=1,
+        cuda_graphs=False,
+    ).to_parquet(measurements, index=False)
+    out = tmp_path / "claims.csv"
+    args = ["claims", "--measurements", str(measurements), "--workload-bins", str(path)]
+    assert (
+        main([*args, "--hardware", "h100", "--out", str(out), "--markdown", str(tmp_path / "c.md")])
+        == 0
+    )
+    written = pd.read_csv(out, dtype={"claim": str})
+    claim = written[written["claim"] == "8"].iloc[0]
+    expected = workload_claims(bins).iloc[0]
+    assert claim["verdict"] == expected["verdict"] == "agrees in direction"
+    assert claim["condition"] == expected["condition"]
+    assert claim["ci95_low"] == pytest.approx(expected["ci95_low"])

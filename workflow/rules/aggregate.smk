@@ -19,7 +19,7 @@ rule aggregate:
 rule claims_table:
     input:
         measurements=aggregate_for("claims"),
-        workload=claims_workload_totals,
+        workload=claims_workload_bins,
     output:
         csv=report(
             output_path("claims"),

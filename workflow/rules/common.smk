@@ -437,15 +437,15 @@ def workload_engines(wildcards=None):
     return " ".join(shlex.quote(e) for e in ESTIMATES["engines"])
 
 
-def claims_workload_totals(wildcards):
-    """Claim 8 reads the workload estimate's totals where the configuration makes them."""
-    if available("table_workload_energy"):
-        return [output_path("table_workload_energy")]
+def claims_workload_bins(wildcards):
+    """Claim 8 reads the workload estimate's bins where the configuration makes them."""
+    if available("table_workload_energy_bins"):
+        return [output_path("table_workload_energy_bins")]
     return []
 
 
 def claims_workload_arg(wildcards, input):
-    return f"--workload-totals {input.workload}" if input.workload else ""
+    return f"--workload-bins {input.workload}" if input.workload else ""
 
 
 # When this run started: the measurement jobs whose benchmark files are newer ran in it.

@@ -53,6 +53,9 @@ COLUMNS = (
 )
 
 
+DIFFERENT_SESSIONS = "inconclusive: the rows come from different machine sessions"
+
+
 def verdict(
     paper: float, sign: int, value: float, low: float, high: float, reference: float = 0.0
 ) -> str:
@@ -249,7 +252,7 @@ def _verdict(
     rule: Callable[..., str] = verdict,
 ) -> str:
     if not c.same_session:
-        return "inconclusive: the rows come from different machine sessions"
+        return DIFFERENT_SESSIONS
     if not c.protocol_met:
         return "inconclusive: a row did not meet the protocol"
     if c.gpu_flags:
@@ -452,12 +455,42 @@ def claims_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def workload_claims(totals: pd.DataFrame) -> pd.DataFrame:
-    """Claim 8 from the workload estimate's totals (``workload_energy.csv``): each trace's
-    energy on vLLM against PyTorch. The estimate sums measured batches; it has no interval.
-    Totals of bins measured so far (``complete`` false) cover different requests on the two
-    engines: no comparison, the requests each covers said instead."""
+def _engine_sessions(bins: pd.DataFrame) -> tuple[int, int, int]:
+    """(machine sessions, bins with requests, bins whose two engines come from different
+    sessions) of one trace's vLLM and PyTorch bins, every bin measured on both."""
+    sessions = bins.assign(machine_session=bins["machine_session"].fillna("").astype(str))
+    paired = sessions.pivot_table(
+        index=["input_bin", "output_bin"],
+        columns="engine",
+        values="machine_session",
+        aggfunc="first",
+    )
+    apart = int((paired["vllm"] != paired["pytorch"]).sum())
+    return sessions["machine_session"].nunique(), len(paired), apart
+
+
+def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
+    """Claim 8 from the workload estimate's bins (``workload_energy_bins.csv``, the rows of
+    :func:`~llm_energy.analysis.workload_estimate.estimate_bins`): each trace's energy on vLLM
+    against PyTorch, the totals of
+    :func:`~llm_energy.analysis.workload_estimate.workload_totals`.
+
+    The change's 95 % interval comes from the two totals' half-widths (each the bins' trials
+    combined) as any ratio's does; the verdict is :func:`verdict`'s. A total holds no offset
+    common to a machine's bins, so the comparison is made only where each bin's two engines were
+    measured in one machine session; different bins may come from different sessions, and the
+    condition counts them. A bin whose engines come from two sessions makes the comparison
+    inconclusive, its value still given. Totals without an interval (rows without trials) give
+    the value alone, whichever sessions their bins come from. Totals of bins measured so far
+    (``complete`` false) cover different requests on the two engines: no comparison, the
+    requests each covers said instead. A bin whose GPUs were flagged unhealthy makes the
+    comparison inconclusive."""
+    from llm_energy.analysis.workload_estimate import workload_totals
+
+    totals = workload_totals(bins)
     rows = []
+    if totals.empty:
+        return pd.DataFrame(rows, columns=list(COLUMNS))
     for trace, group in totals.groupby("trace"):
         by_engine = group.set_index("engine")
         if "pytorch" not in by_engine.index or "vllm" not in by_engine.index:
@@ -466,32 +499,56 @@ def workload_claims(totals: pd.DataFrame) -> pd.DataFrame:
         if key not in CLAIMS["8"]:
             continue
         paper, sign, what, reference = CLAIMS["8"][key]
-        change = float(by_engine.loc["vllm", "energy_j"] / by_engine.loc["pytorch", "energy_j"] - 1)
-        unhealthy = int(group.get("bins_gpu_health_flagged", pd.Series(0)).fillna(0).sum())
-        judged = verdict(paper, sign, change, math.nan, math.nan, reference)
-        complete = by_engine.get("complete", pd.Series(True, index=by_engine.index))
-        if not complete.fillna(True).astype(bool).all():
-            covered = by_engine.get("requests_covered_fraction")
-            change, judged = (
-                math.nan,
+        vllm, pytorch = by_engine.loc["vllm"], by_engine.loc["pytorch"]
+        ratio = float(vllm["energy_j"] / pytorch["energy_j"])
+        change = ratio - 1
+        half = ratio_half_width(
+            ratio,
+            float(pytorch["energy_ci95_j"] / pytorch["energy_j"]),
+            float(vllm["energy_ci95_j"] / vllm["energy_j"]),
+        )
+        low, high = change - half, change + half
+        condition = f"{trace}, vllm against pytorch"
+        complete = by_engine["complete"].fillna(True).astype(bool).all()
+        apart = 0
+        if complete and not math.isnan(half):
+            measured = bins[
+                (bins["trace"] == trace)
+                & bins["engine"].isin(["vllm", "pytorch"])
+                & bins["measured"].astype(bool)
+            ]
+            sessions, paired, apart = _engine_sessions(measured)
+            condition += f", bins from {_count(sessions, 'machine session')}, " + (
+                f"the two engines of {apart} of {paired} bins from different ones"
+                if apart
+                else "each bin's two engines from one"
+            )
+        unhealthy = int(group["bins_gpu_health_flagged"].fillna(0).sum())
+        if not complete:
+            covered = by_engine["requests_covered_fraction"]
+            change, low, high = math.nan, math.nan, math.nan
+            judged = (
                 "not measured: bins missing ("
                 + ", ".join(f"{e} {100 * float(covered[e]):.0f} %" for e in ("vllm", "pytorch"))
-                + " of the requests measured)",
+                + " of the requests measured)"
             )
+        elif apart:
+            judged = DIFFERENT_SESSIONS
         elif unhealthy:
-            bins = f"{unhealthy} bin" + ("s" if unhealthy > 1 else "")
-            judged = f"inconclusive: GPU health flagged in the rows of {bins}"
+            judged = f"inconclusive: GPU health flagged in the rows of {_count(unhealthy, 'bin')}"
+        else:
+            judged = verdict(paper, sign, change, low, high, reference)
         rows.append(
             {
                 "claim": "8",
                 "quantity": f"{what} (energy_j, binned estimate)",
-                "condition": f"{trace}, vllm against pytorch",
+                "condition": condition,
                 "paper_value": paper,
                 "measured_value": change,
-                "ci95_low": math.nan,
-                "ci95_high": math.nan,
+                "ci95_low": low,
+                "ci95_high": high,
                 "verdict": judged,
-                "rows": "workload_energy.csv",
+                "rows": "workload_energy_bins.csv",
             }
         )
     return pd.DataFrame(rows, columns=list(COLUMNS))
@@ -763,8 +820,8 @@ def shipped_rows(root: Path, hardware: str) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(rows.to_parquet(index=False)))
 
 
-def shipped_workload_totals(config: dict, rows: pd.DataFrame, root: Path) -> pd.DataFrame | None:
-    """The workload estimate's totals (``workload_energy.csv``) that the shipped build makes
+def shipped_workload_bins(config: dict, rows: pd.DataFrame, root: Path) -> pd.DataFrame | None:
+    """The workload estimate's bins (``workload_energy_bins.csv``) that the shipped build makes
     from ``rows`` and the shipped summaries, or None where the configuration makes none."""
     from llm_energy.analysis.ideal import gpu
     from llm_energy.analysis.summaries import (
@@ -772,11 +829,7 @@ def shipped_workload_totals(config: dict, rows: pd.DataFrame, root: Path) -> pd.
         read_architecture_summary,
         read_trace_summary,
     )
-    from llm_energy.analysis.workload_estimate import (
-        estimate_workloads,
-        ideal_gpu_key,
-        workload_totals,
-    )
+    from llm_energy.analysis.workload_estimate import estimate_workloads, ideal_gpu_key
     from llm_energy.families import families, outputs
 
     # As the workflow decides (common.smk's available): the family enabled makes the table.
@@ -797,7 +850,7 @@ def shipped_workload_totals(config: dict, rows: pd.DataFrame, root: Path) -> pd.
         m: read_architecture_summary(summaries / "models" / f"{m}.json").architecture
         for m in estimates["models"]
     }
-    bins = estimate_workloads(
+    return estimate_workloads(
         binned,
         rows,
         architectures,
@@ -806,7 +859,15 @@ def shipped_workload_totals(config: dict, rows: pd.DataFrame, root: Path) -> pd.
         models=list(architectures),
         missing=estimates["missing_bins"],
     )
-    return workload_totals(bins)
+
+
+def shipped_workload_totals(config: dict, rows: pd.DataFrame, root: Path) -> pd.DataFrame | None:
+    """The workload estimate's totals (``workload_energy.csv``) that the shipped build makes
+    from ``rows`` and the shipped summaries, or None where the configuration makes none."""
+    from llm_energy.analysis.workload_estimate import workload_totals
+
+    bins = shipped_workload_bins(config, rows, root)
+    return None if bins is None else workload_totals(bins)
 
 
 def shipped_claims(config: dict, root: Path) -> pd.DataFrame:
@@ -814,7 +875,7 @@ def shipped_claims(config: dict, root: Path) -> pd.DataFrame:
     for this validated configuration, computed in one process from the shipped tables."""
     rows = shipped_rows(root, config["hardware"])
     table = claims_table(rows)
-    totals = shipped_workload_totals(config, rows, root)
-    if totals is not None:
-        table = pd.concat([table, workload_claims(totals)], ignore_index=True)
+    bins = shipped_workload_bins(config, rows, root)
+    if bins is not None:
+        table = pd.concat([table, workload_claims(bins)], ignore_index=True)
     return table

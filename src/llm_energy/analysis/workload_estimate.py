@@ -10,6 +10,11 @@ batches of
     E_bin_ceil = ceil(N / B) * E_batch  (whole batches: the last, partial one costs a full one)
     E_total = sum of E_bin over the bins
 
+Where ``E_batch`` is a mean over independent trials it has a 95 % half-width ``h_batch``
+(``energy_j_ci95``); the bin's is ``N / B * h_batch`` and the total's the square root of the sum
+of the bins' squares, the bins being measured independently. Each bin also names the machine
+session of its measurement, which claim 8 needs to pair the two engines' bins.
+
 Beside it come the ideal baselines of :mod:`~llm_energy.analysis.ideal` for the same bins: the
 study's
 ``TDP / peak FLOPS * N * FLOPs(I*, O*)`` with the dense and the 2:4-sparse bf16 peak, and a
@@ -39,6 +44,7 @@ from llm_energy.analysis.ideal import (
     roofline_baseline_j,
     weight_bytes,
 )
+from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.errors import ConfigError, InputError
 from llm_energy.inputs.traces import BinCounts, bin_requests
 from llm_energy.measure.health import flagged
@@ -125,6 +131,8 @@ def load_architecture(spec: ModelSpec, mirror: str | None) -> Architecture:
 CHOICE_COLUMNS = (
     "batch_size",
     "energy_per_batch_j",
+    "energy_per_batch_ci95_j",
+    "machine_session",
     "batch_limit",
     "oom_batch_size",
     *PROVENANCE,
@@ -145,13 +153,30 @@ def _timestamps(rows: pd.DataFrame) -> list[str]:
     return [str(t) if pd.notna(t) else "" for t in rows["timestamp"]]
 
 
+def _session(row: pd.Series) -> str:
+    """The row's machine session as the claims tell sessions apart
+    (:func:`~llm_energy.analysis.sessions.machine_sessions`), "" where the row names neither a
+    session nor a host or commit."""
+    session = machine_sessions(row.to_frame().T).iloc[0]
+    return "" if session == "@" else session
+
+
+def _energy_half_width_j(row: pd.Series) -> float:
+    """The 95 % half-width of the row's energy per batch, NaN for a row without trials."""
+    value = row.get("energy_j_ci95", math.nan)
+    return float(value) if value is not None and not pd.isna(value) else math.nan
+
+
 def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
-    """The largest feasible batch with a measured energy among the rows of one shape."""
+    """The largest feasible batch with a measured energy among the rows of one shape, its
+    energy per batch with the 95 % half-width over its trials, and its machine session."""
     feasible = rows["feasible"].astype(bool)
     usable = rows[feasible & rows["energy_j"].notna()]
     choice: dict[str, Any] = {
         "batch_size": math.nan,
         "energy_per_batch_j": math.nan,
+        "energy_per_batch_ci95_j": math.nan,
+        "machine_session": "",
         "batch_limit": "",
         "oom_batch_size": math.nan,
         **dict.fromkeys(PROVENANCE, ""),
@@ -170,6 +195,8 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
     choice.update(
         batch_size=best,
         energy_per_batch_j=float(row["energy_j"]),
+        energy_per_batch_ci95_j=_energy_half_width_j(row),
+        machine_session=_session(row),
         batch_limit=OUT_OF_MEMORY_ABOVE if len(above) else LADDER_CAP,
         oom_batch_size=int(above["batch_size"].min()) if len(above) else math.nan,
         **{k: str(row[k]) if k in row.index and pd.notna(row[k]) else "" for k in PROVENANCE},
@@ -300,6 +327,8 @@ def estimate_bins(
         rows["batches_ceil"] = np.ceil(rows["batches"])
         rows["energy_j"] = rows["batches"] * rows["energy_per_batch_j"]
         rows["energy_ceil_j"] = rows["batches_ceil"] * rows["energy_per_batch_j"]
+        rows["energy_ci95_j"] = rows["batches"] * rows["energy_per_batch_ci95_j"]
+        rows["machine_session"] = rows["machine_session"].fillna("").astype(str)
         for key, value in zip(
             TRACE_COUNTS,
             (binned.total, binned.dropped_input, binned.dropped_output, binned.dropped_total),
@@ -356,9 +385,11 @@ BIN_COLUMNS = [
     "batch_limit",
     "oom_batch_size",
     "energy_per_batch_j",
+    "energy_per_batch_ci95_j",
     "batches",
     "batches_ceil",
     "energy_j",
+    "energy_ci95_j",
     "energy_ceil_j",
     "ideal_flops_dense_j",
     "ideal_flops_sparse_j",
@@ -373,6 +404,7 @@ BIN_COLUMNS = [
     "git_commit",
     "timestamp",
     "host",
+    "machine_session",
     "gpu_uuids",
     "gpu_health",
     *TRACE_COUNTS,
@@ -409,19 +441,44 @@ def _joined(values: pd.Series) -> str:
     return ";".join(sorted({str(v) for v in values.dropna()} - {""}))
 
 
+def _root_sum_of_squares(half_widths: pd.Series) -> float:
+    """The half-width of a sum of independent terms; NaN when a term has none or none are."""
+    values = half_widths.astype(float)
+    if values.empty or values.isna().any():
+        return math.nan
+    return float(np.sqrt((values**2).sum()))
+
+
 def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
     """E_total per (trace, hardware, engine, model) from :func:`estimate_bins` rows.
 
     Energies and ideal baselines sum over the measured bins only, so that their ratio compares
     like with like; ``complete`` says whether those are all the bins with requests, and
     ``requests_covered_fraction`` how many of the binned requests they hold.
+
+    ``energy_ci95_j``, the 95 % half-width of ``energy_j``, is the square root of the sum of
+    the measured bins' squared half-widths, the bins' trials being independent; NaN when a
+    measured bin has no interval (a row without trials), or no bin is measured. It holds the
+    spread of each bin's trials, not an offset that a machine adds to every bin it measures:
+    machines of one type differ by several percent, so two totals compare honestly only where
+    each bin's rows share a machine session. ``machine_sessions`` names the sessions of the
+    measured bins (";"-joined) and ``sessions`` counts them.
     """
     rows = []
     keys = ["trace", "hardware", "engine", "model"]
+    # Bin tables written before the intervals and sessions were carried have neither.
+    bins = bins.assign(
+        **{
+            c: default
+            for c, default in (("energy_ci95_j", math.nan), ("machine_session", ""))
+            if c not in bins
+        }
+    )
     for key, group in bins.groupby(keys, sort=False):
         done = group[group["measured"].astype(bool)]
         gap = group[~group["measured"].astype(bool)]
         binned = int(group["requests"].sum())
+        sessions = sorted(set(done["machine_session"].fillna("").astype(str)) - {""})
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),
@@ -447,12 +504,15 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
                 "batches": done["batches"].sum(),
                 "batches_ceil": done["batches_ceil"].sum(),
                 "energy_j": done["energy_j"].sum(),
+                "energy_ci95_j": _root_sum_of_squares(done["energy_ci95_j"]),
                 "energy_ceil_j": done["energy_ceil_j"].sum(),
                 "ideal_flops_dense_j": done["ideal_flops_dense_j"].sum(),
                 "ideal_flops_sparse_j": done["ideal_flops_sparse_j"].sum(),
                 "ideal_roofline_j": done["ideal_roofline_j"].sum(min_count=1),
                 "point_ids": _joined(done["point_id"]),
                 "git_commits": _joined(done["git_commit"]),
+                "machine_sessions": ";".join(sessions),
+                "sessions": len(sessions),
             }
         )
     return pd.DataFrame(rows)

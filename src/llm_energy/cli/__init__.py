@@ -200,10 +200,9 @@ def cmd_claims(args: argparse.Namespace) -> None:
     )
 
     table = claims_table(pd.read_parquet(args.measurements))
-    if args.workload_totals:
-        table = pd.concat(
-            [table, workload_claims(pd.read_csv(args.workload_totals))], ignore_index=True
-        )
+    if args.workload_bins:
+        bins = pd.read_csv(args.workload_bins, dtype={"machine_session": str})
+        table = pd.concat([table, workload_claims(bins)], ignore_index=True)
     _write_csv(table, args.out)
     Path(args.markdown).write_text(markdown(table, args.hardware))
     if args.rst:
@@ -849,7 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cl = sub.add_parser("claims", help="the study's eight claims, computed from the rows")
     cl.add_argument("--measurements", required=True)
-    cl.add_argument("--workload-totals", help="workload_energy.csv, for claim 8")
+    cl.add_argument("--workload-bins", help="workload_energy_bins.csv, for claim 8")
     cl.add_argument("--hardware", required=True)
     cl.add_argument("--out", required=True)
     cl.add_argument("--rst", help="the same table as reStructuredText (the report's first page)")
