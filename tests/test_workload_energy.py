@@ -728,6 +728,30 @@ def test_claim_8_is_inconclusive_when_a_bins_two_engines_come_from_two_sessions(
     )
 
 
+def test_claim_8_is_inconclusive_where_a_bins_row_did_not_meet_the_protocol(tmp_path):
+    """A bin's row with fewer trials than the protocol asks (a run cut short) is used where no
+    other row of that batch met it, and then no verdict rests on it."""
+    from llm_energy.analysis.claims import workload_claims
+
+    rows = _rows_in_trials()
+    rows[3] = {**rows[3], "trials": 2, "protocol_met": False}
+    bins = _estimate_two_bins(tmp_path, rows)
+    met = bins.set_index(["engine", "input_bin", "output_bin"])["protocol_met"]
+    assert [met.loc[("vllm", 32, 8)], met.loc[("pytorch", 32, 8)]] == [False, True]
+    totals = workload_totals(bins).set_index("engine")
+    assert totals["bins_protocol_not_met"].to_dict() == {"pytorch": 0, "vllm": 1}
+    (claim,) = workload_claims(bins).itertuples()
+    assert claim.verdict == "inconclusive: a row did not meet the protocol"
+    assert claim.measured_value == pytest.approx(10 / 26 - 1)
+    # A row of the same batch that met the protocol is preferred to one that did not.
+    again = {**rows[3], "trials": 3, "protocol_met": True, "point_id": "vllm_again",
+             "timestamp": "2020-01-01T00:00:00+00:00", "energy_j": 4.4}  # fmt: skip
+    bins = _estimate_two_bins(tmp_path, [*rows, again])
+    vllm = bins[bins["engine"] == "vllm"].set_index(["input_bin", "output_bin"])
+    assert vllm.loc[(32, 8), "energy_per_batch_j"] == 4.4
+    assert workload_claims(bins)["verdict"].tolist() == ["agrees in direction"]
+
+
 def test_claim_8_without_intervals_gives_the_value_alone_as_before(tmp_path):
     """Rows without trials (the H100 rows): the value, no interval, and no session count,
     whichever sessions the bins come from."""

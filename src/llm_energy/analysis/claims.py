@@ -54,6 +54,7 @@ COLUMNS = (
 
 
 DIFFERENT_SESSIONS = "inconclusive: the rows come from different machine sessions"
+NOT_MET = "inconclusive: a row did not meet the protocol"
 
 
 def verdict(
@@ -254,7 +255,7 @@ def _verdict(
     if not c.same_session:
         return DIFFERENT_SESSIONS
     if not c.protocol_met:
-        return "inconclusive: a row did not meet the protocol"
+        return NOT_MET
     if c.gpu_flags:
         return f"inconclusive: a row's GPU health is {c.gpu_flags}"
     return rule(paper, sign, c.value, low, high, reference)
@@ -480,7 +481,8 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
     common to a machine's bins, so the comparison is made only where each bin's two engines were
     measured in one machine session; different bins may come from different sessions, and the
     condition counts them. A bin whose engines come from two sessions makes the comparison
-    inconclusive, its value still given. Totals without an interval (rows without trials) give
+    inconclusive, its value still given, and so does a bin whose row did not meet the trial
+    protocol (a rerun's fewer trials). Totals without an interval (rows without trials) give
     the value alone, whichever sessions their bins come from. Totals of bins measured so far
     (``complete`` false) cover different requests on the two engines: no comparison, the
     requests each covers said instead. A bin whose GPUs were flagged unhealthy makes the
@@ -524,6 +526,7 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
                 else "each bin's two engines from one"
             )
         unhealthy = int(group["bins_gpu_health_flagged"].fillna(0).sum())
+        short = int(group["bins_protocol_not_met"].fillna(0).sum())
         if not complete:
             covered = by_engine["requests_covered_fraction"]
             change, low, high = math.nan, math.nan, math.nan
@@ -534,6 +537,8 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
             )
         elif apart:
             judged = DIFFERENT_SESSIONS
+        elif short:
+            judged = NOT_MET
         elif unhealthy:
             judged = f"inconclusive: GPU health flagged in the rows of {_count(unhealthy, 'bin')}"
         else:

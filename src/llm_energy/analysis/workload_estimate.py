@@ -133,6 +133,7 @@ CHOICE_COLUMNS = (
     "energy_per_batch_j",
     "energy_per_batch_ci95_j",
     "machine_session",
+    "protocol_met",
     "batch_limit",
     "oom_batch_size",
     *PROVENANCE,
@@ -169,7 +170,8 @@ def _energy_half_width_j(row: pd.Series) -> float:
 
 def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
     """The largest feasible batch with a measured energy among the rows of one shape, its
-    energy per batch with the 95 % half-width over its trials, and its machine session."""
+    energy per batch with the 95 % half-width over its trials, its machine session, and
+    whether it met the trial protocol (None for a row measured before trials)."""
     feasible = rows["feasible"].astype(bool)
     usable = rows[feasible & rows["energy_j"].notna()]
     choice: dict[str, Any] = {
@@ -177,6 +179,7 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
         "energy_per_batch_j": math.nan,
         "energy_per_batch_ci95_j": math.nan,
         "machine_session": "",
+        "protocol_met": None,
         "batch_limit": "",
         "oom_batch_size": math.nan,
         **dict.fromkeys(PROVENANCE, ""),
@@ -190,18 +193,32 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
     # A measurement whose GPUs throttled or erred is used only where no other is at hand.
     at_best = usable[usable["batch_size"] == best]
     healthy = at_best[~flagged(at_best)]
-    row = _preferred(healthy if len(healthy) else at_best)
+    at_best = healthy if len(healthy) else at_best
+    # So is one that did not meet the trial protocol (too few trials, a short window).
+    met = at_best[at_best.get("protocol_met", pd.Series(None, index=at_best.index)).map(_met)]
+    row = _preferred(met if len(met) else at_best)
     above = rows[~feasible & (rows["batch_size"] > best)]
     choice.update(
         batch_size=best,
         energy_per_batch_j=float(row["energy_j"]),
         energy_per_batch_ci95_j=_energy_half_width_j(row),
         machine_session=_session(row),
+        protocol_met=_protocol_met(row),
         batch_limit=OUT_OF_MEMORY_ABOVE if len(above) else LADDER_CAP,
         oom_batch_size=int(above["batch_size"].min()) if len(above) else math.nan,
         **{k: str(row[k]) if k in row.index and pd.notna(row[k]) else "" for k in PROVENANCE},
     )
     return choice
+
+
+def _met(value: object) -> bool:
+    return value is not None and not pd.isna(value) and bool(value)
+
+
+def _protocol_met(row: pd.Series) -> bool | None:
+    """The row's ``protocol_met``: None where it has none (measured before trials)."""
+    value = row.get("protocol_met")
+    return None if value is None or pd.isna(value) else bool(value)
 
 
 def largest_batches(measurements: pd.DataFrame) -> pd.DataFrame:
@@ -405,6 +422,7 @@ BIN_COLUMNS = [
     "timestamp",
     "host",
     "machine_session",
+    "protocol_met",
     "gpu_uuids",
     "gpu_health",
     *TRACE_COUNTS,
@@ -497,6 +515,11 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
                 "bins_measured": len(done),
                 "bins_at_ladder_cap": int((done["batch_limit"] == LADDER_CAP).sum()),
                 "bins_gpu_health_flagged": int(flagged(done).sum()),
+                "bins_protocol_not_met": int(
+                    done.get("protocol_met", pd.Series(None, index=done.index))
+                    .map(lambda v: v is not None and not pd.isna(v) and not bool(v))
+                    .sum()
+                ),
                 "missing_bins": ";".join(
                     _bin_label(i, o)
                     for i, o in zip(gap["input_bin"], gap["output_bin"], strict=True)
