@@ -98,7 +98,9 @@ def test_the_workflow_serves_the_requests_and_draws_them(served_workflow):
         assert (served[f"{name}_p50_s"] >= (0 if name == "tpot" else 1e-9)).all(), name
         assert (served[f"{name}_p50_s"] <= served[f"{name}_p99_s"]).all()
     assert (served["tpot_p99_s"] > 0).any()
-    assert (served["ttft_p50_s"] < served["e2e_p50_s"]).all()
+    # Its end-to-end time is its time to first token.
+    assert (served["ttft_p50_s"] <= served["e2e_p50_s"]).all()
+    assert (served["ttft_p50_s"] < served["e2e_p50_s"]).any()
     # The steady state lies inside the run and keeps part of it.
     assert (served["steady_state_s"] > 0).all()
     assert (served["steady_state_s"] <= served["run_s"]).all()
