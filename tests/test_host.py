@@ -13,7 +13,8 @@ from llm_energy.measure.host import CLOCK_TICKS, HostLoad, process_tree_ticks
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-BUSY = "import time\nend = time.time() + {s}\nwhile time.time() < end: pass\n"
+# Busy for {s} seconds of its own CPU time, however loaded the host is.
+BUSY = "import time\nwhile time.process_time() < {s}: pass\n"
 
 
 def test_the_jobs_own_processes_are_its_own_and_others_are_not():
