@@ -195,7 +195,7 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
     healthy = at_best[~flagged(at_best)]
     at_best = healthy if len(healthy) else at_best
     # So is one that did not meet the trial protocol (too few trials, a short window).
-    met = at_best[at_best.get("protocol_met", pd.Series(None, index=at_best.index)).map(_met)]
+    met = at_best[_protocol_met_of(at_best).map(lambda v: v is True)]
     row = _preferred(met if len(met) else at_best)
     above = rows[~feasible & (rows["batch_size"] > best)]
     choice.update(
@@ -211,14 +211,21 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
     return choice
 
 
-def _met(value: object) -> bool:
-    return value is not None and not pd.isna(value) and bool(value)
+def _met(value: object) -> bool | None:
+    """A ``protocol_met`` value: None where there is none (a row measured before trials)."""
+    return None if value is None or pd.isna(value) else bool(value)
 
 
 def _protocol_met(row: pd.Series) -> bool | None:
-    """The row's ``protocol_met``: None where it has none (measured before trials)."""
-    value = row.get("protocol_met")
-    return None if value is None or pd.isna(value) else bool(value)
+    return _met(row.get("protocol_met"))
+
+
+def _protocol_met_of(rows: pd.DataFrame) -> pd.Series:
+    """:func:`_met` of each row's ``protocol_met`` (None throughout where the column is
+    missing)."""
+    if "protocol_met" not in rows:
+        return pd.Series(None, index=rows.index, dtype=object)
+    return rows["protocol_met"].astype(object).map(_met)
 
 
 def largest_batches(measurements: pd.DataFrame) -> pd.DataFrame:
@@ -516,9 +523,7 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
                 "bins_at_ladder_cap": int((done["batch_limit"] == LADDER_CAP).sum()),
                 "bins_gpu_health_flagged": int(flagged(done).sum()),
                 "bins_protocol_not_met": int(
-                    done.get("protocol_met", pd.Series(None, index=done.index))
-                    .map(lambda v: v is not None and not pd.isna(v) and not bool(v))
-                    .sum()
+                    _protocol_met_of(done).map(lambda v: v is False).sum()
                 ),
                 "missing_bins": ";".join(
                     _bin_label(i, o)
