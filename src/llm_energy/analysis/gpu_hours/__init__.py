@@ -557,6 +557,17 @@ def point_costs(plan: JobPlan, measurements: pd.DataFrame) -> pd.DataFrame:
     where a session is short. Empty where no rows time the job."""
     known = {plan.model.name: plan.model}
     model, _, own = _time_model(plan, measurements, known)
+    return timed_point_costs(plan, model, own, measurements)
+
+
+def timed_point_costs(
+    plan: JobPlan,
+    model: TimeModel | MeasuredShapes | ServedTimeModel | None,
+    own: pd.DataFrame,
+    measurements: pd.DataFrame,
+) -> pd.DataFrame:
+    """:func:`point_costs` by a time model already fitted (:func:`_time_model`'s model and the
+    job's own rows), for a caller that needs the model too."""
     columns = ["point", "experiments", "fits", "counted", "trial_min", "trials", "minutes"]
     if model is None:
         return pd.DataFrame(columns=columns)

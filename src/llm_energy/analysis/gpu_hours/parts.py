@@ -13,10 +13,12 @@ part of its own, and the table says so.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
+import yaml
 
 from llm_energy.measure.job import JobPlan
 
@@ -45,17 +47,17 @@ def bin_minutes(
     (:func:`~llm_energy.analysis.gpu_hours.point_costs`), and per job the minutes of one
     engine start and idle window (:func:`~llm_energy.analysis.gpu_hours.start_seconds`). Jobs
     without workload points, or without rows to time them, are left out."""
-    from llm_energy.analysis.gpu_hours import _time_model, point_costs, start_seconds
+    from llm_energy.analysis.gpu_hours import _time_model, start_seconds, timed_point_costs
 
     lines, starts = [], {}
     for group, plan in plans.items():
         own = [FAMILY in p.experiments for p in plan.points]
         if not any(own):
             continue
-        costs = point_costs(plan, measurements)
-        if costs.empty:
+        model, _, rows = _time_model(plan, measurements, {plan.model.name: plan.model})
+        if model is None:
             continue
-        model = _time_model(plan, measurements, {plan.model.name: plan.model})[0]
+        costs = timed_point_costs(plan, model, rows, measurements)
         starts[group] = start_seconds(model, plan) / 60
         for point, mine, minutes in zip(plan.points, own, costs["minutes"], strict=True):
             if mine:
@@ -127,41 +129,15 @@ def part_layer(
         f"{total:.1f} min by the GPU-time estimate ({jobs}; engine starts included). Layered "
         f"on {layers}:"
     )
-    pairs = [f"[{i}, {o}]" for i, o in part.bins]
+    layer = {
+        "only_experiments": list(LAYER_EXPERIMENTS),
+        "experiments": {FAMILY: {"bins": [[i, o] for i, o in part.bins]}},
+    }
     return (
-        "\n".join(_wrapped(header.split(" "), "# ", " "))
+        textwrap.fill(header, width=99, initial_indent="# ", subsequent_indent="# ")
         + f"\n#   snakemake --configfile {layers} <this file> --resources gpu=1\n"
-        + f"only_experiments: [{', '.join(LAYER_EXPERIMENTS)}]\n"
-        + "experiments:\n"
-        + f"  {FAMILY}:\n"
-        + "\n".join(_wrapped(pairs, "    bins: [", ", ", "      ", "]"))
-        + "\n"
+        + yaml.safe_dump(layer, default_flow_style=None, sort_keys=False)
     )
-
-
-def _wrapped(
-    pieces: Sequence[str],
-    first: str,
-    joint: str,
-    later: str | None = None,
-    end: str = "",
-    width: int = 99,
-) -> list[str]:
-    """``pieces`` joined by ``joint`` into lines of at most ``width`` characters, the first
-    line opening with ``first``, the others with ``later`` (``first`` where None), the last
-    closed by ``end``."""
-    later = first if later is None else later
-    lines, line = [], first
-    for piece in pieces:
-        fresh = line in (first, later)
-        candidate = line + piece if fresh else line + joint + piece
-        if len(candidate) + len(joint.rstrip()) > width and not fresh:
-            lines.append(line + joint.rstrip())
-            line = later + piece
-        else:
-            line = candidate
-    lines.append(line + end)
-    return lines
 
 
 def total_minutes(parts: Sequence[Part], starts: Mapping[str, float]) -> float:
