@@ -244,7 +244,10 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     if args.allocation_min is not None and not args.allocation_min > 0:
         minutes = f"{args.allocation_min:g}"
         raise ConfigError(f"--allocation-min {minutes}: give a time limit above 0 min")
-    jobs = plan_study(_load(args.configfile))
+    if args.workload_parts is not None and not args.workload_parts > 0:
+        raise ConfigError(f"--workload-parts {args.workload_parts:g}: give minutes above 0")
+    config = _load(args.configfile)
+    jobs = plan_study(config)
     measured = pd.concat([pd.read_parquet(p) for p in args.measurements], ignore_index=True)
     left = None
     if args.journals:
@@ -295,10 +298,10 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         _log(f"\n{args.points}, point by point:")
         _log(points.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.workload_parts is not None:
-        _workload_parts(args, measured)
+        _workload_parts(args, config, measured)
 
 
-def _workload_parts(args: argparse.Namespace, measured: object) -> None:
+def _workload_parts(args: argparse.Namespace, config: dict, measured: object) -> None:
     """The workload estimate's bins in parts of at most ``--workload-parts`` minutes over
     every engine's job, printed, and with ``--workload-parts-dir`` written as layers. The
     parts are planned as their layers measure them: the estimate's family alone, so that no
@@ -314,11 +317,7 @@ def _workload_parts(args: argparse.Namespace, measured: object) -> None:
     from llm_energy.config import validate
     from llm_energy.measure.plan import plan_study
 
-    if not args.workload_parts > 0:
-        raise ConfigError(f"--workload-parts {args.workload_parts:g}: give minutes above 0")
-    config = _load(args.configfile)
-    config["only_experiments"] = list(LAYER_EXPERIMENTS)
-    jobs = plan_study(validate(config))
+    jobs = plan_study(validate({**config, "only_experiments": list(LAYER_EXPERIMENTS)}))
     by_bin, starts = bin_minutes(jobs, measured)
     if by_bin.empty:
         raise ConfigError(
