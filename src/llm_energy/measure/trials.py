@@ -313,6 +313,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
         row["requests_failed"] = sum(failed)
         row["trial_requests_failed"] = json.dumps(failed)
     if not measured:
+        error = str(last.get("error", ""))
         row.update(
             energy_j_ci95=math.nan,
             duration_s_ci95=math.nan,
@@ -323,7 +324,8 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
             **{f"trial_{col}": "[]" for col in PHASE_TRIALS},
             trial_gpu_health="[]",
             protocol_met=False,
-            protocol_note="not measured: " + str(last.get("error", "")),
+            # Points passed over already say so ("not measured: …", "not attempted: …").
+            protocol_note=error if error.startswith("not ") else "not measured: " + error,
         )
         return row
     is_served = served(last)
