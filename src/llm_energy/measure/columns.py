@@ -404,8 +404,10 @@ RESULTS = Section(
         Column(
             "control_drift_energy",
             "",
-            "the control point's energy per batch at the run's end over its start, minus one "
-            "(the drift of engine and machine over the run; NaN without energy)",
+            "the control point's energy per batch at the end of the job's last run in the "
+            "row's machine session over its start in the first, minus one (the drift of "
+            "engine and machine over the span of the row's trials; NaN without energy, or "
+            "where no run in that session measured its end)",
         ),
         Column(
             "control_drift_duration",

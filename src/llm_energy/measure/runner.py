@@ -370,13 +370,15 @@ def run_job(
                 "trial, and running the job again (on another GPU if this one keeps failing) "
                 "measures the rest"
             ) from None
-    drift = drift_columns(journal.controls())
-    # A copied row keeps its own session's drift; the others get this job's.
-    rows = [
-        {**combine(trials[p.key], plan.protocol), **({} if seeded(trials[p.key]) else drift)}
-        for p in points
-        if trials[p.key]
-    ]
+    controls = journal.controls()
+    # A copied row keeps its own session's drift; the others get their session's of this job.
+    rows = []
+    for p in points:
+        if trials[p.key]:
+            row = combine(trials[p.key], plan.protocol)
+            if not seeded(trials[p.key]):
+                row.update(drift_columns(controls, row.get("machine_session")))
+            rows.append(row)
     table = pd.DataFrame(rows)
     # Which experiments a point serves is the plan's to say, also for points measured earlier;
     # so is its prompt source (rows measured before sources existed used random prompts).
@@ -459,22 +461,34 @@ def control_point(points: Sequence[PointSpec]) -> PointSpec | None:
     )
 
 
-def drift_columns(controls: pd.DataFrame) -> dict[str, Any]:
-    """From the control measurements of the job's runs, the last run that has both: the
-    control point and its change from the run's start to its end."""
+def drift_columns(controls: pd.DataFrame, session: str | None = None) -> dict[str, Any]:
+    """The control point and its change over the job's runs in machine ``session``: from the
+    first of those runs' start to the last one's end, the span the row's trials were measured
+    in (a row's trials come from one session). Without an end measured in that session (its
+    last run there was cut short) the drift is unknown. Controls written before they named
+    their session give the last run that has both edges."""
     nan = math.nan
     columns = {"control_point_id": "", "control_drift_energy": nan, "control_drift_duration": nan}
     if controls.empty:
         return columns
+    if "machine_session" in controls and session is not None:
+        at = controls[controls["machine_session"] == session].sort_values("run_started")
+        starts, ends = at[at["edge"] == "start"], at[at["edge"] == "end"]
+        if starts.empty or ends.empty:
+            return columns
+        return _drift(columns, starts.iloc[0], ends.iloc[-1])
     for run in sorted(set(controls["run_started"]), reverse=True):
         at = controls[controls["run_started"] == run].set_index("edge")
         if {"start", "end"} <= set(at.index):
-            start, end = at.loc["start"], at.loc["end"]
-            columns["control_point_id"] = str(end["point_id"])
-            for q in ("energy", "duration"):
-                col = "energy_j" if q == "energy" else "duration_s"
-                columns[f"control_drift_{q}"] = float(end[col]) / float(start[col]) - 1
-            return columns
+            return _drift(columns, at.loc["start"], at.loc["end"])
+    return columns
+
+
+def _drift(columns: dict[str, Any], start: pd.Series, end: pd.Series) -> dict[str, Any]:
+    columns = {**columns, "control_point_id": str(end["point_id"])}
+    for q in ("energy", "duration"):
+        col = "energy_j" if q == "energy" else "duration_s"
+        columns[f"control_drift_{q}"] = float(end[col]) / float(start[col]) - 1
     return columns
 
 
@@ -772,7 +786,7 @@ def _measure_points(
             if not row["feasible"] or not row["repetitions"]:
                 return
             control_id = ids.get(control.key) or point_id(plan, control, journal.version)
-            journal.record_control(run_started, edge, control_id, row)
+            journal.record_control(run_started, edge, control_id, {**row, "machine_session": here})
             log(
                 f"control point at the run's {edge}: {row['duration_s']:.3f} s, "
                 f"{row['energy_j']:.2f} J"
