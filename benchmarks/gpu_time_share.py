@@ -53,7 +53,12 @@ def warmup_seconds(trial: pd.Series) -> float:
 def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     trials = [pd.read_parquet(p).iloc[0] for p in sorted(journal.glob("*.t*.parquet"))]
     measured = [t for t in trials if bool(t["feasible"]) and int(t["repetitions"] or 0) > 0]
-    points = {str(t["point_id"]) for t in trials}
+    # Points with no trial measured (out of memory, passed over beside a larger batch that
+    # fits, not attempted) cost next to nothing and count apart.
+    points = {str(t["point_id"]) for t in measured}
+    # Trials of another machine session that a resumed run set aside (a row's trials come
+    # from one session): GPU time spent, no row uses them.
+    set_aside = list(journal.glob("other_sessions/*/*.t*.parquet"))
     wall_s = float(
         (pd.to_datetime(runs["ended_utc"]) - pd.to_datetime(runs["started_utc"]))
         .dt.total_seconds()
@@ -73,7 +78,9 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         "job": journal.name,
         "runs": len(runs),
         "points": len(points),
-        "trials": len(trials),
+        "points_not_measured": len({str(t["point_id"]) for t in trials} - points),
+        "trials": len(measured),
+        "trials_set_aside": len(set_aside),
         "trials_if_3_each": 3 * len(points),
         "trials_if_6_each": 6 * len(points),
         "job_s": round(wall_s, 1),
@@ -112,7 +119,8 @@ def main() -> None:
     print(table.to_markdown(index=False))
     print(
         f"\nall jobs: {total['windows_s']:.0f} s of {total['job_s']:.0f} s inside windows "
-        f"({total['windows_s'] / total['job_s']:.1%}); {table['trials'].sum()} trials where "
+        f"({total['windows_s'] / total['job_s']:.1%}); {table['trials'].sum()} trials of "
+        f"{table['points'].sum()} measured points where "
         f"three per point would be {table['trials_if_3_each'].sum()} and six "
         f"{table['trials_if_6_each'].sum()}"
     )

@@ -90,3 +90,30 @@ def test_a_request_streams_warm_up_counts_one_batch_of_each_group():
     assert bench.warmup_seconds(pd.Series(stream)) == pytest.approx(2.0)
     binned = {**stream, "batch_size": 16, "stream_bins": json.dumps({"0x0": 200, "1x0": 8})}
     assert bench.warmup_seconds(pd.Series(binned)) == pytest.approx(8.0 * (16 + 8) / 256)
+
+
+def test_points_passed_over_and_trials_set_aside_count_apart(tmp_path):
+    """gpu_time_share.py: a point with no trial measured (passed over beside a larger batch
+    that fits) is no measured point, and another session's trials, set aside by a resumed
+    run, are counted but add no window."""
+    bench = _load("gpu_time_share")
+    journal = tmp_path / "job"
+    (journal / "other_sessions" / "vm_a").mkdir(parents=True)
+
+    def trial(path, point, repetitions):
+        row = {"point_id": point, "feasible": True, "repetitions": repetitions}
+        row |= {"duration_s": 2.0, "prefill_repetitions": 0, "trace": "", "warmed_up": True}
+        pd.DataFrame([row]).to_parquet(path)
+
+    for n in (1, 2, 3):
+        trial(journal / f"big.t{n}.parquet", "big", 1)
+    trial(journal / "small.t1.parquet", "small", 0)
+    trial(journal / "other_sessions" / "vm_a" / "big.t1.parquet", "big", 1)
+    runs = pd.DataFrame(
+        {"started_utc": ["2026-12-02T12:00:00"], "ended_utc": ["2026-12-02T12:01:00"]}
+    )
+    share = bench.job_share(journal, runs)
+    assert (share["points"], share["points_not_measured"]) == (1, 1)
+    assert (share["trials"], share["trials_set_aside"], share["trials_if_3_each"]) == (3, 1, 3)
+    assert share["windows_s"] == 6.0 and share["warmups_s"] == 6.0
+    assert share["share_in_windows"] == 0.1
