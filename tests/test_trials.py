@@ -442,6 +442,9 @@ def test_first_trials_keep_the_planned_order_that_out_of_memory_bounds_rely_on(
     rows = table.set_index("batch_size")
     assert rows.loc[4, "error"].startswith("out of memory")
     assert rows.loc[8, "error"].startswith("not attempted: batch 4")
+    # Each note says once why its point has no trials.
+    assert rows.loc[4, "protocol_note"].startswith("not measured: out of memory")
+    assert rows.loc[8, "protocol_note"] == rows.loc[8, "error"]
     assert {b for b, _ in fake_backend.calls} <= {1, 2, 3}  # 3: the bound's one probe
     assert list(rows.loc[[1, 2], "trials"]) == [2, 2]
 
@@ -452,6 +455,7 @@ def test_first_trials_keep_the_planned_order_that_out_of_memory_bounds_rely_on(
     assert rows.loc[4, "error"].startswith("out of memory")
     assert rows.loc[2, "trials"] == 2
     assert rows.loc[1, "error"].startswith("not measured: batch 2 of this shape fits")
+    assert rows.loc[1, "protocol_note"] == rows.loc[1, "error"]
     assert {b for b, _ in fake_backend.calls} == {2}
 
 
@@ -521,3 +525,24 @@ def test_points_in_flight_leaves_journals_and_shipped_rows_valid(
     assert again["point_id"].tolist() == table["point_id"].tolist()
     left = runner.trials_left(two, tmp_path / "no-journal", runner.read_tables([out]))
     assert set(left.values()) == {0}
+
+
+def test_each_rows_control_drift_spans_its_own_machine_sessions_runs(
+    tiny_config, tmp_path, fake_backend, monkeypatch
+):
+    """A job cut in one machine session and finished in another: the rows the first session
+    completed get no drift (no run there measured its end), the second's the change from its
+    start to its end, never a drift measured on the other machine."""
+    tiny_config["protocol"].update(min_trials=3, max_trials=3, control_point=True)
+    plan = _with_points_in_flight(_one_shape(tiny_config, (1, 2, 3, 4, 5, 6)), 2)
+    clock = iter(f"2026-12-02T12:{minute:02d}:00+00:00" for minute in range(60))
+    monkeypatch.setattr(runner, "utc_now", lambda: next(clock))  # runs seconds apart
+    _cut_and_resumed_elsewhere(plan, tmp_path, monkeypatch, 12)
+    table = pd.read_parquet(tmp_path / "out.parquet").set_index("machine_session")
+    controls = pd.concat(map(pd.read_parquet, sorted((tmp_path / "journal-12").glob("control*"))))
+    assert set(controls["machine_session"]) == {"first:aaaa", "second:bbbb"}
+    assert set(table.index) == {"first:aaaa", "second:bbbb"}
+    assert table.loc[["first:aaaa"], "control_drift_duration"].isna().all()
+    second = controls[controls["machine_session"] == "second:bbbb"].set_index("edge")
+    expected = second.loc["end", "duration_s"] / second.loc["start", "duration_s"] - 1
+    assert table.loc[["second:bbbb"], "control_drift_duration"].eq(expected).all()
