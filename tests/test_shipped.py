@@ -366,10 +366,7 @@ LAYERED_TABLES = {
     "online__llama-3.1-8b__vllm": (["h200_claim6.yaml"], 10),
     "tasks__llama-3.1-8b__vllm": (["h200_tasks.yaml"], 8),
     "tasks-batch1__llama-3.1-8b__vllm": (["h200_tasks_batch1.yaml"], 1),
-    "workloads-part1__llama-3.1-8b__vllm": (
-        ["h200_workloads.yaml", "h200_workloads_parts/part1.yaml"],
-        60,
-    ),
+    "workloads-first-bins__llama-3.1-8b__vllm": (["h200_workloads.yaml"], 60),
     "spec__r1-distill-qwen-32b__vllm": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4-forced": (
