@@ -34,13 +34,17 @@ def window_seconds(trial: pd.Series) -> float:
 
 
 def warmup_seconds(trial: pd.Series) -> float:
-    """A trial's warm-up: one repetition of its window, and one at the prefill shape when it
-    measures prefill. A request stream warms up on one batch of each of its groups (the whole
-    stream, or each bin of a binned replay), counted at that batch's share of the stream's
-    requests, since the warm-up itself is not timed."""
+    """A trial's warm-up: its first warm-up call as timed (``warmup_s``), or in trials written
+    before warm-ups were timed one repetition of its window; and one call at the prefill shape
+    when it measures prefill. A request stream's untimed warm-up is one batch of each of its
+    groups (the whole stream, or each bin of a binned replay), counted at that batch's share of
+    the stream's requests."""
+    timed = trial.get("warmup_s")
     seconds = float(trial["duration_s"])
-    requests = trial.get("requests", 0)
-    if trial.get("trace", "") and requests and not pd.isna(requests):
+    if timed is not None and not pd.isna(timed):
+        seconds = float(timed)
+    elif trial.get("trace", "") and trial.get("requests", 0) and not pd.isna(trial["requests"]):
+        requests = trial["requests"]
         bins = trial.get("stream_bins")
         sizes = json.loads(bins).values() if isinstance(bins, str) and bins else [requests]
         batch = int(trial["batch_size"])

@@ -117,3 +117,13 @@ def test_points_passed_over_and_trials_set_aside_count_apart(tmp_path):
     assert (share["trials"], share["trials_set_aside"], share["trials_if_3_each"]) == (3, 1, 3)
     assert share["windows_s"] == 6.0 and share["warmups_s"] == 6.0
     assert share["share_in_windows"] == 0.1
+
+
+def test_a_timed_warm_up_counts_as_timed():
+    """gpu_time_share.py: where a trial timed its warm-up, that time counts, not a repetition."""
+    bench = _load("gpu_time_share")
+    trial = {"duration_s": 2.0, "warmup_s": 5.0, "prefill_repetitions": 0, "trace": ""}
+    assert bench.warmup_seconds(pd.Series(trial)) == 5.0
+    stream = {"duration_s": 8.0, "warmup_s": 1.5, "requests": 256, "batch_size": 64}
+    assert bench.warmup_seconds(pd.Series({**stream, "trace": "azure_code"})) == 1.5
+    assert bench.warmup_seconds(pd.Series({**trial, "warmup_s": float("nan")})) == 2.0

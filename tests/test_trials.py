@@ -208,7 +208,11 @@ def test_without_a_warm_up_every_trial_a_point_warms_up_before_its_first_trial_o
     plan = _plan(tiny_config, batch_sizes=(1, 2))
     table = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
     warmed = table["trial_warmed_up"].map(json.loads)
-    assert "warmed_up" not in table.columns
+    assert "warmed_up" not in table.columns and "warmup_s" not in table.columns
+    # Each warm-up is timed, and a trial without one says so with a null.
+    timed = table["trial_warmup_s"].map(json.loads)
+    for flags, seconds in zip(warmed, timed, strict=True):
+        assert [s is not None and s >= 0 for s in seconds] == flags
     if every_trial:
         assert (warmed.map(tuple) == (True, True, True)).all()
         calls_per_point = 3 * 2  # each trial: one warm-up generation, one window of one

@@ -209,6 +209,15 @@ RESULTS = Section(
             "trial in each engine instance does",
         ),
         Column(
+            "trial_warmup_s",
+            "s",
+            "each trial's first warm-up call, timed (JSON list, in order; null for a trial "
+            "without a warm-up, or written before warm-ups were timed): against "
+            "`trial_duration_s`, about one repetition where the engine had the shape warm "
+            "already (a request stream's warm-up serves one batch of each group, not its "
+            "window)",
+        ),
+        Column(
             "trial_prefill_energy_j",
             "J",
             "every trial's prefill-window energy per batch (JSON list, in order; empty when a "

@@ -264,8 +264,14 @@ def measure_point(
     load.start()
     backend.reset_peak_memory()
     warm_up = proto.warmup_every_trial or warmed is None or point.key not in warmed
-    for _ in range(proto.warmup_repetitions if warm_up else 0):
+    # The first warm-up's time beside the window's says what the warm-up found: about a
+    # repetition's time where the engine had the shape warm already, more where it had not.
+    warmup_s = math.nan
+    for n in range(proto.warmup_repetitions if warm_up else 0):
+        started = time.perf_counter()
         warmup_run()
+        if n == 0:
+            warmup_s = time.perf_counter() - started
         stop.check()
     lap_min_s = proto.per_repetition_energy_min_s
     prefill = None
@@ -283,6 +289,7 @@ def measure_point(
         warmed.add(point.key)
     row = result_columns(full, prefill, point, idle_power_w, tokens)
     row["warmed_up"] = warm_up
+    row["warmup_s"] = warmup_s
     row.update(extra)
     windows = full.health if prefill is None else prefill.health.merge(full.health)
     row.update(health.window_columns(windows))

@@ -173,6 +173,14 @@ def sessions_other_than(trials: Sequence[dict[str, Any]], session: str) -> list[
     return sorted({str(t.get("machine_session") or "unknown") for t in trials} - {session})
 
 
+def _seconds(value: Any) -> float | None:
+    """A time for a JSON list: rounded, or null where there is none (no warm-up, or a trial
+    written before warm-ups were timed)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(float(value), 6)
+
+
 def needs_trial(
     trials: Sequence[dict[str, Any]], protocol: ProtocolSpec, session: str | None = None
 ) -> bool:
@@ -305,7 +313,9 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     # (a device error) is said in the note.
     last = dict(measured[-1] if measured else trials[-1])
     row = dict(last)
-    row.pop("warmed_up", None)  # the last trial's alone; trial_warmed_up has every trial's
+    # The last trial's alone; trial_warmed_up and trial_warmup_s have every trial's.
+    row.pop("warmed_up", None)
+    row.pop("warmup_s", None)
     row["trials"] = len(measured)
     if served(last):
         # Failed requests of every trial, those of trials not used too: never dropped silently.
@@ -320,6 +330,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
             trial_energy_j="[]",
             trial_duration_s="[]",
             trial_warmed_up="[]",
+            trial_warmup_s="[]",
             **{f"{col}_ci95": math.nan for col in PHASE_INTERVALS},
             **{f"trial_{col}": "[]" for col in PHASE_TRIALS},
             trial_gpu_health="[]",
@@ -345,6 +356,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     row["trial_duration_s"] = json.dumps([round(v, 6) for v in durations])
     # Trials written before warm-ups could be skipped all had one.
     row["trial_warmed_up"] = json.dumps([bool(t.get("warmed_up", True)) for t in measured])
+    row["trial_warmup_s"] = json.dumps([_seconds(t.get("warmup_s")) for t in measured])
     for col in PHASE_INTERVALS:
         values = [math.nan if t.get(col) is None else float(t[col]) for t in measured]
         row[f"{col}_ci95"] = ci95_half_width(values)  # NaN unless every trial measured it
