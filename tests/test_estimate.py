@@ -919,3 +919,24 @@ def test_the_command_writes_each_part_as_a_layer_that_plans_its_bins_alone(
         ids = point_ids(part["tiny__pytorch"])
         assert all(ids[p.key] == whole_ids[p.key] for p in points)
     assert seen == [(i, o) for i in (128, 512, 2048) for o in (8, 64, 256)]
+
+
+def test_the_basis_says_how_many_points_it_times_by_extrapolation(tiny_config):
+    """Rows of at most 64 sequences of 2048 prompt and 256 generated tokens: a point with more
+    prompt or generated tokens in one batch is timed past them, and the basis counts it."""
+    plans = plan_study(validate(tiny_config))
+    rows = _rows(TRUE)
+    assert "extrapolation" not in estimate(plans, rows)["basis"].iloc[0]
+    group, plan = next(iter(plans.items()))
+    point = plan.points[0]
+    past = (
+        dataclasses.replace(point, batch_size=128, input_tokens=8, output_tokens=256),
+        dataclasses.replace(point, batch_size=1024, input_tokens=1024, output_tokens=8),
+        dataclasses.replace(point, batch_size=64, input_tokens=2048, output_tokens=256),
+    )
+    wider = {group: dataclasses.replace(plan, points=(*plan.points, *past))}
+    basis = estimate(wider, rows)["basis"].iloc[0]
+    assert (
+        "; 2 of its points go past the most tokens of one batch its rows hold "
+        "(131,072 prompt, 16,384 generated), timed by extrapolation"
+    ) in basis

@@ -427,7 +427,7 @@ def _time_model(
         streams = stream_request_seconds(measured)
         fitted = dataclasses.replace(TimeModel.fit(measured), streams=streams)
         basis = f"fitted to {fitted.points} points measured on {_gpus(measured)}"
-        basis += fitted.caveat(plan)
+        basis += fitted.caveat(plan, counted_points(plan))
         timed = sum(not math.isnan(measured_stream_s(streams, p)) for p in plan.points)
         if timed:
             basis += f"; {_plural(timed, 'request stream')} at measured times per request"

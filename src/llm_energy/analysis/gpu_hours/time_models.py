@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,6 +147,9 @@ class TimeModel:
     inseparable_input: int = 0
     # Prefill's term in b * i^2 (attention over the input), 0 where the rows cannot show it.
     prefill_quadratic: float = 0.0
+    # The most prompt and generated tokens of one batch among the fitted rows (0: not known):
+    # a point past either is timed by extrapolation.
+    reach: tuple[int, int] = (0, 0)
 
     @classmethod
     def fit(cls, rows: pd.DataFrame) -> TimeModel:
@@ -178,20 +182,46 @@ class TimeModel:
             load_s=measured_load_s(rows),
             inseparable_input=inputs.pop() if len(inputs) == 1 and not has_prefill.any() else 0,
             prefill_quadratic=float(coef[2]),
+            reach=(int((b * i).max()), int((b * o).max())),
         )
 
-    def caveat(self, plan: JobPlan) -> str:
-        """What the basis says when the fitted rows cannot time the plan's prefill: all of
-        one input length without a prefill window, and the plan has other input lengths."""
-        if not self.inseparable_input:
-            return ""
-        if {p.input_tokens for p in plan.points} <= {self.inseparable_input}:
-            return ""
-        return (
-            f"; its rows, all {self.inseparable_input} tokens in and without prefill windows, "
-            "cannot tell prefill from decoding, so other input lengths' prefill may be "
-            "under- or overestimated"
-        )
+    def caveat(self, plan: JobPlan, points: Sequence[PointSpec] | None = None) -> str:
+        """What the basis says of the plan's points that its rows cannot time well: prefill,
+        where the rows are all of one input length without a prefill window and the plan has
+        other input lengths; and the points past the most prompt or generated tokens of one
+        batch among the rows, timed by extrapolation (the time per batch of a decode-heavy
+        shape at a large batch can be well above the line through smaller ones), among
+        ``points``, the ones the job spends time on (default: all of the plan's)."""
+        said = ""
+        inputs = {p.input_tokens for p in plan.points}
+        if self.inseparable_input and not inputs <= {self.inseparable_input}:
+            said += (
+                f"; its rows, all {self.inseparable_input} tokens in and without prefill "
+                "windows, cannot tell prefill from decoding, so other input lengths' prefill "
+                "may be under- or overestimated"
+            )
+        beyond = self.beyond(plan.points if points is None else points)
+        if beyond:
+            prompt, generated = self.reach
+            said += (
+                f"; {beyond} of its points go past the most tokens of one batch its rows hold "
+                f"({prompt:,} prompt, {generated:,} generated), timed by extrapolation"
+            )
+        return said
+
+    def beyond(self, points: Sequence[PointSpec]) -> int:
+        """How many of these batch points go past the fitted rows' most prompt or generated
+        tokens of one batch (none where the reach is not known)."""
+        if self.reach == (0, 0):
+            return 0
+        prompt, generated = self.reach
+        count = 0
+        for p in points:
+            if p.stream is not None or p.served is not None:
+                continue
+            sequences = p.batch_size * max(p.decoding.num_beams, 1)
+            count += sequences * p.input_tokens > prompt or sequences * p.output_tokens > generated
+        return count
 
     def scaled(
         self, source: Architecture, target: Architecture, *, graphed: bool = False
