@@ -5,9 +5,14 @@ row left out of the fit that predicts it (leave-one-out, what a plan of an unmea
 can expect at a measured shape's neighbours).
 
     python benchmarks/time_model_fit.py TABLE.parquet [TABLE.parquet ...] [--out TABLE.md]
+    python benchmarks/time_model_fit.py TABLE.parquet ... --held-out NEW.parquet [--out NEW.md]
 
 The plan printed before a job is the sum of such predictions over its points; where the error
-is wide, so is the plan. A benchmark that reports numbers, not a test with a threshold.
+is wide, so is the plan. With ``--held-out``, the models fitted to the tables alone (the rows
+a plan had before a job) time each row of the new table of the same GPU, model and engine:
+its measured over its predicted time per batch, whether it lies past the fitted rows' most
+prompt or generated tokens of one batch (the plan counts those as extrapolated), and the sum
+over the rows. A benchmark that reports numbers, not a test with a threshold.
 """
 
 from __future__ import annotations
@@ -61,6 +66,53 @@ def fit_errors(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+def held_out(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Each fittable row of ``new`` timed by the model of its (GPU, model, engine) fitted to
+    ``rows``: predicted and measured seconds per batch, their ratio, and whether the row lies
+    past the fitted rows' reach."""
+    rows, new = fittable(rows), fittable(new)
+    lines = []
+    for key, group in new.groupby(["gpu_name", "model", "engine"]):
+        gpu, model_name, engine = key
+        fitted = rows[
+            (rows["gpu_name"] == gpu) & (rows["model"] == model_name) & (rows["engine"] == engine)
+        ]
+        if len(fitted) < 4:
+            continue
+        model = TimeModel.fit(fitted)
+        prompt, generated = model.reach
+        sequences = sequences_per_batch(group)
+        for b, (_, r) in zip(sequences, group.iterrows(), strict=True):
+            i, o = int(r["input_tokens"]), int(r["output_tokens"])
+            predicted = model.full_s(int(b), i, o)
+            lines.append(
+                {
+                    "engine": key[2],
+                    "batch_size": int(r["batch_size"]),
+                    "input_tokens": i,
+                    "output_tokens": o,
+                    "predicted_s": round(predicted, 3),
+                    "measured_s": round(float(r["duration_s"]), 3),
+                    "measured_over_predicted": round(float(r["duration_s"]) / predicted, 3),
+                    "past_fitted_rows": bool(b * i > prompt or b * o > generated),
+                }
+            )
+    return pd.DataFrame(lines)
+
+
+def held_out_markdown(table: pd.DataFrame) -> str:
+    total = table["measured_s"].sum() / table["predicted_s"].sum()
+    past = table[table["past_fitted_rows"]]
+    return (
+        table.to_markdown(index=False)
+        + f"\n\nall rows: {total:.2f} of the predicted time per batch in sum; "
+        f"{len(past)} of {len(table)} rows past the fitted rows, "
+        f"{past['measured_s'].sum() / past['predicted_s'].sum():.2f} of it in sum\n"
+        if len(past)
+        else table.to_markdown(index=False) + f"\n\nall rows: {total:.2f} in sum\n"
+    )
+
+
 def markdown(table: pd.DataFrame) -> str:
     head = (
         "| GPU | model | engine | rows | median error, in sample | largest | "
@@ -81,10 +133,17 @@ def markdown(table: pd.DataFrame) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tables", nargs="+", type=Path)
+    parser.add_argument("--held-out", type=Path, help="a table timed by the others' models")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    rows = pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True)
-    text = markdown(fit_errors(rows))
+    tables = [
+        p for p in args.tables if args.held_out is None or p.resolve() != args.held_out.resolve()
+    ]
+    rows = pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
+    if args.held_out is not None:
+        text = held_out_markdown(held_out(rows, pd.read_parquet(args.held_out)))
+    else:
+        text = markdown(fit_errors(rows))
     if args.out:
         args.out.write_text(text)
     print(text, end="")

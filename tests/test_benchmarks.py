@@ -37,6 +37,22 @@ def test_the_fit_benchmark_reports_each_engines_error_in_and_out_of_sample():
     assert "| GPU X | tiny | pytorch | 27 |" in bench.markdown(bench.fit_errors(noisy))
 
 
+def test_the_fit_benchmark_times_a_new_table_by_the_models_fitted_before_it():
+    """time_model_fit.py --held-out: a new row at a shape the fitted rows hold is timed
+    exactly; one past their most generated tokens of one batch, slower than the model says,
+    is flagged, and the sums say both."""
+    bench = _load("time_model_fit")
+    rows = _rows(TRUE)
+    new = rows.iloc[[0]].copy()
+    past = rows.iloc[[0]].assign(batch_size=1024, output_tokens=256)
+    past["duration_s"] = 2 * TRUE.full_s(1024, int(past["input_tokens"].iloc[0]), 256)
+    table = bench.held_out(rows, pd.concat([new, past], ignore_index=True))
+    assert table["measured_over_predicted"].tolist() == [1.0, 2.0]
+    assert table["past_fitted_rows"].tolist() == [False, True]
+    text = bench.held_out_markdown(table)
+    assert "1 of 2 rows past the fitted rows, 2.00 of it in sum" in text
+
+
 def _trial_rows(trials: dict[tuple[int, int], list[float]], window_s: float) -> pd.DataFrame:
     from llm_energy.measure.trials import ci95_half_width
 
