@@ -295,7 +295,8 @@ def test_online_and_offline_serve_the_same_requests(vllm_workflow):
     assert 24 <= streams["generated_tokens"].iloc[0] <= 24 * 64
     saving = pd.read_csv(work / "results/tables/cpu/online_serving.csv")
     expected = 1 - saving["online_energy_j"] / saving["offline_energy_j"]
-    assert saving["energy_saving"].to_numpy() == pytest.approx(expected.to_numpy())
+    # From the table's rounded energies: a saving near zero differs by the rounding alone.
+    assert saving["energy_saving"].to_numpy() == pytest.approx(expected.to_numpy(), abs=1e-6)
 
 
 def test_speculative_decoding_records_its_acceptance_rate(vllm_workflow):
