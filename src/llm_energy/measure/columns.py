@@ -413,10 +413,10 @@ RESULTS = Section(
         Column(
             "control_drift_energy",
             "",
-            "the control point's energy per batch at the end of the job's last run in the "
-            "row's machine session over its start in the first, minus one (the drift of "
-            "engine and machine over the span of the row's trials; NaN without energy, or "
-            "where no run in that session measured its end)",
+            "the control point's energy per batch at the last run's end measured in the row's "
+            "machine session over the first run's start there, minus one (the drift of engine "
+            "and machine over the span of the row's trials; NaN without energy, or where no "
+            "run in that session measured its end)",
         ),
         Column(
             "control_drift_duration",

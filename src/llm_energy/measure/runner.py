@@ -469,10 +469,10 @@ def control_point(points: Sequence[PointSpec]) -> PointSpec | None:
 
 
 def drift_columns(controls: pd.DataFrame, session: str | None = None) -> dict[str, Any]:
-    """The control point and its change over the job's runs in machine ``session``: from the
-    first of those runs' start to the last one's end, the span the row's trials were measured
-    in (a row's trials come from one session). Without an end measured in that session (its
-    last run there was cut short) the drift is unknown. Controls written before they named
+    """The control point and its change over the job's runs in machine ``session``, the span
+    the row's trials were measured in (a row's trials come from one session): from the first
+    of those runs' start to the last end measured there (a run cut short measures none). With
+    no end measured in that session the drift is unknown. Controls written before they named
     their session give the last run that has both edges."""
     nan = math.nan
     columns = {"control_point_id": "", "control_drift_energy": nan, "control_drift_duration": nan}
