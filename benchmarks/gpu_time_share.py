@@ -7,10 +7,13 @@ the adaptive protocol spent against fixed counts.
 ``job, started_utc, ended_utc`` and optionally ``engine_loaded_s`` (the job log's "loaded ... in
 N s"), one line per run of the job's process (a job resumed from its journal has several). A
 trial's window time is its repetitions times its time per repetition, prefill windows included;
-its warm-up, where it had one, is one repetition more (a request stream's, one batch of each
-of its groups, at that batch's share of the stream's requests; a served trial's window is its
-replay's steady state, the rest of the replay is counted apart, and its warm-up is not timed);
-the rest of the job is engine start, the idle-power window, the control point and the harness.
+its warm-up, where it had one, is its first warm-up call as timed, or in trials written before
+warm-ups were timed one repetition more (a request stream's, one batch of each of its groups,
+at that batch's share of the stream's requests; a served trial's window is its replay's steady
+state, the rest of the replay is counted apart, and its warm-up is not timed); the rest of the
+job is engine start, the idle-power window, the control point and the harness. Where batch
+trials timed their warm-ups, ``warmup_over_repetition_median`` and ``_max`` say how much
+longer a warm-up took than a repetition of its window: about 1 where it found the shape warm.
 ``--estimate`` (the table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
 ``estimated_gpu_hours``, and ``estimated_job_min`` or ``gpus``) adds each job's planned wall
 time beside the actual one. A benchmark that reports numbers, not a test with a threshold.
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -78,6 +83,13 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     # (``warmed_up``; trials written before it all did).
     warmups_s = sum(warmup_seconds(t) for t in batches if bool(t.get("warmed_up", True)))
     loaded_s = float(runs["engine_loaded_s"].sum()) if "engine_loaded_s" in runs else float("nan")
+    # A batch trial's timed warm-up over its time per repetition: about 1 where the engine had
+    # the shape warm already, so that the warm-up bought nothing.
+    cold = [
+        float(t["warmup_s"]) / float(t["duration_s"])
+        for t in batches
+        if not t.get("trace", "") and not pd.isna(t.get("warmup_s", float("nan")))
+    ]
     return {
         "job": journal.name,
         "runs": len(runs),
@@ -90,6 +102,8 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         "job_s": round(wall_s, 1),
         "windows_s": round(windows_s, 1),
         "warmups_s": round(warmups_s, 1),
+        "warmup_over_repetition_median": round(float(np.median(cold)), 2) if cold else math.nan,
+        "warmup_over_repetition_max": round(max(cold), 2) if cold else math.nan,
         "replays_outside_windows_s": round(replays_outside_windows_s, 1),
         "engine_loaded_s": round(loaded_s, 1),
         "share_in_windows": round(windows_s / wall_s, 3) if wall_s else float("nan"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 from types import ModuleType
 
@@ -133,6 +134,13 @@ def test_points_passed_over_and_trials_set_aside_count_apart(tmp_path):
     assert (share["trials"], share["trials_set_aside"], share["trials_if_3_each"]) == (3, 1, 3)
     assert share["windows_s"] == 6.0 and share["warmups_s"] == 6.0
     assert share["share_in_windows"] == 0.1
+    assert math.isnan(share["warmup_over_repetition_median"])  # warm-ups not timed
+
+    trial(journal / "big.t4.parquet", "big", 1)
+    timed = pd.read_parquet(journal / "big.t4.parquet").assign(warmup_s=5.0)
+    timed.to_parquet(journal / "big.t4.parquet")
+    share = bench.job_share(journal, runs)
+    assert share["warmup_over_repetition_max"] == 2.5 and share["warmups_s"] == 11.0
 
 
 def test_a_timed_warm_up_counts_as_timed():
