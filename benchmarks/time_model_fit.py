@@ -80,21 +80,20 @@ def held_out(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         if len(fitted) < 4:
             continue
         model = TimeModel.fit(fitted)
-        prompt, generated = model.reach
         sequences = sequences_per_batch(group)
         for b, (_, r) in zip(sequences, group.iterrows(), strict=True):
             i, o = int(r["input_tokens"]), int(r["output_tokens"])
             predicted = model.full_s(int(b), i, o)
             lines.append(
                 {
-                    "engine": key[2],
+                    "engine": engine,
                     "batch_size": int(r["batch_size"]),
                     "input_tokens": i,
                     "output_tokens": o,
                     "predicted_s": round(predicted, 3),
                     "measured_s": round(float(r["duration_s"]), 3),
                     "measured_over_predicted": round(float(r["duration_s"]) / predicted, 3),
-                    "past_fitted_rows": bool(b * i > prompt or b * o > generated),
+                    "past_fitted_rows": model.past(int(b), i, o),
                 }
             )
     return pd.DataFrame(lines)
@@ -103,14 +102,13 @@ def held_out(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 def held_out_markdown(table: pd.DataFrame) -> str:
     total = table["measured_s"].sum() / table["predicted_s"].sum()
     past = table[table["past_fitted_rows"]]
-    return (
-        table.to_markdown(index=False)
-        + f"\n\nall rows: {total:.2f} of the predicted time per batch in sum; "
-        f"{len(past)} of {len(table)} rows past the fitted rows, "
-        f"{past['measured_s'].sum() / past['predicted_s'].sum():.2f} of it in sum\n"
-        if len(past)
-        else table.to_markdown(index=False) + f"\n\nall rows: {total:.2f} in sum\n"
-    )
+    summary = f"all rows: {total:.2f} of the predicted time per batch in sum"
+    if len(past):
+        summary += (
+            f"; {len(past)} of {len(table)} rows past the fitted rows, "
+            f"{past['measured_s'].sum() / past['predicted_s'].sum():.2f} of it in sum"
+        )
+    return f"{table.to_markdown(index=False)}\n\n{summary}\n"
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -210,18 +210,20 @@ class TimeModel:
         return said
 
     def beyond(self, points: Sequence[PointSpec]) -> int:
-        """How many of these batch points go past the fitted rows' most prompt or generated
-        tokens of one batch (none where the reach is not known)."""
+        """How many of these batch points go past the fitted rows' reach (:meth:`past`)."""
+        return sum(
+            self.past(p.batch_size * max(p.decoding.num_beams, 1), p.input_tokens, p.output_tokens)
+            for p in points
+            if p.stream is None and p.served is None
+        )
+
+    def past(self, sequences: int, input_tokens: int, output_tokens: int) -> bool:
+        """Whether a batch of this shape holds more prompt or generated tokens than any fitted
+        row's (never where the reach is not known)."""
         if self.reach == (0, 0):
-            return 0
+            return False
         prompt, generated = self.reach
-        count = 0
-        for p in points:
-            if p.stream is not None or p.served is not None:
-                continue
-            sequences = p.batch_size * max(p.decoding.num_beams, 1)
-            count += sequences * p.input_tokens > prompt or sequences * p.output_tokens > generated
-        return count
+        return sequences * input_tokens > prompt or sequences * output_tokens > generated
 
     def scaled(
         self, source: Architecture, target: Architecture, *, graphed: bool = False
