@@ -752,6 +752,41 @@ def test_claim_8_is_inconclusive_where_a_bins_row_did_not_meet_the_protocol(tmp_
     assert workload_claims(bins)["verdict"].tolist() == ["agrees in direction"]
 
 
+def test_claim_8_while_bins_are_missing_compares_the_bins_both_engines_measured(tmp_path):
+    """PyTorch's bin (128, 16) not yet measured: the trace's comparison is not measured, and a
+    second row compares the engines over bin (32, 8), which both measured in one session, with
+    its interval and the share of the requests it holds, and no paper value (the paper's is
+    of the whole trace)."""
+    from llm_energy.analysis.claims import workload_claims
+
+    rows = [r for r in _rows_in_trials() if (r["engine"], r["input_tokens"]) != ("pytorch", 128)]
+    whole, so_far = workload_claims(
+        _estimate_two_bins(tmp_path, rows, missing="incomplete")
+    ).itertuples()
+    assert whole.verdict.startswith("not measured: bins missing (vllm 100 %, pytorch 67 %")
+    assert math.isnan(whole.measured_value)
+    # vLLM 1 batch of 4 +- 0.2 J against PyTorch 2 batches of 5 +- 0.15 J.
+    half = 0.4 * math.hypot(0.3 / 10, 0.2 / 4)
+    assert so_far.measured_value == pytest.approx(4 / 10 - 1)
+    assert (so_far.ci95_low, so_far.ci95_high) == pytest.approx((-0.6 - half, -0.6 + half))
+    assert math.isnan(so_far.paper_value)
+    assert so_far.verdict == "lower"
+    assert so_far.condition == (
+        "azure_code, vllm against pytorch, 1 bin (66.7 % of the requests), each bin's two "
+        "engines from one machine session (1 session in all)"
+    )
+    assert "over the bins measured so far" in so_far.quantity
+    # A bin whose engines come from two sessions, or whose row fell short of the protocol, is
+    # left out; with no bin left, there is no second row.
+    for change in ({"machine_session": "vm:cccc"}, {"trials": 2, "protocol_met": False}):
+        apart = [
+            {**r, **change} if (r["engine"], r["input_tokens"]) == ("vllm", 32) else r
+            for r in rows
+        ]
+        bins = _estimate_two_bins(tmp_path, apart, missing="incomplete")
+        assert len(workload_claims(bins)) == 1
+
+
 def test_claim_8_without_intervals_gives_the_value_alone_as_before(tmp_path):
     """Rows without trials (the H100 rows): the value, no interval, and no session count,
     whichever sessions the bins come from."""

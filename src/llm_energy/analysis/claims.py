@@ -485,7 +485,8 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
     protocol (a rerun's fewer trials). Totals without an interval (rows without trials) give
     the value alone, whichever sessions their bins come from. Totals of bins measured so far
     (``complete`` false) cover different requests on the two engines: no comparison, the
-    requests each covers said instead. A bin whose GPUs were flagged unhealthy makes the
+    requests each covers said instead, and a second row compares the engines over the bins
+    both measured in one session (:func:`_bins_compared_so_far`). A bin whose GPUs were flagged unhealthy makes the
     comparison inconclusive."""
     from llm_energy.analysis.workload_estimate import workload_totals
 
@@ -527,6 +528,7 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
             )
         unhealthy = int(group["bins_gpu_health_flagged"].fillna(0).sum())
         short = int(group["bins_protocol_not_met"].fillna(0).sum())
+        so_far = None
         if not complete:
             covered = by_engine["requests_covered_fraction"]
             change, low, high = math.nan, math.nan, math.nan
@@ -535,6 +537,7 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
                 + ", ".join(f"{e} {100 * float(covered[e]):.0f} %" for e in ("vllm", "pytorch"))
                 + " of the requests measured)"
             )
+            so_far = _bins_compared_so_far(bins, trace, what, int(vllm["requests_binned"]))
         elif apart:
             judged = DIFFERENT_SESSIONS
         elif short:
@@ -556,7 +559,70 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
                 "rows": "workload_energy_bins.csv",
             }
         )
+        if so_far is not None:
+            rows.append(so_far)
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _bins_compared_so_far(
+    bins: pd.DataFrame, trace: str, what: str, requests_binned: int
+) -> dict[str, Any] | None:
+    """While a trace's bins are being measured: its two engines compared over the bins each
+    measured in one machine session, both rows with trials, meeting the protocol on healthy
+    GPUs. The paper's number is of the whole trace, so this subset has no paper value and the
+    verdict says only which way its interval points (:func:`direction`); the condition says how
+    many bins and which share of the trace's requests it holds. None where no bin qualifies."""
+    from llm_energy.analysis.workload_estimate import _protocol_met_of, workload_totals
+    from llm_energy.measure.health import flagged
+
+    rows = bins[
+        (bins["trace"] == trace)
+        & bins["engine"].isin(["vllm", "pytorch"])
+        & bins["measured"].astype(bool)
+    ]
+    rows = rows[
+        rows["energy_ci95_j"].notna()
+        & _protocol_met_of(rows).map(lambda v: v is True)
+        & ~flagged(rows).astype(bool)
+    ].assign(machine_session=lambda r: r["machine_session"].fillna("").astype(str))
+    sessions = rows.pivot_table(
+        index=["input_bin", "output_bin"],
+        columns="engine",
+        values="machine_session",
+        aggfunc="first",
+    )
+    if not {"vllm", "pytorch"} <= set(sessions.columns):
+        return None
+    paired = sessions[(sessions["vllm"] == sessions["pytorch"]) & (sessions["vllm"] != "")]
+    if paired.empty:
+        return None
+    keys = rows.set_index(["input_bin", "output_bin"]).index.isin(paired.index)
+    totals = workload_totals(rows[keys]).set_index("engine")
+    vllm, pytorch = totals.loc["vllm"], totals.loc["pytorch"]
+    ratio = float(vllm["energy_j"] / pytorch["energy_j"])
+    half = ratio_half_width(
+        ratio,
+        float(pytorch["energy_ci95_j"] / pytorch["energy_j"]),
+        float(vllm["energy_ci95_j"] / vllm["energy_j"]),
+    )
+    change = ratio - 1
+    share = int(vllm["requests_covered"]) / requests_binned if requests_binned else math.nan
+    sessions_used = paired["vllm"].nunique()
+    return {
+        "claim": "8",
+        "quantity": f"{what}, over the bins measured so far (energy_j, binned estimate)",
+        "condition": (
+            f"{trace}, vllm against pytorch, {_count(len(paired), 'bin')} "
+            f"({100 * share:.1f} % of the requests), each bin's two engines from one "
+            f"machine session ({_count(sessions_used, 'session')} in all)"
+        ),
+        "paper_value": math.nan,
+        "measured_value": change,
+        "ci95_low": change - half,
+        "ci95_high": change + half,
+        "verdict": direction(math.nan, 0, change, change - half, change + half),
+        "rows": "workload_energy_bins.csv",
+    }
 
 
 def _cells(table: pd.DataFrame) -> Iterator[tuple[str, ...]]:
