@@ -864,6 +864,76 @@ def test_workload_bins_go_into_parts_that_fit_with_every_jobs_start():
         workload_parts(by_bin, starts, part_min=0)
 
 
+def test_measured_parts_keep_their_bins_and_come_first_when_the_others_are_split_again(
+    tmp_path, monkeypatch
+):
+    """Split again after part 1 was measured: part 1 keeps its bins (the layer its shipped
+    tables were measured with names the same points), marked measured; the other bins are
+    split anew after it. A part with a bin not complete on every job is split again."""
+    from llm_energy.analysis.gpu_hours import parts as module
+    from llm_energy.measure import runner
+
+    by_bin = pd.DataFrame(
+        [
+            ("a__pytorch", 32, 8, 2.0),
+            ("a__vllm", 32, 8, 1.0),
+            ("a__pytorch", 32, 16, 1.0),
+            ("a__vllm", 32, 16, 1.0),
+            ("a__pytorch", 128, 8, 3.0),
+            ("a__vllm", 128, 8, 3.0),
+            ("a__pytorch", 128, 16, 0.5),
+        ],
+        columns=["group", "input_bin", "output_bin", "minutes"],
+    )
+    starts = {"a__pytorch": 1.0, "a__vllm": 2.0}
+    # Earlier parts, as written: part 1 holds (32, 8) alone, part 2 the rest.
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    earlier = module.workload_parts(by_bin, starts, part_min=6.0)
+    assert [p.bins for p in earlier][0] == [(32, 8)]
+    for n, part in enumerate(earlier, start=1):
+        text = module.part_layer(part, n, len(earlier), ["c.yaml"], starts)
+        (folder / f"part{n}.yaml").write_text(text)
+    (folder / "notes.yaml").write_text("not a part\n")
+    assert module.read_parts(folder) == [p.bins for p in earlier]
+
+    # (32, 8) is complete on both jobs, (32, 16) on one only.
+    done = {(32, 8)}
+    kept = module.measured_parts(module.read_parts(folder), done)
+    assert kept == [[(32, 8)]]
+    parts = module.workload_parts(by_bin, starts, part_min=100.0, keep=kept)
+    assert [(p.bins, p.measured) for p in parts] == [
+        ([(32, 8)], True),
+        ([(32, 16), (128, 8), (128, 16)], False),
+    ]
+    assert parts[0].minutes == {"a__pytorch": 2.0, "a__vllm": 1.0}
+    assert "(measured: kept as it was)" in module.describe_parts(parts, starts, 100.0)
+    assert "measured (its bins kept" in module.part_layer(parts[0], 1, 2, ["c.yaml"], starts)
+    # Their points, 8.5 min, and one start of each job, 3 min.
+    assert module.total_minutes(parts[1:], starts) == pytest.approx(8.5 + 3.0)
+
+    # measured_bins: a bin is done where every job's points of it need no more trials.
+    class Point:
+        def __init__(self, key, i, o, experiments=("workload_estimates",)):
+            self.key, self.input_tokens, self.output_tokens = key, i, o
+            self.experiments = experiments
+
+    class Plan:
+        def __init__(self, *points):
+            self.points = points
+
+    plans = {
+        "a__pytorch": Plan(Point("p1", 32, 8), Point("p2", 32, 16), Point("p3", 8, 8, ())),
+        "a__vllm": Plan(Point("v1", 32, 8), Point("v2", 32, 16)),
+        "b__other": Plan(Point("o1", 8, 8, ())),
+    }
+    left = {"p1": 0, "p2": 0, "p3": 3, "v1": 0, "v2": 1, "o1": 3}
+    monkeypatch.setattr(
+        runner, "trials_left", lambda plan, *a: {p.key: left[p.key] for p in plan.points}
+    )
+    assert module.measured_bins(plans, []) == {(32, 8)}
+
+
 def test_the_command_writes_each_part_as_a_layer_that_plans_its_bins_alone(
     tiny_config, tmp_path, capsys
 ):

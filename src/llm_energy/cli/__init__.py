@@ -310,12 +310,16 @@ def _workload_parts(args: argparse.Namespace, config: dict, measured: object) ->
         LAYER_EXPERIMENTS,
         bin_minutes,
         describe_parts,
+        measured_bins,
+        measured_parts,
         part_layer,
+        read_parts,
         total_minutes,
         workload_parts,
     )
     from llm_energy.config import validate
     from llm_energy.measure.plan import plan_study
+    from llm_energy.measure.runner import read_tables
 
     jobs = plan_study(validate({**config, "only_experiments": list(LAYER_EXPERIMENTS)}))
     by_bin, starts = bin_minutes(jobs, measured)
@@ -324,13 +328,23 @@ def _workload_parts(args: argparse.Namespace, config: dict, measured: object) ->
             "--workload-parts: no job of the configuration measures workload_estimates points "
             "that the measurements can time"
         )
-    parts = workload_parts(by_bin, starts, args.workload_parts)
+    folder = Path(args.workload_parts_dir) if args.workload_parts_dir else None
+    keep: list = []
+    if folder is not None and folder.is_dir():
+        done = measured_bins(jobs, read_tables(args.measurements))
+        keep = measured_parts(read_parts(folder), done)
+    parts = workload_parts(by_bin, starts, args.workload_parts, keep)
     _log(f"\nthe workload bins in parts of at most {args.workload_parts:g} min (ESTIMATE):")
     _log(describe_parts(parts, starts, args.workload_parts))
-    _log(f"{len(parts)} parts, {total_minutes(parts, starts):.1f} min in all")
-    if args.workload_parts_dir:
-        folder = Path(args.workload_parts_dir)
+    left = [p for p in parts if not p.measured]
+    _log(
+        f"{len(parts)} parts, {len(parts) - len(left)} of them measured; "
+        f"{total_minutes(left, starts):.1f} min in all for the others"
+    )
+    if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("part*.yaml"):
+            stale.unlink()
         for n, part in enumerate(parts, start=1):
             text = part_layer(part, n, len(parts), args.configfile, starts)
             (folder / f"part{n}.yaml").write_text(text)
@@ -896,7 +910,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workload-parts-dir",
         metavar="DIR",
         help="write each part as a configuration layer DIR/partN.yaml "
-        "(experiments.workload_estimates.bins)",
+        "(experiments.workload_estimates.bins); the parts already in DIR whose every bin the "
+        "measurements complete on every job keep their bins and come first",
     )
     e.set_defaults(func=cmd_estimate)
     return p

@@ -8,14 +8,21 @@ machine's session), it is measured a part at a time: each part a set of bins
 than the allocation by the GPU-time estimate, engine starts included. Bins go into parts in
 the traces' order (input bin, then output bin); a bin that alone outlasts the allocation gets a
 part of its own, and the table says so.
+
+Split again after a part is measured (the time model fitted to more rows), the parts whose
+every bin the measurements complete on every job keep their bins and come first
+(:func:`measured_parts`), so that the layers their shipped tables were measured with still name
+the same points; the other bins are split anew after them.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import yaml
@@ -35,6 +42,7 @@ class Part:
 
     bins: list[Bin] = field(default_factory=list)
     minutes: dict[str, float] = field(default_factory=dict)
+    measured: bool = False
 
     def points_min(self) -> float:
         return sum(self.minutes.values())
@@ -67,11 +75,54 @@ def bin_minutes(
     return table, starts
 
 
+def measured_bins(
+    plans: Mapping[str, JobPlan], tables: Sequence[tuple[Path, pd.DataFrame]]
+) -> set[Bin]:
+    """The bins whose workload points every job's rows in ``tables`` complete (as
+    :func:`~llm_energy.measure.runner.trials_left` counts them from shipped rows: a run that
+    resumes from them measures nothing of these bins)."""
+    from llm_energy.measure.runner import trials_left
+
+    done: set[Bin] | None = None
+    for plan in plans.values():
+        own = [p for p in plan.points if FAMILY in p.experiments]
+        if not own:
+            continue
+        left = trials_left(plan, Path("/nonexistent-journal"), tables)
+        bins = {(p.input_tokens, p.output_tokens) for p in own}
+        bins -= {(p.input_tokens, p.output_tokens) for p in own if left[p.key] > 0}
+        done = bins if done is None else done & bins
+    return done or set()
+
+
+def read_parts(folder: Path) -> list[list[Bin]]:
+    """The bins of the layers ``folder/partN.yaml`` that :func:`part_layer` wrote, by N."""
+    layers = []
+    for path in folder.glob("part*.yaml"):
+        found = re.fullmatch(r"part(\d+)", path.stem)
+        if found:
+            layer = yaml.safe_load(path.read_text()) or {}
+            bins = layer.get("experiments", {}).get(FAMILY, {}).get("bins", [])
+            layers.append((int(found.group(1)), [(int(i), int(o)) for i, o in bins]))
+    return [bins for _, bins in sorted(layers)]
+
+
+def measured_parts(earlier: Sequence[Sequence[Bin]], done: set[Bin]) -> list[list[Bin]]:
+    """Of the parts split earlier, those whose every bin is measured (``done``), in their
+    order."""
+    return [list(bins) for bins in earlier if bins and set(bins) <= done]
+
+
 def workload_parts(
-    by_bin: pd.DataFrame, starts: Mapping[str, float], part_min: float
+    by_bin: pd.DataFrame,
+    starts: Mapping[str, float],
+    part_min: float,
+    keep: Sequence[Sequence[Bin]] = (),
 ) -> list[Part]:
     """The bins of ``by_bin`` (:func:`bin_minutes`) in parts of at most ``part_min`` minutes
-    each, every job's engine start counted once per part."""
+    each, every job's engine start counted once per part. The parts in ``keep`` (measured
+    ones, :func:`measured_parts`) come first with their bins as they are; the other bins are
+    split after them."""
     if not part_min > 0:
         raise ValueError(f"a part of {part_min:g} min holds nothing")
     room = part_min - sum(starts.values())
@@ -81,6 +132,12 @@ def workload_parts(
     ).reindex(columns=groups, fill_value=0.0)
     minutes = minutes.fillna(0.0).sort_index()
     parts: list[Part] = []
+    for bins in keep:
+        at = minutes.reindex(list(bins), fill_value=0.0)
+        kept = {g: float(at[g].sum()) for g in groups}
+        parts.append(Part(bins=list(bins), minutes=kept, measured=True))
+    kept_bins = {b for bins in keep for b in bins}
+    minutes = minutes[[b not in kept_bins for b in minutes.index]]
     current = Part()
     for (i, o), row in minutes.iterrows():
         cost = float(row.sum())
@@ -102,6 +159,8 @@ def describe_parts(parts: Sequence[Part], starts: Mapping[str, float], part_min:
         jobs = {g: m + starts[g] for g, m in part.minutes.items()}
         total = sum(jobs.values())
         over = f" (over {part_min:g} min: one bin alone)" if total > part_min else ""
+        if part.measured:
+            over = " (measured: kept as it was)"
         lines.append(
             {
                 "part": n,
@@ -126,8 +185,9 @@ def part_layer(
     layers = " ".join(configfiles)
     header = (
         f"Part {n} of {count} of the workload estimate's bins ({len(part.bins)} bins): about "
-        f"{total:.1f} min by the GPU-time estimate ({jobs}; engine starts included). Layered "
-        f"on {layers}:"
+        f"{total:.1f} min by the GPU-time estimate ({jobs}; engine starts included)"
+        + (", measured (its bins kept when the others were split again)" if part.measured else "")
+        + f". Layered on {layers}:"
     )
     layer = {
         "only_experiments": list(LAYER_EXPERIMENTS),
