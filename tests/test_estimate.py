@@ -890,7 +890,7 @@ def test_measured_parts_keep_their_bins_and_come_first_when_the_others_are_split
     folder = tmp_path / "parts"
     folder.mkdir()
     earlier = module.workload_parts(by_bin, starts, part_min=6.0)
-    assert [p.bins for p in earlier][0] == [(32, 8)]
+    assert earlier[0].bins == [(32, 8)]
     for n, part in enumerate(earlier, start=1):
         text = module.part_layer(part, n, len(earlier), ["c.yaml"], starts)
         (folder / f"part{n}.yaml").write_text(text)

@@ -216,9 +216,10 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # thirteenth's (the R1-Distill-Qwen-32B pair, and the first classical tasks at batch 1 on
     # vLLM), the fifteenth's (4 of claim 8's first 15 workload bins on vLLM) and the
     # sixteenth's (claim 8's part 1, 11 bins on both engines, whose vLLM rows replaced the
-    # fourteenth's 7 and the fifteenth's other 4, now in repeats/). Every row the aggregate keeps has three or more trials and met
-    # the protocol, but the batch-1 translation row, which the thirteenth session's device time
-    # cut short, and the bins' smaller batches, passed over because their largest batch fits.
+    # fourteenth's 7 and the fifteenth's other 4, now in repeats/). Every row the aggregate
+    # keeps has three or more trials and met the protocol, but the batch-1 translation row,
+    # which the thirteenth session's device time cut short, and the bins' smaller batches,
+    # passed over because their largest batch fits.
     measured = table["feasible"].astype(bool) & table["trials"].notna()
     passed_over = table[measured & table["trials"].eq(0)]
     assert len(passed_over) == (4 + 11 + 11) * 3

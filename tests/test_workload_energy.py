@@ -780,8 +780,7 @@ def test_claim_8_while_bins_are_missing_compares_the_bins_both_engines_measured(
     # left out; with no bin left, there is no second row.
     for change in ({"machine_session": "vm:cccc"}, {"trials": 2, "protocol_met": False}):
         apart = [
-            {**r, **change} if (r["engine"], r["input_tokens"]) == ("vllm", 32) else r
-            for r in rows
+            {**r, **change} if (r["engine"], r["input_tokens"]) == ("vllm", 32) else r for r in rows
         ]
         bins = _estimate_two_bins(tmp_path, apart, missing="incomplete")
         assert len(workload_claims(bins)) == 1

@@ -486,8 +486,8 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
     the value alone, whichever sessions their bins come from. Totals of bins measured so far
     (``complete`` false) cover different requests on the two engines: no comparison, the
     requests each covers said instead, and a second row compares the engines over the bins
-    both measured in one session (:func:`_bins_compared_so_far`). A bin whose GPUs were flagged unhealthy makes the
-    comparison inconclusive."""
+    both measured in one session (:func:`_bins_compared_so_far`). A bin whose GPUs were
+    flagged unhealthy makes the comparison inconclusive."""
     from llm_energy.analysis.workload_estimate import workload_totals
 
     totals = workload_totals(bins)
