@@ -272,6 +272,9 @@ def test_workflow_measures_with_the_real_vllm_engine(vllm_workflow):
     # The cache's block, which the GPU-time plan rounds each sequence up to.
     block = vllm["engine_detail"].str.extract(r"kv_block_tokens=(\d+)", expand=False).astype(int)
     assert (block > 0).all() and (vllm["kv_cache_tokens"].astype(int) % block == 0).all()
+    # The most sequences a step launches as a CUDA graph, as the engine's own settings say it.
+    bound = vllm["engine_detail"].str.extract(r"cuda_graph_max_batch=(\d+)", expand=False)
+    assert (bound.astype(int) == vllm["cuda_graph_max_batch"].astype(int)).all()
     sweeps = vllm[vllm["experiments"].str.contains("_sweep")]
     assert len(sweeps) == 15  # 3 batch sizes x (3 input + 3 output lengths - 1 shared)
     engines = table[table["experiments"].str.contains("engine_optimisations")]

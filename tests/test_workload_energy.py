@@ -810,12 +810,15 @@ def test_incomplete_totals_in_trials_are_not_compared(tmp_path):
 
     rows = [r for r in _rows_in_trials() if r["point_id"] != "vllm_b4_i128_o16"]
     bins = _estimate_two_bins(tmp_path, rows, missing="incomplete")
-    (claim,) = workload_claims(bins).itertuples()
+    claim, so_far = workload_claims(bins).itertuples()
     assert math.isnan(claim.measured_value) and math.isnan(claim.ci95_low)
     assert claim.condition == "azure_code, vllm against pytorch"
     assert claim.verdict == (
         "not measured: bins missing (vllm 67 %, pytorch 100 % of the requests measured)"
     )
+    # The bin both engines measured in one session, compared on its own: 4 J against 10 J.
+    assert so_far.measured_value == pytest.approx(4 / 10 - 1)
+    assert so_far.condition.startswith("azure_code, vllm against pytorch, 1 bin (66.7 % of")
 
 
 def test_the_claims_command_reads_claim_8_from_the_bins_file(tmp_path):

@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from llm_energy.analysis import aggregate
+from llm_energy.analysis.cuda_graphs import cuda_graph_max_batch
 from llm_energy.analysis.paper import CLAIMS
 from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.errors import InputError
@@ -180,6 +181,7 @@ def relative_change(
         rel_a = _half(a, quantity) / float(a[quantity])
         rel_b = _half(b, quantity) / float(b[quantity])
         condition = ", ".join(f"{k} {v}" for k, v in zip(on, key, strict=True))
+        condition += "".join(_past_graphs_note(r) for r in (a, b))
         yield Comparison(
             quantity,
             f"{label}{condition}",
@@ -190,6 +192,17 @@ def relative_change(
             same_session,
             gpu_flags=_flags(a, b),
         )
+
+
+def _past_graphs_note(row: pd.Series) -> str:
+    """What a condition says where ``row``'s batch is larger than its engine's CUDA graphs:
+    its decoding steps ran kernel by kernel."""
+    bound = cuda_graph_max_batch(row)
+    if math.isnan(bound) or not int(row.get("batch_size", 0)) > bound:
+        return ""
+    if bound == 0:
+        return f" ({row['engine']}: no CUDA graphs captured)"
+    return f" ({row['engine']}: steps of more than {bound:.0f} sequences without CUDA graphs)"
 
 
 def _with_sessions(rows: pd.DataFrame) -> pd.DataFrame:
@@ -526,6 +539,7 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
                 if apart
                 else "each bin's two engines from one"
             )
+        condition += _bins_past_graphs_note(by_engine)
         unhealthy = int(group["bins_gpu_health_flagged"].fillna(0).sum())
         short = int(group["bins_protocol_not_met"].fillna(0).sum())
         so_far = None
@@ -562,6 +576,20 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
         if so_far is not None:
             rows.append(so_far)
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _bins_past_graphs_note(by_engine: pd.DataFrame) -> str:
+    """What claim 8's condition says where an engine's bins ran at batches larger than its CUDA
+    graphs reach."""
+    if "bins_past_cuda_graphs" not in by_engine:
+        return ""
+    notes = [
+        f"{engine}: {int(n)} of {int(by_engine.loc[engine, 'bins_measured'])} bins at batches "
+        "past its CUDA graphs"
+        for engine, n in by_engine["bins_past_cuda_graphs"].fillna(0).items()
+        if n
+    ]
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _bins_compared_so_far(
@@ -615,6 +643,7 @@ def _bins_compared_so_far(
             f"{trace}, vllm against pytorch, {_count(len(paired), 'bin')} "
             f"({100 * share:.1f} % of the requests), each bin's two engines from one "
             f"machine session ({_count(sessions_used, 'session')} in all)"
+            + _bins_past_graphs_note(totals)
         ),
         "paper_value": math.nan,
         "measured_value": change,

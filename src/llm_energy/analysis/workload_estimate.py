@@ -44,6 +44,7 @@ from llm_energy.analysis.ideal import (
     roofline_baseline_j,
     weight_bytes,
 )
+from llm_energy.analysis.cuda_graphs import cuda_graph_max_batch
 from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.errors import ConfigError, InputError
 from llm_energy.inputs.traces import BinCounts, bin_requests
@@ -136,6 +137,7 @@ CHOICE_COLUMNS = (
     "protocol_met",
     "batch_limit",
     "oom_batch_size",
+    "cuda_graph_max_batch",
     *PROVENANCE,
 )
 
@@ -182,6 +184,7 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
         "protocol_met": None,
         "batch_limit": "",
         "oom_batch_size": math.nan,
+        "cuda_graph_max_batch": math.nan,
         **dict.fromkeys(PROVENANCE, ""),
     }
     if usable.empty:
@@ -206,6 +209,7 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
         protocol_met=_protocol_met(row),
         batch_limit=OUT_OF_MEMORY_ABOVE if len(above) else LADDER_CAP,
         oom_batch_size=int(above["batch_size"].min()) if len(above) else math.nan,
+        cuda_graph_max_batch=cuda_graph_max_batch(row),
         **{k: str(row[k]) if k in row.index and pd.notna(row[k]) else "" for k in PROVENANCE},
     )
     return choice
@@ -408,6 +412,7 @@ BIN_COLUMNS = [
     "batch_size",
     "batch_limit",
     "oom_batch_size",
+    "cuda_graph_max_batch",
     "energy_per_batch_j",
     "energy_per_batch_ci95_j",
     "batches",
@@ -522,6 +527,7 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
                 "bins_measured": len(done),
                 "bins_at_ladder_cap": int((done["batch_limit"] == LADDER_CAP).sum()),
                 "bins_gpu_health_flagged": int(flagged(done).sum()),
+                "bins_past_cuda_graphs": _past_cuda_graphs(done),
                 "bins_protocol_not_met": int(
                     _protocol_met_of(done).map(lambda v: v is False).sum()
                 ),
@@ -544,6 +550,15 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _past_cuda_graphs(bins: pd.DataFrame) -> int:
+    """Bins measured at a batch larger than their engine's CUDA graphs reach
+    (:mod:`~llm_energy.analysis.cuda_graphs`): their decoding steps ran without graphs."""
+    if "cuda_graph_max_batch" not in bins:
+        return 0
+    bound = pd.to_numeric(bins["cuda_graph_max_batch"], errors="coerce")
+    return int((bound.notna() & (pd.to_numeric(bins["batch_size"]) > bound)).sum())
 
 
 def trace_ideal_totals(bins: pd.DataFrame) -> pd.DataFrame:

@@ -115,6 +115,15 @@ IDENTITY = Section(
         ),
         Column("kv_cache_tokens", "tokens", "vLLM's KV-cache capacity"),
         Column(
+            "cuda_graph_max_batch",
+            "sequences",
+            "the most sequences one decoding step of vLLM may hold and still launch as a "
+            "captured CUDA graph (`max_cudagraph_capture_size`; 0 without graphs); a step with "
+            "more runs kernel by kernel. vLLM 0.26 captures up to min(2 × `max_num_seqs`, 512) "
+            "unless `compilation_config` says otherwise; rows measured before this column have "
+            "none",
+        ),
+        Column(
             "server_config",
             "",
             "a server engine's options as `vllm serve` took them (JSON, flag names with `_`)",

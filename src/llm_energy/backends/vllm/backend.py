@@ -27,6 +27,20 @@ from llm_energy.measure.job import DecodingSpec
 CPU_KV_CACHE_OPTION = "cpu_kv_cache_gib"
 
 
+def cuda_graph_max_batch(vllm_config: Any) -> int:
+    """The most sequences a decoding step may hold and still launch as one captured CUDA graph
+    (``compilation_config.max_cudagraph_capture_size``), 0 where the engine captures none
+    (``enforce_eager``, or a platform without graphs). vLLM runs a step with more sequences
+    kernel by kernel; by default it captures up to min(2 x ``max_num_seqs``, 512)."""
+    if vllm_config.model_config.enforce_eager:
+        return 0
+    compilation = vllm_config.compilation_config
+    mode = getattr(compilation, "cudagraph_mode", None)
+    if mode is None or getattr(mode, "name", str(mode)) == "NONE":
+        return 0
+    return int(getattr(compilation, "max_cudagraph_capture_size", None) or 0)
+
+
 def _engine_dead(exc: BaseException) -> bool:
     """vLLM's EngineDeadError, found by name: its module has moved between releases."""
     return any(type(e).__name__ == "EngineDeadError" for e in (exc, exc.__cause__) if e)
@@ -144,6 +158,7 @@ class VllmBackend(Backend):
             "max_num_batched_tokens": int(vllm_config.scheduler_config.max_num_batched_tokens),
             "kv_cache_tokens": self._kv_blocks * self._block_tokens,
             "enforce_eager": bool(vllm_config.model_config.enforce_eager),
+            "cuda_graph_max_batch": cuda_graph_max_batch(vllm_config),
         }
 
     @property
@@ -294,7 +309,8 @@ class VllmBackend(Backend):
                 f"vLLM max_num_seqs={s['max_num_seqs']} max_model_len={s['max_model_len']} "
                 f"max_num_batched_tokens={s['max_num_batched_tokens']} "
                 f"enforce_eager={s['enforce_eager']} prefix_caching=False "
-                f"kv_block_tokens={self._block_tokens}"
+                f"kv_block_tokens={self._block_tokens} "
+                f"cuda_graph_max_batch={s['cuda_graph_max_batch']}"
                 + (
                     f" speculative=draft_model:{self.engine.draft}:{self.engine.speculative_tokens}"
                     if self.engine.draft
@@ -304,6 +320,7 @@ class VllmBackend(Backend):
                 + (" draft_vocab={}->{}".format(*self._draft_vocab) if self._draft_vocab else "")
             ),
             "kv_cache_tokens": s["kv_cache_tokens"],
+            "cuda_graph_max_batch": s["cuda_graph_max_batch"],
         }
 
     def device_uuids(self) -> list[str]:
