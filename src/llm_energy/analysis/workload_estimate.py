@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from llm_energy.analysis.cuda_graphs import cuda_graph_max_batch
 from llm_energy.analysis.flops import Architecture
 from llm_energy.analysis.ideal import (
     Gpu,
@@ -44,7 +45,6 @@ from llm_energy.analysis.ideal import (
     roofline_baseline_j,
     weight_bytes,
 )
-from llm_energy.analysis.cuda_graphs import cuda_graph_max_batch
 from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.errors import ConfigError, InputError
 from llm_energy.inputs.traces import BinCounts, bin_requests
