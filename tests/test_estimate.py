@@ -838,11 +838,8 @@ def test_the_command_lists_one_jobs_points_or_names_the_jobs(tiny_config, tmp_pa
     assert "batch 1, 8 in, 8 out, greedy" in printed.out + printed.err
 
 
-def test_workload_bins_go_into_parts_that_fit_with_every_jobs_start():
-    """Bins in the traces' order, each part at most its minutes with every job's engine start
-    counted once; a bin that alone outlasts a part gets one of its own."""
-    from llm_energy.analysis.gpu_hours.parts import workload_parts
-
+def _minutes_by_bin() -> tuple[pd.DataFrame, dict[str, float]]:
+    """Two jobs' minutes over four bins, and each job's engine start."""
     by_bin = pd.DataFrame(
         [
             ("a__pytorch", 32, 8, 2.0),
@@ -855,7 +852,15 @@ def test_workload_bins_go_into_parts_that_fit_with_every_jobs_start():
         ],
         columns=["group", "input_bin", "output_bin", "minutes"],
     )
-    starts = {"a__pytorch": 1.0, "a__vllm": 2.0}
+    return by_bin, {"a__pytorch": 1.0, "a__vllm": 2.0}
+
+
+def test_workload_bins_go_into_parts_that_fit_with_every_jobs_start():
+    """Bins in the traces' order, each part at most its minutes with every job's engine start
+    counted once; a bin that alone outlasts a part gets one of its own."""
+    from llm_energy.analysis.gpu_hours.parts import workload_parts
+
+    by_bin, starts = _minutes_by_bin()
     parts = workload_parts(by_bin, starts, part_min=10.0)
     assert [p.bins for p in parts] == [[(32, 8), (32, 16)], [(128, 8)], [(128, 16)]]
     assert parts[0].minutes == {"a__pytorch": 3.0, "a__vllm": 2.0}
@@ -873,19 +878,7 @@ def test_measured_parts_keep_their_bins_and_come_first_when_the_others_are_split
     from llm_energy.analysis.gpu_hours import parts as module
     from llm_energy.measure import runner
 
-    by_bin = pd.DataFrame(
-        [
-            ("a__pytorch", 32, 8, 2.0),
-            ("a__vllm", 32, 8, 1.0),
-            ("a__pytorch", 32, 16, 1.0),
-            ("a__vllm", 32, 16, 1.0),
-            ("a__pytorch", 128, 8, 3.0),
-            ("a__vllm", 128, 8, 3.0),
-            ("a__pytorch", 128, 16, 0.5),
-        ],
-        columns=["group", "input_bin", "output_bin", "minutes"],
-    )
-    starts = {"a__pytorch": 1.0, "a__vllm": 2.0}
+    by_bin, starts = _minutes_by_bin()
     # Earlier parts, as written: part 1 holds (32, 8) alone, part 2 the rest.
     folder = tmp_path / "parts"
     folder.mkdir()
@@ -909,8 +902,8 @@ def test_measured_parts_keep_their_bins_and_come_first_when_the_others_are_split
     assert parts[0].minutes == {"a__pytorch": 2.0, "a__vllm": 1.0}
     assert "(measured: kept as it was)" in module.describe_parts(parts, starts, 100.0)
     assert "measured (its bins kept" in module.part_layer(parts[0], 1, 2, ["c.yaml"], starts)
-    # Their points, 8.5 min, and one start of each job, 3 min.
-    assert module.total_minutes(parts[1:], starts) == pytest.approx(8.5 + 3.0)
+    # Their points, 15.5 min, and one start of each job, 3 min.
+    assert module.total_minutes(parts[1:], starts) == pytest.approx(15.5 + 3.0)
 
     # measured_bins: a bin is done where every job's points of it need no more trials.
     class Point:
