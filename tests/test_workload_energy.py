@@ -773,7 +773,7 @@ def test_claim_8_while_bins_are_missing_compares_the_bins_both_engines_measured(
     assert so_far.verdict == "lower"
     assert so_far.condition == (
         "azure_code, vllm against pytorch, 1 bin (66.7 % of the requests), each bin's two "
-        "engines from one machine session (1 session in all)"
+        "engines from one machine session, 1 session in all"
     )
     assert "over the bins measured so far" in so_far.quantity
     # A bin whose engines come from two sessions, or whose row fell short of the protocol, is

@@ -642,7 +642,7 @@ def _bins_compared_so_far(
         "condition": (
             f"{trace}, vllm against pytorch, {_count(len(paired), 'bin')} "
             f"({100 * share:.1f} % of the requests), each bin's two engines from one "
-            f"machine session ({_count(sessions_used, 'session')} in all)"
+            f"machine session, {_count(sessions_used, 'session')} in all"
             + _bins_past_graphs_note(totals)
         ),
         "paper_value": math.nan,
