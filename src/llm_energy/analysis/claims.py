@@ -469,18 +469,47 @@ def claims_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _engine_sessions(bins: pd.DataFrame) -> tuple[int, int, int]:
-    """(machine sessions, bins with requests, bins whose two engines come from different
-    sessions) of one trace's vLLM and PyTorch bins, every bin measured on both."""
-    sessions = bins.assign(machine_session=bins["machine_session"].fillna("").astype(str))
-    paired = sessions.pivot_table(
+def _measured_trace_bins(bins: pd.DataFrame, trace: str) -> pd.DataFrame:
+    """The trace's measured bins on vLLM and PyTorch, each with its machine session ("" where
+    none is known)."""
+    rows = bins[
+        (bins["trace"] == trace)
+        & bins["engine"].isin(["vllm", "pytorch"])
+        & bins["measured"].astype(bool)
+    ]
+    return rows.assign(machine_session=rows["machine_session"].fillna("").astype(str))
+
+
+def _sessions_by_bin(bins: pd.DataFrame) -> pd.DataFrame:
+    """Each bin's machine session (rows) on each engine (columns)."""
+    return bins.pivot_table(
         index=["input_bin", "output_bin"],
         columns="engine",
         values="machine_session",
         aggfunc="first",
     )
+
+
+def _engine_sessions(bins: pd.DataFrame) -> tuple[int, int, int]:
+    """(machine sessions, bins with requests, bins whose two engines come from different
+    sessions) of one trace's vLLM and PyTorch bins (:func:`_measured_trace_bins`), every bin
+    measured on both."""
+    paired = _sessions_by_bin(bins)
     apart = int((paired["vllm"] != paired["pytorch"]).sum())
-    return sessions["machine_session"].nunique(), len(paired), apart
+    return bins["machine_session"].nunique(), len(paired), apart
+
+
+def _engine_change(by_engine: pd.DataFrame) -> tuple[float, float]:
+    """vLLM's total energy against PyTorch's (totals indexed by engine), as a relative change
+    and the 95 % half-width of that change."""
+    vllm, pytorch = by_engine.loc["vllm"], by_engine.loc["pytorch"]
+    ratio = float(vllm["energy_j"] / pytorch["energy_j"])
+    half = ratio_half_width(
+        ratio,
+        float(pytorch["energy_ci95_j"] / pytorch["energy_j"]),
+        float(vllm["energy_ci95_j"] / vllm["energy_j"]),
+    )
+    return ratio - 1, half
 
 
 def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
@@ -515,25 +544,13 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
         if key not in CLAIMS["8"]:
             continue
         paper, sign, what, reference = CLAIMS["8"][key]
-        vllm, pytorch = by_engine.loc["vllm"], by_engine.loc["pytorch"]
-        ratio = float(vllm["energy_j"] / pytorch["energy_j"])
-        change = ratio - 1
-        half = ratio_half_width(
-            ratio,
-            float(pytorch["energy_ci95_j"] / pytorch["energy_j"]),
-            float(vllm["energy_ci95_j"] / vllm["energy_j"]),
-        )
+        change, half = _engine_change(by_engine)
         low, high = change - half, change + half
         condition = f"{trace}, vllm against pytorch"
         complete = by_engine["complete"].fillna(True).astype(bool).all()
         apart = 0
         if complete and not math.isnan(half):
-            measured = bins[
-                (bins["trace"] == trace)
-                & bins["engine"].isin(["vllm", "pytorch"])
-                & bins["measured"].astype(bool)
-            ]
-            sessions, paired, apart = _engine_sessions(measured)
+            sessions, paired, apart = _engine_sessions(_measured_trace_bins(bins, trace))
             condition += f", bins from {_count(sessions, 'machine session')}, " + (
                 f"the two engines of {apart} of {paired} bins from different ones"
                 if apart
@@ -551,7 +568,8 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
                 + ", ".join(f"{e} {100 * float(covered[e]):.0f} %" for e in ("vllm", "pytorch"))
                 + " of the requests measured)"
             )
-            so_far = _bins_compared_so_far(bins, trace, what, int(vllm["requests_binned"]))
+            binned = int(by_engine.loc["vllm", "requests_binned"])
+            so_far = _bins_compared_so_far(bins, trace, what, binned)
         elif apart:
             judged = DIFFERENT_SESSIONS
         elif short:
@@ -603,22 +621,13 @@ def _bins_compared_so_far(
     from llm_energy.analysis.workload_estimate import _protocol_met_of, workload_totals
     from llm_energy.measure.health import flagged
 
-    rows = bins[
-        (bins["trace"] == trace)
-        & bins["engine"].isin(["vllm", "pytorch"])
-        & bins["measured"].astype(bool)
-    ]
+    rows = _measured_trace_bins(bins, trace)
     rows = rows[
         rows["energy_ci95_j"].notna()
         & _protocol_met_of(rows).map(lambda v: v is True)
         & ~flagged(rows).astype(bool)
-    ].assign(machine_session=lambda r: r["machine_session"].fillna("").astype(str))
-    sessions = rows.pivot_table(
-        index=["input_bin", "output_bin"],
-        columns="engine",
-        values="machine_session",
-        aggfunc="first",
-    )
+    ]
+    sessions = _sessions_by_bin(rows)
     if not {"vllm", "pytorch"} <= set(sessions.columns):
         return None
     paired = sessions[(sessions["vllm"] == sessions["pytorch"]) & (sessions["vllm"] != "")]
@@ -626,15 +635,9 @@ def _bins_compared_so_far(
         return None
     keys = rows.set_index(["input_bin", "output_bin"]).index.isin(paired.index)
     totals = workload_totals(rows[keys]).set_index("engine")
-    vllm, pytorch = totals.loc["vllm"], totals.loc["pytorch"]
-    ratio = float(vllm["energy_j"] / pytorch["energy_j"])
-    half = ratio_half_width(
-        ratio,
-        float(pytorch["energy_ci95_j"] / pytorch["energy_j"]),
-        float(vllm["energy_ci95_j"] / vllm["energy_j"]),
-    )
-    change = ratio - 1
-    share = int(vllm["requests_covered"]) / requests_binned if requests_binned else math.nan
+    change, half = _engine_change(totals)
+    covered = int(totals.loc["vllm", "requests_covered"])
+    share = covered / requests_binned if requests_binned else math.nan
     sessions_used = paired["vllm"].nunique()
     return {
         "claim": "8",

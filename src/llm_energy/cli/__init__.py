@@ -248,11 +248,12 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--workload-parts {args.workload_parts:g}: give minutes above 0")
     config = _load(args.configfile)
     jobs = plan_study(config)
-    measured = pd.concat([pd.read_parquet(p) for p in args.measurements], ignore_index=True)
+    from llm_energy.measure.runner import read_tables, trials_left
+
+    tables = read_tables(args.measurements)
+    measured = pd.concat([table for _, table in tables], ignore_index=True)
     left = None
     if args.journals:
-        from llm_energy.measure.runner import trials_left
-
         left = {g: trials_left(plan, Path(args.journals) / g) for g, plan in jobs.items()}
     allocation_s = None if args.allocation_min is None else 60 * args.allocation_min
     table = estimate(jobs, measured, left, allocation_s)
@@ -298,10 +299,10 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         _log(f"\n{args.points}, point by point:")
         _log(points.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.workload_parts is not None:
-        _workload_parts(args, config, measured)
+        _workload_parts(args, config, measured, tables)
 
 
-def _workload_parts(args: argparse.Namespace, config: dict, measured: object) -> None:
+def _workload_parts(args: argparse.Namespace, config: dict, measured: object, tables: list) -> None:
     """The workload estimate's bins in parts of at most ``--workload-parts`` minutes over
     every engine's job, printed, and with ``--workload-parts-dir`` written as layers. The
     parts are planned as their layers measure them: the estimate's family alone, so that no
@@ -319,7 +320,6 @@ def _workload_parts(args: argparse.Namespace, config: dict, measured: object) ->
     )
     from llm_energy.config import validate
     from llm_energy.measure.plan import plan_study
-    from llm_energy.measure.runner import read_tables
 
     jobs = plan_study(validate({**config, "only_experiments": list(LAYER_EXPERIMENTS)}))
     by_bin, starts = bin_minutes(jobs, measured)
@@ -331,7 +331,7 @@ def _workload_parts(args: argparse.Namespace, config: dict, measured: object) ->
     folder = Path(args.workload_parts_dir) if args.workload_parts_dir else None
     keep: list = []
     if folder is not None and folder.is_dir():
-        done = measured_bins(jobs, read_tables(args.measurements))
+        done = measured_bins(jobs, tables)
         keep = measured_parts(read_parts(folder), done)
     parts = workload_parts(by_bin, starts, args.workload_parts, keep)
     _log(f"\nthe workload bins in parts of at most {args.workload_parts:g} min (ESTIMATE):")

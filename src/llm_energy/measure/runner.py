@@ -594,19 +594,20 @@ def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> in
     return copied
 
 
-def trials_left(plan: JobPlan, journal_dir: Path, tables: Tables = ()) -> dict[tuple, int]:
+def trials_left(plan: JobPlan, journal_dir: Path | None, tables: Tables = ()) -> dict[tuple, int]:
     """Trials each point of ``plan`` still needs (by point key): none where the job's journal
-    (or a row of ``tables``, as :func:`read_tables` reads them, that :func:`seed_journal`
-    would copy) completes it, else at least its ``min_trials`` less the trials the journal
-    holds, and one more where the interval is still wide. What a run that starts now would
-    measure, before its points are selected from the traces; nothing is written. Trials of
-    every machine session count here: where the job will run is not known yet (a run on
-    another machine measures short points again from their first trial)."""
+    (none where ``journal_dir`` is None) or a row of ``tables`` (as :func:`read_tables` reads
+    them, that :func:`seed_journal` would copy) completes it, else at least its ``min_trials``
+    less the trials the journal holds, and one more where the interval is still wide. What a
+    run that starts now would measure, before its points are selected from the traces; nothing
+    is written. Trials of every machine session count here: where the job will run is not known
+    yet (a run on another machine measures short points again from their first trial)."""
     from llm_energy.measure.point_ids import CURRENT_VERSION
 
-    marker = journal_dir / Journal.MARKER
     journal = None
-    if marker.is_file() or any(journal_dir.glob("*.parquet")):
+    if journal_dir is not None and (
+        (journal_dir / Journal.MARKER).is_file() or any(journal_dir.glob("*.parquet"))
+    ):
         journal = Journal(journal_dir)
     version = journal.version if journal is not None else CURRENT_VERSION
     seeded_ids = set(_seedable(plan, tables, version)) if tables else set()

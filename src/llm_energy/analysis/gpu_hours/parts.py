@@ -88,7 +88,7 @@ def measured_bins(
         own = [p for p in plan.points if FAMILY in p.experiments]
         if not own:
             continue
-        left = trials_left(plan, Path("/nonexistent-journal"), tables)
+        left = trials_left(plan, None, tables)
         bins = {(p.input_tokens, p.output_tokens) for p in own}
         bins -= {(p.input_tokens, p.output_tokens) for p in own if left[p.key] > 0}
         done = bins if done is None else done & bins
