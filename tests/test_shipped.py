@@ -214,15 +214,15 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # session's end cut short) and the twelfth's (the classical tasks at 1,024 examples on vLLM,
     # and claim 1 on vLLM with up to six trials, replacing the eighth's three) and the
     # thirteenth's (the R1-Distill-Qwen-32B pair, and the first classical tasks at batch 1 on
-    # vLLM), the fifteenth's (4 of claim 8's first 15 workload bins on vLLM) and the
-    # sixteenth's (claim 8's part 1, 11 bins on both engines, whose vLLM rows replaced the
-    # fourteenth's 7 and the fifteenth's other 4, now in repeats/). Every row the aggregate
-    # keeps has three or more trials and met the protocol, but the batch-1 translation row,
-    # which the thirteenth session's device time cut short, and the bins' smaller batches,
-    # passed over because their largest batch fits.
+    # vLLM), the sixteenth's (claim 8's part 1, 11 bins on both engines, whose vLLM rows
+    # replaced the fourteenth's and fifteenth's, now in repeats/) and the seventeenth's (claim
+    # 8's part 2, 5 bins on both engines, whose vLLM rows replaced the fifteenth's last 4).
+    # Every row the aggregate keeps has three or more trials and met the protocol, but the
+    # batch-1 translation row, which the thirteenth session's device time cut short, and the
+    # bins' smaller batches, passed over because their largest batch fits.
     measured = table["feasible"].astype(bool) & table["trials"].notna()
     passed_over = table[measured & table["trials"].eq(0)]
-    assert len(passed_over) == (4 + 11 + 11) * 3
+    assert len(passed_over) == (11 + 11 + 5 + 5) * 3
     assert passed_over["error"].str.startswith("not measured: batch 1024 of this shape fits").all()
     trial_rows = table[measured & table["trials"].gt(0)]
     short = trial_rows[~trial_rows["protocol_met"].astype(bool)]
@@ -243,8 +243,8 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:04b4822d": 10,
         "vm:eae7f299": 8 + 6,
         "vm:0a9bac5a": 3 * 3 + 1,
-        "vm:1e221e23": 4,
         "vm:d45ccada": 11 + 11,
+        "vm:25870c4e": 5 + 5,
     }
     assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].astype(bool).all()
 
@@ -368,7 +368,6 @@ LAYERED_TABLES = {
     "online__llama-3.1-8b__vllm": (["h200_claim6.yaml"], 10),
     "tasks__llama-3.1-8b__vllm": (["h200_tasks.yaml"], 8),
     "tasks-batch1__llama-3.1-8b__vllm": (["h200_tasks_batch1.yaml"], 1),
-    "workloads-first-bins__llama-3.1-8b__vllm": (["h200_workloads.yaml"], 4 * 4),
     "workloads-part1__llama-3.1-8b__vllm": (
         ["h200_workloads.yaml", "h200_workloads_parts/part1.yaml"],
         11 * 4,
@@ -376,6 +375,14 @@ LAYERED_TABLES = {
     "workloads-part1__llama-3.1-8b__pytorch": (
         ["h200_workloads.yaml", "h200_workloads_parts/part1.yaml"],
         11 * 4,
+    ),
+    "workloads-part2__llama-3.1-8b__vllm": (
+        ["h200_workloads.yaml", "h200_workloads_parts/part2.yaml"],
+        5 * 4,
+    ),
+    "workloads-part2__llama-3.1-8b__pytorch": (
+        ["h200_workloads.yaml", "h200_workloads_parts/part2.yaml"],
+        5 * 4,
     ),
     "spec__r1-distill-qwen-32b__vllm": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4": (["h200_speculative.yaml"], 3),
