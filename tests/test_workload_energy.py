@@ -671,6 +671,47 @@ def test_each_bin_carries_its_rows_interval_and_session_and_the_total_their_root
     assert totals.loc["pytorch", "sessions"] == 2
 
 
+def test_whole_batches_carry_their_interval_and_table4_and_fig1_the_totals(tmp_path):
+    rows = _rows_in_trials()
+    # vLLM's bin (32, 8) at batch 16: its 8 requests are half a batch, one whole batch.
+    rows[3] = {**rows[3], "batch_size": 16, "point_id": "vllm_b16_i32_o8"}
+    bins = _estimate_two_bins(tmp_path, rows)
+    vllm = bins[bins["engine"] == "vllm"].set_index(["input_bin", "output_bin"])
+    assert vllm.loc[(32, 8), "energy_ci95_j"] == pytest.approx(0.5 * 0.2)
+    assert vllm.loc[(32, 8), "energy_ceil_ci95_j"] == pytest.approx(1 * 0.2)
+    totals = workload_totals(bins)
+    by_engine = totals.set_index("engine")
+    assert by_engine.loc["vllm", "energy_ci95_j"] == pytest.approx(math.hypot(0.1, 0.15))
+    assert by_engine.loc["vllm", "energy_ceil_ci95_j"] == pytest.approx(math.hypot(0.2, 0.15))
+    table = table4_energy_over_ideal(totals).set_index("engine")
+    for name in ("flops_sparse", "flops_dense", "roofline"):
+        ideal = by_engine.loc["vllm", f"ideal_{name}_j"]
+        assert table.loc["vllm", f"over_ideal_{name}_ci95_pct"] == pytest.approx(
+            math.hypot(0.1, 0.15) / ideal * 100
+        )
+    assert table.loc["vllm", "over_ideal_flops_sparse_ceil_ci95_pct"] == pytest.approx(
+        math.hypot(0.2, 0.15) / by_engine.loc["vllm", "ideal_flops_sparse_j"] * 100
+    )
+    # Fig 1 draws the engines' totals with their intervals, the computed ideals without.
+    fig = fig1_workload_energy(bins, ["pytorch", "vllm"])
+    caps = [line for line in fig.axes[0].lines if line.get_marker() == "_"]
+    ends = sorted(y for line in caps for y in line.get_ydata())
+    expected = sorted(
+        (by_engine.loc[e, "energy_j"] + sign * by_engine.loc[e, "energy_ci95_j"]) / 3.6e6
+        for e in ("pytorch", "vllm")
+        for sign in (-1, 1)
+    )
+    assert ends == pytest.approx(expected)
+    assert "error bars: 95 % intervals" in " ".join(t.get_text() for t in fig.texts)
+
+
+def test_table4_of_totals_written_before_their_intervals_has_none(tmp_path):
+    totals = workload_totals(_estimate(tmp_path, _pytorch_rows()))
+    table = table4_energy_over_ideal(totals.drop(columns=["energy_ceil_ci95_j"]))
+    assert table["over_ideal_flops_sparse_ceil_ci95_pct"].isna().all()
+    assert table["over_ideal_roofline_ci95_pct"].isna().all()
+
+
 def test_a_bin_without_an_interval_leaves_the_total_without_one(tmp_path):
     rows = _rows_in_trials()
     rows[3] = {**rows[3], "energy_j_ci95": math.nan, "trials": math.nan}

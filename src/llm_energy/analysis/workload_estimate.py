@@ -356,6 +356,7 @@ def estimate_bins(
         rows["energy_j"] = rows["batches"] * rows["energy_per_batch_j"]
         rows["energy_ceil_j"] = rows["batches_ceil"] * rows["energy_per_batch_j"]
         rows["energy_ci95_j"] = rows["batches"] * rows["energy_per_batch_ci95_j"]
+        rows["energy_ceil_ci95_j"] = rows["batches_ceil"] * rows["energy_per_batch_ci95_j"]
         rows["machine_session"] = rows["machine_session"].fillna("").astype(str)
         for key, value in zip(
             TRACE_COUNTS,
@@ -420,6 +421,7 @@ BIN_COLUMNS = [
     "energy_j",
     "energy_ci95_j",
     "energy_ceil_j",
+    "energy_ceil_ci95_j",
     "ideal_flops_dense_j",
     "ideal_flops_sparse_j",
     "ideal_roofline_j",
@@ -491,8 +493,9 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
     measured bin has no interval (a row without trials), or no bin is measured. It holds the
     spread of each bin's trials, not an offset that a machine adds to every bin it measures:
     machines of one type differ by several percent, so two totals compare honestly only where
-    each bin's rows share a machine session. ``machine_sessions`` names the sessions of the
-    measured bins (";"-joined) and ``sessions`` counts them.
+    each bin's rows share a machine session. ``energy_ceil_ci95_j`` is the same for
+    ``energy_ceil_j``. ``machine_sessions`` names the sessions of the measured bins (";"-joined)
+    and ``sessions`` counts them.
     """
     rows = []
     keys = ["trace", "hardware", "engine", "model"]
@@ -500,7 +503,11 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
     bins = bins.assign(
         **{
             c: default
-            for c, default in (("energy_ci95_j", math.nan), ("machine_session", ""))
+            for c, default in (
+                ("energy_ci95_j", math.nan),
+                ("energy_ceil_ci95_j", math.nan),
+                ("machine_session", ""),
+            )
             if c not in bins
         }
     )
@@ -540,6 +547,7 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
                 "energy_j": done["energy_j"].sum(),
                 "energy_ci95_j": _root_sum_of_squares(done["energy_ci95_j"]),
                 "energy_ceil_j": done["energy_ceil_j"].sum(),
+                "energy_ceil_ci95_j": _root_sum_of_squares(done["energy_ceil_ci95_j"]),
                 "ideal_flops_dense_j": done["ideal_flops_dense_j"].sum(),
                 "ideal_flops_sparse_j": done["ideal_flops_sparse_j"].sum(),
                 "ideal_roofline_j": done["ideal_roofline_j"].sum(min_count=1),

@@ -31,9 +31,15 @@ def table4_energy_over_ideal(totals: pd.DataFrame) -> pd.DataFrame:
     per trace and engine, against the sparse and dense FLOPs baselines and the roofline.
 
     ``totals`` comes from :func:`~llm_energy.analysis.workload_estimate.workload_totals`; an
-    incomplete
-    total compares its measured bins with the ideal of the same bins, and says so.
+    incomplete total compares its measured bins with the ideal of the same bins, and says so.
+    Each excess carries its 95 % half-width in percentage points (``..._ci95_pct``, the
+    total's half-width over the ideal, which is computed, not measured); NaN where a bin has no
+    interval.
     """
+    # Totals written before the intervals were carried have none.
+    totals = totals.assign(
+        **{c: totals.get(c, np.nan) for c in ("energy_ci95_j", "energy_ceil_ci95_j")}
+    )
     table = totals[
         [
             "trace",
@@ -46,15 +52,21 @@ def table4_energy_over_ideal(totals: pd.DataFrame) -> pd.DataFrame:
             "complete",
             "requests_covered_fraction",
             "energy_j",
+            "energy_ci95_j",
         ]
     ].copy()
     for column, _ in IDEALS:
         name = column.removeprefix("ideal_").removesuffix("_j")
         table[column] = totals[column]
         table[f"over_ideal_{name}_pct"] = _over_ideal_pct(totals["energy_j"], totals[column])
+        table[f"over_ideal_{name}_ci95_pct"] = totals["energy_ci95_j"] / totals[column] * 100.0
     table["energy_ceil_j"] = totals["energy_ceil_j"]
+    table["energy_ceil_ci95_j"] = totals["energy_ceil_ci95_j"]
     table["over_ideal_flops_sparse_ceil_pct"] = _over_ideal_pct(
         totals["energy_ceil_j"], totals["ideal_flops_sparse_j"]
+    )
+    table["over_ideal_flops_sparse_ceil_ci95_pct"] = (
+        totals["energy_ceil_ci95_j"] / totals["ideal_flops_sparse_j"] * 100.0
     )
     for column in ("energy_source", "weights", "bins_at_ladder_cap", "missing_bins"):
         table[column] = totals[column]
@@ -92,36 +104,50 @@ def _note(bins: pd.DataFrame, totals: pd.DataFrame) -> str:
 
 def _panel_bars(
     totals: pd.DataFrame, ideal: pd.DataFrame, engines: Sequence[str]
-) -> list[tuple[float, str]]:
-    """(energy in kWh or NaN, note) per bar of one panel: the engines, then the ideals."""
+) -> list[tuple[float, float, str]]:
+    """(energy in kWh or NaN, its 95 % half-width in kWh or NaN, note) per bar of one panel:
+    the engines, then the ideals (computed, so without an interval)."""
     bars = []
     for engine in engines:
         hit = totals[totals["engine"] == engine]
         if hit.empty:
-            bars.append((np.nan, "not measured"))
+            bars.append((np.nan, np.nan, "not measured"))
             continue
         total = hit.iloc[0]
         over = total["energy_j"] / total["ideal_flops_sparse_j"] - 1.0
         note = f"{over:+.0%}"
         if not bool(total["complete"]):
             note = f"{total['requests_covered_fraction']:.0%} of req.\n{over:+.0%}"
-        bars.append((float(total["energy_j"]) / J_PER_KWH, note))
+        half = float(total.get("energy_ci95_j", np.nan)) / J_PER_KWH
+        bars.append((float(total["energy_j"]) / J_PER_KWH, half, note))
     for column, _ in IDEALS:
         value = float(ideal[column].iloc[0]) / J_PER_KWH if len(ideal) else np.nan
-        bars.append((value, "" if np.isfinite(value) else "n/a"))
+        bars.append((value, np.nan, "" if np.isfinite(value) else "n/a"))
     return bars
 
 
 def _draw_panel(
-    ax: plt.Axes, labels: list[str], bars: list[tuple[float, str]], colours: list
+    ax: plt.Axes, labels: list[str], bars: list[tuple[float, float, str]], colours: list
 ) -> None:
-    values = np.array([v for v, _ in bars], dtype=float)
+    values = np.array([v for v, _, _ in bars], dtype=float)
+    halves = np.array([h for _, h, _ in bars], dtype=float)
     drawn = ax.bar(np.arange(len(bars)), np.nan_to_num(values, nan=0.0), color=colours, width=0.7)
     ax.set_yscale("log")
     positive = values[np.isfinite(values) & (values > 0)]
     floor = positive.min() / 3 if positive.size else 1e-6
     ax.set_ylim(floor, positive.max() * 6 if positive.size else 1.0)
-    for i, (bar, (value, note)) in enumerate(zip(drawn, bars, strict=True)):
+    with_interval = np.isfinite(values) & np.isfinite(halves)
+    if with_interval.any():
+        ax.errorbar(
+            np.arange(len(bars))[with_interval],
+            values[with_interval],
+            yerr=halves[with_interval],
+            fmt="none",
+            ecolor="black",
+            elinewidth=1.0,
+            capsize=4,
+        )
+    for i, (bar, (value, _, note)) in enumerate(zip(drawn, bars, strict=True)):
         if not np.isfinite(value) or value <= 0:
             bar.set_visible(False)
             ax.text(i, floor * 1.15, note, rotation=90, ha="center", va="bottom", fontsize=8)
@@ -177,7 +203,8 @@ def fig1_workload_energy(
     notes = [
         _note(bins, totals),
         "bar labels: kWh and the excess over the ideal with the sparse FLOPs peak "
-        "(E / E_ideal - 1, the study's Table 4)",
+        "(E / E_ideal - 1, the study's Table 4); error bars: 95 % intervals of the totals "
+        "(the bins' half-widths in root-sum-square), where every bin has one",
     ]
     if paper:
         notes.append(
