@@ -14,6 +14,11 @@ state, the rest of the replay is counted apart, and its warm-up is not timed); t
 job is engine start, the idle-power window, the control point and the harness. Where batch
 trials timed their warm-ups, ``warmup_over_repetition_median`` and ``_max`` say how much
 longer a warm-up took than a repetition of its window: about 1 where it found the shape warm.
+``first_warmup_over_repetition_max`` and ``later_warmup_over_repetition_max`` split them into
+the warm-ups before a point's first trial in its run's engine instance (a trial's run is the
+one whose start and end hold its timestamp) and those before its later trials, and
+``later_warmups_s`` is what the later ones took: the time that warming a point up once per
+engine instance (``warmup_every_trial: false``) would not spend.
 ``--estimate`` (the table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
 ``estimated_gpu_hours``, and ``estimated_job_min`` or ``gpus``) adds each job's planned wall
 time beside the actual one. A benchmark that reports numbers, not a test with a threshold.
@@ -59,6 +64,42 @@ def warmup_seconds(trial: pd.Series) -> float:
     return seconds
 
 
+def _ratio(trial: pd.Series) -> float:
+    """A batch trial's timed warm-up over its time per repetition (NaN where not timed)."""
+    if trial.get("trace", "") or pd.isna(trial.get("warmup_s", float("nan"))):
+        return math.nan
+    return float(trial["warmup_s"]) / float(trial["duration_s"])
+
+
+def later_in_instance(trials: list[pd.Series], runs: pd.DataFrame) -> list[bool]:
+    """For each trial, whether an earlier trial of its point ran in the same run (engine
+    instance): its run is the one whose start and end hold its timestamp; a trial that no run
+    holds (copied from another journal) is its own."""
+    starts = pd.to_datetime(runs["started_utc"], utc=True).tolist()
+    ends = pd.to_datetime(runs["ended_utc"], utc=True).tolist()
+
+    def run_of(trial: pd.Series) -> int | None:
+        stamp = trial.get("timestamp")
+        if stamp is None or pd.isna(stamp):
+            return None
+        at = pd.Timestamp(stamp)
+        at = at.tz_localize("UTC") if at.tzinfo is None else at
+        hits = [i for i, (a, b) in enumerate(zip(starts, ends, strict=True)) if a <= at <= b]
+        return hits[0] if hits else None
+
+    order = sorted(range(len(trials)), key=lambda i: str(trials[i].get("timestamp", "")))
+    seen: set[tuple[int, str]] = set()
+    later = [False] * len(trials)
+    for i in order:
+        run = run_of(trials[i])
+        if run is None:
+            continue
+        key = (run, str(trials[i]["point_id"]))
+        later[i] = key in seen
+        seen.add(key)
+    return later
+
+
 def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     trials = [pd.read_parquet(p).iloc[0] for p in sorted(journal.glob("*.t*.parquet"))]
     measured = [t for t in trials if bool(t["feasible"]) and int(t["repetitions"] or 0) > 0]
@@ -85,11 +126,18 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     loaded_s = float(runs["engine_loaded_s"].sum()) if "engine_loaded_s" in runs else float("nan")
     # A batch trial's timed warm-up over its time per repetition: about 1 where the engine had
     # the shape warm already, so that the warm-up bought nothing.
-    cold = [
-        float(t["warmup_s"]) / float(t["duration_s"])
-        for t in batches
-        if not t.get("trace", "") and not pd.isna(t.get("warmup_s", float("nan")))
+    cold = [r for r in map(_ratio, batches) if not math.isnan(r)]
+    warmed = [t for t in batches if bool(t.get("warmed_up", True))]
+    later = later_in_instance(warmed, runs)
+    first_ratios = [
+        r
+        for t, late in zip(warmed, later, strict=True)
+        if not late and not math.isnan(r := _ratio(t))
     ]
+    later_ratios = [
+        r for t, late in zip(warmed, later, strict=True) if late and not math.isnan(r := _ratio(t))
+    ]
+    later_warmups_s = sum(warmup_seconds(t) for t, late in zip(warmed, later, strict=True) if late)
     return {
         "job": journal.name,
         "runs": len(runs),
@@ -104,6 +152,13 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         "warmups_s": round(warmups_s, 1),
         "warmup_over_repetition_median": round(float(np.median(cold)), 2) if cold else math.nan,
         "warmup_over_repetition_max": round(max(cold), 2) if cold else math.nan,
+        "first_warmup_over_repetition_max": round(max(first_ratios), 2)
+        if first_ratios
+        else math.nan,
+        "later_warmup_over_repetition_max": round(max(later_ratios), 2)
+        if later_ratios
+        else math.nan,
+        "later_warmups_s": round(later_warmups_s, 1),
         "replays_outside_windows_s": round(replays_outside_windows_s, 1),
         "engine_loaded_s": round(loaded_s, 1),
         "share_in_windows": round(windows_s / wall_s, 3) if wall_s else float("nan"),

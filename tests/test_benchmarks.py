@@ -151,3 +151,34 @@ def test_a_timed_warm_up_counts_as_timed():
     stream = {"duration_s": 8.0, "warmup_s": 1.5, "requests": 256, "batch_size": 64}
     assert bench.warmup_seconds(pd.Series({**stream, "trace": "azure_code"})) == 1.5
     assert bench.warmup_seconds(pd.Series({**trial, "warmup_s": float("nan")})) == 2.0
+
+
+def test_warm_ups_before_a_points_later_trials_in_one_engine_instance_count_apart(tmp_path):
+    """gpu_time_share.py: a point's first trial in each run (engine instance) warms a cold
+    shape; the warm-ups of its later trials in the same run are what warming up once would
+    save."""
+    bench = _load("gpu_time_share")
+    journal = tmp_path / "job"
+    journal.mkdir()
+
+    def trial(n, stamp, warmup_s):
+        row = {"point_id": "p", "feasible": True, "repetitions": 1, "duration_s": 2.0}
+        row |= {"prefill_repetitions": 0, "trace": "", "warmed_up": True}
+        row |= {"warmup_s": warmup_s, "timestamp": stamp}
+        pd.DataFrame([row]).to_parquet(journal / f"p.t{n}.parquet")
+
+    # Run 1 holds trials 1 and 2, run 2 (a resumed process, a new engine) trial 3.
+    trial(1, "2026-12-03T05:40:00+00:00", 3.0)
+    trial(2, "2026-12-03T05:41:00+00:00", 2.1)
+    trial(3, "2026-12-03T05:51:00+00:00", 2.6)
+    runs = pd.DataFrame(
+        {
+            "started_utc": ["2026-12-03T05:39:00", "2026-12-03T05:50:00"],
+            "ended_utc": ["2026-12-03T05:45:00", "2026-12-03T05:55:00"],
+        }
+    )
+    share = bench.job_share(journal, runs)
+    assert share["later_warmups_s"] == 2.1
+    assert share["first_warmup_over_repetition_max"] == 1.5
+    assert share["later_warmup_over_repetition_max"] == 1.05
+    assert share["warmups_s"] == pytest.approx(7.7)
