@@ -927,6 +927,53 @@ def test_measured_parts_keep_their_bins_and_come_first_when_the_others_are_split
     assert module.measured_bins(plans, []) == {(32, 8)}
 
 
+def test_given_the_traces_requests_bins_go_into_parts_by_their_share_per_minute():
+    """With each trace's requests per bin, a bin's share is the mean over traces and jobs of
+    its requests times its time per request over the trace's sum; the bins not kept go into
+    parts by share over minutes, the largest first, and each part says what it holds."""
+    from llm_energy.analysis.gpu_hours.parts import (
+        bin_shares,
+        describe_parts,
+        part_layer,
+        workload_parts,
+    )
+
+    by_bin, starts = _minutes_by_bin()
+    # Seconds per request at each job's largest batch; vLLM measures no batch of (128, 16).
+    by_bin["request_s"] = [1.0, 0.5, 2.0, 1.0, 4.0, 2.0, 8.0]
+    requests = {"t1": {(32, 8): 10, (128, 8): 5, (128, 16): 0}, "t2": {(32, 16): 4}}
+    shares = bin_shares(by_bin, requests)
+    # t1 on PyTorch: 10 x 1, 5 x 4 of 30 s; on vLLM: 10 x 0.5, 5 x 2 of 15 s. t2: (32, 16) alone.
+    assert shares[(32, 8)] == pytest.approx((10 / 30 + 5 / 15) / 4)
+    assert shares[(128, 8)] == pytest.approx((20 / 30 + 10 / 15) / 4)
+    assert shares[(32, 16)] == pytest.approx(2 / 4)
+    assert shares[(128, 16)] == 0.0
+    assert shares.sum() == pytest.approx(1.0)
+    # Most requests in (128, 8): by share per minute it comes first, where the traces' order
+    # puts it after the two short bins.
+    shares = bin_shares(by_bin, {"t1": {(32, 8): 1, (32, 16): 1, (128, 8): 50}})
+    assert shares[(128, 8)] == pytest.approx((200 / 203 + 100 / 101.5) / 2)
+    parts = workload_parts(by_bin, starts, part_min=20.0, shares=shares)
+    assert [p.bins for p in parts] == [[(128, 8), (32, 16)], [(32, 8), (128, 16)]]
+    assert parts[0].share == pytest.approx(shares[(128, 8)] + shares[(32, 16)])
+    plain = workload_parts(by_bin, starts, part_min=20.0)
+    assert [p.bins for p in plain] == [[(32, 8), (32, 16)], [(128, 8), (128, 16)]]
+    assert "share_pct" not in describe_parts(plain, starts, 20.0)
+    # Kept parts come first whatever their share; each part says what it holds.
+    shares = bin_shares(by_bin, requests)
+    parts = workload_parts(by_bin, starts, part_min=8.0, keep=[[(128, 16)]], shares=shares)
+    assert [p.bins for p in parts] == [[(128, 16)], [(32, 16), (32, 8)], [(128, 8)]]
+    assert [round(p.share, 4) for p in parts] == [0.0, 0.6667, 0.3333]
+    table = describe_parts(parts, starts, 8.0)
+    assert "share_so_far_pct" in table
+    last = table.splitlines()[-1].split()
+    assert last[last.index("(over") - 2 :][:2] == ["33.3", "100.0"]  # its share, and so far
+    layer = part_layer(parts[1], 2, 3, ["c.yaml"], starts)
+    assert "its bins hold about 66.7 % of the traces' estimated time" in " ".join(
+        line.lstrip("# ") for line in layer.splitlines()
+    )
+
+
 def test_the_command_writes_each_part_as_a_layer_that_plans_its_bins_alone(
     tiny_config, tmp_path, capsys
 ):
@@ -982,6 +1029,23 @@ def test_the_command_writes_each_part_as_a_layer_that_plans_its_bins_alone(
         ids = point_ids(part["tiny__pytorch"])
         assert all(ids[p.key] == whole_ids[p.key] for p in points)
     assert seen == [(i, o) for i in (128, 512, 2048) for o in (8, 64, 256)]
+
+    # Given the trace's summary, the bins go by share: a summary for other bins says so.
+    from llm_energy.analysis.summaries import summarise_trace, write_trace_summary
+
+    summaries = tmp_path / "summaries"
+    order = [*args, "2", "--trace-summaries", str(summaries)]
+    assert main(order) != 0
+    assert "no summary of trace 'azure_code'" in capsys.readouterr().err
+    trace = pd.DataFrame({"input_tokens": [2000] * 30 + [100] * 3, "output_tokens": [200] * 33})
+    summary = summarise_trace("azure_code", trace, [128, 512, 2048], [8, 64, 256])
+    write_trace_summary(summary, summaries / "azure_code.json")
+    assert main(order) == 0
+    printed = capsys.readouterr()
+    table = (printed.out + printed.err).split("(ESTIMATE):")[-1]
+    assert "share_pct" in table
+    first = table.splitlines()[2].split()
+    assert first[2:6] == ["2048", "in,", "256", "out"]  # the bin that holds most of the trace
 
 
 def test_the_basis_says_how_many_points_it_times_by_extrapolation(tiny_config):

@@ -310,12 +310,14 @@ def _workload_parts(args: argparse.Namespace, config: dict, measured: object, ta
     from llm_energy.analysis.gpu_hours.parts import (
         LAYER_EXPERIMENTS,
         bin_minutes,
+        bin_shares,
         describe_parts,
         measured_bins,
         measured_parts,
         part_layer,
         read_parts,
         total_minutes,
+        trace_bin_requests,
         workload_parts,
     )
     from llm_energy.config import validate
@@ -333,7 +335,11 @@ def _workload_parts(args: argparse.Namespace, config: dict, measured: object, ta
     if folder is not None and folder.is_dir():
         done = measured_bins(jobs, tables)
         keep = measured_parts(read_parts(folder), done)
-    parts = workload_parts(by_bin, starts, args.workload_parts, keep)
+    shares = None
+    if args.trace_summaries:
+        traces = config["experiments"]["workload_traces"]
+        shares = bin_shares(by_bin, trace_bin_requests(Path(args.trace_summaries), traces))
+    parts = workload_parts(by_bin, starts, args.workload_parts, keep, shares)
     _log(f"\nthe workload bins in parts of at most {args.workload_parts:g} min (ESTIMATE):")
     _log(describe_parts(parts, starts, args.workload_parts))
     left = [p for p in parts if not p.measured]
@@ -912,6 +918,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write each part as a configuration layer DIR/partN.yaml "
         "(experiments.workload_estimates.bins); the parts already in DIR whose every bin the "
         "measurements complete on every job keep their bins and come first",
+    )
+    e.add_argument(
+        "--trace-summaries",
+        metavar="DIR",
+        help="with --workload-parts: the traces' summaries (DIR/TRACE.json, as "
+        "resources/summaries/traces/ ships them); the bins then go into parts by how much of "
+        "the traces' estimated time they hold per minute of measuring, the most first, instead "
+        "of in the traces' order",
     )
     e.set_defaults(func=cmd_estimate)
     return p
