@@ -167,6 +167,41 @@ def test_of_two_rows_of_one_batch_and_shape_the_estimates_own_then_the_latest_is
     assert by_shape.loc[(32, 8), "energy_per_batch_j"] == 5.5
 
 
+def test_a_shape_only_other_families_measured_below_any_out_of_memory_is_not_measured(tmp_path):
+    """The estimate takes a bin's largest feasible batch: a shape where only another family
+    measured, at a batch it chose, with no larger batch out of memory, was never searched; its
+    bin is not measured, and says which batch the other family measured. An out-of-memory row
+    above bounds it, whichever family measured it."""
+    sweep = {"experiments": "controlled_sweeps"}
+    rows = [
+        _row("pytorch", 1, 32, 8, 2.0, **sweep),
+        _row("pytorch", 4, 32, 8, 3.0, **{**sweep, "experiments": "controlled_sweeps+grid"}),
+        _row("pytorch", 1, 128, 8, 4.0, **sweep),
+        _row("pytorch", 2, 128, 8, None, **sweep),
+    ]
+    chosen = largest_batches(_measurements(tmp_path, rows)).set_index(
+        ["input_tokens", "output_tokens"]
+    )
+    assert math.isnan(chosen.loc[(32, 8), "batch_size"])
+    assert chosen.loc[(32, 8), "batch_limit"] == (
+        "not searched: batch 4 measured for controlled_sweeps, grid, no larger batch tried"
+    )
+    assert chosen.loc[(128, 8), "batch_size"] == 1
+    assert chosen.loc[(128, 8), "batch_limit"] == "out of memory above"
+    bins = _estimate(tmp_path, rows, missing="incomplete").set_index(["input_bin", "output_bin"])
+    assert not bins.loc[(32, 8), "measured"] and bins.loc[(128, 8), "measured"]
+    with pytest.raises(InputError, match=r"not searched: batch 4 measured for controlled_sweeps"):
+        _estimate(tmp_path, rows)
+    # Where the estimate's own rows elsewhere go no higher than batch 4 (its ladder's top), a
+    # batch of 4 is the largest it would have tried: the sweep's row stands for the bin.
+    own = _row("pytorch", 4, 128, 16, 7.0)
+    chosen = largest_batches(_measurements(tmp_path, [*rows, own])).set_index(
+        ["input_tokens", "output_tokens"]
+    )
+    assert chosen.loc[(32, 8), "batch_size"] == 4
+    assert chosen.loc[(32, 8), "batch_limit"] == LADDER_CAP
+
+
 def test_a_throttled_measurement_is_used_only_where_no_healthy_one_is_and_is_counted(tmp_path):
     """A row whose GPU throttled loses to a healthy row of the same batch and shape, whichever
     is later; where it is the only one, the bin uses it, the totals count it, and claim 8's

@@ -57,6 +57,9 @@ DOWNLOAD_CACHE = Path("results/data/downloads")
 # Why a bin's batch is the largest: a larger one ran out of memory, or the ladder ends there.
 OUT_OF_MEMORY_ABOVE = "out of memory above"
 LADDER_CAP = "largest batch measured, none larger out of memory"
+# A shape only other families measured, at batches they chose, with none out of memory above:
+# its largest feasible batch was never searched, so its bin is not measured for the estimate.
+FAMILY = "workload_estimates"
 SHAPE = ["input_tokens", "output_tokens"]
 ENGINE = ["hardware", "engine", "model"]
 PROVENANCE = (
@@ -142,10 +145,15 @@ CHOICE_COLUMNS = (
 )
 
 
+def _own(rows: pd.DataFrame) -> pd.Series:
+    """Whether each row was measured for the workload estimate (among other families)."""
+    return rows["experiments"].astype(str).str.split("+").map(lambda t: FAMILY in t)
+
+
 def _preferred(rows: pd.DataFrame) -> pd.Series:
     """One of several measurements of the same batch at one shape (another family, another
     session): the workload estimate's own, else the latest."""
-    own = rows["experiments"].astype(str).str.split("+").map(lambda t: "workload_estimates" in t)
+    own = _own(rows)
     order = pd.DataFrame({"own": own.to_numpy(), "when": _timestamps(rows)}, index=rows.index)
     return rows.loc[order.sort_values(["own", "when"], kind="stable").index[-1]]
 
@@ -170,10 +178,12 @@ def _energy_half_width_j(row: pd.Series) -> float:
     return float(value) if value is not None and not pd.isna(value) else math.nan
 
 
-def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
+def _choose_batch(rows: pd.DataFrame, ladder_top: float = math.inf) -> dict[str, Any]:
     """The largest feasible batch with a measured energy among the rows of one shape, its
     energy per batch with the 95 % half-width over its trials, its machine session, and
-    whether it met the trial protocol (None for a row measured before trials)."""
+    whether it met the trial protocol (None for a row measured before trials). Where the
+    estimate's own rows are not at the shape, a batch below ``ladder_top`` (the largest its
+    rows anywhere tried) with no larger one out of memory was never searched: not chosen."""
     feasible = rows["feasible"].astype(bool)
     usable = rows[feasible & rows["energy_j"].notna()]
     choice: dict[str, Any] = {
@@ -193,6 +203,14 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
         )
         return choice
     best = int(usable["batch_size"].max())
+    above = rows[~feasible & (rows["batch_size"] > best)]
+    if above.empty and not _own(rows).any() and best < ladder_top:
+        tags = {t for e in usable["experiments"].astype(str) for t in e.split("+") if t}
+        families = ", ".join(sorted(tags))
+        choice["batch_limit"] = (
+            f"not searched: batch {best} measured for {families}, no larger batch tried"
+        )
+        return choice
     # A measurement whose GPUs throttled or erred is used only where no other is at hand.
     at_best = usable[usable["batch_size"] == best]
     healthy = at_best[~flagged(at_best)]
@@ -200,7 +218,6 @@ def _choose_batch(rows: pd.DataFrame) -> dict[str, Any]:
     # So is one that did not meet the trial protocol (too few trials, a short window).
     met = at_best[_protocol_met_of(at_best).map(lambda v: v is True)]
     row = _preferred(met if len(met) else at_best)
-    above = rows[~feasible & (rows["batch_size"] > best)]
     choice.update(
         batch_size=best,
         energy_per_batch_j=float(row["energy_j"]),
@@ -238,7 +255,11 @@ def largest_batches(measurements: pd.DataFrame) -> pd.DataFrame:
 
     Only greedy rows count (the study's workloads decode greedily); rows of any experiment
     family at the shape do, since a measured batch is the same measurement whichever family
-    asked for it.
+    asked for it, but only where the shape's largest feasible batch was searched: the
+    estimate's own rows are at the shape (its ladder or search ran there), a larger batch ran
+    out of memory, or the batch is as large as any the estimate's rows tried (its ladder's
+    top). A shape that other families alone measured below that, at the batches they chose,
+    is not measured for the estimate, and ``batch_limit`` says which batch they measured.
     """
     rows = measurements
     if "decoding" in rows.columns:
@@ -246,8 +267,10 @@ def largest_batches(measurements: pd.DataFrame) -> pd.DataFrame:
     keys = ENGINE + SHAPE
     if rows.empty:
         return pd.DataFrame(columns=[*keys, *CHOICE_COLUMNS])
+    own = rows[_own(rows)]
+    ladder_top = float(own["batch_size"].max()) if len(own) else math.inf
     chosen = [
-        {**dict(zip(keys, key, strict=True)), **_choose_batch(group)}
+        {**dict(zip(keys, key, strict=True)), **_choose_batch(group, ladder_top)}
         for key, group in rows.groupby(keys, sort=True)
     ]
     return pd.DataFrame(chosen)

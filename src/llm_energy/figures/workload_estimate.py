@@ -233,12 +233,14 @@ def _paper_over_ideal(
         if paper is None:
             continue
         paper_mark(ax, i, base * (1 + paper))
-        # Above the bar's own label (kWh and our excess), in the paper's colour.
+        # Above the bar's own label (kWh, the share of requests of an incomplete total, and
+        # our excess: one line each), in the paper's colour.
+        lines = 2 if bool(hit.iloc[0]["complete"]) else 3
         ax.annotate(
             f"paper {paper:+.0%}",
             (i, float(hit.iloc[0]["energy_j"]) / J_PER_KWH * 1.08),
             textcoords="offset points",
-            xytext=(0, 24),
+            xytext=(0, 12 * lines + 1),
             ha="center",
             va="bottom",
             fontsize=7.5,
