@@ -62,6 +62,18 @@ def test_a_rows_cuda_graph_bound_is_its_own_or_its_vllm_versions_default():
     for other in ({"cuda_graphs": False}, {"backend": "transformers"}):
         assert math.isnan(of_row(pd.Series({**old, **other})))
     assert math.isnan(of_row(pd.Series({**old, "backend_version": "vllm 0.99.0"})))
+    # vllm serve's rows: its version's default, unless the server was given compilation
+    # settings of its own.
+    served = {
+        **old,
+        "backend": "vllm_server",
+        "backend_version": "vllm 0.26.0 (server)",
+        "engine_detail": "vllm serve max_num_seqs=64 max_model_len=1152 enforce_eager=False",
+        "server_config": '{"max_num_seqs":64}',
+    }
+    assert of_row(pd.Series(served)) == 128
+    own = '{"compilation_config":"{\\"max_cudagraph_capture_size\\": 8}","max_num_seqs":64}'
+    assert math.isnan(of_row(pd.Series({**served, "server_config": own})))
     # What a claim's condition says beside such a row.
     note = " (vllm: steps of more than 512 sequences without CUDA graphs)"
     assert _past_graphs_note(pd.Series(old)) == note

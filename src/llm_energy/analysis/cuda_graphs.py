@@ -18,9 +18,9 @@ VLLM_DEFAULT_CUDA_GRAPH_MAX_BATCH = {"vllm 0.26.0": 512}
 
 def cuda_graph_max_batch(row: pd.Series) -> float:
     """The most sequences one decoding step of ``row``'s engine launched as a CUDA graph: its
-    ``cuda_graph_max_batch``, or for a vLLM row measured before that column, its version's
-    default bound with its ``max_num_seqs``; NaN for engines without graphs and where neither
-    is known."""
+    ``cuda_graph_max_batch``, or for a vLLM row measured before that column or through
+    ``vllm serve`` (which does not report it), its version's default bound with its
+    ``max_num_seqs``; NaN for engines without graphs and where neither is known."""
     if str(row.get("backend", "")) not in ("vllm", "vllm_server") or not bool(
         row.get("cuda_graphs", False)
     ):
@@ -28,8 +28,11 @@ def cuda_graph_max_batch(row: pd.Series) -> float:
     own = row.get("cuda_graph_max_batch")
     if own is not None and not pd.isna(own):
         return float(own)
-    default = VLLM_DEFAULT_CUDA_GRAPH_MAX_BATCH.get(str(row.get("backend_version", "")))
+    # A server's version reads "vllm X (server)"; a server given its own compilation settings
+    # (server_config) may capture other sizes than the default.
+    version = str(row.get("backend_version", "")).removesuffix(" (server)")
+    default = VLLM_DEFAULT_CUDA_GRAPH_MAX_BATCH.get(version)
     seqs = re.search(r"max_num_seqs=(\d+)", str(row.get("engine_detail", "")))
-    if default is None or seqs is None:
+    if default is None or seqs is None or "compilation_config" in str(row.get("server_config", "")):
         return math.nan
     return float(min(2 * int(seqs.group(1)), default))
