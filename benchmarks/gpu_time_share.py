@@ -129,14 +129,11 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     cold = [r for r in map(_ratio, batches) if not math.isnan(r)]
     warmed = [t for t in batches if bool(t.get("warmed_up", True))]
     later = later_in_instance(warmed, runs)
+    ratios = [_ratio(t) for t in warmed]
     first_ratios = [
-        r
-        for t, late in zip(warmed, later, strict=True)
-        if not late and not math.isnan(r := _ratio(t))
+        r for r, late in zip(ratios, later, strict=True) if not late and not math.isnan(r)
     ]
-    later_ratios = [
-        r for t, late in zip(warmed, later, strict=True) if late and not math.isnan(r := _ratio(t))
-    ]
+    later_ratios = [r for r, late in zip(ratios, later, strict=True) if late and not math.isnan(r)]
     later_warmups_s = sum(warmup_seconds(t) for t, late in zip(warmed, later, strict=True) if late)
     return {
         "job": journal.name,

@@ -47,6 +47,7 @@ from llm_energy.analysis.ideal import (
 )
 from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.errors import ConfigError, InputError
+from llm_energy.families.workload_estimates import NAME as FAMILY
 from llm_energy.inputs.traces import BinCounts, bin_requests
 from llm_energy.measure.health import flagged
 from llm_energy.measure.job import ModelSpec
@@ -57,9 +58,6 @@ DOWNLOAD_CACHE = Path("results/data/downloads")
 # Why a bin's batch is the largest: a larger one ran out of memory, or the ladder ends there.
 OUT_OF_MEMORY_ABOVE = "out of memory above"
 LADDER_CAP = "largest batch measured, none larger out of memory"
-# A shape only other families measured, at batches they chose, with none out of memory above:
-# its largest feasible batch was never searched, so its bin is not measured for the estimate.
-FAMILY = "workload_estimates"
 SHAPE = ["input_tokens", "output_tokens"]
 ENGINE = ["hardware", "engine", "model"]
 PROVENANCE = (

@@ -26,6 +26,11 @@ def _over_ideal_pct(energy: pd.Series, ideal: pd.Series) -> pd.Series:
     return (energy / ideal - 1.0) * 100.0
 
 
+def _over_ideal_ci95_pct(half_width: pd.Series, ideal: pd.Series) -> pd.Series:
+    """The 95 % half-width of :func:`_over_ideal_pct`, in points (the ideal is computed)."""
+    return half_width / ideal * 100.0
+
+
 def table4_energy_over_ideal(totals: pd.DataFrame) -> pd.DataFrame:
     """The study's Table 4: estimated energy over the ideal, E_total / E_ideal - 1 in percent,
     per trace and engine, against the sparse and dense FLOPs baselines and the roofline.
@@ -59,14 +64,16 @@ def table4_energy_over_ideal(totals: pd.DataFrame) -> pd.DataFrame:
         name = column.removeprefix("ideal_").removesuffix("_j")
         table[column] = totals[column]
         table[f"over_ideal_{name}_pct"] = _over_ideal_pct(totals["energy_j"], totals[column])
-        table[f"over_ideal_{name}_ci95_pct"] = totals["energy_ci95_j"] / totals[column] * 100.0
+        table[f"over_ideal_{name}_ci95_pct"] = _over_ideal_ci95_pct(
+            totals["energy_ci95_j"], totals[column]
+        )
     table["energy_ceil_j"] = totals["energy_ceil_j"]
     table["energy_ceil_ci95_j"] = totals["energy_ceil_ci95_j"]
     table["over_ideal_flops_sparse_ceil_pct"] = _over_ideal_pct(
         totals["energy_ceil_j"], totals["ideal_flops_sparse_j"]
     )
-    table["over_ideal_flops_sparse_ceil_ci95_pct"] = (
-        totals["energy_ceil_ci95_j"] / totals["ideal_flops_sparse_j"] * 100.0
+    table["over_ideal_flops_sparse_ceil_ci95_pct"] = _over_ideal_ci95_pct(
+        totals["energy_ceil_ci95_j"], totals["ideal_flops_sparse_j"]
     )
     for column in ("energy_source", "weights", "bins_at_ladder_cap", "missing_bins"):
         table[column] = totals[column]

@@ -32,9 +32,9 @@ import pandas as pd
 import yaml
 
 from llm_energy.errors import InputError
+from llm_energy.families.workload_estimates import NAME as FAMILY
 from llm_energy.measure.job import JobPlan
 
-FAMILY = "workload_estimates"
 # What a part's layer measures: the traces' bins and the estimate, no other family.
 LAYER_EXPERIMENTS = ("workload_traces", FAMILY)
 
@@ -80,8 +80,8 @@ def bin_minutes(
         ):
             if mine:
                 request_s = math.nan
-                with contextlib.suppress(KeyError):  # a shape a MeasuredShapes never measured
-                    if counted:
+                if counted:
+                    with contextlib.suppress(KeyError):  # a shape MeasuredShapes never measured
                         batch_s = model.full_s(
                             point.batch_size, point.input_tokens, point.output_tokens
                         )
