@@ -161,8 +161,17 @@ def _draw_panel(
             continue
         if "of req." in note:
             bar.set_hatch("//")
+        # Inside the bar, at its foot: above it stay the interval and the paper's mark.
         text = f"{value:.3g}" + (f"\n{note}" if note else "")
-        ax.text(i, value * 1.08, text, ha="center", va="bottom", fontsize=7.5)
+        ax.text(
+            i,
+            floor * 1.15,
+            text,
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1.5},
+        )
     ax.set_xticks(np.arange(len(bars)), labels, rotation=30, ha="right")
 
 
@@ -239,19 +248,20 @@ def _paper_over_ideal(
         paper = TABLE4_OVER_IDEAL.get((trace, str(hit.iloc[0]["backend"])))
         if paper is None:
             continue
-        paper_mark(ax, i, base * (1 + paper))
-        # Above the bar's own label (kWh, the share of requests of an incomplete total, and
-        # our excess: one line each), in the paper's colour.
-        lines = 2 if bool(hit.iloc[0]["complete"]) else 3
+        mark = base * (1 + paper)
+        paper_mark(ax, i, mark)
+        # Above the star, or below it where the star sits inside the bar, off the bar's top.
+        inside = mark < float(hit.iloc[0]["energy_j"]) / J_PER_KWH
         ax.annotate(
             f"paper {paper:+.0%}",
-            (i, float(hit.iloc[0]["energy_j"]) / J_PER_KWH * 1.08),
+            (i, mark),
             textcoords="offset points",
-            xytext=(0, 12 * lines + 1),
+            xytext=(0, -8 if inside else 8),
             ha="center",
-            va="bottom",
+            va="top" if inside else "bottom",
             fontsize=7.5,
             color=PAPER_COLOUR,
+            bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "none", "pad": 1.0},
         )
         drawn = True
     return drawn
