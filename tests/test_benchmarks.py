@@ -182,3 +182,42 @@ def test_warm_ups_before_a_points_later_trials_in_one_engine_instance_count_apar
     assert share["first_warmup_over_repetition_max"] == 1.5
     assert share["later_warmup_over_repetition_max"] == 1.05
     assert share["warmups_s"] == pytest.approx(7.7)
+
+
+def test_the_alternating_warm_up_comparison_pairs_each_rows_trials_and_pools_over_rows():
+    """warmup_ab.py --alternate: each row's trials without a warm-up over those with one, and
+    over the rows the mean change with its interval across rows."""
+    bench = _load("warmup_ab")
+
+    def row(batch: int, energy: list[float], warmed: list[bool]) -> dict:
+        return {
+            "batch_size": batch,
+            "input_tokens": 512,
+            "output_tokens": 64,
+            "trials": len(energy),
+            "trial_energy_j": json.dumps(energy),
+            "trial_duration_s": json.dumps([1.0] * len(energy)),
+            "trial_warmed_up": json.dumps(warmed),
+        }
+
+    table = pd.DataFrame(
+        [
+            row(1, [100.0, 102.0, 100.0, 102.0], [True, False, True, False]),  # +2 %
+            row(8, [200.0, 208.0, 200.0], [True, False, True]),  # +4 %
+            row(64, [300.0, 300.0, 309.0, 309.0], [True, True, False, False]),  # +3 %
+            row(1, [50.0], [True]),  # no trial without: no pair
+        ]
+    )
+    each, summary = bench.paired(table, "energy_j")
+    assert each["change"].round(6).tolist() == [0.02, 0.04, 0.03]
+    assert summary["rows"] == 3 and summary["change"] == pytest.approx(0.03)
+    # Student's t over three rows (sd 0.01): 4.303 * 0.01 / sqrt(3).
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert summary["ci95_high"] - summary["change"] == pytest.approx(half, rel=1e-4)
+    assert summary["verdict"] == "higher"
+    _, times = bench.paired(table, "duration_s")
+    assert times["change"] == 0 and times["verdict"].startswith("inconclusive")
+    report = bench.alternate_report(table)
+    assert "Over the rows" in report and "+3.00 %" in report
+    with pytest.raises(ValueError, match="alternate"):
+        bench.alternate_report(table.assign(trial_warmed_up=json.dumps([True] * 4)).iloc[:1])

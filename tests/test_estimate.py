@@ -361,6 +361,13 @@ def test_a_job_that_warms_each_point_up_once_costs_one_warm_up_per_point(tiny_co
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
     every = dataclasses.replace(plan, protocol=dataclasses.replace(proto, warmup_every_trial=True))
     assert job_gpu_hours(TRUE, every) > job_gpu_hours(TRUE, plan)
+    # Taking turns, a later trial costs half a warm-up: between the two.
+    turns = dataclasses.replace(
+        plan, protocol=dataclasses.replace(proto, warmup_every_trial="alternate")
+    )
+    assert job_gpu_hours(TRUE, turns) == pytest.approx(
+        (job_gpu_hours(TRUE, every) + job_gpu_hours(TRUE, plan)) / 2
+    )
 
 
 def test_a_job_with_too_few_points_to_fit_is_timed_by_its_own_measured_shapes(tiny_config):

@@ -192,7 +192,7 @@ def test_the_control_point_at_a_runs_start_and_end_gives_every_row_the_drift(
     assert table["control_drift_energy"].isna().all()  # meter 'none': no energy to drift
 
 
-@pytest.mark.parametrize("every_trial", [True, False])
+@pytest.mark.parametrize("every_trial", [True, False, "alternate"])
 def test_without_a_warm_up_every_trial_a_point_warms_up_before_its_first_trial_only(
     tiny_config, tmp_path, fake_backend, every_trial
 ):
@@ -213,7 +213,11 @@ def test_without_a_warm_up_every_trial_a_point_warms_up_before_its_first_trial_o
     timed = table["trial_warmup_s"].map(json.loads)
     for flags, seconds in zip(warmed, timed, strict=True):
         assert [s is not None and s >= 0 for s in seconds] == flags
-    if every_trial:
+    if every_trial == "alternate":
+        # The first trial warms up; the two later ones take turns, in a per-point order.
+        assert set(warmed.map(tuple)) <= {(True, True, False), (True, False, True)}
+        calls_per_point = 2 + 2 + 1
+    elif every_trial:
         assert (warmed.map(tuple) == (True, True, True)).all()
         calls_per_point = 3 * 2  # each trial: one warm-up generation, one window of one
     else:
@@ -224,7 +228,24 @@ def test_without_a_warm_up_every_trial_a_point_warms_up_before_its_first_trial_o
     # the rows measured before it existed keep theirs.
     default = dataclasses.replace(plan.protocol, warmup_every_trial=True)
     ids = runner.point_ids(dataclasses.replace(plan, protocol=default))
-    assert (set(table["point_id"]) == set(ids.values())) == every_trial
+    assert (set(table["point_id"]) == set(ids.values())) == (every_trial is True)
+
+
+def test_alternating_warm_ups_take_turns_after_the_first_in_a_seeded_order_per_point():
+    from llm_energy.measure.job import warms_up
+
+    every, once = ProtocolSpec(), ProtocolSpec(warmup_every_trial=False)
+    turns = ProtocolSpec(warmup_every_trial="alternate")
+    keys = [(b, 512, 64) for b in range(1, 41)]
+    for key in keys:
+        assert [warms_up(every, key, n) for n in range(5)] == [True] * 5
+        assert [warms_up(once, key, n) for n in range(5)] == [True] + [False] * 4
+        later = [warms_up(turns, key, n) for n in range(1, 7)]
+        assert warms_up(turns, key, 0) and later in ([True, False] * 3, [False, True] * 3)
+        # Seeded: the same point starts the same way in every engine instance and job.
+        assert later == [warms_up(turns, key, n) for n in range(1, 7)]
+    starts = [warms_up(turns, key, 1) for key in keys]
+    assert 10 < sum(starts) < 30  # some points start each way
 
 
 def test_a_journal_resumed_on_another_machine_keeps_each_rows_trials_from_one_session(

@@ -215,7 +215,8 @@ RESULTS = Section(
             "",
             "whether each trial had its warm-up right before its windows (JSON list, in order): "
             "every trial does unless `warmup_every_trial` is off, where only a point's first "
-            "trial in each engine instance does",
+            "trial in each engine instance does, or `alternate`, where its later trials in an "
+            "instance take turns",
         ),
         Column(
             "trial_warmup_s",

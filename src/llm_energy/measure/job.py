@@ -177,9 +177,11 @@ class ProtocolSpec:
     # One more measurement of the job's control point at each run's start and end.
     control_point: bool = True
     # False: a point warms up before its first trial in an engine instance only; its later
-    # trials, whose shapes the engine has run, go straight to their windows. Points served
-    # through a server warm up before every trial either way.
-    warmup_every_trial: bool = True
+    # trials, whose shapes the engine has run, go straight to their windows. "alternate": its
+    # later trials in an instance take turns with and without one, in an order seeded per
+    # point (warms_up), so that one job compares the two within each engine instance. Points
+    # served through a server warm up before every trial either way.
+    warmup_every_trial: bool | Literal["alternate"] = True
     # At most this many points have trials under way at once (None: every point of the job),
     # so that a run cut short leaves at most this many points short of min_trials (see
     # trials.TrialSchedule). The job's protocol alone sets it. It orders the trials and
@@ -187,6 +189,19 @@ class ProtocolSpec:
     # row's trials are the same measurements in any order, and each trial's timestamp says
     # when it ran.
     points_in_flight: int | None = None
+
+
+def warms_up(protocol: ProtocolSpec, key: tuple, earlier: int) -> bool:
+    """Whether a measurement of the point ``key`` warms up first, when its engine instance
+    has measured it ``earlier`` times already: always where ``warmup_every_trial`` is true,
+    only the first time where it is false, and with ``"alternate"`` the first time and then
+    every other time, starting with or without one by a coin seeded with the point."""
+    if protocol.warmup_every_trial is True or earlier == 0:
+        return True
+    if protocol.warmup_every_trial is False:
+        return False
+    first_later_warms = int(stable_hash([protocol.seed, key, "warm-up"], 8), 16) % 2
+    return (earlier - 1) % 2 != first_later_warms
 
 
 # Protocol fields that say in which order a job measures its trials, not how a trial measures

@@ -18,7 +18,14 @@ from llm_energy.inputs.model_configs import architecture_hash, load_config_dict,
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
 from llm_energy.measure import health, provenance, stop
 from llm_energy.measure.host import CONTENDED_CORES, HostLoad
-from llm_energy.measure.job import EngineSpec, JobPlan, PointSpec, ProtocolSpec, stable_hash
+from llm_energy.measure.job import (
+    EngineSpec,
+    JobPlan,
+    PointSpec,
+    ProtocolSpec,
+    stable_hash,
+    warms_up,
+)
 from llm_energy.measure.point_ids import point_id, point_ids
 from llm_energy.measure.protocol import WindowResult, measure_idle_power_w, measure_window
 from llm_energy.measure.provenance import job_provenance, utc_now
@@ -185,11 +192,11 @@ def measure_point(
     idle_power_w: float,
     streams: TraceLengths | None = None,
     pg19: PG19Prompts | None = None,
-    warmed: set[tuple] | None = None,
+    warmed: dict[tuple, int] | None = None,
 ) -> dict[str, Any]:
     """Warm up and measure one point; raises whatever the backend raises (OOM included).
-    ``warmed``: the keys of the points this engine instance has warmed up; with
-    ``warmup_every_trial`` off, a point in it goes straight to its windows."""
+    ``warmed``: how many times this engine instance has measured each point, which with
+    ``warmup_every_trial`` other than true decides whether it warms up (:func:`warms_up`)."""
     proto = point.protocol or plan.protocol
     seed = int(stable_hash([proto.seed, point.key], 8), 16)
     extra: dict[str, Any] = {"prompt_id_modulo": 0}
@@ -263,7 +270,7 @@ def measure_point(
     load = HostLoad()
     load.start()
     backend.reset_peak_memory()
-    warm_up = proto.warmup_every_trial or warmed is None or point.key not in warmed
+    warm_up = warmed is None or warms_up(proto, point.key, warmed.get(point.key, 0))
     # The first warm-up's time beside the window's says what the warm-up found: about a
     # repetition's time where the engine had the shape warm already, more where it had not.
     warmup_s = math.nan
@@ -286,7 +293,7 @@ def measure_point(
     )
     extra.update(backend.counter_columns(before, backend.counters(), full.repetitions))
     if warmed is not None:
-        warmed.add(point.key)
+        warmed[point.key] = warmed.get(point.key, 0) + 1
     row = result_columns(full, prefill, point, idle_power_w, tokens)
     row["warmed_up"] = warm_up
     row["warmup_s"] = warmup_s
@@ -769,7 +776,7 @@ def _measure_points(
         here = base["machine_session"]
         run_started = utc_now()
         faults = DeviceFaults()
-        warmed: set[tuple] = set()  # the points this engine instance has warmed up
+        warmed: dict[tuple, int] = {}  # how often this engine instance measured each point
 
         def measure_control(edge: str) -> None:
             """The control point, measured at the run's start and end: their difference is
@@ -884,7 +891,7 @@ def _measure_trial(
     fits: dict,
     search: set,
     faults: DeviceFaults,
-    warmed: set[tuple] | None = None,
+    warmed: dict[tuple, int] | None = None,
 ) -> dict[str, Any]:
     """One trial of one point: measured, or recorded as not attempted (above a batch that ran
     out of memory), not needed (below the largest feasible batch of a searched shape), out

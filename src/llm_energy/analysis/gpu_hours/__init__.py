@@ -178,15 +178,19 @@ def served_point_seconds(model: ServedTimeModel, point: PointSpec, protocol: Pro
 def _trial_seconds(
     model: TimeModel | MeasuredShapes | ServedTimeModel, point: PointSpec, protocol: ProtocolSpec
 ) -> tuple[float, float]:
-    """One trial of ``point`` with its warm-up, and one without (the same where every trial
-    has one, and for a server's replays)."""
+    """A first trial of ``point``, with its warm-up, and a later one: without a warm-up, with
+    one where every trial has one (and for a server's replays), or the mean of the two where
+    later trials take turns."""
     if isinstance(model, ServedTimeModel):
         seconds = served_point_seconds(model, point, protocol)
         return seconds, seconds
     warm = point_seconds(model, point, protocol)
-    if protocol.warmup_every_trial:
+    if protocol.warmup_every_trial is True:
         return warm, warm
-    return warm, point_seconds(model, point, protocol, warm_up=False)
+    cold = point_seconds(model, point, protocol, warm_up=False)
+    if protocol.warmup_every_trial == "alternate":  # every other later trial warms up
+        return warm, (warm + cold) / 2
+    return warm, cold
 
 
 def _expected_trials(
