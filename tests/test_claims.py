@@ -195,9 +195,12 @@ def test_claim_8_of_the_shipped_h100_rows_gives_the_value_without_an_interval():
     assert set(totals["machine_sessions"]) == {"vm@7bc5219;vm@7d9f91f"}
     claims = workload_claims(bins).set_index("condition")
     # vLLM's engine captured CUDA graphs of up to 512 sequences: its bins at batch 1,024 ran
-    # their decoding steps without them, and the condition says how many.
+    # their decoding steps without them, and the condition says how many. The H100 ladder
+    # stepped by four: most bins' batches lie four times below one out of memory.
     code = claims.loc[
-        "azure_code, vllm against pytorch (vllm: 17 of 56 bins at batches past its CUDA graphs)"
+        "azure_code, vllm against pytorch (pytorch: of 56 bins, 44 at a batch over twice below "
+        "one out of memory; vllm: of 56 bins, 17 at batches past its CUDA graphs and 39 at a "
+        "batch over twice below one out of memory)"
     ]
     past = bins[(bins["engine"] == "vllm") & (bins["trace"] == "azure_code") & bins["measured"]]
     assert (past["batch_size"] > past["cuda_graph_max_batch"]).sum() == 17
@@ -319,3 +322,25 @@ def test_a_shape_measured_in_two_sessions_gives_a_share_for_each_named_by_its_se
     line = summary(claims_table(rows).query("claim == '1'"))
     assert "70.0 % [69.3 %, 70.7 %] (batch 8)" in line
     assert "92.0 % [91.1 %, 92.9 %] (batch 1, session vm:bbbb)" in line
+
+
+def test_claim_8s_condition_says_which_bins_ran_below_their_largest_feasible_batch():
+    """A bin whose batch lies more than twice below the smallest batch that ran out of memory
+    may fit a larger one than was measured (a ladder coarser than powers of two): the
+    condition counts them per engine, beside the bins past CUDA graphs."""
+    from llm_energy.analysis.claims import _bin_notes
+
+    by_engine = pd.DataFrame(
+        {
+            "bins_measured": [5, 5],
+            "bins_past_cuda_graphs": [0, 2],
+            "bins_oom_over_twice_batch": [1, 3],
+        },
+        index=pd.Index(["pytorch", "vllm"], name="engine"),
+    )
+    assert _bin_notes(by_engine) == (
+        " (pytorch: of 5 bins, 1 at a batch over twice below one out of memory; vllm: of 5 "
+        "bins, 2 at batches past its CUDA graphs and 3 at a batch over twice below one out of "
+        "memory)"
+    )
+    assert _bin_notes(by_engine.assign(bins_oom_over_twice_batch=0, bins_past_cuda_graphs=0)) == ""

@@ -426,6 +426,31 @@ def test_the_layered_tables_rows_are_the_points_of_their_configuration(table):
     assert sum(n == 0 for n in left.values()) == complete
 
 
+@pytest.mark.parametrize("engine", ["vllm", "pytorch"])
+def test_the_ladder_of_powers_of_two_keeps_a_parts_shipped_rows_and_adds_the_rungs_between(
+    engine,
+):
+    """config/h200_workloads_pow2.yaml on part 3: the shipped rows are points of the finer
+    ladder's plan, complete, and what it adds are the rungs between h200.yaml's."""
+    from llm_energy.config import load_config
+    from llm_energy.measure.plan import plan_study
+    from llm_energy.measure.point_ids import CURRENT_VERSION, point_ids
+    from llm_energy.measure.runner import read_tables, trials_left
+
+    root = Path(__file__).resolve().parents[1]
+    layers = ["h200.yaml", "h200_workloads.yaml", "h200_workloads_parts/part3.yaml"]
+    files = [str(root / "config" / name) for name in layers]
+    job = plan_study(load_config(*files, str(root / "config/h200_workloads_pow2.yaml")))
+    job = job[f"llama-3.1-8b__{engine}"]
+    path = root / f"resources/measurements/h200/workloads-part3__llama-3.1-8b__{engine}.parquet"
+    rows = pd.read_parquet(path)
+    assert set(rows["point_id"]) <= set(point_ids(job, CURRENT_VERSION).values())
+    left = trials_left(job, root / "no-journal", read_tables([path]))
+    done = {key[0] for key, n in left.items() if n == 0}
+    todo = {key[0] for key, n in left.items() if n}
+    assert done == {16, 64, 256, 1024} and todo == {32, 128, 512}
+
+
 def test_repeated_h200_points_agree_across_machines():
     """The vLLM points over 1 and 2 GPUs measured on two machines of the same type, before the
     trial protocol: the repeats are the same points (same measurement setup) and agree within

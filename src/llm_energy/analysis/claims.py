@@ -556,7 +556,7 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
                 if apart
                 else "each bin's two engines from one"
             )
-        condition += _bins_past_graphs_note(by_engine)
+        condition += _bin_notes(by_engine)
         unhealthy = int(group["bins_gpu_health_flagged"].fillna(0).sum())
         short = int(group["bins_protocol_not_met"].fillna(0).sum())
         so_far = None
@@ -596,17 +596,20 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _bins_past_graphs_note(by_engine: pd.DataFrame) -> str:
-    """What claim 8's condition says where an engine's bins ran at batches larger than its CUDA
-    graphs reach."""
-    if "bins_past_cuda_graphs" not in by_engine:
-        return ""
-    notes = [
-        f"{engine}: {int(n)} of {int(by_engine.loc[engine, 'bins_measured'])} bins at batches "
-        "past its CUDA graphs"
-        for engine, n in by_engine["bins_past_cuda_graphs"].fillna(0).items()
-        if n
-    ]
+def _bin_notes(by_engine: pd.DataFrame) -> str:
+    """What claim 8's condition says of how an engine's bins ran: at batches larger than its
+    CUDA graphs reach, or at batches more than twice below an out-of-memory one (whose largest
+    feasible batch may be larger than the one measured)."""
+    notes = []
+    for engine, row in by_engine.iterrows():
+        bins = int(row["bins_measured"])
+        past = int(row.get("bins_past_cuda_graphs", 0) or 0)
+        coarse = int(row.get("bins_oom_over_twice_batch", 0) or 0)
+        said = [f"{past} at batches past its CUDA graphs"] if past else []
+        if coarse:
+            said.append(f"{coarse} at a batch over twice below one out of memory")
+        if said:
+            notes.append(f"{engine}: of {bins} bins, {' and '.join(said)}")
     return f" ({'; '.join(notes)})" if notes else ""
 
 
@@ -645,8 +648,7 @@ def _bins_compared_so_far(
         "condition": (
             f"{trace}, vllm against pytorch, {_count(len(paired), 'bin')} "
             f"({100 * share:.1f} % of the requests), each bin's two engines from one "
-            f"machine session, {_count(sessions_used, 'session')} in all"
-            + _bins_past_graphs_note(totals)
+            f"machine session, {_count(sessions_used, 'session')} in all" + _bin_notes(totals)
         ),
         "paper_value": math.nan,
         "measured_value": change,

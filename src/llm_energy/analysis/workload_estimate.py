@@ -554,6 +554,14 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
                 "bins_with_requests": len(group),
                 "bins_measured": len(done),
                 "bins_at_ladder_cap": int((done["batch_limit"] == LADDER_CAP).sum()),
+                # How far below its smallest out-of-memory batch a bin's batch may lie: a
+                # ladder coarser than powers of two leaves the largest that fits unsearched.
+                "bins_oom_over_twice_batch": int(
+                    (done["oom_batch_size"] > 2 * done["batch_size"]).sum()
+                ),
+                "oom_over_batch_max": float(
+                    (done["oom_batch_size"] / done["batch_size"]).max(skipna=True)
+                ),
                 "bins_gpu_health_flagged": int(flagged(done).sum()),
                 "bins_past_cuda_graphs": _past_cuda_graphs(done),
                 "bins_protocol_not_met": int(

@@ -75,9 +75,28 @@ def table4_energy_over_ideal(totals: pd.DataFrame) -> pd.DataFrame:
     table["over_ideal_flops_sparse_ceil_ci95_pct"] = _over_ideal_ci95_pct(
         totals["energy_ceil_ci95_j"], totals["ideal_flops_sparse_j"]
     )
-    for column in ("energy_source", "weights", "bins_at_ladder_cap", "missing_bins"):
+    for column in (
+        "energy_source",
+        "weights",
+        "bins_at_ladder_cap",
+        "bins_oom_over_twice_batch",
+        "missing_bins",
+    ):
         table[column] = totals[column]
     return table.reset_index(drop=True)
+
+
+def _coarse_note(totals: pd.DataFrame) -> str:
+    """Where a bin's batch lies more than a factor of two below its smallest out-of-memory
+    one, the largest batch that fits may be larger than the one measured: say how many."""
+    coarse = int(totals["bins_oom_over_twice_batch"].sum())
+    if not coarse:
+        return ""
+    return (
+        f" Bins whose batch is over 2x below the smallest out of memory (up to "
+        f"{totals['oom_over_batch_max'].max():.0f}x; the largest that fits is not searched "
+        f"finer): {coarse}."
+    )
 
 
 def _note(bins: pd.DataFrame, totals: pd.DataFrame) -> str:
@@ -100,6 +119,7 @@ def _note(bins: pd.DataFrame, totals: pd.DataFrame) -> str:
         f"Requests dropped above the largest bins: {dropped}. "
         f"Bins at the largest batch measured, none larger out of memory: "
         f"{int(totals['bins_at_ladder_cap'].sum())}."
+        + _coarse_note(totals)
         + (
             "\nHatched: incomplete, the total of the bins measured so far, with the share of "
             "requests they hold and the excess over the same bins' ideal (sparse FLOPs)."
