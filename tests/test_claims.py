@@ -198,9 +198,9 @@ def test_claim_8_of_the_shipped_h100_rows_gives_the_value_without_an_interval():
     # their decoding steps without them, and the condition says how many. The H100 ladder
     # stepped by four: most bins' batches lie four times below one out of memory.
     code = claims.loc[
-        "azure_code, vllm against pytorch (pytorch: of 56 bins, 44 at a batch over twice below "
-        "one out of memory; vllm: of 56 bins, 17 at batches past its CUDA graphs and 39 at a "
-        "batch over twice below one out of memory)"
+        "azure_code, vllm against pytorch (pytorch: of 56 bins, 44 at under half the largest "
+        "batch that may fit; vllm: of 56 bins, 17 at batches past its CUDA graphs and 39 at "
+        "under half the largest batch that may fit)"
     ]
     past = bins[(bins["engine"] == "vllm") & (bins["trace"] == "azure_code") & bins["measured"]]
     assert (past["batch_size"] > past["cuda_graph_max_batch"]).sum() == 17
@@ -325,22 +325,23 @@ def test_a_shape_measured_in_two_sessions_gives_a_share_for_each_named_by_its_se
 
 
 def test_claim_8s_condition_says_which_bins_ran_below_their_largest_feasible_batch():
-    """A bin whose batch lies more than twice below the smallest batch that ran out of memory
-    may fit a larger one than was measured (a ladder coarser than powers of two): the
-    condition counts them per engine, beside the bins past CUDA graphs."""
+    """A bin whose batch is under half the largest that may fit (a ladder coarser than powers
+    of two): the condition counts them per engine, beside the bins past CUDA graphs."""
     from llm_energy.analysis.claims import _bin_notes
 
     by_engine = pd.DataFrame(
         {
             "bins_measured": [5, 5],
             "bins_past_cuda_graphs": [0, 2],
-            "bins_oom_over_twice_batch": [1, 3],
+            "bins_under_half_largest_fit": [1, 3],
         },
         index=pd.Index(["pytorch", "vllm"], name="engine"),
     )
     assert _bin_notes(by_engine) == (
-        " (pytorch: of 5 bins, 1 at a batch over twice below one out of memory; vllm: of 5 "
-        "bins, 2 at batches past its CUDA graphs and 3 at a batch over twice below one out of "
-        "memory)"
+        " (pytorch: of 5 bins, 1 at under half the largest batch that may fit; vllm: of 5 "
+        "bins, 2 at batches past its CUDA graphs and 3 at under half the largest batch that "
+        "may fit)"
     )
-    assert _bin_notes(by_engine.assign(bins_oom_over_twice_batch=0, bins_past_cuda_graphs=0)) == ""
+    assert (
+        _bin_notes(by_engine.assign(bins_under_half_largest_fit=0, bins_past_cuda_graphs=0)) == ""
+    )

@@ -131,6 +131,37 @@ def test_the_bound_between_the_last_feasible_and_the_first_out_of_memory_batch_i
     assert (again[again["batch_size"] == 16]["largest_feasible_batch"] == 10).all()
 
 
+def test_an_engine_that_knows_its_largest_batch_records_it_without_probes(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
+    """vLLM knows how many sequences its KV cache holds: an out-of-memory row takes that bound
+    and no probe runs, in a search largest first as well."""
+    monkeypatch.setattr(fake_backend, "largest_batch", lambda self, i, o: 3, raising=False)
+    plan = _plan(tiny_config, batch_sizes=(1, 2, 16))
+    tags = tuple(sorted({t for p in plan.points for t in p.experiments}))
+    plan = dataclasses.replace(plan, largest_feasible_only=tags)
+    fake_backend.oom_batch = 4
+    table = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
+    oom = table[table["batch_size"] == 16]
+    assert (oom["largest_feasible_batch"] == 3).all()
+    assert (oom["smallest_infeasible_batch"] == 4).all()
+    assert {b for b, _ in fake_backend.calls} == {2}
+
+
+def test_vllms_largest_batch_is_what_its_kv_cache_holds_at_most_max_num_seqs():
+    from llm_energy.backends.vllm.backend import VllmBackend
+
+    engine = VllmBackend.__new__(VllmBackend)
+    engine._kv_blocks, engine._block_tokens = 57144, 16
+    engine._settings = {"max_num_seqs": 1024}
+    # 2,048 in with 512 out takes 160 blocks a sequence; 4,096 with 128, 264.
+    assert engine.largest_batch(2048, 512) == 357
+    assert engine.largest_batch(4096, 128) == 216
+    assert engine.largest_batch(32, 8) == 1024
+    engine._kv_blocks = 0  # not sized yet: it must be tried
+    assert engine.largest_batch(32, 8) is None
+
+
 def test_a_largest_feasible_search_measures_each_shape_once_largest_first(
     tiny_config, fake_backend, tmp_path
 ):

@@ -598,16 +598,17 @@ def workload_claims(bins: pd.DataFrame) -> pd.DataFrame:
 
 def _bin_notes(by_engine: pd.DataFrame) -> str:
     """What claim 8's condition says of how an engine's bins ran: at batches larger than its
-    CUDA graphs reach, or at batches more than twice below an out-of-memory one (whose largest
-    feasible batch may be larger than the one measured)."""
+    CUDA graphs reach, or at under half the largest batch that may fit (known, or bounded by
+    the smallest one out of memory), where energy per request may be higher than at the
+    largest."""
     notes = []
     for engine, row in by_engine.iterrows():
         bins = int(row["bins_measured"])
         past = int(row.get("bins_past_cuda_graphs", 0) or 0)
-        coarse = int(row.get("bins_oom_over_twice_batch", 0) or 0)
+        coarse = int(row.get("bins_under_half_largest_fit", 0) or 0)
         said = [f"{past} at batches past its CUDA graphs"] if past else []
         if coarse:
-            said.append(f"{coarse} at a batch over twice below one out of memory")
+            said.append(f"{coarse} at under half the largest batch that may fit")
         if said:
             notes.append(f"{engine}: of {bins} bins, {' and '.join(said)}")
     return f" ({'; '.join(notes)})" if notes else ""

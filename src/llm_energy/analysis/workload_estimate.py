@@ -138,6 +138,7 @@ CHOICE_COLUMNS = (
     "protocol_met",
     "batch_limit",
     "oom_batch_size",
+    "largest_fit_bound",
     "cuda_graph_max_batch",
     *PROVENANCE,
 )
@@ -192,6 +193,7 @@ def _choose_batch(rows: pd.DataFrame, ladder_top: float = math.inf) -> dict[str,
         "protocol_met": None,
         "batch_limit": "",
         "oom_batch_size": math.nan,
+        "largest_fit_bound": math.nan,
         "cuda_graph_max_batch": math.nan,
         **dict.fromkeys(PROVENANCE, ""),
     }
@@ -224,10 +226,24 @@ def _choose_batch(rows: pd.DataFrame, ladder_top: float = math.inf) -> dict[str,
         protocol_met=_protocol_met(row),
         batch_limit=OUT_OF_MEMORY_ABOVE if len(above) else LADDER_CAP,
         oom_batch_size=int(above["batch_size"].min()) if len(above) else math.nan,
+        largest_fit_bound=_largest_fit_bound(above),
         cuda_graph_max_batch=cuda_graph_max_batch(row),
         **{k: str(row[k]) if k in row.index and pd.notna(row[k]) else "" for k in PROVENANCE},
     )
     return choice
+
+
+def _largest_fit_bound(above: pd.DataFrame) -> float:
+    """The largest batch of a shape that may fit, from its out-of-memory rows: the bound a
+    search between batches found or the engine knew (``largest_feasible_batch``), else one
+    less than the smallest batch out of memory; NaN without such a row."""
+    if above.empty:
+        return math.nan
+    if "largest_feasible_batch" in above:
+        known = pd.to_numeric(above["largest_feasible_batch"], errors="coerce").dropna()
+        if len(known):
+            return float(known.min())
+    return float(above["batch_size"].min() - 1)
 
 
 def _met(value: object) -> bool | None:
@@ -434,6 +450,7 @@ BIN_COLUMNS = [
     "batch_size",
     "batch_limit",
     "oom_batch_size",
+    "largest_fit_bound",
     "cuda_graph_max_batch",
     "energy_per_batch_j",
     "energy_per_batch_ci95_j",
@@ -554,13 +571,13 @@ def workload_totals(bins: pd.DataFrame) -> pd.DataFrame:
                 "bins_with_requests": len(group),
                 "bins_measured": len(done),
                 "bins_at_ladder_cap": int((done["batch_limit"] == LADDER_CAP).sum()),
-                # How far below its smallest out-of-memory batch a bin's batch may lie: a
-                # ladder coarser than powers of two leaves the largest that fits unsearched.
-                "bins_oom_over_twice_batch": int(
-                    (done["oom_batch_size"] > 2 * done["batch_size"]).sum()
+                # Bins whose batch is under half the largest that may fit (a ladder that
+                # steps by four leaves it unsearched), and by how much at most.
+                "bins_under_half_largest_fit": int(
+                    (done["largest_fit_bound"] >= 2 * done["batch_size"]).sum()
                 ),
-                "oom_over_batch_max": float(
-                    (done["oom_batch_size"] / done["batch_size"]).max(skipna=True)
+                "largest_fit_over_batch_max": float(
+                    (done["largest_fit_bound"] / done["batch_size"]).max(skipna=True)
                 ),
                 "bins_gpu_health_flagged": int(flagged(done).sum()),
                 "bins_past_cuda_graphs": _past_cuda_graphs(done),

@@ -128,6 +128,11 @@ class Backend(ABC):
         text = str(exc).lower()
         return any(s in text for s in STICKY_DEVICE_ERRORS)
 
+    def largest_batch(self, input_tokens: int, output_tokens: int) -> int | None:
+        """The largest batch of one shape the engine holds, where it knows without trying
+        (None: it must be tried)."""
+        return None
+
     def recover(self) -> None:  # noqa: B027 - optional hook
         """Free what a failed point left behind so that the sweep can go on (raises when the
         device cannot)."""

@@ -79,7 +79,7 @@ def table4_energy_over_ideal(totals: pd.DataFrame) -> pd.DataFrame:
         "energy_source",
         "weights",
         "bins_at_ladder_cap",
-        "bins_oom_over_twice_batch",
+        "bins_under_half_largest_fit",
         "missing_bins",
     ):
         table[column] = totals[column]
@@ -87,15 +87,15 @@ def table4_energy_over_ideal(totals: pd.DataFrame) -> pd.DataFrame:
 
 
 def _coarse_note(totals: pd.DataFrame) -> str:
-    """Where a bin's batch lies more than a factor of two below its smallest out-of-memory
-    one, the largest batch that fits may be larger than the one measured: say how many."""
-    coarse = int(totals["bins_oom_over_twice_batch"].sum())
+    """Where a bin's batch is under half the largest that may fit (known, or bounded by the
+    smallest batch out of memory), its energy per request may be higher than at the largest:
+    say how many bins, and by how much their batch falls short at most."""
+    coarse = int(totals["bins_under_half_largest_fit"].sum())
     if not coarse:
         return ""
     return (
-        f" Bins whose batch is over 2x below the smallest out of memory (up to "
-        f"{totals['oom_over_batch_max'].max():.0f}x; the largest that fits is not searched "
-        f"finer): {coarse}."
+        f" Bins at under half the largest batch that may fit (down to 1/"
+        f"{totals['largest_fit_over_batch_max'].max():.1f} of it): {coarse}."
     )
 
 

@@ -924,7 +924,10 @@ def _measure_trial(
         backend.recover()
         oom_bound[k] = min(oom_bound.get(k, point.batch_size), point.batch_size)
         row = infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}")
-        if k in fits and fits[k] < point.batch_size and _searchable(point):
+        exact = backend.largest_batch(point.input_tokens, point.output_tokens)
+        if exact is not None and exact < point.batch_size and _searchable(point):
+            row.update(largest_feasible_batch=exact, smallest_infeasible_batch=exact + 1)
+        elif k in fits and fits[k] < point.batch_size and _searchable(point):
             low, high = search_batch_bound(backend, plan, point, fits[k], point.batch_size)
             row.update(largest_feasible_batch=low, smallest_infeasible_batch=high)
         return row

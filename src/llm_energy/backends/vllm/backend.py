@@ -170,6 +170,14 @@ class VllmBackend(Backend):
 
         return [TokensPrompt(prompt_token_ids=ids) for ids in token_ids]
 
+    def largest_batch(self, input_tokens: int, output_tokens: int) -> int | None:
+        """As many sequences of the shape as the KV cache holds at once, at most
+        ``max_num_seqs``: the bound ``_check_capacity`` applies, so no probe is needed."""
+        if not self._kv_blocks:
+            return None
+        per_sequence = math.ceil((input_tokens + output_tokens) / self._block_tokens)
+        return min(self._settings["max_num_seqs"], self._kv_blocks // per_sequence)
+
     def _check_capacity(self, prompts: list[Any], output_tokens: Sequence[int]) -> None:
         """``prompts`` run at the same time, prompt i to ``output_tokens[i]`` new tokens."""
         if len(prompts) > self._settings["max_num_seqs"]:
