@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -62,22 +63,17 @@ def within_rows(first: pd.DataFrame, quantity: str = "energy_j") -> pd.DataFrame
     """Per row of ``first``: the mean of its trials without a warm-up over the mean of those
     with one, minus one, with the interval of the two means (Student's t within each)."""
     rows = []
-    for _, row in first.iterrows():
-        cold, warm = _split(row, quantity)
-        if min(len(cold), len(warm)) < 2:
-            continue
+    for entry, cold, warm in _pairs(first, quantity, least=2):
         mean_cold, mean_warm = sum(cold) / len(cold), sum(warm) / len(warm)
-        ratio = mean_cold / mean_warm
         half = ratio_half_width(
-            ratio, ci95_half_width(warm) / mean_warm, ci95_half_width(cold) / mean_cold
+            mean_cold / mean_warm,
+            ci95_half_width(warm) / mean_warm,
+            ci95_half_width(cold) / mean_cold,
         )
-        change = ratio - 1
+        change = entry["change"]
         rows.append(
             {
-                "quantity": quantity,
-                "point": ", ".join(f"{k} {row[k]}" for k in ON),
-                "trials without, with": f"{len(cold)}, {len(warm)}",
-                "change": change,
+                **entry,
                 "ci95_low": change - half,
                 "ci95_high": change + half,
                 "verdict": direction(0.0, 0, change, change - half, change + half),
@@ -86,33 +82,35 @@ def within_rows(first: pd.DataFrame, quantity: str = "energy_j") -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def _split(row: pd.Series, quantity: str) -> tuple[list[float], list[float]]:
-    """A row's trial values of ``quantity``: those without a warm-up, those with one."""
-    warmed = json.loads(row["trial_warmed_up"])
-    values = json.loads(row[f"trial_{quantity}"])
-    cold = [v for v, w in zip(values, warmed, strict=True) if not w]
-    return cold, [v for v, w in zip(values, warmed, strict=True) if w]
+def _pairs(
+    table: pd.DataFrame, quantity: str, least: int
+) -> Iterator[tuple[dict, list[float], list[float]]]:
+    """Each row with at least ``least`` trials without a warm-up and as many with one: its
+    point, trial counts and change (the mean without over the mean with, minus one), and the
+    trials' values of ``quantity`` without and with."""
+    for _, row in table.iterrows():
+        if not isinstance(row.get("trial_warmed_up"), str):  # a row written before trials
+            continue
+        warmed = json.loads(row["trial_warmed_up"])
+        values = json.loads(row[f"trial_{quantity}"])
+        cold = [v for v, w in zip(values, warmed, strict=True) if not w]
+        warm = [v for v, w in zip(values, warmed, strict=True) if w]
+        if min(len(cold), len(warm)) < least:
+            continue
+        entry = {
+            "quantity": quantity,
+            "point": ", ".join(f"{k} {row[k]}" for k in ON),
+            "trials without, with": f"{len(cold)}, {len(warm)}",
+            "change": (sum(cold) / len(cold)) / (sum(warm) / len(warm)) - 1,
+        }
+        yield entry, cold, warm
 
 
 def paired(table: pd.DataFrame, quantity: str = "energy_j") -> tuple[pd.DataFrame, dict]:
     """Per row with a trial of each kind, its trials' mean without a warm-up over their mean
     with one, minus one; and over those rows, the mean change with its 95 % interval
     (Student's t over rows: the rows are the independent pairs)."""
-    rows = []
-    for _, row in table.iterrows():
-        if not row.get("trial_warmed_up") or not row.get("trials"):
-            continue
-        cold, warm = _split(row, quantity)
-        if cold and warm:
-            change = (sum(cold) / len(cold)) / (sum(warm) / len(warm)) - 1
-            rows.append(
-                {
-                    "quantity": quantity,
-                    "point": ", ".join(f"{k} {row[k]}" for k in ON),
-                    "trials without, with": f"{len(cold)}, {len(warm)}",
-                    "change": change,
-                }
-            )
+    rows = [entry for entry, _, _ in _pairs(table, quantity, least=1)]
     changes = [r["change"] for r in rows]
     summary = {"quantity": quantity, "rows": len(changes)}
     if len(changes) >= 2:

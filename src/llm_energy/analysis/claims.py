@@ -601,11 +601,18 @@ def _bin_notes(by_engine: pd.DataFrame) -> str:
     CUDA graphs reach, or at under half the largest batch that may fit (known, or bounded by
     the smallest one out of memory), where energy per request may be higher than at the
     largest."""
+
+    def count(column: str) -> pd.Series:
+        """A per-engine count of bins, 0 where the totals lack it (written before it)."""
+        if column not in by_engine:
+            return pd.Series(0, index=by_engine.index)
+        return by_engine[column].fillna(0).astype(int)
+
     notes = []
+    past_graphs, under_half = count("bins_past_cuda_graphs"), count("bins_under_half_largest_fit")
     for engine, row in by_engine.iterrows():
         bins = int(row["bins_measured"])
-        past = int(row.get("bins_past_cuda_graphs", 0) or 0)
-        coarse = int(row.get("bins_under_half_largest_fit", 0) or 0)
+        past, coarse = past_graphs[engine], under_half[engine]
         said = [f"{past} at batches past its CUDA graphs"] if past else []
         if coarse:
             said.append(f"{coarse} at under half the largest batch that may fit")
