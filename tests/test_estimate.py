@@ -914,9 +914,9 @@ def test_measured_parts_keep_their_bins_and_come_first_when_the_others_are_split
 
     # measured_bins: a bin is done where every job's points of it need no more trials.
     class Point:
-        def __init__(self, key, i, o, experiments=("workload_estimates",)):
+        def __init__(self, key, i, o, experiments=("workload_estimates",), batch_size=1):
             self.key, self.input_tokens, self.output_tokens = key, i, o
-            self.experiments = experiments
+            self.experiments, self.batch_size = experiments, batch_size
 
     class Plan:
         def __init__(self, *points):
@@ -932,6 +932,28 @@ def test_measured_parts_keep_their_bins_and_come_first_when_the_others_are_split
         runner, "trials_left", lambda plan, *a: {p.key: left[p.key] for p in plan.points}
     )
     assert module.measured_bins(plans, []) == {(32, 8)}
+
+    # A job that searches each bin's largest feasible batch measured a bin once its ladder
+    # came down to a batch that fits: the rungs a finer ladder adds between two complete
+    # points may stay open, the ones below every complete point may not.
+    def ladder(key, i, o, batches):
+        return [Point(f"{key}{b}", i, o, batch_size=b) for b in batches]
+
+    searched = Plan(
+        *ladder("a", 32, 8, (1024, 512, 256)),
+        *ladder("b", 4096, 8, (1024, 512, 256, 128, 64, 32, 16)),
+        *ladder("c", 8192, 8, (1024, 256, 64, 16)),
+    )
+    searched.largest_feasible_only = ("workload_estimates",)
+    left = {
+        **{"a1024": 0, "a512": 3, "a256": 3},
+        **{"b1024": 0, "b512": 3, "b256": 0, "b128": 3, "b64": 0, "b32": 3, "b16": 0},
+        **{"c1024": 0, "c256": 0, "c64": 3, "c16": 3},
+    }
+    assert module.measured_bins({"s__vllm": searched}, []) == {(4096, 8)}
+    # The same points of a job that measures every batch: no bin has them all.
+    searched.largest_feasible_only = ()
+    assert module.measured_bins({"s__vllm": searched}, []) == set()
 
 
 def test_given_the_traces_requests_bins_go_into_parts_by_their_share_per_minute():

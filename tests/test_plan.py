@@ -536,7 +536,15 @@ def test_the_workloads_layer_plans_every_bin_searched_for_its_largest_batch():
         experiments = {e for p in job.points for e in p.experiments}
         assert experiments <= {"workload_estimates", "trace_replay"}
         assert job.largest_feasible_only == ("workload_estimates",)
-        assert {p.batch_size for p in job.points if p.stream is None} == {16, 64, 256, 1024}
+        assert {p.batch_size for p in job.points if p.stream is None} == {
+            16,
+            32,
+            64,
+            128,
+            256,
+            512,
+            1024,
+        }
         assert set(point_ids(job).values()) <= set(point_ids(full[job.group]).values())
     assert any(p.stream is not None for p in jobs["llama-3.1-8b__vllm"].points)
 

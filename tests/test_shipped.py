@@ -218,13 +218,14 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # replaced the fourteenth's and fifteenth's, now in repeats/) and the seventeenth's (claim
     # 8's part 2, 5 bins on both engines, whose vLLM rows replaced the fifteenth's last 4) and
     # the eighteenth's (claim 8's part 3, 4 bins on both engines, whose largest feasible batches
-    # are 64 and 256).
+    # are 64 and 256) and the nineteenth's (claim 8's part 4, 5 bins on both engines on the
+    # ladder of powers of two, at 32 to 128).
     # Every row the aggregate keeps has three or more trials and met the protocol, but the
     # batch-1 translation row, which the thirteenth session's device time cut short, and the
     # bins' smaller batches, passed over because their largest batch fits.
     measured = table["feasible"].astype(bool) & table["trials"].notna()
     passed_over = table[measured & table["trials"].eq(0)]
-    assert len(passed_over) == (11 + 11 + 5 + 5) * 3 + 5 + 4
+    assert len(passed_over) == (11 + 11 + 5 + 5) * 3 + 5 + 4 + 12 + 7
     assert passed_over["error"].str.match(r"not measured: batch \d+ of this shape fits").all()
     trial_rows = table[measured & table["trials"].gt(0)]
     short = trial_rows[~trial_rows["protocol_met"].astype(bool)]
@@ -248,6 +249,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:d45ccada": 11 + 11,
         "vm:25870c4e": 5 + 5,
         "vm:20cbbbe7": 4 + 4,
+        "vm:56be094d": 5 + 5,
     }
     assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].astype(bool).all()
 
@@ -395,6 +397,14 @@ LAYERED_TABLES = {
         ["h200_workloads.yaml", "h200_workloads_parts/part3.yaml"],
         4 * 4,
     ),
+    "workloads-part4__llama-3.1-8b__vllm": (
+        ["h200_workloads.yaml", "h200_workloads_parts/part4.yaml"],
+        5 * 7,
+    ),
+    "workloads-part4__llama-3.1-8b__pytorch": (
+        ["h200_workloads.yaml", "h200_workloads_parts/part4.yaml"],
+        5 * 7,
+    ),
     "spec__r1-distill-qwen-32b__vllm": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4-forced": (
@@ -427,11 +437,12 @@ def test_the_layered_tables_rows_are_the_points_of_their_configuration(table):
 
 
 @pytest.mark.parametrize("engine", ["vllm", "pytorch"])
-def test_the_ladder_of_powers_of_two_keeps_a_parts_shipped_rows_and_adds_the_rungs_between(
-    engine,
-):
-    """config/h200_workloads_pow2.yaml on part 3: the shipped rows are points of the finer
-    ladder's plan, complete, and what it adds are the rungs between h200.yaml's."""
+def test_parts_measured_on_the_coarser_ladder_keep_their_rows_and_leave_the_rungs_between(engine):
+    """Parts 1 to 3 were measured on the rungs 16, 64, 256 and 1,024 alone, before h200.yaml's
+    workload ladder took every power of two: their shipped rows are points of the finer
+    ladder's plan, complete, and what it adds are the rungs between. The parts' split counts
+    those bins measured, so their layers stay as their tables were measured with."""
+    from llm_energy.analysis.gpu_hours.parts import measured_bins, read_parts
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
     from llm_energy.measure.point_ids import CURRENT_VERSION, point_ids
@@ -439,16 +450,18 @@ def test_the_ladder_of_powers_of_two_keeps_a_parts_shipped_rows_and_adds_the_run
 
     root = Path(__file__).resolve().parents[1]
     layers = ["h200.yaml", "h200_workloads.yaml", "h200_workloads_parts/part3.yaml"]
-    files = [str(root / "config" / name) for name in layers]
-    job = plan_study(load_config(*files, str(root / "config/h200_workloads_pow2.yaml")))
+    job = plan_study(load_config(*(str(root / "config" / name) for name in layers)))
     job = job[f"llama-3.1-8b__{engine}"]
     path = root / f"resources/measurements/h200/workloads-part3__llama-3.1-8b__{engine}.parquet"
     rows = pd.read_parquet(path)
     assert set(rows["point_id"]) <= set(point_ids(job, CURRENT_VERSION).values())
-    left = trials_left(job, root / "no-journal", read_tables([path]))
+    tables = read_tables([path])
+    left = trials_left(job, root / "no-journal", tables)
     done = {key[0] for key, n in left.items() if n == 0}
     todo = {key[0] for key, n in left.items() if n}
     assert done == {16, 64, 256, 1024} and todo == {32, 128, 512}
+    part3 = read_parts(root / "config/h200_workloads_parts")[2]
+    assert measured_bins({job.group: job}, tables) == set(part3)
 
 
 def test_repeated_h200_points_agree_across_machines():

@@ -144,9 +144,14 @@ def bin_shares(by_bin: pd.DataFrame, requests: Mapping[str, Mapping[Bin, int]]) 
 def measured_bins(
     plans: Mapping[str, JobPlan], tables: Sequence[tuple[Path, pd.DataFrame]]
 ) -> set[Bin]:
-    """The bins whose workload points every job's rows in ``tables`` complete (as
-    :func:`~llm_energy.measure.runner.trials_left` counts them from shipped rows: a run that
-    resumes from them measures nothing of these bins)."""
+    """The bins that every job's rows in ``tables`` have measured (as
+    :func:`~llm_energy.measure.runner.trials_left` counts them from shipped rows): every
+    workload point of the bin complete, or, where the job searches each bin's largest feasible
+    batch (``largest_feasible_only``), its ladder walked down to a batch that fits, so that the
+    points still short of trials lie between two complete ones. Those are the rungs a finer
+    ladder adds between the batches measured (a batch that fits and one above it out of
+    memory, or its ladder's top): the bin was measured on a coarser ladder, and what its
+    rungs between cost is the plan's to say."""
     from llm_energy.measure.runner import trials_left
 
     done: set[Bin] | None = None
@@ -155,10 +160,24 @@ def measured_bins(
         if not own:
             continue
         left = trials_left(plan, None, tables)
-        bins = {(p.input_tokens, p.output_tokens) for p in own}
-        bins -= {(p.input_tokens, p.output_tokens) for p in own if left[p.key] > 0}
+        searched = FAMILY in getattr(plan, "largest_feasible_only", ())
+        batches: dict[Bin, dict[int, int]] = {}
+        for p in own:
+            batches.setdefault((p.input_tokens, p.output_tokens), {})[p.batch_size] = left[p.key]
+        bins = {b for b, ladder in batches.items() if _measured(ladder, searched)}
         done = bins if done is None else done & bins
     return done or set()
+
+
+def _measured(ladder: Mapping[int, int], searched: bool) -> bool:
+    """Whether a bin's points (trials left by batch) are measured: all complete, or, searched,
+    some complete and every other one between two complete ones."""
+    complete = sorted(b for b, n in ladder.items() if n == 0)
+    if len(complete) == len(ladder):
+        return True
+    if not searched or not complete:
+        return False
+    return all(complete[0] < b < complete[-1] for b, n in ladder.items() if n)
 
 
 def read_parts(folder: Path) -> list[list[Bin]]:
