@@ -755,7 +755,10 @@ def test_the_plan_leaves_out_the_batches_the_rows_say_do_not_fit():
 
 def test_a_searched_shape_costs_its_largest_feasible_batch_alone(tiny_config):
     """A shape searched for its largest feasible batch (the workload bins) costs the largest
-    batch that fits; a plain shape costs every batch that fits; one above the fit, nothing."""
+    batch that fits and the probes between it and the batch above, out of memory; a plain
+    shape costs every batch that fits; one above the fit, nothing."""
+    from llm_energy.measure.runner import BOUND_SEARCH_STEPS
+
     proto = ProtocolSpec(min_trials=3, control_point=False, measure_prefill=False)
     bins = tuple(PointSpec(b, 512, 64, experiments=("workload_estimates",)) for b in (16, 64, 256))
     sweep = tuple(PointSpec(b, 1024, 64, experiments=("input_sweep",)) for b in (16, 64, 256))
@@ -768,6 +771,7 @@ def test_a_searched_shape_costs_its_largest_feasible_batch_alone(tiny_config):
         MODEL_LOAD_S
         + proto.idle_duration_s
         + 3 * sum(point_seconds(TRUE, p, proto) for p in (bins[1], sweep[0]))
+        + BOUND_SEARCH_STEPS * TRUE.full_s(160, 512, 64)
     )
     table = estimate({"tiny__pytorch": plan}, _rows(TRUE).assign(kv_cache_tokens=100 * 576))
     assert (
@@ -1096,3 +1100,39 @@ def test_the_basis_says_how_many_points_it_times_by_extrapolation(tiny_config):
         "; 2 of its points go past the most tokens of one batch its rows hold "
         "(131,072 prompt, 16,384 generated), timed by extrapolation"
     ) in basis
+
+
+def test_a_search_largest_first_is_planned_with_its_probes_below_the_first_batch_out_of_memory(
+    tiny_config,
+):
+    """The probes after a searched shape's largest batch that fits, where the plan's next
+    batch up does not: BOUND_SEARCH_STEPS generations at the batch midway; none where the next
+    batch fits too, nothing says what fits, or the engine knows its largest batch (vLLM)."""
+    from llm_energy.analysis.gpu_hours import bound_probe_seconds
+    from llm_energy.measure.runner import BOUND_SEARCH_STEPS
+
+    tiny_config["experiments"]["controlled_sweeps"]["batch_sizes"] = [1, 2, 16]
+    plan = plan_study(validate(tiny_config))["tiny__pytorch"]
+    tags = tuple(sorted({t for p in plan.points for t in p.experiments}))
+    searched = dataclasses.replace(plan, largest_feasible_only=tags)
+
+    class Fits:
+        def __init__(self, largest):
+            self.largest = largest
+
+        def fits(self, point):
+            return point.batch_size <= self.largest
+
+    class Seconds:  # a batch of B takes B seconds
+        def full_s(self, batch, input_tokens, output_tokens):
+            return float(batch)
+
+    two = next(p for p in searched.points if p.batch_size == 2)
+    assert bound_probe_seconds(Seconds(), searched, two, Fits(2)) == BOUND_SEARCH_STEPS * 9.0
+    assert bound_probe_seconds(Seconds(), searched, two, Fits(16)) == 0.0
+    assert bound_probe_seconds(Seconds(), searched, two, None) == 0.0
+    assert bound_probe_seconds(Seconds(), plan, two, Fits(2)) == 0.0  # not a searched shape
+    vllm = dataclasses.replace(
+        searched, engine=dataclasses.replace(searched.engine, backend="vllm")
+    )
+    assert bound_probe_seconds(Seconds(), vllm, two, Fits(2)) == 0.0

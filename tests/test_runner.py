@@ -148,6 +148,35 @@ def test_an_engine_that_knows_its_largest_batch_records_it_without_probes(
     assert {b for b, _ in fake_backend.calls} == {2}
 
 
+def test_a_search_largest_first_bisects_below_its_first_out_of_memory_batch_once(
+    tiny_config, fake_backend, tmp_path
+):
+    """Largest first, the ladder's first batch that fits lies below one out of memory: after
+    its first trial the job bisects between the two, as an ascending search does, and writes
+    the bound on the out-of-memory row, once per shape; a rerun probes nothing."""
+    plan = _plan(tiny_config, batch_sizes=(1, 2, 16))
+    tags = tuple(sorted({t for p in plan.points for t in p.experiments}))
+    plan = dataclasses.replace(plan, largest_feasible_only=tags)
+    fake_backend.oom_batch = 11
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    table = runner.run_job(plan, out, journal, log=lambda m: None)
+    oom = table[table["batch_size"] == 16]
+    assert len(oom) and not oom["feasible"].any()
+    # Three probes halve 2..16: 9 runs, 12 does not, 10 runs.
+    assert (oom["largest_feasible_batch"] == 10).all()
+    assert (oom["smallest_infeasible_batch"] == 12).all()
+    shapes = len(oom)
+    probes = [b for b, _ in fake_backend.calls if b not in (1, 2)]
+    assert sorted(probes) == [9] * shapes + [10] * shapes
+    # Batch 2 is still the batch measured; batch 1 is passed over.
+    measured = table[table["repetitions"].fillna(0) > 0]
+    assert set(measured["batch_size"]) == {2}
+    fake_backend.calls.clear()
+    again = runner.run_job(plan, out, journal, log=lambda m: None)
+    assert fake_backend.calls == []
+    assert (again[again["batch_size"] == 16]["largest_feasible_batch"] == 10).all()
+
+
 def test_vllms_largest_batch_is_what_its_kv_cache_holds_at_most_max_num_seqs():
     from llm_energy.backends.vllm.backend import VllmBackend
 
@@ -182,8 +211,10 @@ def test_a_largest_feasible_search_measures_each_shape_once_largest_first(
         assert by_batch.loc[1, "feasible"] and by_batch.loc[1, "repetitions"] == 0
         assert by_batch.loc[1, "error"].startswith("not measured: batch 2 of this shape fits")
         assert math.isnan(by_batch.loc[1, "energy_j"])
-    # Only batch 2 generated anything, at every shape.
-    assert {b for b, _ in fake_backend.calls} == {2}
+    # Only batch 2 generated anything at every shape, and batch 3 once, the probe between 2
+    # and 4 that finds it fits.
+    assert {b for b, _ in fake_backend.calls} == {2, 3}
+    assert (table.loc[table["batch_size"] == 4, "largest_feasible_batch"] == 3).all()
     # A resumed job keeps the search's answer: dropping batch 1's rows measures nothing new.
     for pid in table.loc[table["batch_size"] == 1, "point_id"]:
         (journal / f"{pid}.t1.parquet").unlink()

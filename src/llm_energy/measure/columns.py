@@ -159,7 +159,8 @@ RESULTS = Section(
             "largest_feasible_batch",
             "",
             "on an out-of-memory row: the largest batch of its shape that ran, bisected between "
-            "the last feasible batch measured and this one (probes without windows), or where "
+            "this batch and the nearest feasible batch measured below it (on a ladder searched "
+            "largest first, after that one's first trial) by probes without windows, or where "
             "the engine knows it without trying (vLLM: the sequences its KV cache holds at "
             "once, at most max_num_seqs), that number",
         ),

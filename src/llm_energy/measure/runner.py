@@ -852,6 +852,22 @@ def _measure_points(
                 trials[point.key].append(row)
                 if unusable is not None:
                     raise unusable
+                above = (
+                    _bound_below_out_of_memory(point, row, points, trials, here)
+                    if shape_key(point) in search
+                    else None
+                )
+                if above is not None:
+                    low, high = search_batch_bound(
+                        backend, plan, point, point.batch_size, above.batch_size, log=log
+                    )
+                    bounded = {
+                        **trials[above.key][0],
+                        "largest_feasible_batch": low,
+                        "smallest_infeasible_batch": high,
+                    }
+                    journal.record_trial(ids[above.key], bounded["trial"], bounded)
+                    trials[above.key][0] = bounded
                 done, in_flight, waiting = schedule.counts()
                 owed = sum(
                     least_trials_left(trials[p.key], _protocol(plan, p), here)
@@ -985,6 +1001,42 @@ def search_batch_bound(
         f"{point.decoding.name}: {feasible} (batch {infeasible} is out of memory)"
     )
     return feasible, infeasible
+
+
+def _bound_below_out_of_memory(
+    point: PointSpec,
+    row: dict,
+    points: Sequence[PointSpec],
+    trials: dict,
+    session: str,
+) -> PointSpec | None:
+    """In a search largest first, the out-of-memory point whose bound is still to find once
+    ``point`` (just measured, ``row``) fits: the smallest batch of its shape out of memory in
+    this machine session, more than one above ``point``'s, whose row gives no largest feasible
+    batch yet (an engine that knows it gave it already, a rerun finds it in the journal).
+    The job then bisects between the two as an ascending ladder's search does, so the bin's
+    largest feasible batch is found rather than read off the ladder. None where nothing is
+    left to find."""
+    if not (_searchable(point) and row["feasible"] and row["repetitions"]):
+        return None
+    k = shape_key(point)
+    above = [
+        p
+        for p in points
+        if shape_key(p) == k
+        and p.batch_size > point.batch_size
+        and trials.get(p.key)
+        and not bool(trials[p.key][0]["feasible"])
+        and str(trials[p.key][0]["error"]).startswith("out of memory")
+    ]
+    if not above:
+        return None
+    nearest = min(above, key=lambda p: p.batch_size)
+    first = trials[nearest.key][0]
+    known = first.get("largest_feasible_batch")
+    if nearest.batch_size - point.batch_size <= 1 or (known is not None and not pd.isna(known)):
+        return None
+    return nearest if first.get("machine_session", session) == session else None
 
 
 def _progress(place: str, trial: int, point: PointSpec, row: dict, outlook: str) -> str:

@@ -67,7 +67,12 @@ from llm_energy.analysis.gpu_hours.time_models import (
     trials_per_point,
 )
 from llm_energy.measure.job import JobPlan, ModelSpec, PointSpec, ProtocolSpec
-from llm_energy.measure.runner import control_point
+from llm_energy.measure.runner import (
+    BOUND_SEARCH_STEPS,
+    control_point,
+    search_shapes,
+    shape_key,
+)
 
 __all__ = [
     "LONG_TRIAL_MIN",
@@ -253,12 +258,44 @@ def job_gpu_hours(
         if measurements:
             warm, cold = _trial_seconds(model, point, proto)
             seconds += warm + (measurements - 1) * cold
+    for point, n in zip(points, trials_each, strict=True):
+        if n:
+            seconds += bound_probe_seconds(model, plan, point, fits)
     if control is not None and control not in plan.points:
         # A job of request streams measures a plain control point of its own, twice.
         with contextlib.suppress(KeyError):  # shapes a MeasuredShapes model never measured
             warm, cold = _trial_seconds(model, control, plan.protocol)
             seconds += warm + cold
     return seconds * plan.engine.tensor_parallel_size / 3600.0
+
+
+def bound_probe_seconds(
+    model: TimeModel | MeasuredShapes | ServedTimeModel,
+    plan: JobPlan,
+    point: PointSpec,
+    fits: MemoryModel | None,
+) -> float:
+    """The probes a search largest first runs below its first batch out of memory
+    (:func:`~llm_energy.measure.runner.search_batch_bound`, after ``point``'s first trial):
+    where ``point`` is the largest batch of its searched shape that ``fits`` holds and the
+    plan's next batch up does not fit, ``BOUND_SEARCH_STEPS`` generations at the batch midway,
+    none for an engine that knows its largest batch (vLLM) or where nothing says what fits."""
+    if fits is None or plan.engine.backend == "vllm" or isinstance(model, ServedTimeModel):
+        return 0.0
+    shape = shape_key(point)
+    if shape not in search_shapes(plan.points, plan.largest_feasible_only):
+        return 0.0
+    above = [p for p in plan.points if shape_key(p) == shape and p.batch_size > point.batch_size]
+    if not above:
+        return 0.0
+    rung = min(above, key=lambda p: p.batch_size)
+    if rung.batch_size - point.batch_size <= 1 or fits.fits(rung):
+        return 0.0
+    midway = (point.batch_size + rung.batch_size) // 2
+    try:
+        return BOUND_SEARCH_STEPS * model.full_s(midway, point.input_tokens, point.output_tokens)
+    except KeyError:  # a MeasuredShapes model times only the shapes it measured
+        return 0.0
 
 
 def start_seconds(model: TimeModel | MeasuredShapes | ServedTimeModel, plan: JobPlan) -> float:
@@ -571,7 +608,8 @@ def timed_point_costs(
     measurements: pd.DataFrame,
 ) -> pd.DataFrame:
     """:func:`point_costs` by a time model already fitted (:func:`_time_model`'s model and the
-    job's own rows), for a caller that needs the model too."""
+    job's own rows), for a caller that needs the model too. A point's minutes hold the probes
+    its search runs below a batch out of memory (:func:`bound_probe_seconds`)."""
     columns = ["point", "experiments", "fits", "counted", "trial_min", "trials", "minutes"]
     if model is None:
         return pd.DataFrame(columns=columns)
@@ -584,6 +622,7 @@ def timed_point_costs(
         warm, cold = _trial_seconds(model, point, proto)
         trials = _expected_trials(by_window, model, point, proto)
         spent = point.key in counted
+        probes = bound_probe_seconds(model, plan, point, fits) if spent else 0.0
         lines.append(
             {
                 "point": _label(point),
@@ -592,7 +631,7 @@ def timed_point_costs(
                 "counted": spent,
                 "trial_min": warm / 60,
                 "trials": trials,
-                "minutes": (warm + (trials - 1) * cold) / 60 if spent else 0.0,
+                "minutes": (warm + (trials - 1) * cold + probes) / 60 if spent else 0.0,
             }
         )
     return pd.DataFrame(lines, columns=columns)
