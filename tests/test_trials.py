@@ -481,7 +481,9 @@ def test_first_trials_keep_the_planned_order_that_out_of_memory_bounds_rely_on(
     assert rows.loc[2, "trials"] == 2
     assert rows.loc[1, "error"].startswith("not measured: batch 2 of this shape fits")
     assert rows.loc[1, "protocol_note"] == rows.loc[1, "error"]
-    assert {b for b, _ in fake_backend.calls} == {2}
+    # 3: the one probe between batch 2, the first that fits, and batch 4, out of memory.
+    assert {b for b, _ in fake_backend.calls} == {2, 3}
+    assert rows.loc[4, "largest_feasible_batch"] == 3
 
 
 def _cut_and_resumed_elsewhere(plan, tmp_path, monkeypatch, cut_in_trial: int) -> set[str]:
