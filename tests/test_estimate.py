@@ -923,6 +923,8 @@ def test_measured_parts_keep_their_bins_and_come_first_when_the_others_are_split
             self.experiments, self.batch_size = experiments, batch_size
 
     class Plan:
+        largest_feasible_only = ()
+
         def __init__(self, *points):
             self.points = points
 

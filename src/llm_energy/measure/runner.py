@@ -853,7 +853,7 @@ def _measure_points(
                 if unusable is not None:
                     raise unusable
                 above = (
-                    _bound_below_out_of_memory(point, row, points, trials, here)
+                    _bound_below_out_of_memory(point, row, points, trials, oom_bound, here)
                     if shape_key(point) in search
                     else None
                 )
@@ -1008,33 +1008,25 @@ def _bound_below_out_of_memory(
     row: dict,
     points: Sequence[PointSpec],
     trials: dict,
+    oom_bound: dict,
     session: str,
 ) -> PointSpec | None:
     """In a search largest first, the out-of-memory point whose bound is still to find once
-    ``point`` (just measured, ``row``) fits: the smallest batch of its shape out of memory in
-    this machine session, more than one above ``point``'s, whose row gives no largest feasible
-    batch yet (an engine that knows it gave it already, a rerun finds it in the journal).
-    The job then bisects between the two as an ascending ladder's search does, so the bin's
-    largest feasible batch is found rather than read off the ladder. None where nothing is
-    left to find."""
-    if not (_searchable(point) and row["feasible"] and row["repetitions"]):
-        return None
+    ``point`` (just measured, ``row``) fits: the smallest batch of its shape out of memory
+    (``oom_bound``, as :func:`_known_bounds` and each trial keep it), in this machine session,
+    more than one above ``point``'s, whose row gives no largest feasible batch yet (an engine
+    that knows it gave it already, a rerun finds it in the journal). The job then bisects
+    between the two as an ascending ladder's search does, so the bin's largest feasible batch
+    is found rather than read off the ladder. None where nothing is left to find."""
     k = shape_key(point)
-    above = [
-        p
-        for p in points
-        if shape_key(p) == k
-        and p.batch_size > point.batch_size
-        and trials.get(p.key)
-        and not bool(trials[p.key][0]["feasible"])
-        and str(trials[p.key][0]["error"]).startswith("out of memory")
-    ]
-    if not above:
+    if not (_searchable(point) and row["feasible"] and row["repetitions"]) or k not in oom_bound:
         return None
-    nearest = min(above, key=lambda p: p.batch_size)
+    if oom_bound[k] - point.batch_size <= 1:
+        return None
+    nearest = next(p for p in points if shape_key(p) == k and p.batch_size == oom_bound[k])
     first = trials[nearest.key][0]
     known = first.get("largest_feasible_batch")
-    if nearest.batch_size - point.batch_size <= 1 or (known is not None and not pd.isna(known)):
+    if known is not None and not pd.isna(known):
         return None
     return nearest if first.get("machine_session", session) == session else None
 

@@ -258,7 +258,6 @@ def job_gpu_hours(
         if measurements:
             warm, cold = _trial_seconds(model, point, proto)
             seconds += warm + (measurements - 1) * cold
-    for point, n in zip(points, trials_each, strict=True):
         if n:
             seconds += bound_probe_seconds(model, plan, point, fits)
     if control is not None and control not in plan.points:

@@ -160,7 +160,7 @@ def measured_bins(
         if not own:
             continue
         left = trials_left(plan, None, tables)
-        searched = FAMILY in getattr(plan, "largest_feasible_only", ())
+        searched = FAMILY in plan.largest_feasible_only
         batches: dict[Bin, dict[int, int]] = {}
         for p in own:
             batches.setdefault((p.input_tokens, p.output_tokens), {})[p.batch_size] = left[p.key]
