@@ -18,7 +18,11 @@ longer a warm-up took than a repetition of its window: about 1 where it found th
 the warm-ups before a point's first trial in its run's engine instance (a trial's run is the
 one whose start and end hold its timestamp) and those before its later trials, and
 ``later_warmups_s`` is what the later ones took: the time that warming a point up once per
-engine instance (``warmup_every_trial: false``) would not spend.
+engine instance (``warmup_every_trial: false``) would not spend. ``bound_searches_s`` is the
+probes' time below the batches out of memory, where their rows timed it (``bound_search_s``);
+``rest_s`` is the job's time outside the engine start, the windows, the warm-ups, the replays
+and those probes: the idle-power window, the control point, the batches out of memory, the
+harness, and the probes whose rows did not time them.
 ``--estimate`` (the table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
 ``estimated_gpu_hours``, and ``estimated_job_min`` or ``gpus``) adds each job's planned wall
 time beside the actual one. A benchmark that reports numbers, not a test with a threshold.
@@ -135,6 +139,15 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     ]
     later_ratios = [r for r, late in zip(ratios, later, strict=True) if late and not math.isnan(r)]
     later_warmups_s = sum(warmup_seconds(t) for t, late in zip(warmed, later, strict=True) if late)
+    # Probes below a batch out of memory, timed on its row (rows written before they were
+    # timed leave it unknown, in the rest).
+    timed = [t["bound_search_s"] for t in trials if not pd.isna(t.get("bound_search_s"))]
+    bound_searches_s = sum(map(float, timed)) if timed else math.nan
+    rest_s = wall_s - sum(
+        x
+        for x in (loaded_s, windows_s, warmups_s, replays_outside_windows_s, bound_searches_s)
+        if not math.isnan(x)
+    )
     return {
         "job": journal.name,
         "runs": len(runs),
@@ -158,6 +171,8 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         "later_warmups_s": round(later_warmups_s, 1),
         "replays_outside_windows_s": round(replays_outside_windows_s, 1),
         "engine_loaded_s": round(loaded_s, 1),
+        "bound_searches_s": round(bound_searches_s, 1),
+        "rest_s": round(rest_s, 1),
         "share_in_windows": round(windows_s / wall_s, 3) if wall_s else float("nan"),
     }
 

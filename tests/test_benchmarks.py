@@ -143,6 +143,33 @@ def test_points_passed_over_and_trials_set_aside_count_apart(tmp_path):
     assert share["warmup_over_repetition_max"] == 2.5 and share["warmups_s"] == 11.0
 
 
+def test_probes_timed_on_an_out_of_memory_row_count_apart_from_the_rest(tmp_path):
+    """gpu_time_share.py: the probes below a batch out of memory, timed on its row, count in
+    bound_searches_s; the rest is the job's time outside the engine start, windows, warm-ups
+    and probes. Rows that did not time their probes leave bound_searches_s unknown."""
+    bench = _load("gpu_time_share")
+    journal = tmp_path / "job"
+    journal.mkdir()
+    measured = {"point_id": "fits", "feasible": True, "repetitions": 1, "duration_s": 2.0}
+    measured |= {"prefill_repetitions": 0, "trace": "", "warmed_up": True, "warmup_s": 2.0}
+    pd.DataFrame([measured]).to_parquet(journal / "fits.t1.parquet")
+    oom = {"point_id": "oom", "feasible": False, "repetitions": 0, "bound_search_s": 30.0}
+    pd.DataFrame([oom]).to_parquet(journal / "oom.t1.parquet")
+    runs = pd.DataFrame(
+        {
+            "started_utc": ["2026-12-03T15:30:00"],
+            "ended_utc": ["2026-12-03T15:31:40"],
+            "engine_loaded_s": [10.0],
+        }
+    )
+    share = bench.job_share(journal, runs)
+    assert share["bound_searches_s"] == 30.0
+    assert share["rest_s"] == 100.0 - 10.0 - 2.0 - 2.0 - 30.0
+    pd.DataFrame([{**oom, "bound_search_s": None}]).to_parquet(journal / "oom.t1.parquet")
+    share = bench.job_share(journal, runs)
+    assert math.isnan(share["bound_searches_s"]) and share["rest_s"] == 86.0
+
+
 def test_a_timed_warm_up_counts_as_timed():
     """gpu_time_share.py: where a trial timed its warm-up, that time counts, not a repetition."""
     bench = _load("gpu_time_share")

@@ -124,6 +124,9 @@ def test_the_bound_between_the_last_feasible_and_the_first_out_of_memory_batch_i
     assert (oom["smallest_infeasible_batch"] == 12).all()
     probed = {b for b, _ in fake_backend.calls} - {1, 2}
     assert probed == {9, 10}
+    # The probes' time is kept on the row, apart from its windows and warm-ups.
+    assert (oom["bound_search_s"] >= 0).all()
+    assert table.loc[table["feasible"], "bound_search_s"].isna().all()
     # A rerun finds the bound in the journal and probes nothing.
     fake_backend.calls.clear()
     again = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=lambda m: None)
@@ -145,6 +148,7 @@ def test_an_engine_that_knows_its_largest_batch_records_it_without_probes(
     oom = table[table["batch_size"] == 16]
     assert (oom["largest_feasible_batch"] == 3).all()
     assert (oom["smallest_infeasible_batch"] == 4).all()
+    assert "bound_search_s" not in table or oom["bound_search_s"].isna().all()
     assert {b for b, _ in fake_backend.calls} == {2}
 
 
@@ -165,6 +169,7 @@ def test_a_search_largest_first_bisects_below_its_first_out_of_memory_batch_once
     # Three probes halve 2..16: 9 runs, 12 does not, 10 runs.
     assert (oom["largest_feasible_batch"] == 10).all()
     assert (oom["smallest_infeasible_batch"] == 12).all()
+    assert (oom["bound_search_s"] >= 0).all()
     shapes = len(oom)
     probes = [b for b, _ in fake_backend.calls if b not in (1, 2)]
     assert sorted(probes) == [9] * shapes + [10] * shapes

@@ -171,6 +171,12 @@ RESULTS = Section(
             "memory",
         ),
         Column(
+            "bound_search_s",
+            "s",
+            "on an out-of-memory row whose bound was bisected by probes: the wall time of the "
+            "probes, outside every window and warm-up",
+        ),
+        Column(
             "repetitions",
             "",
             "repetitions in the full window (the smallest over the point's trials)",

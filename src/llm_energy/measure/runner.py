@@ -858,6 +858,7 @@ def _measure_points(
                     else None
                 )
                 if above is not None:
+                    probes_started = time.perf_counter()
                     low, high = search_batch_bound(
                         backend, plan, point, point.batch_size, above.batch_size, log=log
                     )
@@ -865,6 +866,7 @@ def _measure_points(
                         **trials[above.key][0],
                         "largest_feasible_batch": low,
                         "smallest_infeasible_batch": high,
+                        "bound_search_s": time.perf_counter() - probes_started,
                     }
                     journal.record_trial(ids[above.key], bounded["trial"], bounded)
                     trials[above.key][0] = bounded
@@ -944,8 +946,13 @@ def _measure_trial(
         if exact is not None and exact < point.batch_size and _searchable(point):
             row.update(largest_feasible_batch=exact, smallest_infeasible_batch=exact + 1)
         elif k in fits and fits[k] < point.batch_size and _searchable(point):
+            probes_started = time.perf_counter()
             low, high = search_batch_bound(backend, plan, point, fits[k], point.batch_size)
-            row.update(largest_feasible_batch=low, smallest_infeasible_batch=high)
+            row.update(
+                largest_feasible_batch=low,
+                smallest_infeasible_batch=high,
+                bound_search_s=time.perf_counter() - probes_started,
+            )
         return row
     faults.in_a_row = 0
     fits[k] = max(fits.get(k, point.batch_size), point.batch_size)
