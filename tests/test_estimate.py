@@ -636,6 +636,31 @@ def test_a_job_pays_the_engine_start_its_rows_measured_once_per_run(tiny_config)
     assert (without - job_gpu_hours(fitted, plan)) * 3600 == pytest.approx(MODEL_LOAD_S - 20.0)
 
 
+def test_a_job_pays_the_first_start_of_a_machine_session_where_rows_name_theirs():
+    """Rows of several machine sessions: each session's first start (its earliest row's run)
+    counts once, not the faster later starts that found the caches warm."""
+    from llm_energy.analysis.gpu_hours.time_models import measured_load_s
+
+    rows = pd.DataFrame(
+        {
+            "machine_session": ["vm:a", "vm:a", "vm:a", "vm:b", "vm:b", "vm:c"],
+            "timestamp": [
+                "2026-12-03T10:00:00+00:00",
+                "2026-12-03T10:05:00+00:00",
+                "2026-12-03T10:20:00+00:00",
+                "2026-12-03T12:00:00+00:00",
+                "2026-12-03T12:30:00+00:00",
+                "2026-12-03T14:00:00+00:00",
+            ],
+            "engine_load_s": [160.0, 160.0, 45.0, 95.0, 30.0, 110.0],
+        }
+    )
+    assert measured_load_s(rows) == 110.0
+    # Without sessions: the median over the runs' values, each once.
+    assert measured_load_s(rows.drop(columns="machine_session")) == 95.0
+    assert math.isnan(measured_load_s(rows.assign(engine_load_s=np.nan)))
+
+
 def test_a_job_longer_than_its_allocation_takes_more_runs_each_starting_again():
     """Each run past the first pays the engine start again and loses, on average, half the
     job's longest trial (the one its time limit stops); a trial that cannot fit one run after

@@ -84,12 +84,28 @@ class TrialsByWindow:
 
 
 def measured_load_s(rows: pd.DataFrame) -> float:
-    """The median time the runs behind ``rows`` took to start their engine (``engine_load_s``,
-    one value per run, whatever its number of rows); NaN where no row records it."""
+    """The time a job's engine takes to start, from the runs behind ``rows``
+    (``engine_load_s``); NaN where no row records it.
+
+    Where rows name their machine session, the median over those sessions of each one's first
+    start (the run that wrote its earliest row): a session's later starts of the same engine
+    find its compilation caches warm and take less than its first, while a plan is for a job
+    on a machine of its own. Otherwise the median over the runs, each run's value once whatever
+    its number of rows.
+    """
     if "engine_load_s" not in rows:
         return math.nan
-    loads = rows["engine_load_s"].dropna().astype(float).unique()
-    return float(np.median(loads)) if len(loads) else math.nan
+    timed = rows.dropna(subset=["engine_load_s"])
+    if timed.empty:
+        return math.nan
+    if {"machine_session", "timestamp"} <= set(timed):
+        named = timed.dropna(subset=["machine_session", "timestamp"])
+        if not named.empty:
+            when = pd.to_datetime(named["timestamp"], utc=True, format="ISO8601")
+            first = named.assign(when=when).sort_values("when")
+            first = first.groupby("machine_session")["engine_load_s"].first()
+            return float(np.median(first.astype(float)))
+    return float(np.median(timed["engine_load_s"].astype(float).unique()))
 
 
 def scale_ratios(source: Architecture, target: Architecture) -> tuple[float, float, float]:
