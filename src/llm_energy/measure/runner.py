@@ -858,15 +858,11 @@ def _measure_points(
                     else None
                 )
                 if above is not None:
-                    probes_started = time.perf_counter()
-                    low, high = search_batch_bound(
-                        backend, plan, point, point.batch_size, above.batch_size, log=log
-                    )
                     bounded = {
                         **trials[above.key][0],
-                        "largest_feasible_batch": low,
-                        "smallest_infeasible_batch": high,
-                        "bound_search_s": time.perf_counter() - probes_started,
+                        **search_batch_bound(
+                            backend, plan, point, point.batch_size, above.batch_size, log=log
+                        ),
                     }
                     journal.record_trial(ids[above.key], bounded["trial"], bounded)
                     trials[above.key][0] = bounded
@@ -946,13 +942,7 @@ def _measure_trial(
         if exact is not None and exact < point.batch_size and _searchable(point):
             row.update(largest_feasible_batch=exact, smallest_infeasible_batch=exact + 1)
         elif k in fits and fits[k] < point.batch_size and _searchable(point):
-            probes_started = time.perf_counter()
-            low, high = search_batch_bound(backend, plan, point, fits[k], point.batch_size)
-            row.update(
-                largest_feasible_batch=low,
-                smallest_infeasible_batch=high,
-                bound_search_s=time.perf_counter() - probes_started,
-            )
+            row.update(search_batch_bound(backend, plan, point, fits[k], point.batch_size))
         return row
     faults.in_a_row = 0
     fits[k] = max(fits.get(k, point.batch_size), point.batch_size)
@@ -977,11 +967,13 @@ def search_batch_bound(
     infeasible: int,
     steps: int = BOUND_SEARCH_STEPS,
     log: Log = print,
-) -> tuple[int, int]:
+) -> dict[str, int | float]:
     """The largest batch that runs and the smallest that runs out of memory at ``point``'s
-    shape, bisected between ``feasible`` and ``infeasible`` in at most ``steps`` probes. A
-    probe is one generation of the shape at the probed batch, without a window: it tells
-    whether the batch fits, nothing more."""
+    shape, bisected between ``feasible`` and ``infeasible`` in at most ``steps`` probes, as the
+    row columns ``largest_feasible_batch`` and ``smallest_infeasible_batch``, with the probes'
+    time in ``bound_search_s``. A probe is one generation of the shape at the probed batch,
+    without a window: it tells whether the batch fits, nothing more."""
+    started = time.perf_counter()
     proto = point.protocol or plan.protocol
     for _ in range(steps):
         if infeasible - feasible <= 1:
@@ -1007,7 +999,11 @@ def search_batch_bound(
         f"largest feasible batch at in={point.input_tokens} out={point.output_tokens} "
         f"{point.decoding.name}: {feasible} (batch {infeasible} is out of memory)"
     )
-    return feasible, infeasible
+    return {
+        "largest_feasible_batch": feasible,
+        "smallest_infeasible_batch": infeasible,
+        "bound_search_s": time.perf_counter() - started,
+    }
 
 
 def _bound_below_out_of_memory(
