@@ -77,14 +77,14 @@ def sessions(rows: pd.DataFrame) -> list[Session]:
 
 
 def gpu_note(rows: pd.DataFrame) -> str:
-    """Each GPU model the rows were measured on, with how many distinct GPUs (by UUID)."""
+    """Each GPU model the rows were measured on, with how many distinct GPUs (by UUID): "8
+    NVIDIA H200 by UUID" are eight cards, whether one machine held them or eight sessions."""
     names = _text(rows, "gpu_name")
     uuids = _text(rows, "gpu_uuids").str.split(",")
     parts = []
     for name in sorted(set(names) - {""}):
         ids = {u.strip() for ids in uuids[names == name] for u in ids if u.strip()}
-        count = f"{len(ids)} × " if ids else ""
-        parts.append(f"{count}{name}" + ("" if ids else " (UUIDs not recorded)"))
+        parts.append(f"{len(ids)} {name} by UUID" if ids else f"{name} (UUIDs not recorded)")
     return "GPUs: " + ("; ".join(parts) if parts else "n/a")
 
 
