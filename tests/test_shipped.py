@@ -203,7 +203,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     qwen = drafted[drafted["model"] == "r1-distill-qwen-32b"]
     assert qwen["engine_detail"].str.contains("draft_vocab=151936->152064").all()
 
-    # The rows measured under the trial protocol, from nineteen machine sessions, each row's
+    # The rows measured under the trial protocol, from twenty machine sessions, each row's
     # trials from one: the first's (the engine ladders), the second's (OLMo on vLLM), the
     # third's (PyTorch over 1 and 2 GPUs), the fourth's (the served runs over 1 and 2 GPUs), the
     # fifth's (OLMo on PyTorch), the sixth's (PyTorch eager and compiled ladders, Qwen1.5-32B),
@@ -222,13 +222,15 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # ladder of powers of two, at 32 to 128) and the twentieth's (claim 8's part 5, 3 bins on
     # both engines, whose out-of-memory rows on PyTorch carry the bound searched below them) and
     # the twenty-first's (claim 8's parts 6 and 7, 4 bins on both engines, whose vLLM rows of
-    # part 6 replaced none: an earlier session's are in repeats/).
+    # part 6 replaced none: an earlier session's are in repeats/) and the twenty-second's
+    # (claim 8's parts 8 and 9, 6 bins on both engines).
     # Every row the aggregate keeps has three or more trials and met the protocol, but the
     # batch-1 translation row, which the thirteenth session's device time cut short, and the
     # bins' smaller batches, passed over because their largest batch fits.
     measured = table["feasible"].astype(bool) & table["trials"].notna()
     passed_over = table[measured & table["trials"].eq(0)]
-    assert len(passed_over) == (11 + 11 + 5 + 5) * 3 + 5 + 4 + 12 + 7 + 8 + 5 + 14 + 11 + 3 + 2
+    by_part = [5, 4, 12, 7, 8, 5, 14, 11, 3, 2, 12, 9, 18, 17]
+    assert len(passed_over) == (11 + 11 + 5 + 5) * 3 + sum(by_part)
     assert passed_over["error"].str.match(r"not measured: batch \d+ of this shape fits").all()
     trial_rows = table[measured & table["trials"].gt(0)]
     short = trial_rows[~trial_rows["protocol_met"].astype(bool)]
@@ -255,6 +257,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:56be094d": 5 + 5,
         "vm:4753b11c": 3 + 3,
         "vm:a62dda56": 3 + 3 + 1 + 1,
+        "vm:56e679ac": 3 + 3 + 3 + 3,
     }
     assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].astype(bool).all()
 
@@ -433,6 +436,22 @@ LAYERED_TABLES = {
     "workloads-part7__llama-3.1-8b__pytorch": (
         ["h200_workloads.yaml", "h200_workloads_parts/part7.yaml"],
         7,
+    ),
+    "workloads-part8__llama-3.1-8b__vllm": (
+        ["h200_workloads.yaml", "h200_workloads_parts/part8.yaml"],
+        3 * 7,
+    ),
+    "workloads-part8__llama-3.1-8b__pytorch": (
+        ["h200_workloads.yaml", "h200_workloads_parts/part8.yaml"],
+        3 * 7,
+    ),
+    "workloads-part9__llama-3.1-8b__vllm": (
+        ["h200_workloads.yaml", "h200_workloads_parts/part9.yaml"],
+        3 * 7,
+    ),
+    "workloads-part9__llama-3.1-8b__pytorch": (
+        ["h200_workloads.yaml", "h200_workloads_parts/part9.yaml"],
+        3 * 7,
     ),
     "spec__r1-distill-qwen-32b__vllm": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4": (["h200_speculative.yaml"], 3),
