@@ -19,10 +19,11 @@ the warm-ups before a point's first trial in its run's engine instance (a trial'
 one whose start and end hold its timestamp) and those before its later trials, and
 ``later_warmups_s`` is what the later ones took: the time that warming a point up once per
 engine instance (``warmup_every_trial: false``) would not spend. ``bound_searches_s`` is the
-probes' time below the batches out of memory, where their rows timed it (``bound_search_s``);
-``rest_s`` is the job's time outside the engine start, the windows, the warm-ups, the replays
-and those probes: the idle-power window, the control point, the batches out of memory, the
-harness, and the probes whose rows did not time them.
+probes' time below the batches out of memory, where their rows timed it (``bound_search_s``),
+and ``out_of_memory_attempts_s`` the attempts that ran out of memory, where their rows timed
+them (``out_of_memory_s``); ``rest_s`` is the job's time outside the engine start, the windows,
+the warm-ups, the replays, those probes and those attempts: the idle-power window, the control
+point, the harness, and the probes and attempts whose rows did not time them.
 ``--estimate`` (the table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
 ``estimated_gpu_hours``, and ``estimated_job_min`` or ``gpus``) adds each job's planned wall
 time beside the actual one. A benchmark that reports numbers, not a test with a threshold.
@@ -143,11 +144,11 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     # timed leave it unknown, in the rest).
     timed = [t["bound_search_s"] for t in trials if not pd.isna(t.get("bound_search_s"))]
     bound_searches_s = sum(map(float, timed)) if timed else math.nan
-    rest_s = wall_s - sum(
-        x
-        for x in (loaded_s, windows_s, warmups_s, replays_outside_windows_s, bound_searches_s)
-        if not math.isnan(x)
-    )
+    # Attempts that ran out of memory, timed on their rows likewise.
+    attempts = [t["out_of_memory_s"] for t in trials if not pd.isna(t.get("out_of_memory_s"))]
+    attempts_s = sum(map(float, attempts)) if attempts else math.nan
+    outside = (loaded_s, windows_s, warmups_s, replays_outside_windows_s, bound_searches_s)
+    rest_s = wall_s - sum(x for x in (*outside, attempts_s) if not math.isnan(x))
     return {
         "job": journal.name,
         "runs": len(runs),
@@ -172,6 +173,7 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         "replays_outside_windows_s": round(replays_outside_windows_s, 1),
         "engine_loaded_s": round(loaded_s, 1),
         "bound_searches_s": round(bound_searches_s, 1),
+        "out_of_memory_attempts_s": round(attempts_s, 1),
         "rest_s": round(rest_s, 1),
         "share_in_windows": round(windows_s / wall_s, 3) if wall_s else float("nan"),
     }

@@ -145,8 +145,9 @@ def test_points_passed_over_and_trials_set_aside_count_apart(tmp_path):
 
 def test_probes_timed_on_an_out_of_memory_row_count_apart_from_the_rest(tmp_path):
     """gpu_time_share.py: the probes below a batch out of memory, timed on its row, count in
-    bound_searches_s; the rest is the job's time outside the engine start, windows, warm-ups
-    and probes. Rows that did not time their probes leave bound_searches_s unknown."""
+    bound_searches_s, the attempt that ran out of memory in out_of_memory_attempts_s; the rest
+    is the job's time outside the engine start, windows, warm-ups, probes and attempts. Rows
+    that did not time them leave both unknown."""
     bench = _load("gpu_time_share")
     journal = tmp_path / "job"
     journal.mkdir()
@@ -154,6 +155,7 @@ def test_probes_timed_on_an_out_of_memory_row_count_apart_from_the_rest(tmp_path
     measured |= {"prefill_repetitions": 0, "trace": "", "warmed_up": True, "warmup_s": 2.0}
     pd.DataFrame([measured]).to_parquet(journal / "fits.t1.parquet")
     oom = {"point_id": "oom", "feasible": False, "repetitions": 0, "bound_search_s": 30.0}
+    oom["out_of_memory_s"] = 4.0
     pd.DataFrame([oom]).to_parquet(journal / "oom.t1.parquet")
     runs = pd.DataFrame(
         {
@@ -163,11 +165,13 @@ def test_probes_timed_on_an_out_of_memory_row_count_apart_from_the_rest(tmp_path
         }
     )
     share = bench.job_share(journal, runs)
-    assert share["bound_searches_s"] == 30.0
-    assert share["rest_s"] == 100.0 - 10.0 - 2.0 - 2.0 - 30.0
-    pd.DataFrame([{**oom, "bound_search_s": None}]).to_parquet(journal / "oom.t1.parquet")
+    assert share["bound_searches_s"] == 30.0 and share["out_of_memory_attempts_s"] == 4.0
+    assert share["rest_s"] == 100.0 - 10.0 - 2.0 - 2.0 - 30.0 - 4.0
+    untimed = {**oom, "bound_search_s": None, "out_of_memory_s": None}
+    pd.DataFrame([untimed]).to_parquet(journal / "oom.t1.parquet")
     share = bench.job_share(journal, runs)
     assert math.isnan(share["bound_searches_s"]) and share["rest_s"] == 86.0
+    assert math.isnan(share["out_of_memory_attempts_s"])
 
 
 def test_a_timed_warm_up_counts_as_timed():

@@ -1163,3 +1163,43 @@ def test_a_search_largest_first_is_planned_with_its_probes_below_the_first_batch
         searched, engine=dataclasses.replace(searched.engine, backend="vllm")
     )
     assert bound_probe_seconds(Seconds(), vllm, two, Fits(2)) == 0.0
+
+
+def test_the_attempts_that_run_out_of_memory_cost_what_the_engines_rows_measured(tiny_config):
+    """A search largest first tries every batch above the largest that fits, an ascending
+    ladder only the first that does not; each attempt costs the mean ``out_of_memory_s`` of
+    the engine's rows, nothing where no row measured one, and none its journal holds."""
+    from llm_energy.analysis.gpu_hours import out_of_memory_seconds
+    from llm_energy.analysis.gpu_hours.memory import out_of_memory_attempts
+    from llm_energy.analysis.gpu_hours.time_models import measured_out_of_memory_s
+    from llm_energy.measure.runner import shape_key
+
+    tiny_config["experiments"]["controlled_sweeps"]["batch_sizes"] = [1, 2, 16, 32]
+    plan = plan_study(validate(tiny_config))["tiny__pytorch"]
+    tags = tuple(sorted({t for p in plan.points for t in p.experiments}))
+    searched = dataclasses.replace(plan, largest_feasible_only=tags)
+    shapes = len({shape_key(p) for p in plan.points})
+
+    class Fits:
+        def fits(self, point):
+            return point.batch_size <= 2
+
+    assert {p.batch_size for p in out_of_memory_attempts(plan, Fits())} == {16}
+    assert len(out_of_memory_attempts(plan, Fits())) == shapes
+    assert sorted(p.batch_size for p in out_of_memory_attempts(searched, Fits())) == sorted(
+        [16, 32] * shapes
+    )
+    assert out_of_memory_attempts(searched, None) == []
+
+    rows = pd.DataFrame({"out_of_memory_s": [1.0, 9.0, 2.0, None]})
+    assert measured_out_of_memory_s(rows) == 4.0
+    assert math.isnan(measured_out_of_memory_s(rows.drop(columns="out_of_memory_s")))
+
+    class Timed:
+        out_of_memory_s = 3.0
+
+    assert out_of_memory_seconds(Timed(), searched, Fits()) == 3.0 * 2 * shapes
+    assert out_of_memory_seconds(Timed(), plan, Fits()) == 3.0 * shapes
+    assert out_of_memory_seconds(object(), searched, Fits()) == 0.0  # no row measured one
+    done = {p.key: 0 for p in out_of_memory_attempts(searched, Fits())}
+    assert out_of_memory_seconds(Timed(), searched, Fits(), done) == 0.0

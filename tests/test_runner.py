@@ -107,6 +107,9 @@ def test_out_of_memory_point_is_recorded_and_larger_batches_are_not_attempted(
     skipped = table[table["batch_size"] == 8]
     assert skipped["error"].str.startswith("not attempted: batch 4").all()
     assert table.loc[~table["feasible"], "energy_j"].isna().all()
+    # The attempt that ran out of memory is timed on its row; nothing else is.
+    assert (oom["out_of_memory_s"] >= 0).all()
+    assert table.loc[table["batch_size"] != 4, "out_of_memory_s"].isna().all()
     # Batch 8 was never run.
     assert all(b < 4 for b, _ in fake_backend.calls)
 

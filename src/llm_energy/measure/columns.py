@@ -171,6 +171,13 @@ RESULTS = Section(
             "memory",
         ),
         Column(
+            "out_of_memory_s",
+            "s",
+            "on an out-of-memory row: the wall time of the attempt that ran out of memory and "
+            "of the engine's recovery from it, outside every window (about 0 where the engine "
+            "refuses the batch before running it)",
+        ),
+        Column(
             "bound_search_s",
             "s",
             "on an out-of-memory row whose bound was bisected by probes: the wall time of the "

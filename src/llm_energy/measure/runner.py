@@ -918,6 +918,7 @@ def _measure_trial(
             f"not measured: batch {fits[k]} of this shape fits, and only the largest feasible "
             "batch is needed"
         )
+    attempted = time.perf_counter()
     try:
         row = measure_point(backend, plan, point, meter, cross, idle_w, streams, pg19, warmed)
     except stop.Stopped:
@@ -938,6 +939,7 @@ def _measure_trial(
         backend.recover()
         oom_bound[k] = min(oom_bound.get(k, point.batch_size), point.batch_size)
         row = infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}")
+        row["out_of_memory_s"] = time.perf_counter() - attempted
         exact = backend.largest_batch(point.input_tokens, point.output_tokens)
         if exact is not None and exact < point.batch_size and _searchable(point):
             row.update(largest_feasible_batch=exact, smallest_infeasible_batch=exact + 1)

@@ -25,9 +25,12 @@ in windows as long as its own (:class:`TrialsByWindow`), what adaptive trials ar
 cost. Beam search counts as a batch of ``batch * num_beams`` sequences. Points far outside the
 measured shapes are extrapolations. A batch the engine's rows say does not fit
 (:class:`MemoryModel`: vLLM's KV-cache capacity, or a line through the measured peak memory up
-to what the GPU held) costs nothing, as its out-of-memory attempt and the larger batches of its
-shape, not attempted, cost next to nothing; a shape searched for its largest feasible batch
-costs only that batch (:func:`counted_points`).
+to what the GPU held) is not measured: the job runs it until it runs out of memory
+(:func:`out_of_memory_seconds`, at the engine's rows' mean ``out_of_memory_s``, nothing where
+no row timed one), and the larger batches of its shape, not attempted, cost nothing; a shape
+searched for its largest feasible batch costs only that batch (:func:`counted_points`), the
+batches above it each one attempt, and the probes below the first out of memory
+(:func:`bound_probe_seconds`).
 
 A served job (a ``vllm serve`` replaying requests, :mod:`llm_energy.measure.serving`) is timed
 by its replays instead (:class:`ServedTimeModel`): a run of ``n`` requests at ``rate`` per
@@ -51,6 +54,7 @@ from llm_energy.analysis.gpu_hours.memory import (
     counted_points,
     engine_memory_model,
     memory_limits,
+    out_of_memory_attempts,
 )
 from llm_energy.analysis.gpu_hours.time_models import (
     MeasuredShapes,
@@ -96,6 +100,7 @@ __all__ = [
     "longest_trial",
     "memory_limits",
     "nonnegative_lstsq",
+    "out_of_memory_seconds",
     "plan_estimate",
     "point_costs",
     "point_seconds",
@@ -260,12 +265,29 @@ def job_gpu_hours(
             seconds += warm + (measurements - 1) * cold
         if n:
             seconds += bound_probe_seconds(model, plan, point, fits)
+    seconds += out_of_memory_seconds(model, plan, fits, left)
     if control is not None and control not in plan.points:
         # A job of request streams measures a plain control point of its own, twice.
         with contextlib.suppress(KeyError):  # shapes a MeasuredShapes model never measured
             warm, cold = _trial_seconds(model, control, plan.protocol)
             seconds += warm + cold
     return seconds * plan.engine.tensor_parallel_size / 3600.0
+
+
+def out_of_memory_seconds(
+    model: TimeModel | MeasuredShapes | ServedTimeModel,
+    plan: JobPlan,
+    fits: MemoryModel | None,
+    left: TrialsLeft | None = None,
+) -> float:
+    """The attempts the job runs that run out of memory (:func:`out_of_memory_attempts`, less
+    those its journal holds, ``left``), each at what the engine's rows measured one to cost on
+    average (``out_of_memory_s``); 0 where no row measured one."""
+    attempt_s = getattr(model, "out_of_memory_s", math.nan)
+    if math.isnan(attempt_s):
+        return 0.0
+    attempts = out_of_memory_attempts(plan, fits)
+    return attempt_s * sum(1 for p in attempts if left is None or left.get(p.key, 1))
 
 
 def bound_probe_seconds(
@@ -608,13 +630,18 @@ def timed_point_costs(
 ) -> pd.DataFrame:
     """:func:`point_costs` by a time model already fitted (:func:`_time_model`'s model and the
     job's own rows), for a caller that needs the model too. A point's minutes hold the probes
-    its search runs below a batch out of memory (:func:`bound_probe_seconds`)."""
+    its search runs below a batch out of memory (:func:`bound_probe_seconds`); a point the job
+    runs out of memory costs one attempt (:func:`out_of_memory_seconds`)."""
     columns = ["point", "experiments", "fits", "counted", "trial_min", "trials", "minutes"]
     if model is None:
         return pd.DataFrame(columns=columns)
     fits = engine_memory_model(own, memory_limits(measurements))
     by_window = TrialsByWindow.of(own)
     counted = {p.key for p in counted_points(plan, fits)}
+    attempt_min = getattr(model, "out_of_memory_s", math.nan) / 60
+    attempted = {p.key for p in out_of_memory_attempts(plan, fits)}
+    if math.isnan(attempt_min):
+        attempted = set()
     lines = []
     for point in plan.points:
         proto = point.protocol or plan.protocol
@@ -630,7 +657,9 @@ def timed_point_costs(
                 "counted": spent,
                 "trial_min": warm / 60,
                 "trials": trials,
-                "minutes": (warm + (trials - 1) * cold + probes) / 60 if spent else 0.0,
+                "minutes": (warm + (trials - 1) * cold + probes) / 60
+                if spent
+                else (attempt_min if point.key in attempted else 0.0),
             }
         )
     return pd.DataFrame(lines, columns=columns)

@@ -120,8 +120,8 @@ def memory_limits(measurements: pd.DataFrame) -> dict[str, float]:
 
 
 def counted_points(plan: JobPlan, fits: MemoryModel | None = None) -> list[PointSpec]:
-    """The points a job spends time on: those that fit (``fits``; an out-of-memory attempt,
-    and the points above it, recorded as not attempted, cost next to nothing), and of a shape
+    """The points a job measures: those that fit (``fits``; the attempts that run out of
+    memory are :func:`out_of_memory_attempts`), and of a shape
     searched for its largest feasible batch only that batch (the largest, where nothing says
     which fit: the one the search tries first, and the longest)."""
     points = [p for p in plan.points if fits is None or fits.fits(p)]
@@ -133,3 +133,24 @@ def counted_points(plan: JobPlan, fits: MemoryModel | None = None) -> list[Point
     return [
         p for p in points if shape_key(p) not in searched or p.batch_size == largest[shape_key(p)]
     ]
+
+
+def out_of_memory_attempts(plan: JobPlan, fits: MemoryModel | None) -> list[PointSpec]:
+    """The points a job runs that ``fits`` says run out of memory: of a shape searched largest
+    first, every batch above the largest that fits (each is tried before the next one down);
+    of another shape, its smallest batch that does not fit, the larger ones recorded as not
+    attempted. None where nothing says what fits."""
+    if fits is None:
+        return []
+    searched = search_shapes(plan.points, plan.largest_feasible_only)
+    smallest: dict[tuple, PointSpec] = {}
+    attempts = []
+    for p in plan.points:
+        if fits.fits(p):
+            continue
+        k = shape_key(p)
+        if k in searched:
+            attempts.append(p)
+        elif k not in smallest or p.batch_size < smallest[k].batch_size:
+            smallest[k] = p
+    return attempts + list(smallest.values())

@@ -83,6 +83,17 @@ class TrialsByWindow:
         return self.overall if math.isnan(mean) else mean
 
 
+def measured_out_of_memory_s(rows: pd.DataFrame) -> float:
+    """What one attempt that runs out of memory costs the engine behind ``rows``: the mean of
+    its rows' ``out_of_memory_s`` (the attempt and the recovery from it; the mean, since a job
+    pays their sum, and an attempt near the largest batch that fits runs longer than one far
+    above it); NaN where no row records one (rows written before attempts were timed)."""
+    if "out_of_memory_s" not in rows:
+        return math.nan
+    timed = rows["out_of_memory_s"].dropna().astype(float)
+    return float(timed.mean()) if len(timed) else math.nan
+
+
 def measured_load_s(rows: pd.DataFrame) -> float:
     """The time a job's engine takes to start, from the runs behind ``rows``
     (``engine_load_s``); NaN where no row records it.
@@ -158,6 +169,8 @@ class TimeModel:
     points: int
     load_s: float = math.nan  # engine start, measured (NaN: MODEL_LOAD_S stands in)
     streams: StreamTimes = dataclasses.field(default_factory=dict)
+    # One attempt that runs out of memory, measured (NaN: not known, counted as nothing).
+    out_of_memory_s: float = math.nan
     # The one input length of fitted rows without a prefill window, whose fit cannot tell
     # prefill from decoding (0: the rows can).
     inseparable_input: int = 0
@@ -175,6 +188,7 @@ class TimeModel:
         duration alone. A batch is its sequences (beams included). No coefficient is negative
         (no term makes a batch faster: :func:`nonnegative_lstsq`), and prefill's quadratic term
         is fitted only where the rows hold three or more input lengths."""
+        attempt_s = measured_out_of_memory_s(rows)
         rows = fittable(rows)
         if len(rows) < 4:
             raise ValueError("at least four feasible measured points are needed to fit")
@@ -196,6 +210,7 @@ class TimeModel:
             step=tuple(coef[3:]),
             points=len(rows),
             load_s=measured_load_s(rows),
+            out_of_memory_s=attempt_s,
             inseparable_input=inputs.pop() if len(inputs) == 1 and not has_prefill.any() else 0,
             prefill_quadratic=float(coef[2]),
             reach=(int((b * i).max()), int((b * o).max())),
@@ -334,9 +349,11 @@ class MeasuredShapes:
     points: int
     load_s: float = math.nan
     streams: StreamTimes = dataclasses.field(default_factory=dict)
+    out_of_memory_s: float = math.nan
 
     @classmethod
     def of(cls, rows: pd.DataFrame) -> MeasuredShapes:
+        attempt_s = measured_out_of_memory_s(rows)
         rows = fittable(rows)
         shape = pd.DataFrame(
             {
@@ -356,6 +373,7 @@ class MeasuredShapes:
             prefill={tuple(map(int, k)): float(v) for k, v in prefill.items()},
             points=len(full),
             load_s=measured_load_s(rows),
+            out_of_memory_s=attempt_s,
         )
 
     def covers(self, plan: JobPlan) -> bool:
