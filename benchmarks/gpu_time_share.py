@@ -105,6 +105,13 @@ def later_in_instance(trials: list[pd.Series], runs: pd.DataFrame) -> list[bool]
     return later
 
 
+def timed_sum(trials: list, column: str) -> float:
+    """The sum of ``column`` over the trials that timed it; NaN where none did (rows written
+    before it was timed), so that the time stays in the rest rather than reading as zero."""
+    timed = [float(t[column]) for t in trials if not pd.isna(t.get(column))]
+    return sum(timed) if timed else math.nan
+
+
 def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     trials = [pd.read_parquet(p).iloc[0] for p in sorted(journal.glob("*.t*.parquet"))]
     measured = [t for t in trials if bool(t["feasible"]) and int(t["repetitions"] or 0) > 0]
@@ -142,11 +149,9 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     later_warmups_s = sum(warmup_seconds(t) for t, late in zip(warmed, later, strict=True) if late)
     # Probes below a batch out of memory, timed on its row (rows written before they were
     # timed leave it unknown, in the rest).
-    timed = [t["bound_search_s"] for t in trials if not pd.isna(t.get("bound_search_s"))]
-    bound_searches_s = sum(map(float, timed)) if timed else math.nan
+    bound_searches_s = timed_sum(trials, "bound_search_s")
     # Attempts that ran out of memory, timed on their rows likewise.
-    attempts = [t["out_of_memory_s"] for t in trials if not pd.isna(t.get("out_of_memory_s"))]
-    attempts_s = sum(map(float, attempts)) if attempts else math.nan
+    attempts_s = timed_sum(trials, "out_of_memory_s")
     outside = (loaded_s, windows_s, warmups_s, replays_outside_windows_s, bound_searches_s)
     rest_s = wall_s - sum(x for x in (*outside, attempts_s) if not math.isnan(x))
     return {

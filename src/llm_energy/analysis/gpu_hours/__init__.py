@@ -638,10 +638,10 @@ def timed_point_costs(
     fits = engine_memory_model(own, memory_limits(measurements))
     by_window = TrialsByWindow.of(own)
     counted = {p.key for p in counted_points(plan, fits)}
-    attempt_min = getattr(model, "out_of_memory_s", math.nan) / 60
-    attempted = {p.key for p in out_of_memory_attempts(plan, fits)}
-    if math.isnan(attempt_min):
-        attempted = set()
+    attempt_s = getattr(model, "out_of_memory_s", math.nan)
+    attempted = (
+        set() if math.isnan(attempt_s) else {p.key for p in out_of_memory_attempts(plan, fits)}
+    )
     lines = []
     for point in plan.points:
         proto = point.protocol or plan.protocol
@@ -659,7 +659,7 @@ def timed_point_costs(
                 "trials": trials,
                 "minutes": (warm + (trials - 1) * cold + probes) / 60
                 if spent
-                else (attempt_min if point.key in attempted else 0.0),
+                else (attempt_s / 60 if point.key in attempted else 0.0),
             }
         )
     return pd.DataFrame(lines, columns=columns)
