@@ -1203,3 +1203,48 @@ def test_the_attempts_that_run_out_of_memory_cost_what_the_engines_rows_measured
     assert out_of_memory_seconds(object(), searched, Fits()) == 0.0  # no row measured one
     done = {p.key: 0 for p in out_of_memory_attempts(searched, Fits())}
     assert out_of_memory_seconds(Timed(), searched, Fits(), done) == 0.0
+
+
+def test_a_points_first_warm_up_costs_what_the_engines_rows_measured(tiny_config):
+    """The first warm-up at a shape takes the engine's measured ratio to one repetition (the
+    first timed warm-ups of its batch rows over their time per repetition, weighted by time;
+    request streams, shapes out of memory and rows without timed warm-ups left out); the
+    later trials' warm-ups one repetition each; one repetition where no row timed one."""
+    from llm_energy.analysis.gpu_hours.time_models import measured_first_warmup_ratio
+
+    rows = pd.DataFrame(
+        {
+            "feasible": [True, True, True, False, True],
+            "trace": ["", "", "azure_code", "", ""],
+            "duration_s": [2.0, 8.0, 5.0, float("nan"), 4.0],
+            "trial_warmup_s": ["[3.0, 2.0]", "[12.0, 8.0, 8.1]", "[50.0]", "[]", "[]"],
+        }
+    )
+    assert measured_first_warmup_ratio(rows) == pytest.approx((3.0 + 12.0) / (2.0 + 8.0))
+    assert math.isnan(measured_first_warmup_ratio(rows.drop(columns="trial_warmup_s")))
+
+    proto = ProtocolSpec(min_duration_s=0.0, min_repetitions=1, warmup_repetitions=1)
+    point = PointSpec(8, 512, 64)
+    slow = dataclasses.replace(TRUE, first_warmup_ratio=1.5)
+    one = point_seconds(TRUE, point, proto)
+    full = TRUE.full_s(8, 512, 64)
+    assert point_seconds(slow, point, proto, first=True) == pytest.approx(one + 0.5 * full)
+    assert point_seconds(slow, point, proto) == pytest.approx(one)
+    assert point_seconds(TRUE, point, proto, first=True) == pytest.approx(one)
+    assert point_seconds(slow, point, proto, warm_up=False, first=True) == pytest.approx(
+        one - full - TRUE.prefill_s(8, 512)
+    )
+
+    plan = plan_study(validate(tiny_config))["tiny__pytorch"]
+    every = dataclasses.replace(plan.protocol, warmup_every_trial=True, control_point=False)
+    plan = dataclasses.replace(plan, protocol=every)
+    extra_s = sum(
+        0.5
+        * TRUE.full_s(p.batch_size * max(p.decoding.num_beams, 1), p.input_tokens, p.output_tokens)
+        for p in counted_points(plan, None)
+        if (p.protocol or plan.protocol).warmup_repetitions
+    )
+    gained = job_gpu_hours(slow, plan) - job_gpu_hours(TRUE, plan)
+    assert extra_s > 0 and gained * 3600 == pytest.approx(extra_s)
+    assert "a point's first warm-up 1.50 times a repetition" in slow.caveat(plan)
+    assert "first warm-up" not in TRUE.caveat(plan)

@@ -18,7 +18,10 @@ instead by those points where they are its own shapes (:class:`MeasuredShapes`).
 its compile time left out; a model with no rows on its engine by another model's, scaled to its
 architecture (:meth:`TimeModel.scaled`). A point's cost follows the protocol: each of its
 ``min_trials`` trials runs warm-ups, then prefill and full windows of at least
-``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more.
+``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more. A
+point's first warm-up meets its shape first and takes the engine's measured ratio to one
+repetition (:func:`~.time_models.measured_first_warmup_ratio`: PyTorch eager's runs longer, vLLM's
+with CUDA graphs about as long), the warm-ups of its later trials one repetition each.
 Adaptive trials add up to ``max_trials`` where an interval stays wide, so the estimate is the
 least the job takes; beside it, each point at the mean number of trials the engine's rows took
 in windows as long as its own (:class:`TrialsByWindow`), what adaptive trials are expected to
@@ -154,16 +157,20 @@ def point_seconds(
     point: PointSpec,
     protocol: ProtocolSpec,
     warm_up: bool = True,
+    first: bool = False,
 ) -> float:
     """One trial of ``point``: warm-up (unless ``warm_up`` is off), window(s). A request
     stream's repetition serves all its requests: at the stream's measured time per request
     (:func:`measured_stream_s`), else as ``ceil(requests / batch)`` batches each at the
     stream's length caps (an upper bound for static batches, and for continuous batching
-    too); its warm-up serves one batch."""
+    too); its warm-up serves one batch. The ``first`` trial of a point meets its shape
+    first: its first warm-up call takes the model's ``first_warmup_ratio`` of one batch."""
     warmups = protocol.warmup_repetitions if warm_up else 0
     batch = point.batch_size * max(point.decoding.num_beams, 1)
     one_batch, full = _repetition_s(model, point)
-    seconds = warmups * one_batch + _window_s(full, protocol)
+    ratio = getattr(model, "first_warmup_ratio", math.nan)
+    extra = ratio - 1 if first and warmups and not math.isnan(ratio) else 0.0
+    seconds = (warmups + extra) * one_batch + _window_s(full, protocol)
     if protocol.measure_prefill and point.output_tokens > 1 and point.stream is None:
         prefill = model.prefill_s(batch, point.input_tokens)
         seconds += (prefill if warm_up else 0.0) + _window_s(prefill, protocol)
@@ -188,19 +195,20 @@ def served_point_seconds(model: ServedTimeModel, point: PointSpec, protocol: Pro
 def _trial_seconds(
     model: TimeModel | MeasuredShapes | ServedTimeModel, point: PointSpec, protocol: ProtocolSpec
 ) -> tuple[float, float]:
-    """A first trial of ``point``, with its warm-up, and a later one: without a warm-up, with
-    one where every trial has one (and for a server's replays), or the mean of the two where
-    later trials take turns."""
+    """A first trial of ``point``, with its warm-up at a shape the engine meets first, and a
+    later one: without a warm-up, with one where every trial has one (and for a server's
+    replays), or the mean of the two where later trials take turns."""
     if isinstance(model, ServedTimeModel):
         seconds = served_point_seconds(model, point, protocol)
         return seconds, seconds
+    first = point_seconds(model, point, protocol, first=True)
     warm = point_seconds(model, point, protocol)
     if protocol.warmup_every_trial is True:
-        return warm, warm
+        return first, warm
     cold = point_seconds(model, point, protocol, warm_up=False)
     if protocol.warmup_every_trial == "alternate":  # every other later trial warms up
-        return warm, (warm + cold) / 2
-    return warm, cold
+        return first, (warm + cold) / 2
+    return first, cold
 
 
 def _expected_trials(

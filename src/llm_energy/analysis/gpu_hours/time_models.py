@@ -15,6 +15,7 @@ import pandas as pd
 
 from llm_energy.analysis.flops import Architecture
 from llm_energy.measure.job import JobPlan, PointSpec
+from llm_energy.measure.trials import trial_values
 
 
 def fittable(rows: pd.DataFrame) -> pd.DataFrame:
@@ -94,6 +95,27 @@ def measured_out_of_memory_s(rows: pd.DataFrame) -> float:
     return float(timed.mean()) if len(timed) else math.nan
 
 
+def measured_first_warmup_ratio(rows: pd.DataFrame) -> float:
+    """How much longer a point's first warm-up takes than one repetition of its window, on the
+    engine behind ``rows``: the first timed warm-up of each batch row (``trial_warmup_s``'s
+    first, its point's first trial, where the engine meets the shape first) summed over those
+    rows' time per repetition summed, a ratio weighted by time, since a job pays the sum.
+    PyTorch eager's first call at a shape runs longer than the calls after it (its allocator
+    grows as the batch's cache does), vLLM's with CUDA graphs about as long. NaN where no row
+    timed a warm-up (rows written before warm-ups were timed)."""
+    if "trial_warmup_s" not in rows:
+        return math.nan
+    batches = rows[rows["feasible"].astype(bool)]
+    if "trace" in batches:
+        batches = batches[batches["trace"].fillna("").astype(str).eq("")]
+    first = batches["trial_warmup_s"].map(lambda cell: (trial_values(cell) or [math.nan])[0])
+    duration = pd.to_numeric(batches["duration_s"], errors="coerce")
+    timed = first.notna() & duration.gt(0)
+    if not timed.any():
+        return math.nan
+    return float(first[timed].sum() / duration[timed].sum())
+
+
 def measured_load_s(rows: pd.DataFrame) -> float:
     """The time a job's engine takes to start, from the runs behind ``rows``
     (``engine_load_s``); NaN where no row records it.
@@ -171,6 +193,8 @@ class TimeModel:
     streams: StreamTimes = dataclasses.field(default_factory=dict)
     # One attempt that runs out of memory, measured (NaN: not known, counted as nothing).
     out_of_memory_s: float = math.nan
+    # A point's first warm-up over one repetition, measured (NaN: not known, counted as 1).
+    first_warmup_ratio: float = math.nan
     # The one input length of fitted rows without a prefill window, whose fit cannot tell
     # prefill from decoding (0: the rows can).
     inseparable_input: int = 0
@@ -189,6 +213,7 @@ class TimeModel:
         (no term makes a batch faster: :func:`nonnegative_lstsq`), and prefill's quadratic term
         is fitted only where the rows hold three or more input lengths."""
         attempt_s = measured_out_of_memory_s(rows)
+        first_warmup = measured_first_warmup_ratio(rows)
         rows = fittable(rows)
         if len(rows) < 4:
             raise ValueError("at least four feasible measured points are needed to fit")
@@ -211,18 +236,21 @@ class TimeModel:
             points=len(rows),
             load_s=measured_load_s(rows),
             out_of_memory_s=attempt_s,
+            first_warmup_ratio=first_warmup,
             inseparable_input=inputs.pop() if len(inputs) == 1 and not has_prefill.any() else 0,
             prefill_quadratic=float(coef[2]),
             reach=(int((b * i).max()), int((b * o).max())),
         )
 
     def caveat(self, plan: JobPlan, points: Sequence[PointSpec] | None = None) -> str:
-        """What the basis says of the plan's points that its rows cannot time well: prefill,
-        where the rows are all of one input length without a prefill window and the plan has
-        other input lengths; and the points past the most prompt or generated tokens of one
-        batch among the rows, timed by extrapolation (the time per batch of a decode-heavy
-        shape at a large batch can be well above the line through smaller ones), among
-        ``points``, the ones the job spends time on (default: all of the plan's)."""
+        """What the basis says of the plan's points beyond the fit: prefill, where the rows
+        are all of one input length without a prefill window and the plan has other input
+        lengths, so that the rows cannot time it well; a point's first warm-up, where the rows
+        took it 5 % or more longer or shorter than a repetition; and the points past the most
+        prompt or generated tokens of one batch among the rows, timed by extrapolation (the
+        time per batch of a decode-heavy shape at a large batch can be well above the line
+        through smaller ones), among ``points``, the ones the job spends time on (default: all
+        of the plan's)."""
         said = ""
         inputs = {p.input_tokens for p in plan.points}
         if self.inseparable_input and not inputs <= {self.inseparable_input}:
@@ -231,6 +259,9 @@ class TimeModel:
                 "windows, cannot tell prefill from decoding, so other input lengths' prefill "
                 "may be under- or overestimated"
             )
+        ratio = self.first_warmup_ratio
+        if not math.isnan(ratio) and abs(ratio - 1) >= 0.05:
+            said += f"; a point's first warm-up {ratio:.2f} times a repetition, as its rows took"
         beyond = self.beyond(plan.points if points is None else points)
         if beyond:
             prompt, generated = self.reach
@@ -350,10 +381,12 @@ class MeasuredShapes:
     load_s: float = math.nan
     streams: StreamTimes = dataclasses.field(default_factory=dict)
     out_of_memory_s: float = math.nan
+    first_warmup_ratio: float = math.nan
 
     @classmethod
     def of(cls, rows: pd.DataFrame) -> MeasuredShapes:
         attempt_s = measured_out_of_memory_s(rows)
+        first_warmup = measured_first_warmup_ratio(rows)
         rows = fittable(rows)
         shape = pd.DataFrame(
             {
@@ -374,6 +407,7 @@ class MeasuredShapes:
             points=len(full),
             load_s=measured_load_s(rows),
             out_of_memory_s=attempt_s,
+            first_warmup_ratio=first_warmup,
         )
 
     def covers(self, plan: JobPlan) -> bool:
