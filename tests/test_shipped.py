@@ -203,7 +203,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     qwen = drafted[drafted["model"] == "r1-distill-qwen-32b"]
     assert qwen["engine_detail"].str.contains("draft_vocab=151936->152064").all()
 
-    # The rows measured under the trial protocol, from twenty-one machine sessions, each row's
+    # The rows measured under the trial protocol, from twenty-two machine sessions, each row's
     # trials from one: the first's (the engine ladders), the second's (OLMo on vLLM), the
     # third's (PyTorch over 1 and 2 GPUs), the fourth's (the served runs over 1 and 2 GPUs), the
     # fifth's (OLMo on PyTorch), the sixth's (PyTorch eager and compiled ladders, Qwen1.5-32B),
@@ -224,13 +224,14 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # the twenty-first's (claim 8's parts 6 and 7, 4 bins on both engines, whose vLLM rows of
     # part 6 replaced none: an earlier session's are in repeats/) and the twenty-second's
     # (claim 8's parts 8 and 9, 6 bins on both engines) and the twenty-third's (claim 8's part
-    # 10, 2 bins on both engines).
+    # 10, 2 bins on both engines) and the twenty-fourth's (claim 8's part 11, 1 bin on both
+    # engines).
     # Every row the aggregate keeps has three or more trials and met the protocol, but the
     # batch-1 translation row, which the thirteenth session's device time cut short, and the
     # bins' smaller batches, passed over because their largest batch fits.
     measured = table["feasible"].astype(bool) & table["trials"].notna()
     passed_over = table[measured & table["trials"].eq(0)]
-    by_part = [5, 4, 12, 7, 8, 5, 14, 11, 3, 2, 12, 9, 18, 17, 10, 8]
+    by_part = [5, 4, 12, 7, 8, 5, 14, 11, 3, 2, 12, 9, 18, 17, 10, 8, 5, 4]
     assert len(passed_over) == (11 + 11 + 5 + 5) * 3 + sum(by_part)
     assert passed_over["error"].str.match(r"not measured: batch \d+ of this shape fits").all()
     trial_rows = table[measured & table["trials"].gt(0)]
@@ -260,6 +261,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:a62dda56": 3 + 3 + 1 + 1,
         "vm:56e679ac": 3 + 3 + 3 + 3,
         "vm:79b91bb4": 2 + 2,
+        "vm:257ca46f": 1 + 1,
     }
     assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].astype(bool).all()
 
@@ -462,6 +464,14 @@ LAYERED_TABLES = {
     "workloads-part10__llama-3.1-8b__pytorch": (
         ["h200_workloads.yaml", "h200_workloads_parts/part10.yaml"],
         2 * 7,
+    ),
+    "workloads-part11__llama-3.1-8b__vllm": (
+        ["h200_workloads.yaml", "h200_workloads_parts/part11.yaml"],
+        7,
+    ),
+    "workloads-part11__llama-3.1-8b__pytorch": (
+        ["h200_workloads.yaml", "h200_workloads_parts/part11.yaml"],
+        7,
     ),
     "spec__r1-distill-qwen-32b__vllm": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4": (["h200_speculative.yaml"], 3),
