@@ -23,7 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llm_energy.analysis.gpu_hours import TimeModel, fittable, sequences_per_batch
+from llm_energy.analysis.gpu_hours import (
+    TimeModel,
+    fittable,
+    sequences_per_batch,
+    stream_request_seconds,
+    stream_seconds_per_request,
+)
 
 
 def _errors(model: TimeModel, rows: pd.DataFrame) -> np.ndarray:
@@ -99,7 +105,59 @@ def held_out(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
-def held_out_markdown(table: pd.DataFrame) -> str:
+def held_out_streams(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """Each request-stream row of ``new`` (a classical task's examples, a trace's requests)
+    timed as the plan times it, by the time per request that ``rows`` of its GPU, model and
+    engine measured for the same stream at the same batch, else at the nearest smaller one:
+    predicted and measured seconds of one repetition (the whole stream), their ratio, and the
+    batch the prediction comes from."""
+    lines = []
+    new = new[new["feasible"].astype(bool) & new["duration_s"].notna()]
+    for (gpu, model_name, engine), group in new.groupby(["gpu_name", "model", "engine"]):
+        same = rows[
+            (rows["gpu_name"] == gpu) & (rows["model"] == model_name) & (rows["engine"] == engine)
+        ]
+        times = stream_request_seconds(same)
+        mine = stream_request_seconds(group)
+        for stream, batches in mine.items():
+            for batch, measured_per_request in batches.items():
+                per_request, timed_at = stream_seconds_per_request(times, stream, batch)
+                if timed_at is None:
+                    continue
+                requests = group.loc[
+                    (group["trace"] == stream[0]) & (group["batch_size"] == batch), "requests"
+                ].iloc[0]
+                lines.append(
+                    {
+                        "engine": engine,
+                        "stream": stream[0],
+                        "batch_size": batch,
+                        "requests": int(requests),
+                        "predicted_s": round(per_request * requests, 3),
+                        "measured_s": round(measured_per_request * requests, 3),
+                        "measured_over_predicted": round(measured_per_request / per_request, 3),
+                        "timed_at_batch": timed_at,
+                    }
+                )
+    return pd.DataFrame(lines)
+
+
+def held_out_markdown(table: pd.DataFrame, streams: pd.DataFrame | None = None) -> str:
+    parts = []
+    if len(table):
+        parts.append(_batches_markdown(table))
+    if streams is not None and len(streams):
+        total = streams["measured_s"].sum() / streams["predicted_s"].sum()
+        parts.append(
+            f"{streams.to_markdown(index=False)}\n\n"
+            f"request streams: {total:.2f} of the predicted time per repetition in sum\n"
+        )
+    if not parts:
+        return "no row of the held-out table is timed by the fitted rows' models\n"
+    return "\n".join(parts)
+
+
+def _batches_markdown(table: pd.DataFrame) -> str:
     total = table["measured_s"].sum() / table["predicted_s"].sum()
     past = table[table["past_fitted_rows"]]
     summary = f"all rows: {total:.2f} of the predicted time per batch in sum"
@@ -139,7 +197,8 @@ def main() -> None:
     ]
     rows = pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
     if args.held_out is not None:
-        text = held_out_markdown(held_out(rows, pd.read_parquet(args.held_out)))
+        new = pd.read_parquet(args.held_out)
+        text = held_out_markdown(held_out(rows, new), held_out_streams(rows, new))
     else:
         text = markdown(fit_errors(rows))
     if args.out:

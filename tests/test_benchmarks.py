@@ -54,6 +54,43 @@ def test_the_fit_benchmark_times_a_new_table_by_the_models_fitted_before_it():
     assert "1 of 2 rows past the fitted rows, 2.00 of it in sum" in text
 
 
+def test_the_fit_benchmark_times_a_new_request_stream_as_the_plan_does():
+    """time_model_fit.py --held-out: a classical task's row is timed by the time per request
+    of the same stream measured at the nearest smaller batch, as the plan times it; a stream
+    no earlier row measured is left out, and a table of streams alone still reports."""
+    bench = _load("time_model_fit")
+
+    def stream(task, batch, duration_s, engine="pytorch"):
+        return {
+            "gpu_name": "GPU X",
+            "model": "tiny",
+            "engine": engine,
+            "feasible": True,
+            "serving": "offline",
+            "trace": task,
+            "input_tokens": 4096,
+            "output_tokens": 1024,
+            "batch_size": batch,
+            "requests": 32 if batch < 128 else 1024,
+            "duration_s": duration_s,
+        }
+
+    rows = pd.DataFrame([stream("generation", 8, 16.0), stream("generation", 32, 8.0)])
+    new = pd.DataFrame(
+        [
+            stream("generation", 128, 128.0),
+            stream("translation", 128, 50.0),
+            stream("generation", 128, 30.0, engine="vllm"),
+        ]
+    )
+    (line,) = bench.held_out_streams(rows, new).itertuples(index=False)
+    assert (line.stream, line.timed_at_batch) == ("generation", 32)
+    assert line.predicted_s == 256.0 and line.measured_over_predicted == 0.5
+    text = bench.held_out_markdown(bench.held_out(rows, new), bench.held_out_streams(rows, new))
+    assert "request streams: 0.50 of the predicted time per repetition in sum" in text
+    assert "no row of the held-out table" in bench.held_out_markdown(pd.DataFrame())
+
+
 def _trial_rows(trials: dict[tuple[int, int], list[float]], window_s: float) -> pd.DataFrame:
     from llm_energy.measure.trials import ci95_half_width
 

@@ -543,6 +543,27 @@ def test_fig12_shows_energy_per_token_and_per_request_by_batch_size(task_table):
     assert "Fig 12" in fig._suptitle.get_text()
 
 
+def test_a_bar_measured_in_two_sessions_is_drawn_from_the_later(task_table):
+    """A point measured again in a later machine session is one bar, the later session's,
+    in Figs 8 and 12; the table keeps both rows, and each footer says how many it left out."""
+    task_table = task_table.assign(timestamp="2026-12-02T03:10:00+00:00", point_id="")
+    task_table["point_id"] = [f"p{k}" for k in range(len(task_table))]
+    again = _task_row(
+        "vllm", "generation", 128, 100.0, timestamp="2026-12-04T15:20:00+00:00", point_id="p0"
+    )
+    table = pd.concat([task_table, pd.DataFrame([again])], ignore_index=True)
+    assert len(draw("table_classical_tasks", table)) == 25
+    fig = draw("fig12", table)
+    per_token = fig.axes[0]
+    assert len(per_token.patches) == 12
+    # generation is the last task drawn; its batch-128 bar is the later row's 100 J.
+    assert per_token.patches[-1].get_height() == pytest.approx(100.0 / 2048)
+    note = "".join(t.get_text() for t in fig.texts)
+    assert "1 earlier measurement of drawn bars not drawn" in note
+    fig8 = "".join(t.get_text() for t in draw("fig8", table).texts)
+    assert "1 earlier measurement of drawn bars not drawn" in fig8
+
+
 def test_figures_without_energy_show_time(task_table):
     table = task_table.assign(energy_j=float("nan"), energy_per_request_j=float("nan"))
     table["energy_per_output_token_j"] = float("nan")

@@ -116,6 +116,8 @@ class Marks:
     # Points already counted (by point id, else row label): a point drawn in two panels
     # counts once.
     seen: set = field(default_factory=set)
+    # Rows left out because their point was measured again later (by point id and time).
+    superseded: set = field(default_factory=set)
 
     def notes(self) -> list[str]:
         def many(n: int) -> str:
@@ -137,6 +139,13 @@ class Marks:
             notes.append(
                 f"{many(self.unresolved)} hatched: a window under {COUNTER_RESOLUTION_S:g} s, "
                 "shorter than a 10 Hz energy counter resolves"
+            )
+        if self.superseded:
+            n = len(self.superseded)
+            notes.append(
+                f"{n} earlier measurement{'' if n == 1 else 's'} of drawn "
+                f"{'bars' if self.bars else 'points'} not drawn: each is drawn from the session "
+                "that measured it last (the table holds both)"
             )
         if self.joined:
             notes.append(
@@ -251,6 +260,21 @@ def session_lines(line: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     if sessions.nunique() < 2:
         return [("", line)]
     return [(f" ({name})", line[sessions == name]) for name in latest_first(line, sessions)]
+
+
+def latest_per(rows: pd.DataFrame, key: str, marks: Marks) -> pd.DataFrame:
+    """One row per value of ``key``: the one measured last (by ``timestamp``; without one, the
+    last in table order); the rows left out are counted in ``marks.superseded``."""
+    stamps = rows["timestamp"] if "timestamp" in rows else pd.Series(pd.NaT, index=rows.index)
+    order = pd.to_datetime(stamps, utc=True, errors="coerce").sort_values(
+        kind="stable", na_position="first"
+    )
+    ordered = rows.loc[order.index]
+    kept = ordered.drop_duplicates(key, keep="last")
+    left = ordered[~ordered.index.isin(kept.index)]
+    ids = left["point_id"] if "point_id" in left else pd.Series(left.index, index=left.index)
+    marks.superseded.update(zip(ids.astype(str), stamps.loc[left.index].astype(str), strict=True))
+    return rows[rows.index.isin(kept.index)]
 
 
 def latest_first(rows: pd.DataFrame, sessions: pd.Series) -> list[str]:

@@ -16,7 +16,13 @@ import pandas as pd
 
 from llm_energy.errors import InputError
 from llm_energy.figures.engines import engine_label, engine_order
-from llm_energy.figures.points import Marks, plot_bars, relative_half_width, with_evidence
+from llm_energy.figures.points import (
+    Marks,
+    latest_per,
+    plot_bars,
+    relative_half_width,
+    with_evidence,
+)
 from llm_energy.figures.style import (
     ENGINE_LOOKS,
     add_footer,
@@ -119,8 +125,9 @@ def _bars(
     marks: Marks,
 ) -> int:
     """Grouped bars: one group per task, one bar per value of ``group_col``, each with its
-    interval, hollow below the protocol, hatched for a window the counter cannot resolve; an
-    infeasible bar is a cross at the foot of the axis. Returns how many crosses it drew."""
+    interval, hollow below the protocol, hatched for a window the counter cannot resolve, and
+    from the session that measured it last where several did; an infeasible bar is a cross at
+    the foot of the axis. Returns how many crosses it drew."""
     x = np.arange(len(tasks))
     width = 0.8 / len(groups)
     crosses = 0
@@ -129,7 +136,7 @@ def _bars(
         line = sub[sub[group_col] == g]
         if "point_id" not in line:  # names each bar's row once the tasks index it
             line = line.assign(point_id=[f"{g}/{i}" for i in line.index])
-        line = line.set_index("task").reindex(tasks)
+        line = latest_per(line, "task", marks).set_index("task").reindex(tasks)
         feasible = line["feasible"].eq(True)
         line[value] = line[value].where(feasible)
         plot_bars(ax, at, line, value, width, colours[g], label.format(g), marks)

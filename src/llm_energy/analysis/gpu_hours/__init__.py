@@ -71,6 +71,7 @@ from llm_energy.analysis.gpu_hours.time_models import (
     sequences_per_batch,
     served_rows,
     stream_request_seconds,
+    stream_seconds_per_request,
     trials_per_point,
 )
 from llm_energy.measure.job import JobPlan, ModelSpec, PointSpec, ProtocolSpec
@@ -111,6 +112,7 @@ __all__ = [
     "served_point_seconds",
     "start_seconds",
     "stream_request_seconds",
+    "stream_seconds_per_request",
     "trials_per_point",
     "window_seconds",
 ]

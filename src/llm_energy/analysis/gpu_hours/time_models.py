@@ -354,11 +354,21 @@ def measured_stream_s(times: StreamTimes, point: PointSpec) -> float:
     stream = point.stream
     if stream is None or stream.binned:
         return math.nan
-    batches = times.get((stream.trace, stream.serving, point.input_tokens, point.output_tokens))
-    below = [b for b in batches or {} if b <= point.batch_size]
+    key = (stream.trace, stream.serving, point.input_tokens, point.output_tokens)
+    seconds, _ = stream_seconds_per_request(times, key, point.batch_size)
+    return seconds * stream.requests
+
+
+def stream_seconds_per_request(
+    times: StreamTimes, stream: tuple[str, str, int, int], batch_size: int
+) -> tuple[float, int | None]:
+    """A stream's measured time per request at ``batch_size``, else at the nearest smaller
+    batch measured, and the batch it was measured at; (NaN, None) where neither was."""
+    batches = times.get(stream) or {}
+    below = [b for b in batches if b <= batch_size]
     if not below:
-        return math.nan
-    return batches[max(below)] * stream.requests
+        return math.nan, None
+    return batches[max(below)], max(below)
 
 
 def sequences_per_batch(rows: pd.DataFrame) -> pd.Series:
