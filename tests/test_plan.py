@@ -297,6 +297,21 @@ def test_point_id_is_stable_and_depends_on_decoding():
     assert id_with_setup(greedy, "xyz", 1) != id_with_setup(greedy, "abc", 1)
 
 
+def test_a_plans_ids_hash_its_setup_without_its_points(tiny_config):
+    """The setup hash leaves the points out, so every point's id is its own point under the
+    same setup: ``point_ids`` (the setup hashed once) names each point as ``point_id`` does,
+    and a plan of fewer points keeps the ids of those it holds."""
+    from llm_energy.measure.point_ids import point_id
+
+    plan = next(iter(_plan(tiny_config).values()))
+    assert len(plan.points) > 2
+    for version in (1, 2):
+        ids = point_ids(plan, version)
+        assert ids == {p.key: point_id(plan, p, version) for p in plan.points}
+        fewer = dataclasses.replace(plan, points=plan.points[:2])
+        assert point_ids(fewer, version) == {p.key: ids[p.key] for p in plan.points[:2]}
+
+
 def _speculative(tiny_config: dict, engine: str = "vllm") -> dict:
     tiny_config["engines"]["vllm"] = {"backend": "vllm"}
     tiny_config["models"]["draft"] = {"hub_id": "local/draft", "config": "x/config.json"}

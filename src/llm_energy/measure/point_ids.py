@@ -64,7 +64,11 @@ def _protocol(protocol: dict[str, Any]) -> dict[str, Any]:
 
 def measurement_hash(plan: JobPlan, version: int = CURRENT_VERSION) -> str:
     """Hash of the job's measurement setup."""
-    setup = {k: v for k, v in plain(plan).items() if k not in _NOT_MEASUREMENT}
+    setup = {
+        f.name: plain(getattr(plan, f.name))
+        for f in dataclasses.fields(plan)
+        if f.name not in _NOT_MEASUREMENT
+    }
     setup["protocol"] = _protocol(setup["protocol"])
     if version == 1:
         # Speculative decoding's fields stay out when unset.
@@ -123,5 +127,6 @@ def id_with_setup(point: PointSpec, setup: str, version: int = CURRENT_VERSION) 
 
 
 def point_ids(plan: JobPlan, version: int = CURRENT_VERSION) -> dict[tuple, str]:
-    """Every point's id, by point key."""
-    return {p.key: point_id(plan, p, version) for p in plan.points}
+    """Every point's id, by point key (the plan's setup hashed once for all of them)."""
+    setup = measurement_hash(plan, version)
+    return {p.key: id_with_setup(p, setup, version) for p in plan.points}
