@@ -479,6 +479,24 @@ def test_the_fig11_layer_plans_a_part_of_the_grids_job_with_the_same_point_ids()
     assert len(ids) == len(job.points) and set(ids.values()) <= set(whole.values())
 
 
+def test_a_session_of_the_batch_8_tasks_plans_points_of_the_whole_layer(tmp_path):
+    """config/h200_tasks_batch8.yaml is measured in sessions of a few tasks each, each adding
+    a layer that lists its tasks: every session's points carry the whole layer's ids, on both
+    engines, so the rows of all sessions are points of that one layer."""
+    root = Path(__file__).resolve().parents[1] / "config"
+    layers = [root / n for n in ("h200.yaml", "h200_three_trials.yaml", "h200_tasks_batch8.yaml")]
+    whole = plan_study(load_config(*layers))
+    assert sorted(whole) == ["llama-3.1-8b__pytorch", "llama-3.1-8b__vllm"]
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text("experiments:\n  classical_tasks:\n    tasks: [summarization]\n")
+    session = plan_study(load_config(*layers, tasks))
+    for group, job in whole.items():
+        assert {p.batch_size for p in job.points} == {8} and len(job.points) == 4
+        (point,) = session[group].points
+        assert point.stream.trace == "summarization"
+        assert point_ids(session[group])[point.key] == point_ids(job)[point.key]
+
+
 def _beside_fig11(layer: str) -> tuple[JobPlan, JobPlan, int]:
     """Fig 11's job with a comparison layer on it, the job itself, and how many of the job's
     shapes the layer measures (each one of the job's)."""
