@@ -18,7 +18,9 @@ longer a warm-up took than a repetition of its window: about 1 where it found th
 the warm-ups before a point's first trial in its run's engine instance (a trial's run is the
 one whose start and end hold its timestamp) and those before its later trials, and
 ``later_warmups_s`` is what the later ones took: the time that warming a point up once per
-engine instance (``warmup_every_trial: false``) would not spend. ``bound_searches_s`` is the
+engine instance (``warmup_every_trial: false``) would not spend, and
+``share_if_warmed_up_once`` the share of the job's time inside windows without it.
+``bound_searches_s`` is the
 probes' time below the batches out of memory, where their rows timed it (``bound_search_s``),
 and ``out_of_memory_attempts_s`` the attempts that ran out of memory, where their rows timed
 them (``out_of_memory_s``); ``rest_s`` is the job's time outside the engine start, the windows,
@@ -181,6 +183,9 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         "out_of_memory_attempts_s": round(attempts_s, 1),
         "rest_s": round(rest_s, 1),
         "share_in_windows": round(windows_s / wall_s, 3) if wall_s else float("nan"),
+        "share_if_warmed_up_once": round(windows_s / (wall_s - later_warmups_s), 3)
+        if wall_s > later_warmups_s
+        else float("nan"),
     }
 
 

@@ -247,6 +247,8 @@ def test_warm_ups_before_a_points_later_trials_in_one_engine_instance_count_apar
     )
     share = bench.job_share(journal, runs)
     assert share["later_warmups_s"] == 2.1
+    # Windows of 2 s in each of three trials, over the 660 s of the two runs less that 2.1 s.
+    assert share["share_if_warmed_up_once"] == round(6.0 / (660.0 - 2.1), 3)
     assert share["first_warmup_over_repetition_max"] == 1.5
     assert share["later_warmup_over_repetition_max"] == 1.05
     assert share["warmups_s"] == pytest.approx(7.7)
