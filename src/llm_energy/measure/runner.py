@@ -560,6 +560,8 @@ def _seedable(
     ``version``) they would be filed under, first table first; with the table each came from."""
     mine = point_ids(plan, version)
     protocols = {p.key: _protocol(plan, p) for p in plan.points}
+    # Point key by id, per id version: named once for all the tables.
+    keys_by_id: dict[int, dict[str, tuple]] = {}
     found: dict[str, tuple[dict[str, Any], Path]] = {}
     for path, table in tables:
         if "point_id" not in table.columns:
@@ -570,7 +572,10 @@ def _seedable(
             else pd.Series(1, index=table.index)
         )
         for their_version in sorted(set(versions)):
-            theirs = {pid: key for key, pid in point_ids(plan, their_version).items()}
+            if their_version not in keys_by_id:
+                ids = point_ids(plan, their_version)
+                keys_by_id[their_version] = {pid: key for key, pid in ids.items()}
+            theirs = keys_by_id[their_version]
             rows = table[(versions == their_version) & table["point_id"].isin(theirs)]
             for _, row in rows.iterrows():
                 key = theirs[row["point_id"]]
