@@ -291,3 +291,46 @@ def test_the_alternating_warm_up_comparison_pairs_each_rows_trials_and_pools_ove
     assert "Over the rows" in report and "+3.00 %" in report
     with pytest.raises(ValueError, match="alternate"):
         bench.alternate_report(table.assign(trial_warmed_up=json.dumps([True] * 4)).iloc[:1])
+
+
+def test_the_task_rows_set_each_engine_beside_vllm_and_each_row_beside_earlier_sessions():
+    """task_rows.py: energy per request, PyTorch's over vLLM's at the same task and batch, and
+    against earlier sessions' rows of the same task, engine and examples: the change at the
+    same batch, the ratio at another."""
+    bench = _load("task_rows")
+
+    def row(engine: str, batch: int, energy: float, session: str, task="summarization") -> dict:
+        return {
+            "engine": engine,
+            "task": task,
+            "batch_size": batch,
+            "requests": 100,
+            "trials": 3,
+            "protocol_met": True,
+            "energy_j": energy,
+            "energy_j_ci95": energy / 100,
+            "duration_s": 10.0,
+            "mean_power_w": 500.0,
+            "control_drift_energy": 0.01,
+            "control_drift_duration": -0.02,
+            "machine_session": session,
+        }
+
+    session = pd.DataFrame([row("vllm", 8, 1000.0, "vm:b"), row("pytorch", 8, 3000.0, "vm:b")])
+    earlier = pd.DataFrame(
+        [
+            row("vllm", 8, 1250.0, "vm:a"),
+            row("vllm", 128, 500.0, "vm:a"),
+            row("vllm", 8, 999.0, "vm:b"),  # the session itself: not earlier
+            row("vllm", 8, 2000.0, "vm:a", task="translation"),  # another task
+        ]
+    )
+    lines = bench.task_rows(session, earlier).set_index("engine")
+    assert lines["energy_per_request_j"].to_dict() == {"vllm": 10.0, "pytorch": 30.0}
+    assert lines["energy_ci95_pct"].tolist() == [1.0, 1.0]
+    assert lines["energy_over_vllm"].to_dict() == {"vllm": 1.0, "pytorch": 3.0}
+    assert lines.loc["vllm", "energy_vs_vm_a_pct"] == -20.0
+    assert lines.loc["vllm", "energy_per_request_batch128_vm_a_j"] == 5.0
+    assert lines.loc["vllm", "over_batch128_vm_a"] == 2.0
+    assert lines[["energy_vs_vm_a_pct", "over_batch128_vm_a"]].loc["pytorch"].isna().all()
+    assert not any("vm_b" in column for column in lines.columns)
