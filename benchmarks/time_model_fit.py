@@ -124,8 +124,14 @@ def held_out_streams(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
                 per_request, timed_at = stream_seconds_per_request(times, stream, batch)
                 if timed_at is None:
                     continue
+                trace, serving, cap_in, cap_out = stream
                 requests = group.loc[
-                    (group["trace"] == stream[0]) & (group["batch_size"] == batch), "requests"
+                    (group["trace"] == trace)
+                    & (group["serving"] == serving)
+                    & (group["input_tokens"] == cap_in)
+                    & (group["output_tokens"] == cap_out)
+                    & (group["batch_size"] == batch),
+                    "requests",
                 ].iloc[0]
                 lines.append(
                     {

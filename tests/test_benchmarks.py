@@ -89,6 +89,13 @@ def test_the_fit_benchmark_times_a_new_request_stream_as_the_plan_does():
     text = bench.held_out_markdown(bench.held_out(rows, new), bench.held_out_streams(rows, new))
     assert "request streams: 0.50 of the predicted time per repetition in sum" in text
     assert "no row of the held-out table" in bench.held_out_markdown(pd.DataFrame())
+    # The same trace and batch served online with another number of requests is a stream of
+    # its own, each line with its own requests.
+    online = {**stream("generation", 128, 64.0), "serving": "online", "requests": 256}
+    rows = pd.concat([rows, pd.DataFrame([{**online, "batch_size": 32, "duration_s": 4.0}])])
+    lines = bench.held_out_streams(rows, pd.DataFrame([stream("generation", 128, 128.0), online]))
+    assert sorted(lines["requests"]) == [256, 1024]
+    assert lines.set_index("requests").loc[256, "predicted_s"] == 4.0
 
 
 def _trial_rows(trials: dict[tuple[int, int], list[float]], window_s: float) -> pd.DataFrame:
