@@ -107,8 +107,9 @@ def test_relative_links_exist(page):
 
 
 def test_the_protocol_cost_quoted_in_measuring_md_is_the_benchmarks_output():
-    """Every number of MEASURING.md's paragraph on what the protocol costs is one the
-    benchmark printed or read (benchmarks/gpu_time_share.py, its inputs and output kept in
+    """Every number of MEASURING.md's paragraph on what the protocol costs, and of each
+    session's paragraph in SESSIONS.md, is one the session's benchmarks printed or read
+    (benchmarks/gpu_time_share.py and the others, their inputs and outputs kept in
     benchmarks/data/)."""
     import re
 
@@ -121,6 +122,7 @@ def test_the_protocol_cost_quoted_in_measuring_md_is_the_benchmarks_output():
     quoted = re.findall(r"\d+(?:\.\d+)?", paragraph)
     assert len(quoted) > 20
     assert [q for q in quoted if q not in known_numbers] == []
+    text = (ROOT / "docs/SESSIONS.md").read_text()
     for start, files in (
         ("**A second session, on one H200**", "h200_2026-11-30b_*"),
         ("**A third session, on two H200s**", "h200_2026-11-30c_*"),
