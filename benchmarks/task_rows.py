@@ -26,7 +26,7 @@ KEY = ["engine", "task", "requests"]
 def _measured(tables: list[Path]) -> pd.DataFrame:
     """The measured rows of request streams in trials, with their task named."""
     if not tables:
-        return pd.DataFrame(columns=[*KEY, "batch_size", "machine_session", "energy_j"])
+        return pd.DataFrame(columns=[*KEY, "batch_size", "machine_session", "energy_per_request_j"])
     rows = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
     rows = rows[rows["feasible"].astype(bool) & rows["trials"].fillna(0).gt(0)]
     return rows.assign(task=rows["trace"])
@@ -38,6 +38,8 @@ def _session_name(session: str) -> str:
 
 def task_rows(session: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
     """One line per row of ``session``; see the module's docstring."""
+    session = session.reset_index(drop=True)
+    per_request = session["energy_per_request_j"]
     lines = pd.DataFrame(
         {
             "engine": session["engine"],
@@ -46,40 +48,33 @@ def task_rows(session: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
             "requests": session["requests"].astype(int),
             "trials": session["trials"].astype(int),
             "protocol_met": session["protocol_met"].astype(bool),
-            "energy_per_request_j": (session["energy_j"] / session["requests"]).round(2),
+            "energy_per_request_j": per_request.round(2),
             "energy_ci95_pct": (100 * session["energy_j_ci95"] / session["energy_j"]).round(2),
             "duration_s": session["duration_s"].round(2),
             "mean_power_w": session["mean_power_w"].round(1),
             "control_drift_energy_pct": (100 * session["control_drift_energy"]).round(2),
             "control_drift_duration_pct": (100 * session["control_drift_duration"]).round(2),
         }
-    ).reset_index(drop=True)
-    per_request = session["energy_j"].to_numpy() / session["requests"].to_numpy()
-    vllm = {
-        (r.task, r.batch_size, r.requests): e
-        for r, e in zip(lines.itertuples(), per_request, strict=True)
-        if r.engine == "vllm"
-    }
-    lines["energy_over_vllm"] = [
-        round(e / vllm[(r.task, r.batch_size, r.requests)], 2)
-        if (r.task, r.batch_size, r.requests) in vllm
-        else float("nan")
-        for r, e in zip(lines.itertuples(), per_request, strict=True)
-    ]
-    sessions = set(session["machine_session"])
-    earlier = earlier[~earlier["machine_session"].isin(sessions)]
+    )
+    stream = pd.Series(
+        list(lines[["task", "batch_size", "requests"]].itertuples(index=False, name=None))
+    )
+    on_vllm = lines["engine"] == "vllm"
+    vllm = dict(zip(stream[on_vllm], per_request[on_vllm], strict=True))
+    lines["energy_over_vllm"] = (per_request / stream.map(vllm)).round(2)
+    earlier = earlier[~earlier["machine_session"].isin(set(session["machine_session"]))]
+    mine = list(lines[KEY].itertuples(index=False, name=None))
     for (name, batch), group in earlier.groupby(["machine_session", "batch_size"]):
-        before = (group["energy_j"] / group["requests"]).groupby([group[k] for k in KEY]).mean()
-        matched = [before.get((r.engine, r.task, r.requests)) for r in lines.itertuples()]
+        means = group.groupby(KEY)["energy_per_request_j"].mean()
+        before = pd.Series([means.get(k, float("nan")) for k in mine], dtype=float)
         label = _session_name(name)
-        for i, (r, e, b) in enumerate(zip(lines.itertuples(), per_request, matched, strict=True)):
-            if b is None:
-                continue
-            if r.batch_size == batch:
-                lines.loc[i, f"energy_vs_{label}_pct"] = round(100 * (e / b - 1), 1)
-            else:
-                lines.loc[i, f"energy_per_request_batch{batch}_{label}_j"] = round(b, 2)
-                lines.loc[i, f"over_batch{batch}_{label}"] = round(e / b, 2)
+        same = before.notna() & lines["batch_size"].eq(batch)
+        other = before.notna() & ~same
+        if same.any():
+            lines.loc[same, f"energy_vs_{label}_pct"] = (100 * (per_request / before - 1)).round(1)
+        if other.any():
+            lines.loc[other, f"energy_per_request_batch{batch}_{label}_j"] = before.round(2)
+            lines.loc[other, f"over_batch{batch}_{label}"] = (per_request / before).round(2)
     return lines
 
 

@@ -315,6 +315,7 @@ def test_the_task_rows_set_each_engine_beside_vllm_and_each_row_beside_earlier_s
             "trials": 3,
             "protocol_met": True,
             "energy_j": energy,
+            "energy_per_request_j": energy / 100,
             "energy_j_ci95": energy / 100,
             "duration_s": 10.0,
             "mean_power_w": 500.0,
