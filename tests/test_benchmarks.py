@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from test_estimate import TRUE, _rows
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
 
 
 def _load(name: str) -> ModuleType:
@@ -342,3 +343,71 @@ def test_the_task_rows_set_each_engine_beside_vllm_and_each_row_beside_earlier_s
     assert lines.loc["vllm", "over_batch128_vm_a"] == 2.0
     assert lines[["energy_vs_vm_a_pct", "over_batch128_vm_a"]].loc["pytorch"].isna().all()
     assert not any("vm_b" in column for column in lines.columns)
+
+
+def test_the_rows_short_of_the_interval_target_say_what_sets_them_apart():
+    """ci_target.py: among rows of engines with CUDA graphs in two or more trials, those
+    wider than the target, widest first, each with its traits; eager rows, rows without trials
+    and infeasible rows are left out."""
+    bench = _load("ci_target")
+
+    def row(**kw):
+        base = {
+            "model": "m",
+            "engine": "vllm",
+            "serving": "batch",
+            "batch_size": 8,
+            "input_tokens": 512,
+            "output_tokens": 64,
+            "feasible": True,
+            "cuda_graphs": True,
+            "cuda_graph_max_batch": 512.0,
+            "trials": 6,
+            "energy_j": 100.0,
+            "energy_j_ci95": 1.0,
+            "duration_s": 2.0,
+            "trial_energy_j": "[100, 100, 100, 100, 100, 100]",
+        }
+        return base | kw
+
+    alternating = "[96, 104, 96, 104, 96, 104]"
+    rows = pd.DataFrame(
+        [
+            row(),  # within ±3 %
+            row(energy_j_ci95=5.0, duration_s=0.2, trial_energy_j="[130, 94, 94, 94, 94, 94]"),
+            row(serving="served", trials=3, energy_j_ci95=20.0, trial_energy_j="[90, 100, 110]"),
+            row(batch_size=1024, energy_j_ci95=4.0, trial_energy_j=alternating),
+            row(
+                cuda_graph_max_batch=None,
+                batch_size=1024,
+                energy_j_ci95=3.5,
+                trial_energy_j=alternating,
+            ),
+            row(cuda_graphs=False, energy_j_ci95=30.0),  # eager
+            row(trials=0, energy_j_ci95=30.0),  # before trials
+            row(feasible=False, energy_j_ci95=float("nan")),
+        ]
+    )
+    wide = bench.short_of_target(rows)
+    assert wide["energy_ci95_rel"].round(3).tolist() == [0.2, 0.05, 0.04, 0.035]
+    assert wide["served"].tolist() == [True, False, False, False]
+    assert wide["repetition_under_1s"].tolist() == [False, True, False, False]
+    # A batch above the recorded capture size; an unrecorded one is not counted as above it.
+    assert wide["above_graph_capture"].tolist() == [False, False, True, False]
+    # Without its first trial, the second row's trials agree exactly.
+    assert wide.loc[1, "energy_ci95_rel_after_first"] == 0.0
+    assert bench.summary(rows, wide) == (
+        "5 rows of engines with CUDA graphs in two or more trials; 4 wider than ±3 %: 1 served, "
+        "1 above the graph capture, 1 with repetitions under 1 s, 1 with none of these; "
+        "1 of them in three trials or fewer; 1 within it without their first trial."
+    )
+
+
+def test_the_shipped_list_of_rows_short_of_the_target_is_current():
+    """benchmarks/data/ci_target_h200.md is what ci_target.py writes from the shipped H200
+    tables (regenerate it when a table is added: DEVELOPING.md gives the command)."""
+    bench = _load("ci_target")
+    tables = sorted((ROOT / "resources/measurements/h200").glob("*.parquet"))
+    rows = pd.concat([pd.read_parquet(p).assign(table=p.stem) for p in tables], ignore_index=True)
+    shipped = (ROOT / "benchmarks/data/ci_target_h200.md").read_text().strip().splitlines()[-1]
+    assert shipped == bench.summary(rows, bench.short_of_target(rows))
