@@ -806,3 +806,64 @@ def test_each_row_records_the_environment_variables_that_change_how_its_engine_r
     monkeypatch.setenv("HF_TOKEN", "secret")  # not an engine setting: not recorded
     table = runner.run_job(_plan(tiny_config), tmp_path / "o.parquet", tmp_path / "j", log=print)
     assert set(table["engine_environment"]) == {"NCCL_P2P_DISABLE=1,VLLM_USE_FLASHINFER_SAMPLER=0"}
+
+
+def test_a_job_before_its_deadline_starts_no_trial_it_would_not_finish(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
+    """With a deadline, a trial that would end after it (by the point's longest trial so far in
+    the run, plus the control point) is not started: the job measures its control point at the
+    end and stops, the journal keeps every trial, and a rerun measures the rest."""
+    from llm_energy.measure import stop
+
+    tiny_config["protocol"].update(min_trials=2, control_point=True)
+    plan = _plan(tiny_config)
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    now = {"s": 0.0}
+    real_generate = fake_backend.generate
+
+    def generate(self, prepared, output_tokens, decoding):
+        now["s"] += 1.0  # every generation takes a second on the job's clock
+        return real_generate(self, prepared, output_tokens, decoding)
+
+    monkeypatch.setattr(fake_backend, "generate", generate)
+    # A trial or a control point takes 6 s: room for the first pass over the six points and
+    # the control point twice, not for the second pass.
+    deadline = stop.Deadline(at=50.0, source="a test", clock=lambda: now["s"])
+    messages: list[str] = []
+    with pytest.raises(stop.Stopped) as stopped:
+        runner.run_job(plan, out, journal, log=messages.append, deadline=deadline)
+    message = str(stopped.value)
+    assert message.startswith("stopped before a trial of ")
+    assert "(a test)" in message and "keeps every finished trial" in message
+    assert any(m.startswith("the job's time ends in 50 s (a test)") for m in messages)
+    # Every finished trial is in the journal, none was abandoned, and the time was not passed.
+    measured = sorted(journal.glob("*.t*.parquet"))
+    assert len(measured) == len(plan.points) and now["s"] <= deadline.at
+    # The run's control point was measured at its end too, so its drift is known.
+    assert len(list(journal.glob("control.*.end.parquet"))) == 1
+    monkeypatch.setattr(fake_backend, "generate", real_generate)
+    table = runner.run_job(plan, out, journal, log=lambda m: None)
+    assert len(table) == len(plan.points) and table["trials"].ge(2).all()
+
+
+def test_a_deadline_comes_from_stop_by_or_from_slurms_time_limit():
+    from llm_energy.errors import LlmEnergyError
+    from llm_energy.measure.stop import deadline_from
+
+    relative = deadline_from("+90", environ={})
+    assert 89 < relative.left_s() <= 90 and relative.source == "--stop-by +90"
+    import datetime as dt
+
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=600)
+    absolute = deadline_from(soon.strftime("%Y-%m-%dT%H:%M:%SZ"), environ={})
+    assert 595 < absolute.left_s() <= 600
+    assert deadline_from(None, environ={}) is None
+    # Under Slurm, the job's end as squeue gives it; none where it has no limit.
+    at = dt.datetime.now().timestamp() + 3600
+    slurm = deadline_from(None, environ={"SLURM_JOB_ID": "7"}, slurm_end=lambda job: at)
+    assert 3595 < slurm.left_s() <= 3600 and slurm.source == "Slurm job 7's time limit"
+    assert deadline_from(None, environ={"SLURM_JOB_ID": "7"}, slurm_end=lambda job: None) is None
+    for bad in ("+soon", "+-5", "tomorrow"):
+        with pytest.raises(LlmEnergyError, match="--stop-by"):
+            deadline_from(bad, environ={})

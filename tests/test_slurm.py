@@ -268,6 +268,9 @@ def test_a_job_past_its_time_limit_is_submitted_again_and_goes_on_from_its_journ
     job_log = (work / "logs/measure/cpu/tiny-llama__pytorch.log").read_text()
     assert "journal: a run of this job stopped at" in job_log  # at the time limit, on SIGTERM
     assert "stopped by SIGTERM" in job_log
+    # The job read its time limit from Slurm (each point has one trial here, so none of its
+    # trials had an earlier one to say it would not fit).
+    assert re.search(r"the job's time ends in \d+ s \(Slurm job \d+'s time limit\)", job_log)
     trials = [p for p in journal.glob("*.parquet") if not p.name.startswith("control.")]
     assert len(trials) == len(table)
 

@@ -34,10 +34,12 @@ def _read_plan(path: Path) -> JobPlan:
 
 def cmd_measure(args: argparse.Namespace) -> None:
     from llm_energy.measure.runner import run_job
+    from llm_energy.measure.stop import deadline_from
 
     plan_path = Path(args.plan)
     plan = _read_plan(plan_path)
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
+    deadline = None if args.from_journal else deadline_from(args.stop_by)
 
     def job(measure: bool = True) -> None:
         run_job(
@@ -49,6 +51,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
             tasks_dir=Path(args.task_lengths),
             pg19_path=Path(args.pg19),
             measure=measure,
+            deadline=deadline,
         )
 
     if args.from_journal:
@@ -673,6 +676,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="measure nothing: write the table of the trials the journal holds (a stopped "
         "job's points with fewer trials than the protocol asks say so in protocol_note)",
+    )
+    m.add_argument(
+        "--stop-by",
+        metavar="WHEN",
+        help="when the job's time ends: +SECONDS from now, or an ISO 8601 time (UTC unless it "
+        "says otherwise); the job starts no trial that its earlier trials say would end after "
+        "it, and stops with what it measured in its journal (default: under Slurm, the job's "
+        "time limit; else none)",
     )
     m.add_argument(
         "--attempt",

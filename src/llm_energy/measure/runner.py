@@ -330,11 +330,13 @@ def run_job(
     tasks_dir: Path | None = None,
     pg19_path: Path | None = None,
     measure: bool = True,
+    deadline: stop.Deadline | None = None,
 ) -> pd.DataFrame:
     """Measure every point of ``plan`` not yet in the journal, then write the job's table.
     Request-stream points draw their lengths from the prepared traces in ``traces_dir`` or the
     classical tasks' lengths in ``tasks_dir``; PG-19 points cut their prompts from the tokens
-    in ``pg19_path``. Without ``measure``, the table holds what the journal holds."""
+    in ``pg19_path``. Without ``measure``, the table holds what the journal holds. With
+    ``deadline``, the job starts no trial it would not finish before it."""
     journal = Journal(journal_dir, log=log)
     for earlier in journal.stops():
         log(f"journal: a run of this job stopped at {earlier['stopped_at']}: {earlier['reason']}")
@@ -366,10 +368,16 @@ def run_job(
             "trials are complete and what the journal holds of the rest"
         )
     if due and measure:
+        if deadline is not None:
+            log(
+                f"the job's time ends in {deadline.left_s():.0f} s ({deadline.source}): a "
+                "trial that its point's earlier trials say would end after it is left for the "
+                "next run"
+            )
         pg19 = PG19Prompts(pg19_path) if pg19_path is not None else None
         before = sum(len(t) for t in trials.values())
         try:
-            _measure_points(plan, points, ids, trials, journal, log, streams, pg19)
+            _measure_points(plan, points, ids, trials, journal, log, streams, pg19, deadline)
         except stop.Stopped as exc:
             done = sum(len(t) for t in trials.values()) - before
             journal.record_stop(utc_now(), str(exc))
@@ -716,12 +724,15 @@ def _measure_points(
     log: Log,
     streams: TraceLengths | None = None,
     pg19: PG19Prompts | None = None,
+    deadline: stop.Deadline | None = None,
 ) -> None:
     """Measure trials until no point needs one, pass after pass over the points in flight
     (:class:`~llm_energy.measure.trials.TrialSchedule`, at most the protocol's
     ``points_in_flight`` of them): first trials in the planned order, later ones in a seeded
     shuffled order, so that what changes over the job lands in each point's spread rather
-    than in one point."""
+    than in one point. Before ``deadline``, a trial that would not finish with the control
+    point after it (by the longest of the point's trials so far in this run) is not started:
+    the job measures its control point and stops (:class:`~llm_energy.measure.stop.Stopped`)."""
     proto = plan.protocol
     model_dir = resolve_model_dir(plan.model, plan.mirror.get("models"))
     arch_hash = architecture_hash(load_config_dict(model_dir))
@@ -812,7 +823,12 @@ def _measure_points(
                 f"{row['energy_j']:.2f} J"
             )
 
+        clock = deadline.clock if deadline is not None else time.monotonic
+        started = clock()
         measure_control("start")
+        control_s = clock() - started
+        took: dict[tuple, float] = {}  # the longest trial of each point in this run (s)
+        stopping = None
         schedule = TrialSchedule(
             points,
             lambda p: needs_trial(trials[p.key], _protocol(plan, p), here),
@@ -824,6 +840,17 @@ def _measure_points(
             pass_started = time.perf_counter()
             for n, point in enumerate(order, start=1):
                 stop.check()
+                if deadline is not None and point.key in took:
+                    left_s = deadline.left_s()
+                    if took[point.key] + control_s > left_s:
+                        stopping = (
+                            f"stopped before a trial of {ids[point.key]}: the job's time ends "
+                            f"in {left_s:.0f} s ({deadline.source}), and the point's trials "
+                            f"took up to {took[point.key]:.0f} s in this run, the control "
+                            f"point {control_s:.0f} s"
+                        )
+                        break
+                trial_started = clock()
                 trial = journal.next_trial(ids[point.key])
                 row = {
                     **point_identity(plan, point),
@@ -855,6 +882,7 @@ def _measure_points(
                 row["timestamp"] = utc_now()
                 journal.record_trial(ids[point.key], trial, row)
                 trials[point.key].append(row)
+                took[point.key] = max(took.get(point.key, 0.0), clock() - trial_started)
                 if unusable is not None:
                     raise unusable
                 above = (
@@ -887,7 +915,11 @@ def _measure_points(
                         f"pass ends in ~{pass_left_s:.0f} s, {owed} trials left at min_trials",
                     )
                 )
+            if stopping:
+                break
         measure_control("end")
+        if stopping:
+            raise stop.Stopped(stopping)
     finally:
         for m in (meter, *cross):
             m.close()

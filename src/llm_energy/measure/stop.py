@@ -1,5 +1,11 @@
 """Stopping a measurement job at the next safe place when it is asked to.
 
+A job that knows when its time ends (:class:`Deadline`: ``llm-energy measure --stop-by``, or
+under Slurm the job's end time) does not start a trial it would not finish: before each trial
+it compares the time left with what the point's trials took earlier in the run, and where the
+trial would not fit it measures its control point once more and stops, as a stop asked for by a
+signal would, but without abandoning a window.
+
 Slurm sends SIGTERM before it kills a job (preemption, ``scontrol requeue``, the time limit,
 ``scancel``) and SIGKILL after its ``KillWait``. On SIGTERM a measurement job goes on only to
 the next safe place: the end of the current repetition, which every tensor-parallel rank
@@ -11,11 +17,14 @@ before it gets there loses nothing more: journal entries are written whole or no
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
@@ -88,3 +97,70 @@ def forwarded_to(child: subprocess.Popen, *signals: signal.Signals) -> AbstractC
             child.send_signal(signum)
 
     return _handled(forward, signals)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a job's time ends, on ``clock`` (seconds), and where that end came from."""
+
+    at: float
+    source: str
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
+
+    def left_s(self) -> float:
+        """Seconds until the end."""
+        return self.at - self.clock()
+
+
+def _slurm_end(job_id: str) -> float | None:
+    """The Unix time at which Slurm job ``job_id`` ends, from ``squeue``; None where it has no
+    time limit or squeue cannot say."""
+    try:
+        done = subprocess.run(
+            ["squeue", "--noheader", "--jobs", job_id, "--format", "%e"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    try:  # squeue prints the end in the local time zone, as this process reads it
+        return datetime.fromisoformat(done.stdout.strip()).timestamp()
+    except ValueError:  # "N/A", "Unknown", "NONE": no end
+        return None
+
+
+def deadline_from(
+    stop_by: str | None,
+    environ: Mapping[str, str] = os.environ,
+    slurm_end: Callable[[str], float | None] = _slurm_end,
+) -> Deadline | None:
+    """The job's deadline: ``stop_by`` as ``+SECONDS`` from now or an ISO 8601 time (UTC
+    unless it says otherwise), else under Slurm the job's end time, else none."""
+    now, wall = time.monotonic(), time.time()
+    if stop_by:
+        if stop_by.startswith("+"):
+            try:
+                seconds = float(stop_by[1:])
+            except ValueError:
+                seconds = -1.0
+            if seconds < 0:
+                raise LlmEnergyError(f"--stop-by {stop_by}: expected +SECONDS, such as +1500")
+            return Deadline(now + seconds, f"--stop-by {stop_by}")
+        try:
+            end = datetime.fromisoformat(stop_by.replace("Z", "+00:00"))
+        except ValueError:
+            raise LlmEnergyError(
+                f"--stop-by {stop_by}: expected +SECONDS or an ISO 8601 time such as "
+                "2026-12-04T21:25:00Z"
+            ) from None
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=UTC)
+        return Deadline(now + end.timestamp() - wall, f"--stop-by {stop_by}")
+    job = environ.get("SLURM_JOB_ID")
+    if job:
+        end_s = slurm_end(job)
+        if end_s is not None:
+            return Deadline(now + end_s - wall, f"Slurm job {job}'s time limit")
+    return None
