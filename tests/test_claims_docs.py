@@ -1,6 +1,7 @@
 """The claims the docs quote against the claims computed from the shipped rows: the generated
 blocks and tables are current, every signed percentage of the README and of the claims page is
-a number that the computed tables or the paper give, and the summary renderer itself."""
+a number that the computed tables or the paper give, every energy per request the claims page
+quotes is a shipped row's with its interval, and the summary renderer itself."""
 
 from __future__ import annotations
 
@@ -132,7 +133,69 @@ def test_the_pattern_finds_signed_numbers_and_not_ranges():
     assert [n for n, _ in signed_percentages(text)] == ["-45.4", "+26", "-5.5"]
 
 
-# --- (c) the summary renderer, on a small table --------------------------------------------------
+# --- (c) every energy per request the claims page quotes is a row's -----------------------------
+
+# "23.5 J", "23.5 J per request", each with its interval where one follows: "(±1.0 %)".
+JOULES = re.compile(
+    r"(?<![\w.,])(\d+(?:\.\d+)?) J(?![\w/])(?: per request)?(?:\s+\(\u00b1(\d+(?:\.\d+)?) %\))?"
+)
+
+
+def quoted_energies(text: str) -> list[tuple[str, str | None]]:
+    """(energy as printed, its interval's half-width in per cent or None) of every energy in
+    joules the text quotes, read across line breaks."""
+    return [(joules, pct or None) for joules, pct in JOULES.findall(" ".join(text.split()))]
+
+
+def row_energies(rows: pd.DataFrame) -> dict[str, set[str]]:
+    """Every measured row's energy per request, at the precision printed, mapped to its
+    interval's half-width as a share of it (per cent, at one decimal; empty without trials)."""
+    out: dict[str, set[str]] = {}
+
+    def column(name: str) -> pd.Series:  # the H100 rows predate trials and their columns
+        return rows[name].astype(float) if name in rows else pd.Series(math.nan, rows.index)
+
+    per_request = column("energy_per_request_j")
+    half = column("energy_per_request_j_ci95")
+    share = column("energy_j_ci95") / column("energy_j")
+    share = (half / per_request).where(half.notna(), share)
+    for value, rel in zip(per_request, share, strict=True):
+        if pd.isna(value):
+            continue
+        for digits in (0, 1, 2):
+            out.setdefault(f"{value:.{digits}f}", set()).update(
+                set() if pd.isna(rel) else {f"{100 * rel:.1f}"}
+            )
+    return out
+
+
+def test_every_energy_per_request_quoted_is_a_row_s_with_its_interval(computed):
+    energies: dict[str, set[str]] = {}
+    for c in computed.values():
+        for value, shares in row_energies(c["rows"]).items():
+            energies.setdefault(value, set()).update(shares)
+    quoted = quoted_energies(PAGE.read_text())
+    assert quoted, "docs/REPRODUCTION.md quotes no energy in joules: is the pattern still right?"
+    stray = [
+        f"{joules} J" + (f" (\u00b1{pct} %)" if pct else "")
+        for joules, pct in quoted
+        if joules not in energies or (pct is not None and pct not in energies[joules])
+    ]
+    assert not stray, (
+        "docs/REPRODUCTION.md quotes energies per request that no shipped row gives with that "
+        "interval:\n" + "\n".join(stray)
+    )
+
+
+def test_the_joules_pattern_reads_values_and_intervals_across_lines():
+    text = (
+        "used 14.0 J per request (\u00b118.4 %) against 5.7 J\n(\u00b11.6 %), and 39.0 J; "
+        "1,024 J/token"
+    )
+    assert quoted_energies(text) == [("14.0", "18.4"), ("5.7", "1.6"), ("39.0", None)]
+
+
+# --- (d) the summary renderer, on a small table --------------------------------------------------
 
 
 def _claim(claim, quantity, condition, paper_value, value, half, verdict):
