@@ -1248,3 +1248,57 @@ def test_a_points_first_warm_up_costs_what_the_engines_rows_measured(tiny_config
     assert extra_s > 0 and gained * 3600 == pytest.approx(extra_s)
     assert "a point's first warm-up 1.50 times a repetition" in slow.caveat(plan)
     assert "first warm-up" not in TRUE.caveat(plan)
+
+
+def test_with_resume_from_shipped_the_estimate_leaves_out_what_the_tables_complete(
+    tiny_config, tmp_path, capsys
+):
+    """As the workflow seeds a job's journal with resume_from_shipped, the command counts as
+    done each point that a row of the given tables completes, and times only the rest."""
+    import yaml
+
+    from llm_energy.cli import main
+    from llm_energy.config import validate
+    from llm_energy.measure.plan import plan_study
+    from llm_energy.measure.point_ids import CURRENT_VERSION, point_ids
+
+    plan = plan_study(validate(tiny_config))["tiny__pytorch"]
+    ids = point_ids(plan, CURRENT_VERSION)
+    done = [p for p in plan.points if p.batch_size == 1]
+    assert 0 < len(done) < len(plan.points)
+    fit = _rows(TRUE)
+    seeds = fit.iloc[: len(done)].assign(
+        batch_size=[p.batch_size for p in done],
+        input_tokens=[p.input_tokens for p in done],
+        output_tokens=[p.output_tokens for p in done],
+        point_id=[ids[p.key] for p in done],
+        point_id_version=CURRENT_VERSION,
+        repetitions=2,
+        trials=1,
+        protocol_met=True,
+        error="",
+    )
+    table = tmp_path / "rows.parquet"
+    pd.concat([fit, seeds], ignore_index=True).to_parquet(table)
+    base = tmp_path / "tiny.yaml"
+    base.write_text(yaml.safe_dump(tiny_config))
+    resume = tmp_path / "resume.yaml"
+    resume.write_text("resume_from_shipped: true\n")
+
+    def printed(*configs) -> tuple[list[str], list[str], str]:
+        assert main(["estimate-gpu-hours", *map(str, configs), "--measurements", str(table)]) == 0
+        out = capsys.readouterr()
+        lines = [ln.split() for ln in (out.out + out.err).splitlines()]
+        header = next(ln for ln in lines if ln and ln[0] == "group")
+        job = next(ln for ln in lines if ln and ln[0] == "tiny__pytorch")
+        return header, job, out.out + out.err
+
+    header, whole, said = printed(base)
+    assert "points_left" not in header
+    assert f"{len(plan.points)} points;" in said
+    whole_min = float(whole[header.index("estimated_job_min")])
+    header, rest, said = printed(base, resume)
+    left = len(plan.points) - len(done)
+    assert int(rest[header.index("points_left")]) == left
+    assert f"{len(plan.points)} points, {left} of them left to measure;" in said
+    assert 0 < float(rest[header.index("estimated_job_min")]) < whole_min

@@ -255,9 +255,16 @@ def cmd_estimate(args: argparse.Namespace) -> None:
 
     tables = read_tables(args.measurements)
     measured = pd.concat([table for _, table in tables], ignore_index=True)
+    # What the run would measure: the trials its journals leave, and with resume_from_shipped
+    # none of a point that a row of the given tables completes, as the workflow's job seeds it.
+    seeds = tables if config["resume_from_shipped"] else ()
     left = None
-    if args.journals:
-        left = {g: trials_left(plan, Path(args.journals) / g) for g, plan in jobs.items()}
+    if args.journals or seeds:
+        journals = Path(args.journals) if args.journals else None
+        left = {
+            g: trials_left(plan, journals / g if journals else None, seeds)
+            for g, plan in jobs.items()
+        }
     allocation_s = None if args.allocation_min is None else 60 * args.allocation_min
     table = estimate(jobs, measured, left, allocation_s)
     if left is None:
@@ -279,8 +286,11 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     table = table.drop(columns="longest_trial")
     _log(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     known = table["estimated_gpu_hours"].dropna()
+    points = f"{table['points'].sum()} points"
+    if "points_left" in table:
+        points += f", {table['points_left'].sum()} of them left to measure"
     _log(
-        f"ESTIMATE (not a measurement): {len(table)} GPU jobs, {table['points'].sum()} points; "
+        f"ESTIMATE (not a measurement): {len(table)} GPU jobs, {points}; "
         f"{known.sum():.2f} GPU-hours for the {len(known)} jobs with measurements to fit"
     )
     if allocation_s is not None:
@@ -901,7 +911,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--journals",
         help="the jobs' journal folders (results/journal/HARDWARE): estimate only the trials "
-        "they leave to measure",
+        "they leave to measure (with resume_from_shipped in the configuration, the points that "
+        "the --measurements tables complete are left out too, as the workflow's jobs seed them)",
     )
     e.add_argument(
         "--allocation-min",
