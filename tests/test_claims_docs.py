@@ -1,7 +1,8 @@
 """The claims the docs quote against the claims computed from the shipped rows: the generated
 blocks and tables are current, every signed percentage of the README and of the claims page is
 a number that the computed tables or the paper give, every energy per request the claims page
-quotes is a shipped row's with its interval, and the summary renderer itself."""
+quotes is a shipped row's with its interval, every ratio of the classical tasks it quotes is
+one of two of their rows, and the summary renderer itself."""
 
 from __future__ import annotations
 
@@ -193,6 +194,57 @@ def test_the_joules_pattern_reads_values_and_intervals_across_lines():
         "1,024 J/token"
     )
     assert quoted_energies(text) == [("14.0", "18.4"), ("5.7", "1.6"), ("39.0", None)]
+
+
+# A ratio of energies per request the classical-tasks section quotes: "3.0 times", "4.0
+# (translation) to 5.7 (summarization) times".
+TIMES = re.compile(
+    r"(\d+\.\d+)(?: \([a-z]+\))? to (\d+\.\d+)(?: \([a-z]+\))? times|(\d+\.\d+) times"
+)
+
+
+def quoted_ratios(text: str) -> list[str]:
+    return [n for match in TIMES.findall(" ".join(text.split())) for n in match if n]
+
+
+def task_ratios(rows: pd.DataFrame) -> set[str]:
+    """Energy per request of one classical-task row over another's of the same task and 1,024
+    examples, at one and two decimals: another batch on the same engine, or the other engine
+    at the same batch in the same machine session."""
+    tasks = rows[
+        rows["experiments"].astype(str).str.contains("classical_tasks")
+        & (rows["requests"] == 1024)
+        & rows["energy_per_request_j"].notna()
+    ].assign(session=lambda r: machine_sessions(r))
+    ratios: set[str] = set()
+    for _, a in tasks.iterrows():
+        for _, b in tasks.iterrows():
+            same_engine = a["engine"] == b["engine"]
+            paired = (same_engine and a["batch_size"] != b["batch_size"]) or (
+                not same_engine and a["batch_size"] == b["batch_size"] and a.session == b.session
+            )
+            if a["trace"] == b["trace"] and paired:
+                ratio = a["energy_per_request_j"] / b["energy_per_request_j"]
+                ratios |= {f"{ratio:.1f}", f"{ratio:.2f}"}
+    return ratios
+
+
+def test_every_ratio_the_classical_tasks_section_quotes_is_one_of_its_rows(computed):
+    text = PAGE.read_text()
+    section = text[text.index("## Classical tasks") : text.index("## 8.")]
+    quoted = quoted_ratios(section)
+    assert quoted, "the classical-tasks section quotes no ratio: is the pattern still right?"
+    allowed = task_ratios(computed["h200"]["rows"])
+    stray = [n for n in quoted if n not in allowed]
+    assert not stray, (
+        "docs/REPRODUCTION.md's classical-tasks section quotes ratios of energy per request "
+        f"that no two shipped rows of one task give: {stray}"
+    )
+
+
+def test_the_ratio_pattern_reads_single_ratios_and_ranges():
+    text = "used 4.0 (translation) to 5.7 (summarization)\ntimes vLLM's, and 1.07 times; twice"
+    assert quoted_ratios(text) == ["4.0", "5.7", "1.07"]
 
 
 # --- (d) the summary renderer, on a small table --------------------------------------------------
