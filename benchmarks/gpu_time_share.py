@@ -1,11 +1,16 @@
 """How much of a measurement job's GPU time lies inside measurement windows, and how many trials
 the adaptive protocol spent against fixed counts.
 
-    python benchmarks/gpu_time_share.py --journals DIR --job-times CSV [--estimate CSV] [--json OUT]
+    python benchmarks/gpu_time_share.py --journals DIR [--job-times CSV] [--estimate CSV] \
+        [--json OUT]
 
-``DIR`` holds one journal folder per job (``results/journal/{hardware}/{group}``); ``CSV`` has
+``DIR`` holds one journal folder per job (``results/journal/{hardware}/{group}``). Each run of a
+job's process (a job resumed from its journal has several) is read from the journal, which
+records when it started and ended (``run.*.json``), its engine start being its trials'
+``engine_load_s``; a run killed outright has no end there and is left out, said on stderr.
+``--job-times CSV`` gives the runs instead (journals written before runs were recorded):
 ``job, started_utc, ended_utc`` and optionally ``engine_loaded_s`` (the job log's "loaded ... in
-N s"), one line per run of the job's process (a job resumed from its journal has several). A
+N s"), one line per run. A
 trial's window time is its repetitions times its time per repetition, prefill windows included;
 its warm-up, where it had one, is its first warm-up call as timed, or in trials written before
 warm-ups were timed one repetition more (a request stream's, one batch of each of its groups,
@@ -36,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +118,41 @@ def timed_sum(trials: list, column: str) -> float:
     before it was timed), so that the time stays in the rest rather than reading as zero."""
     timed = [float(t[column]) for t in trials if not pd.isna(t.get(column))]
     return sum(timed) if timed else math.nan
+
+
+def recorded_runs(journal: Path) -> pd.DataFrame:
+    """The runs the job's journal records (``run.*.json``), as ``--job-times`` lines: job,
+    started_utc, ended_utc, engine_loaded_s (the ``engine_load_s`` of the first trial the run
+    measured, NaN where it measured none) and exit_status. A run without an end, killed
+    outright, is left out and said."""
+    trials = [pd.read_parquet(p).iloc[0] for p in sorted(journal.glob("*.t*.parquet"))]
+    stamps = [pd.Timestamp(t["timestamp"]) for t in trials]
+    stamps = [s.tz_localize("UTC") if s.tzinfo is None else s for s in stamps]
+    lines = []
+    for path in sorted(journal.glob("run.*.json")):
+        run = json.loads(path.read_text())
+        if "ended_utc" not in run:
+            print(f"{journal.name}: the run of {run['started_utc']} has no end", file=sys.stderr)
+            continue
+        start, end = (pd.Timestamp(run[k]) for k in ("started_utc", "ended_utc"))
+        loads = [
+            float(t["engine_load_s"])
+            for t, at in zip(trials, stamps, strict=True)
+            if start <= at <= end and not pd.isna(t.get("engine_load_s"))
+        ]
+        lines.append(
+            {
+                "job": journal.name,
+                "started_utc": run["started_utc"],
+                "ended_utc": run["ended_utc"],
+                "engine_loaded_s": loads[0] if loads else math.nan,
+                "exit_status": run["exit_status"],
+            }
+        )
+    return pd.DataFrame(lines, columns=[*JOB_TIMES, "engine_loaded_s", "exit_status"])
+
+
+JOB_TIMES = ["job", "started_utc", "ended_utc"]
 
 
 def job_share(journal: Path, runs: pd.DataFrame) -> dict:
@@ -192,11 +233,15 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--journals", type=Path, required=True)
-    ap.add_argument("--job-times", type=Path, required=True)
+    ap.add_argument("--job-times", type=Path)
     ap.add_argument("--estimate", type=Path)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    times = pd.read_csv(args.job_times)
+    if args.job_times:
+        times = pd.read_csv(args.job_times)
+    else:
+        journals = sorted(p for p in args.journals.iterdir() if p.is_dir())
+        times = pd.concat([recorded_runs(j) for j in journals], ignore_index=True)
     rows = [
         job_share(args.journals / job, runs)
         for job, runs in times.groupby("job", sort=False)

@@ -411,3 +411,43 @@ def test_the_shipped_list_of_rows_short_of_the_target_is_current():
     rows = pd.concat([pd.read_parquet(p).assign(table=p.stem) for p in tables], ignore_index=True)
     shipped = (ROOT / "benchmarks/data/ci_target_h200.md").read_text().strip().splitlines()[-1]
     assert shipped == bench.summary(rows, bench.short_of_target(rows))
+
+
+def test_the_gpu_time_share_reads_each_run_from_the_journal(tmp_path, capsys):
+    """gpu_time_share.py without --job-times: each run the journal records, its engine start
+    from the first trial it measured; a run killed outright (no end) is left out and said."""
+    import json
+
+    bench = _load("gpu_time_share")
+    journal = tmp_path / "job"
+    journal.mkdir()
+    runs = [
+        {"started_utc": "2026-12-04T10:00:00.000+00:00"},
+        {
+            "started_utc": "2026-12-04T11:00:00.000+00:00",
+            "ended_utc": "2026-12-04T11:05:00.000+00:00",
+            "outcome": "stopped",
+            "exit_status": 75,
+        },
+    ]
+    for run in runs:
+        name = f"run.{run['started_utc'].replace(':', '')}.json"
+        (journal / name).write_text(json.dumps(run) + "\n")
+    for n, (stamp, load_s) in enumerate(
+        [("2026-12-04T10:01:00+00:00", 50.0), ("2026-12-04T11:02:00+00:00", 40.0)], start=1
+    ):
+        row = {"point_id": "p", "feasible": True, "repetitions": 1, "duration_s": 2.0}
+        row |= {"timestamp": stamp, "engine_load_s": load_s}
+        pd.DataFrame([row]).to_parquet(journal / f"p.t{n}.parquet")
+    times = bench.recorded_runs(journal)
+    assert times.to_dict("records") == [
+        {
+            "job": "job",
+            "started_utc": "2026-12-04T11:00:00.000+00:00",
+            "ended_utc": "2026-12-04T11:05:00.000+00:00",
+            "engine_loaded_s": 40.0,
+            "exit_status": 75,
+        }
+    ]
+    assert "job: the run of 2026-12-04T10:00:00.000+00:00 has no end" in capsys.readouterr().err
+    assert bench.job_share(journal, times)["job_s"] == 300.0

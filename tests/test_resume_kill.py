@@ -1,11 +1,14 @@
 """A measurement process killed or stopped mid-sweep and started again measures every point
-exactly once."""
+exactly once, and the job's journal records each run: when it started, and how it ended
+where it ended itself."""
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +18,7 @@ from llm_energy.config import validate
 from llm_energy.measure.plan import plan_study
 from llm_energy.measure.runner import trials_left
 from llm_energy.measure.stop import EXIT_STOPPED
+from llm_energy.measure.store import Journal
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +59,18 @@ def _rerun_measures_only_the_rest(plan, command, out, journal, before):
     }
     for name, mtime in before.items():
         assert (journal / name).stat().st_mtime_ns == mtime, f"{name} was measured again"
+    first, rerun_run = Journal(journal).runs()
+    assert (rerun_run["outcome"], rerun_run["exit_status"]) == ("finished", 0)
+    return first
+
+
+def _recorded_runs(journal: Path):
+    """The runs benchmarks/gpu_time_share.py reads from the journal."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_time_share.py"
+    spec = importlib.util.spec_from_file_location("gpu_time_share", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.recorded_runs(journal)
 
 
 def test_killed_job_resumes_and_measures_each_point_once(tiny_config, tmp_path):
@@ -67,7 +83,11 @@ def test_killed_job_resumes_and_measures_each_point_once(tiny_config, tmp_path):
     # Whatever was being written at the kill never becomes a row.
     for path in journal.glob("*.parquet"):
         assert len(pd.read_parquet(path)) == 1
-    _rerun_measures_only_the_rest(plan, command, out, journal, before)
+    first = _rerun_measures_only_the_rest(plan, command, out, journal, before)
+    # Killed outright, the first run keeps its start alone; the benchmark reads the rerun.
+    assert "ended_utc" not in first
+    (run,) = _recorded_runs(journal).itertuples()
+    assert run.exit_status == 0 and run.engine_loaded_s > 0
 
 
 def test_sigterm_stops_the_job_at_a_safe_place_and_the_rerun_does_the_rest(tiny_config, tmp_path):
@@ -84,4 +104,7 @@ def test_sigterm_stops_the_job_at_a_safe_place_and_the_rerun_does_the_rest(tiny_
     for path in journal.glob("*.parquet"):
         assert len(pd.read_parquet(path)) == 1
     assert not list(journal.glob(".*.tmp"))  # nothing half written
-    _rerun_measures_only_the_rest(plan, command, out, journal, before)
+    first = _rerun_measures_only_the_rest(plan, command, out, journal, before)
+    assert (first["outcome"], first["exit_status"]) == ("stopped", EXIT_STOPPED)
+    assert first["reason"].startswith("stopped by SIGTERM")
+    assert list(_recorded_runs(journal)["exit_status"]) == [EXIT_STOPPED, 0]

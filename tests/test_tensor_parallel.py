@@ -14,6 +14,7 @@ from _pipeline import copy_pipeline, measure_command, run_snakemake
 from llm_energy.config import validate
 from llm_energy.errors import ConfigError
 from llm_energy.measure.plan import plan_study
+from llm_energy.measure.store import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,6 +86,9 @@ def test_two_processes_measure_every_point_once_with_one_row_each(tiny_config, t
     # Rerunning finds every point in the journal and still releases the other rank.
     _, log = _measure(jobs["tiny__pytorch-tp2"], tmp_path, "tp2")
     assert "2 already in the journal" in log
+    # Each command is one run of the job, its ranks part of it, not runs of their own.
+    runs = Journal(tmp_path / "tp2.journal").runs()
+    assert [(r["outcome"], r["exit_status"]) for r in runs] == [("finished", 0)] * 2
     assert json.loads(jobs["tiny__pytorch-tp2"].to_json())["engine"]["tensor_parallel_size"] == 2
 
 

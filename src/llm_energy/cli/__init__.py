@@ -58,13 +58,14 @@ def cmd_measure(args: argparse.Namespace) -> None:
         # What a stopped job measured, as its table: nothing is measured, no engine starts.
         job(measure=False)
         return
-    from llm_energy.measure import attempts
+    from llm_energy.measure import attempts, runs
 
     # A retry of a job that failed on its input stops at once with that failure.
     plan_text = plan_path.read_text()
     attempts.check(journal, plan_text, args.attempt)
     try:
-        _measure(args, plan, plan_path, journal, job)
+        with runs.recorded(journal, args.started_utc, args.attempt):
+            _measure(args, plan, plan_path, journal, job)
     except attempts.NOT_RETRIED as exc:
         attempts.record(journal, plan_text, args.attempt, exc)
         raise
@@ -954,8 +955,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from llm_energy.measure.provenance import utc_now
+
+    started_utc = utc_now("milliseconds")  # the command's start: a measurement run's
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.started_utc = started_utc
     from llm_energy.measure.stop import EXIT_STOPPED, Stopped
 
     try:

@@ -14,6 +14,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -138,6 +139,24 @@ class Journal:
         entry = json.dumps({"stopped_at": stopped_at, "reason": reason}) + "\n"
         name = f"stop.{stopped_at.replace(':', '')}.json"
         write_atomic(self.directory / name, lambda tmp: Path(tmp).write_text(entry))
+
+    def record_run(self, run: dict[str, Any]) -> None:
+        """One run of the job (a process of ``llm-energy measure``), filed by when it started
+        (``started_utc``): written when it starts and again, with when and how it ended, when
+        it ends; a run killed outright keeps its start alone."""
+        name = f"run.{str(run['started_utc']).replace(':', '')}.json"
+        text = json.dumps(run) + "\n"
+        write_atomic(self.directory / name, lambda tmp: Path(tmp).write_text(text))
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run of the job, oldest first."""
+        runs = []
+        for path in sorted(self.directory.glob("run.*.json")):
+            try:
+                runs.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:  # damaged, as in trials(): said, left out
+                self.log(f"journal: {path.name} cannot be read ({exc}); left out")
+        return runs
 
     def stops(self) -> list[dict[str, str]]:
         """Every stop of the job's runs, oldest first."""

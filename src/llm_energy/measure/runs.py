@@ -1,0 +1,68 @@
+"""The runs of a measurement job, each in its journal.
+
+A run is one process of ``llm-energy measure`` that measures: it starts, loads its engine,
+measures what the journal leaves, and ends by finishing, by stopping at a safe place (a signal,
+its time running out) or by failing. Its journal entry (``run.{started}.json``) says when it
+started, where (host, machine session, Slurm job, attempt) and, once it has ended, when and how
+(``outcome`` finished, stopped or failed, with the exit status and the reason). A run killed
+outright keeps its start alone. So a job's wall time, run by run, is in the journal beside its
+trials, with no log or scheduler record needed to read it back
+(``benchmarks/gpu_time_share.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from llm_energy.errors import LlmEnergyError
+from llm_energy.measure import provenance, stop
+from llm_energy.measure.store import Journal
+
+# Set while a run is recorded: the processes the run starts itself (tensor-parallel ranks under
+# torchrun, which run the same command) inherit it and are part of that run, not runs of their own.
+RUN_ENV = "LLM_ENERGY_RUN_STARTED"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def recorded(journal_dir: Path, started_utc: str, attempt: int | None = None) -> Iterator[None]:
+    """Record the run that starts at ``started_utc`` in the journal for as long as the block
+    runs, and how it ended; inside a process the run started itself, record nothing."""
+    if os.environ.get(RUN_ENV):
+        yield
+        return
+    run: dict[str, Any] = {
+        "started_utc": started_utc,
+        "host": socket.gethostname(),
+        "machine_session": provenance.machine_session(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "attempt": attempt,
+    }
+    journal = Journal(journal_dir)
+    journal.record_run(run)
+    ended: dict[str, Any] = {"outcome": "failed", "exit_status": 1, "reason": ""}
+    os.environ[RUN_ENV] = started_utc
+    try:
+        yield
+        ended = {"outcome": "finished", "exit_status": 0, "reason": ""}
+    except stop.Stopped as exc:
+        ended = {"outcome": "stopped", "exit_status": stop.EXIT_STOPPED, "reason": _reason(exc)}
+        raise
+    except LlmEnergyError as exc:
+        ended = {"outcome": "failed", "exit_status": 2, "reason": _reason(exc)}
+        raise
+    except BaseException as exc:
+        ended["reason"] = f"{type(exc).__name__}: {_reason(exc)}"
+        raise
+    finally:
+        os.environ.pop(RUN_ENV, None)
+        journal.record_run({**run, "ended_utc": provenance.utc_now("milliseconds"), **ended})

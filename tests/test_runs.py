@@ -1,0 +1,66 @@
+"""A measurement job's runs in its journal (src/llm_energy/measure/runs.py): when each started,
+and when and how it ended; a process the run started itself records nothing of its own. The
+runs of real processes, killed, stopped and finished: tests/test_resume_kill.py."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from llm_energy.errors import InputError
+from llm_energy.measure import runs, stop
+from llm_energy.measure.store import Journal
+
+
+def _runs(journal) -> list[dict]:
+    return Journal(journal).runs()
+
+
+def test_a_run_records_its_start_at_once_and_how_it_ended(tmp_path):
+    journal = tmp_path / "journal"
+    with runs.recorded(journal, "2026-12-04T10:00:00.000+00:00", attempt=1):
+        (started,) = _runs(journal)
+        assert started["started_utc"] == "2026-12-04T10:00:00.000+00:00"
+        assert "ended_utc" not in started and started["attempt"] == 1
+        assert started["machine_session"] and started["host"]
+    (run,) = _runs(journal)
+    assert (run["outcome"], run["exit_status"], run["reason"]) == ("finished", 0, "")
+    assert run["ended_utc"] >= run["started_utc"]
+    assert runs.RUN_ENV not in os.environ
+
+
+@pytest.mark.parametrize(
+    "error, outcome, status, reason",
+    [
+        (
+            stop.Stopped("stopped by SIGTERM\nmore"),
+            "stopped",
+            stop.EXIT_STOPPED,
+            "stopped by SIGTERM",
+        ),
+        (InputError("malformed trace x.csv"), "failed", 2, "malformed trace x.csv"),
+        (KeyboardInterrupt(), "failed", 1, "KeyboardInterrupt: KeyboardInterrupt"),
+    ],
+)
+def test_a_run_that_ends_early_says_how(tmp_path, error, outcome, status, reason):
+    journal = tmp_path / "journal"
+    with pytest.raises(type(error)), runs.recorded(journal, "2026-12-04T10:00:00.000+00:00"):
+        raise error
+    (run,) = _runs(journal)
+    assert (run["outcome"], run["exit_status"], run["reason"]) == (outcome, status, reason)
+    assert runs.RUN_ENV not in os.environ
+
+
+def test_a_process_the_run_started_itself_records_no_run_of_its_own(tmp_path):
+    journal = tmp_path / "journal"
+    with runs.recorded(journal, "2026-12-04T10:00:00.000+00:00"):
+        # A tensor-parallel rank under torchrun inherits the run's environment.
+        assert os.environ[runs.RUN_ENV] == "2026-12-04T10:00:00.000+00:00"
+        with runs.recorded(journal, "2026-12-04T10:00:05.000+00:00"):
+            pass
+    assert [r["started_utc"] for r in _runs(journal)] == ["2026-12-04T10:00:00.000+00:00"]
+    # Two runs of one job keep a record each, oldest first.
+    with runs.recorded(journal, "2026-12-04T11:00:00.000+00:00"):
+        pass
+    assert [r["outcome"] for r in _runs(journal)] == ["finished", "finished"]
