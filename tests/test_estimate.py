@@ -782,7 +782,7 @@ def test_a_searched_shape_costs_its_largest_feasible_batch_alone(tiny_config):
     """A shape searched for its largest feasible batch (the workload bins) costs the largest
     batch that fits and the probes between it and the batch above, out of memory; a plain
     shape costs every batch that fits; one above the fit, nothing."""
-    from llm_energy.measure.runner import BOUND_SEARCH_STEPS
+    from llm_energy.measure.bounds import BOUND_SEARCH_STEPS
 
     proto = ProtocolSpec(min_trials=3, control_point=False, measure_prefill=False)
     bins = tuple(PointSpec(b, 512, 64, experiments=("workload_estimates",)) for b in (16, 64, 256))
@@ -912,7 +912,7 @@ def test_measured_parts_keep_their_bins_and_come_first_when_the_others_are_split
     tables were measured with names the same points), marked measured; the other bins are
     split anew after it. A part with a bin not complete on every job is split again."""
     from llm_energy.analysis.gpu_hours import parts as module
-    from llm_energy.measure import runner
+    from llm_energy.measure import resume
 
     by_bin, starts = _minutes_by_bin()
     # Earlier parts, as written: part 1 holds (32, 8) alone, part 2 the rest.
@@ -960,7 +960,7 @@ def test_measured_parts_keep_their_bins_and_come_first_when_the_others_are_split
     }
     left = {"p1": 0, "p2": 0, "p3": 3, "v1": 0, "v2": 1, "o1": 3}
     monkeypatch.setattr(
-        runner, "trials_left", lambda plan, *a: {p.key: left[p.key] for p in plan.points}
+        resume, "trials_left", lambda plan, *a: {p.key: left[p.key] for p in plan.points}
     )
     assert module.measured_bins(plans, []) == {(32, 8)}
 
@@ -1136,7 +1136,7 @@ def test_a_search_largest_first_is_planned_with_its_probes_below_the_first_batch
     batch up does not: BOUND_SEARCH_STEPS generations at the batch midway; none where the next
     batch fits too, nothing says what fits, or the engine knows its largest batch (vLLM)."""
     from llm_energy.analysis.gpu_hours import bound_probe_seconds
-    from llm_energy.measure.runner import BOUND_SEARCH_STEPS
+    from llm_energy.measure.bounds import BOUND_SEARCH_STEPS
 
     tiny_config["experiments"]["controlled_sweeps"]["batch_sizes"] = [1, 2, 16]
     plan = plan_study(validate(tiny_config))["tiny__pytorch"]
@@ -1172,7 +1172,7 @@ def test_the_attempts_that_run_out_of_memory_cost_what_the_engines_rows_measured
     from llm_energy.analysis.gpu_hours import out_of_memory_seconds
     from llm_energy.analysis.gpu_hours.memory import out_of_memory_attempts
     from llm_energy.analysis.gpu_hours.time_models import measured_out_of_memory_s
-    from llm_energy.measure.runner import shape_key
+    from llm_energy.measure.bounds import shape_key
 
     tiny_config["experiments"]["controlled_sweeps"]["batch_sizes"] = [1, 2, 16, 32]
     plan = plan_study(validate(tiny_config))["tiny__pytorch"]

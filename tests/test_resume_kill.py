@@ -16,7 +16,7 @@ from _pipeline import measure_command
 
 from llm_energy.config import validate
 from llm_energy.measure.plan import plan_study
-from llm_energy.measure.runner import trials_left
+from llm_energy.measure.resume import trials_left
 from llm_energy.measure.stop import EXIT_STOPPED
 from llm_energy.measure.store import Journal
 

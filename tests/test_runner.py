@@ -15,7 +15,7 @@ from llm_energy.analysis.aggregate import REQUIRED_COLUMNS
 from llm_energy.backends.base import Backend
 from llm_energy.config import validate
 from llm_energy.errors import DeviceUnusableError
-from llm_energy.measure import runner
+from llm_energy.measure import resume, runner
 from llm_energy.measure.job import DecodingSpec
 from llm_energy.measure.plan import plan_study
 from llm_energy.measure.point_ids import measurement_hash
@@ -470,8 +470,8 @@ def test_a_journal_seeded_from_a_table_measured_elsewhere_measures_only_the_rest
     table = runner.run_job(small, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
     big = _plan(tiny_config, batch_sizes=(1, 2))
     journal = tmp_path / "b"
-    assert runner.seed_journal(big, [tmp_path / "a.parquet"], journal) == len(table)
-    assert runner.seed_journal(big, [tmp_path / "a.parquet"], journal) == 0  # kept, not redone
+    assert resume.seed_journal(big, [tmp_path / "a.parquet"], journal) == len(table)
+    assert resume.seed_journal(big, [tmp_path / "a.parquet"], journal) == 0  # kept, not redone
     fake_backend.calls = []
     runner.run_job(big, tmp_path / "b.parquet", journal, log=lambda m: None)
     assert {b for b, _ in fake_backend.calls} == {2}
@@ -489,7 +489,7 @@ def test_a_seeded_row_stands_whole_and_a_row_below_the_protocol_is_measured_agai
     # Complete rows are copied whole: no trial of this job is added to them, and the table
     # gives them as the shipped table has them.
     fake_backend.calls = []
-    assert runner.seed_journal(big, [tmp_path / "a.parquet"], tmp_path / "b") == len(shipped)
+    assert resume.seed_journal(big, [tmp_path / "a.parquet"], tmp_path / "b") == len(shipped)
     table = runner.run_job(big, tmp_path / "b.parquet", tmp_path / "b", log=lambda m: None)
     assert {b for b, _ in fake_backend.calls} == {2}
     copied = table.set_index("point_id").loc[shipped["point_id"]]
@@ -502,7 +502,7 @@ def test_a_seeded_row_stands_whole_and_a_row_below_the_protocol_is_measured_agai
     # measured again, all three trials in this job.
     before = shipped.drop(columns=["trials", "duration_s_ci95", "trial_duration_s"])
     before.to_parquet(tmp_path / "before.parquet")
-    assert runner.seed_journal(big, [tmp_path / "before.parquet"], tmp_path / "c") == 0
+    assert resume.seed_journal(big, [tmp_path / "before.parquet"], tmp_path / "c") == 0
     fake_backend.calls = []
     table = runner.run_job(big, tmp_path / "c.parquet", tmp_path / "c", log=lambda m: None)
     assert {b for b, _ in fake_backend.calls} == {1, 2}
@@ -510,7 +510,7 @@ def test_a_seeded_row_stands_whole_and_a_row_below_the_protocol_is_measured_agai
     # Nor is a row whose trial a device error ended.
     failed = shipped.assign(error="failed: CUDA error: unspecified launch failure")
     failed.assign(repetitions=0).to_parquet(tmp_path / "failed.parquet")
-    assert runner.seed_journal(big, [tmp_path / "failed.parquet"], tmp_path / "d") == 0
+    assert resume.seed_journal(big, [tmp_path / "failed.parquet"], tmp_path / "d") == 0
 
 
 def test_the_trials_left_are_what_the_journal_and_the_seeded_rows_leave(
@@ -524,20 +524,20 @@ def test_the_trials_left_are_what_the_journal_and_the_seeded_rows_leave(
 
     # Nothing measured: every point's three trials, and nothing is written.
     fresh = tmp_path / "fresh"
-    assert set(runner.trials_left(big, fresh).values()) == {3}
+    assert set(resume.trials_left(big, fresh).values()) == {3}
     assert not fresh.exists()
     # The journal of the smaller job completes the batch-1 points; so do the rows that
     # seeding would copy into an empty journal.
     for left in (
-        runner.trials_left(big, tmp_path / "a"),
-        runner.trials_left(big, fresh, runner.read_tables([tmp_path / "a.parquet"])),
+        resume.trials_left(big, tmp_path / "a"),
+        resume.trials_left(big, fresh, resume.read_tables([tmp_path / "a.parquet"])),
     ):
         assert {k: n for k, n in left.items()} == {k: 3 * (b == 2) for k, b in batch.items()}
     # A point with one of its trials in the journal needs two more.
     one = next(iter(runner.point_ids(small).values()))
     (tmp_path / "a" / f"{one}.t2.parquet").unlink()
     (tmp_path / "a" / f"{one}.t3.parquet").unlink()
-    left = runner.trials_left(big, tmp_path / "a")
+    left = resume.trials_left(big, tmp_path / "a")
     assert sorted(left.values()).count(2) == 1
 
 

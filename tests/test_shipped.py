@@ -317,7 +317,7 @@ def test_the_olmo_trial_rows_are_the_points_of_the_configuration_that_measured_t
     measures none of them again."""
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
-    from llm_energy.measure.runner import read_tables, trials_left
+    from llm_energy.measure.resume import read_tables, trials_left
 
     root = Path(__file__).resolve().parents[1]
     jobs = plan_study(
@@ -372,7 +372,7 @@ def test_the_grid_rows_are_points_of_the_grid(table, layers, complete):
     warm-up before every trial, of config/h200_qwen.yaml, which keeps that setting."""
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
-    from llm_energy.measure.runner import read_tables, trials_left
+    from llm_energy.measure.resume import read_tables, trials_left
 
     root = Path(__file__).resolve().parents[1]
     files = [str(root / "config" / name) for name in ("h200_grid.yaml", *layers)]
@@ -521,7 +521,7 @@ def test_the_layered_tables_rows_are_the_points_of_their_configuration(table):
     nothing of them again. A table of a job not yet finished holds some of its points."""
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
-    from llm_energy.measure.runner import read_tables, trials_left
+    from llm_energy.measure.resume import read_tables, trials_left
 
     root = Path(__file__).resolve().parents[1]
     from llm_energy.measure.point_ids import CURRENT_VERSION, point_ids
@@ -546,7 +546,7 @@ def test_parts_measured_on_the_coarser_ladder_keep_their_rows_and_leave_the_rung
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
     from llm_energy.measure.point_ids import CURRENT_VERSION, point_ids
-    from llm_energy.measure.runner import read_tables, trials_left
+    from llm_energy.measure.resume import read_tables, trials_left
 
     root = Path(__file__).resolve().parents[1]
     layers = ["h200.yaml", "h200_workloads.yaml", "h200_workloads_parts/part3.yaml"]

@@ -28,7 +28,7 @@ from llm_energy.backends.base import Backend
 from llm_energy.config import validate
 from llm_energy.errors import ConfigError, InputError
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths
-from llm_energy.measure import runner
+from llm_energy.measure import controls, runner
 from llm_energy.measure.job import DecodingSpec, PointSpec, StreamSpec, stable_hash
 from llm_energy.measure.plan import pg19_token_budget, plan_study, task_inputs, trace_inputs
 
@@ -644,7 +644,7 @@ def test_a_job_of_request_streams_alone_measures_a_control_point_of_its_own(tiny
     tiny_config["protocol"]["control_point"] = True
     config = _tasks_config(tiny_config, tasks=["translation"], batch_sizes=[4], max_input_tokens=40)
     job = plan_study(config)["tiny__pytorch"]
-    control = runner.control_point(job.points)
+    control = controls.control_point(job.points)
     (stream,) = job.points
     assert control is not None and control.stream is None and control not in job.points
     assert (control.batch_size, control.input_tokens) == (1, 40)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from test_runner import FakeBackend, QuietHost, _plan
 
-from llm_energy.measure import runner
+from llm_energy.measure import resume, runner
 from llm_energy.measure.job import ProtocolSpec
 from llm_energy.measure.trials import (
     TrialSchedule,
@@ -550,7 +550,7 @@ def test_points_in_flight_leaves_journals_and_shipped_rows_valid(
     assert fake_backend.calls == ["sentinel"]  # nothing measured, no engine loaded
     assert any(f"{len(plan.points)} already in the journal" in m for m in messages)
     assert again["point_id"].tolist() == table["point_id"].tolist()
-    left = runner.trials_left(two, tmp_path / "no-journal", runner.read_tables([out]))
+    left = resume.trials_left(two, tmp_path / "no-journal", resume.read_tables([out]))
     assert set(left.values()) == {0}
 
 

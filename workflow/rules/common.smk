@@ -460,7 +460,7 @@ def _estimate():
     """Each job's GPU time, fitted to the shipped rows, for the trials its journal (and, with
     resume_from_shipped, the shipped rows it is seeded with) leaves to measure."""
     from llm_energy.analysis.gpu_hours import plan_estimate
-    from llm_energy.measure.runner import read_tables, trials_left
+    from llm_energy.measure.resume import read_tables, trials_left
 
     base = Path(workflow.basedir, "resources/measurements")
     tables = {d.name: sorted(d.glob("*.parquet")) for d in base.iterdir() if d.is_dir()}

@@ -100,7 +100,7 @@ def _measure(args: argparse.Namespace, plan: JobPlan, plan_path: Path, journal: 
 
 
 def cmd_seed_journal(args: argparse.Namespace) -> None:
-    from llm_energy.measure.runner import seed_journal
+    from llm_energy.measure.resume import seed_journal
 
     plan = _read_plan(Path(args.plan))
     copied = seed_journal(plan, [Path(t) for t in args.tables], Path(args.journal))
@@ -252,7 +252,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--workload-parts {args.workload_parts:g}: give minutes above 0")
     config = _load(args.configfile)
     jobs = plan_study(config)
-    from llm_energy.measure.runner import read_tables, trials_left
+    from llm_energy.measure.resume import read_tables, trials_left
 
     tables = read_tables(args.measurements)
     measured = pd.concat([table for _, table in tables], ignore_index=True)

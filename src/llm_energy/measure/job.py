@@ -256,6 +256,10 @@ class JobPlan:
     # max_failed_fraction): how the job runs, not what its numbers depend on.
     server_options: dict[str, Any] = field(default_factory=dict)
 
+    def protocol_of(self, point: PointSpec) -> ProtocolSpec:
+        """The protocol ``point`` is measured under: its family's own, else the job's."""
+        return point.protocol or self.protocol
+
     @property
     def config_hash(self) -> str:
         """Hash of everything that determines this job's numbers (not of the whole config file);

@@ -17,12 +17,20 @@ from llm_energy.errors import DeviceUnusableError
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
 from llm_energy.measure import health, provenance, stop
+from llm_energy.measure.bounds import (
+    bound_below_out_of_memory,
+    known_bounds,
+    search_batch_bound,
+    search_shapes,
+    searchable,
+    shape_key,
+)
+from llm_energy.measure.controls import control_point, drift_columns
 from llm_energy.measure.host import CONTENDED_CORES, HostLoad
 from llm_energy.measure.job import (
     EngineSpec,
     JobPlan,
     PointSpec,
-    ProtocolSpec,
     stable_hash,
     warms_up,
 )
@@ -32,9 +40,11 @@ from llm_energy.measure.provenance import job_provenance, utc_now
 from llm_energy.measure.serving import measure_served_point
 from llm_energy.measure.store import Journal, write_parquet_atomic
 from llm_energy.measure.trials import (
+    FAILED,
     MEAN_COLUMNS,
     TrialSchedule,
     combine,
+    failed_on_device,
     least_trials_left,
     needs_trial,
     seeded,
@@ -53,25 +63,6 @@ def _order(points: Sequence[PointSpec], searched: Sequence[str] = ()) -> list[Po
         points,
         key=lambda p: (shape_key(p), -p.batch_size if shape_key(p) in search else p.batch_size),
     )
-
-
-def search_shapes(points: Sequence[PointSpec], searched: Sequence[str]) -> set[tuple[Any, ...]]:
-    """Shapes at which every point serves only ``searched`` experiments (none without any)."""
-    if not searched:
-        return set()
-    shapes = {shape_key(p) for p in points}
-    for p in points:
-        if not set(p.experiments) <= set(searched):
-            shapes.discard(shape_key(p))
-    return shapes
-
-
-def shape_key(point: PointSpec) -> tuple[Any, ...]:
-    """Everything but the batch size: points that differ only in batch size share a shape."""
-    stream = point.stream.label if point.stream else ""
-    if point.served is not None:
-        stream += f" {point.served.label}"
-    return (point.decoding.name, stream, point.input_tokens, point.output_tokens)
 
 
 def point_identity(plan: JobPlan, point: PointSpec) -> dict[str, Any]:
@@ -197,7 +188,7 @@ def measure_point(
     """Warm up and measure one point; raises whatever the backend raises (OOM included).
     ``warmed``: how many times this engine instance has measured each point, which with
     ``warmup_every_trial`` other than true decides whether it warms up (:func:`warms_up`)."""
-    proto = point.protocol or plan.protocol
+    proto = plan.protocol_of(point)
     seed = int(stable_hash([proto.seed, point.key], 8), 16)
     extra: dict[str, Any] = {"prompt_id_modulo": 0}
     if point.served is not None:
@@ -345,8 +336,8 @@ def run_job(
     ids = point_ids(plan, journal.version)
     trials = {p.key: journal.trials(ids[p.key]) for p in points}
     # A trial that failed on a device error is measured again: the device may be well now.
-    failed = {k: [t for t in ts if _failed(t)] for k, ts in trials.items()}
-    trials = {k: [t for t in ts if not _failed(t)] for k, ts in trials.items()}
+    failed = {k: [t for t in ts if failed_on_device(t)] for k, ts in trials.items()}
+    trials = {k: [t for t in ts if not failed_on_device(t)] for k, ts in trials.items()}
     if any(failed.values()):
         log(
             f"journal: {sum(map(len, failed.values()))} trials that failed on a device error "
@@ -355,7 +346,7 @@ def run_job(
     here = provenance.machine_session()
     if measure:
         _set_aside_other_sessions(plan, points, ids, trials, journal, here, log)
-    due = [p for p in points if needs_trial(trials[p.key], _protocol(plan, p), here)]
+    due = [p for p in points if needs_trial(trials[p.key], plan.protocol_of(p), here)]
     log(
         f"job {plan.group}: {len(points)} points, {len(points) - len(due)} already in the "
         f"journal {journal_dir} (point ids version {journal.version}), {len(due)} with trials "
@@ -437,7 +428,7 @@ def _set_aside_other_sessions(
         if not others:
             continue
         # Still short of its minimum: another session's trials are all it has.
-        if needs_trial(have, _protocol(plan, point), session):
+        if needs_trial(have, plan.protocol_of(point), session):
             folder = "+".join(o.replace(":", "_") for o in others)
             journal.set_aside(ids[point.key], folder)
             trials[point.key] = []
@@ -459,65 +450,6 @@ def _set_aside_other_sessions(
         )
 
 
-# The shape of the control point of a job made of request streams alone (classical tasks, claim
-# 6's streams, trace replays): a plain batch of one, cut to the job's longest stream's caps so
-# that the job's engine holds it.
-STREAM_JOB_CONTROL = (512, 64)
-
-
-def control_point(points: Sequence[PointSpec]) -> PointSpec | None:
-    """The job's control point: its plain point (no request stream) of the smallest batch and
-    shape; in a job of request streams alone, a plain batch of one at
-    :data:`STREAM_JOB_CONTROL`'s lengths, cut to its longest stream's caps. Served jobs have
-    none."""
-    plain = [p for p in points if p.stream is None and p.served is None]
-    if plain:
-        return min(plain, key=lambda p: (p.batch_size, p.input_tokens, p.output_tokens))
-    streams = [p for p in points if p.stream is not None and p.served is None]
-    if not streams or len(streams) < len(points):
-        return None
-    longest = max(streams, key=lambda p: (p.input_tokens + p.output_tokens, p.input_tokens))
-    tokens_in, tokens_out = STREAM_JOB_CONTROL
-    return PointSpec(
-        1, min(tokens_in, longest.input_tokens), min(tokens_out, longest.output_tokens)
-    )
-
-
-def drift_columns(controls: pd.DataFrame, session: str | None = None) -> dict[str, Any]:
-    """The control point and its change over the job's runs in machine ``session``, the span
-    the row's trials were measured in (a row's trials come from one session): from the first
-    of those runs' start to the last end measured there (a run cut short measures none). With
-    no end measured in that session the drift is unknown. Controls written before they named
-    their session give the last run that has both edges."""
-    nan = math.nan
-    columns = {"control_point_id": "", "control_drift_energy": nan, "control_drift_duration": nan}
-    if controls.empty:
-        return columns
-    if "machine_session" in controls and session is not None:
-        at = controls[controls["machine_session"] == session].sort_values("run_started")
-        starts, ends = at[at["edge"] == "start"], at[at["edge"] == "end"]
-        if starts.empty or ends.empty:
-            return columns
-        return _drift(columns, starts.iloc[0], ends.iloc[-1])
-    for run in sorted(set(controls["run_started"]), reverse=True):
-        at = controls[controls["run_started"] == run].set_index("edge")
-        if {"start", "end"} <= set(at.index):
-            return _drift(columns, at.loc["start"], at.loc["end"])
-    return columns
-
-
-def _drift(columns: dict[str, Any], start: pd.Series, end: pd.Series) -> dict[str, Any]:
-    columns = {**columns, "control_point_id": str(end["point_id"])}
-    for q in ("energy", "duration"):
-        col = "energy_j" if q == "energy" else "duration_s"
-        columns[f"control_drift_{q}"] = float(end[col]) / float(start[col]) - 1
-    return columns
-
-
-def _protocol(plan: JobPlan, point: PointSpec) -> ProtocolSpec:
-    return point.protocol or plan.protocol
-
-
 def select_points(plan: JobPlan, streams: TraceLengths | None, log: Log) -> list[PointSpec]:
     """The plan's points less those that a family's run-time selection leaves out (points that
     another family also asked for are kept)."""
@@ -536,147 +468,16 @@ def select_points(plan: JobPlan, streams: TraceLengths | None, log: Log) -> list
     return points
 
 
-def complete(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
-    """Whether a row measured elsewhere stands for its point under ``protocol``: a point not
-    measured (out of memory, not attempted), or one measured in at least ``min_trials``
-    trials that met the protocol (a row measured before trials counts as one). A row with
-    fewer is not: the point is measured again, all its trials in this job, never topped up
-    with trials of another session. Nor is a trial a device error ended."""
-    if _failed(row):
-        return False
-    if not bool(row.get("feasible")) or not int(row.get("repetitions") or 0):
-        return True
-    trials = row.get("trials")
-    if trials is None or pd.isna(trials):
-        return protocol.min_trials <= 1
-    met = row.get("protocol_met")
-    return int(trials) >= protocol.min_trials and (met is None or bool(met))
-
-
-Tables = Sequence[tuple[Path, pd.DataFrame]]
-
-
-def read_tables(paths: Sequence[Path | str]) -> Tables:
-    """Job tables measured elsewhere, each with its path, read once for every job they seed."""
-    return [(Path(p), pd.read_parquet(p)) for p in paths]
-
-
-def _seedable(
-    plan: JobPlan, tables: Tables, version: int
-) -> dict[str, tuple[dict[str, Any], Path]]:
-    """The rows of ``tables`` that :func:`seed_journal` would copy, by the point id (of
-    ``version``) they would be filed under, first table first; with the table each came from."""
-    mine = point_ids(plan, version)
-    protocols = {p.key: _protocol(plan, p) for p in plan.points}
-    # Point key by id, per id version: named once for all the tables.
-    keys_by_id: dict[int, dict[str, tuple]] = {}
-    found: dict[str, tuple[dict[str, Any], Path]] = {}
-    for path, table in tables:
-        if "point_id" not in table.columns:
-            continue
-        versions = (
-            table["point_id_version"].fillna(1).astype(int)
-            if "point_id_version" in table.columns
-            else pd.Series(1, index=table.index)
-        )
-        for their_version in sorted(set(versions)):
-            if their_version not in keys_by_id:
-                ids = point_ids(plan, their_version)
-                keys_by_id[their_version] = {pid: key for key, pid in ids.items()}
-            theirs = keys_by_id[their_version]
-            rows = table[(versions == their_version) & table["point_id"].isin(theirs)]
-            for _, row in rows.iterrows():
-                key = theirs[row["point_id"]]
-                if mine[key] not in found and complete(row.to_dict(), protocols[key]):
-                    found[mine[key]] = (row.to_dict(), path)
-    return found
-
-
-def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> int:
-    """Copy into the job's journal the rows of ``tables`` (job tables measured elsewhere, such
-    as the shipped ones) that are points of ``plan`` under the same measurement setup and
-    complete under its protocol (:func:`complete`), so that the job measures only the rest.
-    A copied row is the point's, whole (``seeded_from`` names its table): the job adds no
-    trial to it. Rows are matched by the id version they carry and filed under the
-    journal's. Points already in the journal are kept. Returns how many rows were copied."""
-    journal = Journal(journal_dir)
-    copied = 0
-    for pid, (row, path) in _seedable(plan, read_tables(tables), journal.version).items():
-        if not journal.has(pid):
-            entry = {
-                **row,
-                "point_id": pid,
-                "point_id_version": journal.version,
-                "seeded_from": str(path),
-            }
-            journal.record(pid, entry)
-            copied += 1
-    return copied
-
-
-def trials_left(plan: JobPlan, journal_dir: Path | None, tables: Tables = ()) -> dict[tuple, int]:
-    """Trials each point of ``plan`` still needs (by point key): none where the job's journal
-    (none where ``journal_dir`` is None) or a row of ``tables`` (as :func:`read_tables` reads
-    them, that :func:`seed_journal` would copy) completes it, else at least its ``min_trials``
-    less the trials the journal holds, and one more where the interval is still wide. What a
-    run that starts now would measure, before its points are selected from the traces; nothing
-    is written. Trials of every machine session count here: where the job will run is not known
-    yet (a run on another machine measures short points again from their first trial)."""
-    from llm_energy.measure.point_ids import CURRENT_VERSION
-
-    journal = None
-    if journal_dir is not None and (
-        (journal_dir / Journal.MARKER).is_file() or any(journal_dir.glob("*.parquet"))
-    ):
-        journal = Journal(journal_dir)
-    version = journal.version if journal is not None else CURRENT_VERSION
-    seeded_ids = set(_seedable(plan, tables, version)) if tables else set()
-    ids = point_ids(plan, version)
-    left = {}
-    for point in plan.points:
-        proto = _protocol(plan, point)
-        pid = ids[point.key]
-        have = journal.trials(pid) if journal is not None else []
-        have = [t for t in have if not _failed(t)]
-        left[point.key] = 0 if not have and pid in seeded_ids else least_trials_left(have, proto)
-    return left
-
-
-def _known_bounds(trials: dict, points: Sequence[PointSpec]) -> tuple[dict, dict]:
-    """Per shape, among points already measured: the smallest out-of-memory batch, and the
-    largest batch measured feasible."""
-    oom: dict[tuple[Any, ...], int] = {}
-    fits: dict[tuple[Any, ...], int] = {}
-    for p in points:
-        if not trials.get(p.key):
-            continue
-        row = trials[p.key][0]
-        k = shape_key(p)
-        if not bool(row["feasible"]) and str(row["error"]).startswith("out of memory"):
-            oom[k] = min(oom.get(k, p.batch_size), p.batch_size)
-        elif bool(row["feasible"]) and row["repetitions"] > 0:
-            fits[k] = max(fits.get(k, p.batch_size), p.batch_size)
-    return oom, fits
-
-
 def unmeasured_columns(reason: str) -> dict[str, Any]:
     """A point left out because a larger batch of its shape fits, or whose trial failed:
     feasible, nothing measured."""
     return {**infeasible_columns(reason), "feasible": True}
 
 
-FAILED = "failed: "
-
-
 def _first_line(exc: BaseException) -> str:
     """An exception's first line, or its type when it says nothing."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _failed(trial: dict[str, Any]) -> bool:
-    """A trial that a device error ended (see :func:`_after_device_error`)."""
-    return str(trial.get("error") or "").startswith(FAILED)
 
 
 @dataclass
@@ -786,7 +587,7 @@ def _measure_points(
         }
         if not base["gpu_name"]:
             base["gpu_name"] = "none (cpu)" if not plan.device.startswith("cuda") else "unknown"
-        oom_bound, fits = _known_bounds(trials, points)
+        oom_bound, fits = known_bounds(trials, points)
         search = search_shapes(plan.points, plan.largest_feasible_only)
         control = control_point(points) if plan.protocol.control_point else None
         here = base["machine_session"]
@@ -831,10 +632,10 @@ def _measure_points(
         stopping = None
         schedule = TrialSchedule(
             points,
-            lambda p: needs_trial(trials[p.key], _protocol(plan, p), here),
+            lambda p: needs_trial(trials[p.key], plan.protocol_of(p), here),
             proto.seed,
             proto.points_in_flight,
-            most_trials=max(_protocol(plan, p).max_trials for p in points),
+            most_trials=max(plan.protocol_of(p).max_trials for p in points),
         )
         for order in schedule.passes():
             pass_started = time.perf_counter()
@@ -886,7 +687,7 @@ def _measure_points(
                 if unusable is not None:
                     raise unusable
                 above = (
-                    _bound_below_out_of_memory(point, row, points, trials, oom_bound, here)
+                    bound_below_out_of_memory(point, row, points, trials, oom_bound, here)
                     if shape_key(point) in search
                     else None
                 )
@@ -901,7 +702,7 @@ def _measure_points(
                     trials[above.key][0] = bounded
                 done, in_flight, waiting = schedule.counts()
                 owed = sum(
-                    least_trials_left(trials[p.key], _protocol(plan, p), here)
+                    least_trials_left(trials[p.key], plan.protocol_of(p), here)
                     for p in schedule.still_due()
                 )
                 pass_left_s = (time.perf_counter() - pass_started) / n * (len(order) - n)
@@ -978,99 +779,14 @@ def _measure_trial(
         row = infeasible_columns(f"out of memory: {str(exc).splitlines()[0]}")
         row["out_of_memory_s"] = time.perf_counter() - attempted
         exact = backend.largest_batch(point.input_tokens, point.output_tokens)
-        if exact is not None and exact < point.batch_size and _searchable(point):
+        if exact is not None and exact < point.batch_size and searchable(point):
             row.update(largest_feasible_batch=exact, smallest_infeasible_batch=exact + 1)
-        elif k in fits and fits[k] < point.batch_size and _searchable(point):
+        elif k in fits and fits[k] < point.batch_size and searchable(point):
             row.update(search_batch_bound(backend, plan, point, fits[k], point.batch_size))
         return row
     faults.in_a_row = 0
     fits[k] = max(fits.get(k, point.batch_size), point.batch_size)
     return row
-
-
-# Probes between a shape's last feasible batch and its first out-of-memory one: each halves the
-# gap (three narrow 512..1,024 to 64).
-BOUND_SEARCH_STEPS = 3
-
-
-def _searchable(point: PointSpec) -> bool:
-    """Points whose batch is one generation of random prompts: a probe can run it alone."""
-    return point.stream is None and point.prompts == "random"
-
-
-def search_batch_bound(
-    backend: Backend,
-    plan: JobPlan,
-    point: PointSpec,
-    feasible: int,
-    infeasible: int,
-    steps: int = BOUND_SEARCH_STEPS,
-    log: Log = print,
-) -> dict[str, int | float]:
-    """The largest batch that runs and the smallest that runs out of memory at ``point``'s
-    shape, bisected between ``feasible`` and ``infeasible`` in at most ``steps`` probes, as the
-    row columns ``largest_feasible_batch`` and ``smallest_infeasible_batch``, with the probes'
-    time in ``bound_search_s``. A probe is one generation of the shape at the probed batch,
-    without a window: it tells whether the batch fits, nothing more."""
-    started = time.perf_counter()
-    proto = point.protocol or plan.protocol
-    for _ in range(steps):
-        if infeasible - feasible <= 1:
-            break
-        batch = (feasible + infeasible) // 2
-        seed = int(stable_hash([proto.seed, point.key, batch], 8), 16)
-        prompts = random_prompts(backend.vocab_size, batch, point.input_tokens, seed)
-        try:
-            backend.generate(backend.prepare(prompts), point.output_tokens, point.decoding)
-            backend.synchronize()
-            feasible = batch
-        except Exception as exc:
-            if stop.requested():
-                raise stop.Stopped(
-                    f"stopped by {stop.requested()} while probing batch {batch}"
-                ) from exc
-            if not backend.is_out_of_memory(exc):
-                raise
-            backend.recover()
-            infeasible = batch
-        stop.check()
-    log(
-        f"largest feasible batch at in={point.input_tokens} out={point.output_tokens} "
-        f"{point.decoding.name}: {feasible} (batch {infeasible} is out of memory)"
-    )
-    return {
-        "largest_feasible_batch": feasible,
-        "smallest_infeasible_batch": infeasible,
-        "bound_search_s": time.perf_counter() - started,
-    }
-
-
-def _bound_below_out_of_memory(
-    point: PointSpec,
-    row: dict,
-    points: Sequence[PointSpec],
-    trials: dict,
-    oom_bound: dict,
-    session: str,
-) -> PointSpec | None:
-    """In a search largest first, the out-of-memory point whose bound is still to find once
-    ``point`` (just measured, ``row``) fits: the smallest batch of its shape out of memory
-    (``oom_bound``, as :func:`_known_bounds` and each trial keep it), in this machine session,
-    more than one above ``point``'s, whose row gives no largest feasible batch yet (an engine
-    that knows it gave it already, a rerun finds it in the journal). The job then bisects
-    between the two as an ascending ladder's search does, so the bin's largest feasible batch
-    is found rather than read off the ladder. None where nothing is left to find."""
-    k = shape_key(point)
-    if not (_searchable(point) and row["feasible"] and row["repetitions"]) or k not in oom_bound:
-        return None
-    if oom_bound[k] - point.batch_size <= 1:
-        return None
-    nearest = next(p for p in points if shape_key(p) == k and p.batch_size == oom_bound[k])
-    first = trials[nearest.key][0]
-    known = first.get("largest_feasible_batch")
-    if known is not None and not pd.isna(known):
-        return None
-    return nearest if first.get("machine_session", session) == session else None
 
 
 def _progress(place: str, trial: int, point: PointSpec, row: dict, outlook: str) -> str:

@@ -33,6 +33,16 @@ import numpy as np
 from llm_energy.measure import health
 from llm_energy.measure.job import ProtocolSpec
 
+# How the error of a trial that a device error ended begins (the runner's
+# _after_device_error): such a trial is measured again and stands for no point.
+FAILED = "failed: "
+
+
+def failed_on_device(trial: dict[str, Any]) -> bool:
+    """A trial that a device error ended."""
+    return str(trial.get("error") or "").startswith(FAILED)
+
+
 # Student's t, 97.5th percentile, by degrees of freedom (two-sided 95 %).
 T975 = {
     1: 12.706,

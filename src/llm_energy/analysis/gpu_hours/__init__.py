@@ -74,13 +74,9 @@ from llm_energy.analysis.gpu_hours.time_models import (
     stream_seconds_per_request,
     trials_per_point,
 )
+from llm_energy.measure.bounds import BOUND_SEARCH_STEPS, search_shapes, shape_key
+from llm_energy.measure.controls import control_point
 from llm_energy.measure.job import JobPlan, ModelSpec, PointSpec, ProtocolSpec
-from llm_energy.measure.runner import (
-    BOUND_SEARCH_STEPS,
-    control_point,
-    search_shapes,
-    shape_key,
-)
 
 __all__ = [
     "LONG_TRIAL_MIN",
@@ -231,7 +227,7 @@ def _expected_trials(
 
 
 # Trials each point still needs, by point key: what the job's journal (and the shipped rows
-# it would be seeded with) leave to measure (llm_energy.measure.runner.trials_left).
+# it would be seeded with) leave to measure (llm_energy.measure.resume.trials_left).
 TrialsLeft = Mapping[tuple, int]
 
 
@@ -307,7 +303,7 @@ def bound_probe_seconds(
     fits: MemoryModel | None,
 ) -> float:
     """The probes a search largest first runs below its first batch out of memory
-    (:func:`~llm_energy.measure.runner.search_batch_bound`, after ``point``'s first trial):
+    (:func:`~llm_energy.measure.bounds.search_batch_bound`, after ``point``'s first trial):
     where ``point`` is the largest batch of its searched shape that ``fits`` holds and the
     plan's next batch up does not fit, ``BOUND_SEARCH_STEPS`` generations at the batch midway,
     none for an engine that knows its largest batch (vLLM) or where nothing says what fits."""

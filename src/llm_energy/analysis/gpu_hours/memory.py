@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.analysis.gpu_hours.time_models import nonnegative_lstsq, sequences_per_batch
+from llm_energy.measure.bounds import search_shapes, shape_key
 from llm_energy.measure.job import JobPlan, PointSpec
-from llm_energy.measure.runner import search_shapes, shape_key
 
 # The KV-cache block vLLM allocates on CUDA by default, for rows written before their engine
 # detail named it (`kv_block_tokens=`).

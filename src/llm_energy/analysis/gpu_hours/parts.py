@@ -145,14 +145,14 @@ def measured_bins(
     plans: Mapping[str, JobPlan], tables: Sequence[tuple[Path, pd.DataFrame]]
 ) -> set[Bin]:
     """The bins that every job's rows in ``tables`` have measured (as
-    :func:`~llm_energy.measure.runner.trials_left` counts them from shipped rows): every
+    :func:`~llm_energy.measure.resume.trials_left` counts them from shipped rows): every
     workload point of the bin complete, or, where the job searches each bin's largest feasible
     batch (``largest_feasible_only``), its ladder walked down to a batch that fits, so that the
     points still short of trials lie between two complete ones. Those are the rungs a finer
     ladder adds between the batches measured (a batch that fits and one above it out of
     memory, or its ladder's top): the bin was measured on a coarser ladder, and what its
     rungs between cost is the plan's to say."""
-    from llm_energy.measure.runner import trials_left
+    from llm_energy.measure.resume import trials_left
 
     done: set[Bin] | None = None
     for plan in plans.values():

@@ -1,0 +1,121 @@
+"""What a job has left to measure: the rows measured elsewhere (the shipped tables) that
+stand for its points, copied into its journal, and the trials each point still needs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llm_energy.measure.job import JobPlan, ProtocolSpec
+from llm_energy.measure.point_ids import point_ids
+from llm_energy.measure.store import Journal
+from llm_energy.measure.trials import failed_on_device, least_trials_left
+
+
+def complete(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
+    """Whether a row measured elsewhere stands for its point under ``protocol``: a point not
+    measured (out of memory, not attempted), or one measured in at least ``min_trials``
+    trials that met the protocol (a row measured before trials counts as one). A row with
+    fewer is not: the point is measured again, all its trials in this job, never topped up
+    with trials of another session. Nor is a trial a device error ended."""
+    if failed_on_device(row):
+        return False
+    if not bool(row.get("feasible")) or not int(row.get("repetitions") or 0):
+        return True
+    trials = row.get("trials")
+    if trials is None or pd.isna(trials):
+        return protocol.min_trials <= 1
+    met = row.get("protocol_met")
+    return int(trials) >= protocol.min_trials and (met is None or bool(met))
+
+
+Tables = Sequence[tuple[Path, pd.DataFrame]]
+
+
+def read_tables(paths: Sequence[Path | str]) -> Tables:
+    """Job tables measured elsewhere, each with its path, read once for every job they seed."""
+    return [(Path(p), pd.read_parquet(p)) for p in paths]
+
+
+def _seedable(
+    plan: JobPlan, tables: Tables, version: int
+) -> dict[str, tuple[dict[str, Any], Path]]:
+    """The rows of ``tables`` that :func:`seed_journal` would copy, by the point id (of
+    ``version``) they would be filed under, first table first; with the table each came from."""
+    mine = point_ids(plan, version)
+    protocols = {p.key: plan.protocol_of(p) for p in plan.points}
+    # Point key by id, per id version: named once for all the tables.
+    keys_by_id: dict[int, dict[str, tuple]] = {}
+    found: dict[str, tuple[dict[str, Any], Path]] = {}
+    for path, table in tables:
+        if "point_id" not in table.columns:
+            continue
+        versions = (
+            table["point_id_version"].fillna(1).astype(int)
+            if "point_id_version" in table.columns
+            else pd.Series(1, index=table.index)
+        )
+        for their_version in sorted(set(versions)):
+            if their_version not in keys_by_id:
+                ids = point_ids(plan, their_version)
+                keys_by_id[their_version] = {pid: key for key, pid in ids.items()}
+            theirs = keys_by_id[their_version]
+            rows = table[(versions == their_version) & table["point_id"].isin(theirs)]
+            for _, row in rows.iterrows():
+                key = theirs[row["point_id"]]
+                if mine[key] not in found and complete(row.to_dict(), protocols[key]):
+                    found[mine[key]] = (row.to_dict(), path)
+    return found
+
+
+def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> int:
+    """Copy into the job's journal the rows of ``tables`` (job tables measured elsewhere, such
+    as the shipped ones) that are points of ``plan`` under the same measurement setup and
+    complete under its protocol (:func:`complete`), so that the job measures only the rest.
+    A copied row is the point's, whole (``seeded_from`` names its table): the job adds no
+    trial to it. Rows are matched by the id version they carry and filed under the
+    journal's. Points already in the journal are kept. Returns how many rows were copied."""
+    journal = Journal(journal_dir)
+    copied = 0
+    for pid, (row, path) in _seedable(plan, read_tables(tables), journal.version).items():
+        if not journal.has(pid):
+            entry = {
+                **row,
+                "point_id": pid,
+                "point_id_version": journal.version,
+                "seeded_from": str(path),
+            }
+            journal.record(pid, entry)
+            copied += 1
+    return copied
+
+
+def trials_left(plan: JobPlan, journal_dir: Path | None, tables: Tables = ()) -> dict[tuple, int]:
+    """Trials each point of ``plan`` still needs (by point key): none where the job's journal
+    (none where ``journal_dir`` is None) or a row of ``tables`` (as :func:`read_tables` reads
+    them, that :func:`seed_journal` would copy) completes it, else at least its ``min_trials``
+    less the trials the journal holds, and one more where the interval is still wide. What a
+    run that starts now would measure, before its points are selected from the traces; nothing
+    is written. Trials of every machine session count here: where the job will run is not known
+    yet (a run on another machine measures short points again from their first trial)."""
+    from llm_energy.measure.point_ids import CURRENT_VERSION
+
+    journal = None
+    if journal_dir is not None and (
+        (journal_dir / Journal.MARKER).is_file() or any(journal_dir.glob("*.parquet"))
+    ):
+        journal = Journal(journal_dir)
+    version = journal.version if journal is not None else CURRENT_VERSION
+    seeded_ids = set(_seedable(plan, tables, version)) if tables else set()
+    ids = point_ids(plan, version)
+    left = {}
+    for point in plan.points:
+        proto = plan.protocol_of(point)
+        pid = ids[point.key]
+        have = journal.trials(pid) if journal is not None else []
+        have = [t for t in have if not failed_on_device(t)]
+        left[point.key] = 0 if not have and pid in seeded_ids else least_trials_left(have, proto)
+    return left
