@@ -400,7 +400,7 @@ def measure_served_point(
         raise ValueError("not a served point")
     if streams is None:
         raise ValueError("a served point needs the prepared traces")
-    proto = point.protocol or plan.protocol
+    proto = plan.protocol_of(point)
     lengths, clipped = streams.draw(point, proto.seed)
     vocab = backend.vocab_size
     prompts = [random_prompts(vocab, 1, n, prompt_seed + i)[0] for i, (n, _) in enumerate(lengths)]

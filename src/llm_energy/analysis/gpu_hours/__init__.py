@@ -250,7 +250,7 @@ def job_gpu_hours(
     control point before its first measurement, at the run's start). A job with no trial
     left does not start: 0. Only the points that :func:`counted_points` counts cost time."""
     points = counted_points(plan, fits)
-    protocols = [p.protocol or plan.protocol for p in points]
+    protocols = [plan.protocol_of(p) for p in points]
 
     def count(point: PointSpec, proto: ProtocolSpec) -> float:
         least = proto.min_trials
@@ -520,7 +520,7 @@ def longest_trial(
     for point in counted_points(plan, fits):
         if left is not None and not left.get(point.key, 1):
             continue
-        seconds = _trial_seconds(model, point, point.protocol or plan.protocol)[0]
+        seconds = _trial_seconds(model, point, plan.protocol_of(point))[0]
         if seconds > longest:
             longest, which = seconds, point
     return longest, which
@@ -650,7 +650,7 @@ def timed_point_costs(
     )
     lines = []
     for point in plan.points:
-        proto = point.protocol or plan.protocol
+        proto = plan.protocol_of(point)
         warm, cold = _trial_seconds(model, point, proto)
         trials = _expected_trials(by_window, model, point, proto)
         spent = point.key in counted
