@@ -573,3 +573,35 @@ def test_each_rows_control_drift_spans_its_own_machine_sessions_runs(
     second = controls[controls["machine_session"] == "second:bbbb"].set_index("edge")
     expected = second.loc["end", "duration_s"] / second.loc["start", "duration_s"] - 1
     assert table.loc[["second:bbbb"], "control_drift_duration"].eq(expected).all()
+
+
+def test_by_batch_every_shape_runs_at_a_batch_size_before_the_next_and_ids_stay(
+    tiny_config, tmp_path, fake_backend, monkeypatch, trial_order
+):
+    """point_order: batch measures every shape at one batch size before the next, smaller
+    batches first, so a batch out of memory still bounds its shape's larger ones; it orders
+    the trials only, so the points' ids and the job's setup hash are those of by shape."""
+    from llm_energy.measure.bounds import shape_key
+    from llm_energy.measure.point_ids import point_ids
+
+    tiny_config["protocol"].update(min_trials=1, max_trials=1)
+    monkeypatch.setattr(FakeBackend, "oom_batch", 4)
+    by_shape = _plan(tiny_config, batch_sizes=(1, 2, 4, 8))
+    plan = dataclasses.replace(
+        by_shape, protocol=dataclasses.replace(by_shape.protocol, point_order="batch")
+    )
+    assert point_ids(plan) == point_ids(by_shape) and plan.config_hash == by_shape.config_hash
+    table = runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", lambda m: None)
+    shapes = {shape_key(p) for p in plan.points}
+    assert len(shapes) == 3
+    batch_of = {p.key: p.batch_size for p in plan.points}
+    # Every shape at batch 1, then every shape at batch 2, and so on: batch 4 is out of
+    # memory and bounds batch 8 (not attempted), at every shape.
+    assert [batch_of[k] for k in trial_order] == [1, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8]
+    point_of = {p.key: p for p in plan.points}
+    assert {shape_key(point_of[k]) for k in trial_order[:3]} == shapes
+    rows = table.set_index(["batch_size", "input_tokens", "output_tokens"]).sort_index()
+    assert rows.loc[4, "error"].str.startswith("out of memory").all()
+    assert rows.loc[8, "error"].str.startswith("not attempted: batch 4").all()
+    by_shape_order = [batch_of[p.key] for p in runner._order(list(by_shape.points))]
+    assert by_shape_order == [1, 2, 4, 8] * 3

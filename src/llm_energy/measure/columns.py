@@ -560,7 +560,8 @@ PROVENANCE = Section(
             "config_hash",
             "",
             "hash of the job's configuration when the row was measured (model, engine, "
-            "protocol, points; not `points_in_flight`, which only orders the job's trials)",
+            "protocol, points; not `points_in_flight` or `point_order`, which only order the "
+            "job's trials)",
         ),
         Column(
             "seeded_from",

@@ -189,6 +189,12 @@ class ProtocolSpec:
     # row's trials are the same measurements in any order, and each trial's timestamp says
     # when it ran.
     points_in_flight: int | None = None
+    # The order of the job's first trials: "shape", every batch size of a shape before the
+    # next shape; or "batch", every shape at one batch size before the next batch size, so
+    # that a grid measured over several runs gains whole lines of a figure (every length at
+    # a batch size) run by run. Within a shape, smaller batches come first either way, so
+    # that a batch out of memory bounds the larger ones. One of the SCHEDULING_FIELDS.
+    point_order: Literal["shape", "batch"] = "shape"
 
 
 def warms_up(protocol: ProtocolSpec, key: tuple, earlier: int) -> bool:
@@ -208,7 +214,7 @@ def warms_up(protocol: ProtocolSpec, key: tuple, earlier: int) -> bool:
 # a point: they enter no hash that names a point or a setup (PointSpec.key, which also seeds a
 # point's prompts; JobPlan.config_hash; the point ids of llm_energy.measure.point_ids), so that
 # setting or changing one leaves every journal and every shipped row valid.
-SCHEDULING_FIELDS = frozenset({"points_in_flight"})
+SCHEDULING_FIELDS = frozenset({"points_in_flight", "point_order"})
 
 
 def without_scheduling(protocol: dict[str, Any]) -> dict[str, Any]:

@@ -55,14 +55,22 @@ from llm_energy.meters import EnergyMeter, make_meter
 Log = Callable[[str], None]
 
 
-def _order(points: Sequence[PointSpec], searched: Sequence[str] = ()) -> list[PointSpec]:
+def _order(
+    points: Sequence[PointSpec], searched: Sequence[str] = (), by: str = "shape"
+) -> list[PointSpec]:
     """Smaller batches first at each shape, so that an out-of-memory batch bounds the rest;
-    larger first at shapes whose points all want only the largest feasible batch."""
+    larger first at shapes whose points all want only the largest feasible batch. By
+    ``"shape"``, a shape's batches together; by ``"batch"``, every shape at one batch size
+    before the next (the searched shapes after them, each as by shape)."""
     search = search_shapes(points, searched)
-    return sorted(
-        points,
-        key=lambda p: (shape_key(p), -p.batch_size if shape_key(p) in search else p.batch_size),
-    )
+
+    def key(p: PointSpec) -> tuple[Any, ...]:
+        k = shape_key(p)
+        if k in search:
+            return (1, k, -p.batch_size)
+        return (0, p.batch_size, k) if by == "batch" else (0, k, p.batch_size)
+
+    return sorted(points, key=key)
 
 
 def point_identity(plan: JobPlan, point: PointSpec) -> dict[str, Any]:
@@ -332,7 +340,9 @@ def run_job(
     for earlier in journal.stops():
         log(f"journal: a run of this job stopped at {earlier['stopped_at']}: {earlier['reason']}")
     streams = TraceLengths(traces_dir, tasks_dir) if traces_dir is not None else None
-    points = _order(select_points(plan, streams, log), plan.largest_feasible_only)
+    points = _order(
+        select_points(plan, streams, log), plan.largest_feasible_only, plan.protocol.point_order
+    )
     ids = point_ids(plan, journal.version)
     trials = {p.key: journal.trials(ids[p.key]) for p in points}
     # A trial that failed on a device error is measured again: the device may be well now.
