@@ -5,6 +5,7 @@ runs of real processes, killed, stopped and finished: tests/test_resume_kill.py.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 import pytest
 
@@ -64,3 +65,14 @@ def test_a_process_the_run_started_itself_records_no_run_of_its_own(tmp_path):
     with runs.recorded(journal, "2026-12-04T11:00:00.000+00:00"):
         pass
     assert [r["outcome"] for r in _runs(journal)] == ["finished", "finished"]
+
+
+def test_a_run_that_knows_when_its_time_ends_says_so(tmp_path):
+    journal = tmp_path / "journal"
+    deadline = stop.Deadline(at=100.0, source="Slurm job 7's time limit", clock=lambda: 40.0)
+    with runs.recorded(journal, "2026-12-04T10:00:00.000+00:00", deadline=deadline):
+        pass
+    (run,) = _runs(journal)
+    assert run["time_ends_from"] == "Slurm job 7's time limit"
+    ends = datetime.fromisoformat(run["time_ends_utc"])
+    assert 55 <= (ends - datetime.fromisoformat(run["ended_utc"])).total_seconds() <= 61

@@ -22,6 +22,8 @@ import pytest
 import yaml
 from _pipeline import copy_pipeline
 
+from llm_energy.measure.store import Journal
+
 pytestmark = pytest.mark.integration
 
 # Sized for a 2-core CI node with fake GPUs; everything else comes from profiles/slurm.
@@ -268,9 +270,15 @@ def test_a_job_past_its_time_limit_is_submitted_again_and_goes_on_from_its_journ
     job_log = (work / "logs/measure/cpu/tiny-llama__pytorch.log").read_text()
     assert "journal: a run of this job stopped at" in job_log  # at the time limit, on SIGTERM
     assert "stopped by SIGTERM" in job_log
-    # The job read its time limit from Slurm (each point has one trial here, so none of its
-    # trials had an earlier one to say it would not fit).
-    assert re.search(r"the job's time ends in \d+ s \(Slurm job \d+'s time limit\)", job_log)
+    # Every run read its time limit from Slurm, as its record in the journal says (written at
+    # its start, so a run that Slurm killed keeps it too; each point has one trial here, so
+    # none of its trials had an earlier one to say it would not fit). The first was stopped.
+    runs = Journal(journal).runs()
+    assert len(runs) >= 2 and {r["slurm_job_id"] for r in runs} <= set(ids)
+    for run in runs:
+        assert re.fullmatch(r"Slurm job \d+'s time limit", run["time_ends_from"]), run
+        assert pd.Timestamp(run["time_ends_utc"]) > pd.Timestamp(run["started_utc"])
+    assert (runs[0].get("outcome"), runs[0].get("exit_status")) == ("stopped", 75)
     trials = [p for p in journal.glob("*.parquet") if not p.name.startswith("control.")]
     assert len(trials) == len(table)
 

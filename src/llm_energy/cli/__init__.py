@@ -64,7 +64,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     plan_text = plan_path.read_text()
     attempts.check(journal, plan_text, args.attempt)
     try:
-        with runs.recorded(journal, args.started_utc, args.attempt):
+        with runs.recorded(journal, args.started_utc, args.attempt, deadline):
             _measure(args, plan, plan_path, journal, job)
     except attempts.NOT_RETRIED as exc:
         attempts.record(journal, plan_text, args.attempt, exc)

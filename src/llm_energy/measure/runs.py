@@ -3,8 +3,9 @@
 A run is one process of ``llm-energy measure`` that measures: it starts, loads its engine,
 measures what the journal leaves, and ends by finishing, by stopping at a safe place (a signal,
 its time running out) or by failing. Its journal entry (``run.{started}.json``) says when it
-started, where (host, machine session, Slurm job, attempt) and, once it has ended, when and how
-(``outcome`` finished, stopped or failed, with the exit status and the reason). A run killed
+started, where (host, machine session, Slurm job, attempt), when its time ends where it knows
+(``--stop-by``, a Slurm job's time limit), and, once it has ended, when and how (``outcome``
+finished, stopped or failed, with the exit status and the reason). A run killed
 outright keeps its start alone. So a job's wall time, run by run, is in the journal beside its
 trials, with no log or scheduler record needed to read it back
 (``benchmarks/gpu_time_share.py``).
@@ -12,6 +13,7 @@ trials, with no log or scheduler record needed to read it back
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import socket
 from collections.abc import Iterator
@@ -34,9 +36,15 @@ def _reason(exc: BaseException) -> str:
 
 
 @contextmanager
-def recorded(journal_dir: Path, started_utc: str, attempt: int | None = None) -> Iterator[None]:
+def recorded(
+    journal_dir: Path,
+    started_utc: str,
+    attempt: int | None = None,
+    deadline: stop.Deadline | None = None,
+) -> Iterator[None]:
     """Record the run that starts at ``started_utc`` in the journal for as long as the block
-    runs, and how it ended; inside a process the run started itself, record nothing."""
+    runs, and how it ended; inside a process the run started itself, record nothing. With
+    ``deadline``, the run's record says when its time ends and where that end came from."""
     if os.environ.get(RUN_ENV):
         yield
         return
@@ -47,6 +55,10 @@ def recorded(journal_dir: Path, started_utc: str, attempt: int | None = None) ->
         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
         "attempt": attempt,
     }
+    if deadline is not None:
+        ends = _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=deadline.left_s())
+        run["time_ends_utc"] = ends.isoformat(timespec="seconds")
+        run["time_ends_from"] = deadline.source
     journal = Journal(journal_dir)
     journal.record_run(run)
     ended: dict[str, Any] = {"outcome": "failed", "exit_status": 1, "reason": ""}
