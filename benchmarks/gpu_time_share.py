@@ -120,12 +120,17 @@ def timed_sum(trials: list, column: str) -> float:
     return sum(timed) if timed else math.nan
 
 
+def journal_trials(journal: Path) -> list[pd.Series]:
+    """Every trial the job's journal holds (those set aside under other_sessions/ apart)."""
+    return [pd.read_parquet(p).iloc[0] for p in sorted(journal.glob("*.t*.parquet"))]
+
+
 def recorded_runs(journal: Path) -> pd.DataFrame:
     """The runs the job's journal records (``run.*.json``), as ``--job-times`` lines: job,
     started_utc, ended_utc, engine_loaded_s (the ``engine_load_s`` of the first trial the run
     measured, NaN where it measured none) and exit_status. A run without an end, killed
     outright, is left out and said."""
-    trials = [pd.read_parquet(p).iloc[0] for p in sorted(journal.glob("*.t*.parquet"))]
+    trials = journal_trials(journal)
     stamps = [pd.Timestamp(t["timestamp"]) for t in trials]
     stamps = [s.tz_localize("UTC") if s.tzinfo is None else s for s in stamps]
     lines = []
@@ -156,7 +161,7 @@ JOB_TIMES = ["job", "started_utc", "ended_utc"]
 
 
 def job_share(journal: Path, runs: pd.DataFrame) -> dict:
-    trials = [pd.read_parquet(p).iloc[0] for p in sorted(journal.glob("*.t*.parquet"))]
+    trials = journal_trials(journal)
     measured = [t for t in trials if bool(t["feasible"]) and int(t["repetitions"] or 0) > 0]
     # Points with no trial measured (out of memory, passed over beside a larger batch that
     # fits, not attempted) cost next to nothing and count apart.

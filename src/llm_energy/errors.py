@@ -1,6 +1,12 @@
 """Typed errors. Each carries one message meant to be read by a person."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, or its type when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class LlmEnergyError(Exception):
     """Base class of every error this package raises on purpose."""
 

@@ -33,9 +33,11 @@ def _read_plan(path: Path) -> JobPlan:
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
+    from llm_energy.measure.provenance import utc_now
     from llm_energy.measure.runner import run_job
     from llm_energy.measure.stop import deadline_from
 
+    started_utc = utc_now("milliseconds")  # the run's start, for its record in the journal
     plan_path = Path(args.plan)
     plan = _read_plan(plan_path)
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
@@ -64,7 +66,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     plan_text = plan_path.read_text()
     attempts.check(journal, plan_text, args.attempt)
     try:
-        with runs.recorded(journal, args.started_utc, args.attempt, deadline):
+        with runs.recorded(journal, started_utc, args.attempt, deadline):
             _measure(args, plan, plan_path, journal, job)
     except attempts.NOT_RETRIED as exc:
         attempts.record(journal, plan_text, args.attempt, exc)
@@ -955,12 +957,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from llm_energy.measure.provenance import utc_now
-
-    started_utc = utc_now("milliseconds")  # the command's start: a measurement run's
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    args.started_utc = started_utc
     from llm_energy.measure.stop import EXIT_STOPPED, Stopped
 
     try:

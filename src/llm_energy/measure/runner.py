@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from llm_energy.backends import Backend, make_backend
-from llm_energy.errors import DeviceUnusableError
+from llm_energy.errors import DeviceUnusableError, first_line
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
 from llm_energy.measure import health, provenance, stop
@@ -484,12 +484,6 @@ def unmeasured_columns(reason: str) -> dict[str, Any]:
     return {**infeasible_columns(reason), "feasible": True}
 
 
-def _first_line(exc: BaseException) -> str:
-    """An exception's first line, or its type when it says nothing."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 @dataclass
 class DeviceFaults:
     """The job's device errors so far: how many trials in a row ended in one."""
@@ -502,7 +496,7 @@ def _after_device_error(
 ) -> dict[str, Any]:
     """The row of a trial that a device error ended, once the backend has freed what it can;
     raises DeviceUnusableError (carrying the row) when the device takes no more work."""
-    message = _first_line(exc)
+    message = first_line(exc)
     row = unmeasured_columns(FAILED + message)
     faults.in_a_row += 1
     where = (
@@ -518,7 +512,7 @@ def _after_device_error(
         try:
             backend.recover()
         except Exception as again:
-            why = f"freeing the device failed too ({_first_line(again)})"
+            why = f"freeing the device failed too ({first_line(again)})"
     if why:
         raise DeviceUnusableError(
             f"the GPU is unusable after a CUDA error at {where}: {message} ({why})", row
@@ -737,7 +731,7 @@ def _measure_points(
         try:
             backend.close()
         except Exception as exc:  # a device that failed may fail to close too: said, not raised
-            log(f"closing the engine failed: {_first_line(exc)}")
+            log(f"closing the engine failed: {first_line(exc)}")
 
 
 def _measure_trial(
@@ -778,7 +772,7 @@ def _measure_trial(
             raise stop.Stopped(
                 f"stopped by {stop.requested()}, which reached the engine's own processes too "
                 f"and ended the current window early ({type(exc).__name__}: "
-                f"{_first_line(exc)}); the window is not written"
+                f"{first_line(exc)}); the window is not written"
             ) from exc
         if backend.is_device_error(exc):
             return _after_device_error(backend, point, exc, faults)

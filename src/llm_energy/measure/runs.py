@@ -13,7 +13,6 @@ trials, with no log or scheduler record needed to read it back
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import socket
 from collections.abc import Iterator
@@ -21,18 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from llm_energy.errors import LlmEnergyError
+from llm_energy.errors import LlmEnergyError, first_line
 from llm_energy.measure import provenance, stop
 from llm_energy.measure.store import Journal
 
 # Set while a run is recorded: the processes the run starts itself (tensor-parallel ranks under
 # torchrun, which run the same command) inherit it and are part of that run, not runs of their own.
 RUN_ENV = "LLM_ENERGY_RUN_STARTED"
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextmanager
@@ -56,8 +50,7 @@ def recorded(
         "attempt": attempt,
     }
     if deadline is not None:
-        ends = _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=deadline.left_s())
-        run["time_ends_utc"] = ends.isoformat(timespec="seconds")
+        run["time_ends_utc"] = deadline.ends_utc()
         run["time_ends_from"] = deadline.source
     journal = Journal(journal_dir)
     journal.record_run(run)
@@ -67,13 +60,13 @@ def recorded(
         yield
         ended = {"outcome": "finished", "exit_status": 0, "reason": ""}
     except stop.Stopped as exc:
-        ended = {"outcome": "stopped", "exit_status": stop.EXIT_STOPPED, "reason": _reason(exc)}
+        ended = {"outcome": "stopped", "exit_status": stop.EXIT_STOPPED, "reason": first_line(exc)}
         raise
     except LlmEnergyError as exc:
-        ended = {"outcome": "failed", "exit_status": 2, "reason": _reason(exc)}
+        ended = {"outcome": "failed", "exit_status": 2, "reason": first_line(exc)}
         raise
     except BaseException as exc:
-        ended["reason"] = f"{type(exc).__name__}: {_reason(exc)}"
+        ended["reason"] = f"{type(exc).__name__}: {first_line(exc)}"
         raise
     finally:
         os.environ.pop(RUN_ENV, None)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -110,6 +110,11 @@ class Deadline:
     def left_s(self) -> float:
         """Seconds until the end."""
         return self.at - self.clock()
+
+    def ends_utc(self) -> str:
+        """The end as a UTC time, to the second."""
+        ends = datetime.now(UTC) + timedelta(seconds=self.left_s())
+        return ends.isoformat(timespec="seconds")
 
 
 def _slurm_end(job_id: str) -> float | None:
