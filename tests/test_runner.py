@@ -595,7 +595,7 @@ def test_sigterm_stops_the_job_at_the_end_of_a_repetition_and_a_rerun_does_the_r
     import os
     import signal
 
-    from llm_energy.measure import stop
+    from llm_energy.measure import runs, stop
 
     plan = _plan(tiny_config)
     out, journal = tmp_path / "out.parquet", tmp_path / "journal"
@@ -613,7 +613,11 @@ def test_sigterm_stops_the_job_at_the_end_of_a_repetition_and_a_rerun_does_the_r
     monkeypatch.setattr(fake_backend, "generate", generate)
     stop.reset()
     try:
-        with stop.on_signals(), pytest.raises(stop.Stopped) as stopped:
+        with (
+            stop.on_signals(),
+            pytest.raises(stop.Stopped) as stopped,
+            runs.recorded(journal, "2026-01-01T00:00:00.000Z"),
+        ):
             runner.run_job(plan, out, journal, log=lambda m: None)
     finally:
         stop.reset()
@@ -622,6 +626,7 @@ def test_sigterm_stops_the_job_at_the_end_of_a_repetition_and_a_rerun_does_the_r
     assert calls["n"] == 12  # not one repetition more
     kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}
     assert len(kept) == 1  # the first point; the second point's trial was abandoned
+    assert len(list(journal.glob("run.*.json"))) == 1  # the run's record, with how it ended
     assert not out.exists()
     # What the stopped job measured, as a table, without an engine: its one finished point.
     partial = runner.run_job(plan, out, journal, log=lambda m: None, measure=False)
@@ -631,8 +636,10 @@ def test_sigterm_stops_the_job_at_the_end_of_a_repetition_and_a_rerun_does_the_r
     messages: list[str] = []
     table = runner.run_job(plan, out, journal, log=messages.append)
     assert any(f"{len(kept)} already in the journal" in m for m in messages)
-    # The stop is on record, and the next run says so.
+    # The stop is on the run's record, and the next run says so.
+    assert "journal: 1 earlier runs of this job (1 stopped)" in messages
     (stopped_run,) = [m for m in messages if m.startswith("journal: a run of this job stopped")]
+    assert "started 2026-01-01T00:00:00.000Z" in stopped_run and "exit 75" in stopped_run
     assert "stopped by SIGTERM" in stopped_run
     assert len(table) == len(plan.points) and table["point_id"].is_unique
     assert {n: (journal / n).read_bytes() for n in kept} == kept

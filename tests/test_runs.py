@@ -5,6 +5,7 @@ runs of real processes, killed, stopped and finished: tests/test_resume_kill.py.
 from __future__ import annotations
 
 import os
+import socket
 from datetime import datetime
 
 import pytest
@@ -76,3 +77,27 @@ def test_a_run_that_knows_when_its_time_ends_says_so(tmp_path):
     assert run["time_ends_from"] == "Slurm job 7's time limit"
     ends = datetime.fromisoformat(run["time_ends_utc"])
     assert 55 <= (ends - datetime.fromisoformat(run["ended_utc"])).total_seconds() <= 61
+
+
+def test_a_run_says_which_earlier_runs_did_not_finish_and_leaves_itself_out(tmp_path):
+    journal = tmp_path / "journal"
+    assert runs.earlier_runs(Journal(journal)) == []
+    with runs.recorded(journal, "2026-12-04T09:00:00.000+00:00"):
+        pass
+    with pytest.raises(InputError), runs.recorded(journal, "2026-12-04T10:00:00.000+00:00"):
+        raise InputError("malformed trace x.csv")
+    # A run killed outright (SIGKILL, the out-of-memory killer) keeps its start alone.
+    Journal(journal).record_run({"started_utc": "2026-12-04T11:00:00.000+00:00", "host": "n1"})
+    with runs.recorded(journal, "2026-12-04T12:00:00.000+00:00"):
+        lines = runs.earlier_runs(Journal(journal))
+    assert lines[0] == "journal: 3 earlier runs of this job (1 finished, 1 failed, 1 with no end)"
+    assert lines[1].startswith("journal: a run of this job failed at ")
+    host = socket.gethostname()
+    assert lines[1].endswith(
+        f"(started 2026-12-04T10:00:00.000+00:00 on {host}, exit 2): malformed trace x.csv"
+    )
+    assert lines[2] == (
+        "journal: a run of this job (started 2026-12-04T11:00:00.000+00:00 on n1) left no end: "
+        "killed outright, or still running"
+    )
+    assert len(lines) == 3  # the finished run is counted, not listed; the run now, neither

@@ -16,7 +16,7 @@ from llm_energy.backends import Backend, make_backend
 from llm_energy.errors import DeviceUnusableError, first_line
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
-from llm_energy.measure import health, provenance, stop
+from llm_energy.measure import health, provenance, runs, stop
 from llm_energy.measure.bounds import (
     bound_below_out_of_memory,
     known_bounds,
@@ -337,8 +337,8 @@ def run_job(
     in ``pg19_path``. Without ``measure``, the table holds what the journal holds. With
     ``deadline``, the job starts no trial it would not finish before it."""
     journal = Journal(journal_dir, log=log)
-    for earlier in journal.stops():
-        log(f"journal: a run of this job stopped at {earlier['stopped_at']}: {earlier['reason']}")
+    for line in runs.earlier_runs(journal):
+        log(line)
     streams = TraceLengths(traces_dir, tasks_dir) if traces_dir is not None else None
     points = _order(
         select_points(plan, streams, log), plan.largest_feasible_only, plan.protocol.point_order
@@ -381,13 +381,11 @@ def run_job(
             _measure_points(plan, points, ids, trials, journal, log, streams, pg19, deadline)
         except stop.Stopped as exc:
             done = sum(len(t) for t in trials.values()) - before
-            journal.record_stop(utc_now(), str(exc))
             raise stop.Stopped(
                 f"{exc}; the journal {journal_dir} keeps every finished trial ({done} of them "
                 "from this run), and running the job again measures the rest"
             ) from None
         except DeviceUnusableError as exc:
-            journal.record_stop(utc_now(), str(exc))
             raise DeviceUnusableError(
                 f"{exc}; the job stopped, the journal {journal_dir} keeps every finished "
                 "trial, and running the job again (on another GPU if this one keeps failing) "

@@ -8,7 +8,8 @@ started, where (host, machine session, Slurm job, attempt), when its time ends w
 finished, stopped or failed, with the exit status and the reason). A run killed
 outright keeps its start alone. So a job's wall time, run by run, is in the journal beside its
 trials, with no log or scheduler record needed to read it back
-(``benchmarks/gpu_time_share.py``).
+(``benchmarks/gpu_time_share.py``), and the next run says which earlier ones did not finish
+(:func:`earlier_runs`).
 """
 
 from __future__ import annotations
@@ -71,3 +72,28 @@ def recorded(
     finally:
         os.environ.pop(RUN_ENV, None)
         journal.record_run({**run, "ended_utc": provenance.utc_now("milliseconds"), **ended})
+
+
+def earlier_runs(journal: Journal) -> list[str]:
+    """What the journal says of the job's earlier runs, for the log of the run now starting:
+    one line counting them by how they ended, and a line for each that did not finish."""
+    now = os.environ.get(RUN_ENV)
+    runs = [r for r in journal.runs() if r.get("started_utc") != now]
+    if not runs:
+        return []
+    outcomes = [r.get("outcome", "with no end") for r in runs]
+    counts = ", ".join(f"{outcomes.count(o)} {o}" for o in dict.fromkeys(outcomes))
+    lines = [f"journal: {len(runs)} earlier runs of this job ({counts})"]
+    for r in runs:
+        where = f"started {r['started_utc']} on {r.get('host') or 'an unknown host'}"
+        if "outcome" not in r:
+            lines.append(
+                f"journal: a run of this job ({where}) left no end: killed outright, or still "
+                "running"
+            )
+        elif r["outcome"] != "finished":
+            lines.append(
+                f"journal: a run of this job {r['outcome']} at {r['ended_utc']} ({where}, exit "
+                f"{r['exit_status']}): {r['reason']}"
+            )
+    return lines

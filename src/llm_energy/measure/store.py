@@ -134,37 +134,23 @@ class Journal:
         name = f"control.{run_started.replace(':', '')}.{edge}.parquet"
         write_parquet_atomic(pd.DataFrame([entry]), self.directory / name)
 
-    def record_stop(self, stopped_at: str, reason: str) -> None:
-        """A run of the job that stopped before it finished (a signal, an unusable GPU)."""
-        self._write_entry("stop", stopped_at, {"stopped_at": stopped_at, "reason": reason})
-
     def record_run(self, run: dict[str, Any]) -> None:
         """One run of the job (a process of ``llm-energy measure``), filed by when it started
         (``started_utc``): written when it starts and again, with when and how it ended, when
         it ends; a run killed outright keeps its start alone."""
-        self._write_entry("run", str(run["started_utc"]), run)
+        text = json.dumps(run) + "\n"
+        path = self.directory / f"run.{str(run['started_utc']).replace(':', '')}.json"
+        write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run of the job, oldest first."""
-        return self._entries("run")
-
-    def stops(self) -> list[dict[str, str]]:
-        """Every stop of the job's runs, oldest first."""
-        return self._entries("stop")
-
-    def _write_entry(self, kind: str, at: str, entry: dict[str, Any]) -> None:
-        text = json.dumps(entry) + "\n"
-        path = self.directory / f"{kind}.{at.replace(':', '')}.json"
-        write_atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-    def _entries(self, kind: str) -> list[dict[str, Any]]:
-        entries = []
-        for path in sorted(self.directory.glob(f"{kind}.*.json")):
+        runs = []
+        for path in sorted(self.directory.glob("run.*.json")):
             try:
-                entries.append(json.loads(path.read_text()))
+                runs.append(json.loads(path.read_text()))
             except (OSError, ValueError) as exc:  # damaged, as in trials(): said, left out
                 self.log(f"journal: {path.name} cannot be read ({exc}); left out")
-        return entries
+        return runs
 
     def controls(self) -> pd.DataFrame:
         """Every control measurement of the job's runs."""
