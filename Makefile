@@ -70,7 +70,7 @@ docs-figures: $(VENV)/.installed
 	    else figs=$$(ls docs/figures/$${hw}_fig_serving*.png 2>/dev/null); fi; \
 	    [ -n "$$figs" ] || continue; \
 	    $(BIN)/snakemake $$(echo $$figs | sed "s|docs/figures/$${hw}_|results/figures/$$hw/|g") \
-	      --cores 2 --configfile config/$$cfg.yaml --config shipped_measurements=true || exit 1; \
+	      --force --cores 2 --configfile config/$$cfg.yaml --config shipped_measurements=true || exit 1; \
 	    for f in $$figs; do cp results/figures/$$hw/$${f#docs/figures/$${hw}_} $$f; done; \
 	  done; \
 	done

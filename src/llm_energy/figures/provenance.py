@@ -52,7 +52,8 @@ class Session:
     def describe(self, holds: str = "") -> str:
         where = ", ".join(p for p in (f"host {self.host}" if self.host else "", self.start) if p)
         what = f": {holds}" if holds else ""
-        return f"{self.name} ({where + ', ' if where else ''}{self.rows} rows{what})"
+        count = f"{self.rows} row" if self.rows == 1 else f"{self.rows} rows"
+        return f"{self.name} ({where + ', ' if where else ''}{count}{what})"
 
 
 def sessions(rows: pd.DataFrame) -> list[Session]:
