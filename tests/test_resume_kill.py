@@ -51,6 +51,7 @@ def _rerun_measures_only_the_rest(plan, command, out, journal, before):
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(before)} already in the journal" in rerun.stdout
+    assert f"loaded {plan.model.name} (" in rerun.stdout
     table = pd.read_parquet(out)
     assert len(table) == len(plan.points)
     assert table["point_id"].is_unique
@@ -61,6 +62,9 @@ def _rerun_measures_only_the_rest(plan, command, out, journal, before):
         assert (journal / name).stat().st_mtime_ns == mtime, f"{name} was measured again"
     first, rerun_run = Journal(journal).runs()
     assert (rerun_run["outcome"], rerun_run["exit_status"]) == ("finished", 0)
+    # The rerun's log says how the first run ended, itself left out.
+    outcome = first.get("outcome", "with no end")
+    assert f"journal: 1 earlier runs of this job (1 {outcome})" in rerun.stdout
     return first
 
 
@@ -108,3 +112,22 @@ def test_sigterm_stops_the_job_at_a_safe_place_and_the_rerun_does_the_rest(tiny_
     assert (first["outcome"], first["exit_status"]) == ("stopped", EXIT_STOPPED)
     assert first["reason"].startswith("stopped by SIGTERM")
     assert list(_recorded_runs(journal)["exit_status"]) == [EXIT_STOPPED, 0]
+
+
+def test_a_job_whose_time_has_ended_stops_before_its_engine_starts(tiny_config, tmp_path):
+    tiny_config["protocol"]["min_duration_s"] = 0.25
+    plan = plan_study(validate(tiny_config))["tiny__pytorch"]
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan.to_json())
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    cmd, env = measure_command(plan_file, out, journal)
+    # The end every job of a workflow shares, as the environment of snakemake sets it.
+    env = {**env, "LLM_ENERGY_STOP_BY": "2026-01-01T00:00:00Z"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == EXIT_STOPPED, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert "(LLM_ENERGY_STOP_BY 2026-01-01T00:00:00Z) before its engine started" in done.stderr
+    assert f"loaded {plan.model.name} (" not in done.stdout and not out.exists()
+    (run,) = Journal(journal).runs()
+    assert (run["outcome"], run["exit_status"]) == ("stopped", EXIT_STOPPED)
+    assert run["time_ends_from"] == "LLM_ENERGY_STOP_BY 2026-01-01T00:00:00Z"

@@ -850,11 +850,20 @@ def test_a_job_before_its_deadline_starts_no_trial_it_would_not_finish(
     # The run's control point was measured at its end too, so its drift is known.
     assert len(list(journal.glob("control.*.end.parquet"))) == 1
     monkeypatch.setattr(fake_backend, "generate", real_generate)
+    # A run whose time has ended already starts no engine, and loses nothing.
+    kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}
+    over = stop.Deadline(at=10.0, source="a test", clock=lambda: 11.0)
+    fake = runner.make_backend
+    monkeypatch.setattr(runner, "make_backend", lambda *a, **k: pytest.fail("engine started"))
+    with pytest.raises(stop.Stopped, match=r"\(a test\) before its engine started"):
+        runner.run_job(plan, out, journal, log=lambda m: None, deadline=over)
+    assert {p.name: p.read_bytes() for p in journal.glob("*.parquet")} == kept
+    monkeypatch.setattr(runner, "make_backend", fake)
     table = runner.run_job(plan, out, journal, log=lambda m: None)
     assert len(table) == len(plan.points) and table["trials"].ge(2).all()
 
 
-def test_a_deadline_comes_from_stop_by_or_from_slurms_time_limit():
+def test_a_deadline_is_the_earliest_of_stop_by_the_environment_and_slurms_time_limit():
     from llm_energy.errors import LlmEnergyError
     from llm_energy.measure.stop import deadline_from
 
@@ -874,3 +883,16 @@ def test_a_deadline_comes_from_stop_by_or_from_slurms_time_limit():
     for bad in ("+soon", "+-5", "tomorrow"):
         with pytest.raises(LlmEnergyError, match="--stop-by"):
             deadline_from(bad, environ={})
+    # The environment sets one end for every job a workflow starts; --stop-by comes first.
+    shared = {"LLM_ENERGY_STOP_BY": "+120"}
+    from_env = deadline_from(None, environ=shared)
+    assert 119 < from_env.left_s() <= 120 and from_env.source == "LLM_ENERGY_STOP_BY +120"
+    assert deadline_from("+90", environ=shared).source == "--stop-by +90"
+    with pytest.raises(LlmEnergyError, match="LLM_ENERGY_STOP_BY soon"):
+        deadline_from(None, environ={"LLM_ENERGY_STOP_BY": "soon"})
+    # Under Slurm, whichever ends first.
+    both = {**shared, "SLURM_JOB_ID": "7"}
+    assert deadline_from(None, environ=both, slurm_end=lambda job: at).source.startswith("LLM")
+    early = dt.datetime.now().timestamp() + 60
+    first = deadline_from("+90", environ=both, slurm_end=lambda job: early)
+    assert first.source == "Slurm job 7's time limit" and first.left_s() <= 60

@@ -695,8 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WHEN",
         help="when the job's time ends: +SECONDS from now, or an ISO 8601 time (UTC unless it "
         "says otherwise); the job starts no trial that its earlier trials say would end after "
-        "it, and stops with what it measured in its journal (default: under Slurm, the job's "
-        "time limit; else none)",
+        "it, and stops with what it measured in its journal (default: the environment's "
+        "LLM_ENERGY_STOP_BY, in the same form; under Slurm the job's time limit ends it "
+        "earlier where it ends first)",
     )
     m.add_argument(
         "--attempt",

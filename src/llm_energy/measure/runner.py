@@ -378,6 +378,11 @@ def run_job(
         pg19 = PG19Prompts(pg19_path) if pg19_path is not None else None
         before = sum(len(t) for t in trials.values())
         try:
+            if deadline is not None and deadline.left_s() <= 0:
+                raise stop.Stopped(
+                    f"the job's time ended at {deadline.ends_utc()} ({deadline.source}) before "
+                    "its engine started"
+                )
             _measure_points(plan, points, ids, trials, journal, log, streams, pg19, deadline)
         except stop.Stopped as exc:
             done = sum(len(t) for t in trials.values()) - before

@@ -1,7 +1,8 @@
 """Stopping a measurement job at the next safe place when it is asked to.
 
-A job that knows when its time ends (:class:`Deadline`: ``llm-energy measure --stop-by``, or
-under Slurm the job's end time) does not start a trial it would not finish: before each trial
+A job that knows when its time ends (:class:`Deadline`: the earliest of ``llm-energy measure
+--stop-by`` or the environment's :data:`STOP_BY_ENV`, and under Slurm the job's end time) starts
+no engine once that time has passed and no trial it would not finish: before each trial
 it compares the time left with what the point's trials took earlier in the run, and where the
 trial would not fit it measures its control point once more and stops, as a stop asked for by a
 signal would, but without abandoning a window.
@@ -136,36 +137,50 @@ def _slurm_end(job_id: str) -> float | None:
         return None
 
 
+# The end of the time every measurement job of a run shares (an allocation, a reservation, a
+# machine lent until a given time), as --stop-by takes it: set it once in the environment of
+# ``snakemake`` and each job it starts stops by then.
+STOP_BY_ENV = "LLM_ENERGY_STOP_BY"
+
+
+def _parse_stop_by(stop_by: str, named: str, now: float, wall: float) -> Deadline:
+    """``stop_by`` as ``+SECONDS`` from now or an ISO 8601 time (UTC unless it says
+    otherwise); ``named`` says where it came from."""
+    if stop_by.startswith("+"):
+        try:
+            seconds = float(stop_by[1:])
+        except ValueError:
+            seconds = -1.0
+        if seconds < 0:
+            raise LlmEnergyError(f"{named} {stop_by}: expected +SECONDS, such as +1500")
+        return Deadline(now + seconds, f"{named} {stop_by}")
+    try:
+        end = datetime.fromisoformat(stop_by.replace("Z", "+00:00"))
+    except ValueError:
+        raise LlmEnergyError(
+            f"{named} {stop_by}: expected +SECONDS or an ISO 8601 time such as 2026-12-04T21:25:00Z"
+        ) from None
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    return Deadline(now + end.timestamp() - wall, f"{named} {stop_by}")
+
+
 def deadline_from(
     stop_by: str | None,
     environ: Mapping[str, str] = os.environ,
     slurm_end: Callable[[str], float | None] = _slurm_end,
 ) -> Deadline | None:
-    """The job's deadline: ``stop_by`` as ``+SECONDS`` from now or an ISO 8601 time (UTC
-    unless it says otherwise), else under Slurm the job's end time, else none."""
+    """The job's deadline: the earliest of ``stop_by`` (``--stop-by``, else the environment's
+    :data:`STOP_BY_ENV`) and, under Slurm, the job's end time; none where neither is known."""
     now, wall = time.monotonic(), time.time()
+    ends = []
     if stop_by:
-        if stop_by.startswith("+"):
-            try:
-                seconds = float(stop_by[1:])
-            except ValueError:
-                seconds = -1.0
-            if seconds < 0:
-                raise LlmEnergyError(f"--stop-by {stop_by}: expected +SECONDS, such as +1500")
-            return Deadline(now + seconds, f"--stop-by {stop_by}")
-        try:
-            end = datetime.fromisoformat(stop_by.replace("Z", "+00:00"))
-        except ValueError:
-            raise LlmEnergyError(
-                f"--stop-by {stop_by}: expected +SECONDS or an ISO 8601 time such as "
-                "2026-12-04T21:25:00Z"
-            ) from None
-        if end.tzinfo is None:
-            end = end.replace(tzinfo=UTC)
-        return Deadline(now + end.timestamp() - wall, f"--stop-by {stop_by}")
+        ends.append(_parse_stop_by(stop_by, "--stop-by", now, wall))
+    elif environ.get(STOP_BY_ENV):
+        ends.append(_parse_stop_by(environ[STOP_BY_ENV], STOP_BY_ENV, now, wall))
     job = environ.get("SLURM_JOB_ID")
     if job:
         end_s = slurm_end(job)
         if end_s is not None:
-            return Deadline(now + end_s - wall, f"Slurm job {job}'s time limit")
-    return None
+            ends.append(Deadline(now + end_s - wall, f"Slurm job {job}'s time limit"))
+    return min(ends, key=lambda d: d.at, default=None)
