@@ -369,7 +369,7 @@ def run_job(
             "trials are complete and what the journal holds of the rest"
         )
     if due and measure:
-        if deadline is not None:
+        if deadline is not None and deadline.left_s() > 0:
             log(
                 f"the job's time ends in {deadline.left_s():.0f} s ({deadline.source}): a "
                 "trial that its point's earlier trials say would end after it is left for the "

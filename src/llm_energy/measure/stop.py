@@ -114,7 +114,7 @@ class Deadline:
 
     def ends_utc(self) -> str:
         """The end as a UTC time, to the second."""
-        ends = datetime.now(UTC) + timedelta(seconds=self.left_s())
+        ends = datetime.now(UTC) + timedelta(seconds=self.left_s() + 0.5)  # to the nearest
         return ends.isoformat(timespec="seconds")
 
 
