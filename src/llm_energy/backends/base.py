@@ -36,6 +36,20 @@ DEVICE_ERRORS = (
 )
 
 
+def library_versions(backend_version: str) -> dict[str, str]:
+    """:meth:`Backend.versions` of an engine running in this process: its own version, and the
+    torch, transformers and CUDA it runs on."""
+    import torch
+    import transformers
+
+    return {
+        "backend_version": backend_version,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "cuda_version": str(torch.version.cuda) if torch.version.cuda else "none",
+    }
+
+
 class Backend(ABC):
     """An inference engine holding one loaded model.
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from llm_energy.backends.base import Backend
+from llm_energy.backends.base import Backend, library_versions
 from llm_energy.errors import BackendError, ConfigError
 from llm_energy.measure.job import DecodingSpec
 
@@ -237,13 +237,7 @@ class TransformersBackend(Backend):
     def versions(self) -> dict[str, str]:
         import transformers
 
-        torch = self._torch
-        return {
-            "backend_version": f"transformers {transformers.__version__}",
-            "torch_version": torch.__version__,
-            "transformers_version": transformers.__version__,
-            "cuda_version": str(torch.version.cuda) if torch.version.cuda else "none",
-        }
+        return library_versions(f"transformers {transformers.__version__}")
 
     def close(self) -> None:
         self._model = None

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llm_energy.backends.base import Backend
+from llm_energy.backends.base import Backend, library_versions
 from llm_energy.errors import BackendError, ConfigError
 from llm_energy.inputs.model_configs import load_config_dict
 from llm_energy.measure.job import DecodingSpec
@@ -340,16 +340,9 @@ class VllmBackend(Backend):
         return [str(torch.cuda.get_device_properties(i).uuid) for i in range(count)]
 
     def versions(self) -> dict[str, str]:
-        import torch
-        import transformers
         import vllm
 
-        return {
-            "backend_version": f"vllm {vllm.__version__}",
-            "torch_version": torch.__version__,
-            "transformers_version": transformers.__version__,
-            "cuda_version": str(torch.version.cuda) if torch.version.cuda else "none",
-        }
+        return library_versions(f"vllm {vllm.__version__}")
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)
