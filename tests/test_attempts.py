@@ -81,3 +81,19 @@ def test_a_record_of_another_plan_does_not_stop_the_job(plan_file, tmp_path):
     # A failure a retry may change is not written down.
     attempts.record(tmp_path / "other", "plan", 1, BackendError("server not healthy"))
     assert not (tmp_path / "other").exists()
+
+
+def test_a_malformed_end_of_the_jobs_time_is_a_failure_a_retry_cannot_change(
+    plan_file, monkeypatch, capsys
+):
+    monkeypatch.setenv("LLM_ENERGY_STOP_BY", "at noon")
+    engine = Require(None)
+    monkeypatch.setattr(backends, "require", engine)
+    assert _measure(plan_file, 1) == 2
+    assert "LLM_ENERGY_STOP_BY at noon: expected +SECONDS or an ISO 8601 time" in (
+        capsys.readouterr().err
+    )
+    record = json.loads((plan_file.parent / "journal" / attempts.RECORD).read_text())
+    assert record["error"] == "ConfigError"
+    assert _measure(plan_file, 2) == 2 and engine.calls == 0
+    assert "(attempt 2 stops at once" in capsys.readouterr().err

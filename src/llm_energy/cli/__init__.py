@@ -35,13 +35,13 @@ def _read_plan(path: Path) -> JobPlan:
 def cmd_measure(args: argparse.Namespace) -> None:
     from llm_energy.measure.provenance import utc_now
     from llm_energy.measure.runner import run_job
-    from llm_energy.measure.stop import deadline_from
+    from llm_energy.measure.stop import Deadline, deadline_from
 
     started_utc = utc_now("milliseconds")  # the run's start, for its record in the journal
     plan_path = Path(args.plan)
     plan = _read_plan(plan_path)
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
-    deadline = None if args.from_journal else deadline_from(args.stop_by)
+    deadline: Deadline | None = None
 
     def job(measure: bool = True) -> None:
         run_job(
@@ -66,6 +66,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     plan_text = plan_path.read_text()
     attempts.check(journal, plan_text, args.attempt)
     try:
+        deadline = deadline_from(args.stop_by)
         with runs.recorded(journal, started_utc, args.attempt, deadline):
             _measure(args, plan, plan_path, journal, job)
     except attempts.NOT_RETRIED as exc:

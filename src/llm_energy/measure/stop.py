@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from llm_energy.errors import LlmEnergyError
+from llm_energy.errors import ConfigError, LlmEnergyError
 
 # sysexits.h's EX_TEMPFAIL: the job did not finish and running it again will go on.
 EXIT_STOPPED = 75
@@ -152,12 +152,12 @@ def _parse_stop_by(stop_by: str, named: str, now: float, wall: float) -> Deadlin
         except ValueError:
             seconds = -1.0
         if seconds < 0:
-            raise LlmEnergyError(f"{named} {stop_by}: expected +SECONDS, such as +1500")
+            raise ConfigError(f"{named} {stop_by}: expected +SECONDS, such as +1500")
         return Deadline(now + seconds, f"{named} {stop_by}")
     try:
         end = datetime.fromisoformat(stop_by.replace("Z", "+00:00"))
     except ValueError:
-        raise LlmEnergyError(
+        raise ConfigError(
             f"{named} {stop_by}: expected +SECONDS or an ISO 8601 time such as 2026-12-04T21:25:00Z"
         ) from None
     if end.tzinfo is None:
