@@ -849,6 +849,19 @@ def test_a_job_before_its_deadline_starts_no_trial_it_would_not_finish(
     assert len(measured) == len(plan.points) and now["s"] <= deadline.at
     # The run's control point was measured at its end too, so its drift is known.
     assert len(list(journal.glob("control.*.end.parquet"))) == 1
+    # A later run knows the points' trial times from the journal: with room for its control
+    # point and less than a trial, it starts none, not even a point's first in this run.
+    kept = {p.name: p.read_bytes() for p in journal.glob("*.t*.parquet")}
+    longest = max(pd.read_parquet(p)["trial_s"].iloc[0] for p in journal.glob("*.t*.parquet"))
+    assert longest > 0
+    short = stop.Deadline(
+        at=now["s"] + 6.0 + longest - 1.0, source="a test", clock=lambda: now["s"]
+    )
+    with pytest.raises(stop.Stopped, match=rf"took up to {longest:.0f} s in earlier runs"):
+        runner.run_job(plan, out, journal, log=lambda m: None, deadline=short)
+    assert {p.name: p.read_bytes() for p in journal.glob("*.t*.parquet")} == kept
+    # The rows do not carry it: it is the journal's.
+    assert "trial_s" not in runner.run_job(plan, out, journal, log=print, measure=False)
     monkeypatch.setattr(fake_backend, "generate", real_generate)
     # A run whose time has ended already starts no engine, and loses nothing.
     kept = {p.name: p.read_bytes() for p in journal.glob("*.parquet")}

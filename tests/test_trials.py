@@ -15,6 +15,7 @@ from test_runner import FakeBackend, QuietHost, _plan
 
 from llm_energy.measure import resume, runner
 from llm_energy.measure.job import ProtocolSpec
+from llm_energy.measure.store import Journal
 from llm_energy.measure.trials import (
     TrialSchedule,
     ci95_half_width,
@@ -276,6 +277,9 @@ def test_a_journal_resumed_on_another_machine_keeps_each_rows_trials_from_one_se
     assert {r["machine_session"] for r in again} == {"here:bbbb"}
     kept = journal / "other_sessions" / "elsewhere_aaaa"
     assert sorted(p.name for p in kept.iterdir()) == [f"{short}.t1.parquet", f"{short}.t2.parquet"]
+    # What they took still tells a later run's deadline how long the point's trials take.
+    aside = Journal(journal).set_aside_trials(short)
+    assert [t["trial"] for t in aside] == [1, 2] and all(t["trial_s"] > 0 for t in aside)
     said = " ".join(messages)
     assert "1 points hold fewer than 3 trials, measured in machine session elsewhere:aaaa" in said
     assert "elsewhere:aaaa completed are kept as it left them" in said

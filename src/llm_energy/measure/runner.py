@@ -539,7 +539,8 @@ def _measure_points(
     ``points_in_flight`` of them): first trials in the planned order, later ones in a seeded
     shuffled order, so that what changes over the job lands in each point's spread rather
     than in one point. Before ``deadline``, a trial that would not finish with the control
-    point after it (by the longest of the point's trials so far in this run) is not started:
+    point after it (by the longest of the point's trials so far in this run, else in the
+    journal's earlier runs) is not started:
     the job measures its control point and stops (:class:`~llm_energy.measure.stop.Stopped`)."""
     proto = plan.protocol
     model_dir = resolve_model_dir(plan.model, plan.mirror.get("models"))
@@ -636,6 +637,15 @@ def _measure_points(
         measure_control("start")
         control_s = clock() - started
         took: dict[tuple, float] = {}  # the longest trial of each point in this run (s)
+        # ... and in the journal's earlier runs, this machine's or another's (same hardware),
+        # so that a point's first trial in this run has something to go by too.
+        took_before = {
+            p.key: longest
+            for p in points
+            if (
+                longest := _longest_trial_s([*trials[p.key], *journal.set_aside_trials(ids[p.key])])
+            )
+        }
         stopping = None
         schedule = TrialSchedule(
             points,
@@ -648,13 +658,15 @@ def _measure_points(
             pass_started = time.perf_counter()
             for n, point in enumerate(order, start=1):
                 stop.check()
-                if deadline is not None and point.key in took:
+                known = took if point.key in took else took_before
+                if deadline is not None and point.key in known:
                     left_s = deadline.left_s()
-                    if took[point.key] + control_s > left_s:
+                    if known[point.key] + control_s > left_s:
+                        when = "in this run" if known is took else "in earlier runs"
                         stopping = (
                             f"stopped before a trial of {ids[point.key]}: the job's time ends "
                             f"in {left_s:.0f} s ({deadline.source}), and the point's trials "
-                            f"took up to {took[point.key]:.0f} s in this run, the control "
+                            f"took up to {known[point.key]:.0f} s {when}, the control "
                             f"point {control_s:.0f} s"
                         )
                         break
@@ -688,9 +700,10 @@ def _measure_points(
                     unusable, measured = exc, exc.row or {}
                 row.update(measured)
                 row["timestamp"] = utc_now()
+                row["trial_s"] = clock() - trial_started
                 journal.record_trial(ids[point.key], trial, row)
                 trials[point.key].append(row)
-                took[point.key] = max(took.get(point.key, 0.0), clock() - trial_started)
+                took[point.key] = max(took.get(point.key, 0.0), row["trial_s"])
                 if unusable is not None:
                     raise unusable
                 above = (
@@ -735,6 +748,13 @@ def _measure_points(
             backend.close()
         except Exception as exc:  # a device that failed may fail to close too: said, not raised
             log(f"closing the engine failed: {first_line(exc)}")
+
+
+def _longest_trial_s(trials: Sequence[dict[str, Any]]) -> float:
+    """The longest wall time of these trials, warm-up and harness included (``trial_s``, which
+    trials written before it was recorded lack); 0 where none says."""
+    seconds = [float(t["trial_s"]) for t in trials if t.get("trial_s") is not None]
+    return max((x for x in seconds if math.isfinite(x)), default=0.0)
 
 
 def _measure_trial(

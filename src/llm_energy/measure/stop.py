@@ -1,11 +1,11 @@
 """Stopping a measurement job at the next safe place when it is asked to.
 
 A job that knows when its time ends (:class:`Deadline`: the earliest of ``llm-energy measure
---stop-by`` or the environment's :data:`STOP_BY_ENV`, and under Slurm the job's end time) starts
-no engine once that time has passed and no trial it would not finish: before each trial
-it compares the time left with what the point's trials took earlier in the run, and where the
-trial would not fit it measures its control point once more and stops, as a stop asked for by a
-signal would, but without abandoning a window.
+--stop-by`` or the environment's :data:`STOP_BY_ENV`, and under Slurm the job's end time) starts no
+engine once that time has passed and no trial it would not finish: before each trial it compares
+the time left with what the point's trials took before (in this run, else in the journal's earlier
+runs), and where the trial would not fit it measures its control point once more and stops, as a
+stop asked for by a signal would, but without abandoning a window.
 
 Slurm sends SIGTERM before it kills a job (preemption, ``scontrol requeue``, the time limit,
 ``scancel``) and SIGKILL after its ``KillWait``. On SIGTERM a measurement job goes on only to

@@ -188,6 +188,16 @@ class Journal:
             path.rename(target)
         return aside
 
+    def set_aside_trials(self, point_id: str) -> list[dict]:
+        """The point's trials that :meth:`set_aside` moved out of its trials, every session's."""
+        trials = []
+        for path in sorted((self.directory / "other_sessions").glob(f"*/{point_id}.t*.parquet")):
+            try:
+                trials.append(pd.read_parquet(path).iloc[0].to_dict())
+            except Exception as exc:  # damaged, as in trials(): said, left out
+                self.log(f"journal: {path} cannot be read ({exc}); left out")
+        return trials
+
     def next_trial(self, point_id: str) -> int:
         """The number the point's next trial is filed under (after every file, damaged ones
         moved aside included, so that none is overwritten)."""

@@ -323,9 +323,11 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     # (a device error) is said in the note.
     last = dict(measured[-1] if measured else trials[-1])
     row = dict(last)
-    # The last trial's alone; trial_warmed_up and trial_warmup_s have every trial's.
+    # The last trial's alone; trial_warmed_up and trial_warmup_s have every trial's. A
+    # trial's wall time (trial_s) is the journal's, for a later run's deadline.
     row.pop("warmed_up", None)
     row.pop("warmup_s", None)
+    row.pop("trial_s", None)
     row["trials"] = len(measured)
     if served(last):
         # Failed requests of every trial, those of trials not used too: never dropped silently.
