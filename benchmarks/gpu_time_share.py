@@ -31,6 +31,11 @@ and ``out_of_memory_attempts_s`` the attempts that ran out of memory, where thei
 them (``out_of_memory_s``); ``rest_s`` is the job's time outside the engine start, the windows,
 the warm-ups, the replays, those probes and those attempts: the idle-power window, the control
 point, the harness, and the probes and attempts whose rows did not time them.
+``harness_in_trials_s`` is the harness's part of that rest inside the batch trials whose wall
+time the journal holds (``trial_s``; ``trials_timed`` of them): a trial's wall time less its
+windows and its warm-up (prompts, meter and clock reads, the GPU watch, the host's load), and
+``harness_over_windows`` that time over those trials' windows, the harness's overhead measured
+in every job.
 ``--estimate`` (the table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
 ``estimated_gpu_hours``, and ``estimated_job_min`` or ``gpus``) adds each job's planned wall
 time beside the actual one. A benchmark that reports numbers, not a test with a threshold.
@@ -200,6 +205,17 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     bound_searches_s = timed_sum(trials, "bound_search_s")
     # Attempts that ran out of memory, timed on their rows likewise.
     attempts_s = timed_sum(trials, "out_of_memory_s")
+    # Inside a batch trial, as its wall time (trial_s) records it: the harness's own time
+    # around its warm-up and windows (prompts, meter and clock reads, the GPU watch, the host's
+    # load), over those windows. Trials written before trial_s was recorded are left out.
+    timed_trials = [t for t in batches if not pd.isna(t.get("trial_s", float("nan")))]
+    timed_windows_s = sum(window_seconds(t) for t in timed_trials)
+    harness_in_trials_s = sum(
+        float(t["trial_s"])
+        - window_seconds(t)
+        - (warmup_seconds(t) if bool(t.get("warmed_up", True)) else 0.0)
+        for t in timed_trials
+    )
     outside = (loaded_s, windows_s, warmups_s, replays_outside_windows_s, bound_searches_s)
     rest_s = wall_s - sum(x for x in (*outside, attempts_s) if not math.isnan(x))
     return {
@@ -228,6 +244,11 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         "bound_searches_s": round(bound_searches_s, 1),
         "out_of_memory_attempts_s": round(attempts_s, 1),
         "rest_s": round(rest_s, 1),
+        "trials_timed": len(timed_trials),
+        "harness_in_trials_s": round(harness_in_trials_s, 2) if timed_trials else math.nan,
+        "harness_over_windows": round(harness_in_trials_s / timed_windows_s, 4)
+        if timed_windows_s
+        else math.nan,
         "share_in_windows": round(windows_s / wall_s, 3) if wall_s else float("nan"),
         "share_if_warmed_up_once": round(windows_s / (wall_s - later_warmups_s), 3)
         if wall_s > later_warmups_s

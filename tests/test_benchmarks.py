@@ -186,6 +186,13 @@ def test_points_passed_over_and_trials_set_aside_count_apart(tmp_path):
     timed.to_parquet(journal / "big.t4.parquet")
     share = bench.job_share(journal, runs)
     assert share["warmup_over_repetition_max"] == 2.5 and share["warmups_s"] == 11.0
+    # Journals written before trials' wall times were recorded: the harness's part is unknown.
+    assert share["trials_timed"] == 0 and math.isnan(share["harness_over_windows"])
+    # A trial of 7.1 s with a 5 s warm-up and a 2 s window: 0.1 s of harness, 5 % of it.
+    timed.assign(trial_s=7.1).to_parquet(journal / "big.t4.parquet")
+    share = bench.job_share(journal, runs)
+    assert share["trials_timed"] == 1 and share["harness_in_trials_s"] == pytest.approx(0.1)
+    assert share["harness_over_windows"] == pytest.approx(0.05)
 
 
 def test_probes_timed_on_an_out_of_memory_row_count_apart_from_the_rest(tmp_path):

@@ -5,6 +5,7 @@ where it ended itself."""
 from __future__ import annotations
 
 import importlib.util
+import math
 import signal
 import subprocess
 import time
@@ -68,13 +69,17 @@ def _rerun_measures_only_the_rest(plan, command, out, journal, before):
     return first
 
 
-def _recorded_runs(journal: Path):
-    """The runs benchmarks/gpu_time_share.py reads from the journal."""
+def _gpu_time_share():
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_time_share.py"
     spec = importlib.util.spec_from_file_location("gpu_time_share", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    return bench.recorded_runs(journal)
+    return bench
+
+
+def _recorded_runs(journal: Path):
+    """The runs benchmarks/gpu_time_share.py reads from the journal."""
+    return _gpu_time_share().recorded_runs(journal)
 
 
 def test_killed_job_resumes_and_measures_each_point_once(tiny_config, tmp_path):
@@ -92,6 +97,11 @@ def test_killed_job_resumes_and_measures_each_point_once(tiny_config, tmp_path):
     assert "ended_utc" not in first
     (run,) = _recorded_runs(journal).itertuples()
     assert run.exit_status == 0 and run.engine_loaded_s > 0
+    # Every trial's wall time is in the journal: the harness's part of it, around the warm-up
+    # and the windows, is measured (on two busy cores, no bound is asserted on it).
+    share = _gpu_time_share().job_share(journal, _recorded_runs(journal))
+    assert share["trials_timed"] == len(list(journal.glob("*.t*.parquet")))
+    assert share["harness_in_trials_s"] > 0 and math.isfinite(share["harness_over_windows"])
 
 
 def test_sigterm_stops_the_job_at_a_safe_place_and_the_rerun_does_the_rest(tiny_config, tmp_path):
