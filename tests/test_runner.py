@@ -909,3 +909,16 @@ def test_a_deadline_is_the_earliest_of_stop_by_the_environment_and_slurms_time_l
     early = dt.datetime.now().timestamp() + 60
     first = deadline_from("+90", environ=both, slurm_end=lambda job: early)
     assert first.source == "Slurm job 7's time limit" and first.left_s() <= 60
+
+
+def test_a_runs_control_points_are_filed_under_the_runs_record(tiny_config, fake_backend, tmp_path):
+    from llm_energy.measure import runs
+    from llm_energy.measure.store import Journal
+
+    tiny_config["protocol"].update(min_trials=1, control_point=True)
+    journal = tmp_path / "journal"
+    with runs.recorded(journal, "2026-12-05T02:00:00.000+00:00"):
+        runner.run_job(_plan(tiny_config), tmp_path / "out.parquet", journal, log=lambda m: None)
+    controls = Journal(journal).controls()
+    assert sorted(controls["edge"]) == ["end", "start"]
+    assert set(controls["run_started"]) == {r["started_utc"] for r in Journal(journal).runs()}

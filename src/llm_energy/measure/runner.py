@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -599,7 +600,9 @@ def _measure_points(
         search = search_shapes(plan.points, plan.largest_feasible_only)
         control = control_point(points) if plan.protocol.control_point else None
         here = base["machine_session"]
-        run_started = utc_now()
+        # The control points of this run are filed under its start: the run's record in the
+        # journal (llm_energy.measure.runs) where the command keeps one, else the engine's.
+        run_started = os.environ.get(runs.RUN_ENV) or utc_now()
         faults = DeviceFaults()
         warmed: dict[tuple, int] = {}  # how often this engine instance measured each point
 
