@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from llm_energy import backends, cli
@@ -97,3 +98,29 @@ def test_a_malformed_end_of_the_jobs_time_is_a_failure_a_retry_cannot_change(
     assert record["error"] == "ConfigError"
     assert _measure(plan_file, 2) == 2 and engine.calls == 0
     assert "(attempt 2 stops at once" in capsys.readouterr().err
+
+
+def test_the_time_model_rows_for_a_deadline_are_read_before_the_engine_starts(
+    plan_file, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("LLM_ENERGY_STOP_BY", "+600")
+    engine = Require(BackendError("the model did not load"))
+    monkeypatch.setattr(backends, "require", engine)
+    journal, out = tmp_path / "journal", tmp_path / "out.parquet"
+    argv = ["measure", "--plan", str(plan_file), "--out", str(out), "--journal", str(journal)]
+    # A table that is not there is the input's failure, before any engine.
+    missing = str(tmp_path / "missing.parquet")
+    assert cli.main([*argv, "--time-model-rows", missing]) == 2
+    assert "--time-model-rows: " in capsys.readouterr().err and engine.calls == 0
+    # A table that is no job table says what it lacks.
+    other = tmp_path / "other.parquet"
+    pd.DataFrame({"model": ["another"], "engine": ["vllm"]}).to_parquet(other)
+    assert cli.main([*argv, "--time-model-rows", str(other)]) == 2
+    assert "the tables lack the column" in capsys.readouterr().err and engine.calls == 0
+    # Rows of another model and engine time nothing here: the log says so, and the job goes on.
+    shipped = Path(__file__).parents[1] / "resources/measurements/h200"
+    rows = str(shipped / "grid__llama-3.1-8b__vllm.parquet")
+    assert cli.main([*argv, "--time-model-rows", rows]) == 2
+    said = capsys.readouterr().out
+    assert "estimate" in said and "for the job's deadline" in said
+    assert engine.calls == 1

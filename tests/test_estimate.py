@@ -856,6 +856,23 @@ def test_the_points_of_a_job_add_up_to_its_expected_time(tiny_config):
     assert (start / 60 + table["minutes"].sum()) / 60 == pytest.approx(expected, rel=0.02)
 
 
+def test_a_points_first_trial_for_the_deadline_is_the_one_the_plan_lists(tiny_config):
+    """first_trial_seconds, which a measurement job with a deadline goes by for a point's first
+    trial, gives each point the first trial that point_costs lists for it."""
+    from llm_energy.analysis.gpu_hours import first_trial_seconds, point_costs
+
+    proto = ProtocolSpec(min_trials=3, max_trials=6, control_point=False, measure_prefill=False)
+    points = (PointSpec(1, 128, 8), PointSpec(64, 2048, 256))
+    plan, _ = _job(tiny_config, proto, points)
+    rows = _rows(TRUE).assign(model=plan.model.name, repetitions=1, protocol_met=True)
+    seconds, basis = first_trial_seconds(plan, rows)
+    assert basis.startswith("fitted to")
+    listed = point_costs(plan, rows)["trial_min"] * 60
+    assert [seconds[p.key] for p in plan.points] == pytest.approx(list(listed))
+    none, why = first_trial_seconds(plan, rows.iloc[:0])
+    assert none == {} and why
+
+
 def test_the_command_lists_one_jobs_points_or_names_the_jobs(tiny_config, tmp_path, capsys):
     import yaml
 

@@ -834,6 +834,15 @@ def test_a_job_before_its_deadline_starts_no_trial_it_would_not_finish(
         return real_generate(self, prepared, output_tokens, decoding)
 
     monkeypatch.setattr(fake_backend, "generate", generate)
+    # With the plan's estimate of each point's first trial (here 100 s), a fresh journal with
+    # 50 s left starts none: only the control point, at the run's start and end.
+    over = {p.key: 100.0 for p in plan.points}
+    early = stop.Deadline(at=50.0, source="a test", clock=lambda: now["s"])
+    fresh = tmp_path / "fresh"
+    with pytest.raises(stop.Stopped, match="are expected to take 100 s by the plan's estimate"):
+        runner.run_job(plan, out, fresh, log=print, deadline=early, expected_trial_s=over)
+    assert not list(fresh.glob("*.t*.parquet")) and len(list(fresh.glob("control.*"))) == 2
+    now["s"] = 0.0
     # A trial or a control point takes 6 s: room for the first pass over the six points and
     # the control point twice, not for the second pass.
     deadline = stop.Deadline(at=50.0, source="a test", clock=lambda: now["s"])

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llm_energy.errors import ConfigError, LlmEnergyError
+from llm_energy.errors import ConfigError, LlmEnergyError, first_line
 
 if TYPE_CHECKING:
     from llm_energy.analysis.flops import Architecture
@@ -42,6 +42,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     plan = _read_plan(plan_path)
     journal = Path(args.journal) if args.journal else Path(args.out).with_suffix(".journal")
     deadline: Deadline | None = None
+    expected: dict[tuple, float] = {}
 
     def job(measure: bool = True) -> None:
         run_job(
@@ -54,6 +55,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
             pg19_path=Path(args.pg19),
             measure=measure,
             deadline=deadline,
+            expected_trial_s=expected,
         )
 
     if args.from_journal:
@@ -67,11 +69,39 @@ def cmd_measure(args: argparse.Namespace) -> None:
     attempts.check(journal, plan_text, args.attempt)
     try:
         deadline = deadline_from(args.stop_by)
+        if deadline is not None and args.time_model_rows:
+            expected.update(_expected_trial_seconds(plan, args.time_model_rows))
         with runs.recorded(journal, started_utc, args.attempt, deadline):
             _measure(args, plan, plan_path, journal, job)
     except attempts.NOT_RETRIED as exc:
         attempts.record(journal, plan_text, args.attempt, exc)
         raise
+
+
+def _expected_trial_seconds(plan: JobPlan, tables: list[str]) -> dict[tuple, float]:
+    """Each point's first trial by the plan's estimate, fitted to ``tables``, for the deadline."""
+    import pandas as pd
+
+    from llm_energy.analysis.gpu_hours import first_trial_seconds
+    from llm_energy.errors import InputError
+
+    try:
+        rows = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--time-model-rows: {first_line(exc)}") from exc
+    try:
+        seconds, basis = first_trial_seconds(plan, rows)
+    except KeyError as exc:
+        raise InputError(
+            f"--time-model-rows: the tables lack the column {exc}; give job tables, such as "
+            "resources/measurements/h200/*.parquet"
+        ) from exc
+    _log(
+        f"the plan's estimate of each point's first trial, for the job's deadline: {basis}"
+        if seconds
+        else f"no estimate of the points' trials for the job's deadline: {basis}"
+    )
+    return seconds
 
 
 def _measure(args: argparse.Namespace, plan: JobPlan, plan_path: Path, journal: Path, job) -> None:
@@ -699,6 +729,14 @@ def build_parser() -> argparse.ArgumentParser:
         "it, and stops with what it measured in its journal (default: the environment's "
         "LLM_ENERGY_STOP_BY, in the same form; under Slurm the job's time limit ends it "
         "earlier where it ends first)",
+    )
+    m.add_argument(
+        "--time-model-rows",
+        nargs="+",
+        metavar="TABLE",
+        help="job tables of this hardware (such as resources/measurements/h200/*.parquet) to "
+        "fit the plan's time model to, as llm-energy estimate-gpu-hours does: with a deadline, "
+        "a point's first trial is not started where that estimate says it would end after it",
     )
     m.add_argument(
         "--attempt",

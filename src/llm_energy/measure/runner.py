@@ -6,7 +6,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,12 +331,15 @@ def run_job(
     pg19_path: Path | None = None,
     measure: bool = True,
     deadline: stop.Deadline | None = None,
+    expected_trial_s: Mapping[tuple, float] | None = None,
 ) -> pd.DataFrame:
     """Measure every point of ``plan`` not yet in the journal, then write the job's table.
     Request-stream points draw their lengths from the prepared traces in ``traces_dir`` or the
     classical tasks' lengths in ``tasks_dir``; PG-19 points cut their prompts from the tokens
     in ``pg19_path``. Without ``measure``, the table holds what the journal holds. With
-    ``deadline``, the job starts no trial it would not finish before it."""
+    ``deadline``, the job starts no trial it would not finish before it, by the point's trials
+    so far, else by ``expected_trial_s`` (a point's first trial by the plan's estimate, by
+    point key)."""
     journal = Journal(journal_dir, log=log)
     for line in runs.earlier_runs(journal):
         log(line)
@@ -384,7 +387,9 @@ def run_job(
                     f"the job's time ended at {deadline.ends_utc()} ({deadline.source}) before "
                     "its engine started"
                 )
-            _measure_points(plan, points, ids, trials, journal, log, streams, pg19, deadline)
+            _measure_points(
+                plan, points, ids, trials, journal, log, streams, pg19, deadline, expected_trial_s
+            )
         except stop.Stopped as exc:
             done = sum(len(t) for t in trials.values()) - before
             raise stop.Stopped(
@@ -534,6 +539,7 @@ def _measure_points(
     streams: TraceLengths | None = None,
     pg19: PG19Prompts | None = None,
     deadline: stop.Deadline | None = None,
+    expected_trial_s: Mapping[tuple, float] | None = None,
 ) -> None:
     """Measure trials until no point needs one, pass after pass over the points in flight
     (:class:`~llm_energy.measure.trials.TrialSchedule`, at most the protocol's
@@ -541,7 +547,7 @@ def _measure_points(
     shuffled order, so that what changes over the job lands in each point's spread rather
     than in one point. Before ``deadline``, a trial that would not finish with the control
     point after it (by the longest of the point's trials so far in this run, else in the
-    journal's earlier runs) is not started:
+    journal's earlier runs, else by ``expected_trial_s``) is not started:
     the job measures its control point and stops (:class:`~llm_energy.measure.stop.Stopped`)."""
     proto = plan.protocol
     model_dir = resolve_model_dir(plan.model, plan.mirror.get("models"))
@@ -661,16 +667,14 @@ def _measure_points(
             pass_started = time.perf_counter()
             for n, point in enumerate(order, start=1):
                 stop.check()
-                known = took if point.key in took else took_before
-                if deadline is not None and point.key in known:
+                known = _trial_time(point.key, took, took_before, expected_trial_s or {})
+                if deadline is not None and known is not None:
                     left_s = deadline.left_s()
-                    if known[point.key] + control_s > left_s:
-                        when = "in this run" if known is took else "in earlier runs"
+                    if known[0] + control_s > left_s:
                         stopping = (
                             f"stopped before a trial of {ids[point.key]}: the job's time ends "
                             f"in {left_s:.0f} s ({deadline.source}), and the point's trials "
-                            f"took up to {known[point.key]:.0f} s {when}, the control "
-                            f"point {control_s:.0f} s"
+                            f"{known[1]}, the control point {control_s:.0f} s"
                         )
                         break
                 trial_started = clock()
@@ -751,6 +755,23 @@ def _measure_points(
             backend.close()
         except Exception as exc:  # a device that failed may fail to close too: said, not raised
             log(f"closing the engine failed: {first_line(exc)}")
+
+
+def _trial_time(
+    key: tuple,
+    this_run: Mapping[tuple, float],
+    earlier_runs: Mapping[tuple, float],
+    expected: Mapping[tuple, float],
+) -> tuple[float, str] | None:
+    """How long the point's next trial may take, and what says so: its longest trial in this
+    run, else in the journal's earlier runs, else the plan's estimate; None where nothing does."""
+    if key in this_run:
+        return this_run[key], f"took up to {this_run[key]:.0f} s in this run"
+    if key in earlier_runs:
+        return earlier_runs[key], f"took up to {earlier_runs[key]:.0f} s in earlier runs"
+    if key in expected and math.isfinite(expected[key]):
+        return expected[key], f"are expected to take {expected[key]:.0f} s by the plan's estimate"
+    return None
 
 
 def _longest_trial_s(trials: Sequence[dict[str, Any]]) -> float:

@@ -628,6 +628,18 @@ def point_costs(plan: JobPlan, measurements: pd.DataFrame) -> pd.DataFrame:
     return timed_point_costs(plan, model, own, measurements)
 
 
+def first_trial_seconds(
+    plan: JobPlan, measurements: pd.DataFrame
+) -> tuple[dict[tuple, float], str]:
+    """Each point's first trial in a run, warm-up included, as the plan's estimate times it
+    (:func:`_time_model` fitted to ``measurements``), by point key; and the model's basis.
+    Empty where no rows time the job."""
+    model, basis, _ = _time_model(plan, measurements, {plan.model.name: plan.model})
+    if model is None:
+        return {}, basis
+    return {p.key: _trial_seconds(model, p, plan.protocol_of(p))[0] for p in plan.points}, basis
+
+
 def timed_point_costs(
     plan: JobPlan,
     model: TimeModel | MeasuredShapes | ServedTimeModel | None,
