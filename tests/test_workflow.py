@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -69,6 +70,30 @@ def test_a_figure_rebuilds_by_name_without_measuring_again(smoke_run):
     log = result.stdout + result.stderr
     assert "rule fig10" in log or "(Rule: fig10)" in log
     assert "measure" not in log.split("Job stats:")[-1].split("total")[0]
+
+
+def test_a_job_with_a_deadline_goes_by_the_hardwares_shipped_tables_for_first_trials(smoke_run):
+    """Where the hardware ships job tables, the measure rule has each job fit the plan's
+    estimate of every point's first trial to them; it reads them only when it has a deadline."""
+    work, _ = smoke_run
+    group = "tiny-llama__pytorch"
+    shipped = work / "resources/measurements/cpu"
+    shipped.mkdir(parents=True)
+    (work / f"results/measurements/cpu/{group}.parquet").rename(shipped / f"{group}.parquet")
+    try:
+        result = run_snakemake(
+            work,
+            "--cores", "1", f"results/measurements/cpu/{group}.parquet",
+            env={**os.environ, "LLM_ENERGY_STOP_BY": "+900"},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        log = (work / f"logs/measure/cpu/{group}.log").read_text()
+        assert "the plan's estimate of each point's first trial, for the job's deadline: " in log
+        assert "fitted to 15 points measured on" in log
+        assert "already in the journal" in log  # the journal holds every trial: none measured
+    finally:
+        (shipped / f"{group}.parquet").unlink()
+        shipped.rmdir()
 
 
 def test_misspelled_config_key_fails_fast_and_names_the_key(smoke_run, tmp_path):

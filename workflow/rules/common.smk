@@ -82,6 +82,16 @@ def measurement_tables(wildcards=None):
     )
 
 
+def time_model_option(wildcards):
+    """Where the hardware ships job tables, the option that has the job fit the plan's estimate
+    of each point's first trial to them, for its deadline (an empty string otherwise).
+    """
+    folder = Path(workflow.basedir, "resources/measurements", wildcards.hardware)
+    if not shipped_tables(wildcards.hardware):
+        return ""
+    return f"--time-model-rows {shlex.quote(str(folder))} "
+
+
 def seed_command(wildcards):
     """With resume_from_shipped, the command that seeds the job's journal from the shipped
     tables before it measures (an empty string otherwise)."""

@@ -36,6 +36,7 @@ rule measure:
         cli=measure_cli,
         journal="results/journal/{hardware}/{group}",
         seed=seed_command,
+        time_model=time_model_option,
     # Snakemake clears a job's log before it runs the job again: the journal keeps a copy of
     # each attempt's log, whatever its outcome, and the job exits with the attempt's status.
     shell:
@@ -43,6 +44,7 @@ rule measure:
         "{params.cli} measure --plan {input.plan} --out {output} --journal {params.journal} "
         "--traces results/data/traces --task-lengths results/data/task_lengths "
         "--pg19 results/data/pg19/llama3_tokens.parquet --attempt {resources.attempt} "
+        "{params.time_model}"
         "> {log} 2>&1 || status=$?; "
         "if [ -f {log} ]; then mkdir -p {params.journal} && "
         "cp {log} {params.journal}/attempt-{resources.attempt}.log; fi; "

@@ -85,8 +85,16 @@ def _expected_trial_seconds(plan: JobPlan, tables: list[str]) -> dict[tuple, flo
     from llm_energy.analysis.gpu_hours import first_trial_seconds
     from llm_energy.errors import InputError
 
+    # A folder stands for its job tables (the workflow names the hardware's shipped ones).
+    paths = [
+        q for t in map(Path, tables) for q in (sorted(t.glob("*.parquet")) if t.is_dir() else [t])
+    ]
+    if not paths:
+        where = ", ".join(tables)
+        _log(f"no estimate of the points' trials for the job's deadline: no job tables in {where}")
+        return {}
     try:
-        rows = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
+        rows = pd.concat([pd.read_parquet(t) for t in paths], ignore_index=True)
     except (OSError, ValueError) as exc:
         raise InputError(f"--time-model-rows: {first_line(exc)}") from exc
     try:
@@ -734,9 +742,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--time-model-rows",
         nargs="+",
         metavar="TABLE",
-        help="job tables of this hardware (such as resources/measurements/h200/*.parquet) to "
-        "fit the plan's time model to, as llm-energy estimate-gpu-hours does: with a deadline, "
-        "a point's first trial is not started where that estimate says it would end after it",
+        help="job tables of this hardware, or folders of them (such as "
+        "resources/measurements/h200), to fit the plan's time model to, as llm-energy "
+        "estimate-gpu-hours does: with a deadline, a point's first trial is not started where "
+        "that estimate says it would end after it",
     )
     m.add_argument(
         "--attempt",
