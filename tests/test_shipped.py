@@ -203,7 +203,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     qwen = drafted[drafted["model"] == "r1-distill-qwen-32b"]
     assert qwen["engine_detail"].str.contains("draft_vocab=151936->152064").all()
 
-    # The rows measured under the trial protocol, from twenty-five machine sessions, each row's
+    # The rows measured under the trial protocol, from twenty-six machine sessions, each row's
     # trials from one: the first's (the engine ladders), the second's (OLMo on vLLM), the
     # third's (PyTorch over 1 and 2 GPUs), the fourth's (the served runs over 1 and 2 GPUs), the
     # fifth's (OLMo on PyTorch), the sixth's (PyTorch eager and compiled ladders, Qwen1.5-32B),
@@ -227,7 +227,8 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # 10, 2 bins on both engines) and the twenty-fourth's (claim 8's part 11, 1 bin on both
     # engines) and the twenty-fifth's (the classical tasks at batch 128 and 1,024 examples on
     # both engines) and the twenty-sixth's (summarization at batch 8 and 1,024 examples on both
-    # engines) and the twenty-seventh's (classification and generation likewise).
+    # engines) and the twenty-seventh's (classification and generation likewise) and the
+    # twenty-eighth's (translation likewise).
     # Every row the aggregate keeps has three or more trials and met the protocol, but the
     # batch-1 translation row, which the thirteenth session's device time cut short, and the
     # bins' smaller batches, passed over because their largest batch fits.
@@ -267,6 +268,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:16e3c961": 4 + 4,
         "vm:7af35bfd": 1 + 1,
         "vm:55867c79": 2 + 2,
+        "vm:293e64f5": 1 + 1,
     }
     assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].astype(bool).all()
 
@@ -285,8 +287,9 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # vLLM's 1,024 at batch 8 and 128 in trials, and at batch 1 for two tasks so far; then both
     # engines' 1,024 at batch 128 in one session, whose vLLM rows measured the batch-128 points
     # again (the table keeps both sessions' rows), and both engines' summarization at batch 8,
-    # then classification and generation at batch 8 in another session.
-    assert tasks["feasible"].all() and len(tasks) == 4 * 3 + 4 * 2 + 2 + 4 * 2 + 2 + 4
+    # then classification and generation at batch 8 in another session, and translation in a
+    # third.
+    assert tasks["feasible"].all() and len(tasks) == 4 * 3 + 4 * 2 + 2 + 4 * 2 + 2 + 4 + 2
     examples = tasks.groupby("engine")["requests"].unique().map(set).to_dict()
     assert examples == {"pytorch": {32, 1024}, "vllm": {1024}}
 
@@ -416,6 +419,14 @@ LAYERED_TABLES = {
     "tasks-batch8-classification-generation__llama-3.1-8b__pytorch": (
         ["h200_three_trials.yaml", "h200_tasks_batch8.yaml"],
         2,
+    ),
+    "tasks-batch8-translation__llama-3.1-8b__vllm": (
+        ["h200_three_trials.yaml", "h200_tasks_batch8.yaml"],
+        1,
+    ),
+    "tasks-batch8-translation__llama-3.1-8b__pytorch": (
+        ["h200_three_trials.yaml", "h200_tasks_batch8.yaml"],
+        1,
     ),
     "workloads-part1__llama-3.1-8b__vllm": (
         ["h200_workloads.yaml", "h200_workloads_parts/part1.yaml"],
