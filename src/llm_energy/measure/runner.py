@@ -647,14 +647,13 @@ def _measure_points(
         control_s = clock() - started
         took: dict[tuple, float] = {}  # the longest trial of each point in this run (s)
         # ... and in the journal's earlier runs, this machine's or another's (same hardware),
-        # so that a point's first trial in this run has something to go by too.
-        took_before = {
-            p.key: longest
-            for p in points
-            if (
-                longest := _longest_trial_s([*trials[p.key], *journal.set_aside_trials(ids[p.key])])
-            )
-        }
+        # so that a point's first trial in this run has something to go by too. Only a run
+        # with a deadline asks, so only such a run reads the trials set aside.
+        took_before: dict[tuple, float] = {}
+        for p in points if deadline is not None else ():
+            earlier = [*trials[p.key], *journal.set_aside_trials(ids[p.key])]
+            if longest := _longest_trial_s(earlier):
+                took_before[p.key] = longest
         stopping = None
         schedule = TrialSchedule(
             points,
