@@ -6,18 +6,26 @@ can expect at a measured shape's neighbours).
 
     python benchmarks/time_model_fit.py TABLE.parquet [TABLE.parquet ...] [--out TABLE.md]
     python benchmarks/time_model_fit.py TABLE.parquet ... --held-out NEW.parquet [--out NEW.md]
+    python benchmarks/time_model_fit.py TABLE.parquet ... --task-lengths DIR [--out STREAMS.md]
 
 The plan printed before a job is the sum of such predictions over its points; where the error
 is wide, so is the plan. With ``--held-out``, the models fitted to the tables alone (the rows
 a plan had before a job) time each row of the new table of the same GPU, model and engine:
 its measured over its predicted time per batch, whether it lies past the fitted rows' most
 prompt or generated tokens of one batch (the plan counts those as extrapolated), and the sum
-over the rows. A benchmark that reports numbers, not a test with a threshold.
+over the rows. With ``--task-lengths`` (the task_lengths rule's folder), each classical-task row
+of the tables (of ``--held-out`` where given) is timed as the plan times a stream that no row
+measured: the static batches of the requests the job draws, each at its longest prompt and
+output, by the model of its GPU, model and engine fitted to the batch rows (never to stream
+rows); beside it, the time at the stream's length caps, which the plan took before it read the
+lengths. A benchmark that reports numbers, not a test with a threshold.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +33,14 @@ import pandas as pd
 
 from llm_energy.analysis.gpu_hours import (
     TimeModel,
+    batched_stream_s,
     fittable,
     sequences_per_batch,
     stream_request_seconds,
     stream_seconds_per_request,
 )
+from llm_energy.inputs.prompts import TASK_STREAMS, TraceLengths
+from llm_energy.measure.job import PointSpec, ProtocolSpec, StreamSpec
 
 
 def _errors(model: TimeModel, rows: pd.DataFrame) -> np.ndarray:
@@ -148,6 +159,68 @@ def held_out_streams(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+def stream_lengths_timed(
+    rows: pd.DataFrame, tasks: pd.DataFrame, lengths: TraceLengths
+) -> pd.DataFrame:
+    """Each offline classical-task row of ``tasks`` timed by its requests' ``lengths``
+    (:func:`~llm_energy.analysis.gpu_hours.batched_stream_s`, the protocol's default seed, as
+    the shipped jobs drew them) with the model of its GPU, model and engine fitted to the batch
+    rows of ``rows``; and at its length caps. Seconds of one repetition (the whole stream)."""
+    tasks = tasks[tasks["feasible"].astype(bool) & tasks["duration_s"].notna()]
+    tasks = tasks[tasks["trace"].isin(TASK_STREAMS) & (tasks["serving"] == "offline")]
+    lines = []
+    for (gpu, model_name, engine), group in tasks.groupby(["gpu_name", "model", "engine"]):
+        fitted = fittable(rows)
+        fitted = fitted[
+            (fitted["gpu_name"] == gpu)
+            & (fitted["model"] == model_name)
+            & (fitted["engine"] == engine)
+        ]
+        if len(fitted) < 4:
+            continue
+        model = dataclasses.replace(TimeModel.fit(fitted), stream_lengths=lengths)
+        for r in group.itertuples(index=False):
+            stream = StreamSpec(str(r.trace), int(r.requests), "offline", vary_input=True)
+            point = PointSpec(
+                int(r.batch_size), int(r.input_tokens), int(r.output_tokens), stream=stream
+            )
+            predicted = batched_stream_s(model, point, ProtocolSpec().seed)
+            if math.isnan(predicted):
+                continue
+            batches = math.ceil(point.stream.requests / point.batch_size)
+            at_caps = model.full_s(point.batch_size, point.input_tokens, point.output_tokens)
+            lines.append(
+                {
+                    "engine": engine,
+                    "stream": point.stream.trace,
+                    "batch_size": point.batch_size,
+                    "requests": point.stream.requests,
+                    "predicted_s": round(predicted, 3),
+                    "at_caps_s": round(at_caps * batches, 3),
+                    "measured_s": round(float(r.duration_s), 3),
+                    "measured_over_predicted": round(float(r.duration_s) / predicted, 3),
+                }
+            )
+    return pd.DataFrame(lines)
+
+
+def stream_lengths_markdown(table: pd.DataFrame) -> str:
+    if table.empty:
+        return "no classical-task row is timed by the fitted rows' models and the lengths\n"
+    table = table.sort_values(["engine", "stream", "batch_size", "requests"])
+    lines = [f"{table.to_markdown(index=False)}\n"]
+    for engine, rows in table.groupby("engine"):
+        ratios = rows["measured_over_predicted"]
+        lines.append(
+            f"{engine}: {len(rows)} rows, measured over predicted {ratios.min():.2f} to "
+            f"{ratios.max():.2f} (median {ratios.median():.2f}); "
+            f"{rows['measured_s'].sum() / rows['predicted_s'].sum():.2f} of the predicted time "
+            f"in sum, {rows['measured_s'].sum() / rows['at_caps_s'].sum():.3f} of the time at "
+            "the length caps"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def held_out_markdown(table: pd.DataFrame, streams: pd.DataFrame | None = None) -> str:
     parts = []
     if len(table):
@@ -196,13 +269,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tables", nargs="+", type=Path)
     parser.add_argument("--held-out", type=Path, help="a table timed by the others' models")
+    parser.add_argument(
+        "--task-lengths",
+        type=Path,
+        help="the classical tasks' request lengths (TASK.parquet): time the task rows by them",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     tables = [
         p for p in args.tables if args.held_out is None or p.resolve() != args.held_out.resolve()
     ]
     rows = pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
-    if args.held_out is not None:
+    if args.task_lengths is not None:
+        lengths = TraceLengths(args.task_lengths, args.task_lengths)
+        tasks = rows if args.held_out is None else pd.read_parquet(args.held_out)
+        text = stream_lengths_markdown(stream_lengths_timed(rows, tasks, lengths))
+    elif args.held_out is not None:
         new = pd.read_parquet(args.held_out)
         text = held_out_markdown(held_out(rows, new), held_out_streams(rows, new))
     else:

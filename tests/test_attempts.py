@@ -124,3 +124,47 @@ def test_the_time_model_rows_for_a_deadline_are_read_before_the_engine_starts(
     said = capsys.readouterr().out
     assert "estimate" in said and "for the job's deadline" in said
     assert engine.calls == 1
+
+
+def test_a_deadline_times_a_task_stream_by_the_lengths_the_job_is_given(
+    tiny_config, tmp_path, monkeypatch, capsys
+):
+    """With a deadline, a classical task's stream that no row measured is timed by the
+    requests the job draws from --task-lengths, not at the task's length caps."""
+    from test_estimate import TRUE, _rows
+
+    config = {
+        **tiny_config,
+        "experiments": {
+            "classical_tasks": {
+                "enabled": True,
+                "models": ["tiny"],
+                "engines": ["pytorch"],
+                "batch_sizes": [1],
+                "tasks": ["generation"],
+                "samples": 4,
+            }
+        },
+    }
+    plan = plan_study(validate(config))["tiny__pytorch"]
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan.to_json())
+    tasks = tmp_path / "task_lengths"
+    tasks.mkdir()
+    pd.DataFrame({"input_tokens": [20, 30], "output_tokens": [5, 7]}).to_parquet(
+        tasks / "generation.parquet"
+    )
+    rows = tmp_path / "rows.parquet"
+    _rows(TRUE).to_parquet(rows)
+    monkeypatch.setenv("LLM_ENERGY_STOP_BY", "+600")
+    monkeypatch.setattr(backends, "require", Require(BackendError("the model did not load")))
+    argv = ["measure", "--plan", str(plan_file), "--out", str(tmp_path / "out.parquet")]
+    argv += ["--journal", str(tmp_path / "journal"), "--time-model-rows", str(rows)]
+    assert cli.main([*argv, "--task-lengths", str(tasks)]) == 2
+    assert "1 request stream as static batches of its requests' lengths" in (
+        capsys.readouterr().out
+    )
+    assert cli.main([*argv, "--task-lengths", str(tmp_path / "none")]) == 2
+    assert "1 request stream as batches at its length caps, an upper bound" in (
+        capsys.readouterr().out
+    )

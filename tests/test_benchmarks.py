@@ -55,6 +55,44 @@ def test_the_fit_benchmark_times_a_new_table_by_the_models_fitted_before_it():
     assert "1 of 2 rows past the fitted rows, 2.00 of it in sum" in text
 
 
+def test_the_fit_benchmark_times_task_rows_by_their_requests_lengths(tmp_path):
+    """time_model_fit.py --task-lengths: a task row is timed by the static batches of the
+    requests its job drew, with the model fitted to the batch rows; a model that times every
+    batch exactly gives the measured time, and the line beside it says the caps' time."""
+    from llm_energy.inputs.prompts import TraceLengths
+    from llm_energy.measure.job import PointSpec, StreamSpec
+
+    bench = _load("time_model_fit")
+    pd.DataFrame({"input_tokens": [100, 300, 50], "output_tokens": [64, 10, 200]}).to_parquet(
+        tmp_path / "generation.parquet"
+    )
+    lengths = TraceLengths(tmp_path, tmp_path)
+    point = PointSpec(2, 4096, 1024, stream=StreamSpec("generation", 8, "offline", True))
+    drawn = lengths.lengths(point, 0)
+    exact = sum(
+        TRUE.full_s(2, max(drawn[k][0], drawn[k + 1][0]), max(drawn[k][1], drawn[k + 1][1]))
+        for k in range(0, 8, 2)
+    )
+    rows = _rows(TRUE)
+    task = {
+        **rows.iloc[0].to_dict(),
+        "serving": "offline",
+        "trace": "generation",
+        "requests": 8,
+        "batch_size": 2,
+        "input_tokens": 4096,
+        "output_tokens": 1024,
+        "duration_s": exact,
+    }
+    table = bench.stream_lengths_timed(rows, pd.DataFrame([task]), lengths)
+    (line,) = table.itertuples(index=False)
+    assert line.measured_over_predicted == 1.0
+    assert line.at_caps_s == pytest.approx(4 * TRUE.full_s(2, 4096, 1024), abs=1e-3)
+    text = bench.stream_lengths_markdown(table)
+    assert "pytorch: 1 rows, measured over predicted 1.00 to 1.00" in text
+    assert "no classical-task row" in bench.stream_lengths_markdown(table.iloc[:0])
+
+
 def test_the_fit_benchmark_times_a_new_request_stream_as_the_plan_does():
     """time_model_fit.py --held-out: a classical task's row is timed by the time per request
     of the same stream measured at the nearest smaller batch, as the plan times it; a stream

@@ -502,6 +502,86 @@ def test_a_measured_stream_is_timed_per_request_at_its_batch_or_the_nearest_smal
     assert point_seconds(model, task(8, "summarization"), proto) == pytest.approx(129 * caps)
 
 
+def _task_lengths(folder, task: str, lengths: list[tuple[int, int]]):
+    """A task_lengths table of ``lengths`` (input, output) in ``folder``."""
+    from llm_energy.inputs.prompts import TraceLengths
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(lengths, columns=["input_tokens", "output_tokens"]).to_parquet(
+        folder / f"{task}.parquet"
+    )
+    return TraceLengths(folder / "traces", folder)
+
+
+def test_a_stream_never_measured_is_timed_by_the_batches_its_requests_make(tmp_path):
+    """With the prepared lengths, a stream no row measured costs the static batches the job
+    serves: the same draw of requests, each batch at its longest prompt and output. A stream
+    whose lengths are not prepared still takes its caps; a measured one its time per request."""
+    from llm_energy.analysis.gpu_hours import batched_stream_s
+    from llm_energy.inputs.prompts import static_batches
+
+    lengths = _task_lengths(tmp_path, "generation", [(100, 64), (300, 10), (50, 200)])
+    model = dataclasses.replace(TRUE, stream_lengths=lengths)
+    stream = StreamSpec("generation", 6, "offline", vary_input=True)
+    point = PointSpec(4, 4096, 128, stream=stream, experiments=("classical_tasks",))
+    drawn = lengths.lengths(point, 0)
+    batches = static_batches(drawn, point)
+    assert [len(b) for b in batches] == [4, 2]
+    expected = sum(
+        TRUE.full_s(len(b), max(drawn[k][0] for k in b), max(drawn[k][1] for k in b))
+        for b in batches
+    )
+    assert max(o for _, o in drawn) <= 128  # the caps clip the draw, as the job's
+    assert batched_stream_s(model, point, 0) == pytest.approx(expected)
+    proto = ProtocolSpec(min_duration_s=0.0, min_repetitions=1, warmup_repetitions=0)
+    assert point_seconds(model, point, proto) == pytest.approx(expected)
+    # A batch of one: every request alone.
+    one = dataclasses.replace(point, batch_size=1)
+    alone = sum(TRUE.full_s(1, i, o) for i, o in lengths.lengths(one, 0))
+    assert point_seconds(model, one, proto) == pytest.approx(alone)
+    # Lengths not prepared (another task), or none given: the caps.
+    other = dataclasses.replace(point, stream=dataclasses.replace(stream, trace="translation"))
+    caps = 2 * TRUE.full_s(4, 4096, 128)
+    assert math.isnan(batched_stream_s(model, other, 0))
+    assert point_seconds(model, other, proto) == pytest.approx(caps)
+    assert point_seconds(TRUE, point, proto) == pytest.approx(caps)
+    # A measured time per request comes first.
+    measured = dataclasses.replace(model, streams={("generation", "offline", 4096, 128): {4: 0.5}})
+    assert point_seconds(measured, point, proto) == pytest.approx(6 * 0.5)
+
+
+def test_the_plan_says_which_streams_it_timed_by_their_lengths_and_which_at_their_caps(
+    tiny_config, tmp_path
+):
+    """The basis counts the streams timed by their requests' lengths and those left at their
+    caps, an upper bound, so that a reader of the plan knows which of its minutes are which."""
+    config = dict(tiny_config)
+    config["experiments"] = {
+        **tiny_config["experiments"],
+        "classical_tasks": {
+            "enabled": True,
+            "models": ["tiny"],
+            "engines": ["pytorch"],
+            "batch_sizes": [1],
+            "tasks": ["classification", "generation"],
+            "samples": 4,
+        },
+    }
+    config = validate(config)
+    plans = {g: p for g, p in plan_study(config).items() if any(q.stream for q in p.points)}
+    assert plans
+    rows = _rows(TRUE).assign(engine=next(iter(plans.values())).engine.name)
+    rows["model"] = next(iter(plans.values())).model.name
+    lengths = _task_lengths(tmp_path, "generation", [(100, 64), (300, 10)])
+    without = estimate(plans, rows)
+    with_lengths = estimate(plans, rows, lengths=lengths)
+    basis = " ".join(with_lengths["basis"])
+    assert "1 request stream as static batches of its requests' lengths" in basis
+    assert "1 request stream as batches at its length caps, an upper bound" in basis
+    assert "2 request streams as batches at its length caps" in " ".join(without["basis"])
+    assert (with_lengths["estimated_gpu_hours"] < without["estimated_gpu_hours"]).all()
+
+
 def _served_rows(engine: str = "srv-served-s4") -> pd.DataFrame:
     """Three served runs of 10 requests whose tails (run less (10 - 1) / rate) are 1.0, 1.5
     and 3.0 s, the last with its run only as steady state over fraction (2.4 s / 0.5), and an

@@ -468,8 +468,11 @@ ESTIMATE_BEFORE = []
 
 def _estimate():
     """Each job's GPU time, fitted to the shipped rows, for the trials its journal (and, with
-    resume_from_shipped, the shipped rows it is seeded with) leaves to measure."""
+    resume_from_shipped, the shipped rows it is seeded with) leaves to measure; a request
+    stream with no measured time per request by its requests' lengths where an earlier run
+    prepared them."""
     from llm_energy.analysis.gpu_hours import plan_estimate
+    from llm_energy.inputs.prompts import TraceLengths
     from llm_energy.measure.resume import read_tables, trials_left
 
     base = Path(workflow.basedir, "resources/measurements")
@@ -481,7 +484,10 @@ def _estimate():
         group: trials_left(plan, Path(f"results/journal/{HARDWARE}/{group}"), seeds)
         for group, plan in JOBS.items()
     }
-    return plan_estimate(JOBS, tables, HARDWARE, left)
+    lengths = TraceLengths(
+        Path("results/data/traces"), Path("results/data/task_lengths")
+    )
+    return plan_estimate(JOBS, tables, HARDWARE, left, lengths)
 
 
 def print_estimate():

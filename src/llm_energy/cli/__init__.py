@@ -70,7 +70,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
     try:
         deadline = deadline_from(args.stop_by)
         if deadline is not None and args.time_model_rows:
-            expected.update(_expected_trial_seconds(plan, args.time_model_rows))
+            lengths = _stream_lengths(args)
+            expected.update(_expected_trial_seconds(plan, args.time_model_rows, lengths))
         with runs.recorded(journal, started_utc, args.attempt, deadline):
             _measure(args, plan, plan_path, journal, job)
     except attempts.NOT_RETRIED as exc:
@@ -78,8 +79,17 @@ def cmd_measure(args: argparse.Namespace) -> None:
         raise
 
 
-def _expected_trial_seconds(plan: JobPlan, tables: list[str]) -> dict[tuple, float]:
-    """Each point's first trial by the plan's estimate, fitted to ``tables``, for the deadline."""
+def _stream_lengths(args: argparse.Namespace):
+    """The prepared lengths that request streams draw from (``--traces``, ``--task-lengths``),
+    for the estimate of a stream with no measured time per request."""
+    from llm_energy.inputs.prompts import TraceLengths
+
+    return TraceLengths(Path(args.traces), Path(args.task_lengths))
+
+
+def _expected_trial_seconds(plan: JobPlan, tables: list[str], lengths=None) -> dict[tuple, float]:
+    """Each point's first trial by the plan's estimate, fitted to ``tables`` (a request stream
+    without a measured time per request by its requests' ``lengths``), for the deadline."""
     import pandas as pd
 
     from llm_energy.analysis.gpu_hours import first_trial_seconds
@@ -98,7 +108,7 @@ def _expected_trial_seconds(plan: JobPlan, tables: list[str]) -> dict[tuple, flo
     except (OSError, ValueError) as exc:
         raise InputError(f"--time-model-rows: {first_line(exc)}") from exc
     try:
-        seconds, basis = first_trial_seconds(plan, rows)
+        seconds, basis = first_trial_seconds(plan, rows, lengths)
     except KeyError as exc:
         raise InputError(
             f"--time-model-rows: the tables lack the column {exc}; give job tables, such as "
@@ -308,7 +318,8 @@ def cmd_estimate(args: argparse.Namespace) -> None:
             for g, plan in jobs.items()
         }
     allocation_s = None if args.allocation_min is None else 60 * args.allocation_min
-    table = estimate(jobs, measured, left, allocation_s)
+    lengths = _stream_lengths(args)
+    table = estimate(jobs, measured, left, allocation_s, lengths)
     if left is None:
         table = table.drop(columns="points_left")
     # How long each job holds its GPUs, for the run's plan; GPU-hours for the budget.
@@ -350,7 +361,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
             raise ConfigError(
                 f"--points {args.points}: no such job (the jobs: {', '.join(sorted(jobs))})"
             )
-        points = point_costs(jobs[args.points], measured)
+        points = point_costs(jobs[args.points], measured, lengths)
         _log(f"\n{args.points}, point by point:")
         _log(points.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.workload_parts is not None:
@@ -965,6 +976,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the jobs' journal folders (results/journal/HARDWARE): estimate only the trials "
         "they leave to measure (with resume_from_shipped in the configuration, the points that "
         "the --measurements tables complete are left out too, as the workflow's jobs seed them)",
+    )
+    e.add_argument(
+        "--traces",
+        default="results/data/traces",
+        help="folder of prepared traces (as measure takes it): a request stream with no "
+        "measured time per request is timed by the static batches of the requests it draws "
+        "from them, where they are prepared, else at its length caps",
+    )
+    e.add_argument(
+        "--task-lengths",
+        default="results/data/task_lengths",
+        help="folder of the classical tasks' request lengths (as measure takes it), for their "
+        "streams as --traces for the traces'",
     )
     e.add_argument(
         "--allocation-min",

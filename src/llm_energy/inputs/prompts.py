@@ -177,6 +177,21 @@ class PG19Prompts:
         return rows.astype(np.int64).tolist(), modulo
 
 
+def static_batches(lengths: list[tuple[int, int]], point: PointSpec) -> list[list[int]]:
+    """Request indices of each static batch of ``point``'s stream, in the order the job serves
+    them: the requests in ``point.batch_size`` at a time, a binned stream's bins apart."""
+    stream = point.stream
+    if stream is None:
+        raise ValueError("not a request-stream point")
+    groups = (
+        bin_groups(lengths, stream.input_bins, stream.output_bins).values()
+        if stream.binned
+        else [list(range(len(lengths)))]
+    )
+    size = point.batch_size
+    return [g[k : k + size] for g in groups for k in range(0, len(g), size)]
+
+
 def bin_groups(
     lengths: list[tuple[int, int]], input_bins: tuple[int, ...], output_bins: tuple[int, ...]
 ) -> dict[tuple[int, int], list[int]]:

@@ -11,9 +11,11 @@ fitted by least squares with no coefficient below zero (:func:`nonnegative_lstsq
 attention's cost quadratic in the input, only where the rows hold three or more input lengths. A
 request stream, such as a classical task's examples, is timed by the time per request of the
 same stream measured at the same or the nearest smaller batch where rows have it
-(:func:`stream_request_seconds`), else as batches at the stream's length caps. A job whose model
-and engine have fewer than four measured points (the three batch sizes of Fig 4) is timed
-instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
+(:func:`stream_request_seconds`), else, where the estimate is given the prepared lengths the
+job draws its requests from, as the static batches those requests make, each at its longest
+prompt and output (:func:`batched_stream_s`), else as batches at the stream's length caps. A
+job whose model and engine have fewer than four measured points (the three batch sizes of
+Fig 4) is timed instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
 ``torch.compile`` engine with no rows of its own is timed by the same backend's rows without it,
 its compile time left out; a model with no rows on its engine by another model's, scaled to its
 architecture (:meth:`TimeModel.scaled`). A point's cost follows the protocol: each of its
@@ -64,6 +66,7 @@ from llm_energy.analysis.gpu_hours.time_models import (
     ServedTimeModel,
     TimeModel,
     TrialsByWindow,
+    batched_stream_s,
     fittable,
     measured_stream_s,
     nonnegative_lstsq,
@@ -74,6 +77,7 @@ from llm_energy.analysis.gpu_hours.time_models import (
     stream_seconds_per_request,
     trials_per_point,
 )
+from llm_energy.inputs.prompts import TraceLengths
 from llm_energy.measure.bounds import BOUND_SEARCH_STEPS, search_shapes, shape_key
 from llm_energy.measure.controls import control_point
 from llm_energy.measure.job import JobPlan, ModelSpec, PointSpec, ProtocolSpec
@@ -91,6 +95,7 @@ __all__ = [
     "TrialsLeft",
     "against_actual",
     "allocations",
+    "batched_stream_s",
     "counted_points",
     "describe",
     "describe_against_actual",
@@ -126,16 +131,23 @@ def _window_s(rep_s: float, protocol: ProtocolSpec) -> float:
     return min(reps, protocol.max_repetitions) * rep_s
 
 
-def _repetition_s(model: TimeModel | MeasuredShapes, point: PointSpec) -> tuple[float, float]:
+def _repetition_s(
+    model: TimeModel | MeasuredShapes, point: PointSpec, seed: int
+) -> tuple[float, float]:
     """One batch of ``point`` and one repetition of its window (the whole stream for a
-    request stream), in seconds."""
+    request stream), in seconds. A stream takes its measured time per request, else the
+    static batches of its requests' lengths where the model holds them (drawn with the
+    protocol's ``seed``, :func:`batched_stream_s`), else as many batches at its length caps."""
     batch = point.batch_size * max(point.decoding.num_beams, 1)
-    one_batch = model.full_s(batch, point.input_tokens, point.output_tokens)
     if point.stream is None:
+        one_batch = model.full_s(batch, point.input_tokens, point.output_tokens)
         return one_batch, one_batch
     batches = math.ceil(point.stream.requests / point.batch_size)
-    measured = measured_stream_s(model.streams, point)
-    full = measured if not math.isnan(measured) else one_batch * batches
+    full = measured_stream_s(model.streams, point)
+    if math.isnan(full):
+        full = batched_stream_s(model, point, seed)
+    if math.isnan(full):
+        full = model.full_s(batch, point.input_tokens, point.output_tokens) * batches
     return full / batches, full
 
 
@@ -147,7 +159,7 @@ def window_seconds(
         return served_point_seconds(
             model, point, dataclasses.replace(protocol, warmup_repetitions=0)
         )
-    return _window_s(_repetition_s(model, point)[1], protocol)
+    return _window_s(_repetition_s(model, point, protocol.seed)[1], protocol)
 
 
 def point_seconds(
@@ -165,7 +177,7 @@ def point_seconds(
     first: its first warm-up call takes the model's ``first_warmup_ratio`` of one batch."""
     warmups = protocol.warmup_repetitions if warm_up else 0
     batch = point.batch_size * max(point.decoding.num_beams, 1)
-    one_batch, full = _repetition_s(model, point)
+    one_batch, full = _repetition_s(model, point, protocol.seed)
     ratio = getattr(model, "first_warmup_ratio", math.nan)
     extra = ratio - 1 if first and warmups and not math.isnan(ratio) else 0.0
     seconds = (warmups + extra) * one_batch + _window_s(full, protocol)
@@ -481,9 +493,56 @@ def _time_model(
     plan: JobPlan,
     measurements: pd.DataFrame,
     known: Mapping[str, ModelSpec],
+    lengths: TraceLengths | None = None,
 ) -> tuple[TimeModel | MeasuredShapes | ServedTimeModel | None, str, pd.DataFrame]:
     """The model that times ``plan``, what the basis says of it, and the rows whose trials
-    per point say what adaptive trials cost (empty where there are none of its own)."""
+    per point say what adaptive trials cost (empty where there are none of its own). A fitted
+    model holds ``lengths`` (:func:`_with_lengths`)."""
+    model, basis, own = _fitted_model(plan, measurements, known)
+    if isinstance(model, TimeModel):
+        model, said = _with_lengths(model, plan, lengths)
+        basis += said
+    return model, basis, own
+
+
+def _with_lengths(
+    model: TimeModel, plan: JobPlan, lengths: TraceLengths | None
+) -> tuple[TimeModel, str]:
+    """``model`` holding the prepared ``lengths`` its request streams draw from, and what the
+    basis says of the streams it times by them, or, without measured times or lengths, by
+    their length caps."""
+    model = dataclasses.replace(model, stream_lengths=lengths)
+    unmeasured = [
+        p
+        for p in plan.points
+        if p.stream is not None
+        and p.served is None
+        and math.isnan(measured_stream_s(model.streams, p))
+    ]
+    if not unmeasured:
+        return model, ""
+    by_lengths = sum(
+        not math.isnan(batched_stream_s(model, p, plan.protocol_of(p).seed)) for p in unmeasured
+    )
+    said = ""
+    if by_lengths:
+        said += (
+            f"; {_plural(by_lengths, 'request stream')} as static batches of its requests' lengths"
+        )
+    if capped := len(unmeasured) - by_lengths:
+        said += (
+            f"; {_plural(capped, 'request stream')} as batches at its length caps, an upper "
+            "bound (neither a measured time per request nor its requests' prepared lengths)"
+        )
+    return model, said
+
+
+def _fitted_model(
+    plan: JobPlan,
+    measurements: pd.DataFrame,
+    known: Mapping[str, ModelSpec],
+) -> tuple[TimeModel | MeasuredShapes | ServedTimeModel | None, str, pd.DataFrame]:
+    """:func:`_time_model` before it is given the streams' lengths."""
     of_model = measurements[measurements["model"] == plan.model.name]
     measured = of_model[of_model["engine"] == plan.engine.name]
     stand_in = ""
@@ -553,6 +612,7 @@ def estimate(
     measurements: pd.DataFrame,
     left: Mapping[str, TrialsLeft] | None = None,
     allocation_s: float | None = None,
+    lengths: TraceLengths | None = None,
 ) -> pd.DataFrame:
     """GPU-hours per job, for jobs whose (model, engine) has measurements to fit: a time
     model of the batch rows (:func:`fittable`), or with fewer than four of them the measured
@@ -562,7 +622,9 @@ def estimate(
     measure; ``points_left`` counts the points that need one. Beside the hours, the job's
     longest trial (:func:`longest_trial`). With ``allocation_s`` (the time limit of one run),
     the runs each job takes at its expected trials and its hours over them
-    (:func:`allocations`)."""
+    (:func:`allocations`). With ``lengths``, the prepared lengths that request streams draw
+    from, a stream without a measured time per request is timed by the batches its requests
+    make."""
     rows = []
     known = {p.model.name: p.model for p in plans.values()}
     limits = memory_limits(measurements)
@@ -576,7 +638,7 @@ def estimate(
         if not points_left:
             hours, basis = 0.0, "every point already measured"
         else:
-            model, basis, own = _time_model(plan, measurements, known)
+            model, basis, own = _time_model(plan, measurements, known, lengths)
             fits = engine_memory_model(own, limits)
             if model is not None:
                 hours = job_gpu_hours(model, plan, mine, fits=fits)
@@ -617,24 +679,28 @@ def estimate(
     return pd.DataFrame(rows)
 
 
-def point_costs(plan: JobPlan, measurements: pd.DataFrame) -> pd.DataFrame:
+def point_costs(
+    plan: JobPlan, measurements: pd.DataFrame, lengths: TraceLengths | None = None
+) -> pd.DataFrame:
     """One line per point of ``plan``: what it measures, whether the engine's rows say it fits
     and whether the job spends time on it (:func:`counted_points`), one trial's minutes with
     its warm-up, the trials adaptive trials are expected to take in a window as long as its
     own (:class:`TrialsByWindow`), and the minutes of those trials; what to measure first
-    where a session is short. Empty where no rows time the job."""
+    where a session is short. Empty where no rows time the job. ``lengths``: as
+    :func:`estimate` takes them."""
     known = {plan.model.name: plan.model}
-    model, _, own = _time_model(plan, measurements, known)
+    model, _, own = _time_model(plan, measurements, known, lengths)
     return timed_point_costs(plan, model, own, measurements)
 
 
 def first_trial_seconds(
-    plan: JobPlan, measurements: pd.DataFrame
+    plan: JobPlan, measurements: pd.DataFrame, lengths: TraceLengths | None = None
 ) -> tuple[dict[tuple, float], str]:
     """Each point's first trial in a run, warm-up included, as the plan's estimate times it
-    (:func:`_time_model` fitted to ``measurements``), by point key; and the model's basis.
-    Empty where no rows time the job."""
-    model, basis, _ = _time_model(plan, measurements, {plan.model.name: plan.model})
+    (:func:`_time_model` fitted to ``measurements``, with the streams' ``lengths`` as
+    :func:`estimate` takes them), by point key; and the model's basis. Empty where no rows
+    time the job."""
+    model, basis, _ = _time_model(plan, measurements, {plan.model.name: plan.model}, lengths)
     if model is None:
         return {}, basis
     return {p.key: _trial_seconds(model, p, plan.protocol_of(p))[0] for p in plan.points}, basis
@@ -694,10 +760,11 @@ def plan_estimate(
     tables: dict[str, list[str]],
     hardware: str,
     left: Mapping[str, TrialsLeft] | None = None,
+    lengths: TraceLengths | None = None,
 ) -> pd.DataFrame:
     """:func:`estimate` fitted to the shipped rows of ``hardware`` when ``tables`` (shipped
     job tables by hardware label) has any, else to those of every label; ``basis`` says which.
-    """
+    ``lengths``: as :func:`estimate` takes them."""
     labels = [hardware] if tables.get(hardware) else sorted(tables)
     paths = [p for label in labels for p in tables.get(label, [])]
     if not paths:
@@ -705,7 +772,7 @@ def plan_estimate(
         columns += ["trials_per_point", "expected_gpu_hours", "basis"]
         return pd.DataFrame(columns=[*columns, "device"])
     measured = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    return estimate(plans, measured, left)
+    return estimate(plans, measured, left, lengths=lengths)
 
 
 def _points(row: object) -> str:

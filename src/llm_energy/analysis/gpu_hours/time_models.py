@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.analysis.flops import Architecture
+from llm_energy.errors import InputError
+from llm_energy.inputs.prompts import TraceLengths, static_batches
 from llm_energy.measure.job import JobPlan, PointSpec
 from llm_energy.measure.trials import trial_values
 
@@ -203,6 +205,9 @@ class TimeModel:
     # The most prompt and generated tokens of one batch among the fitted rows (0: not known):
     # a point past either is timed by extrapolation.
     reach: tuple[int, int] = (0, 0)
+    # The prepared lengths that a job's request streams draw from (None: not given), which
+    # time a stream with no measured time per request as the batches its requests make.
+    stream_lengths: TraceLengths | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def fit(cls, rows: pd.DataFrame) -> TimeModel:
@@ -357,6 +362,28 @@ def measured_stream_s(times: StreamTimes, point: PointSpec) -> float:
     key = (stream.trace, stream.serving, point.input_tokens, point.output_tokens)
     seconds, _ = stream_seconds_per_request(times, key, point.batch_size)
     return seconds * stream.requests
+
+
+def batched_stream_s(model: TimeModel | MeasuredShapes, point: PointSpec, seed: int) -> float:
+    """One repetition of ``point``'s stream as its static batches of the requests' own lengths
+    (the job's draw from the prepared lengths, :class:`~llm_energy.inputs.prompts.TraceLengths`,
+    with the protocol's ``seed``): each batch one generation of its longest prompt and its
+    longest output, as transformers serves it, and an upper bound for vLLM's, whose shorter
+    requests leave the batch early, and for continuous batching. NaN where the model holds no
+    lengths or the stream's are not prepared."""
+    lengths = getattr(model, "stream_lengths", None)
+    if lengths is None or point.stream is None:
+        return math.nan
+    try:
+        drawn = lengths.lengths(point, seed)
+    except InputError:
+        return math.nan
+    seconds = 0.0
+    for batch in static_batches(drawn, point):
+        longest_in = max(drawn[k][0] for k in batch)
+        longest_out = max(drawn[k][1] for k in batch)
+        seconds += model.full_s(len(batch), longest_in, longest_out)
+    return seconds
 
 
 def stream_seconds_per_request(
