@@ -931,3 +931,32 @@ def test_a_runs_control_points_are_filed_under_the_runs_record(tiny_config, fake
     controls = Journal(journal).controls()
     assert sorted(controls["edge"]) == ["end", "start"]
     assert set(controls["run_started"]) == {r["started_utc"] for r in Journal(journal).runs()}
+
+
+def test_a_long_trial_says_in_the_log_what_it_is_doing_while_it_runs(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
+    """A trial longer than a heartbeat logs lines while it runs: which trial, its phase."""
+    import threading
+
+    from llm_energy.measure import heartbeat
+
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_S", 0.01)
+    beat = threading.Event()
+
+    def slow_generate(self, prepared, output_tokens, decoding):
+        beat.wait(2)  # until a heartbeat has logged, a couple of seconds at most
+        return prepared * output_tokens
+
+    monkeypatch.setattr(FakeBackend, "generate", slow_generate)
+    messages: list[str] = []
+
+    def log(message: str) -> None:
+        messages.append(message)
+        if message.startswith("... still at"):
+            beat.set()
+
+    plan = _plan(tiny_config, batch_sizes=(1,))
+    runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=log)
+    beats = [m for m in messages if m.startswith("... still at trial 1 batch=1 in=")]
+    assert beats and ", warm-up: " in beats[0] and " min so far" in beats[0]

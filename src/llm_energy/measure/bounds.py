@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from llm_energy.inputs.prompts import random_prompts
-from llm_energy.measure import stop
+from llm_energy.measure import heartbeat, stop
 from llm_energy.measure.job import JobPlan, PointSpec, stable_hash
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ def search_batch_bound(
         if infeasible - feasible <= 1:
             break
         batch = (feasible + infeasible) // 2
+        heartbeat.phase(f"probing batch {batch}")
         seed = int(stable_hash([proto.seed, point.key, batch], 8), 16)
         prompts = random_prompts(backend.vocab_size, batch, point.input_tokens, seed)
         try:

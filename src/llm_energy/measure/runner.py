@@ -17,7 +17,7 @@ from llm_energy.backends import Backend, make_backend
 from llm_energy.errors import DeviceUnusableError, first_line
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
-from llm_energy.measure import health, provenance, runs, stop
+from llm_energy.measure import health, heartbeat, provenance, runs, stop
 from llm_energy.measure.bounds import (
     bound_below_out_of_memory,
     known_bounds,
@@ -204,6 +204,7 @@ def measure_point(
         foreign = set(meter.foreign_processes() or [])
         load = HostLoad()
         load.start()
+        heartbeat.phase("served replay")
         row = measure_served_point(backend, plan, point, meter, idle_power_w, streams, seed)
         row["peak_memory_gib"] = backend.peak_memory_gib()
         return _with_contention(row, meter, foreign, load)
@@ -274,6 +275,7 @@ def measure_point(
     # The first warm-up's time beside the window's says what the warm-up found: about a
     # repetition's time where the engine had the shape warm already, more where it had not.
     warmup_s = math.nan
+    heartbeat.phase("warm-up")
     for n in range(proto.warmup_repetitions if warm_up else 0):
         started = time.perf_counter()
         warmup_run()
@@ -286,7 +288,9 @@ def measure_point(
         if warm_up:
             prefill_run()  # warm-up at the prefill shape
             stop.check()
+        heartbeat.phase("prefill window")
         prefill = measure_window(prefill_run, meter, proto, per_repetition_energy_min_s=lap_min_s)
+    heartbeat.phase("window")
     before = backend.counters()
     full = measure_window(
         full_run, meter, proto, cross_check, per_repetition_energy_min_s=lap_min_s
@@ -686,22 +690,28 @@ def _measure_points(
                     "trial": trial,
                 }
                 unusable = None
+                beat = heartbeat.Heartbeat(
+                    log,
+                    f"trial {trial} {_point_label(point)}",
+                    f"the point's trials {known[1]}" if known is not None else None,
+                )
                 try:
-                    measured = _measure_trial(
-                        backend,
-                        plan,
-                        point,
-                        meter,
-                        cross,
-                        idle_w,
-                        streams,
-                        pg19,
-                        oom_bound,
-                        fits,
-                        search,
-                        faults,
-                        warmed,
-                    )
+                    with beat:
+                        measured = _measure_trial(
+                            backend,
+                            plan,
+                            point,
+                            meter,
+                            cross,
+                            idle_w,
+                            streams,
+                            pg19,
+                            oom_bound,
+                            fits,
+                            search,
+                            faults,
+                            warmed,
+                        )
                 except DeviceUnusableError as exc:
                     unusable, measured = exc, exc.row or {}
                 row.update(measured)
@@ -718,12 +728,12 @@ def _measure_points(
                     else None
                 )
                 if above is not None:
-                    bounded = {
-                        **trials[above.key][0],
-                        **search_batch_bound(
+                    searching = f"the largest feasible batch below {_point_label(above)}"
+                    with heartbeat.Heartbeat(log, searching):
+                        bound = search_batch_bound(
                             backend, plan, point, point.batch_size, above.batch_size, log=log
-                        ),
-                    }
+                        )
+                    bounded = {**trials[above.key][0], **bound}
                     journal.record_trial(ids[above.key], bounded["trial"], bounded)
                     trials[above.key][0] = bounded
                 done, in_flight, waiting = schedule.counts()
@@ -839,20 +849,23 @@ def _measure_trial(
     return row
 
 
+def _point_label(point: PointSpec) -> str:
+    """The point as the job's log names it."""
+    return (
+        f"batch={point.batch_size} in={point.input_tokens} out={point.output_tokens} "
+        f"{point.decoding.name}"
+        + (f" {point.stream.label}" if point.stream else "")
+        + (f" {point.served.label}" if point.served else "")
+        + (f" {point.prompts} prompts" if point.prompts != "random" else "")
+    )
+
+
 def _progress(place: str, trial: int, point: PointSpec, row: dict, outlook: str) -> str:
     """One line per trial: where the run is (``place``), the trial, and what is left
     (``outlook``). The time estimate covers the current pass only, whose trials are known;
     the trials left are counted as each point's ``min_trials`` asks: a point whose interval
     stays wide takes more, a batch found not to fit or not to be needed fewer."""
-    head = (
-        f"{place} trial {trial} batch={point.batch_size} "
-        f"in={point.input_tokens} "
-        f"out={point.output_tokens} {point.decoding.name}"
-        + (f" {point.stream.label}" if point.stream else "")
-        + (f" {point.served.label}" if point.served else "")
-        + (f" {point.prompts} prompts" if point.prompts != "random" else "")
-        + ": "
-    )
+    head = f"{place} trial {trial} {_point_label(point)}: "
     if not row["feasible"]:
         return head + f"infeasible ({row['error']}); {outlook}"
     if not row["repetitions"]:
