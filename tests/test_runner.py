@@ -769,11 +769,12 @@ def test_a_device_that_is_unusable_stops_the_job_with_one_message_and_the_journa
 
 def test_the_cli_says_why_a_job_stopped_on_an_unusable_device_in_one_line(capsys, monkeypatch):
     from llm_energy import cli
+    from llm_energy.cli import measure
 
     def unusable(args):
         raise DeviceUnusableError("the GPU is unusable after a CUDA error at batch 8")
 
-    monkeypatch.setattr(cli, "cmd_measure", unusable)
+    monkeypatch.setattr(measure, "cmd_measure", unusable)
     assert cli.main(["measure", "--plan", "p.json", "--out", "o.parquet"]) == 2
     assert capsys.readouterr().err == (
         "llm-energy: error: the GPU is unusable after a CUDA error at batch 8\n"
