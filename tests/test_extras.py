@@ -50,6 +50,19 @@ def test_a_backend_with_its_modules_passes(monkeypatch: pytest.MonkeyPatch) -> N
     backends.require("transformers")
 
 
+def test_every_folder_of_the_backends_package_is_a_backend_that_declares_what_it_needs() -> None:
+    """A backend is found by its folder's name: nothing else lists it."""
+    from pathlib import Path
+
+    folders = Path(backends.__file__).parent.iterdir()
+    found = tuple(sorted(p.name for p in folders if (p / "__init__.py").is_file()))
+    assert found == backends.BACKENDS
+    assert {"transformers", "vllm", "vllm_server"} <= set(backends.BACKENDS)
+    for name in backends.BACKENDS:
+        module = backends.backend_module(name)
+        assert module.REQUIRES and module.INSTALL and callable(module.create)
+
+
 @pytest.mark.parametrize(("meter", "module"), [("nvml", "pynvml"), ("codecarbon", "codecarbon")])
 def test_a_meter_without_its_extra_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, meter: str, module: str

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import pkgutil
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -28,7 +29,8 @@ from llm_energy.errors import ConfigError, MissingExtraError
 if TYPE_CHECKING:
     from llm_energy.measure.job import EngineSpec, JobPlan, ModelSpec
 
-BACKENDS = ("transformers", "vllm", "vllm_server")
+# Every folder of this package is a backend, found by its name.
+BACKENDS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg))
 
 __all__ = ["BACKENDS", "Backend", "environment", "launch", "make_backend", "missing_modules"]
 
