@@ -961,3 +961,80 @@ def test_a_long_trial_says_in_the_log_what_it_is_doing_while_it_runs(
     runner.run_job(plan, tmp_path / "out.parquet", tmp_path / "journal", log=log)
     beats = [m for m in messages if m.startswith("... still at trial 1 batch=1 in=")]
     assert beats and ", warm-up: " in beats[0] and " min so far" in beats[0]
+
+
+def test_a_trial_that_would_not_fit_is_passed_over_and_the_trials_that_fit_are_measured(
+    tiny_config, fake_backend, tmp_path, monkeypatch
+):
+    """A point whose trial would end after the job's time is passed over for the run, said in
+    the log, and the others' trials go on while they fit; the job then stops with the passed
+    over point named, and where its trial is longer than the whole run's time, says that no run
+    as long ever measures it."""
+    from llm_energy.measure import stop
+
+    tiny_config["protocol"].update(min_trials=1, control_point=False)
+    plan = _plan(tiny_config)
+    now = {"s": 0.0}
+    real_generate = fake_backend.generate
+
+    def generate(self, prepared, output_tokens, decoding):
+        now["s"] += 1.0
+        return real_generate(self, prepared, output_tokens, decoding)
+
+    monkeypatch.setattr(fake_backend, "generate", generate)
+    long_point = plan.points[0]
+    expected = {p.key: 3.0 for p in plan.points} | {long_point.key: 100.0}
+    deadline = stop.Deadline(at=60.0, source="a test", clock=lambda: now["s"])
+    journal, messages = tmp_path / "journal", []
+    with pytest.raises(stop.Stopped) as stopped:
+        runner.run_job(
+            plan,
+            tmp_path / "out.parquet",
+            journal,
+            log=messages.append,
+            deadline=deadline,
+            expected_trial_s=expected,
+        )
+    passed = [m for m in messages if m.startswith("passed over for this run: ")]
+    assert len(passed) == 1 and "expected to take 100 s by the plan's estimate" in passed[0]
+    assert "longer than the whole 60 s this run had" in passed[0]
+    assert "give the job a longer time limit" in str(stopped.value)
+    # Every other point was measured; the long one has no trial.
+    measured = {p.name.split(".t")[0] for p in journal.glob("*.t*.parquet")}
+    assert len(measured) == len(plan.points) - 1
+    ids = runner.point_ids(plan)
+    assert ids[long_point.key] not in measured
+    assert {ids[p.key] for p in plan.points[1:]} == measured
+
+
+def test_a_searched_shape_whose_largest_batch_would_not_fit_in_time_is_passed_over_whole(
+    tiny_config, fake_backend, tmp_path
+):
+    """Where the largest batch of a shape searched largest first would end after the job's
+    time, its smaller batches are not measured in its stead: the shape waits for a run with
+    time for it, and the other shapes are measured."""
+    from llm_energy.measure import stop
+    from llm_energy.measure.bounds import shape_key
+
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    tags = tuple(sorted({t for p in plan.points for t in p.experiments}))
+    plan = dataclasses.replace(plan, largest_feasible_only=tags)
+    slow = next(p for p in plan.points if p.batch_size == 2)
+    expected = {p.key: 0.0 for p in plan.points} | {slow.key: 1e6}
+    deadline = stop.Deadline(at=1e5, source="a test")
+    journal = tmp_path / "journal"
+    with pytest.raises(stop.Stopped, match="longer than the whole"):
+        runner.run_job(
+            plan,
+            tmp_path / "out.parquet",
+            journal,
+            log=lambda m: None,
+            deadline=deadline,
+            expected_trial_s=expected,
+        )
+    table = runner.run_job(plan, tmp_path / "out.parquet", journal, measure=False)
+    ids = runner.point_ids(plan)
+    same_shape = {ids[p.key] for p in plan.points if shape_key(p) == shape_key(slow)}
+    assert not same_shape & set(table["point_id"])
+    others = {ids[p.key] for p in plan.points if shape_key(p) != shape_key(slow)}
+    assert others <= set(table["point_id"])

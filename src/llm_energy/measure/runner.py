@@ -658,10 +658,20 @@ def _measure_points(
             earlier = [*trials[p.key], *journal.set_aside_trials(ids[p.key])]
             if longest := _longest_trial_s(earlier):
                 took_before[p.key] = longest
-        stopping = None
+        # Points whose next trial would end after the deadline: passed over for the rest of
+        # the run (the time left only shrinks), with the reason of each, and a searched
+        # shape's points with its largest batch's, whose bound they would otherwise search.
+        passed_over: dict[tuple, str] = {}
+        shapes_passed_over: set[tuple] = set()
+
+        def due(p: PointSpec) -> bool:
+            if p.key in passed_over or shape_key(p) in shapes_passed_over:
+                return False
+            return needs_trial(trials[p.key], plan.protocol_of(p), here)
+
         schedule = TrialSchedule(
             points,
-            lambda p: needs_trial(trials[p.key], plan.protocol_of(p), here),
+            due,
             proto.seed,
             proto.points_in_flight,
             most_trials=max(plan.protocol_of(p).max_trials for p in points),
@@ -670,16 +680,19 @@ def _measure_points(
             pass_started = time.perf_counter()
             for n, point in enumerate(order, start=1):
                 stop.check()
+                if shape_key(point) in shapes_passed_over:
+                    continue  # a smaller batch of a searched shape whose largest waits
                 known = _trial_time(point.key, took, took_before, expected_trial_s or {})
                 if deadline is not None and known is not None:
                     left_s = deadline.left_s()
                     if known[0] + control_s > left_s:
-                        stopping = (
-                            f"stopped before a trial of {ids[point.key]}: the job's time ends "
-                            f"in {left_s:.0f} s ({deadline.source}), and the point's trials "
-                            f"{known[1]}, the control point {control_s:.0f} s"
+                        passed_over[point.key] = _passed_over(
+                            ids[point.key], known, left_s, control_s, deadline, started
                         )
-                        break
+                        if shape_key(point) in search:
+                            shapes_passed_over.add(shape_key(point))
+                        log(f"passed over for this run: {passed_over[point.key]}")
+                        continue
                 trial_started = clock()
                 trial = journal.next_trial(ids[point.key])
                 row = {
@@ -752,11 +765,11 @@ def _measure_points(
                         f"pass ends in ~{pass_left_s:.0f} s, {owed} trials left at min_trials",
                     )
                 )
-            if stopping:
-                break
         measure_control("end")
-        if stopping:
-            raise stop.Stopped(stopping)
+        if passed_over:
+            first, *others = passed_over.values()
+            more = f" (and {len(others)} more points, each said above)" if others else ""
+            raise stop.Stopped(f"stopped before a trial of {first}{more}")
     finally:
         for m in (meter, *cross):
             m.close()
@@ -764,6 +777,30 @@ def _measure_points(
             backend.close()
         except Exception as exc:  # a device that failed may fail to close too: said, not raised
             log(f"closing the engine failed: {first_line(exc)}")
+
+
+def _passed_over(
+    point_id: str,
+    known: tuple[float, str],
+    left_s: float,
+    control_s: float,
+    deadline: stop.Deadline,
+    started: float,
+) -> str:
+    """Why a point's next trial is not started: it would end after the job's time, and where
+    it is longer than the job's whole time from the run's first control point, that no run of
+    this length ever measures it."""
+    reason = (
+        f"{point_id}: the job's time ends in {left_s:.0f} s ({deadline.source}), and the "
+        f"point's trials {known[1]}, the control point {control_s:.0f} s"
+    )
+    whole_s = deadline.at - started
+    if known[0] + 2 * control_s > whole_s:
+        reason += (
+            f"; longer than the whole {whole_s:.0f} s this run had, so a run with the same time "
+            "never measures it: give the job a longer time limit (the measure rule's runtime)"
+        )
+    return reason
 
 
 def _trial_time(
