@@ -1,22 +1,42 @@
 """Energy meters. ``make_meter`` picks one by name and imports only what it needs.
 
-Like a backend, a meter that needs a library declares the pip extra that installs it
-(``EXTRAS``) and the importable top-level modules it needs (``REQUIRES``).
+Each meter is one module of this package, found by the ``NAME`` it declares (its name in a
+configuration's ``meter``), with ``EXTRA``, the pip extra that installs its library (None where
+it needs none), ``REQUIRES``, the importable top-level modules it needs, ``create(device,
+gpu_uuids, gpu_count, codecarbon)``, and optionally ``check_device(device)``, which refuses a
+device it cannot measure. Its library is imported only when the meter is built.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import pkgutil
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 from llm_energy.errors import ConfigError, MissingExtraError
 from llm_energy.meters.base import EnergyMeter, Measurement
 
-METERS = ("nvml", "codecarbon", "none")
-EXTRAS = {"nvml": "nvml", "codecarbon": "codecarbon"}
-REQUIRES: dict[str, tuple[str, ...]] = {"nvml": ("pynvml",), "codecarbon": ("codecarbon",)}
+
+def _meter_modules() -> dict[str, ModuleType]:
+    """Every module of this package that declares a meter, by the meter's name."""
+    found = {}
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "NAME"):
+            found[module.NAME] = module
+    return found
+
+
+_MODULES = _meter_modules()
+METERS = tuple(sorted(_MODULES))
+EXTRAS = {name: m.EXTRA for name, m in _MODULES.items() if m.EXTRA}
+REQUIRES: dict[str, tuple[str, ...]] = {
+    name: tuple(m.REQUIRES) for name, m in _MODULES.items() if m.REQUIRES
+}
 
 __all__ = ["METERS", "EnergyMeter", "Measurement", "make_meter", "require_meter"]
 
@@ -45,23 +65,11 @@ def make_meter(
     codecarbon: dict[str, Any] | None = None,
 ) -> EnergyMeter:
     """Build the meter called ``name`` for a job on ``device`` using the given GPUs."""
-    if name == "nvml":
-        if not device.startswith("cuda"):
-            raise ConfigError(
-                f"meter 'nvml' measures GPU energy but the job runs on device '{device}'"
-            )
-        require_meter(name)
-        from llm_energy.meters.nvml import NvmlMeter
-
-        return NvmlMeter(gpu_uuids=gpu_uuids, gpu_count=gpu_count)
-    if name == "codecarbon":
-        require_meter(name)
-        from llm_energy.meters.codecarbon_meter import CodeCarbonMeter
-
-        gpu_ids = list(range(gpu_count)) if device.startswith("cuda") else None
-        return CodeCarbonMeter(device=device, gpu_ids=gpu_ids, **(codecarbon or {}))
-    if name == "none":
-        from llm_energy.meters.null import NullMeter
-
-        return NullMeter()
-    raise ConfigError(f"unknown meter '{name}' (known: {', '.join(METERS)})")
+    module = _MODULES.get(name)
+    if module is None:
+        raise ConfigError(f"unknown meter '{name}' (known: {', '.join(METERS)})")
+    check = getattr(module, "check_device", None)
+    if check is not None:
+        check(device)
+    require_meter(name)
+    return module.create(device, gpu_uuids, gpu_count, codecarbon or {})

@@ -94,3 +94,16 @@ class CodeCarbonMeter(EnergyMeter):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._tracker.stop_task()
+
+
+# The meter's name in a configuration, the pip extra and the modules it needs.
+NAME = "codecarbon"
+EXTRA = "codecarbon"
+REQUIRES = ("codecarbon",)
+
+
+def create(
+    device: str, gpu_uuids: Sequence[str] | None, gpu_count: int, codecarbon: dict[str, Any]
+) -> CodeCarbonMeter:
+    gpu_ids = list(range(gpu_count)) if device.startswith("cuda") else None
+    return CodeCarbonMeter(device=device, gpu_ids=gpu_ids, **codecarbon)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from llm_energy.meters.base import EnergyMeter, Measurement
@@ -27,3 +28,15 @@ class NullMeter(EnergyMeter):
 
     def info(self) -> dict[str, Any]:
         return {"meter_detail": "time only; energy not measured"}
+
+
+# The meter's name in a configuration; it needs no library.
+NAME = "none"
+EXTRA = None
+REQUIRES: tuple[str, ...] = ()
+
+
+def create(
+    device: str, gpu_uuids: Sequence[str] | None, gpu_count: int, codecarbon: dict[str, Any]
+) -> NullMeter:
+    return NullMeter()

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llm_energy.errors import MeterError, MeterUnavailableError
+from llm_energy.errors import ConfigError, MeterError, MeterUnavailableError
 from llm_energy.job_environment import JOB_PID_ENV
 from llm_energy.meters.base import EnergyMeter, HealthWatch, Measurement, WindowHealth
 
@@ -390,3 +390,21 @@ def _package_version(dist: str) -> str:
         return version(dist)
     except PackageNotFoundError:
         return "unknown"
+
+
+# The meter's name in a configuration (meter.primary, meter.cross_check), the pip extra and
+# the modules it needs (llm_energy.meters finds it by these).
+NAME = "nvml"
+EXTRA = "nvml"
+REQUIRES = ("pynvml",)
+
+
+def check_device(device: str) -> None:
+    if not device.startswith("cuda"):
+        raise ConfigError(f"meter 'nvml' measures GPU energy but the job runs on device '{device}'")
+
+
+def create(
+    device: str, gpu_uuids: Sequence[str] | None, gpu_count: int, codecarbon: dict[str, Any]
+) -> NvmlMeter:
+    return NvmlMeter(gpu_uuids=gpu_uuids, gpu_count=gpu_count)
