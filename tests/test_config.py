@@ -331,3 +331,18 @@ def test_points_in_flight_orders_a_whole_job_so_a_family_protocol_does_not_take_
     assert str(exc.value).startswith(
         "config: unknown key 'experiments.controlled_sweeps.protocol.points_in_flight'"
     )
+
+
+def test_the_backends_and_meters_a_configuration_may_name_are_the_packages_own():
+    """The schema's choices come from the backends and meters the package holds: a new one
+    is a choice as soon as its folder or module is there, and a derived backend is none."""
+    from llm_energy import backends, meters
+    from llm_energy.config import load_schema
+
+    schema = load_schema()["properties"]
+    backend = schema["engines"]["additionalProperties"]["properties"]["backend"]
+    assert backend["enum"] == backends.configurable() == ["transformers", "vllm"]
+    meter = schema["meter"]["properties"]
+    assert meter["primary"]["enum"] == ["auto", *meters.METERS]
+    assert "none" in meters.METERS and "none" not in meter["cross_check"]["items"]["enum"]
+    assert set(meter["cross_check"]["items"]["enum"]) == {"nvml", "codecarbon"}

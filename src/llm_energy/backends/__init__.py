@@ -11,7 +11,9 @@ A backend package provides:
 - optionally ``launch(plan, argv, run_job, claim_gpus)``, for engines that run one job as
   several processes (the default claims the GPUs and runs the job in this process);
 - optionally ``ENVIRONMENT``, the backend whose environment (``envs/{name}.yaml``, config
-  ``interpreters``) its jobs run in, when it has none of its own.
+  ``interpreters``) its jobs run in, when it has none of its own;
+- optionally ``CONFIGURABLE = False``, for a backend that no configuration names (a family
+  derives its engines), which an engine's ``backend`` then cannot take.
 """
 
 from __future__ import annotations
@@ -32,13 +34,26 @@ if TYPE_CHECKING:
 # Every folder of this package is a backend, found by its name.
 BACKENDS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg))
 
-__all__ = ["BACKENDS", "Backend", "environment", "launch", "make_backend", "missing_modules"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "configurable",
+    "environment",
+    "launch",
+    "make_backend",
+    "missing_modules",
+]
 
 
 def backend_module(name: str) -> ModuleType:
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
     return importlib.import_module(f"llm_energy.backends.{name}")
+
+
+def configurable() -> list[str]:
+    """The backends that a configuration's engines may name."""
+    return [b for b in BACKENDS if getattr(backend_module(b), "CONFIGURABLE", True)]
 
 
 def environment(name: str) -> str:

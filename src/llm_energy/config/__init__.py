@@ -24,12 +24,19 @@ def load_schema(path: Path | None = None) -> dict[str, Any]:
     """The configuration's JSON schema: the study-wide keys of ``schema.yaml``, and under
     ``experiments`` one block per family, each from its own module (:mod:`llm_energy.families`)
     with the keys that every family has."""
+    from llm_energy import backends, meters
     from llm_energy.families import families
 
     path = Path(path or SCHEMA_PATH)
     if not path.is_file():
         raise ConfigError(f"config schema not found at {path}")
     schema = yaml.safe_load(path.read_text())
+    # The backends and meters a configuration may name are those the package holds.
+    engine = schema["properties"]["engines"]["additionalProperties"]["properties"]
+    engine["backend"]["enum"] = backends.configurable()
+    meter = schema["properties"]["meter"]["properties"]
+    meter["primary"]["enum"] = ["auto", *meters.METERS]
+    meter["cross_check"]["items"]["enum"] = list(meters.ENERGY_METERS)
     # The protocol's defaults are written once, in ProtocolSpec.
     protocol = schema["properties"]["protocol"]["properties"]
     for f in dataclasses.fields(ProtocolSpec):

@@ -4,7 +4,8 @@ Each meter is one module of this package, found by the ``NAME`` it declares (its
 configuration's ``meter``), with ``EXTRA``, the pip extra that installs its library (None where
 it needs none), ``REQUIRES``, the importable top-level modules it needs, ``create(device,
 gpu_uuids, gpu_count, codecarbon)``, and optionally ``check_device(device)``, which refuses a
-device it cannot measure. Its library is imported only when the meter is built.
+device it cannot measure, and ``READS_ENERGY = False`` for a meter of time alone, which
+cross-checks nothing. Its library is imported only when the meter is built.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     name: tuple(m.REQUIRES) for name, m in _MODULES.items() if m.REQUIRES
 }
 
-__all__ = ["METERS", "EnergyMeter", "Measurement", "make_meter", "require_meter"]
+# The meters that read energy, which may cross-check the meter of record.
+ENERGY_METERS = tuple(n for n in METERS if getattr(_MODULES[n], "READS_ENERGY", True))
+
+__all__ = ["ENERGY_METERS", "METERS", "EnergyMeter", "Measurement", "make_meter", "require_meter"]
 
 
 def _importable(module: str) -> bool:

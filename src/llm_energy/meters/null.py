@@ -30,10 +30,12 @@ class NullMeter(EnergyMeter):
         return {"meter_detail": "time only; energy not measured"}
 
 
-# The meter's name in a configuration; it needs no library.
+# The meter's name in a configuration; it needs no library, and reads no energy, so it
+# cross-checks nothing.
 NAME = "none"
 EXTRA = None
 REQUIRES: tuple[str, ...] = ()
+READS_ENERGY = False
 
 
 def create(

@@ -14,6 +14,8 @@ REQUIRES = ("vllm", "aiohttp")
 # The server is vLLM's own: its jobs run in vLLM's environment (envs/vllm.yaml,
 # interpreters.vllm).
 ENVIRONMENT = "vllm"
+# No configuration names it: the served families derive its engines from vLLM ones.
+CONFIGURABLE = False
 INSTALL = (
     "pip install 'llm-energy[vllm]' into an environment of its own and name its python under "
     "config interpreters.vllm, or run the job in envs/vllm.yaml"
