@@ -971,6 +971,34 @@ def test_the_command_lists_one_jobs_points_or_names_the_jobs(tiny_config, tmp_pa
     assert "batch 1, 8 in, 8 out, greedy" in printed.out + printed.err
 
 
+def test_the_command_times_task_streams_by_the_lengths_it_is_given(tiny_config, tmp_path, capsys):
+    """estimate-gpu-hours --task-lengths: a task stream that no row measured is timed by the
+    batches of its requests; without prepared lengths, at its caps, as the basis says."""
+    import yaml
+
+    from llm_energy.cli import main
+
+    tiny_config["experiments"]["classical_tasks"] = {
+        "enabled": True,
+        "models": ["tiny"],
+        "engines": ["pytorch"],
+        "batch_sizes": [1],
+        "tasks": ["generation"],
+        "samples": 4,
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    table = tmp_path / "rows.parquet"
+    _rows(TRUE).assign(model="tiny").to_parquet(table)
+    _task_lengths(tmp_path / "tasks", "generation", [(100, 64), (300, 10)])
+    args = ["estimate-gpu-hours", str(path), "--measurements", str(table), "--task-lengths"]
+    assert main([*args, str(tmp_path / "tasks")]) == 0
+    printed = capsys.readouterr()
+    assert "1 request stream as static batches of its requests' lengths" in printed.out
+    assert main([*args, str(tmp_path / "none")]) == 0
+    assert "1 request stream as batches at its length caps" in capsys.readouterr().out
+
+
 def _minutes_by_bin() -> tuple[pd.DataFrame, dict[str, float]]:
     """Two jobs' minutes over four bins, and each job's engine start."""
     by_bin = pd.DataFrame(
