@@ -339,7 +339,8 @@ def test_adaptive_trials_are_expected_at_the_trials_per_point_the_engines_rows_t
     assert row["trials_per_point"] == pytest.approx(rows["trials"].mean())
     assert row["expected_gpu_hours"] > row["estimated_gpu_hours"]
     said = f", ~{row['expected_gpu_hours'] * 60:.1f} with as many trials as its rows took in "
-    said += f"windows as long ({row['trials_per_point']:.1f} a point on average) ("
+    said += f"windows as long ({row['trials_per_point']:.1f} a point on average), "
+    said += f"{row['share_in_windows']:.0%} of it inside windows ("
     assert said in describe(estimate({"j": plan}, rows))
     plain = estimate({"j": plan}, rows.drop(columns="trials")).iloc[0]
     assert plain["expected_gpu_hours"] == plain["estimated_gpu_hours"]
@@ -969,6 +970,25 @@ def test_the_command_lists_one_jobs_points_or_names_the_jobs(tiny_config, tmp_pa
     printed = capsys.readouterr()
     assert "tiny__pytorch, point by point:" in printed.out + printed.err
     assert "batch 1, 8 in, 8 out, greedy" in printed.out + printed.err
+
+
+def test_a_jobs_share_inside_windows_is_its_trials_windows_over_its_expected_time(tiny_config):
+    """The share the plan gives is the trials' windows over everything the job is expected to
+    spend: its start, warm-ups and control point are outside; a window-only job would be 1."""
+    proto = {"min_duration_s": 0.0, "min_repetitions": 3, "warmup_repetitions": 1}
+    tiny_config["protocol"].update(proto, min_trials=3, control_point=True)
+    plan = plan_study(validate(tiny_config))["tiny__pytorch"]
+    windows = job_gpu_hours(TRUE, plan, windows_only=True)
+    # Each trial: a full window and a prefill window of three repetitions each; three trials.
+    each = [
+        3 * (TRUE.full_s(p.batch_size, p.input_tokens, p.output_tokens))
+        + 3 * TRUE.prefill_s(p.batch_size, p.input_tokens)
+        for p in plan.points
+    ]
+    assert windows * 3600 == pytest.approx(3 * sum(each))
+    row = estimate({"tiny__pytorch": plan}, _rows(TRUE).assign(model="tiny")).iloc[0]
+    assert 0 < row["share_in_windows"] < 1
+    assert row["share_in_windows"] == pytest.approx(windows / row["expected_gpu_hours"])
 
 
 def test_the_command_times_task_streams_by_the_lengths_it_is_given(tiny_config, tmp_path, capsys):

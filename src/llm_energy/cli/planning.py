@@ -4,6 +4,7 @@ measures, job by job, and what it is estimated to cost before anything runs."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,22 +72,29 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     table.insert(at + 1, "trials_per_point", table.pop("trials_per_point"))
     expected_min = 60 * table.pop("expected_gpu_hours") / table["gpus"]
     table.insert(at + 2, "expected_job_min", expected_min)
-    table.insert(at + 3, "longest_trial_min", table.pop("longest_trial_min"))
+    # Of that time, the share inside the trials' measurement windows.
+    table.insert(at + 3, "share_in_windows", table.pop("share_in_windows"))
+    table.insert(at + 4, "longest_trial_min", table.pop("longest_trial_min"))
     if allocation_s is not None:
         # Over allocations of --allocation-min each: every run starts its engine again and
         # loses the trial its time limit stops.
-        table.insert(at + 4, "allocations", table.pop("allocations"))
+        table.insert(at + 5, "allocations", table.pop("allocations"))
         allocated_min = 60 * table.pop("allocated_gpu_hours") / table["gpus"]
-        table.insert(at + 5, "allocated_job_min", allocated_min)
+        table.insert(at + 6, "allocated_job_min", allocated_min)
     table = table.drop(columns="longest_trial")
     log(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     known = table["estimated_gpu_hours"].dropna()
     points = f"{table['points'].sum()} points"
     if "points_left" in table:
         points += f", {table['points_left'].sum()} of them left to measure"
+    expected = table["expected_job_min"] * table["gpus"]
+    inside = (table["share_in_windows"] * expected).sum() / expected.where(
+        table["share_in_windows"].notna()
+    ).sum()
+    share = "" if math.isnan(inside) else f", {inside:.0%} of their expected time inside windows"
     log(
         f"ESTIMATE (not a measurement): {len(table)} GPU jobs, {points}; "
-        f"{known.sum():.2f} GPU-hours for the {len(known)} jobs with measurements to fit"
+        f"{known.sum():.2f} GPU-hours for the {len(known)} jobs with measurements to fit{share}"
     )
     if allocation_s is not None:
         never = table[table["allocations"] == float("inf")]["group"].tolist()

@@ -168,8 +168,10 @@ def point_seconds(
     protocol: ProtocolSpec,
     warm_up: bool = True,
     first: bool = False,
+    windows_only: bool = False,
 ) -> float:
-    """One trial of ``point``: warm-up (unless ``warm_up`` is off), window(s). A request
+    """One trial of ``point``: warm-up (unless ``warm_up`` is off), window(s); with
+    ``windows_only``, its windows alone (what the energy is read over). A request
     stream's repetition serves all its requests: at the stream's measured time per request
     (:func:`measured_stream_s`), else as ``ceil(requests / batch)`` batches each at the
     stream's length caps (an upper bound for static batches, and for continuous batching
@@ -180,17 +182,26 @@ def point_seconds(
     one_batch, full = _repetition_s(model, point, protocol.seed)
     ratio = getattr(model, "first_warmup_ratio", math.nan)
     extra = ratio - 1 if first and warmups and not math.isnan(ratio) else 0.0
-    seconds = (warmups + extra) * one_batch + _window_s(full, protocol)
+    seconds = _window_s(full, protocol)
+    if not windows_only:
+        seconds += (warmups + extra) * one_batch
     if protocol.measure_prefill and point.output_tokens > 1 and point.stream is None:
         prefill = model.prefill_s(batch, point.input_tokens)
-        seconds += (prefill if warm_up else 0.0) + _window_s(prefill, protocol)
+        seconds += _window_s(prefill, protocol)
+        if warm_up and not windows_only:
+            seconds += prefill
     return seconds
 
 
-def served_point_seconds(model: ServedTimeModel, point: PointSpec, protocol: ProtocolSpec) -> float:
+def served_point_seconds(
+    model: ServedTimeModel, point: PointSpec, protocol: ProtocolSpec, windows_only: bool = False
+) -> float:
     """One trial of a served job's point: ``warmup_repetitions`` of the stream's first batch
     (``min(batch_size, requests)`` requests at once), then the replay, or for the offline
-    estimate a window of whole-stream repetitions."""
+    estimate a window of whole-stream repetitions; with ``windows_only``, the replay or the
+    window alone (a replay counted whole, though its energy is read over its steady state)."""
+    if windows_only:
+        protocol = dataclasses.replace(protocol, warmup_repetitions=0)
     if point.stream is None:
         raise ValueError("a served job's points are request streams")
     requests = point.stream.requests
@@ -203,19 +214,23 @@ def served_point_seconds(model: ServedTimeModel, point: PointSpec, protocol: Pro
 
 
 def _trial_seconds(
-    model: TimeModel | MeasuredShapes | ServedTimeModel, point: PointSpec, protocol: ProtocolSpec
+    model: TimeModel | MeasuredShapes | ServedTimeModel,
+    point: PointSpec,
+    protocol: ProtocolSpec,
+    windows_only: bool = False,
 ) -> tuple[float, float]:
     """A first trial of ``point``, with its warm-up at a shape the engine meets first, and a
     later one: without a warm-up, with one where every trial has one (and for a server's
-    replays), or the mean of the two where later trials take turns."""
+    replays), or the mean of the two where later trials take turns; with ``windows_only``,
+    their windows alone."""
     if isinstance(model, ServedTimeModel):
-        seconds = served_point_seconds(model, point, protocol)
+        seconds = served_point_seconds(model, point, protocol, windows_only)
         return seconds, seconds
-    first = point_seconds(model, point, protocol, first=True)
-    warm = point_seconds(model, point, protocol)
+    first = point_seconds(model, point, protocol, first=True, windows_only=windows_only)
+    warm = point_seconds(model, point, protocol, windows_only=windows_only)
     if protocol.warmup_every_trial is True:
         return first, warm
-    cold = point_seconds(model, point, protocol, warm_up=False)
+    cold = point_seconds(model, point, protocol, warm_up=False, windows_only=windows_only)
     if protocol.warmup_every_trial == "alternate":  # every other later trial warms up
         return first, (warm + cold) / 2
     return first, cold
@@ -249,6 +264,7 @@ def job_gpu_hours(
     left: TrialsLeft | None = None,
     trials: float | TrialsByWindow = math.nan,
     fits: MemoryModel | None = None,
+    windows_only: bool = False,
 ) -> float:
     """GPU-hours of one job at each point's ``min_trials`` trials (or the trials ``left``
     says it still needs), its control point (:func:`control_point`: its smallest plain point,
@@ -260,7 +276,10 @@ def job_gpu_hours(
     its journal holds costs the rest of them.
     Without ``warmup_every_trial``, a point warms up before its first trial only (the
     control point before its first measurement, at the run's start). A job with no trial
-    left does not start: 0. Only the points that :func:`counted_points` counts cost time."""
+    left does not start: 0. Only the points that :func:`counted_points` counts cost time.
+    With ``windows_only``, the hours of its trials' windows alone: no engine start, warm-up,
+    control point, probe or attempt out of memory, what the job's share inside windows
+    (``benchmarks/gpu_time_share.py``) counts."""
     points = counted_points(plan, fits)
     protocols = [plan.protocol_of(p) for p in points]
 
@@ -273,6 +292,13 @@ def job_gpu_hours(
     trials_each = [count(p, proto) for p, proto in zip(points, protocols, strict=True)]
     if not any(trials_each):
         return 0.0
+    if windows_only:
+        seconds = 0.0
+        for point, proto, n in zip(points, protocols, trials_each, strict=True):
+            if n:
+                warm, cold = _trial_seconds(model, point, proto, windows_only=True)
+                seconds += warm + (n - 1) * cold
+        return seconds * plan.engine.tensor_parallel_size / 3600.0
     seconds = start_seconds(model, plan)
 
     control = control_point(plan.points) if plan.protocol.control_point else None
@@ -619,8 +645,10 @@ def estimate(
     times of the job's own shapes (:class:`MeasuredShapes`), or for a server's jobs its served
     rows (:func:`served_rows`), or for a model with no rows on its engine another model's,
     scaled. With ``left`` (by group), each job costs only the trials its journal leaves to
-    measure; ``points_left`` counts the points that need one. Beside the hours, the job's
-    longest trial (:func:`longest_trial`). With ``allocation_s`` (the time limit of one run),
+    measure; ``points_left`` counts the points that need one. Beside the hours, the share of
+    the expected hours inside the trials' windows (``share_in_windows``, as
+    ``benchmarks/gpu_time_share.py`` measures it after the job) and the job's longest trial
+    (:func:`longest_trial`). With ``allocation_s`` (the time limit of one run),
     the runs each job takes at its expected trials and its hours over them
     (:func:`allocations`). With ``lengths``, the prepared lengths that request streams draw
     from, a stream without a measured time per request is timed by the batches its requests
@@ -630,7 +658,7 @@ def estimate(
     limits = memory_limits(measurements)
     for group, plan in sorted(plans.items()):
         mine = None if left is None else left.get(group)
-        hours, expected, adaptive = math.nan, math.nan, math.nan
+        hours, expected, adaptive, windows = math.nan, math.nan, math.nan, math.nan
         longest_s, longest, start_s = math.nan, None, math.nan
         points_left = (
             len(plan.points) if mine is None else sum(mine.get(p.key, 1) > 0 for p in plan.points)
@@ -644,8 +672,10 @@ def estimate(
                 hours = job_gpu_hours(model, plan, mine, fits=fits)
                 by_window = TrialsByWindow.of(own)
                 adaptive = by_window.overall
+                trials = by_window if not math.isnan(adaptive) else math.nan
                 if not math.isnan(adaptive):
                     expected = job_gpu_hours(model, plan, mine, by_window, fits)
+                windows = job_gpu_hours(model, plan, mine, trials, fits, windows_only=True)
                 longest_s, longest = longest_trial(model, plan, mine, fits)
                 start_s = start_seconds(model, plan)
                 basis += _infeasible(plan, fits)
@@ -660,6 +690,8 @@ def estimate(
             # At the trials per point its engine's rows took, where they were in trials.
             "trials_per_point": adaptive,
             "expected_gpu_hours": expected,
+            # The share of the expected hours inside the trials' measurement windows.
+            "share_in_windows": windows / expected if expected else math.nan,
             "longest_trial_min": longest_s / 60,
             "longest_trial": _label(longest),
             "basis": basis,
@@ -792,6 +824,12 @@ def _adaptive(row: object) -> str:
     )
 
 
+def _share(row: object) -> str:
+    """The share of the job's expected time inside its trials' windows, where known."""
+    share = getattr(row, "share_in_windows", math.nan)
+    return "" if math.isnan(share) else f", {share:.0%} of it inside windows"
+
+
 def _long_trial(row: object) -> str:
     """The job's longest trial, where it is longer than :data:`LONG_TRIAL_MIN`."""
     minutes = getattr(row, "longest_trial_min", math.nan)
@@ -810,7 +848,7 @@ def describe(table: pd.DataFrame) -> str:
         f"  {r.group}: {_points(r)}, "
         + (
             f"~{r.estimated_gpu_hours * 60:.0f} {_unit([getattr(r, 'device', None)])}-minutes"
-            f"{_adaptive(r)} ({r.basis}){_long_trial(r)}"
+            f"{_adaptive(r)}{_share(r)} ({r.basis}){_long_trial(r)}"
             if not math.isnan(r.estimated_gpu_hours)
             else r.basis
         )
