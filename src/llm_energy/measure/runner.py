@@ -551,8 +551,10 @@ def _measure_points(
     shuffled order, so that what changes over the job lands in each point's spread rather
     than in one point. Before ``deadline``, a trial that would not finish with the control
     point after it (by the longest of the point's trials so far in this run, else in the
-    journal's earlier runs, else by ``expected_trial_s``) is not started:
-    the job measures its control point and stops (:class:`~llm_energy.measure.stop.Stopped`)."""
+    journal's earlier runs, else by ``expected_trial_s``) is not started: its point is passed
+    over for the rest of the run (a searched shape whole) and the trials that still fit go on;
+    then the job measures its control point and stops
+    (:class:`~llm_energy.measure.stop.Stopped`), naming what it passed over."""
     proto = plan.protocol
     model_dir = resolve_model_dir(plan.model, plan.mirror.get("models"))
     arch_hash = architecture_hash(load_config_dict(model_dir))
