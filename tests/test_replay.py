@@ -180,3 +180,20 @@ def test_a_plan_that_measures_nothing_reads_no_trace(tiny_config, tmp_path):
     job = plan_study(validate(config))["tiny__pytorch"]
     shapes = {(p.input_tokens, p.output_tokens) for p in job.points if p.stream is None}
     assert shapes == {(16, 4), (16, 8), (64, 4), (64, 8)}
+
+
+def test_prepared_lengths_that_cannot_be_read_are_one_message_naming_the_rule(tmp_path):
+    """A prepared lengths file that is corrupt, or lacks the length columns, stops with one
+    message that says how to build it again, not a reader's traceback."""
+    from llm_energy.errors import InputError
+    from llm_energy.measure.job import PointSpec, StreamSpec
+
+    (tmp_path / "generation.parquet").write_text("not parquet")
+    pd.DataFrame({"x": [1]}).to_parquet(tmp_path / "azure_code.parquet")
+    lengths = TraceLengths(tmp_path, tmp_path)
+    task = PointSpec(1, 64, 8, stream=StreamSpec("generation", 4, "offline", True))
+    with pytest.raises(InputError, match=r"generation\.parquet: cannot read .*task_lengths rule"):
+        lengths.lengths(task, 0)
+    trace = PointSpec(1, 64, 8, stream=StreamSpec("azure_code", 4, "offline"))
+    with pytest.raises(InputError, match=r"azure_code\.parquet: cannot read .*prepare_trace rule"):
+        lengths.lengths(trace, 0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llm_energy.errors import InputError
+from llm_energy.errors import InputError, first_line
 from llm_energy.measure.job import PointSpec, stable_hash
 
 
@@ -57,7 +57,14 @@ class TraceLengths:
                     f"{rule} rule)"
                 )
             columns = ["input_tokens", "output_tokens"]
-            self._tables[trace] = servable(pd.read_parquet(path, columns=columns))
+            try:
+                table = pd.read_parquet(path, columns=columns)
+            except (OSError, ValueError, KeyError) as exc:
+                raise InputError(
+                    f"{path}: cannot read its request lengths ({first_line(exc)}); delete it and "
+                    f"build it again with the {rule} rule"
+                ) from exc
+            self._tables[trace] = servable(table)
         return self._tables[trace]
 
     def arrivals(self, trace: str) -> np.ndarray:
