@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from llm_energy.analysis import aggregate
 from llm_energy.analysis.aggregate import configs_shipping
@@ -70,3 +71,30 @@ def test_rows_measured_before_the_trial_protocol_say_so(tmp_path):
     assert table.loc[1, "protocol_note"] == BEFORE_TRIALS
     assert pd.isna(table.loc[1, "protocol_met"])
     assert table.loc[[8, 64], "protocol_note"].fillna("").eq("").all()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["aggregate", "--out", "{tmp}/all.parquet", "{table}"],
+        ["figure", "fig2", "--measurements", "{table}", "--out", "{tmp}/fig.png"],
+        [
+            *["claims", "--measurements", "{table}", "--hardware", "h"],
+            *["--out", "{tmp}/c.csv", "--markdown", "{tmp}/c.md"],
+        ],
+    ],
+)
+def test_a_table_that_cannot_be_read_is_one_message_naming_it(command, tmp_path, capsys):
+    """A corrupt or missing table given to a command stops it with one line naming the file."""
+    from llm_energy.cli import main
+
+    table = tmp_path / "broken.parquet"
+    table.write_text("not parquet")
+    argv = [a.format(tmp=tmp_path, table=table) for a in command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"llm-energy: error: {table}: cannot read it as a table (")
+    assert err.count("\n") == 1
+    table.unlink()
+    assert main(argv) == 2
+    assert f"{table}: no such table" in capsys.readouterr().err

@@ -15,13 +15,13 @@ if TYPE_CHECKING:
     from llm_energy.families.base import Rows
 from llm_energy.measure import health
 from llm_energy.measure.columns import REQUIRED_COLUMNS
-from llm_energy.measure.store import write_csv_atomic, write_parquet_atomic
+from llm_energy.measure.store import read_table, write_csv_atomic, write_parquet_atomic
 
 
 def combine(paths: Iterable[Path]) -> pd.DataFrame:
     frames = []
     for path in paths:
-        df = pd.read_parquet(path)
+        df = read_table(path)
         missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
         if missing and len(df):
             raise InputError(f"{path}: not a measurement table (missing {', '.join(missing)})")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llm_energy.errors import LlmEnergyError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from llm_energy.inputs.prompts import TraceLengths
     from llm_energy.measure.job import JobPlan
 
@@ -56,3 +58,11 @@ def stream_lengths(args: argparse.Namespace) -> TraceLengths:
     from llm_energy.inputs.prompts import TraceLengths
 
     return TraceLengths(Path(args.traces), Path(args.task_lengths))
+
+
+def read_table(path: Path | str, **options: Any) -> pd.DataFrame:
+    """A table given to a command: :func:`llm_energy.measure.store.read_table`, which names a
+    file that is missing or cannot be read in one message."""
+    from llm_energy.measure.store import read_table as read
+
+    return read(path, **options)

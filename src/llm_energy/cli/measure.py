@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llm_energy.cli.common import log, read_plan, stream_lengths
+from llm_energy.cli.common import log, read_plan, read_table, stream_lengths
 from llm_energy.errors import first_line
 
 if TYPE_CHECKING:
@@ -79,8 +79,8 @@ def _expected_trial_seconds(plan: JobPlan, tables: list[str], lengths=None) -> d
         log(f"no estimate of the points' trials for the job's deadline: no job tables in {where}")
         return {}
     try:
-        rows = pd.concat([pd.read_parquet(t) for t in paths], ignore_index=True)
-    except (OSError, ValueError) as exc:
+        rows = pd.concat([read_table(t) for t in paths], ignore_index=True)
+    except (InputError, OSError, ValueError) as exc:
         raise InputError(f"--time-model-rows: {first_line(exc)}") from exc
     try:
         seconds, basis = first_trial_seconds(plan, rows, lengths)

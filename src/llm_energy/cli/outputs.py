@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llm_energy.cli.common import load_configs, log, pairs, write_csv
+from llm_energy.cli.common import load_configs, log, pairs, read_table, write_csv
 from llm_energy.cli.data import trace_summaries
 from llm_energy.errors import LlmEnergyError
 
@@ -39,32 +39,29 @@ def _drawn(name: str, kind: str):
 
 
 def cmd_figure(args: argparse.Namespace) -> None:
-    import pandas as pd
 
     from llm_energy.figures.style import save
 
-    fig = _drawn(args.name, "figure").make(pd.read_parquet(args.measurements))
+    fig = _drawn(args.name, "figure").make(read_table(args.measurements))
     save(fig, Path(args.out), dpi=args.dpi)
     log(f"{args.name} -> {args.out}")
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    import pandas as pd
 
-    table = _drawn(args.name, "table").make(pd.read_parquet(args.measurements))
+    table = _drawn(args.name, "table").make(read_table(args.measurements))
     write_csv(table, args.out)
     log(f"{args.name}: {len(table)} rows -> {args.out}")
 
 
 def cmd_caption(args: argparse.Namespace) -> None:
-    import pandas as pd
 
     from llm_energy.families import outputs
     from llm_energy.figures.provenance import caption, files_holding, measurements
     from llm_energy.measure.store import write_atomic
 
     path = Path(args.rows)
-    rows = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    rows = read_table(path)
     wanted = outputs()[args.output].rows if args.output else None
     if wanted is not None and len(rows):
         rows = rows[wanted.mask(rows)]
@@ -87,9 +84,9 @@ def cmd_claims(args: argparse.Namespace) -> None:
         workload_claims,
     )
 
-    table = claims_table(pd.read_parquet(args.measurements))
+    table = claims_table(read_table(args.measurements))
     if args.workload_bins:
-        bins = pd.read_csv(args.workload_bins, dtype={"machine_session": str})
+        bins = read_table(args.workload_bins, dtype={"machine_session": str})
         table = pd.concat([table, workload_claims(bins)], ignore_index=True)
     write_csv(table, args.out)
     Path(args.markdown).write_text(markdown(table, args.hardware))
@@ -150,13 +147,12 @@ def _architectures(args: argparse.Namespace) -> dict[str, Architecture]:
 
 
 def cmd_workload_energy(args: argparse.Namespace) -> None:
-    import pandas as pd
 
     from llm_energy.analysis.ideal import gpu
     from llm_energy.analysis.workload_estimate import estimate_workloads, workload_totals
 
     architectures = _architectures(args)
-    measurements = pd.read_parquet(args.measurements)
+    measurements = read_table(args.measurements)
     engines = args.engines or sorted(set(measurements["engine"].astype(str)))
     for engine in engines:
         for model in architectures:
@@ -188,22 +184,20 @@ def cmd_workload_energy(args: argparse.Namespace) -> None:
 
 
 def cmd_workload_table(args: argparse.Namespace) -> None:
-    import pandas as pd
 
     from llm_energy.figures.workload_estimate import table4_energy_over_ideal
 
-    table = table4_energy_over_ideal(pd.read_csv(args.totals))
+    table = table4_energy_over_ideal(read_table(args.totals))
     write_csv(table, args.out)
     log(f"Table 4: {len(table)} rows -> {args.out}")
 
 
 def cmd_workload_figure(args: argparse.Namespace) -> None:
-    import pandas as pd
 
     from llm_energy.figures.style import save
     from llm_energy.figures.workload_estimate import fig1_workload_energy
 
-    bins = pd.read_csv(args.bins)
+    bins = read_table(args.bins)
     if bins.empty:
         raise LlmEnergyError(f"{args.bins}: no workload estimate rows (no engine measured)")
     save(fig1_workload_energy(bins, args.engines), Path(args.out), dpi=args.dpi)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from llm_energy.measure.job import JobPlan, ProtocolSpec
 from llm_energy.measure.point_ids import point_ids
-from llm_energy.measure.store import Journal
+from llm_energy.measure.store import Journal, read_table
 from llm_energy.measure.trials import failed_on_device, least_trials_left
 
 
@@ -37,7 +37,7 @@ Tables = Sequence[tuple[Path, pd.DataFrame]]
 
 def read_tables(paths: Sequence[Path | str]) -> Tables:
     """Job tables measured elsewhere, each with its path, read once for every job they seed."""
-    return [(Path(p), pd.read_parquet(p)) for p in paths]
+    return [(Path(p), read_table(p)) for p in paths]
 
 
 def _seedable(

@@ -18,7 +18,22 @@ from typing import Any
 
 import pandas as pd
 
-from llm_energy.errors import StoreError
+from llm_energy.errors import InputError, StoreError, first_line
+
+
+def read_table(path: Path | str, **options: Any) -> pd.DataFrame:
+    """A Parquet table (a CSV one where the name ends in .csv); one that is missing or cannot
+    be read is an :class:`~llm_energy.errors.InputError` naming it, not a reader's traceback.
+    ``options`` go to the reader (``columns``, ``dtype``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such table")
+    try:
+        if path.suffix == ".csv":
+            return pd.read_csv(path, **options)
+        return pd.read_parquet(path, **options)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: cannot read it as a table ({first_line(exc)})") from exc
 
 
 def write_atomic(path: Path | str, write: Callable[[str], object]) -> None:
