@@ -131,21 +131,9 @@ def test_a_deadline_times_a_task_stream_by_the_lengths_the_job_is_given(
 ):
     """With a deadline, a classical task's stream that no row measured is timed by the
     requests the job draws from --task-lengths, not at the task's length caps."""
-    from test_estimate import TRUE, _rows
+    from test_estimate import GENERATION_AT_BATCH_1, TRUE, _rows
 
-    config = {
-        **tiny_config,
-        "experiments": {
-            "classical_tasks": {
-                "enabled": True,
-                "models": ["tiny"],
-                "engines": ["pytorch"],
-                "batch_sizes": [1],
-                "tasks": ["generation"],
-                "samples": 4,
-            }
-        },
-    }
+    config = {**tiny_config, "experiments": {"classical_tasks": GENERATION_AT_BATCH_1}}
     plan = plan_study(validate(config))["tiny__pytorch"]
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(plan.to_json())

@@ -41,6 +41,15 @@ from llm_energy.measure.job import (
 from llm_energy.measure.plan import plan_study
 
 TRUE = TimeModel(prefill=(0.02, 1e-5), step=(0.025, 1e-4, 2e-8), points=0)
+# The classical task's block of a tiny configuration: generation at batch 1, four examples.
+GENERATION_AT_BATCH_1 = {
+    "enabled": True,
+    "models": ["tiny"],
+    "engines": ["pytorch"],
+    "batch_sizes": [1],
+    "tasks": ["generation"],
+    "samples": 4,
+}
 
 
 def _rows(model: TimeModel) -> pd.DataFrame:
@@ -998,14 +1007,7 @@ def test_the_command_times_task_streams_by_the_lengths_it_is_given(tiny_config, 
 
     from llm_energy.cli import main
 
-    tiny_config["experiments"]["classical_tasks"] = {
-        "enabled": True,
-        "models": ["tiny"],
-        "engines": ["pytorch"],
-        "batch_sizes": [1],
-        "tasks": ["generation"],
-        "samples": 4,
-    }
+    tiny_config["experiments"]["classical_tasks"] = dict(GENERATION_AT_BATCH_1)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_config))
     table = tmp_path / "rows.parquet"
