@@ -77,7 +77,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     table.insert(at + 4, "longest_trial_min", table.pop("longest_trial_min"))
     if allocation_s is not None:
         # Over allocations of --allocation-min each: every run starts its engine again and
-        # loses the trial its time limit stops.
+        # leaves unused the time at its end that no trial left fits.
         table.insert(at + 5, "allocations", table.pop("allocations"))
         allocated_min = 60 * table.pop("allocated_gpu_hours") / table["gpus"]
         table.insert(at + 6, "allocated_job_min", allocated_min)

@@ -382,9 +382,10 @@ def allocations(
     """How many allocations of ``allocation_s`` seconds (a Slurm job's time limit, a lent
     machine's call) a job of ``job_s`` seconds takes, one start of ``start_s`` included, and
     its seconds over all of them. Every run starts the engine again, and every run that its
-    time limit ends stops inside a trial, whose work is lost: half the job's longest trial,
-    on average. A job whose longest trial does not fit one allocation after the start never
-    finishes: ``inf`` both."""
+    time limit ends leaves unused the time at its end that no trial left fits (a job starts no
+    trial that would end after its limit, and fills the time with the trials that fit),
+    counted as half the job's longest trial. A job whose longest trial does not fit one
+    allocation after the start never finishes: ``inf`` both."""
     if job_s <= allocation_s:
         return 1.0, job_s
     lost = longest_trial_s / 2
