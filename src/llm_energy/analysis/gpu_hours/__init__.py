@@ -156,9 +156,7 @@ def window_seconds(
 ) -> float:
     """How long ``point``'s measurement window lasts (its full window, not its prefill one)."""
     if isinstance(model, ServedTimeModel):
-        return served_point_seconds(
-            model, point, dataclasses.replace(protocol, warmup_repetitions=0)
-        )
+        return served_point_seconds(model, point, protocol, windows_only=True)
     return _window_s(_repetition_s(model, point, protocol.seed)[1], protocol)
 
 
