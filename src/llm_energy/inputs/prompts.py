@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llm_energy.errors import InputError, first_line
+from llm_energy.errors import InputError
 from llm_energy.measure.job import PointSpec, stable_hash
+from llm_energy.measure.store import read_table
 
 
 def random_prompts(
@@ -56,13 +57,11 @@ class TraceLengths:
                     f"{path}: prepared lengths not found (snakemake builds them with the "
                     f"{rule} rule)"
                 )
-            columns = ["input_tokens", "output_tokens"]
             try:
-                table = pd.read_parquet(path, columns=columns)
-            except (OSError, ValueError, KeyError) as exc:
+                table = read_table(path, columns=["input_tokens", "output_tokens"])
+            except InputError as exc:
                 raise InputError(
-                    f"{path}: cannot read its request lengths ({first_line(exc)}); delete it and "
-                    f"build it again with the {rule} rule"
+                    f"{exc}; delete it and build it again with the {rule} rule"
                 ) from exc
             self._tables[trace] = servable(table)
         return self._tables[trace]
