@@ -1449,3 +1449,46 @@ def test_with_resume_from_shipped_the_estimate_leaves_out_what_the_tables_comple
     assert int(rest[header.index("points_left")]) == left
     assert f"{len(plan.points)} points, {left} of them left to measure;" in said
     assert 0 < float(rest[header.index("estimated_job_min")]) < whole_min
+
+
+def test_a_jobs_time_limit_is_its_expected_time_with_a_margin_and_grows_with_each_attempt():
+    """Slurm's ``runtime`` of a measurement job: the expected wall time (GPU-hours over its
+    GPUs) x1.5 + 15 min in 15-min steps, at least the longest trial so treated, twice as much at
+    the second attempt, 12 h with nothing to fit, and never beyond two days."""
+    from llm_energy.analysis.gpu_hours import runtime_minutes
+
+    assert runtime_minutes(1.0, 1) == 105  # 60 x 1.5 + 15
+    assert runtime_minutes(1.0, 2) == 60  # 30 x 1.5 + 15 = 60
+    assert runtime_minutes(1.0, 1, attempt=2) == 210
+    assert runtime_minutes(0.01, 1) == 30  # 15.9 min asks for the least, 30
+    assert runtime_minutes(0.01, 1, longest_trial_min=40.0) == 75  # 40 x 1.5 + 15
+    assert runtime_minutes(math.nan, 1) == 720
+    assert runtime_minutes(100.0, 1) == 2880
+
+
+def test_each_measurement_job_asks_slurm_for_the_time_its_estimate_gives(tmp_path):
+    """Through the Slurm profile, the measure rule's ``runtime`` is the job's estimate before
+    the run (fitted to the hardware's shipped rows) made a time limit."""
+    from _pipeline import copy_pipeline, run_snakemake
+
+    from llm_energy.analysis.gpu_hours import plan_estimate, runtime_minutes
+    from llm_energy.config import load_config
+    from llm_energy.measure.plan import plan_study
+
+    work = copy_pipeline(tmp_path)
+    group = "llama-3.1-8b__vllm-eager"
+    target = f"results/measurements/h200/{group}.parquet"
+    result = run_snakemake(
+        work, "-n", target, "--profile", "profiles/slurm", "--configfile", "config/h200.yaml",
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    plans = plan_study(load_config(work / "config/h200.yaml"))
+    shipped = {
+        "h200": sorted(str(p) for p in (work / "resources/measurements/h200").glob("*.parquet"))
+    }
+    job = plan_estimate(plans, shipped, "h200").set_index("group").loc[group]
+    minutes = runtime_minutes(job.expected_gpu_hours, job.gpus, 1, job.longest_trial_min)
+    measure = result.stdout.split("rule measure:")[1].split("Shell command")[0]
+    assert f"runtime={minutes}," in measure, measure
+    assert minutes != 720  # fitted, not the limit for a job with nothing to fit

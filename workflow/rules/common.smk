@@ -1,3 +1,4 @@
+import functools
 import shlex
 import time
 import sys
@@ -466,6 +467,7 @@ RUN_STARTED = time.time()
 ESTIMATE_BEFORE = []
 
 
+@functools.cache
 def _estimate():
     """Each job's GPU time, fitted to the shipped rows, for the trials its journal (and, with
     resume_from_shipped, the shipped rows it is seeded with) leaves to measure; a request
@@ -488,6 +490,25 @@ def _estimate():
         Path("results/data/traces"), Path("results/data/task_lengths")
     )
     return plan_estimate(JOBS, tables, HARDWARE, left, lengths)
+
+
+def measure_runtime(wildcards, attempt):
+    """The job's time limit in minutes (Slurm's ``runtime``): its expected time from the
+    estimate printed before the run, with a margin, and more at each attempt
+    (:func:`~llm_energy.analysis.gpu_hours.runtime_minutes`); a profile's
+    ``set-resources`` of ``measure:runtime`` asks for a fixed limit instead."""
+    from llm_energy.analysis.gpu_hours import runtime_minutes
+
+    table = _estimate().set_index("group")
+    if wildcards.group not in table.index:
+        return runtime_minutes(float("nan"), 1, attempt)
+    job = table.loc[wildcards.group]
+    return runtime_minutes(
+        float(job["expected_gpu_hours"]),
+        int(job["gpus"]),
+        attempt,
+        float(job["longest_trial_min"]),
+    )
 
 
 def print_estimate():

@@ -30,7 +30,7 @@ rule measure:
     resources:
         gpu=gpus_for,
         attempt=attempt_number,
-        runtime=240,
+        runtime=measure_runtime,
         mem_mb=32000,
     params:
         cli=measure_cli,

@@ -395,6 +395,36 @@ def allocations(
     return runs, work + runs * start_s + (runs - 1) * lost
 
 
+# The time limit a measurement job asks its scheduler for (Slurm's ``runtime``, minutes): its
+# expected time with this margin and allowance, in steps of RUNTIME_STEP_MIN; without rows to
+# fit, RUNTIME_UNKNOWN_MIN. A job its limit ends goes on from its journal in its next attempt.
+RUNTIME_MARGIN = 1.5
+RUNTIME_ALLOWANCE_MIN = 15
+RUNTIME_STEP_MIN = 15
+RUNTIME_UNKNOWN_MIN = 720
+RUNTIME_MAX_MIN = 2880
+
+
+def runtime_minutes(
+    expected_gpu_hours: float, gpus: int, attempt: int = 1, longest_trial_min: float = math.nan
+) -> int:
+    """The time limit, in minutes, for a job expected to take ``expected_gpu_hours`` on
+    ``gpus`` GPUs (NaN: nothing to fit), at its ``attempt``-th attempt: each attempt asks for
+    that many times as much, so that a job the estimate undersold still ends in its retries.
+    At least its longest trial with the allowance (a job starts no trial that would end after
+    its limit), never more than RUNTIME_MAX_MIN (two days, the longest a common GPU partition
+    allows)."""
+    if math.isnan(expected_gpu_hours):
+        minutes = RUNTIME_UNKNOWN_MIN
+    else:
+        wall_min = expected_gpu_hours / max(gpus, 1) * 60
+        minutes = wall_min * RUNTIME_MARGIN + RUNTIME_ALLOWANCE_MIN
+    if not math.isnan(longest_trial_min):
+        minutes = max(minutes, longest_trial_min * RUNTIME_MARGIN + RUNTIME_ALLOWANCE_MIN)
+    steps = math.ceil(minutes * max(attempt, 1) / RUNTIME_STEP_MIN)
+    return min(max(steps, 2) * RUNTIME_STEP_MIN, RUNTIME_MAX_MIN)
+
+
 def _gpus(rows: pd.DataFrame) -> str:
     """The GPUs the rows were measured on, as the basis names them."""
     return ", ".join(sorted(set(rows["gpu_name"].astype(str))))
