@@ -1454,7 +1454,7 @@ def test_with_resume_from_shipped_the_estimate_leaves_out_what_the_tables_comple
 def test_a_jobs_time_limit_is_its_expected_time_with_a_margin_and_grows_with_each_attempt():
     """Slurm's ``runtime`` of a measurement job: the expected wall time (GPU-hours over its
     GPUs) x1.5 + 15 min in 15-min steps, at least the longest trial so treated, twice as much at
-    the second attempt, 12 h with nothing to fit, and never beyond two days."""
+    the second attempt, 12 h with nothing to fit, and never beyond a day."""
     from llm_energy.analysis.gpu_hours import runtime_minutes
 
     assert runtime_minutes(1.0, 1) == 105  # 60 x 1.5 + 15
@@ -1463,7 +1463,7 @@ def test_a_jobs_time_limit_is_its_expected_time_with_a_margin_and_grows_with_eac
     assert runtime_minutes(0.01, 1) == 30  # 15.9 min asks for the least, 30
     assert runtime_minutes(0.01, 1, longest_trial_min=40.0) == 75  # 40 x 1.5 + 15
     assert runtime_minutes(math.nan, 1) == 720
-    assert runtime_minutes(100.0, 1) == 2880
+    assert runtime_minutes(100.0, 1) == 1440
 
 
 def test_each_measurement_job_asks_slurm_for_the_time_its_estimate_gives(tmp_path):

@@ -397,12 +397,13 @@ def allocations(
 
 # The time limit a measurement job asks its scheduler for (Slurm's ``runtime``, minutes): its
 # expected time with this margin and allowance, in steps of RUNTIME_STEP_MIN; without rows to
-# fit, RUNTIME_UNKNOWN_MIN. A job its limit ends goes on from its journal in its next attempt.
+# fit, RUNTIME_UNKNOWN_MIN, and never past RUNTIME_MAX_MIN. A job its limit ends goes on from
+# its journal in its next attempt.
 RUNTIME_MARGIN = 1.5
 RUNTIME_ALLOWANCE_MIN = 15
 RUNTIME_STEP_MIN = 15
 RUNTIME_UNKNOWN_MIN = 720
-RUNTIME_MAX_MIN = 2880
+RUNTIME_MAX_MIN = 1440
 
 
 def runtime_minutes(
@@ -412,8 +413,8 @@ def runtime_minutes(
     ``gpus`` GPUs (NaN: nothing to fit), at its ``attempt``-th attempt: each attempt asks for
     that many times as much, so that a job the estimate undersold still ends in its retries.
     At least its longest trial with the allowance (a job starts no trial that would end after
-    its limit), never more than RUNTIME_MAX_MIN (two days, the longest a common GPU partition
-    allows)."""
+    its limit), never more than RUNTIME_MAX_MIN (a day, the longest many GPU partitions allow:
+    a job past it goes on from its journal in its next attempt)."""
     if math.isnan(expected_gpu_hours):
         minutes = RUNTIME_UNKNOWN_MIN
     else:
