@@ -463,10 +463,8 @@ def claims_workload_arg(wildcards, input):
 RUN_STARTED = time.time()
 
 
-# The estimate printed before the run, which the lines after it compare the jobs with.
-ESTIMATE_BEFORE = []
-
-
+# Computed once, before the run: the estimate printed before it, the time limit each job asks
+# for, and what the lines after the run compare the jobs with.
 @functools.cache
 def _estimate():
     """Each job's GPU time, fitted to the shipped rows, for the trials its journal (and, with
@@ -517,10 +515,9 @@ def print_estimate():
 
     if not JOBS or config["shipped_measurements"]:
         return
-    ESTIMATE_BEFORE[:] = [_estimate()]
     print(
         f"{len(JOBS)} measurement jobs planned for hardware {HARDWARE}:\n"
-        + describe(ESTIMATE_BEFORE[0]),
+        + describe(_estimate()),
         file=sys.stderr,
     )
 
@@ -540,8 +537,7 @@ def print_against_estimate():
         if tsv.exists() and tsv.stat().st_mtime >= RUN_STARTED:
             actual[group] = float(pd.read_csv(tsv, sep="\t")["s"].iloc[-1])
     if actual:
-        before = ESTIMATE_BEFORE[0] if ESTIMATE_BEFORE else _estimate()
         print(
-            describe_against_actual(against_actual(before, actual)),
+            describe_against_actual(against_actual(_estimate(), actual)),
             file=sys.stderr,
         )
