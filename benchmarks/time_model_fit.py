@@ -8,6 +8,9 @@ can expect at a measured shape's neighbours).
     python benchmarks/time_model_fit.py TABLE.parquet ... --held-out NEW.parquet [--out NEW.md]
     python benchmarks/time_model_fit.py TABLE.parquet ... --task-lengths DIR [--out STREAMS.md]
 
+Each form takes ``--unweighted``: the fit with every row at the same weight, beside which the
+plan's fit (each duration weighted by its inverse) can be read.
+
 The plan printed before a job is the sum of such predictions over its points; where the error
 is wide, so is the plan. With ``--held-out``, the models fitted to the tables alone (the rows
 a plan had before a job) time each row of the new table of the same GPU, model and engine:
@@ -42,6 +45,13 @@ from llm_energy.analysis.gpu_hours import (
 from llm_energy.inputs.prompts import TASK_STREAMS, TraceLengths
 from llm_energy.measure.job import PointSpec, ProtocolSpec, StreamSpec
 
+# The fit the tables are timed by: weighted as the plan fits (False with --unweighted).
+WEIGHTED = True
+
+
+def _fit(rows: pd.DataFrame) -> TimeModel:
+    return TimeModel.fit(rows, weighted=WEIGHTED)
+
 
 def _errors(model: TimeModel, rows: pd.DataFrame) -> np.ndarray:
     shapes = zip(
@@ -59,12 +69,9 @@ def fit_errors(rows: pd.DataFrame) -> pd.DataFrame:
         group = group.reset_index(drop=True)
         if len(group) < 4:
             continue
-        inside = np.abs(_errors(TimeModel.fit(group), group))
+        inside = np.abs(_errors(_fit(group), group))
         left_out = np.array(
-            [
-                abs(_errors(TimeModel.fit(group.drop(index=k)), group.iloc[[k]])[0])
-                for k in range(len(group))
-            ]
+            [abs(_errors(_fit(group.drop(index=k)), group.iloc[[k]])[0]) for k in range(len(group))]
             if len(group) > 4
             else [np.nan]
         )
@@ -96,7 +103,7 @@ def held_out(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         ]
         if len(fitted) < 4:
             continue
-        model = TimeModel.fit(fitted)
+        model = _fit(fitted)
         sequences = sequences_per_batch(group)
         for b, (_, r) in zip(sequences, group.iterrows(), strict=True):
             i, o = int(r["input_tokens"]), int(r["output_tokens"])
@@ -178,7 +185,7 @@ def stream_lengths_timed(
         ]
         if len(fitted) < 4:
             continue
-        model = dataclasses.replace(TimeModel.fit(fitted), stream_lengths=lengths)
+        model = dataclasses.replace(_fit(fitted), stream_lengths=lengths)
         for r in group.itertuples(index=False):
             stream = StreamSpec(str(r.trace), int(r.requests), "offline", vary_input=True)
             point = PointSpec(
@@ -274,8 +281,15 @@ def main() -> None:
         type=Path,
         help="the classical tasks' request lengths (TASK.parquet): time the task rows by them",
     )
+    parser.add_argument(
+        "--unweighted",
+        action="store_true",
+        help="fit every row at the same weight, as the plan did before it weighted durations",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    global WEIGHTED
+    WEIGHTED = not args.unweighted
     tables = [
         p for p in args.tables if args.held_out is None or p.resolve() != args.held_out.resolve()
     ]

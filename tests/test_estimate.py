@@ -80,6 +80,23 @@ def test_fit_recovers_the_time_model():
     assert fitted.full_s(16, 1024, 128) == pytest.approx(TRUE.full_s(16, 1024, 128))
 
 
+def test_the_longest_batches_do_not_set_the_shortest_ones_time():
+    """A window's jitter grows with its length: with the longest batches 10 % off the line by
+    turns, the fit still times batch 1's shapes to within a few percent, where an unweighted
+    fit, led by the longest batches' seconds, misses the shortest by far more."""
+    rows = _rows(TRUE)
+    longest = rows["duration_s"].rank(ascending=False) <= 6
+    rows.loc[longest, "duration_s"] *= np.where(np.arange(longest.sum()) % 2, 1.1, 0.9)
+    rows.loc[longest, "prefill_duration_s"] = np.nan
+    fitted = TimeModel.fit(rows)
+    small = rows[rows["batch_size"] == 1]
+    error = [
+        fitted.full_s(1, i, o) / TRUE.full_s(1, i, o) - 1
+        for i, o in zip(small["input_tokens"], small["output_tokens"], strict=True)
+    ]
+    assert max(map(abs, error)) < 0.03, error
+
+
 def test_the_fit_finds_prefills_quadratic_term_where_the_rows_span_the_inputs():
     """Attention makes a long input's prefill grow faster than the input: with three or more
     input lengths the fit recovers a term in b * i^2; with fewer, or where it would come out
