@@ -46,8 +46,16 @@ def test_configs_shipping_reads_each_configs_hardware_label(tmp_path):
     any_backend = Rows(("classical_tasks",), ("classical_tasks",))
     assert configs_shipping(any_backend, configs, shipped) == ["config/a.yaml", "config/b.yaml"]
     assert configs_shipping(DECODING, configs, shipped) == []
-    # The asking configuration's own label is left out, whatever its file is called.
-    assert configs_shipping(any_backend, configs, shipped, "gpu-a") == ["config/b.yaml"]
+    # The asking configuration's own label comes first where the file enables the family,
+    # whatever it is called, and is left out where it does not.
+    assert configs_shipping(any_backend, configs, shipped, "gpu-b") == ["config/a.yaml"]
+    (configs / "b.yaml").write_text(
+        "hardware: gpu-b\nexperiments:\n  classical_tasks:\n    enabled: true\n"
+    )
+    assert configs_shipping(any_backend, configs, shipped, "gpu-b") == [
+        "config/b.yaml",
+        "config/a.yaml",
+    ]
 
 
 def test_rows_measured_before_the_trial_protocol_say_so(tmp_path):

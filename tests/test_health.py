@@ -125,8 +125,10 @@ def _footer(fig) -> str:
 
 
 def test_shipped_tables_without_the_columns_aggregate_and_draw_as_unknown(tmp_path):
-    shipped = sorted(map(Path, glob.glob(str(ROOT / "resources/measurements/h100/*.parquet"))))
-    assert all("gpu_health" not in pd.read_parquet(p).columns for p in shipped)
+    # The H100 tables measured before the GPU was watched.
+    tables = sorted(map(Path, glob.glob(str(ROOT / "resources/measurements/h100/*.parquet"))))
+    shipped = [p for p in tables if "gpu_health" not in pd.read_parquet(p).columns]
+    assert len(shipped) >= 20
     table = aggregate.combine(shipped)
     table = table[table["hardware"] == "h100"]
     assert (gpu_health(table) == "unknown").all() and not flagged(table).any()

@@ -515,6 +515,8 @@ LAYERED_TABLES = {
         ["h200_workloads.yaml", "h200_workloads_parts/part11.yaml"],
         7,
     ),
+    # Another hardware's table: HARDWARE/TABLE, its layers over config/HARDWARE.yaml.
+    "h100/tasks-batch1__llama-3.1-8b__vllm": (["h100_tasks_batch1.yaml"], 2),
     "spec__r1-distill-qwen-32b__vllm": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4-forced": (
@@ -537,9 +539,11 @@ def test_the_layered_tables_rows_are_the_points_of_their_configuration(table):
     from llm_energy.measure.point_ids import CURRENT_VERSION, point_ids
 
     layers, complete = LAYERED_TABLES[table]
-    files = [str(root / "config/h200.yaml"), *(str(root / "config" / name) for name in layers)]
-    job = plan_study(load_config(*files))[table.split("__", 1)[1]]
-    path = root / f"resources/measurements/h200/{table}.parquet"
+    hardware, name = table.split("/") if "/" in table else ("h200", table)
+    config = root / f"config/{hardware}.yaml"
+    files = [str(config), *(str(root / "config" / layer) for layer in layers)]
+    job = plan_study(load_config(*files))[name.split("__", 1)[1]]
+    path = root / f"resources/measurements/{hardware}/{name}.parquet"
     rows = pd.read_parquet(path)
     left = trials_left(job, root / "no-journal", read_tables([path]))
     assert set(rows["point_id"]) <= set(point_ids(job, CURRENT_VERSION).values())
@@ -630,9 +634,11 @@ def test_served_points_repeated_through_snakemake_on_fresh_machines_agree():
 
 
 def test_a_figure_this_configuration_has_no_rows_for_names_the_one_that_has(tmp_path):
-    """Fig 8 under config/h100.yaml: the H100 tables hold no classical-task rows, so the dry run
-    stops before any job with one message that points at the configuration whose do."""
+    """Fig 8 under config/h100.yaml with the H100 tables' classical-task rows taken out: the dry
+    run stops before any job with one message that points at the configuration whose do."""
     work = copy_pipeline(tmp_path)
+    for table in (work / "resources/measurements/h100").glob("tasks-*.parquet"):
+        table.unlink()
     args = ("-n", "--cores", "1", "--configfile", "config/h100.yaml")
     result = run_snakemake(work, *args, "--config", "shipped_measurements=true", "--", "fig8")
     assert result.returncode != 0
@@ -646,6 +652,15 @@ def test_a_figure_this_configuration_has_no_rows_for_names_the_one_that_has(tmp_
     args = ("-n", "--cores", "1", "--configfile", "config/h200.yaml")
     result = run_snakemake(work, *args, "--config", "shipped_measurements=true", "--", "fig8")
     assert result.returncode == 0, result.stderr[-3000:]
+    # A configuration that does not plan the figure is sent to one of its own hardware first.
+    args = ("-n", "--cores", "1", "--configfile", "config/h200_grid.yaml")
+    result = run_snakemake(work, *args, "--config", "shipped_measurements=true", "--", "fig4")
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "fig4 draws experiments.architectures, and this configuration (hardware h200) " in (
+        message
+    )
+    assert "snakemake fig4 --configfile config/h200.yaml --config" in message
     # Fig 1 is made by the workload estimate, which config/h200_grid.yaml does not enable: the
     # hint names the figure and the configuration that makes it.
     args = ("-n", "--cores", "1", "--configfile", "config/h200_grid.yaml")

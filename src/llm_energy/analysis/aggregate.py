@@ -99,14 +99,24 @@ def _shipped_configs(
 
 
 def configs_shipping(
-    rows: Rows, config_dir: Path, measurements_dir: Path, other_than: str | None = None
+    rows: Rows, config_dir: Path, measurements_dir: Path, first: str | None = None
 ) -> list[str]:
-    """The configuration files whose shipped tables hold rows that ``rows`` wants."""
-    return [
-        name
-        for name, config, tables in _shipped_configs(config_dir, measurements_dir, other_than)
-        if rows.found_in(shipped_experiments(tables, config["hardware"]))
-    ]
+    """The configuration files whose shipped tables hold rows that ``rows`` wants. Those of
+    hardware label ``first`` (the asking configuration's) come first where they enable one of
+    the rows' families, and are left out where they do not: a configuration that does not plan
+    a figure is sent to one of its own hardware that draws it from the same tables."""
+    found = []
+    for name, config, tables in _shipped_configs(config_dir, measurements_dir, None):
+        own = config["hardware"] == first
+        if own and not any(_enables(config, family) for family in rows.families):
+            continue
+        if rows.found_in(shipped_experiments(tables, config["hardware"])):
+            found.append((not own, name))
+    return [name for _, name in sorted(found)]
+
+
+def _enables(config: dict[str, Any], family: str) -> bool:
+    return bool(((config.get("experiments") or {}).get(family) or {}).get("enabled"))
 
 
 def configs_enabling(
@@ -116,5 +126,5 @@ def configs_enabling(
     return [
         name
         for name, config, _ in _shipped_configs(config_dir, measurements_dir, other_than)
-        if ((config.get("experiments") or {}).get(family) or {}).get("enabled")
+        if _enables(config, family)
     ]
