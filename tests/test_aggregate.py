@@ -33,9 +33,12 @@ def _table(path, hardware, backend, experiments):
 def test_configs_shipping_reads_each_configs_hardware_label(tmp_path):
     configs, shipped = tmp_path / "config", tmp_path / "measurements"
     configs.mkdir()
-    (configs / "a.yaml").write_text("hardware: gpu-a\n")
-    (configs / "b.yaml").write_text("hardware: gpu-b\n")
-    (configs / "c.yaml").write_text("hardware: gpu-c\n")  # nothing shipped
+    tasks = "experiments:\n  classical_tasks:\n    enabled: true\n"
+    (configs / "a.yaml").write_text(f"hardware: gpu-a\n{tasks}")
+    (configs / "b.yaml").write_text(f"hardware: gpu-b\n{tasks}")
+    (configs / "c.yaml").write_text(f"hardware: gpu-c\n{tasks}")  # nothing shipped
+    # Its label's tables hold the rows, but it does not plan them.
+    (configs / "b_other.yaml").write_text("hardware: gpu-b\n")
     (configs / "empty.yaml").write_text("")
     _table(shipped / "gpu-a" / "x.parquet", "gpu-a", "transformers", "classical_tasks")
     _table(shipped / "gpu-b" / "y.parquet", "gpu-b", "vllm", "tensor_parallel+classical_tasks")
@@ -46,15 +49,17 @@ def test_configs_shipping_reads_each_configs_hardware_label(tmp_path):
     any_backend = Rows(("classical_tasks",), ("classical_tasks",))
     assert configs_shipping(any_backend, configs, shipped) == ["config/a.yaml", "config/b.yaml"]
     assert configs_shipping(DECODING, configs, shipped) == []
-    # The asking configuration's own label comes first where the file enables the family,
-    # whatever it is called, and is left out where it does not.
-    assert configs_shipping(any_backend, configs, shipped, "gpu-b") == ["config/a.yaml"]
-    (configs / "b.yaml").write_text(
-        "hardware: gpu-b\nexperiments:\n  classical_tasks:\n    enabled: true\n"
-    )
+    # The asking configuration's own label comes first, whatever its files are called.
     assert configs_shipping(any_backend, configs, shipped, "gpu-b") == [
         "config/b.yaml",
         "config/a.yaml",
+    ]
+    # Rows of any family are found through every configuration whose tables hold them.
+    every = Rows(("any family",), ())
+    assert configs_shipping(every, configs, shipped) == [
+        "config/a.yaml",
+        "config/b.yaml",
+        "config/b_other.yaml",
     ]
 
 

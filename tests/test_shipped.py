@@ -668,4 +668,4 @@ def test_a_figure_this_configuration_has_no_rows_for_names_the_one_that_has(tmp_
     assert result.returncode != 0
     message = result.stdout + result.stderr
     assert "fig1 is made by experiments.workload_estimates" in message
-    assert "snakemake fig1 --configfile config/h100.yaml" in message
+    assert "snakemake fig1 --configfile config/h200.yaml" in message

@@ -234,7 +234,8 @@ def unavailable(name):
             family, base / "config", base / "resources/measurements", HARDWARE
         )
         hint = (
-            f"; {', '.join(others)} does: snakemake {name} --configfile {others[0]} "
+            f"; {', '.join(others)} {'does' if len(others) == 1 else 'do'}: snakemake {name} "
+            f"--configfile {others[0]} "
             "--config shipped_measurements=true"
             if others
             else ""

@@ -83,48 +83,57 @@ def shipped_experiments(paths: Iterable[str | Path], hardware: str) -> set[tuple
 
 
 def _shipped_configs(
-    config_dir: Path, measurements_dir: Path, other_than: str | None
+    config_dir: Path, measurements_dir: Path
 ) -> Iterator[tuple[str, dict[str, Any], list[Path]]]:
     """(path relative to the checkout, configuration, shipped tables) of each configuration
-    file in ``config_dir`` whose hardware label (other than ``other_than``) has shipped tables
-    in ``measurements_dir``."""
+    file in ``config_dir`` whose hardware label has shipped tables in ``measurements_dir``."""
     for path in sorted(Path(config_dir).glob("*.yaml")):
         config = yaml.safe_load(path.read_text()) or {}
         label = config.get("hardware")
-        if not label or label == other_than:
+        if not label:
             continue
         tables = sorted((Path(measurements_dir) / str(label)).glob("*.parquet"))
         if tables:
             yield f"{path.parent.name}/{path.name}", config, tables
 
 
-def configs_shipping(
-    rows: Rows, config_dir: Path, measurements_dir: Path, first: str | None = None
-) -> list[str]:
-    """The configuration files whose shipped tables hold rows that ``rows`` wants. Those of
-    hardware label ``first`` (the asking configuration's) come first where they enable one of
-    the rows' families, and are left out where they do not: a configuration that does not plan
-    a figure is sent to one of its own hardware that draws it from the same tables."""
-    found = []
-    for name, config, tables in _shipped_configs(config_dir, measurements_dir, None):
-        own = config["hardware"] == first
-        if own and not any(_enables(config, family) for family in rows.families):
-            continue
-        if rows.found_in(shipped_experiments(tables, config["hardware"])):
-            found.append((not own, name))
-    return [name for _, name in sorted(found)]
+def _own_first(found: list[tuple[str, dict[str, Any]]], first: str | None) -> list[str]:
+    """The names of ``found`` (name, configuration) with hardware label ``first`` first."""
+    return [name for name, config in sorted(found, key=lambda f: (f[1]["hardware"] != first, f[0]))]
 
 
 def _enables(config: dict[str, Any], family: str) -> bool:
     return bool(((config.get("experiments") or {}).get(family) or {}).get("enabled"))
 
 
-def configs_enabling(
-    family: str, config_dir: Path, measurements_dir: Path, other_than: str | None = None
+def configs_shipping(
+    rows: Rows, config_dir: Path, measurements_dir: Path, first: str | None = None
 ) -> list[str]:
-    """The configuration files with shipped tables that enable ``family``."""
-    return [
-        name
-        for name, config, _ in _shipped_configs(config_dir, measurements_dir, other_than)
-        if _enables(config, family)
-    ]
+    """The configuration files that enable one of the families of ``rows`` (any, where the
+    rows are of any family) and whose shipped tables hold rows that it wants; those of hardware
+    label ``first`` (the asking configuration's) first, so that a configuration that does not
+    plan a figure is sent to one of its own hardware that draws it from the same tables."""
+    return _own_first(
+        [
+            (name, config)
+            for name, config, tables in _shipped_configs(config_dir, measurements_dir)
+            if (not rows.tags or any(_enables(config, family) for family in rows.families))
+            and rows.found_in(shipped_experiments(tables, config["hardware"]))
+        ],
+        first,
+    )
+
+
+def configs_enabling(
+    family: str, config_dir: Path, measurements_dir: Path, first: str | None = None
+) -> list[str]:
+    """The configuration files with shipped tables that enable ``family``, those of hardware
+    label ``first`` first."""
+    return _own_first(
+        [
+            (name, config)
+            for name, config, _ in _shipped_configs(config_dir, measurements_dir)
+            if _enables(config, family)
+        ],
+        first,
+    )
