@@ -45,13 +45,6 @@ from llm_energy.analysis.gpu_hours import (
 from llm_energy.inputs.prompts import TASK_STREAMS, TraceLengths
 from llm_energy.measure.job import PointSpec, ProtocolSpec, StreamSpec
 
-# The fit the tables are timed by: weighted as the plan fits (False with --unweighted).
-WEIGHTED = True
-
-
-def _fit(rows: pd.DataFrame) -> TimeModel:
-    return TimeModel.fit(rows, weighted=WEIGHTED)
-
 
 def _errors(model: TimeModel, rows: pd.DataFrame) -> np.ndarray:
     shapes = zip(
@@ -61,7 +54,7 @@ def _errors(model: TimeModel, rows: pd.DataFrame) -> np.ndarray:
     return predicted / rows["duration_s"].to_numpy(float) - 1
 
 
-def fit_errors(rows: pd.DataFrame) -> pd.DataFrame:
+def fit_errors(rows: pd.DataFrame, *, weighted: bool = True) -> pd.DataFrame:
     """One line per (GPU, model, engine): rows fitted, median and largest |relative error| in
     sample and left out."""
     lines = []
@@ -69,9 +62,16 @@ def fit_errors(rows: pd.DataFrame) -> pd.DataFrame:
         group = group.reset_index(drop=True)
         if len(group) < 4:
             continue
-        inside = np.abs(_errors(_fit(group), group))
+        inside = np.abs(_errors(TimeModel.fit(group, weighted=weighted), group))
         left_out = np.array(
-            [abs(_errors(_fit(group.drop(index=k)), group.iloc[[k]])[0]) for k in range(len(group))]
+            [
+                abs(
+                    _errors(TimeModel.fit(group.drop(index=k), weighted=weighted), group.iloc[[k]])[
+                        0
+                    ]
+                )
+                for k in range(len(group))
+            ]
             if len(group) > 4
             else [np.nan]
         )
@@ -90,7 +90,7 @@ def fit_errors(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
-def held_out(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+def held_out(rows: pd.DataFrame, new: pd.DataFrame, *, weighted: bool = True) -> pd.DataFrame:
     """Each fittable row of ``new`` timed by the model of its (GPU, model, engine) fitted to
     ``rows``: predicted and measured seconds per batch, their ratio, and whether the row lies
     past the fitted rows' reach."""
@@ -103,7 +103,7 @@ def held_out(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         ]
         if len(fitted) < 4:
             continue
-        model = _fit(fitted)
+        model = TimeModel.fit(fitted, weighted=weighted)
         sequences = sequences_per_batch(group)
         for b, (_, r) in zip(sequences, group.iterrows(), strict=True):
             i, o = int(r["input_tokens"]), int(r["output_tokens"])
@@ -167,7 +167,7 @@ def held_out_streams(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 
 def stream_lengths_timed(
-    rows: pd.DataFrame, tasks: pd.DataFrame, lengths: TraceLengths
+    rows: pd.DataFrame, tasks: pd.DataFrame, lengths: TraceLengths, *, weighted: bool = True
 ) -> pd.DataFrame:
     """Each offline classical-task row of ``tasks`` timed by its requests' ``lengths``
     (:func:`~llm_energy.analysis.gpu_hours.batched_stream_s`, the protocol's default seed, as
@@ -185,7 +185,9 @@ def stream_lengths_timed(
         ]
         if len(fitted) < 4:
             continue
-        model = dataclasses.replace(_fit(fitted), stream_lengths=lengths)
+        model = dataclasses.replace(
+            TimeModel.fit(fitted, weighted=weighted), stream_lengths=lengths
+        )
         for r in group.itertuples(index=False):
             stream = StreamSpec(str(r.trace), int(r.requests), "offline", vary_input=True)
             point = PointSpec(
@@ -288,8 +290,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    global WEIGHTED
-    WEIGHTED = not args.unweighted
+    weighted = not args.unweighted
     tables = [
         p for p in args.tables if args.held_out is None or p.resolve() != args.held_out.resolve()
     ]
@@ -297,12 +298,16 @@ def main() -> None:
     if args.task_lengths is not None:
         lengths = TraceLengths(args.task_lengths, args.task_lengths)
         tasks = rows if args.held_out is None else pd.read_parquet(args.held_out)
-        text = stream_lengths_markdown(stream_lengths_timed(rows, tasks, lengths))
+        text = stream_lengths_markdown(
+            stream_lengths_timed(rows, tasks, lengths, weighted=weighted)
+        )
     elif args.held_out is not None:
         new = pd.read_parquet(args.held_out)
-        text = held_out_markdown(held_out(rows, new), held_out_streams(rows, new))
+        text = held_out_markdown(
+            held_out(rows, new, weighted=weighted), held_out_streams(rows, new)
+        )
     else:
-        text = markdown(fit_errors(rows))
+        text = markdown(fit_errors(rows, weighted=weighted))
     if args.out:
         args.out.write_text(text)
     print(text, end="")

@@ -214,15 +214,14 @@ class TimeModel:
         """One least-squares fit of the six coefficients to every feasible row's full
         duration (prefill plus ``output_tokens - 1`` decoding steps) and, where a row has one,
         its prefill duration; rows measured without a prefill window count through their full
-        duration alone. Each duration is weighted by its inverse, as the variance of a sum of
-        steps grows with their number: an unweighted fit lets the long batches set the small
-        ones' step time (on the H100 rows it timed Llama-3.1-8B's batch-1 task streams on vLLM
-        at 0.33 and 0.66 of what they took, and at 0.52 and 0.84 weighted;
-        benchmarks/data/h100_2026-12-05_time_model_weighting.md; ``weighted=False`` fits
-        without). A batch is its sequences
-        (beams included). No coefficient is negative (no term makes a batch faster:
-        :func:`nonnegative_lstsq`), and prefill's quadratic term is fitted only where the rows
-        hold three or more input lengths."""
+        duration alone. Each duration is weighted by its inverse (``weighted=False``: all
+        alike), as the variance of a sum of steps grows with their number: an unweighted fit
+        lets the long batches set the small ones' step time (on the H100 rows it timed
+        Llama-3.1-8B's batch-1 task streams on vLLM at 0.33 and 0.66 of what they took, and at
+        0.52 and 0.84 weighted; benchmarks/data/h100_2026-12-05_time_model_weighting.md). A
+        batch is its sequences (beams included). No coefficient is negative (no term makes a
+        batch faster: :func:`nonnegative_lstsq`), and prefill's quadratic term is fitted only
+        where the rows hold three or more input lengths."""
         attempt_s = measured_out_of_memory_s(rows)
         first_warmup = measured_first_warmup_ratio(rows)
         rows = fittable(rows)
@@ -240,8 +239,7 @@ class TimeModel:
         inputs = set(i.astype(int))
         kept = [0, 1, 2, 3, 4, 5] if len(inputs) >= 3 else [0, 1, 3, 4, 5]
         coef = np.zeros(design.shape[1])
-        # Weighted by 1 / duration: a window is the sum of its steps, each with its own jitter,
-        # so its variance grows with its length (rows and target scaled by the square root).
+        # Weights 1 / duration: rows and target scaled by their square root.
         scale = 1 / np.sqrt(np.maximum(target, 1e-6)) if weighted else np.ones_like(target)
         coef[kept] = nonnegative_lstsq(design[:, kept] * scale[:, None], target * scale)
         return cls(
