@@ -9,7 +9,9 @@ can expect at a measured shape's neighbours).
     python benchmarks/time_model_fit.py TABLE.parquet ... --task-lengths DIR [--out STREAMS.md]
 
 Each form takes ``--unweighted``: the fit with every row at the same weight, beside which the
-plan's fit (each duration weighted by its inverse) can be read.
+plan's fit (each duration weighted by its inverse) can be read. ``--task-lengths`` also takes
+``--padded``: every backend's batch padded to its longest prompt and output, as the plan timed
+vLLM's before it served each request at its own lengths.
 
 The plan printed before a job is the sum of such predictions over its points; where the error
 is wide, so is the plan. With ``--held-out``, the models fitted to the tables alone (the rows
@@ -18,10 +20,11 @@ its measured over its predicted time per batch, whether it lies past the fitted 
 prompt or generated tokens of one batch (the plan counts those as extrapolated), and the sum
 over the rows. With ``--task-lengths`` (the task_lengths rule's folder), each classical-task row
 of the tables (of ``--held-out`` where given) is timed as the plan times a stream that no row
-measured: the static batches of the requests the job draws, each at its longest prompt and
-output, by the model of its GPU, model and engine fitted to the batch rows (never to stream
-rows); beside it, the time at the stream's length caps, which the plan took before it read the
-lengths. A benchmark that reports numbers, not a test with a threshold.
+measured: the static batches of the requests the job draws, each as its backend serves it
+(padded to its longest prompt and output, or each request at its own lengths on vLLM), by the
+model of its GPU, model and engine fitted to the batch rows (never to stream rows); beside it,
+the time at the stream's length caps, which the plan took before it read the lengths. A
+benchmark that reports numbers, not a test with a threshold.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from llm_energy.analysis.gpu_hours import (
     stream_request_seconds,
     stream_seconds_per_request,
 )
+from llm_energy.backends import pads_batches
 from llm_energy.inputs.prompts import TASK_STREAMS, TraceLengths
 from llm_energy.measure.job import PointSpec, ProtocolSpec, StreamSpec
 
@@ -167,12 +171,18 @@ def held_out_streams(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 
 def stream_lengths_timed(
-    rows: pd.DataFrame, tasks: pd.DataFrame, lengths: TraceLengths, *, weighted: bool = True
+    rows: pd.DataFrame,
+    tasks: pd.DataFrame,
+    lengths: TraceLengths,
+    *,
+    weighted: bool = True,
+    padded: bool = False,
 ) -> pd.DataFrame:
     """Each offline classical-task row of ``tasks`` timed by its requests' ``lengths``
     (:func:`~llm_energy.analysis.gpu_hours.batched_stream_s`, the protocol's default seed, as
-    the shipped jobs drew them) with the model of its GPU, model and engine fitted to the batch
-    rows of ``rows``; and at its length caps. Seconds of one repetition (the whole stream)."""
+    the shipped jobs drew them, each batch as its backend serves it) with the model of its GPU,
+    model and engine fitted to the batch rows of ``rows``; and at its length caps. Seconds of
+    one repetition (the whole stream)."""
     tasks = tasks[tasks["feasible"].astype(bool) & tasks["duration_s"].notna()]
     tasks = tasks[tasks["trace"].isin(TASK_STREAMS) & (tasks["serving"] == "offline")]
     lines = []
@@ -186,7 +196,9 @@ def stream_lengths_timed(
         if len(fitted) < 4:
             continue
         model = dataclasses.replace(
-            TimeModel.fit(fitted, weighted=weighted), stream_lengths=lengths
+            TimeModel.fit(fitted, weighted=weighted),
+            stream_lengths=lengths,
+            padded_batches=padded or pads_batches(str(group["backend"].iloc[0])),
         )
         for r in group.itertuples(index=False):
             stream = StreamSpec(str(r.trace), int(r.requests), "offline", vary_input=True)
@@ -288,6 +300,11 @@ def main() -> None:
         action="store_true",
         help="fit every row at the same weight, as the plan did before it weighted durations",
     )
+    parser.add_argument(
+        "--padded",
+        action="store_true",
+        help="with --task-lengths: pad every backend's batches, as the plan did vLLM's before",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     weighted = not args.unweighted
@@ -299,7 +316,7 @@ def main() -> None:
         lengths = TraceLengths(args.task_lengths, args.task_lengths)
         tasks = rows if args.held_out is None else pd.read_parquet(args.held_out)
         text = stream_lengths_markdown(
-            stream_lengths_timed(rows, tasks, lengths, weighted=weighted)
+            stream_lengths_timed(rows, tasks, lengths, weighted=weighted, padded=args.padded)
         )
     elif args.held_out is not None:
         new = pd.read_parquet(args.held_out)

@@ -76,6 +76,7 @@ def test_the_fit_benchmark_times_task_rows_by_their_requests_lengths(tmp_path):
     rows = _rows(TRUE)
     task = {
         **rows.iloc[0].to_dict(),
+        "backend": "transformers",
         "serving": "offline",
         "trace": "generation",
         "requests": 8,
@@ -91,6 +92,10 @@ def test_the_fit_benchmark_times_task_rows_by_their_requests_lengths(tmp_path):
     text = bench.stream_lengths_markdown(table)
     assert "pytorch: 1 rows, measured over predicted 1.00 to 1.00" in text
     assert "no classical-task row" in bench.stream_lengths_markdown(table.iloc[:0])
+    # On vLLM each request at its own lengths: less than the padded batches.
+    vllm = pd.DataFrame([{**task, "backend": "vllm"}])
+    (line,) = bench.stream_lengths_timed(rows, vllm, lengths).itertuples(index=False)
+    assert line.measured_over_predicted > 1.0
 
 
 def test_the_fit_benchmark_times_a_new_request_stream_as_the_plan_does():

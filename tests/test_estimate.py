@@ -19,6 +19,7 @@ from llm_energy.analysis.gpu_hours import (
     MemoryModel,
     ServedTimeModel,
     TimeModel,
+    batched_stream_s,
     counted_points,
     describe,
     estimate,
@@ -544,7 +545,6 @@ def test_a_stream_never_measured_is_timed_by_the_batches_its_requests_make(tmp_p
     """With the prepared lengths, a stream no row measured costs the static batches the job
     serves: the same draw of requests, each batch at its longest prompt and output. A stream
     whose lengths are not prepared still takes its caps; a measured one its time per request."""
-    from llm_energy.analysis.gpu_hours import batched_stream_s
     from llm_energy.inputs.prompts import static_batches
 
     lengths = _task_lengths(tmp_path, "generation", [(100, 64), (300, 10), (50, 200)])
@@ -575,6 +575,75 @@ def test_a_stream_never_measured_is_timed_by_the_batches_its_requests_make(tmp_p
     # A measured time per request comes first.
     measured = dataclasses.replace(model, streams={("generation", "offline", 4096, 128): {4: 0.5}})
     assert point_seconds(measured, point, proto) == pytest.approx(6 * 0.5)
+
+
+def test_an_engine_that_serves_each_request_at_its_own_lengths_is_timed_so(tmp_path):
+    """vLLM pads no batch: a request stream's batch costs prefill over its prompts' own tokens
+    and decoding steps whose sequence terms count a request only while it runs. Requests of
+    one length cost what a padded batch of them does; a batch of one short request beside one
+    long costs less, by exactly the short one's padding."""
+    lengths = _task_lengths(tmp_path, "generation", [(100, 64), (300, 10), (50, 200)])
+    padded = dataclasses.replace(TRUE, stream_lengths=lengths)
+    own = dataclasses.replace(padded, padded_batches=False)
+    assert own.static_batch_s([(512, 64)] * 8) == pytest.approx(TRUE.full_s(8, 512, 64))
+    (a0, a1), (c0, c1, c2) = TRUE.prefill, TRUE.step
+    requests = [(100, 64), (300, 10)]
+    expected = (
+        a0
+        + a1 * 400
+        + TRUE.prefill_quadratic * (100**2 + 300**2)
+        + 63 * c0
+        + 63 * (c1 + c2 * (100 + 32))
+        + 9 * (c1 + c2 * (300 + 5))
+    )
+    assert own.static_batch_s(requests) == pytest.approx(expected)
+    assert padded.static_batch_s(requests) == pytest.approx(TRUE.full_s(2, 300, 64))
+    assert own.static_batch_s(requests) < padded.static_batch_s(requests)
+    stream = StreamSpec("generation", 6, "offline", vary_input=True)
+    point = PointSpec(4, 4096, 256, stream=stream, experiments=("classical_tasks",))
+    assert batched_stream_s(own, point, 0) < batched_stream_s(padded, point, 0)
+    one = dataclasses.replace(point, batch_size=1)
+    assert batched_stream_s(own, one, 0) == pytest.approx(batched_stream_s(padded, one, 0))
+
+
+def test_the_plan_times_a_vllm_stream_by_its_requests_own_lengths(
+    tiny_config, tmp_path, monkeypatch
+):
+    """The plan asks the job's backend how it serves a batch: with the same rows and lengths,
+    vLLM's stream costs less than the padded batches would, and transformers' is padded."""
+    import llm_energy.analysis.gpu_hours as gpu_hours
+
+    config = dict(tiny_config)
+    config["engines"] = {**tiny_config["engines"], "vllm": {"backend": "vllm"}}
+    config["experiments"] = {
+        **tiny_config["experiments"],
+        "classical_tasks": {
+            "enabled": True,
+            "models": ["tiny"],
+            "engines": ["pytorch", "vllm"],
+            "batch_sizes": [4],
+            "tasks": ["generation"],
+            "samples": 6,
+        },
+    }
+    plans = {
+        g: p for g, p in plan_study(validate(config)).items() if any(q.stream for q in p.points)
+    }
+    assert {p.engine.backend for p in plans.values()} == {"transformers", "vllm"}
+    lengths = _task_lengths(tmp_path, "generation", [(100, 64), (300, 10), (50, 200)])
+    rows = pd.concat(
+        _rows(TRUE).assign(engine=p.engine.name, model=p.model.name) for p in plans.values()
+    )
+
+    def hours() -> dict[str, float]:
+        table = estimate(plans, rows, lengths=lengths).set_index("group")
+        return {p.engine.backend: table.loc[g, "estimated_gpu_hours"] for g, p in plans.items()}
+
+    own = hours()
+    monkeypatch.setattr(gpu_hours, "pads_batches", lambda backend: True)
+    padded = hours()
+    assert own["vllm"] < padded["vllm"]
+    assert own["transformers"] == padded["transformers"]
 
 
 def test_the_plan_says_which_streams_it_timed_by_their_lengths_and_which_at_their_caps(

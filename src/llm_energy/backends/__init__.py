@@ -13,7 +13,11 @@ A backend package provides:
 - optionally ``ENVIRONMENT``, the backend whose environment (``envs/{name}.yaml``, config
   ``interpreters``) its jobs run in, when it has none of its own;
 - optionally ``CONFIGURABLE = False``, for a backend that no configuration names (a family
-  derives its engines), which an engine's ``backend`` then cannot take.
+  derives its engines), which an engine's ``backend`` then cannot take;
+- optionally ``PADDED_BATCHES = False``, for an engine that serves each request of a static
+  batch at its own lengths, so that a short one leaves the batch early (vLLM's paged cache),
+  where the default pads the batch to its longest prompt and runs it until its longest output
+  (transformers); the GPU-time plan times a request stream by it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "launch",
     "make_backend",
     "missing_modules",
+    "pads_batches",
 ]
 
 
@@ -59,6 +64,11 @@ def configurable() -> list[str]:
 def environment(name: str) -> str:
     """The backend whose environment runs the jobs of backend ``name`` (its own by default)."""
     return getattr(backend_module(name), "ENVIRONMENT", name)
+
+
+def pads_batches(name: str) -> bool:
+    """Whether backend ``name`` pads a static batch to its longest prompt and output."""
+    return getattr(backend_module(name), "PADDED_BATCHES", True)
 
 
 def missing_modules(name: str) -> list[str]:

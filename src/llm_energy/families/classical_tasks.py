@@ -27,7 +27,8 @@ tasks:
 samples: {type: integer, minimum: 1, description: Examples per task., default: 1024}
 batch_sizes:
   $ref: "#/definitions/positive_int_list"
-  description: Batch sizes (static batches of examples, each padded to its longest).
+  description: >-
+    Batch sizes (static batches of examples; PyTorch pads each batch to its longest example).
   default: [1, 8, 128]
 requests:
   type: [integer, "null"]

@@ -12,8 +12,10 @@ attention's cost quadratic in the input, only where the rows hold three or more 
 request stream, such as a classical task's examples, is timed by the time per request of the
 same stream measured at the same or the nearest smaller batch where rows have it
 (:func:`stream_request_seconds`), else, where the estimate is given the prepared lengths the
-job draws its requests from, as the static batches those requests make, each at its longest
-prompt and output (:func:`batched_stream_s`), else as batches at the stream's length caps. A
+job draws its requests from, as the static batches those requests make, each as the engine
+serves it: padded to its longest prompt and output (transformers), or each request at its own
+lengths (vLLM, :meth:`TimeModel.static_batch_s`; :func:`batched_stream_s`), else as batches at
+the stream's length caps. A
 job whose model and engine have fewer than four measured points (the three batch sizes of
 Fig 4) is timed instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
 ``torch.compile`` engine with no rows of its own is timed by the same backend's rows without it,
@@ -77,6 +79,7 @@ from llm_energy.analysis.gpu_hours.time_models import (
     stream_seconds_per_request,
     trials_per_point,
 )
+from llm_energy.backends import pads_batches
 from llm_energy.inputs.prompts import TraceLengths
 from llm_energy.measure.bounds import BOUND_SEARCH_STEPS, search_shapes, shape_key
 from llm_energy.measure.controls import control_point
@@ -567,7 +570,9 @@ def _with_lengths(
     """``model`` holding the prepared ``lengths`` its request streams draw from, and what the
     basis says of the streams it times by them, or, without measured times or lengths, by
     their length caps."""
-    model = dataclasses.replace(model, stream_lengths=lengths)
+    model = dataclasses.replace(
+        model, stream_lengths=lengths, padded_batches=pads_batches(plan.engine.backend)
+    )
     unmeasured = [
         p
         for p in plan.points

@@ -208,6 +208,9 @@ class TimeModel:
     # The prepared lengths that a job's request streams draw from (None: not given), which
     # time a stream with no measured time per request as the batches its requests make.
     stream_lengths: TraceLengths | None = dataclasses.field(default=None, compare=False)
+    # Whether the engine pads a static batch to its longest prompt and output (transformers)
+    # or serves each request at its own lengths (vLLM: :meth:`static_batch_s`).
+    padded_batches: bool = dataclasses.field(default=True, compare=False)
 
     @classmethod
     def fit(cls, rows: pd.DataFrame, *, weighted: bool = True) -> TimeModel:
@@ -332,6 +335,30 @@ class TimeModel:
         step = max(c0 + c1 * batch + c2 * batch * (input_tokens + output_tokens / 2), 1e-4)
         return self.prefill_s(batch, input_tokens) + (output_tokens - 1) * step
 
+    def static_batch_s(self, requests: Sequence[tuple[int, int]]) -> float:
+        """One static batch of ``requests`` (input, output tokens each). Padded
+        (``padded_batches``): one batch of the longest prompt and the longest output. Else
+        each request at its own lengths: prefill over the prompts' own tokens, and each
+        decoding step of the batch's constant term while the longest request runs, with the
+        terms of a sequence's size and cached tokens only while that request is in the batch,
+        as vLLM serves it (requests of one length time as :meth:`full_s`). On the H200 rows the
+        padded batches timed vLLM's task streams at batch 128 at 2 to 4 times what they took,
+        the requests' own lengths within 15 %
+        (benchmarks/data/time_model_task_streams_2026-12-05.md)."""
+        if self.padded_batches:
+            return self.full_s(
+                len(requests), max(i for i, _ in requests), max(o for _, o in requests)
+            )
+        c0, c1, c2 = self.step
+        prompts = sum(i for i, _ in requests)
+        squares = sum(i * i for i, _ in requests)
+        prefill = max(
+            self.prefill[0] + self.prefill[1] * prompts + self.prefill_quadratic * squares, 1e-3
+        )
+        steps = max(o for _, o in requests) - 1
+        decoding = c0 * steps + sum((o - 1) * (c1 + c2 * (i + o / 2)) for i, o in requests)
+        return prefill + max(decoding, 1e-4 * steps)
+
 
 # A stream's measured seconds per request, by (trace, serving, input cap, output cap), then
 # by batch size.
@@ -374,23 +401,19 @@ def measured_stream_s(times: StreamTimes, point: PointSpec) -> float:
 def batched_stream_s(model: TimeModel | MeasuredShapes, point: PointSpec, seed: int) -> float:
     """One repetition of ``point``'s stream as its static batches of the requests' own lengths
     (the job's draw from the prepared lengths, :class:`~llm_energy.inputs.prompts.TraceLengths`,
-    with the protocol's ``seed``): each batch one generation of its longest prompt and its
-    longest output, as transformers serves it, and an upper bound for vLLM's, whose shorter
-    requests leave the batch early, and for continuous batching. NaN where the model holds no
-    lengths or the stream's are not prepared."""
-    lengths = getattr(model, "stream_lengths", None)
-    if lengths is None or point.stream is None:
+    with the protocol's ``seed``), each as the engine serves it (:meth:`TimeModel.static_batch_s`:
+    padded to its longest prompt and output by transformers, each request at its own lengths
+    by vLLM), an upper bound for continuous batching. NaN where the model holds no lengths or
+    the stream's are not prepared."""
+    if not isinstance(model, TimeModel) or model.stream_lengths is None or point.stream is None:
         return math.nan
     try:
-        drawn = lengths.lengths(point, seed)
+        drawn = model.stream_lengths.lengths(point, seed)
     except InputError:
         return math.nan
-    seconds = 0.0
-    for batch in static_batches(drawn, point):
-        longest_in = max(drawn[k][0] for k in batch)
-        longest_out = max(drawn[k][1] for k in batch)
-        seconds += model.full_s(len(batch), longest_in, longest_out)
-    return seconds
+    return sum(
+        model.static_batch_s([drawn[k] for k in batch]) for batch in static_batches(drawn, point)
+    )
 
 
 def stream_seconds_per_request(

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
 
 EXTRA = "vllm"
 REQUIRES = ("vllm",)
+# Each request of a batch at its own lengths: a short one leaves the batch early.
+PADDED_BATCHES = False
 # vLLM pins its own torch: its jobs usually run in an environment of their own.
 INSTALL = (
     "pip install 'llm-energy[vllm]' into an environment of its own and name its python under "

@@ -16,6 +16,8 @@ REQUIRES = ("vllm", "aiohttp")
 ENVIRONMENT = "vllm"
 # No configuration names it: the served families derive its engines from vLLM ones.
 CONFIGURABLE = False
+# Each request of a batch at its own lengths: a short one leaves the batch early.
+PADDED_BATCHES = False
 INSTALL = (
     "pip install 'llm-energy[vllm]' into an environment of its own and name its python under "
     "config interpreters.vllm, or run the job in envs/vllm.yaml"
