@@ -6,12 +6,12 @@ can expect at a measured shape's neighbours).
 
     python benchmarks/time_model_fit.py TABLE.parquet [TABLE.parquet ...] [--out TABLE.md]
     python benchmarks/time_model_fit.py TABLE.parquet ... --held-out NEW.parquet [--out NEW.md]
-    python benchmarks/time_model_fit.py TABLE.parquet ... --task-lengths DIR [--out STREAMS.md]
+    python benchmarks/time_model_fit.py TABLE.parquet ... --task-lengths DIR [--traces DIR]
 
 Each form takes ``--unweighted``: the fit with every row at the same weight, beside which the
 plan's fit (each duration weighted by its inverse) can be read. ``--task-lengths`` also takes
-``--padded``: every backend's batch padded to its longest prompt and output, as the plan timed
-vLLM's before it served each request at its own lengths.
+``--padded``: every backend's batch padded to its longest prompt and output, in static batches
+online too, as the plan timed vLLM's streams before it served each request at its own lengths.
 
 The plan printed before a job is the sum of such predictions over its points; where the error
 is wide, so is the plan. With ``--held-out``, the models fitted to the tables alone (the rows
@@ -19,10 +19,11 @@ a plan had before a job) time each row of the new table of the same GPU, model a
 its measured over its predicted time per batch, whether it lies past the fitted rows' most
 prompt or generated tokens of one batch (the plan counts those as extrapolated), and the sum
 over the rows. With ``--task-lengths`` (the task_lengths rule's folder), each classical-task row
-of the tables (of ``--held-out`` where given) is timed as the plan times a stream that no row
-measured: the static batches of the requests the job draws, each as its backend serves it
-(padded to its longest prompt and output, or each request at its own lengths on vLLM), by the
-model of its GPU, model and engine fitted to the batch rows (never to stream rows); beside it,
+of the tables (of ``--held-out`` where given), and with ``--traces`` (the prepare_trace rule's
+folder) each trace stream's row too, is timed as the plan times a stream that no row measured:
+the requests the job draws, as its backend serves them (static batches padded to their longest
+prompt and output; on vLLM each request at its own lengths, online by continuous batching), by
+the model of its GPU, model and engine fitted to the batch rows (never to stream rows); beside it,
 the time at the stream's length caps, which the plan took before it read the lengths. A
 benchmark that reports numbers, not a test with a threshold.
 """
@@ -178,13 +179,16 @@ def stream_lengths_timed(
     weighted: bool = True,
     padded: bool = False,
 ) -> pd.DataFrame:
-    """Each offline classical-task row of ``tasks`` timed by its requests' ``lengths``
+    """Each request-stream row of ``tasks`` (classical tasks and traces, offline and online;
+    binned replays left out) timed by its requests' ``lengths``
     (:func:`~llm_energy.analysis.gpu_hours.batched_stream_s`, the protocol's default seed, as
-    the shipped jobs drew them, each batch as its backend serves it) with the model of its GPU,
+    the shipped jobs drew them, as its backend serves them) with the model of its GPU,
     model and engine fitted to the batch rows of ``rows``; and at its length caps. Seconds of
     one repetition (the whole stream)."""
     tasks = tasks[tasks["feasible"].astype(bool) & tasks["duration_s"].notna()]
-    tasks = tasks[tasks["trace"].isin(TASK_STREAMS) & (tasks["serving"] == "offline")]
+    tasks = tasks[tasks["trace"].notna() & tasks["serving"].isin(["offline", "online"])]
+    if "stream_bins" in tasks:
+        tasks = tasks[tasks["stream_bins"].fillna("").astype(str).isin(["", "{}"])]
     lines = []
     for (gpu, model_name, engine), group in tasks.groupby(["gpu_name", "model", "engine"]):
         fitted = fittable(rows)
@@ -201,7 +205,10 @@ def stream_lengths_timed(
             padded_batches=padded or pads_batches(str(group["backend"].iloc[0])),
         )
         for r in group.itertuples(index=False):
-            stream = StreamSpec(str(r.trace), int(r.requests), "offline", vary_input=True)
+            # A task's requests take their inputs' lengths; a trace's, where its label says so.
+            label = f"-{r.trace}-n{int(r.requests)}-vi"
+            vary_input = r.trace in TASK_STREAMS or label in str(getattr(r, "point_id", ""))
+            stream = StreamSpec(str(r.trace), int(r.requests), str(r.serving), vary_input)
             point = PointSpec(
                 int(r.batch_size), int(r.input_tokens), int(r.output_tokens), stream=stream
             )
@@ -214,6 +221,7 @@ def stream_lengths_timed(
                 {
                     "engine": engine,
                     "stream": point.stream.trace,
+                    "serving": point.stream.serving,
                     "batch_size": point.batch_size,
                     "requests": point.stream.requests,
                     "predicted_s": round(predicted, 3),
@@ -227,13 +235,13 @@ def stream_lengths_timed(
 
 def stream_lengths_markdown(table: pd.DataFrame) -> str:
     if table.empty:
-        return "no classical-task row is timed by the fitted rows' models and the lengths\n"
-    table = table.sort_values(["engine", "stream", "batch_size", "requests"])
+        return "no request-stream row is timed by the fitted rows' models and the lengths\n"
+    table = table.sort_values(["engine", "serving", "stream", "batch_size", "requests"])
     lines = [f"{table.to_markdown(index=False)}\n"]
-    for engine, rows in table.groupby("engine"):
+    for (engine, serving), rows in table.groupby(["engine", "serving"]):
         ratios = rows["measured_over_predicted"]
         lines.append(
-            f"{engine}: {len(rows)} rows, measured over predicted {ratios.min():.2f} to "
+            f"{engine}, {serving}: {len(rows)} rows, measured over predicted {ratios.min():.2f} to "
             f"{ratios.max():.2f} (median {ratios.median():.2f}); "
             f"{rows['measured_s'].sum() / rows['predicted_s'].sum():.2f} of the predicted time "
             f"in sum, {rows['measured_s'].sum() / rows['at_caps_s'].sum():.3f} of the time at "
@@ -301,6 +309,11 @@ def main() -> None:
         help="fit every row at the same weight, as the plan did before it weighted durations",
     )
     parser.add_argument(
+        "--traces",
+        type=Path,
+        help="with --task-lengths: the prepared traces (TRACE.parquet), to time trace streams too",
+    )
+    parser.add_argument(
         "--padded",
         action="store_true",
         help="with --task-lengths: pad every backend's batches, as the plan did vLLM's before",
@@ -313,7 +326,7 @@ def main() -> None:
     ]
     rows = pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
     if args.task_lengths is not None:
-        lengths = TraceLengths(args.task_lengths, args.task_lengths)
+        lengths = TraceLengths(args.traces or args.task_lengths, args.task_lengths)
         tasks = rows if args.held_out is None else pd.read_parquet(args.held_out)
         text = stream_lengths_markdown(
             stream_lengths_timed(rows, tasks, lengths, weighted=weighted, padded=args.padded)

@@ -149,9 +149,7 @@ def test_a_deadline_times_a_task_stream_by_the_lengths_the_job_is_given(
     argv = ["measure", "--plan", str(plan_file), "--out", str(tmp_path / "out.parquet")]
     argv += ["--journal", str(tmp_path / "journal"), "--time-model-rows", str(rows)]
     assert cli.main([*argv, "--task-lengths", str(tasks)]) == 2
-    assert "1 request stream as static batches of its requests' lengths" in (
-        capsys.readouterr().out
-    )
+    assert "1 request stream by its requests' own lengths" in (capsys.readouterr().out)
     assert cli.main([*argv, "--task-lengths", str(tmp_path / "none")]) == 2
     assert "1 request stream as batches at its length caps, an upper bound" in (
         capsys.readouterr().out

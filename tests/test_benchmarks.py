@@ -90,12 +90,17 @@ def test_the_fit_benchmark_times_task_rows_by_their_requests_lengths(tmp_path):
     assert line.measured_over_predicted == 1.0
     assert line.at_caps_s == pytest.approx(4 * TRUE.full_s(2, 4096, 1024), abs=1e-3)
     text = bench.stream_lengths_markdown(table)
-    assert "pytorch: 1 rows, measured over predicted 1.00 to 1.00" in text
-    assert "no classical-task row" in bench.stream_lengths_markdown(table.iloc[:0])
+    assert "pytorch, offline: 1 rows, measured over predicted 1.00 to 1.00" in text
+    assert "no request-stream row" in bench.stream_lengths_markdown(table.iloc[:0])
     # On vLLM each request at its own lengths: less than the padded batches.
     vllm = pd.DataFrame([{**task, "backend": "vllm"}])
     (line,) = bench.stream_lengths_timed(rows, vllm, lengths).itertuples(index=False)
     assert line.measured_over_predicted > 1.0
+    # Online, by continuous batching: no more decoding steps than its static batches take.
+    online = pd.DataFrame([{**task, "backend": "vllm", "serving": "online"}])
+    (served,) = bench.stream_lengths_timed(rows, online, lengths).itertuples(index=False)
+    assert served.serving == "online"
+    assert served.predicted_s < line.predicted_s
 
 
 def test_the_fit_benchmark_times_a_new_request_stream_as_the_plan_does():

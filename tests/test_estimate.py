@@ -606,6 +606,38 @@ def test_an_engine_that_serves_each_request_at_its_own_lengths_is_timed_so(tmp_p
     assert batched_stream_s(own, one, 0) == pytest.approx(batched_stream_s(padded, one, 0))
 
 
+def test_continuous_batching_gives_a_finished_requests_place_to_the_next_at_once(tmp_path):
+    """Online, an engine that pads no batch runs its decoding steps until the last request
+    ends, each request taking the place that frees first: three requests of 10, 2 and 4
+    output tokens at two in flight decode for 9 steps (the third follows the second), where
+    static batches of two take 9 + 3 steps; the sequence terms are the requests' own, and
+    both admit two batches' prefill, so the two differ by the constant term of those 3 steps."""
+    lengths = _task_lengths(tmp_path, "generation", [(100, 10), (300, 2), (50, 4)])
+    own = dataclasses.replace(TRUE, stream_lengths=lengths, padded_batches=False)
+    requests = [(100, 10), (300, 2), (50, 4)]
+    c0 = TRUE.step[0]
+    static = own.static_batch_s(requests[:2]) + own.static_batch_s(requests[2:])
+    continuous = own.continuous_s(requests, 2)
+    assert static - continuous == pytest.approx(3 * c0)
+    # One request at a time, continuous batching is static batches of one.
+    alone = sum(own.static_batch_s([r]) for r in requests)
+    assert own.continuous_s(requests, 1) == pytest.approx(alone)
+    # The plan serves an online stream so, and an offline one in static batches; a padding
+    # engine has no continuous batching.
+    stream = StreamSpec("generation", 3, "online", vary_input=True)
+    online = PointSpec(2, 4096, 256, stream=stream, experiments=("classical_tasks",))
+    drawn = lengths.lengths(online, 0)
+    assert batched_stream_s(own, online, 0) == pytest.approx(own.continuous_s(drawn, 2))
+    offline = dataclasses.replace(online, stream=dataclasses.replace(stream, serving="offline"))
+    assert batched_stream_s(own, offline, 0) == pytest.approx(
+        own.static_batch_s(drawn[:2]) + own.static_batch_s(drawn[2:])
+    )
+    padded = dataclasses.replace(own, padded_batches=True)
+    assert batched_stream_s(padded, online, 0) == pytest.approx(
+        batched_stream_s(padded, offline, 0)
+    )
+
+
 def test_the_plan_times_a_vllm_stream_by_its_requests_own_lengths(
     tiny_config, tmp_path, monkeypatch
 ):
@@ -672,7 +704,7 @@ def test_the_plan_says_which_streams_it_timed_by_their_lengths_and_which_at_thei
     without = estimate(plans, rows)
     with_lengths = estimate(plans, rows, lengths=lengths)
     basis = " ".join(with_lengths["basis"])
-    assert "1 request stream as static batches of its requests' lengths" in basis
+    assert "1 request stream by its requests' own lengths" in basis
     assert "1 request stream as batches at its length caps, an upper bound" in basis
     assert "2 request streams as batches at its length caps" in " ".join(without["basis"])
     assert (with_lengths["estimated_gpu_hours"] < without["estimated_gpu_hours"]).all()
@@ -1102,7 +1134,7 @@ def test_the_command_times_task_streams_by_the_lengths_it_is_given(tiny_config, 
     args = ["estimate-gpu-hours", str(path), "--measurements", str(table), "--task-lengths"]
     assert main([*args, str(tmp_path / "tasks")]) == 0
     printed = capsys.readouterr()
-    assert "1 request stream as static batches of its requests' lengths" in printed.out
+    assert "1 request stream by its requests' own lengths" in printed.out
     assert main([*args, str(tmp_path / "none")]) == 0
     assert "1 request stream as batches at its length caps" in capsys.readouterr().out
 

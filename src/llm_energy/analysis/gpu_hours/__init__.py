@@ -12,12 +12,12 @@ attention's cost quadratic in the input, only where the rows hold three or more 
 request stream, such as a classical task's examples, is timed by the time per request of the
 same stream measured at the same or the nearest smaller batch where rows have it
 (:func:`stream_request_seconds`), else, where the estimate is given the prepared lengths the
-job draws its requests from, as the static batches those requests make, each as the engine
-serves it: padded to its longest prompt and output (transformers), or each request at its own
-lengths (vLLM, :meth:`TimeModel.static_batch_s`; :func:`batched_stream_s`), else as batches at
-the stream's length caps. A
-job whose model and engine have fewer than four measured points (the three batch sizes of
-Fig 4) is timed instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
+job draws its requests from, as the engine serves those requests (:func:`batched_stream_s`):
+static batches each padded to its longest prompt and output (transformers), or each request at
+its own lengths (vLLM: :meth:`TimeModel.static_batch_s`, online by continuous batching,
+:meth:`TimeModel.continuous_s`), else as batches at the stream's length caps. A job whose model
+and engine have fewer than four measured points (the three batch sizes of Fig 4) is timed
+instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
 ``torch.compile`` engine with no rows of its own is timed by the same backend's rows without it,
 its compile time left out; a model with no rows on its engine by another model's, scaled to its
 architecture (:meth:`TimeModel.scaled`). A point's cost follows the protocol: each of its
@@ -138,9 +138,9 @@ def _repetition_s(
     model: TimeModel | MeasuredShapes, point: PointSpec, seed: int
 ) -> tuple[float, float]:
     """One batch of ``point`` and one repetition of its window (the whole stream for a
-    request stream), in seconds. A stream takes its measured time per request, else the
-    static batches of its requests' lengths where the model holds them (drawn with the
-    protocol's ``seed``, :func:`batched_stream_s`), else as many batches at its length caps."""
+    request stream), in seconds. A stream takes its measured time per request, else its
+    requests' own lengths where the model holds them (drawn with the protocol's ``seed``,
+    :func:`batched_stream_s`), else as many batches at its length caps."""
     batch = point.batch_size * max(point.decoding.num_beams, 1)
     if point.stream is None:
         one_batch = model.full_s(batch, point.input_tokens, point.output_tokens)
@@ -174,7 +174,8 @@ def point_seconds(
     """One trial of ``point``: warm-up (unless ``warm_up`` is off), window(s); with
     ``windows_only``, its windows alone (what the energy is read over). A request
     stream's repetition serves all its requests: at the stream's measured time per request
-    (:func:`measured_stream_s`), else as ``ceil(requests / batch)`` batches each at the
+    (:func:`measured_stream_s`), else by its requests' own lengths where the model holds
+    them (:func:`batched_stream_s`), else as ``ceil(requests / batch)`` batches each at the
     stream's length caps (an upper bound for static batches, and for continuous batching
     too); its warm-up serves one batch. The ``first`` trial of a point meets its shape
     first: its first warm-up call takes the model's ``first_warmup_ratio`` of one batch."""
@@ -587,9 +588,7 @@ def _with_lengths(
     )
     said = ""
     if by_lengths:
-        said += (
-            f"; {_plural(by_lengths, 'request stream')} as static batches of its requests' lengths"
-        )
+        said += f"; {_plural(by_lengths, 'request stream')} by its requests' own lengths"
     if capped := len(unmeasured) - by_lengths:
         said += (
             f"; {_plural(capped, 'request stream')} as batches at its length caps, an upper "

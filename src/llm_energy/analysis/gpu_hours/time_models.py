@@ -6,6 +6,7 @@ and the trials adaptive points took by the length of their window."""
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -337,27 +338,47 @@ class TimeModel:
 
     def static_batch_s(self, requests: Sequence[tuple[int, int]]) -> float:
         """One static batch of ``requests`` (input, output tokens each). Padded
-        (``padded_batches``): one batch of the longest prompt and the longest output. Else
-        each request at its own lengths: prefill over the prompts' own tokens, and each
-        decoding step of the batch's constant term while the longest request runs, with the
-        terms of a sequence's size and cached tokens only while that request is in the batch,
-        as vLLM serves it (requests of one length time as :meth:`full_s`). On the H200 rows the
-        padded batches timed vLLM's task streams at batch 128 at 2 to 4 times what they took,
-        the requests' own lengths within 15 %
+        (``padded_batches``), as transformers serves it: one batch of the longest prompt and the
+        longest output. Else, as vLLM serves it, each request at its own lengths while the
+        longest runs (:meth:`_own_lengths_s`; requests of one length time as :meth:`full_s`).
+        On the H200 rows the padded batches timed vLLM's task streams at batch 128 at 2 to 4
+        times what they took, the requests' own lengths within 15 %
         (benchmarks/data/time_model_task_streams_2026-12-05.md)."""
         if self.padded_batches:
             return self.full_s(
                 len(requests), max(i for i, _ in requests), max(o for _, o in requests)
             )
+        return self._own_lengths_s(requests, max(o for _, o in requests) - 1, admissions=1)
+
+    def continuous_s(self, requests: Sequence[tuple[int, int]], concurrency: int) -> float:
+        """``requests`` (input, output tokens each, in the order they are sent) served by
+        continuous batching with at most ``concurrency`` in flight, each at its own lengths,
+        a finished one's place taken by the next at once: the decoding steps run until the
+        last request ends (each request on the place that frees first), the prefill constant
+        once per ``concurrency`` requests admitted. On the H200 rows of Fig 9 vLLM's online
+        streams took 0.92 to 1.09 of this time, and 0.69 to 0.83 of padded static batches'
+        (benchmarks/data/time_model_task_streams_2026-12-05.md)."""
+        places = [0] * min(concurrency, len(requests))
+        for _, o in requests:
+            heapq.heapreplace(places, places[0] + o - 1)
+        admissions = math.ceil(len(requests) / concurrency)
+        return self._own_lengths_s(requests, max(places), admissions)
+
+    def _own_lengths_s(
+        self, requests: Sequence[tuple[int, int]], steps: int, admissions: int
+    ) -> float:
+        """Requests at their own lengths: prefill over their prompts' tokens, its constant
+        term ``admissions`` times; ``steps`` decoding steps of the batch's constant term, with
+        the terms of a sequence's size and cached tokens counted for each request while it runs
+        (its ``output - 1`` steps)."""
         c0, c1, c2 = self.step
-        prompts = sum(i for i, _ in requests)
-        squares = sum(i * i for i, _ in requests)
-        prefill = max(
-            self.prefill[0] + self.prefill[1] * prompts + self.prefill_quadratic * squares, 1e-3
+        prefill = (
+            self.prefill[0] * admissions
+            + self.prefill[1] * sum(i for i, _ in requests)
+            + self.prefill_quadratic * sum(i * i for i, _ in requests)
         )
-        steps = max(o for _, o in requests) - 1
         decoding = c0 * steps + sum((o - 1) * (c1 + c2 * (i + o / 2)) for i, o in requests)
-        return prefill + max(decoding, 1e-4 * steps)
+        return max(prefill, 1e-3) + max(decoding, 1e-4 * steps)
 
 
 # A stream's measured seconds per request, by (trace, serving, input cap, output cap), then
@@ -399,18 +420,21 @@ def measured_stream_s(times: StreamTimes, point: PointSpec) -> float:
 
 
 def batched_stream_s(model: TimeModel | MeasuredShapes, point: PointSpec, seed: int) -> float:
-    """One repetition of ``point``'s stream as its static batches of the requests' own lengths
-    (the job's draw from the prepared lengths, :class:`~llm_energy.inputs.prompts.TraceLengths`,
-    with the protocol's ``seed``), each as the engine serves it (:meth:`TimeModel.static_batch_s`:
-    padded to its longest prompt and output by transformers, each request at its own lengths
-    by vLLM), an upper bound for continuous batching. NaN where the model holds no lengths or
-    the stream's are not prepared."""
+    """One repetition of ``point``'s stream by the requests' own lengths (the job's draw from
+    the prepared lengths, :class:`~llm_energy.inputs.prompts.TraceLengths`, with the protocol's
+    ``seed``): served online by an engine that pads no batch, by continuous batching
+    (:meth:`TimeModel.continuous_s`); otherwise as its static batches, each as the engine
+    serves it (:meth:`TimeModel.static_batch_s`: padded to its longest prompt and output by
+    transformers, each request at its own lengths by vLLM). NaN where the model holds no
+    lengths or the stream's are not prepared."""
     if not isinstance(model, TimeModel) or model.stream_lengths is None or point.stream is None:
         return math.nan
     try:
         drawn = model.stream_lengths.lengths(point, seed)
     except InputError:
         return math.nan
+    if point.stream.serving == "online" and not point.stream.binned and not model.padded_batches:
+        return model.continuous_s(drawn, point.batch_size)
     return sum(
         model.static_batch_s([drawn[k] for k in batch]) for batch in static_batches(drawn, point)
     )
