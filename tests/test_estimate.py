@@ -29,6 +29,7 @@ from llm_energy.analysis.gpu_hours import (
     nonnegative_lstsq,
     point_seconds,
     stream_request_seconds,
+    stream_timing,
 )
 from llm_energy.config import validate
 from llm_energy.measure.job import (
@@ -575,6 +576,14 @@ def test_a_stream_never_measured_is_timed_by_the_batches_its_requests_make(tmp_p
     # A measured time per request comes first.
     measured = dataclasses.replace(model, streams={("generation", "offline", 4096, 128): {4: 0.5}})
     assert point_seconds(measured, point, proto) == pytest.approx(6 * 0.5)
+    assert stream_timing(measured, point, 0) == (pytest.approx(3.0), "measured")
+    # One at a smaller batch is an upper bound: the lengths come before it, and it before the
+    # caps.
+    smaller = dataclasses.replace(model, streams={("generation", "offline", 4096, 128): {1: 2.0}})
+    assert stream_timing(smaller, point, 0) == (pytest.approx(expected), "lengths")
+    smaller = dataclasses.replace(smaller, stream_lengths=None)
+    assert stream_timing(smaller, point, 0) == (pytest.approx(12.0), "smaller batch")
+    assert stream_timing(TRUE, point, 0) == (pytest.approx(caps), "caps")
 
 
 def test_an_engine_that_serves_each_request_at_its_own_lengths_is_timed_so(tmp_path):
@@ -706,7 +715,7 @@ def test_the_plan_says_which_streams_it_timed_by_their_lengths_and_which_at_thei
     basis = " ".join(with_lengths["basis"])
     assert "1 request stream by its requests' own lengths" in basis
     assert "1 request stream as batches at its length caps, an upper bound" in basis
-    assert "2 request streams as batches at its length caps" in " ".join(without["basis"])
+    assert "2 request streams as batches at their length caps" in " ".join(without["basis"])
     assert (with_lengths["estimated_gpu_hours"] < without["estimated_gpu_hours"]).all()
 
 

@@ -9,13 +9,14 @@ modelled from an engine's measured points as
 
 fitted by least squares with no coefficient below zero (:func:`nonnegative_lstsq`); ``a2``,
 attention's cost quadratic in the input, only where the rows hold three or more input lengths. A
-request stream, such as a classical task's examples, is timed by the time per request of the
-same stream measured at the same or the nearest smaller batch where rows have it
+request stream, such as a classical task's examples, is timed (:func:`stream_timing`) by the
+time per request of the same stream measured at the same batch where rows have it
 (:func:`stream_request_seconds`), else, where the estimate is given the prepared lengths the
 job draws its requests from, as the engine serves those requests (:func:`batched_stream_s`):
 static batches each padded to its longest prompt and output (transformers), or each request at
 its own lengths (vLLM: :meth:`TimeModel.static_batch_s`, online by continuous batching,
-:meth:`TimeModel.continuous_s`), else as batches at the stream's length caps. A job whose model
+:meth:`TimeModel.continuous_s`), else by the time per request measured at the nearest smaller
+batch, else as batches at the stream's length caps. A job whose model
 and engine have fewer than four measured points (the three batch sizes of Fig 4) is timed
 instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
 ``torch.compile`` engine with no rows of its own is timed by the same backend's rows without it,
@@ -117,6 +118,7 @@ __all__ = [
     "start_seconds",
     "stream_request_seconds",
     "stream_seconds_per_request",
+    "stream_timing",
     "trials_per_point",
     "window_seconds",
 ]
@@ -134,24 +136,56 @@ def _window_s(rep_s: float, protocol: ProtocolSpec) -> float:
     return min(reps, protocol.max_repetitions) * rep_s
 
 
+# How a request stream's repetition is timed, in the order tried (:func:`stream_timing`), and
+# what the plan's basis says of the streams each way times.
+STREAM_TIMINGS = {
+    "measured": "at measured times per request",
+    "lengths": "by {their} requests' own lengths",
+    "smaller batch": (
+        "at the measured time per request of a smaller batch, an upper bound (no prepared "
+        "lengths of {their} requests)"
+    ),
+    "caps": (
+        "as batches at {their} length caps, an upper bound (neither a measured time per "
+        "request nor {their} requests' prepared lengths)"
+    ),
+}
+
+
+def stream_timing(
+    model: TimeModel | MeasuredShapes, point: PointSpec, seed: int
+) -> tuple[float, str]:
+    """One repetition of a request-stream ``point`` (all its requests), in seconds, and how it
+    is timed (a key of :data:`STREAM_TIMINGS`): at its measured time per request at the same
+    batch size; else by its requests' own lengths where the model holds them (drawn with the
+    protocol's ``seed``, :func:`batched_stream_s`; on the H200 rows within 15 % of what vLLM
+    took, where batch 1's time per request gave 40 times batch 128's); else at the measured
+    time per request of the nearest smaller batch; else as many batches at its length caps."""
+    full = measured_stream_s(model.streams, point, smaller=False)
+    if not math.isnan(full):
+        return full, "measured"
+    full = batched_stream_s(model, point, seed)
+    if not math.isnan(full):
+        return full, "lengths"
+    full = measured_stream_s(model.streams, point)
+    if not math.isnan(full):
+        return full, "smaller batch"
+    batches = math.ceil(point.stream.requests / point.batch_size)
+    batch = point.batch_size * max(point.decoding.num_beams, 1)
+    return model.full_s(batch, point.input_tokens, point.output_tokens) * batches, "caps"
+
+
 def _repetition_s(
     model: TimeModel | MeasuredShapes, point: PointSpec, seed: int
 ) -> tuple[float, float]:
     """One batch of ``point`` and one repetition of its window (the whole stream for a
-    request stream), in seconds. A stream takes its measured time per request, else its
-    requests' own lengths where the model holds them (drawn with the protocol's ``seed``,
-    :func:`batched_stream_s`), else as many batches at its length caps."""
-    batch = point.batch_size * max(point.decoding.num_beams, 1)
+    request stream, :func:`stream_timing`), in seconds."""
     if point.stream is None:
+        batch = point.batch_size * max(point.decoding.num_beams, 1)
         one_batch = model.full_s(batch, point.input_tokens, point.output_tokens)
         return one_batch, one_batch
-    batches = math.ceil(point.stream.requests / point.batch_size)
-    full = measured_stream_s(model.streams, point)
-    if math.isnan(full):
-        full = batched_stream_s(model, point, seed)
-    if math.isnan(full):
-        full = model.full_s(batch, point.input_tokens, point.output_tokens) * batches
-    return full / batches, full
+    full, _ = stream_timing(model, point, seed)
+    return full / math.ceil(point.stream.requests / point.batch_size), full
 
 
 def window_seconds(
@@ -173,11 +207,8 @@ def point_seconds(
 ) -> float:
     """One trial of ``point``: warm-up (unless ``warm_up`` is off), window(s); with
     ``windows_only``, its windows alone (what the energy is read over). A request
-    stream's repetition serves all its requests: at the stream's measured time per request
-    (:func:`measured_stream_s`), else by its requests' own lengths where the model holds
-    them (:func:`batched_stream_s`), else as ``ceil(requests / batch)`` batches each at the
-    stream's length caps (an upper bound for static batches, and for continuous batching
-    too); its warm-up serves one batch. The ``first`` trial of a point meets its shape
+    stream's repetition serves all its requests (:func:`stream_timing`); its warm-up serves
+    one batch. The ``first`` trial of a point meets its shape
     first: its first warm-up call takes the model's ``first_warmup_ratio`` of one batch."""
     warmups = protocol.warmup_repetitions if warm_up else 0
     batch = point.batch_size * max(point.decoding.num_beams, 1)
@@ -569,31 +600,20 @@ def _with_lengths(
     model: TimeModel, plan: JobPlan, lengths: TraceLengths | None
 ) -> tuple[TimeModel, str]:
     """``model`` holding the prepared ``lengths`` its request streams draw from, and what the
-    basis says of the streams it times by them, or, without measured times or lengths, by
-    their length caps."""
+    basis says of how it times the plan's streams (:func:`stream_timing`)."""
     model = dataclasses.replace(
         model, stream_lengths=lengths, padded_batches=pads_batches(plan.engine.backend)
     )
-    unmeasured = [
-        p
+    ways = [
+        stream_timing(model, p, plan.protocol_of(p).seed)[1]
         for p in plan.points
-        if p.stream is not None
-        and p.served is None
-        and math.isnan(measured_stream_s(model.streams, p))
+        if p.stream is not None and p.served is None
     ]
-    if not unmeasured:
-        return model, ""
-    by_lengths = sum(
-        not math.isnan(batched_stream_s(model, p, plan.protocol_of(p).seed)) for p in unmeasured
-    )
     said = ""
-    if by_lengths:
-        said += f"; {_plural(by_lengths, 'request stream')} by its requests' own lengths"
-    if capped := len(unmeasured) - by_lengths:
-        said += (
-            f"; {_plural(capped, 'request stream')} as batches at its length caps, an upper "
-            "bound (neither a measured time per request nor its requests' prepared lengths)"
-        )
+    for way, text in STREAM_TIMINGS.items():
+        if count := ways.count(way):
+            their = "its" if count == 1 else "their"
+            said += f"; {_plural(count, 'request stream')} {text.format(their=their)}"
     return model, said
 
 
@@ -615,9 +635,6 @@ def _fitted_model(
         fitted = dataclasses.replace(TimeModel.fit(measured), streams=streams)
         basis = f"fitted to {fitted.points} points measured on {_gpus(measured)}"
         basis += fitted.caveat(plan, counted_points(plan))
-        timed = sum(not math.isnan(measured_stream_s(streams, p)) for p in plan.points)
-        if timed:
-            basis += f"; {_plural(timed, 'request stream')} at measured times per request"
         return fitted, basis + stand_in, measured
     if len(fittable(measured)) and (shapes := MeasuredShapes.of(measured)).covers(plan):
         basis = f"timed by its {shapes.points} points as measured on {_gpus(measured)}"

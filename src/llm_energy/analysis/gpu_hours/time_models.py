@@ -407,15 +407,17 @@ def stream_request_seconds(rows: pd.DataFrame) -> StreamTimes:
     return times
 
 
-def measured_stream_s(times: StreamTimes, point: PointSpec) -> float:
+def measured_stream_s(times: StreamTimes, point: PointSpec, *, smaller: bool = True) -> float:
     """One repetition of ``point``'s stream at its measured time per request: at the same batch
-    size, else at the nearest smaller one measured (an upper bound where larger batches serve a
-    request faster); NaN where neither was measured."""
+    size, else (unless ``smaller`` is off) at the nearest smaller one measured (an upper bound
+    where larger batches serve a request faster); NaN where neither was measured."""
     stream = point.stream
     if stream is None or stream.binned:
         return math.nan
     key = (stream.trace, stream.serving, point.input_tokens, point.output_tokens)
-    seconds, _ = stream_seconds_per_request(times, key, point.batch_size)
+    seconds, batch = stream_seconds_per_request(times, key, point.batch_size)
+    if not smaller and batch != point.batch_size:
+        return math.nan
     return seconds * stream.requests
 
 
