@@ -368,6 +368,20 @@ def test_fig8_shares_one_scale_and_marks_only_what_did_not_fit():
     assert "× not feasible (out of memory): 1 bars" in _footer(fig)
 
 
+def test_fig8_says_not_measured_where_no_row_is_and_names_the_engines_it_draws():
+    rows = _rows("fig8", trials=True)
+    fig = draw("fig8", rows)
+    assert fig._suptitle.get_text() == "Classical NLP tasks: PyTorch against vLLM (Fig 8)"
+    assert not any(t.get_text() == "not measured" for ax in fig.axes for t in ax.texts)
+    plt.close("all")
+    vllm = rows[rows["backend"] == "vllm"]
+    one = vllm[vllm["trace"] == vllm["trace"].iloc[0]]
+    gone = vllm.drop(index=one.index[one["batch_size"] == one["batch_size"].min()])
+    fig = draw("fig8", gone)
+    assert fig._suptitle.get_text() == "Classical NLP tasks on vLLM (Fig 8)"
+    assert sum(t.get_text() == "not measured" for ax in fig.axes for t in ax.texts) == 1
+
+
 def test_fig12_hatches_bars_from_windows_the_counter_cannot_resolve():
     rows = _rows("fig12", trials=True)
     short = rows["batch_size"] == 8

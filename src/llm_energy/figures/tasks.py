@@ -127,7 +127,8 @@ def _bars(
     """Grouped bars: one group per task, one bar per value of ``group_col``, each with its
     interval, hollow below the protocol, hatched for a window the counter cannot resolve, and
     from the session that measured it last where several did; an infeasible bar is a cross at
-    the foot of the axis. Returns how many crosses it drew."""
+    the foot of the axis, and a bar that no row measured says so in its place, so that a gap
+    reads as not measured rather than as lost. Returns how many crosses it drew."""
     x = np.arange(len(tasks))
     width = 0.8 / len(groups)
     crosses = 0
@@ -141,7 +142,19 @@ def _bars(
         line[value] = line[value].where(feasible)
         plot_bars(ax, at, line, value, width, colours[g], label.format(g), marks)
         for xi, ok, measured in zip(at, feasible, line["feasible"].notna(), strict=True):
-            if measured and not ok:
+            if not measured:
+                ax.text(
+                    xi,
+                    0.03,
+                    "not measured",
+                    transform=ax.get_xaxis_transform(),
+                    rotation=90,
+                    ha="center",
+                    va="bottom",
+                    fontsize=7.5,
+                    color="0.45",
+                )
+            elif not ok:
                 crosses += 1
                 ax.annotate(
                     "×",
@@ -215,7 +228,10 @@ def fig_classical_tasks(df: pd.DataFrame, samples: int = SAMPLES) -> plt.Figure:
                 scaled_label(quantity, unit, samples, "examples", served) if c == 0 else ""
             )
     top_legend(fig, axes[0, 0])
-    fig.suptitle("Classical NLP tasks: PyTorch against vLLM (Fig 8)", y=1.08, fontweight="bold")
+    # The engines' libraries ("PyTorch, eager" is PyTorch's), in the engines' order.
+    libraries = list(dict.fromkeys(e.split(",")[0] for e in engines))
+    what = f": {' against '.join(libraries)}" if len(libraries) > 1 else f" on {libraries[0]}"
+    fig.suptitle(f"Classical NLP tasks{what} (Fig 8)", y=1.08, fontweight="bold")
     _footer(fig, table, marks, crosses)
     fig.tight_layout()
     return fig
