@@ -106,6 +106,25 @@ def test_relative_links_exist(page):
     assert not broken, f"{page.relative_to(ROOT)}: broken links {broken}"
 
 
+def test_the_estimate_quoted_in_the_configuration_guide_is_the_benchmarks_output():
+    """The configuration guide's paragraph on how long a configuration's jobs take quotes only
+    numbers that the estimates and the stream benchmark it cites printed."""
+    import re
+
+    text = (ROOT / "config/README.md").read_text()
+    start = text.index("Fitted to the 35 points measured on one H100")
+    paragraph = text[start:].split("\n\n")[0]
+    cited = re.findall(r"`benchmarks/data/([^`]+)`", paragraph)
+    assert len(cited) >= 3
+    known = "".join((ROOT / "benchmarks/data" / name).read_text() for name in cited)
+    known_numbers = set(re.findall(r"\d+(?:\.\d+)?", known))
+    # Paths, commands, names with digits, and the tasks' length caps (the configuration's).
+    paragraph = re.sub(r"`[^`]*`|H[12]00|Llama-3\.1-8B|Fig 4|4,096|1,024", "", paragraph)
+    quoted = re.findall(r"\d+(?:\.\d+)?", paragraph)
+    assert len(quoted) > 10
+    assert [q for q in quoted if q not in known_numbers] == []
+
+
 def test_the_protocol_cost_quoted_in_measuring_md_is_the_benchmarks_output():
     """Every number of MEASURING.md's paragraph on what the protocol costs, and of each
     session's paragraph in SESSIONS.md, is one the session's benchmarks printed or read
