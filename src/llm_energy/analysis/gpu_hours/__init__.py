@@ -16,12 +16,12 @@ job draws its requests from, as the engine serves those requests (:func:`batched
 static batches each padded to its longest prompt and output (transformers), or each request at
 its own lengths (vLLM: :meth:`TimeModel.static_batch_s`, online by continuous batching,
 :meth:`TimeModel.continuous_s`), else by the time per request measured at the nearest smaller
-batch, else as batches at the stream's length caps. A job whose model
-and engine have fewer than four measured points (the three batch sizes of Fig 4) is timed
-instead by those points where they are its own shapes (:class:`MeasuredShapes`). A
-``torch.compile`` engine with no rows of its own is timed by the same backend's rows without it,
-its compile time left out; a model with no rows on its engine by another model's, scaled to its
-architecture (:meth:`TimeModel.scaled`). A point's cost follows the protocol: each of its
+batch, else as batches at the stream's length caps. A job whose model and engine have fewer
+than four measured points (the three batch sizes of Fig 4) is timed instead by those points
+where they are its own shapes (:class:`MeasuredShapes`). A ``torch.compile`` engine with no
+rows of its own is timed by the same backend's rows without it, its compile time left out; a
+model with no rows on its engine by another model's, scaled to its architecture
+(:meth:`TimeModel.scaled`). A point's cost follows the protocol: each of its
 ``min_trials`` trials runs warm-ups, then prefill and full windows of at least
 ``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more. A
 point's first warm-up meets its shape first and takes the engine's measured ratio to one
@@ -159,8 +159,9 @@ def stream_timing(
     is timed (a key of :data:`STREAM_TIMINGS`): at its measured time per request at the same
     batch size; else by its requests' own lengths where the model holds them (drawn with the
     protocol's ``seed``, :func:`batched_stream_s`; on the H200 rows within 15 % of what vLLM
-    took, where batch 1's time per request gave 40 times batch 128's); else at the measured
-    time per request of the nearest smaller batch; else as many batches at its length caps."""
+    took, where translation's measured time per request at batch 1 was about 40 times its
+    time at batch 128); else at the measured time per request of the nearest smaller batch;
+    else as many batches at its length caps."""
     full = measured_stream_s(model.streams, point, smaller=False)
     if not math.isnan(full):
         return full, "measured"
@@ -208,8 +209,8 @@ def point_seconds(
     """One trial of ``point``: warm-up (unless ``warm_up`` is off), window(s); with
     ``windows_only``, its windows alone (what the energy is read over). A request
     stream's repetition serves all its requests (:func:`stream_timing`); its warm-up serves
-    one batch. The ``first`` trial of a point meets its shape
-    first: its first warm-up call takes the model's ``first_warmup_ratio`` of one batch."""
+    one batch. The ``first`` trial of a point meets its shape first: its first warm-up call
+    takes the model's ``first_warmup_ratio`` of one batch."""
     warmups = protocol.warmup_repetitions if warm_up else 0
     batch = point.batch_size * max(point.decoding.num_beams, 1)
     one_batch, full = _repetition_s(model, point, protocol.seed)
