@@ -44,6 +44,7 @@ from llm_energy.analysis.gpu_hours import (
     fittable,
     sequences_per_batch,
     stream_request_seconds,
+    stream_rows,
     stream_seconds_per_request,
 )
 from llm_energy.backends import pads_batches
@@ -59,6 +60,12 @@ def _errors(model: TimeModel, rows: pd.DataFrame) -> np.ndarray:
     return predicted / rows["duration_s"].to_numpy(float) - 1
 
 
+def _left_out_error(group: pd.DataFrame, k: int, weighted: bool) -> float:
+    """|Relative error| of row ``k`` by the fit to the other rows of ``group``."""
+    model = TimeModel.fit(group.drop(index=k), weighted=weighted)
+    return float(abs(_errors(model, group.iloc[[k]])[0]))
+
+
 def fit_errors(rows: pd.DataFrame, *, weighted: bool = True) -> pd.DataFrame:
     """One line per (GPU, model, engine): rows fitted, median and largest |relative error| in
     sample and left out."""
@@ -69,14 +76,7 @@ def fit_errors(rows: pd.DataFrame, *, weighted: bool = True) -> pd.DataFrame:
             continue
         inside = np.abs(_errors(TimeModel.fit(group, weighted=weighted), group))
         left_out = np.array(
-            [
-                abs(
-                    _errors(TimeModel.fit(group.drop(index=k), weighted=weighted), group.iloc[[k]])[
-                        0
-                    ]
-                )
-                for k in range(len(group))
-            ]
+            [_left_out_error(group, k, weighted) for k in range(len(group))]
             if len(group) > 4
             else [np.nan]
         )
@@ -185,10 +185,7 @@ def stream_lengths_timed(
     the shipped jobs drew them, as its backend serves them) with the model of its GPU,
     model and engine fitted to the batch rows of ``rows``; and at its length caps. Seconds of
     one repetition (the whole stream)."""
-    tasks = tasks[tasks["feasible"].astype(bool) & tasks["duration_s"].notna()]
-    tasks = tasks[tasks["trace"].notna() & tasks["serving"].isin(["offline", "online"])]
-    if "stream_bins" in tasks:
-        tasks = tasks[tasks["stream_bins"].fillna("").astype(str).isin(["", "{}"])]
+    tasks = stream_rows(tasks)
     lines = []
     for (gpu, model_name, engine), group in tasks.groupby(["gpu_name", "model", "engine"]):
         fitted = fittable(rows)
@@ -205,10 +202,11 @@ def stream_lengths_timed(
             padded_batches=padded or pads_batches(str(group["backend"].iloc[0])),
         )
         for r in group.itertuples(index=False):
-            # A task's requests take their inputs' lengths; a trace's, where its label says so.
-            label = f"-{r.trace}-n{int(r.requests)}-vi"
-            vary_input = r.trace in TASK_STREAMS or label in str(getattr(r, "point_id", ""))
-            stream = StreamSpec(str(r.trace), int(r.requests), str(r.serving), vary_input)
+            # A task's requests take their inputs' lengths; a trace's, where the row's point id
+            # holds the label of such a stream.
+            stream = StreamSpec(str(r.trace), int(r.requests), str(r.serving), vary_input=True)
+            if r.trace not in TASK_STREAMS and stream.label not in str(getattr(r, "point_id", "")):
+                stream = dataclasses.replace(stream, vary_input=False)
             point = PointSpec(
                 int(r.batch_size), int(r.input_tokens), int(r.output_tokens), stream=stream
             )

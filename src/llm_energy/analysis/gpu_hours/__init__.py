@@ -77,6 +77,7 @@ from llm_energy.analysis.gpu_hours.time_models import (
     sequences_per_batch,
     served_rows,
     stream_request_seconds,
+    stream_rows,
     stream_seconds_per_request,
     trials_per_point,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "served_point_seconds",
     "start_seconds",
     "stream_request_seconds",
+    "stream_rows",
     "stream_seconds_per_request",
     "stream_timing",
     "trials_per_point",

@@ -386,17 +386,23 @@ class TimeModel:
 StreamTimes = dict[tuple[str, str, int, int], dict[int, float]]
 
 
-def stream_request_seconds(rows: pd.DataFrame) -> StreamTimes:
-    """Each request stream's measured time per request (a repetition's duration over its
-    requests, the median over rows), by the stream (trace, static or continuous batching, and
-    its length caps) and its batch size. Binned replays, whose bins are served apart, are left
-    out."""
-    if not {"serving", "trace", "requests"} <= set(rows):
-        return {}
+def stream_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The feasible rows of request streams with a duration, served offline or online: binned
+    replays, whose bins are served apart, left out."""
     rows = rows[rows["feasible"].astype(bool) & rows["duration_s"].notna()]
     rows = rows[rows["serving"].isin(["offline", "online"]) & (rows["requests"] > 0)]
     if "stream_bins" in rows:
         rows = rows[rows["stream_bins"].fillna("").astype(str).isin(["", "{}"])]
+    return rows
+
+
+def stream_request_seconds(rows: pd.DataFrame) -> StreamTimes:
+    """Each request stream's measured time per request (a repetition's duration over its
+    requests, the median over rows), by the stream (trace, static or continuous batching, and
+    its length caps) and its batch size, over :func:`stream_rows`."""
+    if not {"serving", "trace", "requests"} <= set(rows):
+        return {}
+    rows = stream_rows(rows)
     per_request = rows["duration_s"].astype(float) / rows["requests"].astype(float)
     keys = ["trace", "serving", "input_tokens", "output_tokens", "batch_size"]
     medians = per_request.groupby([rows[k] for k in keys]).median()
