@@ -43,13 +43,14 @@ from llm_energy.analysis.gpu_hours import (
     batched_stream_s,
     fittable,
     sequences_per_batch,
+    stream_point,
     stream_request_seconds,
     stream_rows,
     stream_seconds_per_request,
 )
 from llm_energy.backends import pads_batches
-from llm_energy.inputs.prompts import TASK_STREAMS, TraceLengths
-from llm_energy.measure.job import PointSpec, ProtocolSpec, StreamSpec
+from llm_energy.inputs.prompts import TraceLengths
+from llm_energy.measure.job import ProtocolSpec
 
 
 def _errors(model: TimeModel, rows: pd.DataFrame) -> np.ndarray:
@@ -202,14 +203,7 @@ def stream_lengths_timed(
             padded_batches=padded or pads_batches(str(group["backend"].iloc[0])),
         )
         for r in group.itertuples(index=False):
-            # A task's requests take their inputs' lengths; a trace's, where the row's point id
-            # holds the label of such a stream.
-            stream = StreamSpec(str(r.trace), int(r.requests), str(r.serving), vary_input=True)
-            if r.trace not in TASK_STREAMS and stream.label not in str(getattr(r, "point_id", "")):
-                stream = dataclasses.replace(stream, vary_input=False)
-            point = PointSpec(
-                int(r.batch_size), int(r.input_tokens), int(r.output_tokens), stream=stream
-            )
+            point = stream_point(r)
             predicted = batched_stream_s(model, point, ProtocolSpec().seed)
             if math.isnan(predicted):
                 continue
@@ -244,6 +238,23 @@ def stream_lengths_markdown(table: pd.DataFrame) -> str:
             f"{rows['measured_s'].sum() / rows['predicted_s'].sum():.2f} of the predicted time "
             f"in sum, {rows['measured_s'].sum() / rows['at_caps_s'].sum():.3f} of the time at "
             "the length caps"
+        )
+    lines.append(
+        "\nScaled as the plan scales them (each row's prediction by the median of what the "
+        "engine's other streams took over theirs; the plan's scale is the median of all of an "
+        "engine's measured streams, at least three):\n"
+    )
+    for engine, rows in table.groupby("engine"):
+        ratios = rows["measured_over_predicted"].to_numpy()
+        if len(ratios) < 4:
+            continue
+        scales = np.array([np.median(np.delete(ratios, k)) for k in range(len(ratios))])
+        scaled = ratios / scales
+        predicted = (rows["predicted_s"].to_numpy() * scales).sum()
+        lines.append(
+            f"{engine}: {len(rows)} rows, measured over scaled predicted {scaled.min():.2f} to "
+            f"{scaled.max():.2f} (median {np.median(scaled):.2f}); "
+            f"{rows['measured_s'].sum() / predicted:.2f} of the scaled predicted time in sum"
         )
     return "\n".join(lines) + "\n"
 

@@ -719,6 +719,58 @@ def test_the_plan_says_which_streams_it_timed_by_their_lengths_and_which_at_thei
     assert (with_lengths["estimated_gpu_hours"] < without["estimated_gpu_hours"]).all()
 
 
+def test_streams_timed_by_their_lengths_are_scaled_by_what_the_engines_measured_streams_took(
+    tiny_config, tmp_path
+):
+    """Where the engine's rows hold three or more measured streams whose lengths are prepared,
+    a stream timed by its requests' lengths is scaled by the median of what they took over
+    such a time, and the basis says by how much and over what range; with fewer it is not."""
+    from llm_energy.analysis.gpu_hours import lengths_ratios, stream_point
+
+    config = dict(tiny_config)
+    config["experiments"] = {
+        **tiny_config["experiments"],
+        "classical_tasks": {
+            "enabled": True,
+            "models": ["tiny"],
+            "engines": ["pytorch"],
+            "batch_sizes": [1],
+            "tasks": ["generation"],
+            "samples": 4,
+        },
+    }
+    plans = {
+        g: p for g, p in plan_study(validate(config)).items() if any(q.stream for q in p.points)
+    }
+    plan = next(iter(plans.values()))
+    lengths = _task_lengths(tmp_path, "generation", [(100, 64), (300, 10), (50, 200)])
+    model = dataclasses.replace(TRUE, stream_lengths=lengths)
+    # Streams of other batch sizes and caps than the plan's, measured at 1.2, 2.0 and 1.5
+    # times their time by their lengths.
+    streams = []
+    for batch, factor in ((2, 1.2), (3, 2.0), (4, 1.5)):
+        row = {"trace": "generation", "requests": 6, "serving": "offline", "batch_size": batch}
+        row |= {"input_tokens": 2048, "output_tokens": 256, "feasible": True}
+        point = stream_point(pd.Series(row))
+        streams.append(row | {"duration_s": factor * batched_stream_s(model, point, 0)})
+    streams = pd.DataFrame(streams).assign(model="tiny", engine="pytorch", gpu_name="GPU X")
+    assert sorted(lengths_ratios(model, streams, 0)) == pytest.approx([1.2, 1.5, 2.0])
+
+    def estimated(rows: pd.DataFrame) -> pd.Series:
+        rows = rows.assign(engine=plan.engine.name, model=plan.model.name)
+        return estimate(plans, rows, lengths=lengths).iloc[0]
+
+    unscaled = estimated(_rows(TRUE))
+    two = estimated(pd.concat([_rows(TRUE), streams.iloc[:2]], ignore_index=True))
+    scaled = estimated(pd.concat([_rows(TRUE), streams], ignore_index=True))
+    assert "scaled" not in unscaled["basis"] and "scaled" not in two["basis"]
+    assert (
+        "1 request stream by its requests' own lengths, scaled by 1.50, the median of what its "
+        "3 measured streams took over such a time (1.20 to 2.00)"
+    ) in scaled["basis"]
+    assert scaled["estimated_gpu_hours"] > unscaled["estimated_gpu_hours"]
+
+
 def _served_rows(engine: str = "srv-served-s4") -> pd.DataFrame:
     """Three served runs of 10 requests whose tails (run less (10 - 1) / rate) are 1.0, 1.5
     and 3.0 s, the last with its run only as steady state over fraction (2.4 s / 0.5), and an

@@ -16,8 +16,8 @@ import pandas as pd
 
 from llm_energy.analysis.flops import Architecture
 from llm_energy.errors import InputError
-from llm_energy.inputs.prompts import TraceLengths, static_batches
-from llm_energy.measure.job import JobPlan, PointSpec
+from llm_energy.inputs.prompts import TASK_STREAMS, TraceLengths, static_batches
+from llm_energy.measure.job import JobPlan, PointSpec, StreamSpec
 from llm_energy.measure.trials import trial_values
 
 
@@ -212,6 +212,9 @@ class TimeModel:
     # Whether the engine pads a static batch to its longest prompt and output (transformers)
     # or serves each request at its own lengths (vLLM: :meth:`static_batch_s`).
     padded_batches: bool = dataclasses.field(default=True, compare=False)
+    # What a stream timed by its requests' lengths is multiplied by: the median of what the
+    # engine's measured streams took over such a time (:func:`lengths_ratios`; 1: not scaled).
+    lengths_scale: float = 1.0
 
     @classmethod
     def fit(cls, rows: pd.DataFrame, *, weighted: bool = True) -> TimeModel:
@@ -442,10 +445,36 @@ def batched_stream_s(model: TimeModel | MeasuredShapes, point: PointSpec, seed: 
     except InputError:
         return math.nan
     if point.stream.serving == "online" and not point.stream.binned and not model.padded_batches:
-        return model.continuous_s(drawn, point.batch_size)
-    return sum(
-        model.static_batch_s([drawn[k] for k in batch]) for batch in static_batches(drawn, point)
+        return model.continuous_s(drawn, point.batch_size) * model.lengths_scale
+    batches = static_batches(drawn, point)
+    return sum(model.static_batch_s([drawn[k] for k in b]) for b in batches) * model.lengths_scale
+
+
+def stream_point(row: object) -> PointSpec:
+    """The request-stream point that a row of :func:`stream_rows` measured: its trace, requests,
+    batching and length caps; a task's requests at their own input lengths, a trace's where the
+    row's point id holds the label of such a stream."""
+    stream = StreamSpec(str(row.trace), int(row.requests), str(row.serving), vary_input=True)
+    if row.trace not in TASK_STREAMS and stream.label not in str(getattr(row, "point_id", "")):
+        stream = dataclasses.replace(stream, vary_input=False)
+    return PointSpec(
+        int(row.batch_size), int(row.input_tokens), int(row.output_tokens), stream=stream
     )
+
+
+def lengths_ratios(model: TimeModel, rows: pd.DataFrame, seed: int) -> list[float]:
+    """Each request stream of ``rows`` (:func:`stream_rows`) measured over its time by its
+    requests' own lengths (:func:`batched_stream_s`, unscaled, the requests drawn with
+    ``seed``); streams whose lengths ``model`` does not hold are left out."""
+    if not {"serving", "trace", "requests"} <= set(rows):
+        return []
+    unscaled = dataclasses.replace(model, lengths_scale=1.0)
+    ratios = []
+    for row in stream_rows(rows).itertuples(index=False):
+        predicted = batched_stream_s(unscaled, stream_point(row), seed)
+        if predicted > 0:
+            ratios.append(float(row.duration_s) / predicted)
+    return ratios
 
 
 def stream_seconds_per_request(
