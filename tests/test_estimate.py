@@ -687,11 +687,8 @@ def test_the_plan_times_a_vllm_stream_by_its_requests_own_lengths(
     assert own["transformers"] == padded["transformers"]
 
 
-def test_the_plan_says_which_streams_it_timed_by_their_lengths_and_which_at_their_caps(
-    tiny_config, tmp_path
-):
-    """The basis counts the streams timed by their requests' lengths and those left at their
-    caps, an upper bound, so that a reader of the plan knows which of its minutes are which."""
+def _task_plans(tiny_config: dict, tasks: list[str]) -> dict:
+    """The plans of the tiny model's classical ``tasks`` at batch 1 on PyTorch, 4 examples each."""
     config = dict(tiny_config)
     config["experiments"] = {
         **tiny_config["experiments"],
@@ -700,13 +697,22 @@ def test_the_plan_says_which_streams_it_timed_by_their_lengths_and_which_at_thei
             "models": ["tiny"],
             "engines": ["pytorch"],
             "batch_sizes": [1],
-            "tasks": ["classification", "generation"],
+            "tasks": tasks,
             "samples": 4,
         },
     }
-    config = validate(config)
-    plans = {g: p for g, p in plan_study(config).items() if any(q.stream for q in p.points)}
+    plans = plan_study(validate(config))
+    plans = {g: p for g, p in plans.items() if any(q.stream for q in p.points)}
     assert plans
+    return plans
+
+
+def test_the_plan_says_which_streams_it_timed_by_their_lengths_and_which_at_their_caps(
+    tiny_config, tmp_path
+):
+    """The basis counts the streams timed by their requests' lengths and those left at their
+    caps, an upper bound, so that a reader of the plan knows which of its minutes are which."""
+    plans = _task_plans(tiny_config, ["classification", "generation"])
     rows = _rows(TRUE).assign(engine=next(iter(plans.values())).engine.name)
     rows["model"] = next(iter(plans.values())).model.name
     lengths = _task_lengths(tmp_path, "generation", [(100, 64), (300, 10)])
@@ -727,21 +733,7 @@ def test_streams_timed_by_their_lengths_are_scaled_by_what_the_engines_measured_
     such a time, and the basis says by how much and over what range; with fewer it is not."""
     from llm_energy.analysis.gpu_hours import lengths_ratios, stream_point
 
-    config = dict(tiny_config)
-    config["experiments"] = {
-        **tiny_config["experiments"],
-        "classical_tasks": {
-            "enabled": True,
-            "models": ["tiny"],
-            "engines": ["pytorch"],
-            "batch_sizes": [1],
-            "tasks": ["generation"],
-            "samples": 4,
-        },
-    }
-    plans = {
-        g: p for g, p in plan_study(validate(config)).items() if any(q.stream for q in p.points)
-    }
+    plans = _task_plans(tiny_config, ["generation"])
     plan = next(iter(plans.values()))
     lengths = _task_lengths(tmp_path, "generation", [(100, 64), (300, 10), (50, 200)])
     model = dataclasses.replace(TRUE, stream_lengths=lengths)
