@@ -239,11 +239,7 @@ def stream_lengths_markdown(table: pd.DataFrame) -> str:
             f"in sum, {rows['measured_s'].sum() / rows['at_caps_s'].sum():.3f} of the time at "
             "the length caps"
         )
-    lines.append(
-        "\nScaled as the plan scales them (each row's prediction by the median of what the "
-        "engine's other streams took over theirs; the plan's scale is the median of all of an "
-        "engine's measured streams, at least three):\n"
-    )
+    scaled_lines = []
     for engine, rows in table.groupby("engine"):
         ratios = rows["measured_over_predicted"].to_numpy()
         if len(ratios) < 4:
@@ -251,12 +247,18 @@ def stream_lengths_markdown(table: pd.DataFrame) -> str:
         scales = np.array([np.median(np.delete(ratios, k)) for k in range(len(ratios))])
         scaled = ratios / scales
         predicted = (rows["predicted_s"].to_numpy() * scales).sum()
-        lines.append(
+        scaled_lines.append(
             f"{engine}: {len(rows)} rows, measured over scaled predicted {scaled.min():.2f} to "
             f"{scaled.max():.2f} (median {np.median(scaled):.2f}); "
             f"{rows['measured_s'].sum() / predicted:.2f} of the scaled predicted time in sum"
         )
-    return "\n".join(lines) + "\n"
+    if scaled_lines:
+        lines.append(
+            "\nScaled as the plan scales them (each row's prediction by the median of what the "
+            "engine's other streams took over theirs; the plan's scale is the median of all of "
+            "an engine's measured streams, at least three):\n"
+        )
+    return "\n".join(lines + scaled_lines) + "\n"
 
 
 def held_out_markdown(table: pd.DataFrame, streams: pd.DataFrame | None = None) -> str:
