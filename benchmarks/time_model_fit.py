@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from llm_energy.analysis.gpu_hours import (
+    LENGTHS_SCALE_MIN_STREAMS,
     TimeModel,
     batched_stream_s,
     fittable,
@@ -242,7 +243,7 @@ def stream_lengths_markdown(table: pd.DataFrame) -> str:
     scaled_lines = []
     for engine, rows in table.groupby("engine"):
         ratios = rows["measured_over_predicted"].to_numpy()
-        if len(ratios) < 4:
+        if len(ratios) <= LENGTHS_SCALE_MIN_STREAMS:  # the others must be enough to scale
             continue
         scales = np.array([np.median(np.delete(ratios, k)) for k in range(len(ratios))])
         scaled = ratios / scales

@@ -91,6 +91,7 @@ from llm_energy.measure.controls import control_point
 from llm_energy.measure.job import JobPlan, ModelSpec, PointSpec, ProtocolSpec
 
 __all__ = [
+    "LENGTHS_SCALE_MIN_STREAMS",
     "LONG_TRIAL_MIN",
     "MODEL_LOAD_S",
     "NO_ROWS",

@@ -391,7 +391,10 @@ StreamTimes = dict[tuple[str, str, int, int], dict[int, float]]
 
 def stream_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The feasible rows of request streams with a duration, served offline or online: binned
-    replays, whose bins are served apart, left out."""
+    replays, whose bins are served apart, left out; none where the rows have no stream
+    columns."""
+    if not {"serving", "trace", "requests"} <= set(rows):
+        return rows.iloc[:0]
     rows = rows[rows["feasible"].astype(bool) & rows["duration_s"].notna()]
     rows = rows[rows["serving"].isin(["offline", "online"]) & (rows["requests"] > 0)]
     if "stream_bins" in rows:
@@ -403,9 +406,9 @@ def stream_request_seconds(rows: pd.DataFrame) -> StreamTimes:
     """Each request stream's measured time per request (a repetition's duration over its
     requests, the median over rows), by the stream (trace, static or continuous batching, and
     its length caps) and its batch size, over :func:`stream_rows`."""
-    if not {"serving", "trace", "requests"} <= set(rows):
-        return {}
     rows = stream_rows(rows)
+    if rows.empty:
+        return {}
     per_request = rows["duration_s"].astype(float) / rows["requests"].astype(float)
     keys = ["trace", "serving", "input_tokens", "output_tokens", "batch_size"]
     medians = per_request.groupby([rows[k] for k in keys]).median()
@@ -466,8 +469,6 @@ def lengths_ratios(model: TimeModel, rows: pd.DataFrame, seed: int) -> list[floa
     """Each request stream of ``rows`` (:func:`stream_rows`) measured over its time by its
     requests' own lengths (:func:`batched_stream_s`, unscaled, the requests drawn with
     ``seed``); streams whose lengths ``model`` does not hold are left out."""
-    if not {"serving", "trace", "requests"} <= set(rows):
-        return []
     unscaled = dataclasses.replace(model, lengths_scale=1.0)
     ratios = []
     for row in stream_rows(rows).itertuples(index=False):
