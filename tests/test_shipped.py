@@ -203,7 +203,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     qwen = drafted[drafted["model"] == "r1-distill-qwen-32b"]
     assert qwen["engine_detail"].str.contains("draft_vocab=151936->152064").all()
 
-    # The rows measured under the trial protocol, from twenty-seven machine sessions, each row's
+    # The rows measured under the trial protocol, from twenty-eight machine sessions, each row's
     # trials from one: the first's (the engine ladders), the second's (OLMo on vLLM), the
     # third's (PyTorch over 1 and 2 GPUs), the fourth's (the served runs over 1 and 2 GPUs), the
     # fifth's (OLMo on PyTorch), the sixth's (PyTorch eager and compiled ladders, Qwen1.5-32B),
@@ -230,7 +230,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # engines) and the twenty-seventh's (classification and generation likewise) and the
     # twenty-eighth's (translation likewise) and vm:8b612e00's (translation at batch 1 on vLLM
     # from its first trial, replacing the thirteenth's row, which that session's device time cut
-    # short at two trials: it is in repeats/).
+    # short at two trials: it is in repeats/) and vm:8b4cd9b5's (generation at batch 1 on vLLM).
     # Every row the aggregate keeps has three or more trials and met the protocol, but the bins'
     # smaller batches, passed over because their largest batch fits.
     measured = table["feasible"].astype(bool) & table["trials"].notna()
@@ -267,6 +267,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:55867c79": 2 + 2,
         "vm:293e64f5": 1 + 1,
         "vm:8b612e00": 1,
+        "vm:8b4cd9b5": 1,
     }
     assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].astype(bool).all()
 
@@ -282,12 +283,12 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
 
     tasks = pd.read_csv(work / "results/tables/h200/classical_tasks.csv")
     # PyTorch's 32 examples of each task at batch 1, 8 and 32 (before the trial protocol), and
-    # vLLM's 1,024 at batch 8 and 128 in trials, and at batch 1 for two tasks so far (each from
-    # a session of its own); then both engines' 1,024 at batch 128 in one session, whose vLLM
-    # rows measured the batch-128 points again (the table keeps both sessions' rows), and both
-    # engines' summarization at batch 8, then classification and generation at batch 8 in
+    # vLLM's 1,024 at batch 8 and 128 in trials, and at batch 1 for three tasks so far (each
+    # from a session of its own); then both engines' 1,024 at batch 128 in one session, whose
+    # vLLM rows measured the batch-128 points again (the table keeps both sessions' rows), and
+    # both engines' summarization at batch 8, then classification and generation at batch 8 in
     # another session, and translation in a third.
-    assert tasks["feasible"].all() and len(tasks) == 4 * 3 + 4 * 2 + 2 + 4 * 2 + 2 + 4 + 2
+    assert tasks["feasible"].all() and len(tasks) == 4 * 3 + 4 * 2 + 3 + 4 * 2 + 2 + 4 + 2
     examples = tasks.groupby("engine")["requests"].unique().map(set).to_dict()
     assert examples == {"pytorch": {32, 1024}, "vllm": {1024}}
 
@@ -395,6 +396,7 @@ LAYERED_TABLES = {
     "tasks__llama-3.1-8b__vllm": (["h200_tasks.yaml"], 8),
     "tasks-batch1__llama-3.1-8b__vllm": (["h200_tasks_batch1.yaml"], 1),
     "tasks-batch1-translation__llama-3.1-8b__vllm": (["h200_tasks_batch1.yaml"], 1),
+    "tasks-batch1-generation__llama-3.1-8b__vllm": (["h200_tasks_batch1.yaml"], 1),
     "tasks-batch128__llama-3.1-8b__vllm": (
         ["h200_three_trials.yaml", "h200_tasks_batch128.yaml"],
         4,
