@@ -33,6 +33,8 @@ PROVENANCE = (
     "driver_version",
     "power_limit_w",
     "host",
+    "host_cpu_model",
+    "host_cpu_cores",
     "slurm_job_id",
     "git_commit",
     "config_hash",
@@ -282,6 +284,7 @@ def test_real_tiny_model_job_writes_every_required_and_provenance_column(tiny_co
     assert (table["backend"] == "transformers").all()
     assert (table["weights"] == "random").all()
     assert table["transformers_version"].str.match(r"\d+\.\d+").all()
+    assert (table["host_cpu_model"].str.len() > 0).all() and (table["host_cpu_cores"] >= 1).all()
     assert (table["repetitions"] >= 2).all()
     assert (table["duration_s"] > 0).all()
     # Meter 'none' measures time only: energy is NaN, never zero.
@@ -1038,3 +1041,18 @@ def test_a_searched_shape_whose_largest_batch_would_not_fit_in_time_is_passed_ov
     assert not same_shape & set(table["point_id"])
     others = {ids[p.key] for p in plan.points if shape_key(p) != shape_key(slow)}
     assert others <= set(table["point_id"])
+
+
+def test_the_host_cpu_is_read_from_cpuinfo_and_falls_back_without_it(tmp_path):
+    from llm_energy.measure.provenance import host_cpu
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 96-Core "
+        "Processor\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9654 96-Core Processor\n"
+    )
+    cpu = host_cpu(info)
+    assert cpu["host_cpu_model"] == "AMD EPYC 9654 96-Core Processor"
+    assert 1 <= cpu["host_cpu_cores"] <= (os.cpu_count() or 1)
+    missing = host_cpu(tmp_path / "absent")["host_cpu_model"]
+    assert missing and missing != cpu["host_cpu_model"]

@@ -535,6 +535,19 @@ PROVENANCE = Section(
         Column("package_version", "", "llm-energy"),
         Column("host", "", "host name"),
         Column(
+            "host_cpu_model",
+            "",
+            "the host's CPU model (`model name` of /proc/cpuinfo): eager PyTorch and vLLM at "
+            "small batches wait on the host, so one GPU model on two hosts can differ by it "
+            "(null in rows written before it was recorded)",
+        ),
+        Column(
+            "host_cpu_cores",
+            "cores",
+            "logical CPU cores the job could run on (its affinity; NaN in rows written before "
+            "it was recorded)",
+        ),
+        Column(
             "machine_session",
             "",
             "host name and boot id: rows that share it come from one machine session (rows "

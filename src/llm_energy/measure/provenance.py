@@ -59,10 +59,31 @@ def engine_environment() -> str:
     return ",".join(f"{n}={os.environ[n]}" for n in names)
 
 
-def job_provenance() -> dict[str, str]:
+def host_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, str | int]:
+    """The host's CPU model and how many of its logical cores the job may run on. Eager
+    PyTorch, and vLLM between the steps of small batches, wait on the host, so two machines with
+    the same GPU can take different times for the same point; these say which host it was."""
+    model = ""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 0
+    return {"host_cpu_model": model or platform.processor() or "unknown", "host_cpu_cores": cores}
+
+
+def job_provenance() -> dict[str, str | int]:
     """Facts about the run that every row carries."""
     return {
         "host": socket.gethostname(),
+        **host_cpu(),
         "machine_session": machine_session(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
         "git_commit": git_commit(),
