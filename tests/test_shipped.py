@@ -230,7 +230,9 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # engines) and the twenty-seventh's (classification and generation likewise) and the
     # twenty-eighth's (translation likewise) and vm:8b612e00's (translation at batch 1 on vLLM
     # from its first trial, replacing the thirteenth's row, which that session's device time cut
-    # short at two trials: it is in repeats/) and vm:8b4cd9b5's (generation at batch 1 on vLLM).
+    # short at two trials: it is in repeats/) and vm:8b4cd9b5's (generation at batch 1 on vLLM)
+    # and vm:062927c8's (summarization and classification at batch 1 on vLLM, the latter
+    # replacing the thirteenth's row, now in repeats/, and classification at batch 1 on PyTorch).
     # Every row the aggregate keeps has three or more trials and met the protocol, but the bins'
     # smaller batches, passed over because their largest batch fits.
     measured = table["feasible"].astype(bool) & table["trials"].notna()
@@ -252,7 +254,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:6f095c0f": 42,
         "vm:04b4822d": 10,
         "vm:eae7f299": 8 + 6,
-        "vm:0a9bac5a": 3 * 3 + 1,
+        "vm:0a9bac5a": 3 * 3,
         "vm:d45ccada": 11 + 11,
         "vm:25870c4e": 5 + 5,
         "vm:20cbbbe7": 4 + 4,
@@ -268,6 +270,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:293e64f5": 1 + 1,
         "vm:8b612e00": 1,
         "vm:8b4cd9b5": 1,
+        "vm:062927c8": 3,
     }
     assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].astype(bool).all()
 
@@ -283,12 +286,12 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
 
     tasks = pd.read_csv(work / "results/tables/h200/classical_tasks.csv")
     # PyTorch's 32 examples of each task at batch 1, 8 and 32 (before the trial protocol), and
-    # vLLM's 1,024 at batch 8 and 128 in trials, and at batch 1 for three tasks so far (each
-    # from a session of its own); then both engines' 1,024 at batch 128 in one session, whose
-    # vLLM rows measured the batch-128 points again (the table keeps both sessions' rows), and
-    # both engines' summarization at batch 8, then classification and generation at batch 8 in
-    # another session, and translation in a third.
-    assert tasks["feasible"].all() and len(tasks) == 4 * 3 + 4 * 2 + 3 + 4 * 2 + 2 + 4 + 2
+    # vLLM's 1,024 at batch 8 and 128 in trials, and at batch 1 for all four tasks (from three
+    # sessions); then both engines' 1,024 at batch 128 in one session, whose vLLM rows measured
+    # the batch-128 points again (the table keeps both sessions' rows), and both engines'
+    # summarization at batch 8, then classification and generation at batch 8 in another
+    # session, and translation in a third; and PyTorch's classification at batch 1.
+    assert tasks["feasible"].all() and len(tasks) == 4 * 3 + 4 * 2 + 4 + 4 * 2 + 2 + 4 + 2 + 1
     examples = tasks.groupby("engine")["requests"].unique().map(set).to_dict()
     assert examples == {"pytorch": {32, 1024}, "vllm": {1024}}
 
@@ -397,6 +400,11 @@ LAYERED_TABLES = {
     "tasks-batch1__llama-3.1-8b__vllm": (["h200_tasks_batch1.yaml"], 1),
     "tasks-batch1-translation__llama-3.1-8b__vllm": (["h200_tasks_batch1.yaml"], 1),
     "tasks-batch1-generation__llama-3.1-8b__vllm": (["h200_tasks_batch1.yaml"], 1),
+    "tasks-batch1-summarization__llama-3.1-8b__vllm": (["h200_tasks_batch1.yaml"], 1),
+    "tasks-batch1__llama-3.1-8b__pytorch": (
+        ["h200_tasks_batch1.yaml", "h200_tasks_batch1_pytorch.yaml"],
+        1,
+    ),
     "tasks-batch128__llama-3.1-8b__vllm": (
         ["h200_three_trials.yaml", "h200_tasks_batch128.yaml"],
         4,
