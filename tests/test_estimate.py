@@ -761,6 +761,15 @@ def test_streams_timed_by_their_lengths_are_scaled_by_what_the_engines_measured_
         "3 measured streams took over such a time (1.20 to 2.00)"
     ) in scaled["basis"]
     assert scaled["estimated_gpu_hours"] > unscaled["estimated_gpu_hours"]
+    assert "left out" not in scaled["basis"]
+    # A measured stream of a task whose lengths are not prepared here is left out, and said.
+    other = streams.iloc[:1].assign(trace="translation")
+    with_other = estimated(pd.concat([_rows(TRUE), streams, other], ignore_index=True))
+    assert (
+        "3 measured streams took over such a time (1.20 to 2.00) (1 more measured stream left "
+        "out: their requests' lengths are not prepared here)"
+    ) in with_other["basis"]
+    assert with_other["estimated_gpu_hours"] == scaled["estimated_gpu_hours"]
 
 
 def _served_rows(engine: str = "srv-served-s4") -> pd.DataFrame:

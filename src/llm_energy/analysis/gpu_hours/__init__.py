@@ -625,6 +625,10 @@ def _with_lengths(
         model, stream_lengths=lengths, padded_batches=pads_batches(plan.engine.backend)
     )
     ratios = lengths_ratios(model, own, plan.protocol.seed) if lengths is not None else []
+    # Measured streams whose requests' lengths are not prepared here (a trace or task the
+    # machine has no --traces or --task-lengths for) cannot be timed by them, so a plan made
+    # elsewhere may have scaled by more streams: the basis says how many were left out.
+    unprepared = len(stream_rows(own)) - len(ratios) if lengths is not None else 0
     if len(ratios) >= LENGTHS_SCALE_MIN_STREAMS:
         model = dataclasses.replace(model, lengths_scale=statistics.median(ratios))
     ways = [
@@ -642,6 +646,11 @@ def _with_lengths(
                     f", scaled by {model.lengths_scale:.2f}, the median of what its "
                     f"{len(ratios)} measured streams took over such a time ({min(ratios):.2f} "
                     f"to {max(ratios):.2f})"
+                )
+            if way == "lengths" and unprepared:
+                said += (
+                    f" ({_plural(unprepared, 'more measured stream')} left out: "
+                    "their requests' lengths are not prepared here)"
                 )
     return model, said
 
