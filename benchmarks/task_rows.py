@@ -9,7 +9,9 @@ examples, how this session's row compares with each earlier session's.
 Against an earlier row at the same batch: ``energy_vs_<session>_pct``, this row's energy per
 request over the earlier one's, minus one, in per cent (two sessions of one point: the spread
 between sessions). At another batch: ``energy_per_request_batch<B>_<session>_j`` and this
-row's energy over it (``over_batch<B>_<session>``). A benchmark that reports numbers, not a
+row's energy over it (``over_batch<B>_<session>``). A PyTorch row beside an earlier session's
+vLLM row of the same task and batch: ``energy_over_vllm_<session>`` (two sessions, so the
+spread between sessions is inside the ratio). A benchmark that reports numbers, not a
 test with a threshold.
 """
 
@@ -75,6 +77,18 @@ def task_rows(session: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
         if other.any():
             lines.loc[other, f"energy_per_request_batch{batch}_{label}_j"] = before.round(2)
             lines.loc[other, f"over_batch{batch}_{label}"] = (per_request / before).round(2)
+        served = group[group["engine"] == "vllm"].groupby(["task", "requests"])
+        vllm_before = served["energy_per_request_j"].mean()
+        paired = pd.Series(
+            [
+                vllm_before.get((t, r), float("nan"))
+                for t, r in zip(lines["task"], lines["requests"], strict=True)
+            ],
+            dtype=float,
+        )
+        beside = paired.notna() & lines["batch_size"].eq(batch) & ~on_vllm
+        if beside.any():
+            lines.loc[beside, f"energy_over_vllm_{label}"] = (per_request / paired).round(2)
     return lines
 
 

@@ -359,7 +359,7 @@ def test_the_alternating_warm_up_comparison_pairs_each_rows_trials_and_pools_ove
 def test_the_task_rows_set_each_engine_beside_vllm_and_each_row_beside_earlier_sessions():
     """task_rows.py: energy per request, PyTorch's over vLLM's at the same task and batch, and
     against earlier sessions' rows of the same task, engine and examples: the change at the
-    same batch, the ratio at another."""
+    same batch, the ratio at another; PyTorch's over an earlier session's vLLM row."""
     bench = _load("task_rows")
 
     def row(engine: str, batch: int, energy: float, session: str, task="summarization") -> dict:
@@ -397,6 +397,9 @@ def test_the_task_rows_set_each_engine_beside_vllm_and_each_row_beside_earlier_s
     assert lines.loc["vllm", "energy_per_request_batch128_vm_a_j"] == 5.0
     assert lines.loc["vllm", "over_batch128_vm_a"] == 2.0
     assert lines[["energy_vs_vm_a_pct", "over_batch128_vm_a"]].loc["pytorch"].isna().all()
+    # PyTorch beside the earlier session's vLLM row of its task and batch, not vLLM itself
+    assert lines.loc["pytorch", "energy_over_vllm_vm_a"] == 2.4
+    assert pd.isna(lines.loc["vllm", "energy_over_vllm_vm_a"])
     assert not any("vm_b" in column for column in lines.columns)
 
 
