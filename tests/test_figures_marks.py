@@ -382,6 +382,18 @@ def test_fig8_says_not_measured_where_no_row_is_and_names_the_engines_it_draws()
     assert sum(t.get_text() == "not measured" for ax in fig.axes for t in ax.texts) == 1
 
 
+def test_fig8_says_where_the_engines_bars_come_from_two_machine_sessions():
+    """Each task's two bars from one session: no note. PyTorch's batch-8 rows from another
+    session: the footer says at which batch, and how many tasks."""
+    rows = _rows("fig8", trials=True).assign(machine_session="vm:a")
+    assert "two machine sessions" not in _footer(draw("fig8", rows))
+    plt.close("all")
+    other = (rows["engine"] == "pytorch") & (rows["batch_size"] == 8)
+    rows.loc[other, "machine_session"] = "vm:b"
+    note = "engines side by side from two machine sessions at batch 8 (2 tasks)"
+    assert note in _footer(draw("fig8", rows))
+
+
 def test_fig12_hatches_bars_from_windows_the_counter_cannot_resolve():
     rows = _rows("fig12", trials=True)
     short = rows["batch_size"] == 8

@@ -344,6 +344,7 @@ EVIDENCE = (
     "trial_duration_s",
     "host",
     "git_commit",
+    "machine_session",
     "timestamp",
     "gpu_uuids",
     "point_id",

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from llm_energy.analysis.sessions import machine_sessions
 from llm_energy.errors import InputError
 from llm_energy.figures.engines import engine_label, engine_order
 from llm_energy.figures.points import (
@@ -184,8 +185,33 @@ def outputs_note(rows: pd.DataFrame) -> str:
     )
 
 
+def sessions_side_by_side(table: pd.DataFrame) -> str | None:
+    """Where one task's bars of two engines come from two machine sessions (each bar the
+    session that measured it last), a note that says at which batches: such a pair's ratio
+    holds the spread between sessions too. None where every pair shares its session."""
+    drawn = table.assign(_session=machine_sessions(table))
+    mixed: dict[int, int] = {}
+    for (_, batch, _), group in drawn.groupby(["model", "batch_size", "task"]):
+        if group["engine_label"].nunique() < 2:
+            continue
+        latest = latest_per(group, "engine_label", Marks())
+        if latest["_session"].nunique() > 1:
+            mixed[int(batch)] = mixed.get(int(batch), 0) + 1
+    if not mixed:
+        return None
+    where = ", ".join(
+        f"batch {b} ({n} task{'' if n == 1 else 's'})" for b, n in sorted(mixed.items())
+    )
+    return (
+        f"engines side by side from two machine sessions at {where}: "
+        "their ratio holds the spread between sessions too"
+    )
+
+
 def _footer(fig: plt.Figure, rows: pd.DataFrame, marks: Marks, crosses: int) -> None:
     notes = [provenance_note(rows, rows["engine_label"]), outputs_note(rows), *marks.notes()]
+    if (mixed := sessions_side_by_side(rows)) is not None:
+        notes.append(mixed)
     if crosses:
         notes.append(f"× not feasible (out of memory): {crosses} bars")
     add_footer(fig, *notes)
