@@ -1048,6 +1048,43 @@ def test_the_plan_leaves_out_the_batches_the_rows_say_do_not_fit():
     assert bounded.fits(PointSpec(4, 0, 0, stream=StreamSpec("t", "offline", 64)))
 
 
+def test_a_padded_stream_fits_where_its_largest_padded_batch_is_below_the_line(
+    tmp_path, tiny_config
+):
+    """With the prepared lengths, a PyTorch request stream weighs its largest static batch,
+    padded to that batch's longest prompt and output (the job's draw of its requests), on the
+    line through the peaks. vLLM, which pads nothing, and a stream whose lengths are not
+    prepared count as fitting."""
+    from llm_energy.analysis.gpu_hours.memory import engine_memory_model
+    from llm_energy.inputs.prompts import static_batches
+
+    lengths = _task_lengths(tmp_path, "generation", [(100, 64), (300, 10), (50, 200)])
+    stream = StreamSpec("generation", 3, "offline", vary_input=True)
+    point = PointSpec(2, 4096, 1024, stream=stream, experiments=("classical_tasks",))
+    plan, _ = _job(tiny_config, ProtocolSpec(seed=0), (point,))
+    gib = 1 / 1024
+    # 10 GiB of weights and 1 MiB per token; batch 1,024 of 576 tokens ran out of memory.
+    rows = _memory_rows("m", {b: 10 + gib * 576 * b for b in (1, 64, 256)}, (1024,))
+    padded = dataclasses.replace(TRUE, stream_lengths=lengths)
+    fits = engine_memory_model(rows, {}, padded, plan)
+    drawn = lengths.lengths(point, 0)
+    largest = max(
+        len(b) * (max(drawn[k][0] for k in b) + max(drawn[k][1] for k in b))
+        for b in static_batches(drawn, point)
+    )
+    assert fits.stream_tokens(point) == largest
+    assert fits.fits(point)
+    tight = dataclasses.replace(fits, limit_gib=10 + gib * (largest - 1))
+    assert not tight.fits(point)
+    # vLLM's scheduler, no lengths, or no plan: the stream counts as fitting.
+    own = dataclasses.replace(padded, padded_batches=False)
+    for model in (own, TRUE):
+        bounded = engine_memory_model(rows, {}, model, plan)
+        assert dataclasses.replace(bounded, limit_gib=10 + gib * (largest - 1)).fits(point)
+    other = dataclasses.replace(point, stream=dataclasses.replace(stream, trace="translation"))
+    assert tight.stream_tokens(other) is None and tight.fits(other)
+
+
 def test_a_searched_shape_costs_its_largest_feasible_batch_alone(tiny_config):
     """A shape searched for its largest feasible batch (the workload bins) costs the largest
     batch that fits and the probes between it and the batch above, out of memory; a plain

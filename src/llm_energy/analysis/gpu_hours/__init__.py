@@ -756,7 +756,7 @@ def estimate(
             hours, basis = 0.0, "every point already measured"
         else:
             model, basis, own = _time_model(plan, measurements, known, lengths)
-            fits = engine_memory_model(own, limits)
+            fits = engine_memory_model(own, limits, model, plan)
             if model is not None:
                 hours = job_gpu_hours(model, plan, mine, fits=fits)
                 by_window = TrialsByWindow.of(own)
@@ -840,7 +840,7 @@ def timed_point_costs(
     columns = ["point", "experiments", "fits", "counted", "trial_min", "trials", "minutes"]
     if model is None:
         return pd.DataFrame(columns=columns)
-    fits = engine_memory_model(own, memory_limits(measurements))
+    fits = engine_memory_model(own, memory_limits(measurements), model, plan)
     by_window = TrialsByWindow.of(own)
     counted = {p.key for p in counted_points(plan, fits)}
     attempt_s = getattr(model, "out_of_memory_s", math.nan)

@@ -3,14 +3,21 @@ on (see :mod:`llm_energy.analysis.gpu_hours`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from llm_energy.analysis.gpu_hours.time_models import nonnegative_lstsq, sequences_per_batch
+from llm_energy.analysis.gpu_hours.time_models import (
+    TimeModel,
+    nonnegative_lstsq,
+    sequences_per_batch,
+)
+from llm_energy.errors import InputError
+from llm_energy.inputs.prompts import TraceLengths, static_batches
 from llm_energy.measure.bounds import search_shapes, shape_key
 from llm_energy.measure.job import JobPlan, PointSpec
 
@@ -26,17 +33,26 @@ class MemoryModel:
     sequence taking whole blocks of ``kv_block_tokens`` as the engine allocates them; for other
     engines, below the peak memory that the least such batch that ran out of memory would take,
     the peak a line through the measured ones. Where no row ran out of memory, every batch
-    counts as fitting. Request streams always do (their batches are the trace's)."""
+    counts as fitting. A request stream fits where ``stream_tokens`` gives the tokens of its
+    largest batch (:func:`padded_stream_tokens`: padded, as transformers serves it) and that
+    batch is below the limit; otherwise, and always on vLLM, whose scheduler admits what its
+    cache holds, and for a server, it counts as fitting."""
 
     kv_cache_tokens: float = math.inf
     kv_block_tokens: int = VLLM_BLOCK_TOKENS
     base_gib: float = 0.0
     gib_per_token: float = 0.0
     limit_gib: float = math.inf
+    stream_tokens: Callable[[PointSpec], int | None] | None = dataclasses.field(
+        default=None, compare=False
+    )
 
     def fits(self, point: PointSpec) -> bool:
-        if point.stream is not None or point.served is not None:
+        if point.served is not None:
             return True
+        if point.stream is not None:
+            tokens = None if self.stream_tokens is None else self.stream_tokens(point)
+            return tokens is None or self.base_gib + self.gib_per_token * tokens < self.limit_gib
         sequences = point.batch_size * max(point.decoding.num_beams, 1)
         per_sequence = point.input_tokens + point.output_tokens
         blocks = math.ceil(per_sequence / self.kv_block_tokens)
@@ -98,12 +114,55 @@ def _peak_line(rows: pd.DataFrame) -> tuple[float, float] | None:
     return float(base), float(per_token)
 
 
-def engine_memory_model(own: pd.DataFrame, limits: Mapping[str, float]) -> MemoryModel | None:
+def padded_stream_tokens(
+    lengths: TraceLengths, seed_of: Callable[[PointSpec], int]
+) -> Callable[[PointSpec], int | None]:
+    """For a request-stream point, the tokens of its largest static batch padded to the
+    batch's longest prompt and output, as transformers serves it, over the requests the job
+    draws from the prepared ``lengths`` with its protocol's seed (``seed_of``; None where they
+    are not prepared). On the H100, the line through PyTorch's peaks put summarization at batch 128
+    (283,136 padded tokens) at 62.0 GiB against the 58.7 the card's rows ran out of memory at,
+    and it did (benchmarks/data/h100_2026-12-06_estimate_memory.txt)."""
+    known: dict[tuple, int | None] = {}
+
+    def tokens(point: PointSpec) -> int | None:
+        if point.key not in known:
+            try:
+                drawn = lengths.lengths(point, seed_of(point))
+            except InputError:
+                known[point.key] = None
+            else:
+                known[point.key] = max(
+                    len(b) * (max(drawn[k][0] for k in b) + max(drawn[k][1] for k in b))
+                    for b in static_batches(drawn, point)
+                )
+        return known[point.key]
+
+    return tokens
+
+
+def engine_memory_model(
+    own: pd.DataFrame,
+    limits: Mapping[str, float],
+    model: object = None,
+    plan: JobPlan | None = None,
+) -> MemoryModel | None:
     """The memory model of an engine's own rows (None without any), bounded where they never
-    ran out of memory by what their GPU held (``limits``, :func:`memory_limits`)."""
+    ran out of memory by what their GPU held (``limits``, :func:`memory_limits`). Where
+    ``model`` is a time model that holds the streams' prepared lengths and pads batches, the
+    padded batches of ``plan``'s streams are weighed too (:func:`padded_stream_tokens`)."""
     if own.empty:
         return None
-    return MemoryModel.of(own, limits.get(str(own["gpu_name"].iloc[0]), math.inf))
+    fits = MemoryModel.of(own, limits.get(str(own["gpu_name"].iloc[0]), math.inf))
+    if (
+        plan is not None
+        and isinstance(model, TimeModel)
+        and model.stream_lengths is not None
+        and model.padded_batches
+    ):
+        tokens = padded_stream_tokens(model.stream_lengths, lambda p: plan.protocol_of(p).seed)
+        fits = dataclasses.replace(fits, stream_tokens=tokens)
+    return fits
 
 
 def memory_limits(measurements: pd.DataFrame) -> dict[str, float]:
