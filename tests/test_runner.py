@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import ClassVar
 
@@ -839,13 +840,19 @@ def test_a_job_before_its_deadline_starts_no_trial_it_would_not_finish(
 
     monkeypatch.setattr(fake_backend, "generate", generate)
     # With the plan's estimate of each point's first trial (here 100 s), a fresh journal with
-    # 50 s left starts none: only the control point, at the run's start and end.
+    # 50 s left starts none, nor its engine. With one point's estimate unknown, the engine
+    # starts, and the others are passed over: only the control point, at the run's start and
+    # end.
     over = {p.key: 100.0 for p in plan.points}
     early = stop.Deadline(at=50.0, source="a test", clock=lambda: now["s"])
     fresh = tmp_path / "fresh"
     with pytest.raises(stop.Stopped, match="are expected to take 100 s by the plan's estimate"):
         runner.run_job(plan, out, fresh, log=print, deadline=early, expected_trial_s=over)
-    assert not list(fresh.glob("*.t*.parquet")) and len(list(fresh.glob("control.*"))) == 2
+    assert not list(fresh.glob("*.t*.parquet")) and not list(fresh.glob("control.*"))
+    unknown = dict(list(over.items())[1:])
+    with pytest.raises(stop.Stopped, match="stopped before a trial of"):
+        runner.run_job(plan, out, fresh, log=print, deadline=early, expected_trial_s=unknown)
+    assert len(list(fresh.glob("control.*"))) == 2
     now["s"] = 0.0
     # A trial or a control point takes 6 s: room for the first pass over the six points and
     # the control point twice, not for the second pass.
@@ -884,6 +891,18 @@ def test_a_job_before_its_deadline_starts_no_trial_it_would_not_finish(
     with pytest.raises(stop.Stopped, match=r"\(a test\) before its engine started"):
         runner.run_job(plan, out, journal, log=lambda m: None, deadline=over)
     assert {p.name: p.read_bytes() for p in journal.glob("*.parquet")} == kept
+    # Nor does a run whose time left is shorter than every point's trial in earlier runs:
+    # the engine's start would buy no trial.
+    halfway = tmp_path / "halfway"  # each point's first trial alone
+    shutil.copytree(journal, halfway)
+    for second in halfway.glob("*.t2.parquet"):
+        second.unlink()
+    left = {p.name: p.read_bytes() for p in halfway.glob("*.parquet")}
+    shortest = min(pd.read_parquet(p)["trial_s"].iloc[0] for p in halfway.glob("*.t*.parquet"))
+    brief = stop.Deadline(at=shortest / 2, source="a test", clock=lambda: 0.0)
+    with pytest.raises(stop.Stopped, match=r"no trial fits .* so its engine did not start"):
+        runner.run_job(plan, out, halfway, log=lambda m: None, deadline=brief)
+    assert {p.name: p.read_bytes() for p in halfway.glob("*.parquet")} == left
     monkeypatch.setattr(runner, "make_backend", fake)
     table = runner.run_job(plan, out, journal, log=lambda m: None)
     assert len(table) == len(plan.points) and table["trials"].ge(2).all()

@@ -391,6 +391,10 @@ def run_job(
                     f"the job's time ended at {deadline.ends_utc()} ({deadline.source}) before "
                     "its engine started"
                 )
+            if deadline is not None and (
+                why := _none_fits(due, ids, trials, journal, deadline, expected_trial_s or {})
+            ):
+                raise stop.Stopped(why)
             _measure_points(
                 plan, points, ids, trials, journal, log, streams, pg19, deadline, expected_trial_s
             )
@@ -655,11 +659,7 @@ def _measure_points(
         # ... and in the journal's earlier runs, this machine's or another's (same hardware),
         # so that a point's first trial in this run has something to go by too. Only a run
         # with a deadline asks, so only such a run reads the trials set aside.
-        took_before: dict[tuple, float] = {}
-        for p in points if deadline is not None else ():
-            earlier = [*trials[p.key], *journal.set_aside_trials(ids[p.key])]
-            if longest := _longest_trial_s(earlier):
-                took_before[p.key] = longest
+        took_before = _earlier_trial_s(points, ids, trials, journal) if deadline is not None else {}
         # Points whose next trial would end after the deadline: passed over for the rest of
         # the run (the time left only shrinks), with the reason of each, and a searched
         # shape's points with its largest batch's, whose bound they would otherwise search.
@@ -803,6 +803,47 @@ def _passed_over(
             "never measures it: give the job a longer time limit (the measure rule's runtime)"
         )
     return reason
+
+
+def _earlier_trial_s(
+    points: Sequence[PointSpec],
+    ids: dict,
+    trials: Mapping[tuple, Sequence[dict[str, Any]]],
+    journal: Journal,
+) -> dict[tuple, float]:
+    """The longest trial of each point in the journal's earlier runs, this machine's or
+    another's (the trials set aside too): what a point's first trial in a run goes by."""
+    took: dict[tuple, float] = {}
+    for p in points:
+        earlier = [*trials[p.key], *journal.set_aside_trials(ids[p.key])]
+        if longest := _longest_trial_s(earlier):
+            took[p.key] = longest
+    return took
+
+
+def _none_fits(
+    due: Sequence[PointSpec],
+    ids: dict,
+    trials: Mapping[tuple, Sequence[dict[str, Any]]],
+    journal: Journal,
+    deadline: stop.Deadline,
+    expected: Mapping[tuple, float],
+) -> str | None:
+    """Why the job starts no engine: every point it has left takes, by its trials in earlier
+    runs or the plan's estimate (:func:`_trial_time`), longer than the time left, so the
+    engine's start would buy no trial. None where one may fit or a point's time is unknown."""
+    left_s = deadline.left_s()
+    took = _earlier_trial_s(due, ids, trials, journal)
+    known = [(p, _trial_time(p.key, {}, took, expected)) for p in due]
+    if not known or any(k is None or k[0] <= left_s for _, k in known):
+        return None
+    point, (_, said) = known[0]
+    more = f" (and {len(known) - 1} more points, each longer too)" if len(known) > 1 else ""
+    return (
+        f"no trial fits the {left_s:.0f} s left before the job's time ends ({deadline.source}), "
+        f"so its engine did not start: {ids[point.key]}'s trials {said}{more}; give the job a "
+        "longer time limit (the measure rule's runtime)"
+    )
 
 
 def _trial_time(
