@@ -167,6 +167,7 @@ def _bars(
                     fontsize=11,
                 )
     ax.set_xticks(x, tasks, fontsize=8.5)
+    ax.set_xlim(-0.5, len(tasks) - 0.5)  # every task's place, drawn or said not measured
     return crosses
 
 
