@@ -391,12 +391,29 @@ def run_job(
                     f"the job's time ended at {deadline.ends_utc()} ({deadline.source}) before "
                     "its engine started"
                 )
+            # Each point's longest trial in the journal's earlier runs, this machine's or
+            # another's (same hardware), so that a point's first trial in this run has
+            # something to go by too. Only a run with a deadline asks, so only such a run reads
+            # the trials set aside.
+            took_before = (
+                _earlier_trial_s(points, ids, trials, journal) if deadline is not None else {}
+            )
             if deadline is not None and (
-                why := _none_fits(due, ids, trials, journal, deadline, expected_trial_s or {})
+                why := _none_fits(due, ids, took_before, deadline, expected_trial_s or {})
             ):
                 raise stop.Stopped(why)
             _measure_points(
-                plan, points, ids, trials, journal, log, streams, pg19, deadline, expected_trial_s
+                plan,
+                points,
+                ids,
+                trials,
+                journal,
+                log,
+                streams,
+                pg19,
+                deadline,
+                expected_trial_s,
+                took_before,
             )
         except stop.Stopped as exc:
             done = sum(len(t) for t in trials.values()) - before
@@ -548,6 +565,7 @@ def _measure_points(
     pg19: PG19Prompts | None = None,
     deadline: stop.Deadline | None = None,
     expected_trial_s: Mapping[tuple, float] | None = None,
+    took_before: Mapping[tuple, float] | None = None,
 ) -> None:
     """Measure trials until no point needs one, pass after pass over the points in flight
     (:class:`~llm_energy.measure.trials.TrialSchedule`, at most the protocol's
@@ -555,7 +573,8 @@ def _measure_points(
     shuffled order, so that what changes over the job lands in each point's spread rather
     than in one point. Before ``deadline``, a trial that would not finish with the control
     point after it (by the longest of the point's trials so far in this run, else in the
-    journal's earlier runs, else by ``expected_trial_s``) is not started: its point is passed
+    journal's earlier runs, ``took_before`` (:func:`_earlier_trial_s`), else by
+    ``expected_trial_s``) is not started: its point is passed
     over for the rest of the run (a searched shape whole) and the trials that still fit go on;
     then the job measures its control point and stops
     (:class:`~llm_energy.measure.stop.Stopped`), naming what it passed over."""
@@ -656,10 +675,6 @@ def _measure_points(
         measure_control("start")
         control_s = clock() - started
         took: dict[tuple, float] = {}  # the longest trial of each point in this run (s)
-        # ... and in the journal's earlier runs, this machine's or another's (same hardware),
-        # so that a point's first trial in this run has something to go by too. Only a run
-        # with a deadline asks, so only such a run reads the trials set aside.
-        took_before = _earlier_trial_s(points, ids, trials, journal) if deadline is not None else {}
         # Points whose next trial would end after the deadline: passed over for the rest of
         # the run (the time left only shrinks), with the reason of each, and a searched
         # shape's points with its largest batch's, whose bound they would otherwise search.
@@ -684,7 +699,7 @@ def _measure_points(
                 stop.check()
                 if shape_key(point) in shapes_passed_over:
                     continue  # a smaller batch of a searched shape whose largest waits
-                known = _trial_time(point.key, took, took_before, expected_trial_s or {})
+                known = _trial_time(point.key, took, took_before or {}, expected_trial_s or {})
                 if deadline is not None and known is not None:
                     left_s = deadline.left_s()
                     if known[0] + control_s > left_s:
@@ -824,17 +839,16 @@ def _earlier_trial_s(
 def _none_fits(
     due: Sequence[PointSpec],
     ids: dict,
-    trials: Mapping[tuple, Sequence[dict[str, Any]]],
-    journal: Journal,
+    took_before: Mapping[tuple, float],
     deadline: stop.Deadline,
     expected: Mapping[tuple, float],
 ) -> str | None:
     """Why the job starts no engine: every point it has left takes, by its trials in earlier
-    runs or the plan's estimate (:func:`_trial_time`), longer than the time left, so the
-    engine's start would buy no trial. None where one may fit or a point's time is unknown."""
+    runs (``took_before``, :func:`_earlier_trial_s`) or the plan's estimate
+    (:func:`_trial_time`), longer than the time left, so the engine's start would buy no
+    trial. None where one may fit or a point's time is unknown."""
     left_s = deadline.left_s()
-    took = _earlier_trial_s(due, ids, trials, journal)
-    known = [(p, _trial_time(p.key, {}, took, expected)) for p in due]
+    known = [(p, _trial_time(p.key, {}, took_before, expected)) for p in due]
     if not known or any(k is None or k[0] <= left_s for _, k in known):
         return None
     point, (_, said) = known[0]
