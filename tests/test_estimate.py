@@ -1163,6 +1163,31 @@ def test_the_points_of_a_job_add_up_to_its_expected_time(tiny_config):
     assert (start / 60 + table["minutes"].sum()) / 60 == pytest.approx(expected, rel=0.02)
 
 
+def test_the_points_a_journal_leaves_add_up_to_the_jobs_estimate_of_the_rest(tiny_config):
+    """With the trials a journal leaves, point_costs says how many each point still needs and
+    costs only those: a point with none left costs nothing and is not counted, one left with
+    one trial costs that trial beyond the adaptive ones, and the points with the engine's
+    start add up to job_gpu_hours given the same trials left."""
+    from llm_energy.analysis.gpu_hours import TrialsByWindow, point_costs
+
+    proto = ProtocolSpec(min_trials=3, max_trials=6, control_point=False, measure_prefill=False)
+    points = (PointSpec(1, 128, 8), PointSpec(64, 2048, 256), PointSpec(8, 128, 8))
+    plan, _ = _job(tiny_config, proto, points)
+    rows = _rows(TRUE).assign(model=plan.model.name, repetitions=1, protocol_met=True)
+    rows["trials"] = np.where(rows["duration_s"] < 2.5, 6, 3)
+    short, long, done = plan.points
+    left = {short.key: 1, long.key: 3, done.key: 0}
+    table = point_costs(plan, rows, left=left)
+    assert list(table["trials_left"]) == [1, 3, 0]
+    assert list(table["counted"]) == [True, True, False]
+    assert list(table["trials"]) == [4.0, 3.0, 0.0]
+    assert table["minutes"].iloc[2] == 0.0
+    expected = job_gpu_hours(TRUE, plan, left, TrialsByWindow.of(rows))
+    start = MODEL_LOAD_S + proto.idle_duration_s
+    assert (start / 60 + table["minutes"].sum()) / 60 == pytest.approx(expected, rel=0.02)
+    assert "trials_left" not in point_costs(plan, rows).columns
+
+
 def test_a_points_first_trial_for_the_deadline_is_the_one_the_plan_lists(tiny_config):
     """first_trial_seconds, which a measurement job with a deadline goes by for a point's first
     trial, gives each point the first trial that point_costs lists for it."""

@@ -111,7 +111,8 @@ def cmd_estimate(args: argparse.Namespace) -> None:
             raise ConfigError(
                 f"--points {args.points}: no such job (the jobs: {', '.join(sorted(jobs))})"
             )
-        points = point_costs(jobs[args.points], measured, lengths)
+        mine = None if left is None else left[args.points]
+        points = point_costs(jobs[args.points], measured, lengths, mine)
         log(f"\n{args.points}, point by point:")
         log(points.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.workload_parts is not None:
@@ -217,7 +218,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--points",
         metavar="GROUP",
         help="also list one job's points: whether each fits, one trial's minutes, the trials "
-        "expected and their minutes",
+        "expected and their minutes (with --journals or resume_from_shipped, the trials each "
+        "point has left and only their minutes)",
     )
     e.add_argument(
         "--workload-parts",

@@ -801,17 +801,21 @@ def estimate(
 
 
 def point_costs(
-    plan: JobPlan, measurements: pd.DataFrame, lengths: TraceLengths | None = None
+    plan: JobPlan,
+    measurements: pd.DataFrame,
+    lengths: TraceLengths | None = None,
+    left: TrialsLeft | None = None,
 ) -> pd.DataFrame:
     """One line per point of ``plan``: what it measures, whether the engine's rows say it fits
     and whether the job spends time on it (:func:`counted_points`), one trial's minutes with
     its warm-up, the trials adaptive trials are expected to take in a window as long as its
     own (:class:`TrialsByWindow`), and the minutes of those trials; what to measure first
     where a session is short. Empty where no rows time the job. ``lengths``: as
-    :func:`estimate` takes them."""
+    :func:`estimate` takes them; ``left``: the job's trials its journal leaves, as
+    :func:`estimate` takes them by job, so that the points add up to the job's estimate."""
     known = {plan.model.name: plan.model}
     model, _, own = _time_model(plan, measurements, known, lengths)
-    return timed_point_costs(plan, model, own, measurements)
+    return timed_point_costs(plan, model, own, measurements, left)
 
 
 def first_trial_seconds(
@@ -832,12 +836,18 @@ def timed_point_costs(
     model: TimeModel | MeasuredShapes | ServedTimeModel | None,
     own: pd.DataFrame,
     measurements: pd.DataFrame,
+    left: TrialsLeft | None = None,
 ) -> pd.DataFrame:
     """:func:`point_costs` by a time model already fitted (:func:`_time_model`'s model and the
     job's own rows), for a caller that needs the model too. A point's minutes hold the probes
     its search runs below a batch out of memory (:func:`bound_probe_seconds`); a point the job
-    runs out of memory costs one attempt (:func:`out_of_memory_seconds`)."""
+    runs out of memory costs one attempt (:func:`out_of_memory_seconds`). With ``left``, a
+    column ``trials_left`` gives the trials each point's journal leaves at ``min_trials``, and
+    a point costs the rest of its trials, as in :func:`job_gpu_hours`: none when it has
+    none left."""
     columns = ["point", "experiments", "fits", "counted", "trial_min", "trials", "minutes"]
+    if left is not None:
+        columns.insert(columns.index("trials"), "trials_left")
     if model is None:
         return pd.DataFrame(columns=columns)
     fits = engine_memory_model(own, memory_limits(measurements), model, plan)
@@ -852,21 +862,24 @@ def timed_point_costs(
         proto = plan.protocol_of(point)
         warm, cold = _trial_seconds(model, point, proto)
         trials = _expected_trials(by_window, model, point, proto)
-        spent = point.key in counted
+        needed = proto.min_trials if left is None else left.get(point.key, proto.min_trials)
+        # A point its journal holds costs the rest of its trials, none when it needs none.
+        trials = trials - proto.min_trials + needed if needed else 0.0
+        spent = point.key in counted and bool(trials)
         probes = bound_probe_seconds(model, plan, point, fits) if spent else 0.0
-        lines.append(
-            {
-                "point": _label(point),
-                "experiments": "+".join(point.experiments),
-                "fits": fits is None or fits.fits(point),
-                "counted": spent,
-                "trial_min": warm / 60,
-                "trials": trials,
-                "minutes": (warm + (trials - 1) * cold + probes) / 60
-                if spent
-                else (attempt_s / 60 if point.key in attempted else 0.0),
-            }
-        )
+        line = {
+            "point": _label(point),
+            "experiments": "+".join(point.experiments),
+            "fits": fits is None or fits.fits(point),
+            "counted": spent,
+            "trial_min": warm / 60,
+            "trials_left": needed,
+            "trials": trials,
+            "minutes": (warm + (trials - 1) * cold + probes) / 60
+            if spent
+            else (attempt_s / 60 if point.key in attempted and needed else 0.0),
+        }
+        lines.append({name: line[name] for name in columns})
     return pd.DataFrame(lines, columns=columns)
 
 
