@@ -509,3 +509,56 @@ def test_the_gpu_time_share_reads_each_run_from_the_journal(tmp_path, capsys):
     ]
     assert "job: the run of 2026-12-04T10:00:00.000+00:00 has no end" in capsys.readouterr().err
     assert bench.job_share(journal, times)["job_s"] == 300.0
+
+
+def test_coverage_counts_the_points_rows_complete_or_leave_short_and_the_variants_rows():
+    """coverage.py on the grid: the Llama-3.1-8B vLLM grid table completes as many points as
+    it has rows, a row with too few trials leaves its point short (measured again), every other
+    point has no row; Qwen1.5-32B's rows, measured with config/h200_qwen.yaml's warm-up before
+    every trial, count only with that layer as a variant."""
+    from llm_energy.measure.resume import read_tables
+
+    bench = _load("coverage")
+    grid = [str(ROOT / "config/h200_grid.yaml")]
+    tables = ROOT / "resources/measurements/h200"
+    llama = pd.read_parquet(tables / "grid__llama-3.1-8b__vllm.parquet")
+    short = llama.copy()
+    short.loc[short.index[0], ["trials", "protocol_met"]] = [2, False]
+    status = bench.coverage(grid, [(tables / "grid.parquet", short)])
+    each = status.drop_duplicates(["job", "point"])
+    assert each["status"].value_counts().to_dict() == {
+        "unmeasured": len(each) - len(llama),
+        "complete": len(llama) - 1,
+        "short": 1,
+    }
+    assert set(each.loc[each["status"] != "unmeasured", "job"]) == {"llama-3.1-8b__vllm"}
+
+    qwen = read_tables([tables / "grid__qwen1.5-32b__vllm.parquet"])
+    alone = bench.coverage(grid, qwen)
+    assert (alone["status"] == "unmeasured").all()
+    layered = bench.coverage(grid, qwen, [[str(ROOT / "config/h200_qwen.yaml")]])
+    done = layered[layered["status"] == "complete"].drop_duplicates(["job", "point"])
+    assert set(done["job"]) == {"qwen1.5-32b__vllm"}
+    assert len(done) == len(qwen[0][1])
+    text = bench.render(layered, qwen)
+    assert f"each once: {len(done)} of {len(each)} complete, 0 short" in text
+
+
+@pytest.mark.parametrize(
+    "report", sorted(p.name for p in (ROOT / "benchmarks/data").glob("*_coverage_*.md"))
+)
+def test_the_shipped_coverage_reports_are_what_their_command_prints_now(
+    report, capsys, monkeypatch
+):
+    """benchmarks/data/*_coverage_*.md begin with the command that wrote them (`make
+    docs-coverage`): run again over the shipped tables, it prints the same report, so the
+    counts a closing note quotes are those of the rows on main."""
+    import shlex
+
+    bench = _load("coverage")
+    text = (ROOT / "benchmarks/data" / report).read_text()
+    command = shlex.split(text.splitlines()[0].split("`")[1])
+    assert command[:2] == ["python", "benchmarks/coverage.py"]
+    monkeypatch.chdir(ROOT)
+    bench.main(command[2:])
+    assert capsys.readouterr().out == text, f"{report} is stale: run make docs-coverage"

@@ -1,0 +1,184 @@
+"""How much of a configuration the shipped rows cover, family by family and job by job.
+
+Each point of the configuration's plan is one of three:
+
+- ``complete``: a row of the tables stands for it as the workflow's ``resume_from_shipped``
+  seeds a job (:func:`llm_energy.measure.resume.complete`): measured in at least the
+  protocol's ``min_trials`` trials that met it, or recorded as not measured (out of memory,
+  not attempted above a shape's bound, passed over below a bin's largest feasible batch);
+- ``short``: rows of the point exist and none completes it (too few trials, a window under the
+  protocol, a device error): a job measures it again from its first trial;
+- ``unmeasured``: no row of the tables is the point's.
+
+A point of several families counts under each. Tables measured with a layer that changes the
+protocol (``config/h200_three_trials.yaml``'s three trials at most) file their rows under other
+point ids than the study's own: each ``--variant`` (layers over the study, comma-separated)
+counts too, a point being complete where the variant's plan holds the same job and point
+shape (batch, lengths, decoding, request stream, prompts, serving: the point less any protocol
+its family gives it) and a row completes it there. The counts come from the rows and the
+plans alone, so a closing note or a review can quote them without counting by hand.
+
+    python benchmarks/coverage.py CONFIG [CONFIG ...] --tables resources/measurements/h200 \\
+        [--variant LAYER[,LAYER ...] ...] [--out COVERAGE.md]
+
+A benchmark that reports numbers, not a test with a threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from llm_energy.config import load_config
+from llm_energy.measure.job import JobPlan
+from llm_energy.measure.plan import plan_study
+from llm_energy.measure.point_ids import point_ids
+from llm_energy.measure.resume import Tables, read_tables, trials_left
+
+STATUSES = ("complete", "short", "unmeasured")
+
+
+def _with_rows(plan: JobPlan, tables: Tables) -> set[tuple]:
+    """The keys of the plan's points that some row of ``tables`` is filed under, by the point
+    id version each row carries."""
+    keys: set[tuple] = set()
+    by_version: dict[int, dict[str, tuple]] = {}
+    for _, table in tables:
+        if "point_id" not in table.columns:
+            continue
+        versions = (
+            table["point_id_version"].fillna(1).astype(int)
+            if "point_id_version" in table.columns
+            else pd.Series(1, index=table.index)
+        )
+        for version in sorted(set(versions)):
+            if version not in by_version:
+                by_version[version] = {pid: key for key, pid in point_ids(plan, version).items()}
+            theirs = by_version[version]
+            ids = table.loc[versions == version, "point_id"]
+            keys |= {theirs[pid] for pid in ids if pid in theirs}
+    return keys
+
+
+def _shape(key: tuple) -> tuple:
+    """A point's key without the protocol a family gives its points (``PointSpec.key`` ends
+    with ``"protocol"`` and that protocol's hash), which a variant's layers may change."""
+    return key[: key.index("protocol")] if "protocol" in key else key
+
+
+def _found(jobs: dict[str, JobPlan], tables: Tables) -> tuple[set[tuple], set[tuple]]:
+    """The (job, point shape) pairs of ``jobs`` that a row of ``tables`` completes, and those
+    that some row is filed under."""
+    done: set[tuple] = set()
+    seen: set[tuple] = set()
+    for group, plan in jobs.items():
+        left = trials_left(plan, None, tables)
+        done |= {(group, _shape(key)) for key, n in left.items() if n == 0}
+        seen |= {(group, _shape(key)) for key in _with_rows(plan, tables)}
+    return done, seen
+
+
+def point_status(plan: JobPlan, done: set[tuple], seen: set[tuple]) -> pd.DataFrame:
+    """One line per (point, family) of ``plan``: its job, family, point key, batch size and
+    status, by the (job, point shape) pairs rows complete (``done``) and are filed under
+    (``seen``)."""
+    lines = []
+    for point in plan.points:
+        here = (plan.group, _shape(point.key))
+        if here in done:
+            status = "complete"
+        elif here in seen:
+            status = "short"
+        else:
+            status = "unmeasured"
+        for family in point.experiments or ("",):
+            lines.append((family, plan.group, point.key, point.batch_size, status))
+    return pd.DataFrame(lines, columns=["family", "job", "point", "batch_size", "status"])
+
+
+def coverage(
+    configs: Sequence[str], tables: Tables, variants: Sequence[Sequence[str]] = ()
+) -> pd.DataFrame:
+    """Every (point, family) of the study ``configs`` describe (layered as the workflow
+    layers them) with its status (:func:`point_status`); a point is complete where a row
+    completes it under the study or under one of its ``variants`` (layers over it)."""
+    jobs = plan_study(load_config(*configs))
+    done, seen = _found(jobs, tables)
+    for layers in variants:
+        more_done, more_seen = _found(plan_study(load_config(*configs, *layers)), tables)
+        done, seen = done | more_done, seen | more_seen
+    return pd.concat([point_status(plan, done, seen) for plan in jobs.values()], ignore_index=True)
+
+
+def counts(status: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Points by ``by`` (columns of :func:`coverage`'s lines), counted by status, with the
+    share complete."""
+    out = (
+        status.groupby(list(by))["status"]
+        .value_counts()
+        .unstack("status", fill_value=0)
+        .reindex(columns=list(STATUSES), fill_value=0)
+        .reset_index()
+    )
+    out.columns.name = None
+    out.insert(len(by), "points", out[list(STATUSES)].sum(axis=1))
+    out["complete_share"] = out["complete"] / out["points"]
+    return out
+
+
+def render(status: pd.DataFrame, tables: Tables, command: str = "") -> str:
+    """The counts by family and job, by family, and of the study's points each once, under
+    the ``command`` that wrote them."""
+    lines = [f"`{command}`: {len(tables)} tables", ""] if command else []
+    lines += [
+        counts(status, ["family", "job"]).to_markdown(index=False, floatfmt=".3f"),
+        "",
+    ]
+    for _, row in counts(status, ["family"]).iterrows():
+        lines.append(
+            f"- {row['family']}: {row['complete']} of {row['points']} points complete, "
+            f"{row['short']} short of the protocol, {row['unmeasured']} without a row"
+        )
+    each = status.drop_duplicates(["job", "point"]).assign(study="all")
+    total = counts(each, ["study"]).iloc[0]
+    lines.append(
+        f"\nthe study's points, each once: {total['complete']} of {total['points']} complete, "
+        f"{total['short']} short of the protocol, {total['unmeasured']} without a row"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("configs", nargs="+", help="the study's configuration and its layers")
+    ap.add_argument(
+        "--tables", nargs="+", type=Path, required=True, help="job tables, or folders of them"
+    )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="layers over the study, comma-separated, whose plans' rows count too",
+    )
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    variants = [layers.split(",") for layers in args.variant]
+    paths = sorted(
+        p for given in args.tables for p in (given.glob("*.parquet") if given.is_dir() else [given])
+    )
+    tables = read_tables(paths)
+    status = coverage(args.configs, tables, variants)
+    given = [*args.configs, "--tables", *map(str, args.tables)]
+    given += [word for layers in args.variant for word in ("--variant", layers)]
+    text = render(status, tables, shlex.join(["python", "benchmarks/coverage.py", *given]))
+    print(text, end="")
+    if args.out:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
