@@ -36,32 +36,9 @@ import pandas as pd
 from llm_energy.config import load_config
 from llm_energy.measure.job import JobPlan
 from llm_energy.measure.plan import plan_study
-from llm_energy.measure.point_ids import point_ids
-from llm_energy.measure.resume import Tables, read_tables, trials_left
+from llm_energy.measure.resume import Tables, read_tables, rows_of_points, trials_left
 
 STATUSES = ("complete", "short", "unmeasured")
-
-
-def _with_rows(plan: JobPlan, tables: Tables) -> set[tuple]:
-    """The keys of the plan's points that some row of ``tables`` is filed under, by the point
-    id version each row carries."""
-    keys: set[tuple] = set()
-    by_version: dict[int, dict[str, tuple]] = {}
-    for _, table in tables:
-        if "point_id" not in table.columns:
-            continue
-        versions = (
-            table["point_id_version"].fillna(1).astype(int)
-            if "point_id_version" in table.columns
-            else pd.Series(1, index=table.index)
-        )
-        for version in sorted(set(versions)):
-            if version not in by_version:
-                by_version[version] = {pid: key for key, pid in point_ids(plan, version).items()}
-            theirs = by_version[version]
-            ids = table.loc[versions == version, "point_id"]
-            keys |= {theirs[pid] for pid in ids if pid in theirs}
-    return keys
 
 
 def _shape(key: tuple) -> tuple:
@@ -78,7 +55,7 @@ def _found(jobs: dict[str, JobPlan], tables: Tables) -> tuple[set[tuple], set[tu
     for group, plan in jobs.items():
         left = trials_left(plan, None, tables)
         done |= {(group, _shape(key)) for key, n in left.items() if n == 0}
-        seen |= {(group, _shape(key)) for key in _with_rows(plan, tables)}
+        seen |= {(group, _shape(key)) for key, _, _ in rows_of_points(plan, tables)}
     return done, seen
 
 

@@ -3,7 +3,7 @@ stand for its points, copied into its journal, and the trials each point still n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +40,11 @@ def read_tables(paths: Sequence[Path | str]) -> Tables:
     return [(Path(p), read_table(p)) for p in paths]
 
 
-def _seedable(
-    plan: JobPlan, tables: Tables, version: int
-) -> dict[str, tuple[dict[str, Any], Path]]:
-    """The rows of ``tables`` that :func:`seed_journal` would copy, by the point id (of
-    ``version``) they would be filed under, first table first; with the table each came from."""
-    mine = point_ids(plan, version)
-    protocols = {p.key: plan.protocol_of(p) for p in plan.points}
+def rows_of_points(plan: JobPlan, tables: Tables) -> Iterator[tuple[tuple, dict[str, Any], Path]]:
+    """Every row of ``tables`` filed under a point of ``plan`` (by the point id version the
+    row carries), table by table in order: the point's key, the row and its table."""
     # Point key by id, per id version: named once for all the tables.
     keys_by_id: dict[int, dict[str, tuple]] = {}
-    found: dict[str, tuple[dict[str, Any], Path]] = {}
     for path, table in tables:
         if "point_id" not in table.columns:
             continue
@@ -65,9 +60,20 @@ def _seedable(
             theirs = keys_by_id[their_version]
             rows = table[(versions == their_version) & table["point_id"].isin(theirs)]
             for _, row in rows.iterrows():
-                key = theirs[row["point_id"]]
-                if mine[key] not in found and complete(row.to_dict(), protocols[key]):
-                    found[mine[key]] = (row.to_dict(), path)
+                yield theirs[row["point_id"]], row.to_dict(), path
+
+
+def _seedable(
+    plan: JobPlan, tables: Tables, version: int
+) -> dict[str, tuple[dict[str, Any], Path]]:
+    """The rows of ``tables`` that :func:`seed_journal` would copy, by the point id (of
+    ``version``) they would be filed under, first table first; with the table each came from."""
+    mine = point_ids(plan, version)
+    protocols = {p.key: plan.protocol_of(p) for p in plan.points}
+    found: dict[str, tuple[dict[str, Any], Path]] = {}
+    for key, row, path in rows_of_points(plan, tables):
+        if mine[key] not in found and complete(row, protocols[key]):
+            found[mine[key]] = (row, path)
     return found
 
 
