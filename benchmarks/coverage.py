@@ -13,10 +13,11 @@ Each point of the configuration's plan is one of three:
 A point of several families counts under each. Tables measured with a layer that changes the
 protocol (``config/h200_three_trials.yaml``'s three trials at most) file their rows under other
 point ids than the study's own: each ``--variant`` (layers over the study, comma-separated)
-counts too, a point being complete where the variant's plan holds the same job and point
-shape (batch, lengths, decoding, request stream, prompts, serving: the point less any protocol
-its family gives it) and a row completes it there. The counts come from the rows and the
-plans alone, so a closing note or a review can quote them without counting by hand.
+counts too, a point being complete where the variant's plan holds a point of the same job,
+shape (batch, lengths, decoding, request stream, prompts, serving: the point less the protocol
+its family gives it) and family, and a row completes that point. The counts come from the
+rows and the plans alone, so a closing note or a review can quote them without counting by
+hand.
 
     python benchmarks/coverage.py CONFIG [CONFIG ...] --tables resources/measurements/h200 \\
         [--variant LAYER[,LAYER ...] ...] [--out COVERAGE.md]
@@ -34,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from llm_energy.config import load_config
-from llm_energy.measure.job import JobPlan
+from llm_energy.measure.job import JobPlan, PointSpec
 from llm_energy.measure.plan import plan_study
 from llm_energy.measure.resume import Tables, read_tables, rows_of_points, trials_left
 
@@ -47,28 +48,39 @@ def _shape(key: tuple) -> tuple:
     return key[: key.index("protocol")] if "protocol" in key else key
 
 
+def _names(group: str, point: PointSpec) -> set[tuple]:
+    """What a point is matched by across the study and its variants: its job, its shape and
+    each of its families (a family gives all its points one protocol, so within a family the
+    shape is the point)."""
+    return {(group, _shape(point.key), family) for family in point.experiments or ("",)}
+
+
 def _found(jobs: dict[str, JobPlan], tables: Tables) -> tuple[set[tuple], set[tuple]]:
-    """The (job, point shape) pairs of ``jobs`` that a row of ``tables`` completes, and those
-    that some row is filed under."""
+    """The names (:func:`_names`) of the points of ``jobs`` that a row of ``tables``
+    completes, and of those that some row is filed under."""
     done: set[tuple] = set()
     seen: set[tuple] = set()
     for group, plan in jobs.items():
         left = trials_left(plan, None, tables)
-        done |= {(group, _shape(key)) for key, n in left.items() if n == 0}
-        seen |= {(group, _shape(key)) for key, _, _ in rows_of_points(plan, tables)}
+        filed = {key for key, _, _ in rows_of_points(plan, tables)}
+        for point in plan.points:
+            if left[point.key] == 0:
+                done |= _names(group, point)
+            if point.key in filed:
+                seen |= _names(group, point)
     return done, seen
 
 
 def point_status(plan: JobPlan, done: set[tuple], seen: set[tuple]) -> pd.DataFrame:
     """One line per (point, family) of ``plan``: its job, family, point key, batch size and
-    status, by the (job, point shape) pairs rows complete (``done``) and are filed under
-    (``seen``)."""
+    status, by the names (:func:`_names`) of the points rows complete (``done``) and are
+    filed under (``seen``)."""
     lines = []
     for point in plan.points:
-        here = (plan.group, _shape(point.key))
-        if here in done:
+        names = _names(plan.group, point)
+        if names & done:
             status = "complete"
-        elif here in seen:
+        elif names & seen:
             status = "short"
         else:
             status = "unmeasured"
