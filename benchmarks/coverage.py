@@ -96,6 +96,8 @@ def coverage(
     layers them) with its status (:func:`point_status`); a point is complete where a row
     completes it under the study or under one of its ``variants`` (layers over it)."""
     jobs = plan_study(load_config(*configs))
+    if not jobs:
+        raise SystemExit(f"coverage: {' '.join(configs)} plans no measurement job")
     done, seen = _found(jobs, tables)
     for layers in variants:
         more_done, more_seen = _found(plan_study(load_config(*configs, *layers)), tables)
