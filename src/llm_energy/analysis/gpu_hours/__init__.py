@@ -300,6 +300,18 @@ def _expected_trials(
 TrialsLeft = Mapping[tuple, int]
 
 
+def _trials_needed(point: PointSpec, proto: ProtocolSpec, left: TrialsLeft | None) -> int:
+    """The trials ``point`` still needs at its ``min_trials`` by ``left`` (its journal's
+    count, by point key): all of them without one."""
+    return proto.min_trials if left is None else left.get(point.key, proto.min_trials)
+
+
+def _trials_this_run(expected: float, proto: ProtocolSpec, needed: int) -> float:
+    """The trials a point costs a run: the ``expected`` adaptive trials, less those its
+    journal holds (``needed`` of its ``min_trials`` are left); none where it needs none."""
+    return expected - proto.min_trials + needed if needed else 0.0
+
+
 def job_gpu_hours(
     model: TimeModel | MeasuredShapes | ServedTimeModel,
     plan: JobPlan,
@@ -326,10 +338,8 @@ def job_gpu_hours(
     protocols = [plan.protocol_of(p) for p in points]
 
     def count(point: PointSpec, proto: ProtocolSpec) -> float:
-        least = proto.min_trials
-        extra = _expected_trials(trials, model, point, proto) - least
-        needed = least if left is None else left.get(point.key, least)
-        return needed + extra if needed else 0
+        expected = _expected_trials(trials, model, point, proto)
+        return _trials_this_run(expected, proto, _trials_needed(point, proto, left))
 
     trials_each = [count(p, proto) for p, proto in zip(points, protocols, strict=True)]
     if not any(trials_each):
@@ -861,10 +871,8 @@ def timed_point_costs(
     for point in plan.points:
         proto = plan.protocol_of(point)
         warm, cold = _trial_seconds(model, point, proto)
-        trials = _expected_trials(by_window, model, point, proto)
-        needed = proto.min_trials if left is None else left.get(point.key, proto.min_trials)
-        # A point its journal holds costs the rest of its trials, none when it needs none.
-        trials = trials - proto.min_trials + needed if needed else 0.0
+        needed = _trials_needed(point, proto, left)
+        trials = _trials_this_run(_expected_trials(by_window, model, point, proto), proto, needed)
         spent = point.key in counted and bool(trials)
         probes = bound_probe_seconds(model, plan, point, fits) if spent else 0.0
         line = {
