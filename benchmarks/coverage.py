@@ -35,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from llm_energy.config import load_config
+from llm_energy.errors import LlmEnergyError
 from llm_energy.measure.job import JobPlan, PointSpec
 from llm_energy.measure.plan import plan_study
 from llm_energy.measure.resume import Tables, read_tables, rows_of_points, trials_left
@@ -161,8 +162,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     paths = sorted(
         p for given in args.tables for p in (given.glob("*.parquet") if given.is_dir() else [given])
     )
-    tables = read_tables(paths)
-    status = coverage(args.configs, tables, variants)
+    try:
+        tables = read_tables(paths)
+        status = coverage(args.configs, tables, variants)
+    except LlmEnergyError as exc:  # a wrong config key, a missing table: one line, no trace
+        raise SystemExit(f"coverage: {exc}") from None
     given = [*args.configs, "--tables", *map(str, args.tables)]
     given += [word for layers in args.variant for word in ("--variant", layers)]
     text = render(status, tables, shlex.join(["python", "benchmarks/coverage.py", *given]))
