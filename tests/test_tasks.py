@@ -278,6 +278,90 @@ def test_task_point_runs_through_transformers_on_the_tiny_model(tiny_config, tmp
     assert all(s == window[0] for s in window)  # every repetition serves the same requests
 
 
+def test_a_stop_asked_for_mid_stream_ends_the_window_before_the_next_batch(
+    tiny_config, tmp_path, monkeypatch
+):
+    """A thousand requests are one repetition of minutes, longer than Slurm waits between
+    SIGTERM and SIGKILL: a stream stops between two of its batches, not at its end."""
+    import signal
+
+    from llm_energy.backends.transformers.backend import TransformersBackend
+    from llm_energy.measure import stop
+
+    config = _tasks_config(tiny_config, tasks=["translation"], batch_sizes=[2], max_input_tokens=40)
+    job = plan_study(config)["tiny__pytorch"]
+    _lengths_table(tmp_path / "tasks", "translation", [12, 45, 7, 30, 22, 9], [3, 6, 2, 5, 4, 1])
+    batches = []
+    generate = TransformersBackend.generate
+
+    def signalled_in_the_windows_first_batch(self, prepared, output_tokens, decoding):
+        batches.append(prepared["input_ids"].shape[0])
+        if len(batches) == 2:  # the warm-up's one batch, then the window's first
+            stop._record(signal.SIGTERM, None)
+        return generate(self, prepared, output_tokens, decoding)
+
+    monkeypatch.setattr(TransformersBackend, "generate", signalled_in_the_windows_first_batch)
+    try:
+        with pytest.raises(stop.Stopped, match="stopped by SIGTERM"):
+            runner.run_job(
+                job,
+                tmp_path / "out.parquet",
+                tmp_path / "journal",
+                log=lambda m: None,
+                traces_dir=tmp_path / "traces",
+                tasks_dir=tmp_path / "tasks",
+            )
+    finally:
+        stop.reset()
+    assert batches == [2, 2]  # of the window's three batches, the first alone
+    assert not list((tmp_path / "journal").glob("*.t*.parquet"))  # the window is not written
+
+
+def test_vllm_streams_stop_between_static_batches_only():
+    """vLLM's static batches drain before the next is added: there a stop ends the stream.
+    Continuous batching has no such place; its window ends at the repetition's end."""
+    import signal
+    from types import SimpleNamespace
+
+    from llm_energy.backends.vllm.backend import VllmBackend
+    from llm_energy.measure import stop
+
+    added: list[str] = []
+
+    class Engine:
+        def add_request(self, request_id, prompt, params):
+            added.append(request_id)
+
+        def step(self):
+            finished = [
+                SimpleNamespace(
+                    finished=True, request_id=r, outputs=[SimpleNamespace(token_ids=[0] * 2)]
+                )
+                for r in added
+                if r not in done
+            ]
+            done.update(r.request_id for r in finished)
+            if len(done) == 2:
+                stop._record(signal.SIGTERM, None)
+            return finished
+
+    done: set[str] = set()
+    backend = VllmBackend.__new__(VllmBackend)
+    backend._llm = SimpleNamespace(llm_engine=Engine())
+    backend._check_capacity = lambda prompts, outputs: None
+    backend.sampling_params = lambda output_tokens, decoding: None
+    prompts = [{"prompt_token_ids": [1, 2]} for _ in range(6)]
+    try:
+        with pytest.raises(stop.Stopped):
+            backend.serve(prompts, [2] * 6, 2, continuous=False)
+        assert len(added) == 2  # the first batch, drained; the second never added
+        added.clear()
+        done.clear()
+        assert backend.serve(prompts, [2] * 6, 2, continuous=True) == 12
+    finally:
+        stop.reset()
+
+
 class Recorder(Backend):
     """Generates nothing; keeps the prompts it is given. Llama 3's vocabulary size."""
 

@@ -9,7 +9,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from llm_energy.backends.base import Backend, library_versions
+from llm_energy.backends.transformers.ranks import world_size
 from llm_energy.errors import BackendError, ConfigError
+from llm_energy.measure import stop
 from llm_energy.measure.job import DecodingSpec
 
 
@@ -185,6 +187,12 @@ class TransformersBackend(Backend):
         prompts: list[list[int]] = prepared.get("prompts") or prepared["input_ids"].tolist()
         generated = 0
         for start in range(0, len(prompts), concurrency):
+            if start and world_size() == 1:
+                # Between two batches is a safe place to abandon the window: a stream of a
+                # thousand requests is one repetition of minutes, longer than Slurm waits
+                # between SIGTERM and SIGKILL. Tensor-parallel ranks each run this loop in
+                # step, so they stop at the repetition's end, as rank 0 alone decides.
+                stop.check()
             batch = prompts[start : start + concurrency]
             wanted = output_tokens[start : start + concurrency]
             width = max(len(p) for p in batch)

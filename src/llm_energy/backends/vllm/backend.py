@@ -21,6 +21,7 @@ from typing import Any
 from llm_energy.backends.base import Backend, library_versions
 from llm_energy.errors import BackendError, ConfigError
 from llm_energy.inputs.model_configs import load_config_dict
+from llm_energy.measure import stop
 from llm_energy.measure.job import DecodingSpec
 
 # Engine options that this module interprets itself instead of passing them to ``LLM``.
@@ -263,6 +264,8 @@ class VllmBackend(Backend):
 
         generated = 0
         while queue or in_flight:
+            if not continuous and in_flight == 0 and generated:
+                stop.check()  # between two static batches: a safe place to abandon the window
             if continuous or in_flight == 0:
                 while queue and in_flight < concurrency:
                     add()
