@@ -536,9 +536,13 @@ LAYERED_TABLES = {
         ["h100_tasks_batch8_128.yaml", "h100_tasks_batch8_128_pytorch.yaml"],
         5,
     ),
-    "h100/tasks-batch8-translation-summarization__llama-3.1-8b__pytorch": (
+    "h100/tasks-batch8-summarization__llama-3.1-8b__pytorch": (
         ["h100_tasks_batch8_128.yaml", "h100_tasks_batch8_128_pytorch.yaml"],
         1,
+    ),
+    "h100/tasks-batch8-translation-generation__llama-3.1-8b__pytorch": (
+        ["h100_tasks_batch8_128.yaml", "h100_tasks_batch8_128_pytorch.yaml"],
+        2,
     ),
     "spec__r1-distill-qwen-32b__vllm": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4": (["h200_speculative.yaml"], 3),
