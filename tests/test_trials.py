@@ -452,10 +452,10 @@ def test_a_job_with_two_points_in_flight_measures_them_two_at_a_time(
     assert (table["trials"] == 3).all() and table["protocol_met"].all()
     progress = [m for m in messages if "] trial " in m]
     assert progress[0].startswith("[pass 1, 1/2; points 0 done, 2 in flight, 3 waiting] trial 1")
-    assert "14 trials left at min_trials" in progress[0]
+    assert "at least 14 trials left" in progress[0]
     assert progress[-1].startswith("[pass ")
     assert "points 5 done, 0 in flight, 0 waiting] trial 3" in progress[-1]
-    assert progress[-1].endswith("pass ends in ~0 s, 0 trials left at min_trials")
+    assert progress[-1].endswith("pass ends in ~0 s, no trial left")
 
 
 @pytest.mark.parametrize("points_in_flight", [None, 1, 2])

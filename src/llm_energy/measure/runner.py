@@ -779,7 +779,7 @@ def _measure_points(
                         trial,
                         point,
                         row,
-                        f"pass ends in ~{pass_left_s:.0f} s, {owed} trials left at min_trials",
+                        f"pass ends in ~{pass_left_s:.0f} s, {_trials_left(owed)}",
                     )
                 )
         measure_control("end")
@@ -794,6 +794,13 @@ def _measure_points(
             backend.close()
         except Exception as exc:  # a device that failed may fail to close too: said, not raised
             log(f"closing the engine failed: {first_line(exc)}")
+
+
+def _trials_left(owed: int) -> str:
+    """The fewest trials the job's due points still take: more where an interval stays wide."""
+    if owed == 0:
+        return "no trial left"
+    return f"at least {owed} trial{'s' if owed > 1 else ''} left"
 
 
 def _passed_over(
