@@ -237,6 +237,18 @@ def test_task_streams_read_the_task_folder_and_count_clipped_requests(tmp_path):
 # --------------------------------------------------------------------------- runs
 
 
+def _run_task_job(job, tmp_path: Path) -> pd.DataFrame:
+    """The job's table, its task streams read from ``tmp_path / "tasks"``."""
+    return runner.run_job(
+        job,
+        tmp_path / "out.parquet",
+        tmp_path / "journal",
+        log=lambda m: None,
+        traces_dir=tmp_path / "traces",
+        tasks_dir=tmp_path / "tasks",
+    )
+
+
 def test_task_point_runs_through_transformers_on_the_tiny_model(tiny_config, tmp_path, monkeypatch):
     from llm_energy.backends.transformers.backend import TransformersBackend
 
@@ -252,14 +264,7 @@ def test_task_point_runs_through_transformers_on_the_tiny_model(tiny_config, tmp
         return serve(self, prepared, output_tokens, concurrency, continuous=continuous)
 
     monkeypatch.setattr(TransformersBackend, "serve", recording)
-    table = runner.run_job(
-        job,
-        tmp_path / "out.parquet",
-        tmp_path / "journal",
-        log=lambda m: None,
-        traces_dir=tmp_path / "traces",
-        tasks_dir=tmp_path / "tasks",
-    )
+    table = _run_task_job(job, tmp_path)
     (row,) = table.to_dict("records")
     assert row["feasible"] and row["backend"] == "transformers"
     assert (row["trace"], row["serving"], row["requests"]) == ("translation", "offline", 6)
@@ -303,14 +308,7 @@ def test_a_stop_asked_for_mid_stream_ends_the_window_before_the_next_batch(
     monkeypatch.setattr(TransformersBackend, "generate", signalled_in_the_windows_first_batch)
     try:
         with pytest.raises(stop.Stopped, match="stopped by SIGTERM"):
-            runner.run_job(
-                job,
-                tmp_path / "out.parquet",
-                tmp_path / "journal",
-                log=lambda m: None,
-                traces_dir=tmp_path / "traces",
-                tasks_dir=tmp_path / "tasks",
-            )
+            _run_task_job(job, tmp_path)
     finally:
         stop.reset()
     assert batches == [2, 2]  # of the window's three batches, the first alone
