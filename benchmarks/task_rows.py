@@ -8,11 +8,14 @@ examples, how this session's row compares with each earlier session's.
 
 Against an earlier row at the same batch: ``energy_vs_<session>_pct``, this row's energy per
 request over the earlier one's, minus one, in per cent (two sessions of one point: the spread
-between sessions). At another batch: ``energy_per_request_batch<B>_<session>_j`` and this
-row's energy over it (``over_batch<B>_<session>``). A PyTorch row beside an earlier session's
-vLLM row of the same task and batch: ``energy_over_vllm_<session>`` (two sessions, so the
-spread between sessions is inside the ratio). A benchmark that reports numbers, not a
-test with a threshold.
+between sessions), and likewise ``above_idle_vs_<session>_pct`` for the energy above the GPU's
+idle power (``energy_above_idle_per_request_j``) and ``duration_vs_<session>_pct`` for the
+trial's time: where two sessions' machines differ in speed, the idle power over the longer
+time makes part of the difference, and the energy above idle shows the rest. At another batch:
+``energy_per_request_batch<B>_<session>_j`` and this row's energy over it
+(``over_batch<B>_<session>``). A PyTorch row beside an earlier session's vLLM row of the same
+task and batch: ``energy_over_vllm_<session>`` (two sessions, so the spread between sessions is
+inside the ratio). A benchmark that reports numbers, not a test with a threshold.
 """
 
 from __future__ import annotations
@@ -28,7 +31,16 @@ KEY = ["engine", "task", "requests"]
 def _measured(tables: list[Path]) -> pd.DataFrame:
     """The measured rows of request streams in trials, with their task named."""
     if not tables:
-        return pd.DataFrame(columns=[*KEY, "batch_size", "machine_session", "energy_per_request_j"])
+        return pd.DataFrame(
+            columns=[
+                *KEY,
+                "batch_size",
+                "machine_session",
+                "energy_per_request_j",
+                "energy_above_idle_j",
+                "duration_s",
+            ]
+        )
     rows = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
     rows = rows[rows["feasible"].astype(bool) & rows["trials"].fillna(0).gt(0)]
     return rows.assign(task=rows["trace"])
@@ -54,6 +66,9 @@ def task_rows(session: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
             "energy_ci95_pct": (100 * session["energy_j_ci95"] / session["energy_j"]).round(2),
             "duration_s": session["duration_s"].round(2),
             "mean_power_w": session["mean_power_w"].round(1),
+            "energy_above_idle_per_request_j": (
+                session["energy_above_idle_j"] / session["requests"]
+            ).round(2),
             "control_drift_energy_pct": (100 * session["control_drift_energy"]).round(2),
             "control_drift_duration_pct": (100 * session["control_drift_duration"]).round(2),
         }
@@ -67,13 +82,28 @@ def task_rows(session: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
     earlier = earlier[~earlier["machine_session"].isin(set(session["machine_session"]))]
     mine = list(lines[KEY].itertuples(index=False, name=None))
     for (name, batch), group in earlier.groupby(["machine_session", "batch_size"]):
-        means = group.groupby(KEY)["energy_per_request_j"].mean()
-        before = pd.Series([means.get(k, float("nan")) for k in mine], dtype=float)
+        group = group.assign(above_idle=group["energy_above_idle_j"] / group["requests"])
+        means = group.groupby(KEY)[["energy_per_request_j", "above_idle", "duration_s"]].mean()
+
+        def earlier_mean(column: str, means: pd.DataFrame = means) -> pd.Series:
+            known = means[column]
+            return pd.Series([known.get(k, float("nan")) for k in mine], dtype=float)
+
+        before = earlier_mean("energy_per_request_j")
         label = _session_name(name)
         same = before.notna() & lines["batch_size"].eq(batch)
         other = before.notna() & ~same
         if same.any():
-            lines.loc[same, f"energy_vs_{label}_pct"] = (100 * (per_request / before - 1)).round(1)
+            for column, now, then in (
+                (f"energy_vs_{label}_pct", per_request, before),
+                (
+                    f"above_idle_vs_{label}_pct",
+                    lines["energy_above_idle_per_request_j"],
+                    earlier_mean("above_idle"),
+                ),
+                (f"duration_vs_{label}_pct", session["duration_s"], earlier_mean("duration_s")),
+            ):
+                lines.loc[same, column] = (100 * (now / then - 1)).round(1)
         if other.any():
             lines.loc[other, f"energy_per_request_batch{batch}_{label}_j"] = before.round(2)
             lines.loc[other, f"over_batch{batch}_{label}"] = (per_request / before).round(2)

@@ -375,6 +375,7 @@ def test_the_task_rows_set_each_engine_beside_vllm_and_each_row_beside_earlier_s
             "energy_j_ci95": energy / 100,
             "duration_s": 10.0,
             "mean_power_w": 500.0,
+            "energy_above_idle_j": energy / 2,
             "control_drift_energy": 0.01,
             "control_drift_duration": -0.02,
             "machine_session": session,
@@ -394,6 +395,9 @@ def test_the_task_rows_set_each_engine_beside_vllm_and_each_row_beside_earlier_s
     assert lines["energy_ci95_pct"].tolist() == [1.0, 1.0]
     assert lines["energy_over_vllm"].to_dict() == {"vllm": 1.0, "pytorch": 3.0}
     assert lines.loc["vllm", "energy_vs_vm_a_pct"] == -20.0
+    assert lines["energy_above_idle_per_request_j"].to_dict() == {"vllm": 5.0, "pytorch": 15.0}
+    assert lines.loc["vllm", "above_idle_vs_vm_a_pct"] == -20.0
+    assert lines.loc["vllm", "duration_vs_vm_a_pct"] == 0.0
     assert lines.loc["vllm", "energy_per_request_batch128_vm_a_j"] == 5.0
     assert lines.loc["vllm", "over_batch128_vm_a"] == 2.0
     assert lines[["energy_vs_vm_a_pct", "over_batch128_vm_a"]].loc["pytorch"].isna().all()
