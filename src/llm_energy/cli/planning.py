@@ -89,7 +89,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         points += f", {table['points_left'].sum()} of them left to measure"
     expected = table["expected_job_min"] * table["gpus"]
     weight = expected.where(table["share_in_windows"].notna()).sum()
-    # No job with time left to spend (every point measured) has no share to say.
+    # Where no job has time left to spend (every point measured), there is no share to say.
     inside = (table["share_in_windows"] * expected).sum() / weight if weight > 0 else math.nan
     share = "" if math.isnan(inside) else f", {inside:.0%} of their expected time inside windows"
     log(

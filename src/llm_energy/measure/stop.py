@@ -14,8 +14,8 @@ finishes together, or, in a request stream served in static batches by one proce
 the current batch (a stream of a thousand requests is one repetition of minutes). There it
 abandons the current window unwritten, closes its engine (vLLM's engine process, the other
 ranks) and exits with :data:`EXIT_STOPPED`. Every finished trial is already in the journal, so
-a rerun or a requeued job measures only the rest. A job killed
-before it gets there loses nothing more: journal entries are written whole or not at all.
+a rerun or a requeued job measures only the rest. A job killed before it gets there loses
+nothing more: journal entries are written whole or not at all.
 """
 
 from __future__ import annotations
