@@ -140,6 +140,44 @@ def test_a_job_measures_every_point_once_before_any_point_twice(
     assert again["trial_duration_s"].tolist() == table["trial_duration_s"].tolist()
 
 
+def test_trials_at_most_caps_a_run_and_a_later_run_on_the_machine_adds_the_rest(
+    tiny_config, tmp_path, fake_backend
+):
+    """--trials-at-most: no point gets a trial past N in this run, even where its interval
+    asks for more; a later run of the job on the same machine goes on to max_trials."""
+    from llm_energy.errors import ConfigError
+
+    # A target no spread meets: every point asks for its max_trials.
+    tiny_config["protocol"].update(min_trials=2, max_trials=4, target_ci95_rel=0.0)
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    out, journal = tmp_path / "out.parquet", tmp_path / "journal"
+    with pytest.raises(ConfigError, match="--trials-at-most 0: expected 1 or more"):
+        runner.run_job(plan, out, journal, log=lambda m: None, trials_at_most=0)
+    messages: list[str] = []
+    capped = runner.run_job(plan, out, journal, log=messages.append, trials_at_most=3)
+    assert (capped["trials"] == 3).all() and capped["protocol_met"].all()
+    assert any("at most 3 in this run (--trials-at-most), 4 by the protocol" in m for m in messages)
+    n = len(plan.points)
+    assert any(f"{n} points stopped at --trials-at-most 3" in m for m in messages)
+    # The same cap again measures nothing; without it, the run adds the fourth trials.
+    again = runner.run_job(plan, out, journal, log=lambda m: None, trials_at_most=3)
+    assert again["trial_duration_s"].tolist() == capped["trial_duration_s"].tolist()
+    assert (runner.run_job(plan, out, journal, log=lambda m: None)["trials"] == 4).all()
+
+
+def test_trials_at_most_comes_from_the_option_else_the_environment(monkeypatch):
+    from llm_energy.cli.measure import TRIALS_AT_MOST_ENV, _trials_at_most
+    from llm_energy.errors import ConfigError
+
+    monkeypatch.delenv(TRIALS_AT_MOST_ENV, raising=False)
+    assert _trials_at_most(None) is None
+    monkeypatch.setenv(TRIALS_AT_MOST_ENV, "3")
+    assert (_trials_at_most(None), _trials_at_most(5)) == (3, 5)
+    monkeypatch.setenv(TRIALS_AT_MOST_ENV, "three")
+    with pytest.raises(ConfigError, match="LLM_ENERGY_TRIALS_AT_MOST=three: expected a whole"):
+        _trials_at_most(None)
+
+
 def test_a_damaged_journal_entry_is_moved_aside_and_only_its_trial_measured_again(
     tiny_config, tmp_path, fake_backend
 ):

@@ -39,6 +39,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
             measure=measure,
             deadline=deadline,
             expected_trial_s=expected,
+            trials_at_most=_trials_at_most(args.trials_at_most),
         )
 
     if args.from_journal:
@@ -60,6 +61,27 @@ def cmd_measure(args: argparse.Namespace) -> None:
     except attempts.NOT_RETRIED as exc:
         attempts.record(journal, plan_text, args.attempt, exc)
         raise
+
+
+# The --trials-at-most of every job a workflow starts, set once in the environment of snakemake.
+TRIALS_AT_MOST_ENV = "LLM_ENERGY_TRIALS_AT_MOST"
+
+
+def _trials_at_most(given: int | None) -> int | None:
+    """``--trials-at-most``, else the environment's :data:`TRIALS_AT_MOST_ENV`, else none."""
+    import os
+
+    from llm_energy.errors import ConfigError
+
+    if given is not None:
+        return given
+    value = os.environ.get(TRIALS_AT_MOST_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{TRIALS_AT_MOST_ENV}={value}: expected a whole number") from None
 
 
 def _expected_trial_seconds(plan: JobPlan, tables: list[str], lengths=None) -> dict[tuple, float]:
@@ -168,6 +190,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "it, and stops with what it measured in its journal (default: the environment's "
         "LLM_ENERGY_STOP_BY, in the same form; under Slurm the job's time limit ends it "
         "earlier where it ends first)",
+    )
+    m.add_argument(
+        "--trials-at-most",
+        type=int,
+        metavar="N",
+        help="give no point more than N trials, its journal's included, even where its "
+        "interval is wider than the target: a later run of the job on the same machine adds "
+        "them (default: the environment's LLM_ENERGY_TRIALS_AT_MOST, else the protocol's "
+        "max_trials). For jobs that share one machine's time: the first job's points at "
+        "min_trials leave the next jobs theirs",
     )
     m.add_argument(
         "--time-model-rows",

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from llm_energy.backends import Backend, make_backend
-from llm_energy.errors import DeviceUnusableError, first_line
+from llm_energy.errors import ConfigError, DeviceUnusableError, first_line
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
 from llm_energy.measure import health, heartbeat, provenance, runs, stop
@@ -32,6 +32,7 @@ from llm_energy.measure.job import (
     EngineSpec,
     JobPlan,
     PointSpec,
+    ProtocolSpec,
     stable_hash,
     warms_up,
 )
@@ -336,6 +337,7 @@ def run_job(
     measure: bool = True,
     deadline: stop.Deadline | None = None,
     expected_trial_s: Mapping[tuple, float] | None = None,
+    trials_at_most: int | None = None,
 ) -> pd.DataFrame:
     """Measure every point of ``plan`` not yet in the journal, then write the job's table.
     Request-stream points draw their lengths from the prepared traces in ``traces_dir`` or the
@@ -343,7 +345,10 @@ def run_job(
     in ``pg19_path``. Without ``measure``, the table holds what the journal holds. With
     ``deadline``, the job starts no trial it would not finish before it, by the point's trials
     so far, else by ``expected_trial_s`` (a point's first trial by the plan's estimate, by
-    point key)."""
+    point key). With ``trials_at_most``, no point gets a trial past that many (its journal's
+    included): one whose interval is still wider than the target is left for a later run."""
+    if trials_at_most is not None and trials_at_most < 1:
+        raise ConfigError(f"--trials-at-most {trials_at_most}: expected 1 or more")
     journal = Journal(journal_dir, log=log)
     for line in runs.earlier_runs(journal):
         log(line)
@@ -364,12 +369,20 @@ def run_job(
     here = provenance.machine_session()
     if measure:
         _set_aside_other_sessions(plan, points, ids, trials, journal, here, log)
-    due = [p for p in points if needs_trial(trials[p.key], plan.protocol_of(p), here)]
+
+    def wants_trial(p: PointSpec) -> bool:
+        return _wants_trial(trials[p.key], plan.protocol_of(p), here, trials_at_most)
+
+    due = [p for p in points if wants_trial(p)]
+    most = plan.protocol.max_trials
+    if trials_at_most is not None and trials_at_most < most:
+        most_said = f"{trials_at_most} in this run (--trials-at-most), {most} by the protocol"
+    else:
+        most_said = str(most)
     log(
         f"job {plan.group}: {len(points)} points, {len(points) - len(due)} already in the "
         f"journal {journal_dir} (point ids version {journal.version}), {len(due)} with trials "
-        f"to measure (at least {plan.protocol.min_trials}, at most {plan.protocol.max_trials} "
-        "each)"
+        f"to measure (at least {plan.protocol.min_trials}, at most {most_said} each)"
     )
     if due and not measure:
         log(
@@ -414,6 +427,7 @@ def run_job(
                 deadline,
                 expected_trial_s,
                 took_before,
+                trials_at_most,
             )
         except stop.Stopped as exc:
             done = sum(len(t) for t in trials.values()) - before
@@ -427,6 +441,18 @@ def run_job(
                 "trial, and running the job again (on another GPU if this one keeps failing) "
                 "measures the rest"
             ) from None
+    if measure and trials_at_most is not None:
+        capped = [
+            p
+            for p in points
+            if not wants_trial(p) and needs_trial(trials[p.key], plan.protocol_of(p), here)
+        ]
+        if capped:
+            log(
+                f"{len(capped)} points stopped at --trials-at-most {trials_at_most} with their "
+                "interval wider than the target: a later run of this job on this machine "
+                "adds their trials"
+            )
     controls = journal.controls()
     # A copied row keeps its own session's drift; the others get their session's of this job.
     rows = []
@@ -566,6 +592,7 @@ def _measure_points(
     deadline: stop.Deadline | None = None,
     expected_trial_s: Mapping[tuple, float] | None = None,
     took_before: Mapping[tuple, float] | None = None,
+    trials_at_most: int | None = None,
 ) -> None:
     """Measure trials until no point needs one, pass after pass over the points in flight
     (:class:`~llm_energy.measure.trials.TrialSchedule`, at most the protocol's
@@ -684,7 +711,7 @@ def _measure_points(
         def due(p: PointSpec) -> bool:
             if p.key in passed_over or shape_key(p) in shapes_passed_over:
                 return False
-            return needs_trial(trials[p.key], plan.protocol_of(p), here)
+            return _wants_trial(trials[p.key], plan.protocol_of(p), here, trials_at_most)
 
         schedule = TrialSchedule(
             points,
@@ -794,6 +821,19 @@ def _measure_points(
             backend.close()
         except Exception as exc:  # a device that failed may fail to close too: said, not raised
             log(f"closing the engine failed: {first_line(exc)}")
+
+
+def _wants_trial(
+    trials: Sequence[dict[str, Any]],
+    protocol: ProtocolSpec,
+    session: str | None,
+    at_most: int | None,
+) -> bool:
+    """Whether this run measures another trial of a point: the protocol asks for one
+    (:func:`needs_trial`) and the point has fewer than ``at_most`` trials."""
+    if at_most is not None and len(trials) >= at_most:
+        return False
+    return needs_trial(trials, protocol, session)
 
 
 def _trials_left(owed: int) -> str:
