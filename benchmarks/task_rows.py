@@ -84,26 +84,23 @@ def task_rows(session: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
     for (name, batch), group in earlier.groupby(["machine_session", "batch_size"]):
         group = group.assign(above_idle=group["energy_above_idle_j"] / group["requests"])
         means = group.groupby(KEY)[["energy_per_request_j", "above_idle", "duration_s"]].mean()
-
-        def earlier_mean(column: str, means: pd.DataFrame = means) -> pd.Series:
-            known = means[column]
-            return pd.Series([known.get(k, float("nan")) for k in mine], dtype=float)
-
-        before = earlier_mean("energy_per_request_j")
+        # The earlier session's means in the order of this session's lines (NaN where none).
+        then = means.reindex(pd.MultiIndex.from_tuples(mine)).reset_index(drop=True).astype(float)
+        before = then["energy_per_request_j"]
         label = _session_name(name)
         same = before.notna() & lines["batch_size"].eq(batch)
         other = before.notna() & ~same
         if same.any():
-            for column, now, then in (
+            for column, now, earlier_value in (
                 (f"energy_vs_{label}_pct", per_request, before),
                 (
                     f"above_idle_vs_{label}_pct",
                     lines["energy_above_idle_per_request_j"],
-                    earlier_mean("above_idle"),
+                    then["above_idle"],
                 ),
-                (f"duration_vs_{label}_pct", session["duration_s"], earlier_mean("duration_s")),
+                (f"duration_vs_{label}_pct", session["duration_s"], then["duration_s"]),
             ):
-                lines.loc[same, column] = (100 * (now / then - 1)).round(1)
+                lines.loc[same, column] = (100 * (now / earlier_value - 1)).round(1)
         if other.any():
             lines.loc[other, f"energy_per_request_batch{batch}_{label}_j"] = before.round(2)
             lines.loc[other, f"over_batch{batch}_{label}"] = (per_request / before).round(2)

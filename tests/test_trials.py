@@ -173,9 +173,10 @@ def test_trials_at_most_comes_from_the_option_else_the_environment(monkeypatch):
     assert _trials_at_most(None) is None
     monkeypatch.setenv(TRIALS_AT_MOST_ENV, "3")
     assert (_trials_at_most(None), _trials_at_most(5)) == (3, 5)
-    monkeypatch.setenv(TRIALS_AT_MOST_ENV, "three")
-    with pytest.raises(ConfigError, match="LLM_ENERGY_TRIALS_AT_MOST=three: expected a whole"):
-        _trials_at_most(None)
+    for value in ("three", "0"):
+        monkeypatch.setenv(TRIALS_AT_MOST_ENV, value)
+        with pytest.raises(ConfigError, match=f"LLM_ENERGY_TRIALS_AT_MOST={value}: expected a"):
+            _trials_at_most(None)
 
 
 def test_a_damaged_journal_entry_is_moved_aside_and_only_its_trial_measured_again(
