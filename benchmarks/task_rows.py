@@ -78,7 +78,8 @@ def task_rows(session: pd.DataFrame, earlier: pd.DataFrame) -> pd.DataFrame:
     )
     on_vllm = lines["engine"] == "vllm"
     vllm = dict(zip(stream[on_vllm], per_request[on_vllm], strict=True))
-    lines["energy_over_vllm"] = (per_request / stream.map(vllm)).round(2)
+    # A vLLM row over itself says nothing: the ratio is PyTorch's alone.
+    lines["energy_over_vllm"] = (per_request / stream.map(vllm)).round(2).where(~on_vllm)
     earlier = earlier[~earlier["machine_session"].isin(set(session["machine_session"]))]
     mine = list(lines[KEY].itertuples(index=False, name=None))
     for (name, batch), group in earlier.groupby(["machine_session", "batch_size"]):

@@ -393,7 +393,8 @@ def test_the_task_rows_set_each_engine_beside_vllm_and_each_row_beside_earlier_s
     lines = bench.task_rows(session, earlier).set_index("engine")
     assert lines["energy_per_request_j"].to_dict() == {"vllm": 10.0, "pytorch": 30.0}
     assert lines["energy_ci95_pct"].tolist() == [1.0, 1.0]
-    assert lines["energy_over_vllm"].to_dict() == {"vllm": 1.0, "pytorch": 3.0}
+    assert lines.loc["pytorch", "energy_over_vllm"] == 3.0
+    assert pd.isna(lines.loc["vllm", "energy_over_vllm"])  # not vLLM over itself
     assert lines.loc["vllm", "energy_vs_vm_a_pct"] == -20.0
     assert lines["energy_above_idle_per_request_j"].to_dict() == {"vllm": 5.0, "pytorch": 15.0}
     assert lines.loc["vllm", "above_idle_vs_vm_a_pct"] == -20.0
