@@ -36,6 +36,10 @@ time the journal holds (``trial_s``; ``trials_timed`` of them): a trial's wall t
 windows and its warm-up (prompts, meter and clock reads, the GPU watch, the host's load), and
 ``harness_over_windows`` that time over those trials' windows, the harness's overhead measured
 in every job.
+``trials_against_plan`` counts the trials whose run kept the plan's estimate of their point's
+trial in its record (a run given ``--time-model-rows``), and ``trial_over_plan_median``,
+``_min`` and ``_max`` their wall time over it: how far off the plan the job's own estimate was,
+trial by trial, read from the journal alone.
 ``--estimate`` (the table ``llm-energy estimate-gpu-hours`` prints, as CSV with ``group`` and
 ``estimated_gpu_hours``, and ``estimated_job_min`` or ``gpus``) adds each job's planned wall
 time beside the actual one. A benchmark that reports numbers, not a test with a threshold.
@@ -165,6 +169,33 @@ def recorded_runs(journal: Path) -> pd.DataFrame:
 JOB_TIMES = ["job", "started_utc", "ended_utc"]
 
 
+def against_plan(journal: Path, trials: list[pd.Series]) -> list[float]:
+    """Each timed trial's wall time (``trial_s``) over what its run expected of its point's
+    trial: the plan's estimate that the run's record keeps (``expected_trial_s`` by point id,
+    written by runs given ``--time-model-rows``). The trial's run is the recorded one whose
+    start and end hold its timestamp (a run without an end holds what came after its start);
+    trials of runs that kept no estimate are left out."""
+    runs = []
+    for path in sorted(journal.glob("run.*.json")):
+        run = json.loads(path.read_text())
+        if run.get("expected_trial_s"):
+            end = pd.Timestamp(run["ended_utc"]) if "ended_utc" in run else pd.Timestamp.max
+            end = end.tz_localize("UTC") if end.tzinfo is None else end
+            runs.append((pd.Timestamp(run["started_utc"]), end, run["expected_trial_s"]))
+    ratios = []
+    for trial in trials:
+        stamp, took = trial.get("timestamp"), trial.get("trial_s", math.nan)
+        if stamp is None or pd.isna(stamp) or pd.isna(took):
+            continue
+        at = pd.Timestamp(stamp)
+        at = at.tz_localize("UTC") if at.tzinfo is None else at
+        expected = [e for start, end, e in runs if start <= at <= end]
+        seconds = expected[0].get(str(trial["point_id"])) if expected else None
+        if seconds:
+            ratios.append(float(took) / float(seconds))
+    return ratios
+
+
 def job_share(journal: Path, runs: pd.DataFrame) -> dict:
     trials = journal_trials(journal)
     measured = [t for t in trials if bool(t["feasible"]) and int(t["repetitions"] or 0) > 0]
@@ -216,6 +247,7 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         - (warmup_seconds(t) if bool(t.get("warmed_up", True)) else 0.0)
         for t in timed_trials
     )
+    planned = against_plan(journal, measured)
     outside = (loaded_s, windows_s, warmups_s, replays_outside_windows_s, bound_searches_s)
     rest_s = wall_s - sum(x for x in (*outside, attempts_s) if not math.isnan(x))
     return {
@@ -249,6 +281,10 @@ def job_share(journal: Path, runs: pd.DataFrame) -> dict:
         "harness_over_windows": round(harness_in_trials_s / timed_windows_s, 4)
         if timed_windows_s
         else math.nan,
+        "trials_against_plan": len(planned),
+        "trial_over_plan_median": round(float(np.median(planned)), 2) if planned else math.nan,
+        "trial_over_plan_min": round(min(planned), 2) if planned else math.nan,
+        "trial_over_plan_max": round(max(planned), 2) if planned else math.nan,
         "share_in_windows": round(windows_s / wall_s, 3) if wall_s else float("nan"),
         "share_if_warmed_up_once": round(windows_s / (wall_s - later_warmups_s), 3)
         if wall_s > later_warmups_s

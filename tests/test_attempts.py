@@ -15,6 +15,7 @@ from llm_energy.config import validate
 from llm_energy.errors import BackendError, InputError, LlmEnergyError, MissingExtraError
 from llm_energy.measure import attempts
 from llm_energy.measure.plan import plan_study
+from llm_energy.measure.point_ids import point_ids
 
 
 @pytest.fixture
@@ -150,6 +151,11 @@ def test_a_deadline_times_a_task_stream_by_the_lengths_the_job_is_given(
     argv += ["--journal", str(tmp_path / "journal"), "--time-model-rows", str(rows)]
     assert cli.main([*argv, "--task-lengths", str(tasks)]) == 2
     assert "1 request stream by its requests' own lengths" in (capsys.readouterr().out)
+    # The run's record keeps what the plan expected of each point's trial, by point id.
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "journal").glob("run.*.json")]
+    assert list(record["expected_trial_s"]) == list(point_ids(plan).values())
+    assert all(seconds > 0 for seconds in record["expected_trial_s"].values())
+    assert "1 request stream by its requests' own lengths" in record["expected_basis"]
     assert cli.main([*argv, "--task-lengths", str(tmp_path / "none")]) == 2
     assert "1 request stream as batches at its length caps, an upper bound" in (
         capsys.readouterr().out

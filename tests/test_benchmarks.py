@@ -513,7 +513,51 @@ def test_the_gpu_time_share_reads_each_run_from_the_journal(tmp_path, capsys):
         }
     ]
     assert "job: the run of 2026-12-04T10:00:00.000+00:00 has no end" in capsys.readouterr().err
-    assert bench.job_share(journal, times)["job_s"] == 300.0
+    share = bench.job_share(journal, times)
+    assert share["job_s"] == 300.0
+    assert share["trials_against_plan"] == 0  # no run kept the plan's estimate
+
+
+def test_the_gpu_time_share_sets_each_trial_against_its_runs_estimate(tmp_path):
+    """gpu_time_share.py: a trial's wall time over the estimate of its point's trial that its
+    run's record keeps; a trial of a run without an estimate, or of a point it did not time,
+    is left out."""
+    import json
+
+    bench = _load("gpu_time_share")
+    journal = tmp_path / "job"
+    journal.mkdir()
+    runs = [
+        {  # no estimate: --time-model-rows not given
+            "started_utc": "2026-12-04T10:00:00.000+00:00",
+            "ended_utc": "2026-12-04T10:30:00.000+00:00",
+            "exit_status": 0,
+        },
+        {
+            "started_utc": "2026-12-04T11:00:00.000+00:00",
+            "ended_utc": "2026-12-04T11:30:00.000+00:00",
+            "exit_status": 75,
+            "expected_trial_s": {"p": 100.0},
+            "expected_basis": "fitted to 3 points",
+        },
+    ]
+    for run in runs:
+        name = f"run.{run['started_utc'].replace(':', '')}.json"
+        (journal / name).write_text(json.dumps(run) + "\n")
+    trials = [
+        ("p", "2026-12-04T10:05:00+00:00", 90.0),  # the run without an estimate
+        ("p", "2026-12-04T11:05:00+00:00", 110.0),
+        ("p", "2026-12-04T11:10:00+00:00", 125.0),
+        ("q", "2026-12-04T11:15:00+00:00", 50.0),  # a point the estimate did not time
+    ]
+    for n, (point, stamp, took) in enumerate(trials, start=1):
+        row = {"point_id": point, "feasible": True, "repetitions": 1, "duration_s": 2.0}
+        row |= {"timestamp": stamp, "trial_s": took}
+        pd.DataFrame([row]).to_parquet(journal / f"{point}.t{n}.parquet")
+    share = bench.job_share(journal, bench.recorded_runs(journal))
+    assert share["trials_against_plan"] == 2
+    assert share["trial_over_plan_min"] == 1.1 and share["trial_over_plan_max"] == 1.25
+    assert share["trial_over_plan_median"] == 1.18
 
 
 def test_coverage_counts_the_points_rows_complete_or_leave_short_and_the_variants_rows():

@@ -846,7 +846,8 @@ def test_a_job_before_its_deadline_starts_no_trial_it_would_not_finish(
     over = {p.key: 100.0 for p in plan.points}
     early = stop.Deadline(at=50.0, source="a test", clock=lambda: now["s"])
     fresh = tmp_path / "fresh"
-    with pytest.raises(stop.Stopped, match="are expected to take 100 s by the plan's estimate"):
+    said = "are expected to take 100 s each by the plan's estimate"
+    with pytest.raises(stop.Stopped, match=said):
         runner.run_job(plan, out, fresh, log=print, deadline=early, expected_trial_s=over)
     assert not list(fresh.glob("*.t*.parquet")) and not list(fresh.glob("control.*"))
     unknown = dict(list(over.items())[1:])
@@ -1018,8 +1019,11 @@ def test_a_trial_that_would_not_fit_is_passed_over_and_the_trials_that_fit_are_m
             expected_trial_s=expected,
         )
     passed = [m for m in messages if m.startswith("passed over for this run: ")]
-    assert len(passed) == 1 and "expected to take 100 s by the plan's estimate" in passed[0]
+    assert len(passed) == 1 and "expected to take 100 s each by the plan's estimate" in passed[0]
     assert "longer than the whole 60 s this run had" in passed[0]
+    # Each trial's line sets its time against the plan's estimate of its point's trial.
+    against = [m for m in messages if "of the plan's 3 s; pass ends in" in m]
+    assert len(against) == len(plan.points) - 1
     assert "give the job a longer time limit" in str(stopped.value)
     # Every other point was measured; the long one has no trial.
     measured = {p.name.split(".t")[0] for p in journal.glob("*.t*.parquet")}

@@ -74,7 +74,7 @@ def test_a_figure_rebuilds_by_name_without_measuring_again(smoke_run):
 
 def test_a_job_with_a_deadline_goes_by_the_hardwares_shipped_tables_for_first_trials(smoke_run):
     """Where the hardware ships job tables, the measure rule has each job fit the plan's
-    estimate of every point's first trial to them; it reads them only when it has a deadline."""
+    estimate of every point's first trial to them, for its deadline and its trials' lines."""
     work, _ = smoke_run
     group = "tiny-llama__pytorch"
     shipped = work / "resources/measurements/cpu"
@@ -88,7 +88,8 @@ def test_a_job_with_a_deadline_goes_by_the_hardwares_shipped_tables_for_first_tr
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         log = (work / f"logs/measure/cpu/{group}.log").read_text()
-        assert "the plan's estimate of each point's first trial, for the job's deadline: " in log
+        said = "the plan's estimate of each point's first trial, for the job's deadline and each "
+        assert said + "trial's line: " in log
         assert "fitted to 15 points measured on" in log
         assert "already in the journal" in log  # the journal holds every trial: none measured
     finally:

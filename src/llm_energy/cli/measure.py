@@ -54,10 +54,13 @@ def cmd_measure(args: argparse.Namespace) -> None:
     attempts.check(journal, plan_text, args.attempt)
     try:
         deadline = deadline_from(args.stop_by)
-        if deadline is not None and args.time_model_rows:
+        estimate: dict[str, object] = {}
+        if args.time_model_rows:
             lengths = stream_lengths(args)
-            expected.update(_expected_trial_seconds(plan, args.time_model_rows, lengths))
-        with runs.recorded(journal, started_utc, args.attempt, deadline):
+            seconds, basis = _expected_trial_seconds(plan, args.time_model_rows, lengths)
+            expected.update(seconds)
+            estimate = runs.estimate_record(plan, journal, seconds, basis)
+        with runs.recorded(journal, started_utc, args.attempt, deadline, estimate):
             _measure(args, plan, plan_path, journal, job)
     except attempts.NOT_RETRIED as exc:
         attempts.record(journal, plan_text, args.attempt, exc)
@@ -85,9 +88,13 @@ def _trials_at_most(given: int | None) -> int | None:
     return at_most
 
 
-def _expected_trial_seconds(plan: JobPlan, tables: list[str], lengths=None) -> dict[tuple, float]:
+def _expected_trial_seconds(
+    plan: JobPlan, tables: list[str], lengths=None
+) -> tuple[dict[tuple, float], str]:
     """Each point's first trial by the plan's estimate, fitted to ``tables`` (a request stream
-    without a measured time per request by its requests' ``lengths``), for the deadline."""
+    without a measured time per request by its requests' ``lengths``), by point key, and the
+    estimate's basis: for the deadline, for each trial's line in the log, and for the run's
+    record in the journal."""
     import pandas as pd
 
     from llm_energy.analysis.gpu_hours import first_trial_seconds
@@ -99,8 +106,9 @@ def _expected_trial_seconds(plan: JobPlan, tables: list[str], lengths=None) -> d
     ]
     if not paths:
         where = ", ".join(tables)
-        log(f"no estimate of the points' trials for the job's deadline: no job tables in {where}")
-        return {}
+        basis = f"no job tables in {where}"
+        log(f"no estimate of the points' trials for the job's deadline: {basis}")
+        return {}, basis
     try:
         rows = pd.concat([read_table(t) for t in paths], ignore_index=True)
     except (InputError, OSError, ValueError) as exc:
@@ -113,11 +121,12 @@ def _expected_trial_seconds(plan: JobPlan, tables: list[str], lengths=None) -> d
             "resources/measurements/h200/*.parquet"
         ) from exc
     log(
-        f"the plan's estimate of each point's first trial, for the job's deadline: {basis}"
+        f"the plan's estimate of each point's first trial, for the job's deadline and each "
+        f"trial's line: {basis}"
         if seconds
         else f"no estimate of the points' trials for the job's deadline: {basis}"
     )
-    return seconds
+    return seconds, basis
 
 
 def _measure(args: argparse.Namespace, plan: JobPlan, plan_path: Path, journal: Path, job) -> None:

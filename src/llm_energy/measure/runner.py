@@ -806,7 +806,8 @@ def _measure_points(
                         trial,
                         point,
                         row,
-                        f"pass ends in ~{pass_left_s:.0f} s, {_trials_left(owed)}",
+                        _against_plan(row, (expected_trial_s or {}).get(point.key))
+                        + f"pass ends in ~{pass_left_s:.0f} s, {_trials_left(owed)}",
                     )
                 )
         measure_control("end")
@@ -821,6 +822,15 @@ def _measure_points(
             backend.close()
         except Exception as exc:  # a device that failed may fail to close too: said, not raised
             log(f"closing the engine failed: {first_line(exc)}")
+
+
+def _against_plan(row: dict[str, Any], expected_s: float | None) -> str:
+    """How long the trial took, warm-up and harness included, against the plan's estimate of
+    the point's trial, for its line in the log (an empty string where the plan timed none)."""
+    if expected_s is None or not math.isfinite(expected_s) or expected_s <= 0:
+        return ""
+    took = row["trial_s"]
+    return f"took {took:.0f} s, {took / expected_s:.2f} of the plan's {expected_s:.0f} s; "
 
 
 def _wants_trial(
@@ -920,7 +930,9 @@ def _trial_time(
     if key in earlier_runs:
         return earlier_runs[key], f"took up to {earlier_runs[key]:.0f} s in earlier runs"
     if key in expected and math.isfinite(expected[key]):
-        return expected[key], f"are expected to take {expected[key]:.0f} s by the plan's estimate"
+        return expected[
+            key
+        ], f"are expected to take {expected[key]:.0f} s each by the plan's estimate"
     return None
 
 

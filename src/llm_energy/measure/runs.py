@@ -14,16 +14,20 @@ trials, with no log or scheduler record needed to read it back
 
 from __future__ import annotations
 
+import math
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llm_energy.errors import LlmEnergyError, first_line
 from llm_energy.measure import provenance, stop
 from llm_energy.measure.store import Journal
+
+if TYPE_CHECKING:
+    from llm_energy.measure.job import JobPlan
 
 # Set while a run is recorded: the processes the run starts itself (tensor-parallel ranks under
 # torchrun, which run the same command) inherit it and are part of that run, not runs of their own.
@@ -36,10 +40,12 @@ def recorded(
     started_utc: str,
     attempt: int | None = None,
     deadline: stop.Deadline | None = None,
+    estimate: Mapping[str, Any] | None = None,
 ) -> Iterator[None]:
     """Record the run that starts at ``started_utc`` in the journal for as long as the block
     runs, and how it ended; inside a process the run started itself, record nothing. With
-    ``deadline``, the run's record says when its time ends and where that end came from."""
+    ``deadline``, the run's record says when its time ends and where that end came from; with
+    ``estimate`` (:func:`estimate_record`), what the plan expected each point's trial to take."""
     if os.environ.get(RUN_ENV):
         yield
         return
@@ -53,6 +59,7 @@ def recorded(
     if deadline is not None:
         run["time_ends_utc"] = deadline.ends_utc()
         run["time_ends_from"] = deadline.source
+    run.update(estimate or {})
     journal = Journal(journal_dir)
     journal.record_run(run)
     ended: dict[str, Any] = {"outcome": "failed", "exit_status": 1, "reason": ""}
@@ -72,6 +79,26 @@ def recorded(
     finally:
         os.environ.pop(RUN_ENV, None)
         journal.record_run({**run, "ended_utc": provenance.utc_now("milliseconds"), **ended})
+
+
+def estimate_record(
+    plan: JobPlan, journal_dir: Path, seconds: Mapping[tuple, float], basis: str
+) -> dict[str, Any]:
+    """The plan's estimate of each point's trial (``seconds`` by point key), for the run's
+    record: ``expected_trial_s`` by point id (the journal's id version) and the estimate's
+    ``expected_basis``, so that what the run was expected to take and what it took are read
+    back from the journal together (``benchmarks/gpu_time_share.py``). Empty where the
+    estimate times no point."""
+    from llm_energy.measure.point_ids import point_ids
+
+    timed = {k: s for k, s in seconds.items() if math.isfinite(s)}
+    if not timed:
+        return {}
+    ids = point_ids(plan, Journal(journal_dir).version)
+    return {
+        "expected_trial_s": {ids[k]: round(s, 1) for k, s in timed.items() if k in ids},
+        "expected_basis": basis,
+    }
 
 
 def earlier_runs(journal: Journal) -> list[str]:
