@@ -315,9 +315,10 @@ def test_a_stop_asked_for_mid_stream_ends_the_window_before_the_next_batch(
     assert not list((tmp_path / "journal").glob("*.t*.parquet"))  # the window is not written
 
 
-def test_vllm_streams_stop_between_static_batches_only():
-    """vLLM's static batches drain before the next is added: there a stop ends the stream.
-    Continuous batching has no such place; its window ends at the repetition's end."""
+def test_vllm_streams_stop_at_the_next_step_with_their_requests_in_flight_aborted():
+    """A stop asked for mid-stream ends a vLLM stream at the engine's next step, static
+    batches or continuous batching alike: the requests in flight are aborted and no other is
+    added, where the stream's end might be minutes away."""
     import signal
     from types import SimpleNamespace
 
@@ -325,39 +326,57 @@ def test_vllm_streams_stop_between_static_batches_only():
     from llm_energy.measure import stop
 
     added: list[str] = []
+    aborted: list[str] = []
+    done: list[str] = []
+    stop_after = {"finished": 0}
 
     class Engine:
         def add_request(self, request_id, prompt, params):
             added.append(request_id)
 
-        def step(self):
-            finished = [
-                SimpleNamespace(
-                    finished=True, request_id=r, outputs=[SimpleNamespace(token_ids=[0] * 2)]
-                )
-                for r in added
-                if r not in done
-            ]
-            done.update(r.request_id for r in finished)
-            if len(done) == 2:
-                stop._record(signal.SIGTERM, None)
-            return finished
+        def abort_request(self, request_ids):
+            aborted.extend(request_ids)
 
-    done: set[str] = set()
+        def step(self):
+            # One request finishes a step, the oldest in flight.
+            oldest = next(r for r in added if r not in done)
+            done.append(oldest)
+            if len(done) == stop_after["finished"]:
+                stop._record(signal.SIGTERM, None)
+            return [
+                SimpleNamespace(
+                    finished=True, request_id=oldest, outputs=[SimpleNamespace(token_ids=[0] * 2)]
+                )
+            ]
+
     backend = VllmBackend.__new__(VllmBackend)
     backend._llm = SimpleNamespace(llm_engine=Engine())
     backend._check_capacity = lambda prompts, outputs: None
     backend.sampling_params = lambda output_tokens, decoding: None
     prompts = [{"prompt_token_ids": [1, 2]} for _ in range(6)]
-    try:
-        with pytest.raises(stop.Stopped):
-            backend.serve(prompts, [2] * 6, 2, continuous=False)
-        assert len(added) == 2  # the first batch, drained; the second never added
-        added.clear()
-        done.clear()
-        assert backend.serve(prompts, [2] * 6, 2, continuous=True) == 12
-    finally:
-        stop.reset()
+
+    def serve(continuous: bool, after: int) -> tuple[list[str], list[str]]:
+        for kept in (added, aborted, done):
+            kept.clear()
+        stop_after["finished"] = after
+        try:
+            with pytest.raises(stop.Stopped, match="stopped by SIGTERM"):
+                backend.serve(prompts, [2] * 6, 2, continuous=continuous)
+        finally:
+            stop.reset()
+        return [r.split("-")[1] for r in added], [r.split("-")[1] for r in aborted]
+
+    # A static batch of two, stopped after its first request: the second is aborted.
+    assert serve(continuous=False, after=1) == (["0", "1"], ["1"])
+    # Stopped as the first batch drains: nothing in flight, the second batch never added.
+    assert serve(continuous=False, after=2) == (["0", "1"], [])
+    # Continuous batching: the request added when the first finished is aborted.
+    assert serve(continuous=True, after=2) == (["0", "1", "2"], ["2"])
+    # Without a stop, the whole stream.
+    stop_after["finished"] = 0
+    added.clear()
+    done.clear()
+    assert backend.serve(prompts, [2] * 6, 2, continuous=True) == 12 and len(added) == 6
 
 
 class Recorder(Backend):

@@ -109,18 +109,71 @@ NO_GPU_SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_vllm_job_on_a_machine_without_a_gpu_says_so(tmp_path, vllm_python):
-    script = tmp_path / "no_gpu.py"
-    script.write_text(NO_GPU_SCRIPT)
+def _run_with_tiny(script_text: str, tmp_path: Path, vllm_python: str) -> str:
+    """A script run in the vLLM environment with the tiny model's folder: its stdout."""
+    script = tmp_path / "script.py"
+    script.write_text(script_text)
     result = subprocess.run(
         [vllm_python, str(script), str(TINY)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env=_vllm_env(),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "ERROR=this job runs on device 'cuda' but PyTorch sees no CUDA GPU" in result.stdout
+    return result.stdout
+
+
+def test_a_vllm_job_on_a_machine_without_a_gpu_says_so(tmp_path, vllm_python):
+    said = _run_with_tiny(NO_GPU_SCRIPT, tmp_path, vllm_python)
+    assert "ERROR=this job runs on device 'cuda' but PyTorch sees no CUDA GPU" in said
+
+
+STOP_MID_STREAM_SCRIPT = textwrap.dedent(
+    """
+    import signal, sys
+
+    from llm_energy.backends.vllm.backend import VllmBackend
+    from llm_energy.measure import stop
+    from llm_energy.measure.job import EngineSpec, ModelSpec
+
+    if __name__ == "__main__":
+        backend = VllmBackend(
+            ModelSpec("tiny", "local/tiny"), EngineSpec("vllm", "vllm"), "cpu", "float32"
+        )
+        backend.configure(4, 64)
+        backend.load(sys.argv[1], 0)
+        prompts = [{"prompt_token_ids": [5 + i] * 8} for i in range(12)]
+        engine = backend._llm.llm_engine
+        step, steps = engine.step, []
+
+        def step_then_stop():  # SIGTERM as the stream's third step begins
+            steps.append(1)
+            if len(steps) == 3:
+                stop._record(signal.SIGTERM, None)
+            return step()
+
+        engine.step = step_then_stop
+        try:
+            backend.serve(prompts, [16] * 12, 4, continuous=True)
+        except stop.Stopped as exc:
+            print("STOPPED=" + str(exc))
+        stop.reset()
+        engine.step = step
+        print("UNFINISHED=%d" % engine.get_num_unfinished_requests())
+        print("SERVED=%d" % backend.serve(prompts[:4], [16] * 4, 4, continuous=True))
+    """
+)
+
+
+def test_a_stop_mid_stream_aborts_the_real_engines_requests_in_flight(tmp_path, vllm_python):
+    """Continuous batching stopped mid-stream (SIGTERM): the stream ends at the next step and
+    vLLM's engine keeps no request of it, so that it would serve the next stream alone."""
+    stdout = _run_with_tiny(STOP_MID_STREAM_SCRIPT, tmp_path, vllm_python)
+    said = dict(line.split("=", 1) for line in stdout.splitlines() if "=" in line)
+    assert said["STOPPED"].startswith("stopped by SIGTERM"), stdout[-2000:]
+    assert said["UNFINISHED"] == "0"  # the requests in flight were aborted
+    assert said["SERVED"] == str(4 * 16)  # the next stream's tokens alone
 
 
 def _cpu_jobs(models: dict, experiments: dict, repetitions: int) -> dict:

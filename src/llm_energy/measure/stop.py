@@ -10,8 +10,9 @@ stop asked for by a signal would, but without abandoning a window.
 Slurm sends SIGTERM before it kills a job (preemption, ``scontrol requeue``, the time limit,
 ``scancel``) and SIGKILL after its ``KillWait``. On SIGTERM a measurement job goes on only to
 the next safe place: the end of the current repetition, which every tensor-parallel rank
-finishes together, or, in a request stream served in static batches by one process, the end of
-the current batch (a stream of a thousand requests is one repetition of minutes). There it
+finishes together, or, in a request stream served by one process (a stream of a thousand
+requests is one repetition of minutes), the end of the current batch on PyTorch and the end of
+the engine's current step on vLLM, its requests in flight aborted. There it
 abandons the current window unwritten, closes its engine (vLLM's engine process, the other
 ranks) and exits with :data:`EXIT_STOPPED`. Every finished trial is already in the journal, so
 a rerun or a requeued job measures only the rest. A job killed before it gets there loses

@@ -242,7 +242,9 @@ class VllmBackend(Backend):
     ) -> int:
         """Requests go to the engine through ``LLMEngine.add_request`` / ``step``: static
         batches add ``concurrency`` requests and drain them before the next batch; continuous
-        batching adds the next request as soon as one finishes."""
+        batching adds the next request as soon as one finishes. A stop asked for (SIGTERM) ends
+        the stream at the next step, its requests in flight aborted: the window is abandoned
+        either way, so the job need not wait for the stream's end."""
         # The worst case in flight: the longest requests together.
         longest = sorted(
             range(len(prepared)),
@@ -253,21 +255,24 @@ class VllmBackend(Backend):
         greedy = DecodingSpec()
         queue = list(range(len(prepared)))[::-1]
         self._stream = getattr(self, "_stream", 0) + 1
-        in_flight = 0
+        live: set[str] = set()  # the requests in flight
 
         def add() -> None:
-            nonlocal in_flight
             i = queue.pop()
             params = self.sampling_params(output_tokens[i], greedy)
-            engine.add_request(f"s{self._stream}-{i}", prepared[i], params)
-            in_flight += 1
+            request_id = f"s{self._stream}-{i}"
+            engine.add_request(request_id, prepared[i], params)
+            live.add(request_id)
 
         generated = 0
-        while queue or in_flight:
-            if not continuous and in_flight == 0 and generated:
-                stop.check()  # between two static batches: a safe place to abandon the window
-            if continuous or in_flight == 0:
-                while queue and in_flight < concurrency:
+        while queue or live:
+            if stop.requested():
+                # Between two steps: the requests in flight leave the engine with the window.
+                if live:
+                    engine.abort_request(sorted(live))
+                stop.check()
+            if continuous or not live:
+                while queue and len(live) < concurrency:
                     add()
             for out in engine.step():
                 if out.finished:
@@ -278,7 +283,7 @@ class VllmBackend(Backend):
                             f"request {i} generated {n} tokens instead of {output_tokens[i]}"
                         )
                     generated += n
-                    in_flight -= 1
+                    live.discard(out.request_id)
         return generated
 
     def is_out_of_memory(self, exc: BaseException) -> bool:
