@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import subprocess
 import sys
 
@@ -41,6 +42,7 @@ from llm_energy.measure.job import (
     StreamSpec,
 )
 from llm_energy.measure.plan import plan_study
+from llm_energy.measure.trials import TRIALS_AT_MOST_ENV
 
 TRUE = TimeModel(prefill=(0.02, 1e-5), step=(0.025, 1e-4, 2e-8), points=0)
 # The classical task's block of a tiny configuration: generation at batch 1, four examples.
@@ -372,6 +374,43 @@ def test_adaptive_trials_are_expected_at_the_trials_per_point_the_engines_rows_t
     assert said in describe(estimate({"j": plan}, rows))
     plain = estimate({"j": plan}, rows.drop(columns="trials")).iloc[0]
     assert plain["expected_gpu_hours"] == plain["estimated_gpu_hours"]
+
+
+def test_trials_at_most_caps_the_trials_each_point_is_expected_to_cost(tiny_config):
+    """With --trials-at-most (LLM_ENERGY_TRIALS_AT_MOST), as the run gives no point more
+    trials, the estimate costs no point more: the adaptive trials its engine's rows took are
+    cut to the cap, a cap under min_trials cuts those too, and a point its journal holds costs
+    what the cap leaves of it."""
+    from llm_energy.analysis.gpu_hours import point_costs
+
+    proto = ProtocolSpec(min_trials=3, max_trials=6, control_point=False)
+    points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
+    plan, each = _job(tiny_config, proto, points)
+    start = MODEL_LOAD_S + proto.idle_duration_s
+    assert job_gpu_hours(TRUE, plan, trials=5.0, trials_at_most=3) * 3600 == pytest.approx(
+        start + 3 * sum(each)
+    )
+    assert job_gpu_hours(TRUE, plan, trials=5.0, trials_at_most=4) * 3600 == pytest.approx(
+        start + 4 * sum(each)
+    )
+    assert job_gpu_hours(TRUE, plan, trials_at_most=2) * 3600 == pytest.approx(
+        start + 2 * sum(each)
+    )
+    # One trial of three measured: at most two more under a cap of 3, one under a cap of 2.
+    left = {points[0].key: 2, points[1].key: 3}
+    assert job_gpu_hours(TRUE, plan, left, 5.0, trials_at_most=3) * 3600 == pytest.approx(
+        start + 2 * each[0] + 3 * each[1]
+    )
+    assert job_gpu_hours(TRUE, plan, left, 5.0, trials_at_most=2) * 3600 == pytest.approx(
+        start + each[0] + 2 * each[1]
+    )
+    # A cap of 1 with one trial measured: nothing left, as the run would measure nothing.
+    assert job_gpu_hours(TRUE, plan, {points[0].key: 2, points[1].key: 2}, trials_at_most=1) == 0
+    rows = _rows(TRUE).assign(model=plan.model.name, trials=6)
+    capped = estimate({"j": plan}, rows, trials_at_most=3).iloc[0]
+    assert capped["expected_gpu_hours"] == pytest.approx(capped["estimated_gpu_hours"])
+    assert estimate({"j": plan}, rows).iloc[0]["expected_gpu_hours"] > capped["expected_gpu_hours"]
+    assert set(point_costs(plan, rows, trials_at_most=3)["trials"]) == {3.0}
 
 
 def test_a_job_that_warms_each_point_up_once_costs_one_warm_up_per_point(tiny_config):
@@ -982,6 +1021,18 @@ def test_the_command_says_the_runs_each_job_takes_within_an_allocation(tiny_conf
     )
     assert refused.returncode != 0
     assert "--allocation-min 0: give a time limit above 0 min" in refused.stderr
+    # --trials-at-most, else the environment's, as measure reads it: a bad value is refused.
+    for flag, env, said in (
+        (["--trials-at-most", "0"], {}, "--trials-at-most 0: expected 1 or more"),
+        ([], {TRIALS_AT_MOST_ENV: "none"}, f"{TRIALS_AT_MOST_ENV}=none: expected a whole"),
+    ):
+        refused = subprocess.run(
+            [sys.executable, "-m", "llm_energy", *base, *flag],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        )
+        assert refused.returncode != 0 and said in refused.stderr
 
 
 def test_the_estimate_reads_a_config_json_only_where_it_already_lies(tmp_path):

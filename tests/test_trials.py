@@ -166,8 +166,9 @@ def test_trials_at_most_caps_a_run_and_a_later_run_on_the_machine_adds_the_rest(
 
 
 def test_trials_at_most_comes_from_the_option_else_the_environment(monkeypatch):
-    from llm_energy.cli.measure import TRIALS_AT_MOST_ENV, _trials_at_most
     from llm_energy.errors import ConfigError
+    from llm_energy.measure.trials import TRIALS_AT_MOST_ENV
+    from llm_energy.measure.trials import trials_at_most as _trials_at_most
 
     monkeypatch.delenv(TRIALS_AT_MOST_ENV, raising=False)
     assert _trials_at_most(None) is None

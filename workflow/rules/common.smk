@@ -469,12 +469,14 @@ RUN_STARTED = time.time()
 @functools.cache
 def _estimate():
     """Each job's GPU time, fitted to the shipped rows, for the trials its journal (and, with
-    resume_from_shipped, the shipped rows it is seeded with) leaves to measure; a request
+    resume_from_shipped, the shipped rows it is seeded with) leaves to measure, at most
+    LLM_ENERGY_TRIALS_AT_MOST a point where the environment sets it; a request
     stream with no measured time per request by its requests' lengths where an earlier run
     prepared them."""
     from llm_energy.analysis.gpu_hours import plan_estimate
     from llm_energy.inputs.prompts import TraceLengths
     from llm_energy.measure.resume import read_tables, trials_left
+    from llm_energy.measure.trials import trials_at_most
 
     base = Path(workflow.basedir, "resources/measurements")
     tables = {d.name: sorted(d.glob("*.parquet")) for d in base.iterdir() if d.is_dir()}
@@ -488,7 +490,8 @@ def _estimate():
     lengths = TraceLengths(
         Path("results/data/traces"), Path("results/data/task_lengths")
     )
-    return plan_estimate(JOBS, tables, HARDWARE, left, lengths)
+    # LLM_ENERGY_TRIALS_AT_MOST, which every job reads too, caps each point's trials.
+    return plan_estimate(JOBS, tables, HARDWARE, left, lengths, trials_at_most())
 
 
 def measure_runtime(wildcards, attempt):

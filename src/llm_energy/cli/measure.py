@@ -4,13 +4,13 @@ runs them and as its log says to rerun them by hand."""
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llm_energy.cli.common import log, read_plan, read_table, stream_lengths
-from llm_energy.errors import ConfigError, first_line
+from llm_energy.errors import first_line
+from llm_energy.measure.trials import trials_at_most
 
 if TYPE_CHECKING:
     from llm_energy.measure.job import JobPlan
@@ -40,7 +40,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
             measure=measure,
             deadline=deadline,
             expected_trial_s=expected,
-            trials_at_most=_trials_at_most(args.trials_at_most),
+            trials_at_most=trials_at_most(args.trials_at_most),
         )
 
     if args.from_journal:
@@ -65,27 +65,6 @@ def cmd_measure(args: argparse.Namespace) -> None:
     except attempts.NOT_RETRIED as exc:
         attempts.record(journal, plan_text, args.attempt, exc)
         raise
-
-
-# The --trials-at-most of every job a workflow starts, set once in the environment of snakemake.
-TRIALS_AT_MOST_ENV = "LLM_ENERGY_TRIALS_AT_MOST"
-
-
-def _trials_at_most(given: int | None) -> int | None:
-    """``--trials-at-most``, else the environment's :data:`TRIALS_AT_MOST_ENV`, else none
-    (the runner checks the option's value; this, the environment's)."""
-    if given is not None:
-        return given
-    value = os.environ.get(TRIALS_AT_MOST_ENV, "").strip()
-    if not value:
-        return None
-    try:
-        at_most = int(value)
-    except ValueError:
-        at_most = 0
-    if at_most < 1:
-        raise ConfigError(f"{TRIALS_AT_MOST_ENV}={value}: expected a whole number, 1 or more")
-    return at_most
 
 
 def _expected_trial_seconds(

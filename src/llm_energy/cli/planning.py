@@ -38,10 +38,13 @@ def cmd_estimate(args: argparse.Namespace) -> None:
 
     from llm_energy.analysis.gpu_hours import estimate
     from llm_energy.measure.plan import plan_study
+    from llm_energy.measure.trials import trials_at_most
 
     if args.allocation_min is not None and not args.allocation_min > 0:
         minutes = f"{args.allocation_min:g}"
         raise ConfigError(f"--allocation-min {minutes}: give a time limit above 0 min")
+    if args.trials_at_most is not None and args.trials_at_most < 1:
+        raise ConfigError(f"--trials-at-most {args.trials_at_most}: expected 1 or more")
     if args.workload_parts is not None and not args.workload_parts > 0:
         raise ConfigError(f"--workload-parts {args.workload_parts:g}: give minutes above 0")
     config = load_configs(args.configfile)
@@ -62,7 +65,8 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         }
     allocation_s = None if args.allocation_min is None else 60 * args.allocation_min
     lengths = stream_lengths(args)
-    table = estimate(jobs, measured, left, allocation_s, lengths)
+    at_most = trials_at_most(args.trials_at_most)
+    table = estimate(jobs, measured, left, allocation_s, lengths, at_most)
     if left is None:
         table = table.drop(columns="points_left")
     # How long each job holds its GPUs, for the run's plan; GPU-hours for the budget.
@@ -112,7 +116,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
                 f"--points {args.points}: no such job (the jobs: {', '.join(sorted(jobs))})"
             )
         mine = None if left is None else left[args.points]
-        points = point_costs(jobs[args.points], measured, lengths, mine)
+        points = point_costs(jobs[args.points], measured, lengths, mine, at_most)
         log(f"\n{args.points}, point by point:")
         log(points.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.workload_parts is not None:
@@ -213,6 +217,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="the time limit of one run of a job (a Slurm job's runtime, a lent machine's "
         "call), in minutes: also say how many runs each job takes and its minutes over them",
+    )
+    e.add_argument(
+        "--trials-at-most",
+        type=int,
+        metavar="N",
+        help="as measure takes it: no point costs more than N trials in all (default: the "
+        "environment's LLM_ENERGY_TRIALS_AT_MOST, else the trials its engine's rows took, "
+        "within the protocol's min_trials and max_trials)",
     )
     e.add_argument(
         "--points",

@@ -23,15 +23,40 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from collections import Counter, deque
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from llm_energy.errors import ConfigError
 from llm_energy.measure import health
 from llm_energy.measure.job import ProtocolSpec
+
+# The --trials-at-most of every job a workflow starts, set once in the environment of snakemake
+# (llm-energy measure reads it, and so do the estimate and the measure rule's time limit).
+TRIALS_AT_MOST_ENV = "LLM_ENERGY_TRIALS_AT_MOST"
+
+
+def trials_at_most(given: int | None = None, environ: Mapping[str, str] = os.environ) -> int | None:
+    """``--trials-at-most``, else the environment's :data:`TRIALS_AT_MOST_ENV`, else none:
+    no point gets more trials than that in a run (the runner checks the option's value; this,
+    the environment's)."""
+    if given is not None:
+        return given
+    value = environ.get(TRIALS_AT_MOST_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        at_most = int(value)
+    except ValueError:
+        at_most = 0
+    if at_most < 1:
+        raise ConfigError(f"{TRIALS_AT_MOST_ENV}={value}: expected a whole number, 1 or more")
+    return at_most
+
 
 # How the error of a trial that a device error ended begins (the runner's
 # _after_device_error): such a trial is measured again and stands for no point.

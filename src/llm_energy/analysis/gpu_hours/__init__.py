@@ -306,10 +306,17 @@ def _trials_needed(point: PointSpec, proto: ProtocolSpec, left: TrialsLeft | Non
     return proto.min_trials if left is None else left.get(point.key, proto.min_trials)
 
 
-def _trials_this_run(expected: float, proto: ProtocolSpec, needed: int) -> float:
-    """The trials a point costs a run: the ``expected`` adaptive trials, less those its
-    journal holds (``needed`` of its ``min_trials`` are left); none where it needs none."""
-    return expected - proto.min_trials + needed if needed else 0.0
+def _trials_this_run(
+    expected: float, proto: ProtocolSpec, needed: int, at_most: int | None = None
+) -> float:
+    """The trials a point costs a run: the ``expected`` adaptive trials, at most ``at_most``
+    in all (``--trials-at-most``), less those its journal holds (``needed`` of its
+    ``min_trials`` are left); none where it needs none."""
+    if not needed:
+        return 0.0
+    if at_most is not None:
+        expected = min(expected, at_most)
+    return max(expected - proto.min_trials + needed, 0.0)
 
 
 def job_gpu_hours(
@@ -319,10 +326,12 @@ def job_gpu_hours(
     trials: float | TrialsByWindow = math.nan,
     fits: MemoryModel | None = None,
     windows_only: bool = False,
+    trials_at_most: int | None = None,
 ) -> float:
     """GPU-hours of one job at each point's ``min_trials`` trials (or the trials ``left``
-    says it still needs), its control point (:func:`control_point`: its smallest plain point,
-    or in a job of request streams a batch of one of its own) included, and the engine's
+    says it still needs; with ``trials_at_most``, no point more than that many in all), its
+    control point (:func:`control_point`: its smallest plain point, or in a job of request
+    streams a batch of one of its own) included, and the engine's
     start: as the fitted rows measured it, else ``SERVER_START_S`` for a server
     and ``MODEL_LOAD_S`` for the others. With ``trials`` (a mean number of trials per point,
     :func:`trials_per_point`, or one by the point's window, :class:`TrialsByWindow`), each
@@ -339,7 +348,8 @@ def job_gpu_hours(
 
     def count(point: PointSpec, proto: ProtocolSpec) -> float:
         expected = _expected_trials(trials, model, point, proto)
-        return _trials_this_run(expected, proto, _trials_needed(point, proto, left))
+        needed = _trials_needed(point, proto, left)
+        return _trials_this_run(expected, proto, needed, trials_at_most)
 
     trials_each = [count(p, proto) for p, proto in zip(points, protocols, strict=True)]
     if not any(trials_each):
@@ -738,6 +748,7 @@ def estimate(
     left: Mapping[str, TrialsLeft] | None = None,
     allocation_s: float | None = None,
     lengths: TraceLengths | None = None,
+    trials_at_most: int | None = None,
 ) -> pd.DataFrame:
     """GPU-hours per job, for jobs whose (model, engine) has measurements to fit: a time
     model of the batch rows (:func:`fittable`), or with fewer than four of them the measured
@@ -751,8 +762,10 @@ def estimate(
     the runs each job takes at its expected trials and its hours over them
     (:func:`allocations`). With ``lengths``, the prepared lengths that request streams draw
     from, a stream without a measured time per request is timed by the batches its requests
-    make."""
+    make. With ``trials_at_most`` (``--trials-at-most``), no point costs more trials than that
+    in all."""
     rows = []
+    capped = {"trials_at_most": trials_at_most}
     known = {p.model.name: p.model for p in plans.values()}
     limits = memory_limits(measurements)
     for group, plan in sorted(plans.items()):
@@ -768,13 +781,15 @@ def estimate(
             model, basis, own = _time_model(plan, measurements, known, lengths)
             fits = engine_memory_model(own, limits, model, plan)
             if model is not None:
-                hours = job_gpu_hours(model, plan, mine, fits=fits)
+                hours = job_gpu_hours(model, plan, mine, fits=fits, **capped)
                 by_window = TrialsByWindow.of(own)
                 adaptive = by_window.overall
                 trials = by_window if not math.isnan(adaptive) else math.nan
                 if not math.isnan(adaptive):
-                    expected = job_gpu_hours(model, plan, mine, by_window, fits)
-                windows = job_gpu_hours(model, plan, mine, trials, fits, windows_only=True)
+                    expected = job_gpu_hours(model, plan, mine, by_window, fits, **capped)
+                windows = job_gpu_hours(
+                    model, plan, mine, trials, fits, windows_only=True, **capped
+                )
                 longest_s, longest = longest_trial(model, plan, mine, fits)
                 start_s = start_seconds(model, plan)
                 basis += _infeasible(plan, fits)
@@ -815,6 +830,7 @@ def point_costs(
     measurements: pd.DataFrame,
     lengths: TraceLengths | None = None,
     left: TrialsLeft | None = None,
+    trials_at_most: int | None = None,
 ) -> pd.DataFrame:
     """One line per point of ``plan``: what it measures, whether the engine's rows say it fits
     and whether the job spends time on it (:func:`counted_points`), one trial's minutes with
@@ -822,10 +838,11 @@ def point_costs(
     own (:class:`TrialsByWindow`), and the minutes of those trials; what to measure first
     where a session is short. Empty where no rows time the job. ``lengths``: as
     :func:`estimate` takes them; ``left``: the job's trials its journal leaves, as
-    :func:`estimate` takes them by job, so that the points add up to the job's estimate."""
+    :func:`estimate` takes them by job, so that the points add up to the job's estimate;
+    ``trials_at_most``: likewise."""
     known = {plan.model.name: plan.model}
     model, _, own = _time_model(plan, measurements, known, lengths)
-    return timed_point_costs(plan, model, own, measurements, left)
+    return timed_point_costs(plan, model, own, measurements, left, trials_at_most)
 
 
 def first_trial_seconds(
@@ -847,6 +864,7 @@ def timed_point_costs(
     own: pd.DataFrame,
     measurements: pd.DataFrame,
     left: TrialsLeft | None = None,
+    trials_at_most: int | None = None,
 ) -> pd.DataFrame:
     """:func:`point_costs` by a time model already fitted (:func:`_time_model`'s model and the
     job's own rows), for a caller that needs the model too. A point's minutes hold the probes
@@ -872,7 +890,8 @@ def timed_point_costs(
         proto = plan.protocol_of(point)
         warm, cold = _trial_seconds(model, point, proto)
         needed = _trials_needed(point, proto, left)
-        trials = _trials_this_run(_expected_trials(by_window, model, point, proto), proto, needed)
+        expected = _expected_trials(by_window, model, point, proto)
+        trials = _trials_this_run(expected, proto, needed, trials_at_most)
         spent = point.key in counted and bool(trials)
         probes = bound_probe_seconds(model, plan, point, fits) if spent else 0.0
         line = {
@@ -903,10 +922,11 @@ def plan_estimate(
     hardware: str,
     left: Mapping[str, TrialsLeft] | None = None,
     lengths: TraceLengths | None = None,
+    trials_at_most: int | None = None,
 ) -> pd.DataFrame:
     """:func:`estimate` fitted to the shipped rows of ``hardware`` when ``tables`` (shipped
     job tables by hardware label) has any, else to those of every label; ``basis`` says which.
-    ``lengths``: as :func:`estimate` takes them."""
+    ``lengths`` and ``trials_at_most``: as :func:`estimate` takes them."""
     labels = [hardware] if tables.get(hardware) else sorted(tables)
     paths = [p for label in labels for p in tables.get(label, [])]
     if not paths:
@@ -914,7 +934,7 @@ def plan_estimate(
         columns += ["trials_per_point", "expected_gpu_hours", "basis"]
         return pd.DataFrame(columns=[*columns, "device"])
     measured = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    return estimate(plans, measured, left, lengths=lengths)
+    return estimate(plans, measured, left, lengths=lengths, trials_at_most=trials_at_most)
 
 
 def _points(row: object) -> str:
