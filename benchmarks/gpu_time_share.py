@@ -93,6 +93,12 @@ def _ratio(trial: pd.Series) -> float:
     return float(trial["warmup_s"]) / float(trial["duration_s"])
 
 
+def _utc(stamp: object) -> pd.Timestamp:
+    """A timestamp in UTC; one written without a zone is UTC already."""
+    at = pd.Timestamp(stamp)
+    return at.tz_localize("UTC") if at.tzinfo is None else at
+
+
 def later_in_instance(trials: list[pd.Series], runs: pd.DataFrame) -> list[bool]:
     """For each trial, whether an earlier trial of its point ran in the same run (engine
     instance): its run is the one whose start and end hold its timestamp; a trial that no run
@@ -104,8 +110,7 @@ def later_in_instance(trials: list[pd.Series], runs: pd.DataFrame) -> list[bool]
         stamp = trial.get("timestamp")
         if stamp is None or pd.isna(stamp):
             return None
-        at = pd.Timestamp(stamp)
-        at = at.tz_localize("UTC") if at.tzinfo is None else at
+        at = _utc(stamp)
         hits = [i for i, (a, b) in enumerate(zip(starts, ends, strict=True)) if a <= at <= b]
         return hits[0] if hits else None
 
@@ -140,8 +145,7 @@ def recorded_runs(journal: Path) -> pd.DataFrame:
     measured, NaN where it measured none) and exit_status. A run without an end, killed
     outright, is left out and said."""
     trials = journal_trials(journal)
-    stamps = [pd.Timestamp(t["timestamp"]) for t in trials]
-    stamps = [s.tz_localize("UTC") if s.tzinfo is None else s for s in stamps]
+    stamps = [_utc(t["timestamp"]) for t in trials]
     lines = []
     for path in sorted(journal.glob("run.*.json")):
         run = json.loads(path.read_text())
@@ -179,16 +183,14 @@ def against_plan(journal: Path, trials: list[pd.Series]) -> list[float]:
     for path in sorted(journal.glob("run.*.json")):
         run = json.loads(path.read_text())
         if run.get("expected_trial_s"):
-            end = pd.Timestamp(run["ended_utc"]) if "ended_utc" in run else pd.Timestamp.max
-            end = end.tz_localize("UTC") if end.tzinfo is None else end
-            runs.append((pd.Timestamp(run["started_utc"]), end, run["expected_trial_s"]))
+            end = _utc(run.get("ended_utc", pd.Timestamp.max))
+            runs.append((_utc(run["started_utc"]), end, run["expected_trial_s"]))
     ratios = []
     for trial in trials:
         stamp, took = trial.get("timestamp"), trial.get("trial_s", math.nan)
         if stamp is None or pd.isna(stamp) or pd.isna(took):
             continue
-        at = pd.Timestamp(stamp)
-        at = at.tz_localize("UTC") if at.tzinfo is None else at
+        at = _utc(stamp)
         expected = [e for start, end, e in runs if start <= at <= end]
         seconds = expected[0].get(str(trial["point_id"])) if expected else None
         if seconds:

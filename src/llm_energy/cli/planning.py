@@ -43,8 +43,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     if args.allocation_min is not None and not args.allocation_min > 0:
         minutes = f"{args.allocation_min:g}"
         raise ConfigError(f"--allocation-min {minutes}: give a time limit above 0 min")
-    if args.trials_at_most is not None and args.trials_at_most < 1:
-        raise ConfigError(f"--trials-at-most {args.trials_at_most}: expected 1 or more")
+    at_most = trials_at_most(args.trials_at_most)
     if args.workload_parts is not None and not args.workload_parts > 0:
         raise ConfigError(f"--workload-parts {args.workload_parts:g}: give minutes above 0")
     config = load_configs(args.configfile)
@@ -65,7 +64,6 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         }
     allocation_s = None if args.allocation_min is None else 60 * args.allocation_min
     lengths = stream_lengths(args)
-    at_most = trials_at_most(args.trials_at_most)
     table = estimate(jobs, measured, left, allocation_s, lengths, at_most)
     if left is None:
         table = table.drop(columns="points_left")

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from llm_energy.backends import Backend, make_backend
-from llm_energy.errors import ConfigError, DeviceUnusableError, first_line
+from llm_energy.errors import DeviceUnusableError, first_line
 from llm_energy.inputs.model_configs import architecture_hash, load_config_dict, resolve_model_dir
 from llm_energy.inputs.prompts import PG19Prompts, TraceLengths, bin_groups, random_prompts
 from llm_energy.measure import health, heartbeat, provenance, runs, stop
@@ -45,6 +45,7 @@ from llm_energy.measure.trials import (
     FAILED,
     MEAN_COLUMNS,
     TrialSchedule,
+    checked_trials_at_most,
     combine,
     failed_on_device,
     least_trials_left,
@@ -347,8 +348,7 @@ def run_job(
     so far, else by ``expected_trial_s`` (a point's first trial by the plan's estimate, by
     point key). With ``trials_at_most``, no point gets a trial past that many (its journal's
     included): one whose interval is still wider than the target is left for a later run."""
-    if trials_at_most is not None and trials_at_most < 1:
-        raise ConfigError(f"--trials-at-most {trials_at_most}: expected 1 or more")
+    checked_trials_at_most(trials_at_most)
     journal = Journal(journal_dir, log=log)
     for line in runs.earlier_runs(journal):
         log(line)

@@ -40,12 +40,18 @@ from llm_energy.measure.job import ProtocolSpec
 TRIALS_AT_MOST_ENV = "LLM_ENERGY_TRIALS_AT_MOST"
 
 
+def checked_trials_at_most(given: int | None) -> int | None:
+    """``--trials-at-most`` as given (none: no cap), refused below 1."""
+    if given is not None and given < 1:
+        raise ConfigError(f"--trials-at-most {given}: expected 1 or more")
+    return given
+
+
 def trials_at_most(given: int | None = None, environ: Mapping[str, str] = os.environ) -> int | None:
-    """``--trials-at-most``, else the environment's :data:`TRIALS_AT_MOST_ENV`, else none:
-    no point gets more trials than that in a run (the runner checks the option's value; this,
-    the environment's)."""
+    """``--trials-at-most`` (:func:`checked_trials_at_most`), else the environment's
+    :data:`TRIALS_AT_MOST_ENV`, else none: no point gets more trials than that in a run."""
     if given is not None:
-        return given
+        return checked_trials_at_most(given)
     value = environ.get(TRIALS_AT_MOST_ENV, "").strip()
     if not value:
         return None
