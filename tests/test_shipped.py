@@ -528,6 +528,7 @@ LAYERED_TABLES = {
     # Another hardware's table: HARDWARE/TABLE, its layers over config/HARDWARE.yaml.
     "h100/tasks-batch1__llama-3.1-8b__vllm": (["h100_tasks_batch1.yaml"], 2),
     "h100/tasks-batch1-summarization__llama-3.1-8b__vllm": (["h100_tasks_batch1.yaml"], 0),
+    "h100/tasks-batch1-generation__llama-3.1-8b__vllm": (["h100_tasks_batch1.yaml"], 1),
     "h100/tasks-batch1__llama-3.1-8b__pytorch": (
         ["h100_tasks_batch1.yaml", "h100_tasks_batch1_pytorch.yaml"],
         1,
