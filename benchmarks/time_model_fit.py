@@ -240,26 +240,55 @@ def stream_lengths_markdown(table: pd.DataFrame) -> str:
             f"in sum, {rows['measured_s'].sum() / rows['at_caps_s'].sum():.3f} of the time at "
             "the length caps"
         )
-    scaled_lines = []
+    scaled_lines, by_batch_lines = [], []
     for engine, rows in table.groupby("engine"):
         ratios = rows["measured_over_predicted"].to_numpy()
         if len(ratios) <= LENGTHS_SCALE_MIN_STREAMS:  # the others must be enough to scale
             continue
-        scales = np.array([np.median(np.delete(ratios, k)) for k in range(len(ratios))])
-        scaled = ratios / scales
-        predicted = (rows["predicted_s"].to_numpy() * scales).sum()
-        scaled_lines.append(
-            f"{engine}: {len(rows)} rows, measured over scaled predicted {scaled.min():.2f} to "
-            f"{scaled.max():.2f} (median {np.median(scaled):.2f}); "
-            f"{rows['measured_s'].sum() / predicted:.2f} of the scaled predicted time in sum"
-        )
+        scales = left_out_scales(ratios)
+        scaled_lines.append(_scaled_line(engine, rows, scales))
+        by_batch = left_out_scales(ratios, rows["batch_size"].to_numpy())
+        by_batch_lines.append(_scaled_line(engine, rows, by_batch))
     if scaled_lines:
         lines.append(
             "\nScaled as the plan scales them (each row's prediction by the median of what the "
             "engine's other streams took over theirs; the plan's scale is the median of all of "
             "an engine's measured streams, at least three):\n"
         )
-    return "\n".join(lines + scaled_lines) + "\n"
+        by_batch_lines.insert(
+            0,
+            "\nScaled by batch size instead (each row's prediction by the median of what the "
+            f"engine's other streams at its batch size took over theirs, where "
+            f"{LENGTHS_SCALE_MIN_STREAMS} or more are measured, else as above):\n",
+        )
+    return "\n".join(lines + scaled_lines + by_batch_lines) + "\n"
+
+
+def left_out_scales(ratios: np.ndarray, batch_sizes: np.ndarray | None = None) -> np.ndarray:
+    """Each stream's scale from the others' measured-over-predicted ratios: their median, or,
+    given ``batch_sizes``, the median of those at its batch size where
+    :data:`LENGTHS_SCALE_MIN_STREAMS` or more are, else of all of them."""
+    scales = []
+    for k in range(len(ratios)):
+        others = np.delete(ratios, k)
+        if batch_sizes is not None:
+            same = others[np.delete(batch_sizes, k) == batch_sizes[k]]
+            if len(same) >= LENGTHS_SCALE_MIN_STREAMS:
+                others = same
+        scales.append(np.median(others))
+    return np.array(scales)
+
+
+def _scaled_line(engine: str, rows: pd.DataFrame, scales: np.ndarray) -> str:
+    scaled = rows["measured_over_predicted"].to_numpy() / scales
+    predicted = (rows["predicted_s"].to_numpy() * scales).sum()
+    error = np.abs(scaled - 1)
+    return (
+        f"{engine}: {len(rows)} rows, measured over scaled predicted {scaled.min():.2f} to "
+        f"{scaled.max():.2f} (median {np.median(scaled):.2f}; off by {np.median(error):.1%} "
+        f"in the median, {error.max():.1%} at most); "
+        f"{rows['measured_s'].sum() / predicted:.2f} of the scaled predicted time in sum"
+    )
 
 
 def held_out_markdown(table: pd.DataFrame, streams: pd.DataFrame | None = None) -> str:

@@ -103,6 +103,34 @@ def test_the_fit_benchmark_times_task_rows_by_their_requests_lengths(tmp_path):
     assert served.predicted_s < line.predicted_s
 
 
+def test_a_streams_left_out_scale_is_the_others_median_overall_or_at_its_batch_size():
+    """Each stream is scaled by the others' ratios, never its own: their median, or by batch
+    size the median of those at its batch where three or more are, else of all of them."""
+    bench = _load("time_model_fit")
+    ratios = np.array([1.1, 1.2, 1.3, 1.4, 0.8, 0.9])
+    batches = np.array([1, 1, 1, 1, 128, 128])
+    assert bench.left_out_scales(ratios).tolist() == pytest.approx([1.2, 1.1, 1.1, 1.1, 1.2, 1.2])
+    by_batch = bench.left_out_scales(ratios, batches)
+    # Batch 1: three others at batch 1; batch 128: one other there, so all five others.
+    assert by_batch.tolist() == pytest.approx([1.3, 1.3, 1.2, 1.2, 1.2, 1.2])
+    table = pd.DataFrame(
+        {
+            "engine": "vllm",
+            "serving": "offline",
+            "stream": "generation",
+            "requests": 1024,
+            "batch_size": batches,
+            "measured_over_predicted": ratios,
+            "predicted_s": 100.0,
+            "measured_s": ratios * 100,
+            "at_caps_s": 1000.0,
+        }
+    )
+    text = bench.stream_lengths_markdown(table)
+    assert "Scaled by batch size instead" in text
+    assert text.count("vllm: 6 rows, measured over scaled predicted") == 2
+
+
 def test_the_fit_benchmark_times_a_new_request_stream_as_the_plan_does():
     """time_model_fit.py --held-out: a classical task's row is timed by the time per request
     of the same stream measured at the nearest smaller batch, as the plan times it; a stream

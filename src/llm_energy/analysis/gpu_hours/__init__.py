@@ -640,7 +640,10 @@ def _with_lengths(
     what they took over such a time (:func:`lengths_ratios`): the batch rows time the padded
     batches of transformers' streams short (on the H200 rows they took 0.93 to 2.08 of it,
     median 1.23) and vLLM's close (0.85 to 1.09;
-    benchmarks/data/time_model_task_streams_2026-12-05.md)."""
+    benchmarks/data/time_model_task_streams_2026-12-05.md). One scale per engine: scaling by
+    the streams of the same batch size brought vLLM on the H100 closer (off by 5.5 % in the
+    median where one scale is off by 10.7 %), but neither vLLM on the H200 nor PyTorch
+    (benchmarks/data/time_model_stream_scale_by_batch_2026-12-06.md)."""
     model = dataclasses.replace(
         model, stream_lengths=lengths, padded_batches=pads_batches(plan.engine.backend)
     )
