@@ -72,9 +72,11 @@ def tiny_config() -> dict:
             "min_repetitions": 2,
             "warmup_repetitions": 1,
             "idle_duration_s": 0.0,
-            # One trial a point and no control point: tests of those ask for them.
+            # One trial a point and no control point: tests of those ask for them. A control
+            # point's window is its point's own.
             "min_trials": 1,
             "control_point": False,
+            "control_min_duration_s": 0.0,
         },
         "models": {
             "tiny": {"hub_id": "local/tiny", "weights": "random", "config": str(TINY_MODEL)}

@@ -325,15 +325,24 @@ def _job(tiny_config, proto, points):
 
 
 def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
-    proto = ProtocolSpec(min_trials=3, control_point=True)
+    """The control point is measured twice more: at its point's own window where
+    control_min_duration_s is no longer, else in a window of that length."""
+    proto = ProtocolSpec(min_trials=3, control_point=True, control_min_duration_s=0.0)
     points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
     plan, each = _job(tiny_config, proto, points)
     expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * sum(each) + 2 * each[1]
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
+    proto = dataclasses.replace(proto, control_min_duration_s=10.0)
+    plan, each = _job(tiny_config, proto, points)
+    window = dataclasses.replace(proto, min_duration_s=10.0)
+    control = point_seconds(TRUE, dataclasses.replace(points[1], protocol=window), window)
+    assert control > 10.0 > each[1]
+    expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * sum(each) + 2 * control
+    assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
     # A job of request streams alone measures a plain batch of one of its own, twice.
     streams = (PointSpec(8, 1024, 128, stream=StreamSpec("t", 64, "offline")),)
     plan, each = _job(tiny_config, proto, streams)
-    control = point_seconds(TRUE, PointSpec(1, 512, 64), proto)
+    control = point_seconds(TRUE, PointSpec(1, 512, 64, protocol=window), window)
     expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * each[0] + 2 * control
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
 
@@ -344,7 +353,7 @@ def test_adaptive_trials_are_expected_at_the_trials_per_point_the_engines_rows_t
     its journal holds costs the rest of them; rows without trials add nothing."""
     from llm_energy.analysis.gpu_hours import describe, trials_per_point
 
-    proto = ProtocolSpec(min_trials=3, max_trials=6, control_point=True)
+    proto = ProtocolSpec(min_trials=3, max_trials=6, control_point=True, control_min_duration_s=0.0)
     points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
     plan, each = _job(tiny_config, proto, points)
     rows = _rows(TRUE).assign(model=plan.model.name)
@@ -414,7 +423,9 @@ def test_trials_at_most_caps_the_trials_each_point_is_expected_to_cost(tiny_conf
 
 
 def test_a_job_that_warms_each_point_up_once_costs_one_warm_up_per_point(tiny_config):
-    proto = ProtocolSpec(min_trials=3, control_point=True, warmup_every_trial=False)
+    proto = ProtocolSpec(
+        min_trials=3, control_point=True, warmup_every_trial=False, control_min_duration_s=0.0
+    )
     points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
     plan, warm = _job(tiny_config, proto, points)
     cold = [point_seconds(TRUE, p, proto, warm_up=False) for p in points]
@@ -439,7 +450,9 @@ def test_a_job_that_warms_each_point_up_once_costs_one_warm_up_per_point(tiny_co
 
 
 def test_a_job_with_too_few_points_to_fit_is_timed_by_its_own_measured_shapes(tiny_config):
-    proto = ProtocolSpec(min_trials=3, control_point=True, measure_prefill=False)
+    proto = ProtocolSpec(
+        min_trials=3, control_point=True, measure_prefill=False, control_min_duration_s=0.0
+    )
     points = (PointSpec(1, 512, 64), PointSpec(8, 512, 64), PointSpec(64, 512, 64))
     plan, each = _job(tiny_config, proto, points)
     rows = _rows(TRUE)
@@ -464,7 +477,7 @@ def test_a_job_with_too_few_points_to_fit_is_timed_by_its_own_measured_shapes(ti
 def test_a_job_costs_only_the_trials_its_journal_leaves(tiny_config):
     from llm_energy.analysis.gpu_hours import describe
 
-    proto = ProtocolSpec(min_trials=3, control_point=True)
+    proto = ProtocolSpec(min_trials=3, control_point=True, control_min_duration_s=0.0)
     points = (PointSpec(1, 128, 8), PointSpec(8, 512, 64))
     plan, each = _job(tiny_config, proto, points)
     start = MODEL_LOAD_S + proto.idle_duration_s
@@ -847,7 +860,9 @@ def _served_plan(tiny_config, engine: str, gpus: int):
     return dataclasses.replace(
         plan_study(validate(tiny_config))["tiny__pytorch"],
         engine=EngineSpec(engine, "vllm_server", cuda_graphs=True, tensor_parallel_size=gpus),
-        protocol=ProtocolSpec(idle_duration_s=5.0, min_trials=3, control_point=True),
+        protocol=ProtocolSpec(
+            idle_duration_s=5.0, min_trials=3, control_point=True, control_min_duration_s=0.0
+        ),
         points=points,
     )
 

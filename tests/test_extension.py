@@ -60,7 +60,12 @@ def test_a_new_family_is_one_module(tmp_path):
     (work / "workflow/report/fig_made_up.rst").write_text("Time per batch of a made-up family.\n")
     config = yaml.safe_load((work / "config/smoke.yaml").read_text())
     config["meter"] = {"primary": "none"}
-    config["protocol"] = {"min_duration_s": 0.0, "min_repetitions": 2, "idle_duration_s": 0.0}
+    config["protocol"] = {
+        "min_duration_s": 0.0,
+        "min_repetitions": 2,
+        "idle_duration_s": 0.0,
+        "control_min_duration_s": 0.0,
+    }
     config["experiments"] = {
         "made_up": {"enabled": True, "models": ["tiny-llama"], "engines": ["pytorch"]}
     }

@@ -745,7 +745,7 @@ def test_a_job_of_request_streams_alone_measures_a_control_point_of_its_own(tiny
     tiny_config["protocol"]["control_point"] = True
     config = _tasks_config(tiny_config, tasks=["translation"], batch_sizes=[4], max_input_tokens=40)
     job = plan_study(config)["tiny__pytorch"]
-    control = controls.control_point(job.points)
+    control = controls.control_point(job.points, job.protocol)
     (stream,) = job.points
     assert control is not None and control.stream is None and control not in job.points
     assert (control.batch_size, control.input_tokens) == (1, 40)

@@ -233,6 +233,40 @@ def test_the_control_point_at_a_runs_start_and_end_gives_every_row_the_drift(
     assert table["control_drift_energy"].isna().all()  # meter 'none': no energy to drift
 
 
+def test_the_control_points_window_lasts_control_min_duration_s_and_changes_no_point(
+    tiny_config, tmp_path, fake_backend
+):
+    """Where control_min_duration_s is longer than the control point's own window, the control
+    is measured under a protocol of its own with that window, named apart from the job's point
+    of its shape; the setting enters no point id and no configuration hash."""
+    from llm_energy.measure.controls import control_point
+    from llm_energy.measure.point_ids import point_ids
+
+    tiny_config["protocol"].update(control_point=True, control_min_duration_s=0.05)
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    control = control_point(plan.points, plan.protocol)
+    smallest = min(plan.points, key=lambda p: (p.batch_size, p.input_tokens, p.output_tokens))
+    assert control.protocol.min_duration_s == 0.05 and control not in plan.points
+    assert dataclasses.replace(control, protocol=None) == smallest
+    as_before = dataclasses.replace(
+        plan, protocol=dataclasses.replace(plan.protocol, control_min_duration_s=0.0)
+    )
+    assert control_point(as_before.points, as_before.protocol) == smallest
+    assert point_ids(plan) == point_ids(as_before)
+    assert plan.config_hash == as_before.config_hash
+    journal = tmp_path / "journal"
+    table = runner.run_job(plan, tmp_path / "out.parquet", journal, log=lambda m: None)
+    for path in journal.glob("control.*.parquet"):
+        (row,) = pd.read_parquet(path).to_dict("records")
+        # The fake engine takes no time: the window repeats to max_repetitions, past the
+        # points' own windows (min_duration_s 0, min_repetitions 2).
+        window_s = row["repetitions"] * row["duration_s"]
+        assert window_s >= 0.05 or row["repetitions"] == plan.protocol.max_repetitions
+        assert row["repetitions"] > table["repetitions"].max()
+        assert row["point_id"] not in set(table["point_id"])
+    assert table["control_drift_duration"].notna().all()
+
+
 @pytest.mark.parametrize("every_trial", [True, False, "alternate"])
 def test_without_a_warm_up_every_trial_a_point_warms_up_before_its_first_trial_only(
     tiny_config, tmp_path, fake_backend, every_trial

@@ -190,6 +190,7 @@ def _cpu_jobs(models: dict, experiments: dict, repetitions: int) -> dict:
             "min_duration_s": 0.0,
             "min_repetitions": repetitions,
             "idle_duration_s": 0.0,
+            "control_min_duration_s": 0.0,
         },
         "models": models,
         "engines": {"vllm": {"backend": "vllm", "cuda_graphs": False}},

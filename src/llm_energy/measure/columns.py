@@ -574,7 +574,7 @@ PROVENANCE = Section(
             "",
             "hash of the job's configuration when the row was measured (model, engine, "
             "protocol, points; not `points_in_flight` or `point_order`, which only order the "
-            "job's trials)",
+            "job's trials, nor `control_min_duration_s`, the control point's window)",
         ),
         Column(
             "seeded_from",

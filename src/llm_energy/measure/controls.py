@@ -3,13 +3,14 @@ between the two that each row says."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
-from llm_energy.measure.job import PointSpec
+from llm_energy.measure.job import PointSpec, ProtocolSpec
 
 # The shape of the control point of a job made of request streams alone (classical tasks, claim
 # 6's streams, trace replays): a plain batch of one, cut to the job's longest stream's caps so
@@ -17,22 +18,30 @@ from llm_energy.measure.job import PointSpec
 STREAM_JOB_CONTROL = (512, 64)
 
 
-def control_point(points: Sequence[PointSpec]) -> PointSpec | None:
+def control_point(points: Sequence[PointSpec], protocol: ProtocolSpec) -> PointSpec | None:
     """The job's control point: its plain point (no request stream) of the smallest batch and
     shape; in a job of request streams alone, a plain batch of one at
     :data:`STREAM_JOB_CONTROL`'s lengths, cut to its longest stream's caps. Served jobs have
-    none."""
+    none. Its window lasts at least the job ``protocol``'s ``control_min_duration_s``: where
+    that is longer than the point's own window, the control point is measured under a
+    protocol of its own (and named apart from the job's point of that shape)."""
     plain = [p for p in points if p.stream is None and p.served is None]
-    if plain:
-        return min(plain, key=lambda p: (p.batch_size, p.input_tokens, p.output_tokens))
     streams = [p for p in points if p.stream is not None and p.served is None]
-    if not streams or len(streams) < len(points):
+    if plain:
+        point = min(plain, key=lambda p: (p.batch_size, p.input_tokens, p.output_tokens))
+    elif streams and len(streams) == len(points):
+        longest = max(streams, key=lambda p: (p.input_tokens + p.output_tokens, p.input_tokens))
+        tokens_in, tokens_out = STREAM_JOB_CONTROL
+        point = PointSpec(
+            1, min(tokens_in, longest.input_tokens), min(tokens_out, longest.output_tokens)
+        )
+    else:
         return None
-    longest = max(streams, key=lambda p: (p.input_tokens + p.output_tokens, p.input_tokens))
-    tokens_in, tokens_out = STREAM_JOB_CONTROL
-    return PointSpec(
-        1, min(tokens_in, longest.input_tokens), min(tokens_out, longest.output_tokens)
-    )
+    own = point.protocol or protocol
+    if protocol.control_min_duration_s <= own.min_duration_s:
+        return point
+    window = dataclasses.replace(own, min_duration_s=protocol.control_min_duration_s)
+    return dataclasses.replace(point, protocol=window)
 
 
 def drift_columns(controls: pd.DataFrame, session: str | None = None) -> dict[str, Any]:

@@ -153,7 +153,7 @@ class PointSpec:
         if self.served is not None:
             key = (*key, self.served.label)
         if self.protocol is not None:
-            measured_by = without_scheduling(dataclasses.asdict(self.protocol))
+            measured_by = measuring_fields(dataclasses.asdict(self.protocol))
             key = (*key, "protocol", stable_hash(measured_by, 8))
         return key
 
@@ -176,6 +176,12 @@ class ProtocolSpec:
     target_ci95_rel: float = 0.03
     # One more measurement of the job's control point at each run's start and end.
     control_point: bool = True
+    # The control point's window lasts at least this long (its point's own min_duration_s where
+    # that is longer): the energy counter updates about ten times a second, so a window of
+    # two seconds reads one measurement of the drift to a few per cent, one of ten to about
+    # one. The job's protocol alone sets it, and it changes no point's trial (one of the
+    # JOB_ONLY_FIELDS). 0: the control point's window is its point's own.
+    control_min_duration_s: float = 10.0
     # False: a point warms up before its first trial in an engine instance only; its later
     # trials, whose shapes the engine has run, go straight to their windows. "alternate": its
     # later trials in an instance take turns with and without one, in an order seeded per
@@ -211,15 +217,20 @@ def warms_up(protocol: ProtocolSpec, key: tuple, earlier: int) -> bool:
 
 
 # Protocol fields that say in which order a job measures its trials, not how a trial measures
-# a point: they enter no hash that names a point or a setup (PointSpec.key, which also seeds a
-# point's prompts; JobPlan.config_hash; the point ids of llm_energy.measure.point_ids), so that
-# setting or changing one leaves every journal and every shipped row valid.
+# a point.
 SCHEDULING_FIELDS = frozenset({"points_in_flight", "point_order"})
+# The job's own protocol alone sets these (a family's protocol keeps their defaults), and no
+# point's trial depends on them: the order of the trials, and the control point's window. They
+# enter no hash that names a point or a setup (PointSpec.key, which also seeds a point's
+# prompts; JobPlan.config_hash; the point ids of llm_energy.measure.point_ids), so that setting
+# or changing one leaves every journal and every shipped row valid.
+JOB_ONLY_FIELDS = SCHEDULING_FIELDS | {"control_min_duration_s"}
 
 
-def without_scheduling(protocol: dict[str, Any]) -> dict[str, Any]:
-    """A protocol's fields (as a dict) less :data:`SCHEDULING_FIELDS`: what it measures by."""
-    return {k: v for k, v in protocol.items() if k not in SCHEDULING_FIELDS}
+def measuring_fields(protocol: dict[str, Any]) -> dict[str, Any]:
+    """A protocol's fields (as a dict) less :data:`JOB_ONLY_FIELDS`: what a point's trial is
+    measured by."""
+    return {k: v for k, v in protocol.items() if k not in JOB_ONLY_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -269,12 +280,12 @@ class JobPlan:
     @property
     def config_hash(self) -> str:
         """Hash of everything that determines this job's numbers (not of the whole config file);
-        the order of its trials (:data:`SCHEDULING_FIELDS`) does not."""
+        the fields no point's trial depends on (:data:`JOB_ONLY_FIELDS`) do not."""
         setup = plain(self)
-        setup["protocol"] = without_scheduling(setup["protocol"])
+        setup["protocol"] = measuring_fields(setup["protocol"])
         for point in setup["points"]:
             if point["protocol"] is not None:
-                point["protocol"] = without_scheduling(point["protocol"])
+                point["protocol"] = measuring_fields(point["protocol"])
         return stable_hash(setup)
 
     def to_json(self) -> str:

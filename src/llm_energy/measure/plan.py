@@ -16,7 +16,7 @@ from llm_energy.errors import ConfigError
 from llm_energy.families import families
 from llm_energy.inputs.prompts import TASK_STREAMS
 from llm_energy.measure.job import (
-    SCHEDULING_FIELDS,
+    JOB_ONLY_FIELDS,
     EngineSpec,
     JobPlan,
     MeterSpec,
@@ -76,12 +76,12 @@ def pg19_token_budget(jobs: dict[str, JobPlan]) -> tuple[int, int]:
 
 def _family_protocol(config: dict[str, Any], exp: dict[str, Any]) -> ProtocolSpec | None:
     """The family's own measurement windows over the job's protocol, or None for the job's.
-    The order of the job's trials (:data:`SCHEDULING_FIELDS`) is its own protocol's alone:
-    a point's protocol keeps those fields at their defaults."""
+    The order of the job's trials and its control point's window (:data:`JOB_ONLY_FIELDS`)
+    are its own protocol's alone: a point's protocol keeps those fields at their defaults."""
     if not exp.get("protocol"):
         return None
     fields = dataclasses.fields(ProtocolSpec)
-    job_only = {f.name: f.default for f in fields if f.name in SCHEDULING_FIELDS}
+    job_only = {f.name: f.default for f in fields if f.name in JOB_ONLY_FIELDS}
     return ProtocolSpec(**{**config["protocol"], **exp["protocol"], **job_only})
 
 

@@ -15,8 +15,8 @@ Journal`) and each row carries ``point_id_version``.
 
 In both, protocol fields added after the shipped tables (:data:`LATER_PROTOCOL_DEFAULTS`)
 enter the hash only where they differ from their default, so that the points measured before
-them keep their ids; the fields that only order a job's trials
-(:data:`~llm_energy.measure.job.SCHEDULING_FIELDS`) never enter it.
+them keep their ids; the fields no point's trial depends on (the order of a job's trials,
+the control point's window: :data:`~llm_energy.measure.job.JOB_ONLY_FIELDS`) never enter it.
 
 Journals and rows without a version are version 1.
 """
@@ -30,9 +30,9 @@ from llm_energy.measure.job import (
     DEFAULT_PROMPTS,
     JobPlan,
     PointSpec,
+    measuring_fields,
     plain,
     stable_hash,
-    without_scheduling,
 )
 
 CURRENT_VERSION = 2
@@ -56,9 +56,9 @@ _NOT_MEASUREMENT = (
 
 def _protocol(protocol: dict[str, Any]) -> dict[str, Any]:
     """A protocol's fields as its id takes them: the later ones only where they are set, the
-    scheduling ones never."""
+    job-only ones never."""
     later = LATER_PROTOCOL_DEFAULTS
-    measured_by = without_scheduling(protocol)
+    measured_by = measuring_fields(protocol)
     return {k: v for k, v in measured_by.items() if k not in later or later[k] != v}
 
 

@@ -660,7 +660,7 @@ def _measure_points(
             base["gpu_name"] = "none (cpu)" if not plan.device.startswith("cuda") else "unknown"
         oom_bound, fits = known_bounds(trials, points)
         search = search_shapes(plan.points, plan.largest_feasible_only)
-        control = control_point(points) if plan.protocol.control_point else None
+        control = control_point(points, plan.protocol) if plan.protocol.control_point else None
         here = base["machine_session"]
         # The control points of this run are filed under its start: the run's record in the
         # journal (llm_energy.measure.runs) where the command keeps one, else the engine's.

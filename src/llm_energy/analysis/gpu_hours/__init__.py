@@ -363,7 +363,7 @@ def job_gpu_hours(
         return seconds * plan.engine.tensor_parallel_size / 3600.0
     seconds = start_seconds(model, plan)
 
-    control = control_point(plan.points) if plan.protocol.control_point else None
+    control = control_point(plan.points, plan.protocol) if plan.protocol.control_point else None
     for point, proto, n in zip(points, protocols, trials_each, strict=True):
         measurements = n + (2 if point == control else 0)
         if measurements:
@@ -373,9 +373,10 @@ def job_gpu_hours(
             seconds += bound_probe_seconds(model, plan, point, fits)
     seconds += out_of_memory_seconds(model, plan, fits, left)
     if control is not None and control not in plan.points:
-        # A job of request streams measures a plain control point of its own, twice.
+        # A control point of its own (a job of request streams alone, or a window longer than
+        # its point's), measured twice.
         with contextlib.suppress(KeyError):  # shapes a MeasuredShapes model never measured
-            warm, cold = _trial_seconds(model, control, plan.protocol)
+            warm, cold = _trial_seconds(model, control, plan.protocol_of(control))
             seconds += warm + cold
     return seconds * plan.engine.tensor_parallel_size / 3600.0
 
