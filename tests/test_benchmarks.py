@@ -639,3 +639,29 @@ def test_the_shipped_coverage_reports_are_what_their_command_prints_now(
     monkeypatch.chdir(ROOT)
     bench.main(command[2:])
     assert capsys.readouterr().out == text, f"{report} is stale: run make docs-coverage"
+
+
+def test_the_control_drift_lists_each_sessions_control_once_per_drift_and_sums_up_by_engine(
+    tmp_path,
+):
+    """Rows of one session share its control's drift and give one line; a row of another run
+    with another drift gives its own; rows without a drift are left out."""
+    bench = _load("control_drift")
+    rows = pd.DataFrame(
+        {
+            "engine": ["vllm", "vllm", "vllm", "vllm", "pytorch"],
+            "machine_session": ["vm:a", "vm:a", "vm:a", "vm:b", "vm:c"],
+            "control_point_id": "c",
+            "control_drift_energy": [-0.05, -0.05, 0.01, np.nan, 0.2],
+            "control_drift_duration": [-0.005, -0.005, 0.0, np.nan, 0.3],
+        }
+    )
+    rows.to_parquet(tmp_path / "t.parquet")
+    table = bench.control_drifts([tmp_path / "t.parquet"])
+    assert table["energy_drift_pct"].tolist() == [20.0, -5.0, 1.0]
+    assert table["energy_less_time_pct"].tolist() == [-10.0, -4.5, 1.0]
+    summary = bench.summary(table).set_index("engine")
+    assert summary.loc["vllm", "lines"] == 2
+    assert summary.loc["vllm", "energy_max_pct"] == 5.0
+    assert summary.loc["vllm", "lines_time_under_1pct"] == 2
+    assert summary.loc["pytorch", "time_median_pct"] == 30.0
