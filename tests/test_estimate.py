@@ -334,7 +334,7 @@ def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
     proto = dataclasses.replace(proto, control_min_duration_s=10.0)
     plan, each = _job(tiny_config, proto, points)
-    window = dataclasses.replace(proto, min_duration_s=10.0)
+    window = dataclasses.replace(proto, min_duration_s=10.0, measure_prefill=False)
     control = point_seconds(TRUE, dataclasses.replace(points[1], protocol=window), window)
     assert control > 10.0 > each[1]
     expected = MODEL_LOAD_S + proto.idle_duration_s + 3 * sum(each) + 2 * control

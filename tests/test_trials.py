@@ -247,6 +247,7 @@ def test_the_control_points_window_lasts_control_min_duration_s_and_changes_no_p
     control = control_point(plan.points, plan.protocol)
     smallest = min(plan.points, key=lambda p: (p.batch_size, p.input_tokens, p.output_tokens))
     assert control.protocol.min_duration_s == 0.05 and control not in plan.points
+    assert not control.protocol.measure_prefill  # the drift reads the whole window alone
     assert dataclasses.replace(control, protocol=None) == smallest
     as_before = dataclasses.replace(
         plan, protocol=dataclasses.replace(plan.protocol, control_min_duration_s=0.0)

@@ -24,7 +24,8 @@ def control_point(points: Sequence[PointSpec], protocol: ProtocolSpec) -> PointS
     :data:`STREAM_JOB_CONTROL`'s lengths, cut to its longest stream's caps. Served jobs have
     none. Its window lasts at least the job ``protocol``'s ``control_min_duration_s``: where
     that is longer than the point's own window, the control point is measured under a
-    protocol of its own (and named apart from the job's point of that shape)."""
+    protocol of its own (and named apart from the job's point of that shape), without a
+    prefill window, which the drift does not read."""
     plain = [p for p in points if p.stream is None and p.served is None]
     streams = [p for p in points if p.stream is not None and p.served is None]
     if plain:
@@ -40,7 +41,9 @@ def control_point(points: Sequence[PointSpec], protocol: ProtocolSpec) -> PointS
     own = point.protocol or protocol
     if protocol.control_min_duration_s <= own.min_duration_s:
         return point
-    window = dataclasses.replace(own, min_duration_s=protocol.control_min_duration_s)
+    window = dataclasses.replace(
+        own, min_duration_s=protocol.control_min_duration_s, measure_prefill=False
+    )
     return dataclasses.replace(point, protocol=window)
 
 
