@@ -177,10 +177,11 @@ class ProtocolSpec:
     # One more measurement of the job's control point at each run's start and end.
     control_point: bool = True
     # The control point's window lasts at least this long (its point's own min_duration_s where
-    # that is longer): the energy counter updates about ten times a second, so a window of
-    # two seconds reads one measurement of the drift to a few per cent, one of ten to about
-    # one. The job's protocol alone sets it, and it changes no point's trial (one of the
-    # JOB_ONLY_FIELDS). 0: the control point's window is its point's own.
+    # that is longer): the energy counter updates about ten times a second, so a two-second
+    # window reads its energy to a few per cent, and the drift between two such windows no
+    # better; a ten-second one to about one per cent. The job's protocol alone sets it, and it
+    # changes no point's trial (one of the JOB_ONLY_FIELDS). 0: the control point's window is
+    # its point's own.
     control_min_duration_s: float = 10.0
     # False: a point warms up before its first trial in an engine instance only; its later
     # trials, whose shapes the engine has run, go straight to their windows. "alternate": its
