@@ -654,6 +654,29 @@ def test_each_rows_control_drift_spans_its_own_machine_sessions_runs(
     assert table.loc[["second:bbbb"], "control_drift_duration"].eq(expected).all()
 
 
+def test_a_control_drift_compares_two_measurements_of_one_control_point():
+    """Runs of one machine session under two control points (another control window, which
+    keeps the job's point ids): the drift spans the last end and the first start of the same
+    control point, never a start of the other."""
+    from llm_energy.measure.controls import drift_columns
+
+    def control(run, edge, point, seconds):
+        return {"run_started": run, "edge": edge, "point_id": point, "duration_s": seconds}
+
+    controls = pd.DataFrame(
+        [
+            control("2026-12-06T10:00", "start", "b1_short", 1.0),
+            control("2026-12-06T10:00", "end", "b1_short", 1.1),
+            control("2026-12-06T11:00", "start", "b1_window", 2.0),
+            control("2026-12-06T11:00", "end", "b1_window", 2.2),
+        ]
+    ).assign(machine_session="vm:a", energy_j=1.0)
+    drift = drift_columns(controls, "vm:a")
+    assert drift["control_point_id"] == "b1_window"
+    assert drift["control_drift_duration"] == pytest.approx(0.1)
+    assert math.isnan(drift_columns(controls.iloc[[0, 3]], "vm:a")["control_drift_duration"])
+
+
 def test_by_batch_every_shape_runs_at_a_batch_size_before_the_next_and_ids_stay(
     tiny_config, tmp_path, fake_backend, monkeypatch, trial_order
 ):

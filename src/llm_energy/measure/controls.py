@@ -50,19 +50,24 @@ def control_point(points: Sequence[PointSpec], protocol: ProtocolSpec) -> PointS
 def drift_columns(controls: pd.DataFrame, session: str | None = None) -> dict[str, Any]:
     """The control point and its change over the job's runs in machine ``session``, the span
     the row's trials were measured in (a row's trials come from one session): from the first
-    of those runs' start to the last end measured there (a run cut short measures none). With
-    no end measured in that session the drift is unknown. Controls written before they named
-    their session give the last run that has both edges."""
+    of those runs' start to the last end measured there (a run cut short measures none), both
+    of the same control point (a run under another control window, or with another smallest
+    point, measured another). With no end measured in that session the drift is unknown.
+    Controls written before they named their session give the last run that has both edges."""
     nan = math.nan
     columns = {"control_point_id": "", "control_drift_energy": nan, "control_drift_duration": nan}
     if controls.empty:
         return columns
     if "machine_session" in controls and session is not None:
         at = controls[controls["machine_session"] == session].sort_values("run_started")
-        starts, ends = at[at["edge"] == "start"], at[at["edge"] == "end"]
-        if starts.empty or ends.empty:
+        ends = at[at["edge"] == "end"]
+        if ends.empty:
             return columns
-        return _drift(columns, starts.iloc[0], ends.iloc[-1])
+        end = ends.iloc[-1]
+        starts = at[(at["edge"] == "start") & (at["point_id"] == end["point_id"])]
+        if starts.empty:
+            return columns
+        return _drift(columns, starts.iloc[0], end)
     for run in sorted(set(controls["run_started"]), reverse=True):
         at = controls[controls["run_started"] == run].set_index("edge")
         if {"start", "end"} <= set(at.index):
