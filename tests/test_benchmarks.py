@@ -588,6 +588,32 @@ def test_the_gpu_time_share_sets_each_trial_against_its_runs_estimate(tmp_path):
     assert share["trial_over_plan_median"] == 1.18
 
 
+def test_the_gpu_time_share_sets_a_job_against_its_estimate_only_where_it_ran_the_plans_trials():
+    """gpu_time_share.py --estimate: each job's planned wall time beside its own, from minutes
+    or from GPU-hours over its GPUs; a job stopped short of three trials per point has no
+    ratio, since the estimate is of the whole job."""
+    bench = _load("gpu_time_share")
+    table = pd.DataFrame(
+        {
+            "job": ["whole", "cut", "two-gpu"],
+            "job_s": [1428.5, 999.1, 600.0],
+            "trials": [3, 2, 9],
+            "trials_if_3_each": [3, 3, 9],
+        }
+    )
+    by_minutes = pd.DataFrame({"group": ["whole", "cut"], "estimated_job_min": [20.84, 21.71]})
+    out = bench.with_estimate(table, by_minutes)
+    assert out["estimated_job_s"].tolist()[:2] == [1250.0, 1303.0]
+    assert out["actual_over_estimated"].iloc[0] == 1.14
+    assert math.isnan(out["actual_over_estimated"].iloc[1])
+    assert math.isnan(out["estimated_job_s"].iloc[2])  # a job the estimate does not name
+    by_hours = pd.DataFrame({"group": ["two-gpu"], "estimated_gpu_hours": [0.5], "gpus": [2]})
+    out = bench.with_estimate(table, by_hours)
+    assert out["estimated_job_s"].iloc[2] == 900.0
+    assert out["actual_over_estimated"].iloc[2] == 0.67
+    assert "actual_over_estimated" not in table  # the table given is left as it was
+
+
 def test_coverage_counts_the_points_rows_complete_or_leave_short_and_the_variants_rows():
     """coverage.py on the grid: the Llama-3.1-8B vLLM grid table completes as many points as
     it has rows, a row with too few trials leaves its point short (measured again), every other
