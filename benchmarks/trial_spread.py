@@ -11,6 +11,8 @@ layered on config/h200_window_ab.yaml, beside the job without it), shape by shap
 window, trials, spread, interval reached and seconds spent in windows, and its energy per batch
 in the longer windows over the shorter (a window's length should not change it). ``--names``
 labels the two sides otherwise, for any two tables of the same shapes (two machines, say).
+Where both sides' rows measured prefill windows, each side's time of one prefill and the
+prefill energy's ratio with its interval follow.
 
 A row's interval is Student's t over its trials, so the spread decides how many trials a point
 needs to reach the protocol's target (``target_ci95_rel``). Where energy spreads more than time,
@@ -54,11 +56,24 @@ def spread(rows: pd.DataFrame) -> pd.DataFrame:
                 "duration_cv": rows["trial_duration_s"].map(_cv),
                 "energy_ci95_rel": rows["energy_j_ci95"] / rows["energy_j"],
                 "energy_j": rows["energy_j"],
+                **_prefill(rows),
             }
         )
         .sort_values("window_s")
         .reset_index(drop=True)
     )
+
+
+def _prefill(rows: pd.DataFrame) -> dict[str, pd.Series]:
+    """A row's prefill window, where its trials measured one: energy, its relative interval and
+    the time of one prefill."""
+    if "prefill_energy_j_ci95" not in rows:
+        return {}
+    return {
+        "prefill_energy_j": rows["prefill_energy_j"],
+        "prefill_ci95_rel": rows["prefill_energy_j_ci95"] / rows["prefill_energy_j"],
+        "prefill_s": rows["prefill_duration_s"],
+    }
 
 
 def by_band(table: pd.DataFrame) -> pd.DataFrame:
@@ -104,6 +119,18 @@ def side_by_side(
         out[f"window_seconds_{side}"] = both[f"trials_{side}"] * both[f"window_s_{side}"]
     out["energy_ratio"] = ratio
     out["energy_ratio_ci95"] = half
+    if f"prefill_energy_j_{a}" in both and f"prefill_energy_j_{b}" in both:
+        # The prefill window alone: at short prompts it lasts milliseconds a repetition.
+        prefill = both[f"prefill_energy_j_{a}"] / both[f"prefill_energy_j_{b}"]
+        for side in (b, a):
+            out[f"prefill_s_{side}"] = both[f"prefill_s_{side}"]
+        out["prefill_ratio"] = prefill
+        out["prefill_ratio_ci95"] = [
+            ratio_half_width(r, x, y)
+            for r, x, y in zip(
+                prefill, both[f"prefill_ci95_rel_{a}"], both[f"prefill_ci95_rel_{b}"], strict=True
+            )
+        ]
     return out
 
 

@@ -214,6 +214,22 @@ def test_the_window_comparison_sets_each_shape_beside_itself():
     named = bench.side_by_side(longer, shorter, ("b", "a")).set_index("input_tokens")
     assert named.loc[8, "trials_a"] == 6 and named.loc[8, "trials_b"] == 3
     assert named["energy_ratio"].tolist() == table["energy_ratio"].tolist()
+    assert "prefill_ratio" not in table  # neither side measured a prefill window
+
+
+def test_the_window_comparison_sets_the_prefill_windows_beside_each_other():
+    """trial_spread.py --against, where both sides measured prefill windows: the time of one
+    prefill on each side and the prefill energy's ratio with its interval."""
+    bench = _load("trial_spread")
+    one = _trial_rows({(128, 64): [156.0, 157.0, 156.5]}, 2.0)
+    other = _trial_rows({(128, 64): [158.0, 158.5, 157.5]}, 2.0)
+    one = one.assign(prefill_energy_j=4.8, prefill_energy_j_ci95=0.048, prefill_duration_s=0.009)
+    other = other.assign(prefill_energy_j=7.7, prefill_energy_j_ci95=0.77, prefill_duration_s=0.029)
+    row = bench.side_by_side(one, other, ("sweeps", "grid")).iloc[0]
+    assert row["prefill_s_sweeps"] == 0.009 and row["prefill_s_grid"] == 0.029
+    assert row["prefill_ratio"] == pytest.approx(4.8 / 7.7)
+    # Two relative intervals of 1 % and 10 % give the ratio's about 10 %.
+    assert 0.095 < row["prefill_ratio_ci95"] / row["prefill_ratio"] < 0.11
 
 
 def test_a_request_streams_warm_up_counts_one_batch_of_each_group():

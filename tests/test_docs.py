@@ -171,6 +171,7 @@ def test_the_protocol_cost_quoted_in_measuring_md_is_the_benchmarks_output():
         ("**A twenty-sixth session, on one H200**", "h200_2026-12-05b_*"),
         ("**A twenty-seventh session, on one H200**", "h200_2026-12-06_*"),
         ("**A twenty-eighth session, on one H200**", "h200_2026-12-06b_*"),
+        ("**A twenty-ninth session, on one H200**", "h200_2026-12-06c_*"),
         ("**A session on one H100**", "h100_2026-12-05_*"),
         ("**A second session on one H100**", "h100_2026-12-05b_*"),
         ("**A third session on one H100**", "h100_2026-12-05c_*"),

@@ -232,7 +232,8 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
     # from its first trial, replacing the thirteenth's row, which that session's device time cut
     # short at two trials: it is in repeats/) and vm:8b4cd9b5's (generation at batch 1 on vLLM)
     # and vm:062927c8's (summarization and classification at batch 1 on vLLM, the latter
-    # replacing the thirteenth's row, now in repeats/, and classification at batch 1 on PyTorch).
+    # replacing the thirteenth's row, now in repeats/, and classification at batch 1 on PyTorch)
+    # and vm:d552e2c0's (the twelve points of h200.yaml's sweeps on vLLM beside claim 1's six).
     # Every row the aggregate keeps has three or more trials and met the protocol, but the bins'
     # smaller batches, passed over because their largest batch fits.
     measured = table["feasible"].astype(bool) & table["trials"].notna()
@@ -271,6 +272,7 @@ def test_shipped_measurements_rebuild_every_h200_figure(tmp_path):
         "vm:8b612e00": 1,
         "vm:8b4cd9b5": 1,
         "vm:062927c8": 3,
+        "vm:d552e2c0": 12,
     }
     assert (trial_rows["trials"] >= 3).all() and trial_rows["protocol_met"].astype(bool).all()
 
@@ -393,7 +395,7 @@ LAYERED_TABLES = {
     "compile__llama-3.1-8b__pytorch": (["h200_engines_compile.yaml"], 11),
     "compile__llama-3.1-8b__pytorch-compile": (["h200_engines_compile.yaml"], 11),
     "sweeps__llama-3.1-8b__pytorch": (["h200_three_trials.yaml", "h200_claim1.yaml"], 6),
-    "sweeps__llama-3.1-8b__vllm": (["h200_claim1.yaml"], 6),
+    "sweeps__llama-3.1-8b__vllm": (["h200_sweeps.yaml"], 18),
     "decoding__llama-3.1-8b__pytorch": (["h200_three_trials.yaml", "h200_decoding.yaml"], 16),
     "online__llama-3.1-8b__vllm": (["h200_claim6.yaml"], 10),
     "tasks__llama-3.1-8b__vllm": (["h200_tasks.yaml"], 8),
