@@ -94,6 +94,15 @@ def by_band(table: pd.DataFrame) -> pd.DataFrame:
 SHAPE = ["batch_size", "input_tokens", "output_tokens"]
 
 
+def _ratio(both: pd.DataFrame, value: str, rel: str, a: str, b: str) -> tuple[pd.Series, list]:
+    """Side ``a``'s ``value`` over side ``b``'s, and the ratio's 95 % half-width from the two
+    sides' relative half-widths (column ``rel``)."""
+    ratio = both[f"{value}_{a}"] / both[f"{value}_{b}"]
+    rel_a, rel_b = both[f"{rel}_{a}"], both[f"{rel}_{b}"]
+    half = [ratio_half_width(r, x, y) for r, x, y in zip(ratio, rel_a, rel_b, strict=True)]
+    return ratio, half
+
+
 def side_by_side(
     one: pd.DataFrame, other: pd.DataFrame, names: tuple[str, str] = ("longer", "shorter")
 ) -> pd.DataFrame:
@@ -103,13 +112,6 @@ def side_by_side(
     by default the longer windows (``one``) against the shorter."""
     a, b = names
     both = spread(one).merge(spread(other), on=SHAPE, suffixes=(f"_{a}", f"_{b}"))
-    ratio = both[f"energy_j_{a}"] / both[f"energy_j_{b}"]
-    half = [
-        ratio_half_width(r, x, y)
-        for r, x, y in zip(
-            ratio, both[f"energy_ci95_rel_{a}"], both[f"energy_ci95_rel_{b}"], strict=True
-        )
-    ]
     out = both[SHAPE].copy()
     for side in (b, a):
         out[f"window_s_{side}"] = both[f"window_s_{side}"]
@@ -117,20 +119,15 @@ def side_by_side(
         out[f"energy_cv_{side}"] = both[f"energy_cv_{side}"]
         out[f"energy_ci95_rel_{side}"] = both[f"energy_ci95_rel_{side}"]
         out[f"window_seconds_{side}"] = both[f"trials_{side}"] * both[f"window_s_{side}"]
-    out["energy_ratio"] = ratio
-    out["energy_ratio_ci95"] = half
+    out["energy_ratio"], out["energy_ratio_ci95"] = _ratio(
+        both, "energy_j", "energy_ci95_rel", a, b
+    )
     if f"prefill_energy_j_{a}" in both and f"prefill_energy_j_{b}" in both:
         # The prefill window alone: at short prompts it lasts milliseconds a repetition.
-        prefill = both[f"prefill_energy_j_{a}"] / both[f"prefill_energy_j_{b}"]
         for side in (b, a):
             out[f"prefill_s_{side}"] = both[f"prefill_s_{side}"]
-        out["prefill_ratio"] = prefill
-        out["prefill_ratio_ci95"] = [
-            ratio_half_width(r, x, y)
-            for r, x, y in zip(
-                prefill, both[f"prefill_ci95_rel_{a}"], both[f"prefill_ci95_rel_{b}"], strict=True
-            )
-        ]
+        prefill = _ratio(both, "prefill_energy_j", "prefill_ci95_rel", a, b)
+        out["prefill_ratio"], out["prefill_ratio_ci95"] = prefill
     return out
 
 
