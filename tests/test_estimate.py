@@ -1733,6 +1733,10 @@ def test_with_resume_from_shipped_the_estimate_leaves_out_what_the_tables_comple
         protocol_met=True,
         error="",
     )
+    # One of them is wider than the target (max_trials 6 by default): kept, unless the
+    # configuration asks for such rows to be measured again.
+    seeds["energy_j"] = 100.0
+    seeds["energy_j_ci95"] = [50.0] + [1.0] * (len(seeds) - 1)
     table = tmp_path / "rows.parquet"
     pd.concat([fit, seeds], ignore_index=True).to_parquet(table)
     base = tmp_path / "tiny.yaml"
@@ -1757,6 +1761,10 @@ def test_with_resume_from_shipped_the_estimate_leaves_out_what_the_tables_comple
     assert int(rest[header.index("points_left")]) == left
     assert f"{len(plan.points)} points, {left} of them left to measure;" in said
     assert 0 < float(rest[header.index("estimated_job_min")]) < whole_min
+    wide = tmp_path / "wide.yaml"
+    wide.write_text("resume_wide_rows: measure_again\n")
+    header, again, said = printed(base, resume, wide)
+    assert int(again[header.index("points_left")]) == left + 1
 
 
 def test_a_jobs_time_limit_is_its_expected_time_with_a_margin_and_grows_with_each_attempt():

@@ -517,6 +517,40 @@ def test_a_seeded_row_stands_whole_and_a_row_below_the_protocol_is_measured_agai
     assert resume.seed_journal(big, [tmp_path / "failed.parquet"], tmp_path / "d") == 0
 
 
+def test_a_row_wider_than_its_target_short_of_max_trials_is_measured_again_when_asked(
+    tiny_config, fake_backend, tmp_path
+):
+    tiny_config["protocol"].update(min_trials=3, max_trials=6, target_ci95_rel=0.03)
+    small = _plan(tiny_config, batch_sizes=(1,))
+    shipped = runner.run_job(small, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
+    # The CPU's rows have no energy: give them a mean and an interval of 7 % and 1 %.
+    shipped = shipped.assign(trials=3, energy_j=100.0, energy_j_ci95=7.0)
+    wide = shipped.iloc[:1]
+    rows = pd.concat([wide, shipped.iloc[1:].assign(energy_j_ci95=1.0)])
+    rows.to_parquet(tmp_path / "wide.parquet")
+    protocol = small.protocol_of(small.points[0])
+    assert resume.wider_than_target(wide.iloc[0].to_dict(), protocol)
+    # At max_trials the row stands, however wide: more trials are not to be had.
+    assert not resume.wider_than_target(wide.assign(trials=6).iloc[0].to_dict(), protocol)
+
+    tables = resume.read_tables([tmp_path / "wide.parquet"])
+    kept = resume.seed_journal(small, [tmp_path / "wide.parquet"], tmp_path / "keep")
+    assert kept == len(rows)
+    again = resume.seed_journal(small, [tmp_path / "wide.parquet"], tmp_path / "again", True)
+    assert again == len(rows) - 1
+    left = resume.trials_left(small, tmp_path / "fresh", tables, wide_again=True)
+    assert sorted(left.values()) == [0] * (len(rows) - 1) + [3]
+    assert set(resume.trials_left(small, tmp_path / "fresh", tables).values()) == {0}
+
+    # The job measures the wide row's point again, every trial its own, up to max_trials.
+    fake_backend.calls = []
+    table = runner.run_job(small, tmp_path / "b.parquet", tmp_path / "again", log=lambda m: None)
+    assert len(fake_backend.calls) >= 3
+    redone = table.set_index("point_id").loc[wide["point_id"].iloc[0]]
+    assert pd.isna(redone["seeded_from"]) and 3 <= redone["trials"] <= 6
+    assert table["seeded_from"].notna().sum() == len(rows) - 1
+
+
 def test_the_trials_left_are_what_the_journal_and_the_seeded_rows_leave(
     tiny_config, fake_backend, tmp_path
 ):

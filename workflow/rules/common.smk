@@ -104,6 +104,7 @@ def seed_command(wildcards):
     return (
         f"{CLI} seed-journal --plan results/plans/{wildcards.hardware}/{wildcards.group}.json "
         f"--journal results/journal/{wildcards.hardware}/{wildcards.group} "
+        f"--wide-rows {config['resume_wide_rows']} "
         + " ".join(shlex.quote(str(t)) for t in tables)
         + f" > logs/measure/{wildcards.hardware}/{wildcards.group}.seed.log 2>&1 && "
     )
@@ -484,7 +485,12 @@ def _estimate():
         read_tables(shipped_tables(HARDWARE)) if config["resume_from_shipped"] else []
     )
     left = {
-        group: trials_left(plan, Path(f"results/journal/{HARDWARE}/{group}"), seeds)
+        group: trials_left(
+            plan,
+            Path(f"results/journal/{HARDWARE}/{group}"),
+            seeds,
+            config["resume_wide_rows"] == "measure_again",
+        )
         for group, plan in JOBS.items()
     }
     lengths = TraceLengths(

@@ -140,7 +140,8 @@ def cmd_seed_journal(args: argparse.Namespace) -> None:
     from llm_energy.measure.resume import seed_journal
 
     plan = read_plan(Path(args.plan))
-    copied = seed_journal(plan, [Path(t) for t in args.tables], Path(args.journal))
+    wide_again = args.wide_rows == "measure_again"
+    copied = seed_journal(plan, [Path(t) for t in args.tables], Path(args.journal), wide_again)
     log(f"job {plan.group}: {copied} measured points copied into the journal {args.journal}")
 
 
@@ -216,4 +217,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sj.add_argument("--plan", required=True, help="job plan JSON (results/plans/...)")
     sj.add_argument("--journal", required=True, help="the job's journal folder")
     sj.add_argument("tables", nargs="+", help="job tables whose points of this plan to copy")
+    sj.add_argument(
+        "--wide-rows",
+        choices=("keep", "measure_again"),
+        default="keep",
+        help="a row whose energy interval is wider than its protocol's target with fewer than "
+        "max_trials trials: copy it (keep), or leave its point to be measured again in this "
+        "job (measure_again), as the configuration key resume_wide_rows says",
+    )
     sj.set_defaults(func=cmd_seed_journal)

@@ -55,11 +55,12 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     # What the run would measure: the trials its journals leave, and with resume_from_shipped
     # none of a point that a row of the given tables completes, as the workflow's job seeds it.
     seeds = tables if config["resume_from_shipped"] else ()
+    wide_again = config["resume_wide_rows"] == "measure_again"
     left = None
     if args.journals or seeds:
         journals = Path(args.journals) if args.journals else None
         left = {
-            g: trials_left(plan, journals / g if journals else None, seeds)
+            g: trials_left(plan, journals / g if journals else None, seeds, wide_again)
             for g, plan in jobs.items()
         }
     allocation_s = None if args.allocation_min is None else 60 * args.allocation_min

@@ -15,12 +15,28 @@ from llm_energy.measure.store import Journal, read_table
 from llm_energy.measure.trials import failed_on_device, least_trials_left
 
 
-def complete(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
+def wider_than_target(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
+    """Whether a measured row's energy interval is wider than ``protocol``'s target while its
+    trials are fewer than the protocol's ``max_trials``: a run that a deadline or
+    ``--trials-at-most`` stopped before its trials narrowed the interval."""
+    energy, half_width = row.get("energy_j"), row.get("energy_j_ci95")
+    trials = row.get("trials")
+    if any(v is None or pd.isna(v) for v in (energy, half_width, trials)) or not energy:
+        return False
+    return (
+        int(trials) < protocol.max_trials
+        and abs(float(half_width) / float(energy)) > protocol.target_ci95_rel
+    )
+
+
+def complete(row: dict[str, Any], protocol: ProtocolSpec, wide_again: bool = False) -> bool:
     """Whether a row measured elsewhere stands for its point under ``protocol``: a point not
     measured (out of memory, not attempted), or one measured in at least ``min_trials``
     trials that met the protocol (a row measured before trials counts as one). A row with
     fewer is not: the point is measured again, all its trials in this job, never topped up
-    with trials of another session. Nor is a trial a device error ended."""
+    with trials of another session. Nor is a trial a device error ended. With
+    ``wide_again``, nor is a row :func:`wider_than_target`: its point is measured again, every
+    trial in this job, up to ``max_trials``."""
     if failed_on_device(row):
         return False
     if not bool(row.get("feasible")) or not int(row.get("repetitions") or 0):
@@ -29,6 +45,8 @@ def complete(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
     if trials is None or pd.isna(trials):
         return protocol.min_trials <= 1
     met = row.get("protocol_met")
+    if wide_again and wider_than_target(row, protocol):
+        return False
     return int(trials) >= protocol.min_trials and (met is None or bool(met))
 
 
@@ -64,7 +82,7 @@ def rows_of_points(plan: JobPlan, tables: Tables) -> Iterator[tuple[tuple, dict[
 
 
 def _seedable(
-    plan: JobPlan, tables: Tables, version: int
+    plan: JobPlan, tables: Tables, version: int, wide_again: bool = False
 ) -> dict[str, tuple[dict[str, Any], Path]]:
     """The rows of ``tables`` that :func:`seed_journal` would copy, by the point id (of
     ``version``) they would be filed under, first table first; with the table each came from."""
@@ -72,21 +90,26 @@ def _seedable(
     protocols = {p.key: plan.protocol_of(p) for p in plan.points}
     found: dict[str, tuple[dict[str, Any], Path]] = {}
     for key, row, path in rows_of_points(plan, tables):
-        if mine[key] not in found and complete(row, protocols[key]):
+        if mine[key] not in found and complete(row, protocols[key], wide_again):
             found[mine[key]] = (row, path)
     return found
 
 
-def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> int:
+def seed_journal(
+    plan: JobPlan, tables: Sequence[Path], journal_dir: Path, wide_again: bool = False
+) -> int:
     """Copy into the job's journal the rows of ``tables`` (job tables measured elsewhere, such
     as the shipped ones) that are points of ``plan`` under the same measurement setup and
     complete under its protocol (:func:`complete`), so that the job measures only the rest.
     A copied row is the point's, whole (``seeded_from`` names its table): the job adds no
     trial to it. Rows are matched by the id version they carry and filed under the
-    journal's. Points already in the journal are kept. Returns how many rows were copied."""
+    journal's. Points already in the journal are kept. With ``wide_again``, a row wider than
+    its protocol's target is not copied (:func:`complete`). Returns how many rows were
+    copied."""
     journal = Journal(journal_dir)
     copied = 0
-    for pid, (row, path) in _seedable(plan, read_tables(tables), journal.version).items():
+    seedable = _seedable(plan, read_tables(tables), journal.version, wide_again)
+    for pid, (row, path) in seedable.items():
         if not journal.has(pid):
             entry = {
                 **row,
@@ -99,14 +122,17 @@ def seed_journal(plan: JobPlan, tables: Sequence[Path], journal_dir: Path) -> in
     return copied
 
 
-def trials_left(plan: JobPlan, journal_dir: Path | None, tables: Tables = ()) -> dict[tuple, int]:
+def trials_left(
+    plan: JobPlan, journal_dir: Path | None, tables: Tables = (), wide_again: bool = False
+) -> dict[tuple, int]:
     """Trials each point of ``plan`` still needs (by point key): none where the job's journal
     (none where ``journal_dir`` is None) or a row of ``tables`` (as :func:`read_tables` reads
     them, that :func:`seed_journal` would copy) completes it, else at least its ``min_trials``
     less the trials the journal holds, and one more where the interval is still wide. What a
     run that starts now would measure, before its points are selected from the traces; nothing
     is written. Trials of every machine session count here: where the job will run is not known
-    yet (a run on another machine measures short points again from their first trial)."""
+    yet (a run on another machine measures short points again from their first trial).
+    ``wide_again`` as :func:`seed_journal` takes it."""
     from llm_energy.measure.point_ids import CURRENT_VERSION
 
     journal = None
@@ -115,7 +141,7 @@ def trials_left(plan: JobPlan, journal_dir: Path | None, tables: Tables = ()) ->
     ):
         journal = Journal(journal_dir)
     version = journal.version if journal is not None else CURRENT_VERSION
-    seeded_ids = set(_seedable(plan, tables, version)) if tables else set()
+    seeded_ids = set(_seedable(plan, tables, version, wide_again)) if tables else set()
     ids = point_ids(plan, version)
     left = {}
     for point in plan.points:
