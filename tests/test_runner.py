@@ -532,6 +532,10 @@ def test_a_row_wider_than_its_target_short_of_max_trials_is_measured_again_when_
     assert resume.wider_than_target(wide.iloc[0].to_dict(), protocol)
     # At max_trials the row stands, however wide: more trials are not to be had.
     assert not resume.wider_than_target(wide.assign(trials=6).iloc[0].to_dict(), protocol)
+    # A served stream's row is judged by energy per request, as the runner judges its trials.
+    served = {**wide.iloc[0].to_dict(), "serving": "served", "energy_per_request_j": 2.0}
+    assert not resume.wider_than_target({**served, "energy_per_request_j_ci95": 0.02}, protocol)
+    assert resume.wider_than_target({**served, "energy_per_request_j_ci95": 0.2}, protocol)
 
     tables = resume.read_tables([tmp_path / "wide.parquet"])
     kept = resume.seed_journal(small, [tmp_path / "wide.parquet"], tmp_path / "keep")

@@ -221,8 +221,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--wide-rows",
         choices=("keep", "measure_again"),
         default="keep",
-        help="a row whose energy interval is wider than its protocol's target with fewer than "
-        "max_trials trials: copy it (keep), or leave its point to be measured again in this "
-        "job (measure_again), as the configuration key resume_wide_rows says",
+        help="a row whose interval (energy; per request for a served stream) is wider than its "
+        "protocol's target with fewer than max_trials trials: copy it (keep), or leave its "
+        "point to be measured again in this job (measure_again), as the configuration key "
+        "resume_wide_rows says",
     )
     sj.set_defaults(func=cmd_seed_journal)

@@ -12,21 +12,22 @@ import pandas as pd
 from llm_energy.measure.job import JobPlan, ProtocolSpec
 from llm_energy.measure.point_ids import point_ids
 from llm_energy.measure.store import Journal, read_table
-from llm_energy.measure.trials import failed_on_device, least_trials_left
+from llm_energy.measure.trials import (
+    failed_on_device,
+    interval_wider_than_target,
+    least_trials_left,
+)
 
 
 def wider_than_target(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
-    """Whether a measured row's energy interval is wider than ``protocol``'s target while its
-    trials are fewer than the protocol's ``max_trials``: a run that a deadline or
+    """Whether a measured row's interval is wider than ``protocol``'s target, as the runner
+    judges its trials (:func:`~llm_energy.measure.trials.interval_wider_than_target`), while
+    its trials are fewer than the protocol's ``max_trials``: a run that a deadline or
     ``--trials-at-most`` stopped before its trials narrowed the interval."""
-    energy, half_width = row.get("energy_j"), row.get("energy_j_ci95")
     trials = row.get("trials")
-    if any(v is None or pd.isna(v) for v in (energy, half_width, trials)) or not energy:
+    if trials is None or pd.isna(trials):
         return False
-    return (
-        int(trials) < protocol.max_trials
-        and abs(float(half_width) / float(energy)) > protocol.target_ci95_rel
-    )
+    return int(trials) < protocol.max_trials and interval_wider_than_target(row, protocol)
 
 
 def complete(row: dict[str, Any], protocol: ProtocolSpec, wide_again: bool = False) -> bool:
@@ -44,9 +45,9 @@ def complete(row: dict[str, Any], protocol: ProtocolSpec, wide_again: bool = Fal
     trials = row.get("trials")
     if trials is None or pd.isna(trials):
         return protocol.min_trials <= 1
-    met = row.get("protocol_met")
     if wide_again and wider_than_target(row, protocol):
         return False
+    met = row.get("protocol_met")
     return int(trials) >= protocol.min_trials and (met is None or bool(met))
 
 

@@ -187,6 +187,17 @@ def _quantity(row: dict[str, Any]) -> str:
     return "energy_per_request_j" if served(row) else "energy_j"
 
 
+def interval_wider_than_target(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
+    """Whether a point's row has an interval, of what its trials are judged by
+    (:func:`_quantity`), wider than ``protocol``'s ``target_ci95_rel`` of its mean; a row with
+    no interval or a zero mean has none."""
+    quantity = _quantity(row)
+    mean, ci = row.get(quantity), row.get(f"{quantity}_ci95")
+    if not mean or ci is None or math.isnan(float(mean)) or math.isnan(float(ci)):
+        return False
+    return float(ci) / abs(float(mean)) > protocol.target_ci95_rel
+
+
 def window_met(row: dict[str, Any], protocol: ProtocolSpec) -> bool:
     """Whether one trial's window meets the study's protocol: at least ``min_duration_s`` long
     and ``min_repetitions`` repetitions (a family's own lighter windows do not); a served
@@ -423,7 +434,7 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
         )
     quantity = _quantity(measured[0])
     ci = row[f"{quantity}_ci95"]
-    if len(measured) > 1 and row[quantity] and ci / abs(row[quantity]) > protocol.target_ci95_rel:
+    if len(measured) > 1 and interval_wider_than_target(row, protocol):
         notes.append(
             f"{quantity} interval ±{100 * ci / abs(row[quantity]):.1f} % after "
             f"{len(measured)} trials (target ±{100 * protocol.target_ci95_rel:g} %)"
