@@ -555,6 +555,43 @@ def test_a_row_wider_than_its_target_short_of_max_trials_is_measured_again_when_
     assert table["seeded_from"].notna().sum() == len(rows) - 1
 
 
+def test_rows_of_a_points_shape_under_another_protocol_are_not_seeded_and_are_said(
+    tiny_config, fake_backend, tmp_path, capsys
+):
+    """Rows measured under a layer's max_trials: 3 carry other point ids: a run of the
+    standard protocol seeds none of them, and seed-journal says which points that leaves."""
+    import copy
+
+    from llm_energy.cli import main
+
+    capped = copy.deepcopy(tiny_config)
+    capped["protocol"].update(min_trials=3, max_trials=3)
+    small = _plan(capped, batch_sizes=(1,))
+    runner.run_job(small, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
+    tiny_config["protocol"].update(min_trials=3, max_trials=6)
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    tables = resume.read_tables([tmp_path / "a.parquet"])
+    left = resume.trials_left(plan, tmp_path / "fresh", tables)
+    assert set(left.values()) == {3}
+    batch = {p.key: p.batch_size for p in plan.points}
+    other = resume.under_another_setup(plan, tables, list(left))
+    assert other and {batch[k] for k in other} == {1}
+    assert len(other) == len(small.points)
+    # Under its own protocol the rows seed their points, and none is said.
+    assert resume.under_another_setup(small, tables, [p.key for p in small.points]) == []
+    assert set(resume.trials_left(small, tmp_path / "fresh", tables).values()) == {0}
+
+    path = tmp_path / "plan.json"
+    path.write_text(plan.to_json())
+    argv = ["seed-journal", "--plan", str(path), "--journal", str(tmp_path / "j")]
+    assert main([*argv, str(tmp_path / "a.parquet")]) == 0
+    out = capsys.readouterr()
+    said = out.out + out.err
+    assert "0 measured points copied" in said
+    n = len(plan.points)
+    assert f"of its {n} points left, {len(other)} have a row in the given tables" in said
+
+
 def test_the_trials_left_are_what_the_journal_and_the_seeded_rows_leave(
     tiny_config, fake_backend, tmp_path
 ):

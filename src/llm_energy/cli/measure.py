@@ -137,12 +137,15 @@ def _measure(args: argparse.Namespace, plan: JobPlan, plan_path: Path, journal: 
 
 
 def cmd_seed_journal(args: argparse.Namespace) -> None:
-    from llm_energy.measure.resume import seed_journal
+    from llm_energy.measure.resume import another_setup_note, read_tables, seed_journal, trials_left
 
     plan = read_plan(Path(args.plan))
     wide_again = args.wide_rows == "measure_again"
     copied = seed_journal(plan, [Path(t) for t in args.tables], Path(args.journal), wide_again)
     log(f"job {plan.group}: {copied} measured points copied into the journal {args.journal}")
+    note = another_setup_note(plan, read_tables(args.tables), trials_left(plan, Path(args.journal)))
+    if note:
+        log(note)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

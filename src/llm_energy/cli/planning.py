@@ -48,7 +48,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--workload-parts {args.workload_parts:g}: give minutes above 0")
     config = load_configs(args.configfile)
     jobs = plan_study(config)
-    from llm_energy.measure.resume import read_tables, trials_left
+    from llm_energy.measure.resume import another_setup_note, read_tables, trials_left
 
     tables = read_tables(args.measurements)
     measured = pd.concat([table for _, table in tables], ignore_index=True)
@@ -63,6 +63,10 @@ def cmd_estimate(args: argparse.Namespace) -> None:
             g: trials_left(plan, journals / g if journals else None, seeds, wide_again)
             for g, plan in jobs.items()
         }
+        for g, plan in jobs.items() if seeds else ():
+            note = another_setup_note(plan, seeds, left[g])
+            if note:
+                log(note)
     allocation_s = None if args.allocation_min is None else 60 * args.allocation_min
     lengths = stream_lengths(args)
     table = estimate(jobs, measured, left, allocation_s, lengths, at_most)

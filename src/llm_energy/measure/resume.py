@@ -82,6 +82,52 @@ def rows_of_points(plan: JobPlan, tables: Tables) -> Iterator[tuple[tuple, dict[
                 yield theirs[row["point_id"]], row.to_dict(), path
 
 
+def _shape(pid: str) -> str:
+    """A point id less its setup hash: the shape it names (batch, lengths, decoding, and the
+    stream, prompts or server where a point has one), the same under every id version."""
+    head, sep, _ = pid.rpartition("_v2_")
+    return head if sep else pid.rpartition("_")[0]
+
+
+def under_another_setup(plan: JobPlan, tables: Tables, keys: Sequence[tuple]) -> list[tuple]:
+    """Those of ``keys`` (points of ``plan``) whose shape a row of ``tables`` of the plan's
+    model and engine holds under another point id: measured under another setup or protocol
+    (say a layer's ``max_trials: 3``), so no run seeds it and the point is measured again."""
+    from llm_energy.measure.point_ids import CURRENT_VERSION, VERSIONS
+
+    own = {v: point_ids(plan, v) for v in VERSIONS}
+    shapes: dict[str, set[str]] = {}
+    for _, table in tables:
+        if not {"point_id", "model", "engine"} <= set(table.columns):
+            continue
+        mine = table[(table["model"] == plan.model.name) & (table["engine"] == plan.engine.name)]
+        for pid in mine["point_id"].dropna():
+            shapes.setdefault(_shape(str(pid)), set()).add(str(pid))
+    found = []
+    for key in keys:
+        ids = {ids_of[key] for ids_of in own.values()}
+        if shapes.get(_shape(own[CURRENT_VERSION][key]), set()) - ids:
+            found.append(key)
+    return found
+
+
+def another_setup_note(plan: JobPlan, tables: Tables, left: dict[tuple, int]) -> str | None:
+    """One line on how many of the points that ``left`` (trials by point key) gives trials
+    have rows in ``tables`` at their shapes under another setup or protocol
+    (:func:`under_another_setup`); None where none has."""
+    keys = [key for key, n in left.items() if n > 0]
+    other = under_another_setup(plan, tables, keys)
+    if not other:
+        return None
+    verb = "has" if len(other) == 1 else "have"
+    return (
+        f"job {plan.group}: of its {len(keys)} points left, {len(other)} {verb} a row in the "
+        "given tables at the same shape under another setup or protocol (another point id: a "
+        "layer's max_trials, say, or a protocol before trials), which no run seeds; they are "
+        "measured again"
+    )
+
+
 def _seedable(
     plan: JobPlan, tables: Tables, version: int, wide_again: bool = False
 ) -> dict[str, tuple[dict[str, Any], Path]]:
