@@ -474,8 +474,12 @@ def test_a_journal_seeded_from_a_table_measured_elsewhere_measures_only_the_rest
     table = runner.run_job(small, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
     big = _plan(tiny_config, batch_sizes=(1, 2))
     journal = tmp_path / "b"
-    assert resume.seed_journal(big, [tmp_path / "a.parquet"], journal) == len(table)
-    assert resume.seed_journal(big, [tmp_path / "a.parquet"], journal) == 0  # kept, not redone
+    assert resume.seed_journal(big, resume.read_tables([tmp_path / "a.parquet"]), journal) == len(
+        table
+    )
+    assert (
+        resume.seed_journal(big, resume.read_tables([tmp_path / "a.parquet"]), journal) == 0
+    )  # kept, not redone
     fake_backend.calls = []
     runner.run_job(big, tmp_path / "b.parquet", journal, log=lambda m: None)
     assert {b for b, _ in fake_backend.calls} == {2}
@@ -493,7 +497,9 @@ def test_a_seeded_row_stands_whole_and_a_row_below_the_protocol_is_measured_agai
     # Complete rows are copied whole: no trial of this job is added to them, and the table
     # gives them as the shipped table has them.
     fake_backend.calls = []
-    assert resume.seed_journal(big, [tmp_path / "a.parquet"], tmp_path / "b") == len(shipped)
+    assert resume.seed_journal(
+        big, resume.read_tables([tmp_path / "a.parquet"]), tmp_path / "b"
+    ) == len(shipped)
     table = runner.run_job(big, tmp_path / "b.parquet", tmp_path / "b", log=lambda m: None)
     assert {b for b, _ in fake_backend.calls} == {2}
     copied = table.set_index("point_id").loc[shipped["point_id"]]
@@ -506,7 +512,10 @@ def test_a_seeded_row_stands_whole_and_a_row_below_the_protocol_is_measured_agai
     # measured again, all three trials in this job.
     before = shipped.drop(columns=["trials", "duration_s_ci95", "trial_duration_s"])
     before.to_parquet(tmp_path / "before.parquet")
-    assert resume.seed_journal(big, [tmp_path / "before.parquet"], tmp_path / "c") == 0
+    assert (
+        resume.seed_journal(big, resume.read_tables([tmp_path / "before.parquet"]), tmp_path / "c")
+        == 0
+    )
     fake_backend.calls = []
     table = runner.run_job(big, tmp_path / "c.parquet", tmp_path / "c", log=lambda m: None)
     assert {b for b, _ in fake_backend.calls} == {1, 2}
@@ -514,7 +523,10 @@ def test_a_seeded_row_stands_whole_and_a_row_below_the_protocol_is_measured_agai
     # Nor is a row whose trial a device error ended.
     failed = shipped.assign(error="failed: CUDA error: unspecified launch failure")
     failed.assign(repetitions=0).to_parquet(tmp_path / "failed.parquet")
-    assert resume.seed_journal(big, [tmp_path / "failed.parquet"], tmp_path / "d") == 0
+    assert (
+        resume.seed_journal(big, resume.read_tables([tmp_path / "failed.parquet"]), tmp_path / "d")
+        == 0
+    )
 
 
 def test_a_row_wider_than_its_target_short_of_max_trials_is_measured_again_when_asked(
@@ -538,12 +550,14 @@ def test_a_row_wider_than_its_target_short_of_max_trials_is_measured_again_when_
     assert resume.wider_than_target({**served, "energy_per_request_j_ci95": 0.2}, protocol)
 
     tables = resume.read_tables([tmp_path / "wide.parquet"])
-    kept = resume.seed_journal(small, [tmp_path / "wide.parquet"], tmp_path / "keep")
+    kept = resume.seed_journal(small, tables, tmp_path / "keep")
     assert kept == len(rows)
-    again = resume.seed_journal(small, [tmp_path / "wide.parquet"], tmp_path / "again", True)
+    again = resume.seed_journal(small, tables, tmp_path / "again", True)
     assert again == len(rows) - 1
     left = resume.trials_left(small, tmp_path / "fresh", tables, wide_again=True)
     assert sorted(left.values()) == [0] * (len(rows) - 1) + [3]
+    # Left for its own row's interval, not for a row of another setup.
+    assert resume.under_another_setup(small, tables, [k for k, n in left.items() if n]) == []
     assert set(resume.trials_left(small, tmp_path / "fresh", tables).values()) == {0}
 
     # The job measures the wide row's point again, every trial its own, up to max_trials.

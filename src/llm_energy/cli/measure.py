@@ -141,9 +141,10 @@ def cmd_seed_journal(args: argparse.Namespace) -> None:
 
     plan = read_plan(Path(args.plan))
     wide_again = args.wide_rows == "measure_again"
-    copied = seed_journal(plan, [Path(t) for t in args.tables], Path(args.journal), wide_again)
+    tables = read_tables(args.tables)
+    copied = seed_journal(plan, tables, Path(args.journal), wide_again)
     log(f"job {plan.group}: {copied} measured points copied into the journal {args.journal}")
-    note = another_setup_note(plan, read_tables(args.tables), trials_left(plan, Path(args.journal)))
+    note = another_setup_note(plan, tables, trials_left(plan, Path(args.journal)))
     if note:
         log(note)
 

@@ -63,7 +63,9 @@ def cmd_estimate(args: argparse.Namespace) -> None:
             g: trials_left(plan, journals / g if journals else None, seeds, wide_again)
             for g, plan in jobs.items()
         }
-        for g, plan in jobs.items() if seeds else ():
+    if left is not None and seeds:
+        # Points left although the tables hold a row at their shape: said before the run.
+        for g, plan in jobs.items():
             note = another_setup_note(plan, seeds, left[g])
             if note:
                 log(note)

@@ -84,7 +84,9 @@ def measurement_hash(plan: JobPlan, version: int = CURRENT_VERSION) -> str:
     return stable_hash(setup)
 
 
-def _prefix(point: PointSpec) -> str:
+def shape(point: PointSpec) -> str:
+    """The head of ``point``'s id under every version: its batch, lengths and decoding, and its
+    stream, prompts or server where it has one; the setup hash follows it."""
     d = point.decoding
     prefix = f"b{point.batch_size}_i{point.input_tokens}_o{point.output_tokens}_{d.name}"
     if point.stream is not None:
@@ -94,6 +96,13 @@ def _prefix(point: PointSpec) -> str:
     if point.served is not None:
         prefix += f"_{point.served.label}"
     return prefix
+
+
+def shape_of_id(pid: str) -> str:
+    """:func:`shape` read back from an id of any version (``<shape>_v2_<hash>`` or
+    ``<shape>_<hash>``)."""
+    head, sep, _ = pid.rpartition("_v2_")
+    return head if sep else pid.rpartition("_")[0]
 
 
 def point_id(plan: JobPlan, point: PointSpec, version: int = CURRENT_VERSION) -> str:
@@ -113,7 +122,7 @@ def id_with_setup(point: PointSpec, setup: str, version: int = CURRENT_VERSION) 
         ]
         if point.served is not None:
             ident.append(plain(point.served))
-        return f"{_prefix(point)}_v2_{stable_hash(ident, 8)}"
+        return f"{shape(point)}_v2_{stable_hash(ident, 8)}"
     ident = [dataclasses.asdict(point.decoding), setup]
     if point.stream is not None:
         ident.append({k: v for k, v in dataclasses.asdict(point.stream).items() if v != ()})
@@ -123,7 +132,7 @@ def id_with_setup(point: PointSpec, setup: str, version: int = CURRENT_VERSION) 
         ident.append({"protocol": _protocol(dataclasses.asdict(point.protocol))})
     if point.served is not None:
         ident.append({"served": dataclasses.asdict(point.served)})
-    return f"{_prefix(point)}_{stable_hash(ident, 8)}"
+    return f"{shape(point)}_{stable_hash(ident, 8)}"
 
 
 def point_ids(plan: JobPlan, version: int = CURRENT_VERSION) -> dict[tuple, str]:

@@ -82,31 +82,27 @@ def rows_of_points(plan: JobPlan, tables: Tables) -> Iterator[tuple[tuple, dict[
                 yield theirs[row["point_id"]], row.to_dict(), path
 
 
-def _shape(pid: str) -> str:
-    """A point id less its setup hash: the shape it names (batch, lengths, decoding, and the
-    stream, prompts or server where a point has one), the same under every id version."""
-    head, sep, _ = pid.rpartition("_v2_")
-    return head if sep else pid.rpartition("_")[0]
-
-
 def under_another_setup(plan: JobPlan, tables: Tables, keys: Sequence[tuple]) -> list[tuple]:
-    """Those of ``keys`` (points of ``plan``) whose shape a row of ``tables`` of the plan's
-    model and engine holds under another point id: measured under another setup or protocol
-    (say a layer's ``max_trials: 3``), so no run seeds it and the point is measured again."""
-    from llm_energy.measure.point_ids import CURRENT_VERSION, VERSIONS
+    """Those of ``keys`` (points of ``plan``) whose shape rows of ``tables`` of the plan's
+    model and engine hold only under other point ids: measured under another setup or
+    protocol (say a layer's ``max_trials: 3``), so no run seeds them and the point is
+    measured again."""
+    from llm_energy.measure.point_ids import VERSIONS, shape, shape_of_id
 
-    own = {v: point_ids(plan, v) for v in VERSIONS}
-    shapes: dict[str, set[str]] = {}
+    own = [point_ids(plan, v) for v in VERSIONS]
+    ids_by_shape: dict[str, set[str]] = {}
     for _, table in tables:
         if not {"point_id", "model", "engine"} <= set(table.columns):
             continue
         mine = table[(table["model"] == plan.model.name) & (table["engine"] == plan.engine.name)]
-        for pid in mine["point_id"].dropna():
-            shapes.setdefault(_shape(str(pid)), set()).add(str(pid))
+        for pid in mine["point_id"].dropna().astype(str):
+            ids_by_shape.setdefault(shape_of_id(pid), set()).add(pid)
+    points = {p.key: p for p in plan.points}
     found = []
     for key in keys:
-        ids = {ids_of[key] for ids_of in own.values()}
-        if shapes.get(_shape(own[CURRENT_VERSION][key]), set()) - ids:
+        theirs = ids_by_shape.get(shape(points[key]), set())
+        # A point with a row of its own id is left for that row's trials or interval.
+        if theirs and not theirs & {ids[key] for ids in own}:
             found.append(key)
     return found
 
@@ -142,12 +138,11 @@ def _seedable(
     return found
 
 
-def seed_journal(
-    plan: JobPlan, tables: Sequence[Path], journal_dir: Path, wide_again: bool = False
-) -> int:
+def seed_journal(plan: JobPlan, tables: Tables, journal_dir: Path, wide_again: bool = False) -> int:
     """Copy into the job's journal the rows of ``tables`` (job tables measured elsewhere, such
-    as the shipped ones) that are points of ``plan`` under the same measurement setup and
-    complete under its protocol (:func:`complete`), so that the job measures only the rest.
+    as the shipped ones, as :func:`read_tables` reads them) that are points of ``plan`` under
+    the same measurement setup and complete under its protocol (:func:`complete`), so that the
+    job measures only the rest.
     A copied row is the point's, whole (``seeded_from`` names its table): the job adds no
     trial to it. Rows are matched by the id version they carry and filed under the
     journal's. Points already in the journal are kept. With ``wide_again``, a row wider than
@@ -155,7 +150,7 @@ def seed_journal(
     copied."""
     journal = Journal(journal_dir)
     copied = 0
-    seedable = _seedable(plan, read_tables(tables), journal.version, wide_again)
+    seedable = _seedable(plan, tables, journal.version, wide_again)
     for pid, (row, path) in seedable.items():
         if not journal.has(pid):
             entry = {
