@@ -548,6 +548,9 @@ LAYERED_TABLES = {
         ["h100_tasks_batch8_128.yaml", "h100_tasks_batch8_128_pytorch.yaml"],
         2,
     ),
+    "h100/trials__olmo-1b__pytorch": ([], 3),
+    "h100/trials__olmo-7b__pytorch": ([], 3),
+    "h100/trials__olmoe-1b-7b__pytorch": ([], 3),
     "spec__r1-distill-qwen-32b__vllm": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4": (["h200_speculative.yaml"], 3),
     "spec__r1-distill-qwen-32b__vllm-spec-r1-distill-qwen-1.5b-k4-forced": (
