@@ -143,7 +143,7 @@ def test_shipped_tables_without_the_columns_aggregate_and_draw_as_unknown(tmp_pa
 
 
 def test_tables_measured_before_and_since_aggregate_together(tmp_path):
-    old = ROOT / "resources/measurements/h100/olmo-1b__pytorch.parquet"
+    old = ROOT / "resources/measurements/repeats/h100_before_trials/olmo-1b__pytorch.parquet"
     new = complete(pd.read_parquet(old).assign(group="since__pytorch", gpu_health="ok"))
     new.to_parquet(tmp_path / "since.parquet")
     table = aggregate.combine([old, tmp_path / "since.parquet"])

@@ -47,6 +47,11 @@ def cmd_measure(args: argparse.Namespace) -> None:
         # What a stopped job measured, as its table: nothing is measured, no engine starts.
         job(measure=False)
         return
+    from llm_energy.measure import engine_starts
+
+    if plan.protocol.trials_per_engine_start and not engine_starts.in_a_start():
+        _measure_in_engine_starts(args, plan, journal)
+        return
     from llm_energy.measure import attempts, runs
 
     # A retry of a job that failed on its input stops at once with that failure.
@@ -65,6 +70,40 @@ def cmd_measure(args: argparse.Namespace) -> None:
     except attempts.NOT_RETRIED as exc:
         attempts.record(journal, plan_text, args.attempt, exc)
         raise
+
+
+def _measure_in_engine_starts(args: argparse.Namespace, plan: JobPlan, journal: Path) -> None:
+    """The job as a sequence of engine starts (:mod:`llm_energy.measure.engine_starts`), each
+    this command again with the job's deadline as a time and its own ``--trials-at-most``."""
+    import sys
+
+    from llm_energy.measure import engine_starts
+    from llm_energy.measure.stop import deadline_from
+
+    deadline = deadline_from(args.stop_by)
+    same = [
+        *("--plan", args.plan, "--out", args.out, "--journal", str(journal)),
+        *("--traces", args.traces, "--task-lengths", args.task_lengths, "--pg19", args.pg19),
+        *("--attempt", str(args.attempt)),
+        *(("--stop-by", deadline.ends_utc()) if deadline is not None else ()),
+        *(("--time-model-rows", *args.time_model_rows) if args.time_model_rows else ()),
+    ]
+
+    def command(at_most: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "llm_energy",
+            "measure",
+            *same,
+            "--trials-at-most",
+            str(at_most),
+        ]
+
+    at_most = trials_at_most(args.trials_at_most)
+    status = engine_starts.run_starts(plan, journal, command, log, at_most)
+    if status:
+        sys.exit(status)
 
 
 def _expected_trial_seconds(

@@ -197,6 +197,19 @@ RESULTS = Section(
         ),
         Column("trial", "", "in a journal entry: which trial of the point it is"),
         Column(
+            "run_started",
+            "",
+            "in a journal entry: when the run of the job that measured the trial started, "
+            "which names the run and its engine start",
+        ),
+        Column(
+            "engine_starts",
+            "",
+            "how many runs of the job, each its own engine start, measured the row's trials "
+            "(`trials_per_engine_start` spreads them over starts); empty for trials written "
+            "before they named their run",
+        ),
+        Column(
             "duration_s",
             "s",
             "mean wall time of one batch (a served stream: of its steady-state window)",

@@ -202,6 +202,14 @@ class ProtocolSpec:
     # a batch size) run by run. Within a shape, smaller batches come first either way, so
     # that a batch out of memory bounds the larger ones. One of the SCHEDULING_FIELDS.
     point_order: Literal["shape", "batch"] = "shape"
+    # At most this many trials of a point in one engine start (None: a run measures all it
+    # can in its one engine start). The job then runs as a sequence of engine starts, each a
+    # fresh process of its measure command (measure/engine_starts.py), so that a point's
+    # interval holds the spread between engine starts, which trials inside one start do not
+    # show for engines that launch every kernel from the host (PyTorch eager, vLLM eager).
+    # One of the SCHEDULING_FIELDS; rows say how many starts their trials came from
+    # (engine_starts).
+    trials_per_engine_start: int | None = None
 
 
 def warms_up(protocol: ProtocolSpec, key: tuple, earlier: int) -> bool:
@@ -219,7 +227,7 @@ def warms_up(protocol: ProtocolSpec, key: tuple, earlier: int) -> bool:
 
 # Protocol fields that say in which order a job measures its trials, not how a trial measures
 # a point.
-SCHEDULING_FIELDS = frozenset({"points_in_flight", "point_order"})
+SCHEDULING_FIELDS = frozenset({"points_in_flight", "point_order", "trials_per_engine_start"})
 # The job's own protocol alone sets these (a family's protocol keeps their defaults), and no
 # point's trial depends on them: the order of the trials, and the control point's window. They
 # enter no hash that names a point or a setup (PointSpec.key, which also seeds a point's

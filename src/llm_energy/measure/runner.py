@@ -745,6 +745,8 @@ def _measure_points(
                     "point_id": ids[point.key],
                     "point_id_version": journal.version,
                     "trial": trial,
+                    # The run, and so the engine start, that measured the trial.
+                    "run_started": run_started,
                 }
                 unusable = None
                 beat = heartbeat.Heartbeat(

@@ -355,6 +355,13 @@ class TrialSchedule(Generic[Point]):
         return [p for p in self.in_flight if self._still_due(p)] + list(self.waiting)
 
 
+def engine_starts(trials: Sequence[dict[str, Any]]) -> int | None:
+    """How many runs of the job, each its own engine start, measured ``trials``; None where
+    none says (trials written before they named their run)."""
+    runs = {str(t["run_started"]) for t in trials if t.get("run_started")}
+    return len(runs) or None
+
+
 def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[str, Any]:
     """The point's row from its trials' rows (in the order they were measured); a row copied
     from a table measured elsewhere as that table has it."""
@@ -370,7 +377,9 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     row.pop("warmed_up", None)
     row.pop("warmup_s", None)
     row.pop("trial_s", None)
+    row.pop("run_started", None)
     row["trials"] = len(measured)
+    row["engine_starts"] = engine_starts(measured)
     if served(last):
         # Failed requests of every trial, those of trials not used too: never dropped silently.
         failed = [int(t.get("requests_failed") or 0) for t in trials]
