@@ -53,6 +53,21 @@ def test_the_setting_changes_no_point_id_and_no_setup(tiny_config):
     assert one.config_hash == other.config_hash
 
 
+def test_the_h200_layer_keeps_every_point_id():
+    from pathlib import Path
+
+    from llm_energy.config import load_config
+
+    config = Path(__file__).resolve().parents[1] / "config"
+    files = [str(config / name) for name in ("h200.yaml", "h200_sweeps.yaml")]
+    plain = plan_study(load_config(*files))
+    spread = plan_study(load_config(*files, str(config / "h200_engine_starts.yaml")))
+    assert plain.keys() == spread.keys()
+    for group, job in spread.items():
+        assert job.protocol.trials_per_engine_start == 1
+        assert point_ids(job) == point_ids(plain[group])
+
+
 def test_a_setting_below_one_is_refused(tiny_config):
     tiny_config["protocol"]["trials_per_engine_start"] = 0
     with pytest.raises(ConfigError, match="trials_per_engine_start"):

@@ -347,6 +347,32 @@ def test_a_job_costs_its_trials_and_its_control_point(tiny_config):
     assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(expected)
 
 
+def test_each_further_engine_start_costs_its_start_and_its_control_point(tiny_config):
+    """With trials_per_engine_start, a job of three trials a point starts its engine once per
+    batch of trials: each start after the first adds the engine's start, the idle-power
+    window and the control point's two measurements."""
+    from llm_energy.analysis.gpu_hours import engine_starts
+
+    points = (PointSpec(8, 512, 64), PointSpec(1, 128, 8))
+    proto = ProtocolSpec(min_trials=3, control_point=True, control_min_duration_s=0.0)
+    plan, each = _job(tiny_config, proto, points)
+    once = job_gpu_hours(TRUE, plan) * 3600
+    restart = MODEL_LOAD_S + proto.idle_duration_s + 2 * each[1]
+    for per_start, starts in ((1, 3), (2, 2), (3, 1), (None, 1)):
+        spread = dataclasses.replace(proto, trials_per_engine_start=per_start)
+        plan, _ = _job(tiny_config, spread, points)
+        assert engine_starts(plan, [3, 3]) == starts
+        assert job_gpu_hours(TRUE, plan) * 3600 == pytest.approx(once + (starts - 1) * restart)
+    # A run that the journal leaves one trial a point starts once.
+    left = {p.key: 1 for p in points}
+    assert engine_starts(plan, [1.0, 1.0]) == 1
+    one = dataclasses.replace(proto, trials_per_engine_start=1)
+    plan, _ = _job(tiny_config, one, points)
+    assert job_gpu_hours(TRUE, plan, left) * 3600 == pytest.approx(
+        MODEL_LOAD_S + proto.idle_duration_s + sum(each) + 2 * each[1]
+    )
+
+
 def test_adaptive_trials_are_expected_at_the_trials_per_point_the_engines_rows_took(tiny_config):
     """Beside the least a job takes (min_trials a point), the estimate gives the job at the
     mean number of trials its engine's rows took, within min_trials and max_trials; a point

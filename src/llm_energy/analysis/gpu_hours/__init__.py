@@ -23,8 +23,10 @@ rows of its own is timed by the same backend's rows without it, its compile time
 model with no rows on its engine by another model's, scaled to its architecture
 (:meth:`TimeModel.scaled`). A point's cost follows the protocol: each of its
 ``min_trials`` trials runs warm-ups, then prefill and full windows of at least
-``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more. A
-point's first warm-up meets its shape first and takes the engine's measured ratio to one
+``min_duration_s`` and ``min_repetitions``; the job's control point is measured twice more
+(and the engine started again, with two more, for each further batch of
+``trials_per_engine_start`` trials). A point's first warm-up meets its shape first and takes
+the engine's measured ratio to one
 repetition (:func:`~.time_models.measured_first_warmup_ratio`: PyTorch eager's runs longer, vLLM's
 with CUDA graphs about as long), the warm-ups of its later trials one repetition each.
 Adaptive trials add up to ``max_trials`` where an interval stays wide, so the estimate is the
@@ -53,7 +55,7 @@ import contextlib
 import dataclasses
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -342,7 +344,9 @@ def job_gpu_hours(
     left does not start: 0. Only the points that :func:`counted_points` counts cost time.
     With ``windows_only``, the hours of its trials' windows alone: no engine start, warm-up,
     control point, probe or attempt out of memory, what the job's share inside windows
-    (``benchmarks/gpu_time_share.py``) counts."""
+    (``benchmarks/gpu_time_share.py``) counts. A job whose protocol sets
+    ``trials_per_engine_start`` starts its engine again for each further batch of trials
+    (:func:`engine_starts`), each start with its control point (:func:`restart_seconds`)."""
     points = counted_points(plan, fits)
     protocols = [plan.protocol_of(p) for p in points]
 
@@ -378,7 +382,33 @@ def job_gpu_hours(
         with contextlib.suppress(KeyError):  # shapes a MeasuredShapes model never measured
             warm, cold = _trial_seconds(model, control, plan.protocol_of(control))
             seconds += warm + cold
+    seconds += (engine_starts(plan, trials_each) - 1) * restart_seconds(model, plan, control)
     return seconds * plan.engine.tensor_parallel_size / 3600.0
+
+
+def engine_starts(plan: JobPlan, trials_each: Sequence[float]) -> int:
+    """How many engine starts a run of the job makes for ``trials_each`` (trials by point):
+    one, or with ``trials_per_engine_start`` as many as its most trials of a point take
+    (:mod:`llm_energy.measure.engine_starts`)."""
+    per_start = plan.protocol.trials_per_engine_start
+    if not per_start or not trials_each:
+        return 1
+    return max(1, math.ceil(max(trials_each) / per_start - 1e-9))
+
+
+def restart_seconds(
+    model: TimeModel | MeasuredShapes | ServedTimeModel,
+    plan: JobPlan,
+    control: PointSpec | None,
+) -> float:
+    """What each engine start after a run's first adds: the engine's start and idle-power
+    window (:func:`start_seconds`) and the control point's two measurements."""
+    seconds = start_seconds(model, plan)
+    if control is not None:
+        with contextlib.suppress(KeyError):  # shapes a MeasuredShapes model never measured
+            warm, cold = _trial_seconds(model, control, plan.protocol_of(control))
+            seconds += warm + cold
+    return seconds
 
 
 def out_of_memory_seconds(
