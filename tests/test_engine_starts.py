@@ -124,6 +124,25 @@ def test_the_commands_trials_at_most_caps_the_starts(tiny_config, tmp_path, monk
     assert set(table["trials"]) == {3} and set(table["engine_starts"]) == {2}
 
 
+def test_trials_of_another_machine_session_do_not_count_toward_the_next_start(
+    tiny_config, tmp_path, monkeypatch
+):
+    """A journal carried to another machine: the points short of the protocol are measured
+    again there from their first trial, so the next start gives each one trial, not one more
+    than the other session's."""
+    plan = _plan(tiny_config, per_start=1, min_trials=3, max_trials=3)
+    plan_file, out, journal = tmp_path / "plan.json", tmp_path / "t.parquet", tmp_path / "j"
+    plan_file.write_text(plan.to_json())
+    calls: list[list[str]] = []
+    monkeypatch.setattr(engine_starts, "_spawn", _in_process(monkeypatch, calls))
+    argv = ["measure", "--plan", str(plan_file), "--out", str(out), "--journal", str(journal)]
+    assert main([*argv, "--trials-at-most", "2"]) == 0
+    assert engine_starts.next_trials_at_most(plan, journal, 1) == 3
+    for trial in journal.glob("*.t*.parquet"):
+        pd.read_parquet(trial).assign(machine_session="vm:elsewhere").to_parquet(trial)
+    assert engine_starts.next_trials_at_most(plan, journal, 1) == 1
+
+
 def test_a_start_that_does_not_finish_ends_the_sequence_with_its_status(tiny_config, tmp_path):
     plan = _plan(tiny_config, per_start=1)
     statuses = iter([EXIT_STOPPED])

@@ -21,6 +21,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from llm_energy.measure import provenance
 from llm_energy.measure.job import JobPlan
 from llm_energy.measure.point_ids import point_ids
 from llm_energy.measure.resume import trials_left
@@ -40,15 +41,20 @@ def in_a_start(environ: dict[str, str] | os._Environ = os.environ) -> bool:
 
 
 def _held(plan: JobPlan, journal_dir: Path) -> dict[tuple, int]:
-    """Trials each point holds in the job's journal (none where there is no journal yet), a
-    trial that a device error ended left out."""
+    """Trials of this machine session each point holds in the job's journal (none where there
+    is no journal yet), a trial that a device error ended left out. A point short of the
+    protocol is measured again from its first trial where its trials are another session's
+    (the runner sets them aside), so only this session's count toward its next start."""
     if not (journal_dir / Journal.MARKER).is_file() and not any(journal_dir.glob("*.parquet")):
         return {p.key: 0 for p in plan.points}
     journal = Journal(journal_dir)
     ids = point_ids(plan, journal.version)
-    return {
-        p.key: sum(not failed_on_device(t) for t in journal.trials(ids[p.key])) for p in plan.points
-    }
+    here = provenance.machine_session()
+
+    def counted(trial: dict) -> bool:
+        return not failed_on_device(trial) and trial.get("machine_session") == here
+
+    return {p.key: sum(map(counted, journal.trials(ids[p.key]))) for p in plan.points}
 
 
 def next_trials_at_most(
