@@ -18,7 +18,7 @@ import os
 import shlex
 import signal
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from llm_energy.measure import provenance
@@ -35,7 +35,7 @@ Log = Callable[[str], None]
 Spawn = Callable[[Sequence[str], dict[str, str]], int]
 
 
-def in_a_start(environ: dict[str, str] | os._Environ = os.environ) -> bool:
+def in_a_start(environ: Mapping[str, str] = os.environ) -> bool:
     """Whether this process is one start of a sequence (it measures as a plain run does)."""
     return bool(environ.get(ENV))
 
