@@ -45,9 +45,9 @@ def _held(plan: JobPlan, journal_dir: Path) -> dict[tuple, int]:
     is no journal yet), a trial that a device error ended left out. A point short of the
     protocol is measured again from its first trial where its trials are another session's
     (the runner sets them aside), so only this session's count toward its next start."""
-    if not (journal_dir / Journal.MARKER).is_file() and not any(journal_dir.glob("*.parquet")):
+    journal = Journal.existing(journal_dir)
+    if journal is None:
         return {p.key: 0 for p in plan.points}
-    journal = Journal(journal_dir)
     ids = point_ids(plan, journal.version)
     here = provenance.machine_session()
 
@@ -57,14 +57,11 @@ def _held(plan: JobPlan, journal_dir: Path) -> dict[tuple, int]:
     return {p.key: sum(map(counted, journal.trials(ids[p.key]))) for p in plan.points}
 
 
-def next_trials_at_most(
-    plan: JobPlan, journal_dir: Path, per_start: int, at_most: int | None = None
+def _cap(
+    left: dict[tuple, int], held: dict[tuple, int], per_start: int, at_most: int | None
 ) -> int | None:
-    """``--trials-at-most`` of the next start: the fewest trials held by a point that wants
-    another, plus ``per_start``, within ``at_most`` (the command's own ``--trials-at-most``);
-    None where no point wants one, or every point that does holds ``at_most`` already."""
-    left = trials_left(plan, journal_dir)
-    held = _held(plan, journal_dir)
+    """``--trials-at-most`` of the next start from the trials each point has ``left`` and
+    ``held`` (:func:`next_trials_at_most`)."""
     wanting = [held[key] for key, n in left.items() if n > 0]
     if not wanting:
         return None
@@ -73,6 +70,15 @@ def next_trials_at_most(
         return None
     most = fewest + per_start
     return most if at_most is None else min(most, at_most)
+
+
+def next_trials_at_most(
+    plan: JobPlan, journal_dir: Path, per_start: int, at_most: int | None = None
+) -> int | None:
+    """``--trials-at-most`` of the next start: the fewest trials held by a point that wants
+    another, plus ``per_start``, within ``at_most`` (the command's own ``--trials-at-most``);
+    None where no point wants one, or every point that does holds ``at_most`` already."""
+    return _cap(trials_left(plan, journal_dir), _held(plan, journal_dir), per_start, at_most)
 
 
 def _spawn(argv: Sequence[str], env: dict[str, str]) -> int:
@@ -107,8 +113,9 @@ def run_starts(
         raise ValueError("the job's protocol sets no trials_per_engine_start")
     start, measured_before = 0, -1
     while True:
-        cap = next_trials_at_most(plan, journal_dir, per_start, at_most)
-        measured = sum(_held(plan, journal_dir).values())
+        held = _held(plan, journal_dir)
+        cap = _cap(trials_left(plan, journal_dir), held, per_start, at_most)
+        measured = sum(held.values())
         if cap is None:
             log(
                 f"engine starts: {start} in this run of the job; no point wants another trial "

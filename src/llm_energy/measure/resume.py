@@ -177,11 +177,7 @@ def trials_left(
     ``wide_again`` as :func:`seed_journal` takes it."""
     from llm_energy.measure.point_ids import CURRENT_VERSION
 
-    journal = None
-    if journal_dir is not None and (
-        (journal_dir / Journal.MARKER).is_file() or any(journal_dir.glob("*.parquet"))
-    ):
-        journal = Journal(journal_dir)
+    journal = Journal.existing(journal_dir)
     version = journal.version if journal is not None else CURRENT_VERSION
     seeded_ids = set(_seedable(plan, tables, version, wide_again)) if tables else set()
     ids = point_ids(plan, version)

@@ -125,6 +125,17 @@ class Journal:
                 f"({VERSIONS})"
             )
 
+    @classmethod
+    def existing(cls, directory: Path | None) -> Journal | None:
+        """The journal in ``directory``, or None where none was written there (opening one
+        writes its marker, so a look that must write nothing asks here first)."""
+        if directory is None:
+            return None
+        directory = Path(directory)
+        if (directory / cls.MARKER).is_file() or any(directory.glob("*.parquet")):
+            return cls(directory)
+        return None
+
     def _path(self, point_id: str) -> Path:
         return self.directory / f"{point_id}.parquet"
 

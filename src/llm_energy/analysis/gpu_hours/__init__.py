@@ -379,9 +379,7 @@ def job_gpu_hours(
     if control is not None and control not in plan.points:
         # A control point of its own (a job of request streams alone, or a window longer than
         # its point's), measured twice.
-        with contextlib.suppress(KeyError):  # shapes a MeasuredShapes model never measured
-            warm, cold = _trial_seconds(model, control, plan.protocol_of(control))
-            seconds += warm + cold
+        seconds += _control_seconds(model, plan, control)
     seconds += (engine_starts(plan, trials_each) - 1) * restart_seconds(model, plan, control)
     return seconds * plan.engine.tensor_parallel_size / 3600.0
 
@@ -403,12 +401,21 @@ def restart_seconds(
 ) -> float:
     """What each engine start after a run's first adds: the engine's start and idle-power
     window (:func:`start_seconds`) and the control point's two measurements."""
-    seconds = start_seconds(model, plan)
+    return start_seconds(model, plan) + _control_seconds(model, plan, control)
+
+
+def _control_seconds(
+    model: TimeModel | MeasuredShapes | ServedTimeModel,
+    plan: JobPlan,
+    control: PointSpec | None,
+) -> float:
+    """The control point's two measurements of one run (0 for none, or for a shape a
+    MeasuredShapes model never measured)."""
     if control is not None:
         with contextlib.suppress(KeyError):  # shapes a MeasuredShapes model never measured
             warm, cold = _trial_seconds(model, control, plan.protocol_of(control))
-            seconds += warm + cold
-    return seconds
+            return warm + cold
+    return 0.0
 
 
 def out_of_memory_seconds(
