@@ -19,7 +19,7 @@ from llm_energy.errors import DeviceUnusableError
 from llm_energy.measure import resume, runner
 from llm_energy.measure.job import DecodingSpec
 from llm_energy.measure.plan import plan_study
-from llm_energy.measure.point_ids import measurement_hash
+from llm_energy.measure.point_ids import measurement_hash, point_id, point_ids
 
 PROVENANCE = (
     "backend_version",
@@ -569,18 +569,44 @@ def test_a_row_wider_than_its_target_short_of_max_trials_is_measured_again_when_
     assert table["seeded_from"].notna().sum() == len(rows) - 1
 
 
+def test_rows_measured_under_a_layers_max_trials_seed_the_standard_protocols_points(
+    tiny_config, fake_backend, tmp_path
+):
+    """The trial counts name no point (point ids version 3): rows of three trials measured
+    under a layer's max_trials: 3 seed the same points of the standard protocol, and no point
+    is said to be under another setup."""
+    import copy
+
+    capped = copy.deepcopy(tiny_config)
+    capped["protocol"].update(min_trials=3, max_trials=3, target_ci95_rel=0.5)
+    small = _plan(capped, batch_sizes=(1,))
+    runner.run_job(small, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
+    tiny_config["protocol"].update(min_trials=3, max_trials=6)
+    plan = _plan(tiny_config, batch_sizes=(1, 2))
+    assert all(point_ids(plan)[key] == pid for key, pid in point_ids(small).items())
+    tables = resume.read_tables([tmp_path / "a.parquet"])
+    left = resume.trials_left(plan, tmp_path / "fresh", tables)
+    batch = {p.key: p.batch_size for p in plan.points}
+    assert {batch[k] for k, n in left.items() if n == 0} == {1}
+    assert {n for k, n in left.items() if batch[k] == 2} == {3}
+    assert resume.under_another_setup(plan, tables, [k for k, n in left.items() if n]) == []
+    # Under id version 2 the trial counts named the points.
+    assert all(point_id(plan, p, 2) != point_id(small, p, 2) for p in small.points)
+
+
 def test_rows_of_a_points_shape_under_another_protocol_are_not_seeded_and_are_said(
     tiny_config, fake_backend, tmp_path, capsys
 ):
-    """Rows measured under a layer's max_trials: 3 carry other point ids: a run of the
-    standard protocol seeds none of them, and seed-journal says which points that leaves."""
+    """Rows measured under a layer's warm-up (warmup_repetitions) carry other point ids: a
+    run of the standard protocol seeds none of them, and seed-journal says which points that
+    leaves."""
     import copy
 
     from llm_energy.cli import main
 
-    capped = copy.deepcopy(tiny_config)
-    capped["protocol"].update(min_trials=3, max_trials=3)
-    small = _plan(capped, batch_sizes=(1,))
+    warmer = copy.deepcopy(tiny_config)
+    warmer["protocol"].update(min_trials=3, warmup_repetitions=2)
+    small = _plan(warmer, batch_sizes=(1,))
     runner.run_job(small, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
     tiny_config["protocol"].update(min_trials=3, max_trials=6)
     plan = _plan(tiny_config, batch_sizes=(1, 2))

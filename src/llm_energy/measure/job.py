@@ -234,6 +234,12 @@ SCHEDULING_FIELDS = frozenset({"points_in_flight", "point_order", "trials_per_en
 # prompts; JobPlan.config_hash; the point ids of llm_energy.measure.point_ids), so that setting
 # or changing one leaves every journal and every shipped row valid.
 JOB_ONLY_FIELDS = SCHEDULING_FIELDS | {"control_min_duration_s"}
+# How many trials a point is measured in and the interval they aim for. Each trial is the same
+# measurement whatever they are, so point ids from version 3 on leave them out: a point measured
+# in three trials under ``max_trials: 3`` is the same point under the default six, and a later
+# run adds trials to it (llm_energy.measure.point_ids). Rows say how many trials they hold and
+# whether those met the protocol.
+TRIAL_COUNT_FIELDS = frozenset({"min_trials", "max_trials", "target_ci95_rel"})
 
 
 def measuring_fields(protocol: dict[str, Any]) -> dict[str, Any]:

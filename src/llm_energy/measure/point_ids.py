@@ -12,8 +12,12 @@ Journal`) and each row carries ``point_id_version``.
   the journals written before them named the same points.
 - Version 2: every field of the point and of the measurement setup, as they are; fields the
   point gained later (a served stream's arrivals) only when they are set.
+- Version 3: as version 2, less the protocol's trial counts and interval target
+  (:data:`~llm_energy.measure.job.TRIAL_COUNT_FIELDS`), which change no trial: a layer such as
+  ``max_trials: 3`` names the same points as the default protocol, so their rows seed it and
+  its runs add trials to them.
 
-In both, protocol fields added after the shipped tables (:data:`LATER_PROTOCOL_DEFAULTS`)
+In all, protocol fields added after the shipped tables (:data:`LATER_PROTOCOL_DEFAULTS`)
 enter the hash only where they differ from their default, so that the points measured before
 them keep their ids; the fields no point's trial depends on (the order of a job's trials,
 the control point's window: :data:`~llm_energy.measure.job.JOB_ONLY_FIELDS`) never enter it.
@@ -28,6 +32,7 @@ from typing import Any
 
 from llm_energy.measure.job import (
     DEFAULT_PROMPTS,
+    TRIAL_COUNT_FIELDS,
     JobPlan,
     PointSpec,
     measuring_fields,
@@ -35,8 +40,8 @@ from llm_energy.measure.job import (
     stable_hash,
 )
 
-CURRENT_VERSION = 2
-VERSIONS = (1, 2)
+CURRENT_VERSION = 3
+VERSIONS = (1, 2, 3)
 # Protocol fields added after the shipped tables were measured, with the default that those
 # tables were measured under.
 LATER_PROTOCOL_DEFAULTS = {"warmup_every_trial": True}
@@ -54,12 +59,17 @@ _NOT_MEASUREMENT = (
 )
 
 
-def _protocol(protocol: dict[str, Any]) -> dict[str, Any]:
-    """A protocol's fields as its id takes them: the later ones only where they are set, the
-    job-only ones never."""
+def _protocol(protocol: dict[str, Any], version: int) -> dict[str, Any]:
+    """A protocol's fields as an id of ``version`` takes them: the later ones only where they
+    are set, the job-only ones never, nor from version 3 on the trial counts."""
     later = LATER_PROTOCOL_DEFAULTS
+    left_out = TRIAL_COUNT_FIELDS if version >= 3 else frozenset()
     measured_by = measuring_fields(protocol)
-    return {k: v for k, v in measured_by.items() if k not in later or later[k] != v}
+    return {
+        k: v
+        for k, v in measured_by.items()
+        if k not in left_out and (k not in later or later[k] != v)
+    }
 
 
 def measurement_hash(plan: JobPlan, version: int = CURRENT_VERSION) -> str:
@@ -69,7 +79,9 @@ def measurement_hash(plan: JobPlan, version: int = CURRENT_VERSION) -> str:
         for f in dataclasses.fields(plan)
         if f.name not in _NOT_MEASUREMENT
     }
-    setup["protocol"] = _protocol(setup["protocol"])
+    if version not in VERSIONS:
+        raise ValueError(f"unknown point id version {version} (known: {VERSIONS})")
+    setup["protocol"] = _protocol(setup["protocol"], version)
     if version == 1:
         # Speculative decoding's fields stay out when unset.
         if setup["draft_model"] is None:
@@ -79,8 +91,6 @@ def measurement_hash(plan: JobPlan, version: int = CURRENT_VERSION) -> str:
         for flag in ("forced_acceptance", "pad_draft_vocabulary"):
             if not setup["engine"][flag]:
                 del setup["engine"][flag]
-    elif version != 2:
-        raise ValueError(f"unknown point id version {version} (known: {VERSIONS})")
     return stable_hash(setup)
 
 
@@ -99,10 +109,13 @@ def shape(point: PointSpec) -> str:
 
 
 def shape_of_id(pid: str) -> str:
-    """:func:`shape` read back from an id of any version (``<shape>_v2_<hash>`` or
-    ``<shape>_<hash>``)."""
-    head, sep, _ = pid.rpartition("_v2_")
-    return head if sep else pid.rpartition("_")[0]
+    """:func:`shape` read back from an id of any version (``<shape>_v<version>_<hash>`` or,
+    version 1, ``<shape>_<hash>``)."""
+    for version in VERSIONS[1:]:
+        head, sep, _ = pid.rpartition(f"_v{version}_")
+        if sep:
+            return head
+    return pid.rpartition("_")[0]
 
 
 def point_id(plan: JobPlan, point: PointSpec, version: int = CURRENT_VERSION) -> str:
@@ -112,24 +125,24 @@ def point_id(plan: JobPlan, point: PointSpec, version: int = CURRENT_VERSION) ->
 
 def id_with_setup(point: PointSpec, setup: str, version: int = CURRENT_VERSION) -> str:
     """The id of ``point`` under the measurement setup whose hash is ``setup``."""
-    if version == 2:
+    if version >= 2:
         ident: list[Any] = [
             plain(point.decoding),
             plain(point.stream),
             point.prompts,
-            None if point.protocol is None else _protocol(plain(point.protocol)),
+            None if point.protocol is None else _protocol(plain(point.protocol), version),
             setup,
         ]
         if point.served is not None:
             ident.append(plain(point.served))
-        return f"{shape(point)}_v2_{stable_hash(ident, 8)}"
+        return f"{shape(point)}_v{version}_{stable_hash(ident, 8)}"
     ident = [dataclasses.asdict(point.decoding), setup]
     if point.stream is not None:
         ident.append({k: v for k, v in dataclasses.asdict(point.stream).items() if v != ()})
     if point.prompts != DEFAULT_PROMPTS:
         ident.append({"prompts": point.prompts})
     if point.protocol is not None:
-        ident.append({"protocol": _protocol(dataclasses.asdict(point.protocol))})
+        ident.append({"protocol": _protocol(dataclasses.asdict(point.protocol), version)})
     if point.served is not None:
         ident.append({"served": dataclasses.asdict(point.served)})
     return f"{shape(point)}_{stable_hash(ident, 8)}"

@@ -85,8 +85,8 @@ def rows_of_points(plan: JobPlan, tables: Tables) -> Iterator[tuple[tuple, dict[
 def under_another_setup(plan: JobPlan, tables: Tables, keys: Sequence[tuple]) -> list[tuple]:
     """Those of ``keys`` (points of ``plan``) whose shape rows of ``tables`` of the plan's
     model and engine hold only under other point ids: measured under another setup or
-    protocol (say a layer's ``max_trials: 3``), so no run seeds them and the point is
-    measured again."""
+    protocol (say a layer's ``warmup_repetitions``, or ``max_trials: 3`` in ids of version 2),
+    so no run seeds them and the point is measured again."""
     from llm_energy.measure.point_ids import VERSIONS, shape, shape_of_id
 
     own = [point_ids(plan, v) for v in VERSIONS]
@@ -119,7 +119,7 @@ def another_setup_note(plan: JobPlan, tables: Tables, left: dict[tuple, int]) ->
     return (
         f"job {plan.group}: of its {len(keys)} points left, {len(other)} {verb} a row in the "
         "given tables at the same shape under another setup or protocol (another point id: a "
-        "layer's max_trials, say, or a protocol before trials), which no run seeds; they are "
+        "layer's warm-up, say, or a protocol before trials), which no run seeds; they are "
         "measured again"
     )
 
