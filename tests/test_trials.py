@@ -141,13 +141,16 @@ def test_a_job_measures_every_point_once_before_any_point_twice(
 
 
 def test_trials_at_most_caps_a_run_and_a_later_run_on_the_machine_adds_the_rest(
-    tiny_config, tmp_path, fake_backend
+    tiny_config, tmp_path, fake_backend, monkeypatch
 ):
     """--trials-at-most: no point gets a trial past N in this run, even where its interval
     asks for more; a later run of the job on the same machine goes on to max_trials."""
     from llm_energy.errors import ConfigError
+    from llm_energy.measure import trials
 
-    # A target no spread meets: every point asks for its max_trials.
+    # Every interval wider than the target (even two trials of equal durations, whose interval
+    # is zero): every point asks for its max_trials.
+    monkeypatch.setattr(trials, "interval_wider_than_target", lambda row, protocol: True)
     tiny_config["protocol"].update(min_trials=2, max_trials=4, target_ci95_rel=0.0)
     plan = _plan(tiny_config, batch_sizes=(1, 2))
     out, journal = tmp_path / "out.parquet", tmp_path / "journal"
