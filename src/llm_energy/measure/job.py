@@ -236,9 +236,10 @@ SCHEDULING_FIELDS = frozenset({"points_in_flight", "point_order", "trials_per_en
 JOB_ONLY_FIELDS = SCHEDULING_FIELDS | {"control_min_duration_s"}
 # How many trials a point is measured in and the interval they aim for. Each trial is the same
 # measurement whatever they are, so point ids from version 3 on leave them out: a point measured
-# in three trials under ``max_trials: 3`` is the same point under the default six, and a later
-# run adds trials to it (llm_energy.measure.point_ids). Rows say how many trials they hold and
-# whether those met the protocol.
+# in three trials under ``max_trials: 3`` is the same point under the default six, its row seeds
+# the default protocol's runs, and a run of the job on the same machine adds trials to it from
+# its journal (llm_energy.measure.point_ids). Rows say how many trials they hold and whether
+# those met the protocol.
 TRIAL_COUNT_FIELDS = frozenset({"min_trials", "max_trials", "target_ci95_rel"})
 
 

@@ -14,8 +14,8 @@ Journal`) and each row carries ``point_id_version``.
   point gained later (a served stream's arrivals) only when they are set.
 - Version 3: as version 2, less the protocol's trial counts and interval target
   (:data:`~llm_energy.measure.job.TRIAL_COUNT_FIELDS`), which change no trial: a layer such as
-  ``max_trials: 3`` names the same points as the default protocol, so their rows seed it and
-  its runs add trials to them.
+  ``max_trials: 3`` names the same points as the default protocol, so that its rows seed the
+  default protocol's runs and a run on the same machine adds trials to its journal's points.
 
 In all, protocol fields added after the shipped tables (:data:`LATER_PROTOCOL_DEFAULTS`)
 enter the hash only where they differ from their default, so that the points measured before
