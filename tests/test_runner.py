@@ -583,7 +583,8 @@ def test_rows_measured_under_a_layers_max_trials_seed_the_standard_protocols_poi
     runner.run_job(small, tmp_path / "a.parquet", tmp_path / "a", log=lambda m: None)
     tiny_config["protocol"].update(min_trials=3, max_trials=6)
     plan = _plan(tiny_config, batch_sizes=(1, 2))
-    assert all(point_ids(plan)[key] == pid for key, pid in point_ids(small).items())
+    ids = point_ids(plan)
+    assert all(ids[key] == pid for key, pid in point_ids(small).items())
     tables = resume.read_tables([tmp_path / "a.parquet"])
     left = resume.trials_left(plan, tmp_path / "fresh", tables)
     batch = {p.key: p.batch_size for p in plan.points}

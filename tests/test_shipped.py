@@ -560,14 +560,6 @@ LAYERED_TABLES = {
 }
 
 
-def _ids_of_their_versions(job, rows: pd.DataFrame) -> set[str]:
-    """The ids of ``job``'s points under every id version that ``rows`` carry."""
-    from llm_energy.measure.point_ids import point_ids
-
-    versions = rows["point_id_version"].fillna(1).astype(int).unique()
-    return {pid for version in versions for pid in point_ids(job, int(version)).values()}
-
-
 @pytest.mark.parametrize("table", sorted(LAYERED_TABLES))
 def test_the_layered_tables_rows_are_the_points_of_their_configuration(table):
     """The configuration layers in config/ name the points of the tables measured with them: a
@@ -575,7 +567,7 @@ def test_the_layered_tables_rows_are_the_points_of_their_configuration(table):
     nothing of them again. A table of a job not yet finished holds some of its points."""
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
-    from llm_energy.measure.resume import read_tables, trials_left
+    from llm_energy.measure.resume import read_tables, rows_of_points, trials_left
 
     root = Path(__file__).resolve().parents[1]
     layers, complete = LAYERED_TABLES[table]
@@ -585,8 +577,10 @@ def test_the_layered_tables_rows_are_the_points_of_their_configuration(table):
     job = plan_study(load_config(*files))[name.split("__", 1)[1]]
     path = root / f"resources/measurements/{hardware}/{name}.parquet"
     rows = pd.read_parquet(path)
-    left = trials_left(job, root / "no-journal", read_tables([path]))
-    assert set(rows["point_id"]) <= _ids_of_their_versions(job, rows)
+    tables = read_tables([path])
+    left = trials_left(job, root / "no-journal", tables)
+    # Every row is a point of the job under the id version it carries.
+    assert {row["point_id"] for _, row, _ in rows_of_points(job, tables)} == set(rows["point_id"])
     assert sum(n == 0 for n in left.values()) == complete
 
 
@@ -599,7 +593,7 @@ def test_parts_measured_on_the_coarser_ladder_keep_their_rows_and_leave_the_rung
     from llm_energy.analysis.gpu_hours.parts import measured_bins, read_parts
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
-    from llm_energy.measure.resume import read_tables, trials_left
+    from llm_energy.measure.resume import read_tables, rows_of_points, trials_left
 
     root = Path(__file__).resolve().parents[1]
     layers = ["h200.yaml", "h200_workloads.yaml", "h200_workloads_parts/part3.yaml"]
@@ -607,8 +601,8 @@ def test_parts_measured_on_the_coarser_ladder_keep_their_rows_and_leave_the_rung
     job = job[f"llama-3.1-8b__{engine}"]
     path = root / f"resources/measurements/h200/workloads-part3__llama-3.1-8b__{engine}.parquet"
     rows = pd.read_parquet(path)
-    assert set(rows["point_id"]) <= _ids_of_their_versions(job, rows)
     tables = read_tables([path])
+    assert {row["point_id"] for _, row, _ in rows_of_points(job, tables)} == set(rows["point_id"])
     left = trials_left(job, root / "no-journal", tables)
     done = {key[0] for key, n in left.items() if n == 0}
     todo = {key[0] for key, n in left.items() if n}
