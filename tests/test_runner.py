@@ -708,6 +708,41 @@ def test_feed_forward_blocks_are_timed_after_the_windows_of_an_architecture_poin
         blocks[job.model.name] = set(table["ffn_block"])
     assert blocks == {"tiny": {"LlamaMLP"}, "moe": {"OlmoeSparseMoeBlock"}}
 
+    # Rows of a job that did not ask for the share seed no point of one that does: the same
+    # point ids, but the rows lack the column the job is for, and seed-journal says so.
+    group = "tiny__pytorch"
+    timed = jobs[group]
+    runner.run_job(plain[group], tmp_path / "plain.parquet", tmp_path / "plain", log=print)
+    without = resume.read_tables([tmp_path / "plain.parquet"])
+    assert point_ids(timed) == point_ids(plain[group])
+    left = resume.trials_left(timed, None, without)
+    assert set(left.values()) == {timed.protocol.min_trials}
+    assert resume.unshared(timed, without, list(left)) == list(left)
+    (note,) = resume.left_notes(timed, without, left)
+    assert "without the feed-forward time share" in note
+    assert resume.seed_journal(timed, without, tmp_path / "seeded") == 0
+    # The job that did not ask is seeded by them, and the timed job by its own rows.
+    assert set(resume.trials_left(plain[group], None, without).values()) == {0}
+    own = resume.read_tables([tmp_path / f"{group}.parquet"])
+    assert set(resume.trials_left(timed, None, own).values()) == {0}
+    assert resume.left_notes(timed, own, resume.trials_left(timed, None, without)) == []
+
+
+def test_only_eager_single_gpu_transformers_engines_time_feed_forward_blocks():
+    """Whether a job that asks for the feed-forward time share can get it: rows of engines
+    that cannot time the blocks stand without it."""
+    from llm_energy.backends import times_feed_forward
+    from llm_energy.measure.job import EngineSpec
+
+    def engine(backend, **options):
+        return EngineSpec(name=backend, backend=backend, **options)
+
+    assert times_feed_forward(engine("transformers"))
+    assert not times_feed_forward(engine("transformers", torch_compile=True))
+    assert not times_feed_forward(engine("transformers", tensor_parallel_size=2))
+    assert not times_feed_forward(engine("vllm"))
+    assert not times_feed_forward(engine("vllm_server"))
+
 
 def test_sigterm_stops_the_job_at_the_end_of_a_repetition_and_a_rerun_does_the_rest(
     tiny_config, fake_backend, tmp_path, monkeypatch

@@ -17,7 +17,10 @@ A backend package provides:
 - optionally ``PADDED_BATCHES = False``, for an engine that serves each request of a static
   batch at its own lengths, so that a short one leaves the batch early (vLLM's paged cache),
   where the default pads the batch to its longest prompt and runs it until its longest output
-  (transformers); the GPU-time plan times a request stream by it.
+  (transformers); the GPU-time plan times a request stream by it;
+- optionally ``times_feed_forward(engine) -> bool``, whether ``engine``'s
+  ``feed_forward_time_share`` times its model's feed-forward blocks (none by default), so that
+  a row it measured without that share is not complete where a job asks for it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ __all__ = [
     "make_backend",
     "missing_modules",
     "pads_batches",
+    "times_feed_forward",
 ]
 
 
@@ -69,6 +73,13 @@ def environment(name: str) -> str:
 def pads_batches(name: str) -> bool:
     """Whether backend ``name`` pads a static batch to its longest prompt and output."""
     return getattr(backend_module(name), "PADDED_BATCHES", True)
+
+
+def times_feed_forward(engine: EngineSpec) -> bool:
+    """Whether ``engine`` times its model's feed-forward blocks
+    (``Backend.feed_forward_time_share``)."""
+    timed = getattr(backend_module(engine.backend), "times_feed_forward", None)
+    return bool(timed and timed(engine))
 
 
 def missing_modules(name: str) -> list[str]:

@@ -176,15 +176,14 @@ def _measure(args: argparse.Namespace, plan: JobPlan, plan_path: Path, journal: 
 
 
 def cmd_seed_journal(args: argparse.Namespace) -> None:
-    from llm_energy.measure.resume import another_setup_note, read_tables, seed_journal, trials_left
+    from llm_energy.measure.resume import left_notes, read_tables, seed_journal, trials_left
 
     plan = read_plan(Path(args.plan))
     wide_again = args.wide_rows == "measure_again"
     tables = read_tables(args.tables)
     copied = seed_journal(plan, tables, Path(args.journal), wide_again)
     log(f"job {plan.group}: {copied} measured points copied into the journal {args.journal}")
-    note = another_setup_note(plan, tables, trials_left(plan, Path(args.journal)))
-    if note:
+    for note in left_notes(plan, tables, trials_left(plan, Path(args.journal))):
         log(note)
 
 

@@ -48,7 +48,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
         raise ConfigError(f"--workload-parts {args.workload_parts:g}: give minutes above 0")
     config = load_configs(args.configfile)
     jobs = plan_study(config)
-    from llm_energy.measure.resume import another_setup_note, read_tables, trials_left
+    from llm_energy.measure.resume import left_notes, read_tables, trials_left
 
     tables = read_tables(args.measurements)
     measured = pd.concat([table for _, table in tables], ignore_index=True)
@@ -66,8 +66,7 @@ def cmd_estimate(args: argparse.Namespace) -> None:
     if left is not None and seeds:
         # Points left although the tables hold a row at their shape: said before the run.
         for g, plan in jobs.items():
-            note = another_setup_note(plan, seeds, left[g])
-            if note:
+            for note in left_notes(plan, seeds, left[g]):
                 log(note)
     allocation_s = None if args.allocation_min is None else 60 * args.allocation_min
     lengths = stream_lengths(args)

@@ -107,21 +107,62 @@ def under_another_setup(plan: JobPlan, tables: Tables, keys: Sequence[tuple]) ->
     return found
 
 
-def another_setup_note(plan: JobPlan, tables: Tables, left: dict[tuple, int]) -> str | None:
-    """One line on how many of the points that ``left`` (trials by point key) gives trials
-    have rows in ``tables`` at their shapes under another setup or protocol
-    (:func:`under_another_setup`); None where none has."""
+def timed_points(plan: JobPlan) -> set[tuple]:
+    """Keys of the points whose rows ``plan`` asks to carry the feed-forward blocks' share of
+    the time (``architectures.ffn_time_share``), where its engine times them
+    (:func:`llm_energy.backends.times_feed_forward`)."""
+    from llm_energy.backends import times_feed_forward
+
+    if not plan.ffn_time_share or not times_feed_forward(plan.engine):
+        return set()
+    asked = set(plan.ffn_time_share)
+    return {p.key for p in plan.points if asked & set(p.experiments)}
+
+
+def without_share(row: dict[str, Any]) -> bool:
+    """Whether a measured row lacks ``ffn_time_share``: a row of a job that did not ask."""
+    measured = bool(row.get("feasible")) and bool(int(row.get("repetitions") or 0))
+    share = row.get("ffn_time_share")
+    return measured and (share is None or bool(pd.isna(share)))
+
+
+def unshared(plan: JobPlan, tables: Tables, keys: Sequence[tuple]) -> list[tuple]:
+    """Those of ``keys`` (points of ``plan``) whose rows in ``tables`` under their own point
+    ids lack the feed-forward time share that ``plan`` asks of them (:func:`timed_points`),
+    so that no run seeds them and the point is measured again."""
+    timed = timed_points(plan) & set(keys)
+    found = {key for key, row, _ in rows_of_points(plan, tables) if key in timed}
+    whole = {key for key, row, _ in rows_of_points(plan, tables) if not without_share(row)}
+    return [key for key in keys if key in found - whole]
+
+
+def left_notes(plan: JobPlan, tables: Tables, left: dict[tuple, int]) -> list[str]:
+    """A line each on why points that ``left`` (trials by point key) gives trials are
+    measured again although ``tables`` hold rows at their shapes: rows under another setup or
+    protocol (:func:`under_another_setup`), rows without the feed-forward time share the job
+    asks for (:func:`unshared`)."""
     keys = [key for key, n in left.items() if n > 0]
-    other = under_another_setup(plan, tables, keys)
-    if not other:
-        return None
-    verb = "has" if len(other) == 1 else "have"
-    return (
-        f"job {plan.group}: of its {len(keys)} points left, {len(other)} {verb} a row in the "
-        "given tables at the same shape under another setup or protocol (another point id: a "
-        "layer's warm-up, say, or a protocol before trials), which no run seeds; they are "
-        "measured again"
-    )
+    notes = []
+    for found, why in (
+        (
+            under_another_setup(plan, tables, keys),
+            "a row in the given tables at the same shape under another setup or protocol "
+            "(another point id: a layer's warm-up, say, or a protocol before trials), which no "
+            "run seeds",
+        ),
+        (
+            unshared(plan, tables, keys),
+            "a row in the given tables without the feed-forward time share that the job asks "
+            "for (measured by a job without architectures.ffn_time_share), which no run seeds",
+        ),
+    ):
+        if found:
+            verb = "has" if len(found) == 1 else "have"
+            notes.append(
+                f"job {plan.group}: of its {len(keys)} points left, {len(found)} {verb} {why}; "
+                "they are measured again"
+            )
+    return notes
 
 
 def _seedable(
@@ -131,9 +172,12 @@ def _seedable(
     ``version``) they would be filed under, first table first; with the table each came from."""
     mine = point_ids(plan, version)
     protocols = {p.key: plan.protocol_of(p) for p in plan.points}
+    timed = timed_points(plan)
     found: dict[str, tuple[dict[str, Any], Path]] = {}
     for key, row, path in rows_of_points(plan, tables):
-        if mine[key] not in found and complete(row, protocols[key], wide_again):
+        if mine[key] in found or (key in timed and without_share(row)):
+            continue
+        if complete(row, protocols[key], wide_again):
             found[mine[key]] = (row, path)
     return found
 
@@ -141,8 +185,9 @@ def _seedable(
 def seed_journal(plan: JobPlan, tables: Tables, journal_dir: Path, wide_again: bool = False) -> int:
     """Copy into the job's journal the rows of ``tables`` (job tables measured elsewhere, such
     as the shipped ones, as :func:`read_tables` reads them) that are points of ``plan`` under
-    the same measurement setup and complete under its protocol (:func:`complete`), so that the
-    job measures only the rest.
+    the same measurement setup and complete under its protocol (:func:`complete`), and with the
+    feed-forward time share where the job asks for it (:func:`timed_points`), so that the job
+    measures only the rest.
     A copied row is the point's, whole (``seeded_from`` names its table): the job adds no
     trial to it. Rows are matched by the id version they carry and filed under the
     journal's. Points already in the journal are kept. With ``wide_again``, a row wider than

@@ -30,6 +30,13 @@ def create(model: ModelSpec, engine: EngineSpec, device: str, dtype: str) -> Bac
     return backend
 
 
+def times_feed_forward(engine: EngineSpec) -> bool:
+    """Eager models on one GPU: ``TransformersBackend.feed_forward_time_share`` times their
+    blocks; compiled ones fuse across the blocks, and rank 0 of a tensor-parallel job does
+    not forward the timing to its followers."""
+    return not engine.torch_compile and engine.tensor_parallel_size == 1
+
+
 def launch(
     plan: JobPlan,
     argv: Sequence[str],
