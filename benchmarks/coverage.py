@@ -1,11 +1,13 @@
 """How much of a configuration the shipped rows cover, family by family and job by job.
 
-Each point of the configuration's plan is one of three:
+Each point of the configuration's plan is one of four:
 
 - ``complete``: a row of the tables stands for it as the workflow's ``resume_from_shipped``
   seeds a job (:func:`llm_energy.measure.resume.complete`): measured in at least the
   protocol's ``min_trials`` trials that met it, or recorded as not measured (out of memory,
   not attempted above a shape's bound, passed over below a bin's largest feasible batch);
+- ``unshared``: a row meets the protocol but lacks the feed-forward time share that the job
+  asks for (:func:`llm_energy.measure.resume.unshared`): a job measures it again;
 - ``short``: rows of the point exist and none completes it (too few trials, a window under the
   protocol, a device error): a job measures it again from its first trial;
 - ``unmeasured``: no row of the tables is the point's.
@@ -38,9 +40,9 @@ from llm_energy.config import load_config
 from llm_energy.errors import LlmEnergyError
 from llm_energy.measure.job import JobPlan, PointSpec
 from llm_energy.measure.plan import plan_study
-from llm_energy.measure.resume import Tables, read_tables, rows_of_points, trials_left
+from llm_energy.measure.resume import Tables, read_tables, rows_of_points, trials_left, unshared
 
-STATUSES = ("complete", "short", "unmeasured")
+STATUSES = ("complete", "unshared", "short", "unmeasured")
 
 
 def _shape(key: tuple) -> tuple:
@@ -56,35 +58,37 @@ def _names(group: str, point: PointSpec) -> set[tuple]:
     return {(group, _shape(point.key), family) for family in point.experiments or ("",)}
 
 
-def _found(jobs: dict[str, JobPlan], tables: Tables) -> tuple[set[tuple], set[tuple]]:
-    """The names (:func:`_names`) of the points of ``jobs`` that a row of ``tables``
-    completes, and of those that some row is filed under."""
-    done: set[tuple] = set()
-    seen: set[tuple] = set()
+Found = dict[str, set[tuple]]
+
+
+def _found(jobs: dict[str, JobPlan], tables: Tables) -> Found:
+    """The names (:func:`_names`) of the points of ``jobs`` by what the rows of ``tables``
+    make of them: ``complete`` (a row completes the point), ``unshared`` (a row lacks the
+    feed-forward time share the job asks for) and ``short`` (some row is filed under it)."""
+    found: Found = {status: set() for status in STATUSES[:-1]}
     for group, plan in jobs.items():
         left = trials_left(plan, None, tables)
         filed = {key for key, _, _ in rows_of_points(plan, tables)}
+        without = set(unshared(plan, tables, [key for key, n in left.items() if n]))
         for point in plan.points:
-            if left[point.key] == 0:
-                done |= _names(group, point)
-            if point.key in filed:
-                seen |= _names(group, point)
-    return done, seen
+            for status, holds in (
+                ("complete", left[point.key] == 0),
+                ("unshared", point.key in without),
+                ("short", point.key in filed),
+            ):
+                if holds:
+                    found[status] |= _names(group, point)
+    return found
 
 
-def point_status(plan: JobPlan, done: set[tuple], seen: set[tuple]) -> pd.DataFrame:
+def point_status(plan: JobPlan, found: Found) -> pd.DataFrame:
     """One line per (point, family) of ``plan``: its job, family, point key, batch size and
-    status, by the names (:func:`_names`) of the points rows complete (``done``) and are
-    filed under (``seen``)."""
+    status, the first of :data:`STATUSES` whose names (:func:`_found`) hold one of the
+    point's (:func:`_names`)."""
     lines = []
     for point in plan.points:
         names = _names(plan.group, point)
-        if names & done:
-            status = "complete"
-        elif names & seen:
-            status = "short"
-        else:
-            status = "unmeasured"
+        status = next((s for s in STATUSES[:-1] if names & found[s]), "unmeasured")
         for family in point.experiments or ("",):
             lines.append((family, plan.group, point.key, point.batch_size, status))
     return pd.DataFrame(lines, columns=["family", "job", "point", "batch_size", "status"])
@@ -99,11 +103,11 @@ def coverage(
     jobs = plan_study(load_config(*configs))
     if not jobs:
         raise SystemExit(f"coverage: {' '.join(configs)} plans no measurement job")
-    done, seen = _found(jobs, tables)
+    found = _found(jobs, tables)
     for layers in variants:
-        more_done, more_seen = _found(plan_study(load_config(*configs, *layers)), tables)
-        done, seen = done | more_done, seen | more_seen
-    return pd.concat([point_status(plan, done, seen) for plan in jobs.values()], ignore_index=True)
+        more = _found(plan_study(load_config(*configs, *layers)), tables)
+        found = {status: names | more[status] for status, names in found.items()}
+    return pd.concat([point_status(plan, found) for plan in jobs.values()], ignore_index=True)
 
 
 def counts(status: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
@@ -122,6 +126,19 @@ def counts(status: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return out
 
 
+def _counted(row: pd.Series) -> str:
+    """One line of a count's statuses, the feed-forward shares only where some lack them."""
+    unshared = (
+        f"{row['unshared']} without the feed-forward time share the job asks for, "
+        if row["unshared"]
+        else ""
+    )
+    return (
+        f"{row['complete']} of {row['points']} points complete, {unshared}"
+        f"{row['short']} short of the protocol, {row['unmeasured']} without a row"
+    )
+
+
 def render(status: pd.DataFrame, tables: Tables, command: str = "") -> str:
     """The counts by family and job, by family, and of the study's points each once, under
     the ``command`` that wrote them."""
@@ -131,16 +148,10 @@ def render(status: pd.DataFrame, tables: Tables, command: str = "") -> str:
         "",
     ]
     for _, row in counts(status, ["family"]).iterrows():
-        lines.append(
-            f"- {row['family']}: {row['complete']} of {row['points']} points complete, "
-            f"{row['short']} short of the protocol, {row['unmeasured']} without a row"
-        )
+        lines.append(f"- {row['family']}: {_counted(row)}")
     each = status.drop_duplicates(["job", "point"]).assign(study="all")
     total = counts(each, ["study"]).iloc[0]
-    lines.append(
-        f"\nthe study's points, each once: {total['complete']} of {total['points']} complete, "
-        f"{total['short']} short of the protocol, {total['unmeasured']} without a row"
-    )
+    lines.append(f"\nthe study's points, each once: {_counted(total)}")
     return "\n".join(lines) + "\n"
 
 

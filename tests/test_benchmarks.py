@@ -660,7 +660,34 @@ def test_coverage_counts_the_points_rows_complete_or_leave_short_and_the_variant
     assert set(done["job"]) == {"qwen1.5-32b__vllm"}
     assert len(done) == len(qwen[0][1])
     text = bench.render(layered, qwen)
-    assert f"each once: {len(done)} of {len(each)} complete, 0 short" in text
+    assert f"each once: {len(done)} of {len(each)} points complete, 0 short" in text
+
+
+def test_coverage_counts_rows_without_the_feed_forward_share_a_job_asks_for_apart():
+    """config/h100.yaml asks its PyTorch OLMo jobs for the feed-forward time share: the ninth
+    H100 session's rows, measured without it, meet the protocol and leave their points
+    ``unshared``; the shipped rows, with it, complete them."""
+    from llm_energy.measure.resume import read_tables
+
+    bench = _load("coverage")
+    config = [str(ROOT / "config/h100.yaml")]
+    measurements = ROOT / "resources/measurements"
+    for folder, expected in (("repeats/h100_without_ffn_share", "unshared"), ("h100", "complete")):
+        tables = read_tables(sorted((measurements / folder).glob("trials__olmo*__pytorch.parquet")))
+        status = bench.coverage(config, tables)
+        olmo = status[status["job"].str.match(r"olmoe?-.*__pytorch$")]
+        assert len(olmo) == 9 and set(olmo["status"]) == {expected}, folder
+        assert set(status.loc[status["status"] != "unmeasured", "job"]) == set(olmo["job"])
+    text = bench.render(
+        bench.coverage(
+            config,
+            read_tables(
+                sorted((measurements / "repeats/h100_without_ffn_share").glob("*.parquet"))
+            ),
+        ),
+        [],
+    )
+    assert "- architectures: 0 of 18 points complete, 9 without the feed-forward time share" in text
 
 
 @pytest.mark.parametrize(

@@ -182,6 +182,7 @@ def test_the_protocol_cost_quoted_in_measuring_md_is_the_benchmarks_output():
         ("**An eighth session on one H100**", "h100_2026-12-06e_*"),
         ("**A ninth session on one H100**", "h100_2026-12-07_*"),
         ("**A tenth session on one H100**", "h100_2026-12-07b_*"),
+        ("**An eleventh session on one H100**", "h100_2026-12-07c_*"),
     ):
         later = text[text.index(start) :].split("\n\n")[0]
         later = re.sub(r"`[^`]*`|H[12]00|OLMo-\d+B|Qwen1\.5-32B", "", later)

@@ -320,11 +320,12 @@ def test_h200_feed_forward_shares_before_trials():
 
 def test_the_olmo_trial_rows_are_the_points_of_the_configuration_that_measured_them():
     """config/h200.yaml with config/h200_three_trials.yaml names the shipped OLMo PyTorch rows'
-    points (the protocol is part of a point's id): a run that resumes from the shipped rows
-    measures none of them again."""
+    points (their ids, of version 2, hold the protocol's trial counts): every point has its
+    row. The rows lack the feed-forward time share that config/h200.yaml now asks for, so a run
+    that resumes from them measures the points again, and says why."""
     from llm_energy.config import load_config
     from llm_energy.measure.plan import plan_study
-    from llm_energy.measure.resume import read_tables, trials_left
+    from llm_energy.measure.resume import left_notes, read_tables, rows_of_points, trials_left
 
     root = Path(__file__).resolve().parents[1]
     jobs = plan_study(
@@ -334,8 +335,12 @@ def test_the_olmo_trial_rows_are_the_points_of_the_configuration_that_measured_t
     assert len(shipped) == 3
     shipped = read_tables(shipped)
     for model in ("olmo-1b", "olmo-7b", "olmoe-1b-7b"):
-        left = trials_left(jobs[f"{model}__pytorch"], root / "no-journal", shipped)
-        assert list(left.values()) == [0, 0, 0], model
+        plan = jobs[f"{model}__pytorch"]
+        assert {key for key, _, _ in rows_of_points(plan, shipped)} == {p.key for p in plan.points}
+        left = trials_left(plan, root / "no-journal", shipped)
+        assert all(n > 0 for n in left.values()), model
+        (note,) = left_notes(plan, shipped, left)
+        assert "3 have a row in the given tables without the feed-forward time share" in note
 
 
 def test_the_compiled_ladder_and_its_eager_baseline_share_one_session():
