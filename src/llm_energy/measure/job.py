@@ -293,6 +293,11 @@ class JobPlan:
         """The protocol ``point`` is measured under: its family's own, else the job's."""
         return point.protocol or self.protocol
 
+    def asks_ffn_share(self, point: PointSpec) -> bool:
+        """Whether a family of ``point`` asks for its feed-forward time share
+        (:attr:`ffn_time_share`)."""
+        return bool(set(point.experiments) & set(self.ffn_time_share))
+
     @property
     def config_hash(self) -> str:
         """Hash of everything that determines this job's numbers (not of the whole config file);

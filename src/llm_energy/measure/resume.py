@@ -115,8 +115,7 @@ def timed_points(plan: JobPlan) -> set[tuple]:
 
     if not plan.ffn_time_share or not times_feed_forward(plan.engine):
         return set()
-    asked = set(plan.ffn_time_share)
-    return {p.key for p in plan.points if asked & set(p.experiments)}
+    return {p.key for p in plan.points if plan.asks_ffn_share(p)}
 
 
 def without_share(row: dict[str, Any]) -> bool:
@@ -131,9 +130,12 @@ def unshared(plan: JobPlan, tables: Tables, keys: Sequence[tuple]) -> list[tuple
     ids lack the feed-forward time share that ``plan`` asks of them (:func:`timed_points`),
     so that no run seeds them and the point is measured again."""
     timed = timed_points(plan) & set(keys)
-    found = {key for key, row, _ in rows_of_points(plan, tables) if key in timed}
-    whole = {key for key, row, _ in rows_of_points(plan, tables) if not without_share(row)}
-    return [key for key in keys if key in found - whole]
+    lacking: set[tuple] = set()
+    whole: set[tuple] = set()
+    for key, row, _ in rows_of_points(plan, tables):
+        if key in timed:
+            (lacking if without_share(row) else whole).add(key)
+    return [key for key in keys if key in lacking - whole]
 
 
 def left_notes(plan: JobPlan, tables: Tables, left: dict[tuple, int]) -> list[str]:

@@ -308,7 +308,7 @@ def measure_point(
     row.update(health.window_columns(windows))
     row["peak_memory_gib"] = backend.peak_memory_gib()
     row = _with_contention(row, meter, foreign, load)
-    if set(point.experiments) & set(plan.ffn_time_share):
+    if plan.asks_ffn_share(point):
         # One more run, after the windows: the timers' synchronisation would perturb them.
         row.update(backend.feed_forward_time_share(full_run))
     return row

@@ -96,8 +96,11 @@ class TransformersBackend(Backend):
         mixture-of-experts block with its router and experts) over one ``run``: on a GPU with
         CUDA events on the block's stream, so that each interval spans the block's kernels and
         any wait for their launch; on the CPU with the wall clock. Compiled models fuse across
-        the blocks and are not timed."""
-        if self.engine.torch_compile:
+        the blocks and are not timed, nor are a tensor-parallel job's shards
+        (:func:`llm_energy.backends.transformers.times_feed_forward`)."""
+        from llm_energy.backends.transformers import times_feed_forward
+
+        if not times_feed_forward(self.engine):
             return {}
         blocks = [
             m.mlp
