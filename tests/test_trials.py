@@ -54,6 +54,23 @@ def test_interval_is_students_t_over_trials():
     assert t975(40) == 1.96 and t975(11) == t975(10)
 
 
+def test_the_feed_forward_share_is_the_mean_of_the_trials_that_timed_it_with_each_trials():
+    """Each trial times the feed-forward blocks after its windows: the row's share is their
+    mean, not the last trial's, and every trial's share is kept."""
+    shares = [0.725, 0.684, 0.479]
+    trials = [{**_trial(100.0), "ffn_time_share": s} for s in shares]
+    row = combine(trials, PROTOCOL)
+    assert row["ffn_time_share"] == pytest.approx(statistics.fmean(shares))
+    assert json.loads(row["trial_ffn_time_share"]) == shares
+    # A trial without the timing is null in the list and left out of the mean.
+    row = combine([*trials[:2], {**_trial(100.0), "ffn_time_share": math.nan}], PROTOCOL)
+    assert row["ffn_time_share"] == pytest.approx(statistics.fmean(shares[:2]))
+    assert json.loads(row["trial_ffn_time_share"]) == [*shares[:2], None]
+    # Rows of jobs that did not ask gain no column.
+    untimed = combine([_trial(100.0)] * 3, PROTOCOL)
+    assert "ffn_time_share" not in untimed and "trial_ffn_time_share" not in untimed
+
+
 def test_a_point_gets_its_minimum_then_more_while_its_interval_is_wide():
     assert needs_trial([], PROTOCOL)
     assert needs_trial([_trial(100.0), _trial(100.0)], PROTOCOL)

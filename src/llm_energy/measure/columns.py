@@ -415,9 +415,15 @@ RESULTS = Section(
             "ffn_time_share",
             "",
             "with `architectures.ffn_time_share`, on transformers engines: the share of one "
-            "more generation's time (run after the windows) spent in the decoder layers' "
-            "feed-forward blocks, timed with CUDA events around each block (the wall clock on "
-            "the CPU)",
+            "more generation's time (run after each trial's windows) spent in the decoder "
+            "layers' feed-forward blocks, timed with CUDA events around each block (the wall "
+            "clock on the CPU); the mean over the point's trials",
+        ),
+        Column(
+            "trial_ffn_time_share",
+            "",
+            "every trial's `ffn_time_share` (JSON list, in order; null for a trial that did not "
+            "time the blocks)",
         ),
         Column(
             "ffn_block",

@@ -225,9 +225,10 @@ def sessions_other_than(trials: Sequence[dict[str, Any]], session: str) -> list[
     return sorted({str(t.get("machine_session") or "unknown") for t in trials} - {session})
 
 
-def _seconds(value: Any) -> float | None:
-    """A time for a JSON list: rounded, or null where there is none (no warm-up, or a trial
-    written before warm-ups were timed)."""
+def _listed(value: Any) -> float | None:
+    """A trial's number for a JSON list: rounded, or null where there is none (no warm-up, a
+    trial written before warm-ups were timed, one that did not time its feed-forward
+    blocks)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return round(float(value), 6)
@@ -362,6 +363,20 @@ def engine_starts(trials: Sequence[dict[str, Any]]) -> int | None:
     return len(runs) or None
 
 
+def _ffn_time_shares(measured: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``ffn_time_share`` as the mean over the trials that timed the feed-forward blocks, and
+    every trial's (``trial_ffn_time_share``, null for a trial without); nothing where none
+    did."""
+    shares = [_listed(t.get("ffn_time_share")) for t in measured]
+    timed = [s for s in shares if s is not None]
+    if not timed:
+        return {}
+    return {
+        "ffn_time_share": statistics.fmean(timed),
+        "trial_ffn_time_share": json.dumps(shares),
+    }
+
+
 def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[str, Any]:
     """The point's row from its trials' rows (in the order they were measured); a row copied
     from a table measured elsewhere as that table has it."""
@@ -419,13 +434,14 @@ def combine(trials: Sequence[dict[str, Any]], protocol: ProtocolSpec) -> dict[st
     row["trial_duration_s"] = json.dumps([round(v, 6) for v in durations])
     # Trials written before warm-ups could be skipped all had one.
     row["trial_warmed_up"] = json.dumps([bool(t.get("warmed_up", True)) for t in measured])
-    row["trial_warmup_s"] = json.dumps([_seconds(t.get("warmup_s")) for t in measured])
+    row["trial_warmup_s"] = json.dumps([_listed(t.get("warmup_s")) for t in measured])
     for col in PHASE_INTERVALS:
         values = [math.nan if t.get(col) is None else float(t[col]) for t in measured]
         row[f"{col}_ci95"] = ci95_half_width(values)  # NaN unless every trial measured it
         if col in PHASE_TRIALS:
             kept = not any(math.isnan(v) for v in values)
             row[f"trial_{col}"] = json.dumps([round(v, 6) for v in values] if kept else [])
+    row.update(_ffn_time_shares(measured))
     row["contended"] = any(bool(t.get("contended")) for t in measured)
     row.update(health.point_columns(measured))
     notes = [
