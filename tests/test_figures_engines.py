@@ -216,6 +216,14 @@ def test_fig3_and_fig4_draw_one_line_per_strategy_and_model():
     timed = draw("fig4", models)
     shares = [t.get_text() for t in timed.axes[0].texts if not t.get_text().startswith("paper")]
     assert sorted(shares) == ["17%", "18%", "29%"]
+    # With intervals over trials: shown where they round to a point or more.
+    intervals = {("olmo-1b", 1): 0.003, ("olmo-1b", 8): 0.012, ("olmoe-1b-7b", 1): 0.327}
+    models["ffn_time_share_ci95"] = [
+        intervals.get((m, b)) for m, b in zip(models.model, models.batch_size, strict=True)
+    ]
+    timed = draw("fig4", models)
+    shares = [t.get_text() for t in timed.axes[0].texts if not t.get_text().startswith("paper")]
+    assert sorted(shares) == ["17%", "18±1%", "29±33%"]
     assert any("feed-forward blocks" in t.get_text() for t in timed.texts)
     assert draw("table_architectures", models)["ffn_time_share"].notna().sum() == 3
 

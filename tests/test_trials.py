@@ -62,10 +62,15 @@ def test_the_feed_forward_share_is_the_mean_of_the_trials_that_timed_it_with_eac
     row = combine(trials, PROTOCOL)
     assert row["ffn_time_share"] == pytest.approx(statistics.fmean(shares))
     assert json.loads(row["trial_ffn_time_share"]) == shares
+    assert row["ffn_time_share_ci95"] == pytest.approx(ci95_half_width(shares))
+    assert row["ffn_time_share_ci95"] > 0.3  # 0.479 to 0.725 over three trials
     # A trial without the timing is null in the list and left out of the mean.
     row = combine([*trials[:2], {**_trial(100.0), "ffn_time_share": math.nan}], PROTOCOL)
     assert row["ffn_time_share"] == pytest.approx(statistics.fmean(shares[:2]))
     assert json.loads(row["trial_ffn_time_share"]) == [*shares[:2], None]
+    assert row["ffn_time_share_ci95"] == pytest.approx(ci95_half_width(shares[:2]))
+    one = combine([trials[0], *[{**_trial(100.0), "ffn_time_share": math.nan}] * 2], PROTOCOL)
+    assert one["ffn_time_share"] == 0.725 and math.isnan(one["ffn_time_share_ci95"])
     # Rows of jobs that did not ask gain no column.
     untimed = combine([_trial(100.0)] * 3, PROTOCOL)
     assert "ffn_time_share" not in untimed and "trial_ffn_time_share" not in untimed

@@ -3,6 +3,7 @@ and model architectures (Fig 4), one panel per backend."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
@@ -76,9 +77,9 @@ def table_decoding(df: pd.DataFrame) -> pd.DataFrame:
 
 def table_architectures(df: pd.DataFrame) -> pd.DataFrame:
     """Fig 4's numbers: per engine, model and batch size, with the feed-forward blocks' share of
-    the time where it was measured (``ffn_time_share``)."""
+    the time where it was measured (``ffn_time_share``, with its interval over trials)."""
     rows = _family(df, "architectures")
-    timed = [c for c in ("ffn_time_share", "ffn_block") if c in rows.columns]
+    timed = [c for c in ("ffn_time_share", "ffn_time_share_ci95", "ffn_block") if c in rows.columns]
     table = rows[with_evidence([*COLUMNS, *timed], rows)]
     return table.sort_values(["engine_label", "model", "batch_size"]).reset_index(drop=True)
 
@@ -225,7 +226,8 @@ def fig_architectures(df: pd.DataFrame) -> plt.Figure:
     timed = "ffn_time_share" in table and table["ffn_time_share"].notna().any()
     note = (
         "labels: share of a generation's time spent in the feed-forward blocks (the experts "
-        "with their router for mixture-of-experts models, the MLP otherwise)"
+        "with their router for mixture-of-experts models, the MLP otherwise), mean over "
+        "trials ± its 95 % interval where that is a point or more"
         if timed
         else ""
     )
@@ -268,6 +270,17 @@ def _paper_moe(ax: plt.Axes, rows: pd.DataFrame) -> list[str]:
     ]
 
 
+def _share_label(share: float, ci95: float) -> str:
+    """A feed-forward share in percent, with its 95 % half-width where it rounds to a point or
+    more ("63±33%"); "72%" where it is narrower or unknown."""
+    points = 100 * ci95
+    return (
+        f"{100 * share:.0f}%"
+        if math.isnan(points) or points < 0.5
+        else f"{100 * share:.0f}±{points:.0f}%"
+    )
+
+
 def _label_ffn_shares(fig: plt.Figure, table: pd.DataFrame) -> None:
     """Each timed point gets the feed-forward blocks' share of the generation's time, in the
     colour of its line."""
@@ -281,7 +294,7 @@ def _label_ffn_shares(fig: plt.Figure, table: pd.DataFrame) -> None:
             sub.itertuples(), sub["energy_per_output_token_j"].eq(top), strict=True
         ):
             ax.annotate(
-                f"{r.ffn_time_share:.0%}",
+                _share_label(r.ffn_time_share, getattr(r, "ffn_time_share_ci95", math.nan)),
                 (r.batch_size, r.energy_per_output_token_j),
                 textcoords="offset points",
                 xytext=(6, 4 if above else -11),

@@ -420,6 +420,12 @@ RESULTS = Section(
             "clock on the CPU); the mean over the point's trials",
         ),
         Column(
+            "ffn_time_share_ci95",
+            "",
+            "half-width of the 95 % confidence interval of `ffn_time_share` over the trials "
+            "that timed the blocks (Student's t; NaN for one)",
+        ),
+        Column(
             "trial_ffn_time_share",
             "",
             "every trial's `ffn_time_share` (JSON list, in order; null for a trial that did not "

@@ -364,15 +364,16 @@ def engine_starts(trials: Sequence[dict[str, Any]]) -> int | None:
 
 
 def _ffn_time_shares(measured: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``ffn_time_share`` as the mean over the trials that timed the feed-forward blocks, and
-    every trial's (``trial_ffn_time_share``, null for a trial without); nothing where none
-    did."""
+    """``ffn_time_share`` as the mean over the trials that timed the feed-forward blocks, its
+    95 % half-width over them (``ffn_time_share_ci95``, NaN for one), and every trial's
+    (``trial_ffn_time_share``, null for a trial without); nothing where none did."""
     shares = [_listed(t.get("ffn_time_share")) for t in measured]
     timed = [s for s in shares if s is not None]
     if not timed:
         return {}
     return {
         "ffn_time_share": statistics.fmean(timed),
+        "ffn_time_share_ci95": ci95_half_width(timed),
         "trial_ffn_time_share": json.dumps(shares),
     }
 
