@@ -19,6 +19,7 @@ from llm_energy.analysis import aggregate
 from llm_energy.errors import InputError
 from llm_energy.families import outputs
 from llm_energy.figures.controlled import table_controlled_sweeps
+from llm_energy.figures.provenance import sessions
 from llm_energy.figures.style import energy_label, provenance_note, save
 
 BATCHES = (1, 4)
@@ -298,6 +299,31 @@ def test_energy_label_and_provenance_note():
     note = provenance_note(df)
     assert note.startswith("m (n/a weights, n/a)")  # missing columns read n/a
     assert energy_label(df.iloc[:0]) == "none"
+
+
+def test_a_session_says_when_its_rows_were_written_first_to_last():
+    """The rows' timestamps are when each point finished, not when the job started: the
+    footer gives their span, with the last's date where it differs."""
+    rows = pd.DataFrame(
+        {
+            "machine_session": ["vm:a", "vm:a", "vm:b", "vm:b", "vm:c"],
+            "host": ["vm"] * 5,
+            "git_commit": ["0123456789"] * 5,
+            "timestamp": [
+                "2026-12-07T16:22:59+00:00",
+                "2026-12-07T16:15:01+00:00",
+                "2026-12-07T23:50:00+00:00",
+                "2026-12-08T00:10:00+00:00",
+                "2026-12-09T01:02:03+00:00",
+            ],
+        }
+    )
+    described = [s.written for s in sessions(rows)]
+    assert described == [
+        "rows written 2026-12-07 16:15–16:22 UTC",
+        "rows written 2026-12-07 23:50–2026-12-08 00:10 UTC",
+        "rows written 2026-12-09 01:02 UTC",
+    ]
 
 
 # --- table_controlled_sweeps --------------------------------------------------------------------

@@ -202,7 +202,7 @@ def test_every_axis_label_names_its_unit_and_a_scaled_quantity_says_so(name):
 def test_every_footer_names_the_sessions_gpus_and_commit(name):
     fig = draw(name, _rows(name, trials=True))
     footer = _footer(fig)
-    assert "1 session: git 0123456 (host node1, from 2026-01-02 03:04 UTC" in footer, name
+    assert "1 session: git 0123456 (host node1, rows written 2026-01-02 03:04 UTC" in footer, name
     assert re.search(r"GPUs: 1 NVIDIA H100 by UUID", footer), name
 
 

@@ -46,14 +46,25 @@ def session_names(rows: pd.DataFrame) -> pd.Series:
 class Session:
     name: str
     host: str
-    start: str
+    written: str
     rows: int
 
     def describe(self, holds: str = "") -> str:
-        where = ", ".join(p for p in (f"host {self.host}" if self.host else "", self.start) if p)
+        where = ", ".join(p for p in (f"host {self.host}" if self.host else "", self.written) if p)
         what = f": {holds}" if holds else ""
         count = f"{self.rows} row" if self.rows == 1 else f"{self.rows} rows"
         return f"{self.name} ({where + ', ' if where else ''}{count}{what})"
+
+
+def _written(first: pd.Timestamp, last: pd.Timestamp) -> str:
+    """When a session's rows were written (each when its point finished): "rows written
+    2026-01-02 03:04–05:06 UTC", the last's date given where it differs; empty without."""
+    if pd.isna(first):
+        return ""
+    if last.floor("min") == first.floor("min"):
+        return f"rows written {first:%Y-%m-%d %H:%M} UTC"
+    end = f"{last:%H:%M}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M}"
+    return f"rows written {first:%Y-%m-%d %H:%M}–{end} UTC"
 
 
 def sessions(rows: pd.DataFrame) -> list[Session]:
@@ -64,12 +75,11 @@ def sessions(rows: pd.DataFrame) -> list[Session]:
     out = []
     for name in dict.fromkeys(names):
         mine = names == name
-        start = when[mine].min()
         out.append(
             Session(
                 name,
                 ", ".join(sorted(set(host[mine]) - {""})),
-                "" if pd.isna(start) else f"from {start:%Y-%m-%d %H:%M} UTC",
+                _written(when[mine].min(), when[mine].max()),
                 int(mine.sum()),
             )
         )
@@ -96,7 +106,7 @@ def energy_label(df: pd.DataFrame) -> str:
 
 
 def session_note(rows: pd.DataFrame, series: pd.Series | None = None) -> str:
-    """The sessions of ``rows``: each with its host, start and rows, and, when there are
+    """The sessions of ``rows``: each with its host, when its rows were written and how many, and, when there are
     several and ``series`` names what each row is drawn as, what each session holds."""
     found = sessions(rows)
     names = session_names(rows)
