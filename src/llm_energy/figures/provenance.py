@@ -106,8 +106,9 @@ def energy_label(df: pd.DataFrame) -> str:
 
 
 def session_note(rows: pd.DataFrame, series: pd.Series | None = None) -> str:
-    """The sessions of ``rows``: each with its host, when its rows were written and how many, and, when there are
-    several and ``series`` names what each row is drawn as, what each session holds."""
+    """The sessions of ``rows``: each with its host, when its rows were written and how many,
+    and, when there are several and ``series`` names what each row is drawn as, what each
+    session holds."""
     found = sessions(rows)
     names = session_names(rows)
     parts = []
