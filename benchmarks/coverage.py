@@ -21,8 +21,13 @@ its family gives it) and family, and a row completes that point. The counts come
 rows and the plans alone, so a closing note or a review can quote them without counting by
 hand.
 
+With ``--time-left``, the report also says what measuring the rest would take: each job's
+GPU-hours and minutes for the points that are not complete, every one from its first trial, by
+``llm-energy estimate-gpu-hours``'s time model fitted to the given tables' rows (at the trials
+per point its engine's rows took): an estimate, never a measurement.
+
     python benchmarks/coverage.py CONFIG [CONFIG ...] --tables resources/measurements/h200 \\
-        [--variant LAYER[,LAYER ...] ...] [--out COVERAGE.md]
+        [--variant LAYER[,LAYER ...] ...] [--time-left] [--out COVERAGE.md]
 
 A benchmark that reports numbers, not a test with a threshold.
 """
@@ -36,6 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from llm_energy.analysis.gpu_hours import estimate
 from llm_energy.config import load_config
 from llm_energy.errors import LlmEnergyError
 from llm_energy.measure.job import JobPlan, PointSpec
@@ -110,6 +116,53 @@ def coverage(
     return pd.concat([point_status(plan, found) for plan in jobs.values()], ignore_index=True)
 
 
+def time_left(configs: Sequence[str], status: pd.DataFrame, tables: Tables) -> pd.DataFrame:
+    """Per job of the study ``configs`` describe: its points that ``status`` (:func:`coverage`)
+    does not count complete, and the GPU-hours and job minutes they would take, each from its
+    first trial, at the trials per point its engine's rows took (``expected_gpu_hours`` of
+    :func:`llm_energy.analysis.gpu_hours.estimate`, fitted to the rows of ``tables``); NaN
+    where the tables hold no rows to fit a job's time by."""
+    jobs = plan_study(load_config(*configs))
+    open_points = status.loc[status["status"] != "complete", ["job", "point"]]
+    wanted = set(open_points.itertuples(index=False, name=None))
+    left = {
+        group: {
+            p.key: plan.protocol_of(p).min_trials if (group, p.key) in wanted else 0
+            for p in plan.points
+        }
+        for group, plan in jobs.items()
+    }
+    measured = pd.concat([table for _, table in tables], ignore_index=True)
+    table = estimate(jobs, measured, left)
+    out = table[["group", "points_left", "gpus", "expected_gpu_hours"]].rename(
+        columns={"group": "job", "expected_gpu_hours": "gpu_hours_left"}
+    )
+    out["job_min_left"] = 60 * out["gpu_hours_left"] / out["gpus"]
+    return out
+
+
+def _render_time_left(left: pd.DataFrame, device: str) -> list[str]:
+    """The jobs with points left, their estimated time, and the sum, said to be an estimate."""
+    open_jobs = left[left["points_left"] > 0]
+    if open_jobs.empty:
+        return ["", "left to measure: nothing"]
+    known = open_jobs["gpu_hours_left"].dropna()
+    unfitted = open_jobs.loc[open_jobs["gpu_hours_left"].isna(), "job"].tolist()
+    without = f"; {len(unfitted)} without rows to fit ({', '.join(unfitted)})" if unfitted else ""
+    return [
+        "",
+        "What the points left would take, by `llm-energy estimate-gpu-hours`'s time model "
+        f"fitted to these tables' rows on {device}, each point from its first trial "
+        "(ESTIMATE, not a measurement):",
+        "",
+        open_jobs.to_markdown(index=False, floatfmt=".2f"),
+        "",
+        f"left to measure: {int(open_jobs['points_left'].sum())} points of "
+        f"{len(open_jobs)} jobs, {known.sum():.2f} GPU-hours for the {len(known)} jobs "
+        f"with rows to fit{without}",
+    ]
+
+
 def counts(status: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     """Points by ``by`` (columns of :func:`coverage`'s lines), counted by status, with the
     share complete."""
@@ -139,9 +192,12 @@ def _counted(row: pd.Series) -> str:
     )
 
 
-def render(status: pd.DataFrame, tables: Tables, command: str = "") -> str:
+def render(
+    status: pd.DataFrame, tables: Tables, command: str = "", left: pd.DataFrame | None = None
+) -> str:
     """The counts by family and job, by family, and of the study's points each once, under
-    the ``command`` that wrote them."""
+    the ``command`` that wrote them; with ``left`` (:func:`time_left`), what the rest would
+    take."""
     lines = [f"`{command}`: {len(tables)} tables", ""] if command else []
     lines += [
         counts(status, ["family", "job"]).to_markdown(index=False, floatfmt=".3f"),
@@ -152,7 +208,15 @@ def render(status: pd.DataFrame, tables: Tables, command: str = "") -> str:
     each = status.drop_duplicates(["job", "point"]).assign(study="all")
     total = counts(each, ["study"]).iloc[0]
     lines.append(f"\nthe study's points, each once: {_counted(total)}")
+    if left is not None:
+        lines += _render_time_left(left, _devices(tables))
     return "\n".join(lines) + "\n"
+
+
+def _devices(tables: Tables) -> str:
+    """The GPUs the tables' rows were measured on, by name."""
+    names = {str(n) for _, t in tables for n in t.get("gpu_name", pd.Series(dtype=str)).dropna()}
+    return ", ".join(sorted(names)) or "the tables' hardware"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -167,6 +231,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=[],
         help="layers over the study, comma-separated, whose plans' rows count too",
     )
+    ap.add_argument(
+        "--time-left",
+        action="store_true",
+        help="also estimate the GPU time the points that are not complete would take",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     variants = [layers.split(",") for layers in args.variant]
@@ -176,11 +245,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         tables = read_tables(paths)
         status = coverage(args.configs, tables, variants)
+        left = time_left(args.configs, status, tables) if args.time_left else None
     except LlmEnergyError as exc:  # a wrong config key, a missing table: one line, no trace
         raise SystemExit(f"coverage: {exc}") from None
     given = [*args.configs, "--tables", *map(str, args.tables)]
     given += [word for layers in args.variant for word in ("--variant", layers)]
-    text = render(status, tables, shlex.join(["python", "benchmarks/coverage.py", *given]))
+    given += ["--time-left"] if args.time_left else []
+    command = shlex.join(["python", "benchmarks/coverage.py", *given])
+    text = render(status, tables, command, left)
     print(text, end="")
     if args.out:
         args.out.write_text(text)

@@ -690,6 +690,34 @@ def test_coverage_counts_rows_without_the_feed_forward_share_a_job_asks_for_apar
     assert "- architectures: 0 of 18 points complete, 9 without the feed-forward time share" in text
 
 
+def test_coverage_estimates_the_time_of_the_points_it_leaves_and_none_for_those_complete():
+    """--time-left: the OLMo PyTorch jobs of config/h100.yaml, whose points the ninth H100
+    session's rows leave without the feed-forward share, cost each point from its first trial;
+    with the shipped rows, which complete them, they cost nothing."""
+    from llm_energy.measure.resume import read_tables
+
+    bench = _load("coverage")
+    config = [str(ROOT / "config/h100.yaml")]
+    measurements = ROOT / "resources/measurements"
+    olmo = ["olmo-1b__pytorch", "olmo-7b__pytorch", "olmoe-1b-7b__pytorch"]
+    for folder in ("repeats/h100_without_ffn_share", "h100"):
+        tables = read_tables(sorted((measurements / folder).glob("trials__olmo*__pytorch.parquet")))
+        status = bench.coverage(config, tables)
+        left = bench.time_left(config, status, tables).set_index("job").loc[olmo]
+        if folder == "h100":
+            assert (left["points_left"] == 0).all() and (left["gpu_hours_left"] == 0).all()
+            text = bench.render(status, tables, left=left.reset_index())
+            assert text.endswith("\nleft to measure: nothing\n")
+        else:
+            assert (left["points_left"] == 3).all()
+            assert (left["gpu_hours_left"] > 0).all()
+            # Minutes on the job's GPUs: one GPU each here.
+            assert list(left["job_min_left"]) == pytest.approx(list(60 * left["gpu_hours_left"]))
+            text = bench.render(status, tables, left=left.reset_index())
+            assert "(ESTIMATE, not a measurement)" in text
+            assert "left to measure: 9 points of 3 jobs" in text
+
+
 @pytest.mark.parametrize(
     "report", sorted(p.name for p in (ROOT / "benchmarks/data").glob("*_coverage_*.md"))
 )
