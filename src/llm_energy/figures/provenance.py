@@ -68,7 +68,7 @@ def _written(first: pd.Timestamp, last: pd.Timestamp) -> str:
 
 
 def sessions(rows: pd.DataFrame) -> list[Session]:
-    """The sessions of ``rows`` in the order they started."""
+    """The sessions of ``rows`` in the order their first rows were written."""
     names = session_names(rows)
     when = pd.to_datetime(_text(rows, "timestamp"), errors="coerce", utc=True)
     host = _text(rows, "host")
