@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llm_energy.analysis.gpu_hours import estimate
+from llm_energy.analysis.gpu_hours import estimate, gpu_names
 from llm_energy.config import load_config
 from llm_energy.errors import LlmEnergyError
 from llm_energy.measure.job import JobPlan, PointSpec
@@ -209,14 +209,8 @@ def render(
     total = counts(each, ["study"]).iloc[0]
     lines.append(f"\nthe study's points, each once: {_counted(total)}")
     if left is not None:
-        lines += _render_time_left(left, _devices(tables))
+        lines += _render_time_left(left, gpu_names(pd.concat([t for _, t in tables])))
     return "\n".join(lines) + "\n"
-
-
-def _devices(tables: Tables) -> str:
-    """The GPUs the tables' rows were measured on, by name."""
-    names = {str(n) for _, t in tables for n in t.get("gpu_name", pd.Series(dtype=str)).dropna()}
-    return ", ".join(sorted(names)) or "the tables' hardware"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

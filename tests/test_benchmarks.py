@@ -704,17 +704,17 @@ def test_coverage_estimates_the_time_of_the_points_it_leaves_and_none_for_those_
         tables = read_tables(sorted((measurements / folder).glob("trials__olmo*__pytorch.parquet")))
         status = bench.coverage(config, tables)
         left = bench.time_left(config, status, tables).set_index("job").loc[olmo]
+        text = bench.render(status, tables, left=left.reset_index())
         if folder == "h100":
             assert (left["points_left"] == 0).all() and (left["gpu_hours_left"] == 0).all()
-            text = bench.render(status, tables, left=left.reset_index())
             assert text.endswith("\nleft to measure: nothing\n")
         else:
             assert (left["points_left"] == 3).all()
             assert (left["gpu_hours_left"] > 0).all()
             # Minutes on the job's GPUs: one GPU each here.
             assert list(left["job_min_left"]) == pytest.approx(list(60 * left["gpu_hours_left"]))
-            text = bench.render(status, tables, left=left.reset_index())
             assert "(ESTIMATE, not a measurement)" in text
+            assert "on NVIDIA H100 80GB HBM3," in text
             assert "left to measure: 9 points of 3 jobs" in text
 
 

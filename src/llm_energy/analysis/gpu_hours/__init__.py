@@ -528,7 +528,7 @@ def runtime_minutes(
     return min(max(steps, 2) * RUNTIME_STEP_MIN, RUNTIME_MAX_MIN)
 
 
-def _gpus(rows: pd.DataFrame) -> str:
+def gpu_names(rows: pd.DataFrame) -> str:
     """The GPUs the rows were measured on, as the basis names them."""
     return ", ".join(sorted(set(rows["gpu_name"].astype(str))))
 
@@ -562,7 +562,7 @@ def _served_model(plan: JobPlan, of_model: pd.DataFrame) -> tuple[ServedTimeMode
     basis = f"fitted to {_plural(fitted.runs, 'served run')}"
     if fitted.offline_runs:
         basis += f" and {_plural(fitted.offline_runs, 'offline run')}"
-    basis += f" measured on {_gpus(rows)}{other}"
+    basis += f" measured on {gpu_names(rows)}{other}"
     return fitted, basis
 
 
@@ -629,7 +629,7 @@ def _scaled_from_another_model(
         layers, flops, _ = scale_ratios(source, target)
         graphed = plan.engine.torch_compile or plan.engine.launches_graphs
         basis = (
-            f"fitted to {fitted.points} points of {name} measured on {_gpus(rows)}, scaled to "
+            f"fitted to {fitted.points} points of {name} measured on {gpu_names(rows)}, scaled to "
             f"{plan.model.name} (none of its own: layers x{layers:.2f}, "
             f"FLOPs per token x{flops:.2f}"
             + (", a graphed step by FLOPs)" if graphed else ", an eager step by layers)")
@@ -732,11 +732,11 @@ def _fitted_model(
     if len(fittable(measured)) >= 4:
         streams = stream_request_seconds(measured)
         fitted = dataclasses.replace(TimeModel.fit(measured), streams=streams)
-        basis = f"fitted to {fitted.points} points measured on {_gpus(measured)}"
+        basis = f"fitted to {fitted.points} points measured on {gpu_names(measured)}"
         basis += fitted.caveat(plan, counted_points(plan))
         return fitted, basis + stand_in, measured
     if len(fittable(measured)) and (shapes := MeasuredShapes.of(measured)).covers(plan):
-        basis = f"timed by its {shapes.points} points as measured on {_gpus(measured)}"
+        basis = f"timed by its {shapes.points} points as measured on {gpu_names(measured)}"
         return shapes, basis + stand_in, measured
     if measured.empty:
         return (*_scaled_from_another_model(plan, measurements, known), measured)
