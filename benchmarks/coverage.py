@@ -122,6 +122,10 @@ def time_left(configs: Sequence[str], status: pd.DataFrame, tables: Tables) -> p
     first trial, at the trials per point its engine's rows took (``expected_gpu_hours`` of
     :func:`llm_energy.analysis.gpu_hours.estimate`, fitted to the rows of ``tables``); NaN
     where the tables hold no rows to fit a job's time by."""
+    if not tables:
+        raise LlmEnergyError(
+            "--time-left fits the time model to the tables' rows, and no table was given"
+        )
     jobs = plan_study(load_config(*configs))
     open_points = status.loc[status["status"] != "complete", ["job", "point"]]
     wanted = set(open_points.itertuples(index=False, name=None))

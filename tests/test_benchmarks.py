@@ -762,3 +762,17 @@ def test_the_control_drift_lists_each_sessions_control_once_per_drift_and_sums_u
     assert summary.loc["vllm", "energy_max_pct"] == 5.0
     assert summary.loc["vllm", "lines_time_under_1pct"] == 2
     assert summary.loc["pytorch", "time_median_pct"] == 30.0
+
+
+def test_coverage_time_left_over_no_tables_stops_with_one_line(tmp_path, capsys):
+    """--time-left without a table to fit the time model by: one line, no pandas trace; the
+    counts alone still print without the flag."""
+    bench = _load("coverage")
+    config = str(ROOT / "config/h100.yaml")
+    with pytest.raises(SystemExit) as stop:
+        bench.main([config, "--tables", str(tmp_path), "--time-left"])
+    assert str(stop.value) == (
+        "coverage: --time-left fits the time model to the tables' rows, and no table was given"
+    )
+    bench.main([config, "--tables", str(tmp_path)])
+    assert "points complete" in capsys.readouterr().out
